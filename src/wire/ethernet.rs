@@ -1,0 +1,90 @@
+//! Ethernet II frames as read from and written to the TAP device.
+
+use super::{get_u16, Error, Result};
+
+pub const HEADER_LEN: usize = 14;
+
+/// A 48-bit MAC address.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
+pub struct Mac(pub [u8; 6]);
+
+impl Mac {
+    pub const BROADCAST: Mac = Mac([0xff; 6]);
+
+    /// Group bit set: broadcast or multicast.
+    pub fn is_multicast(&self) -> bool {
+        self.0[0] & 1 == 1
+    }
+}
+
+impl core::fmt::Display for Mac {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+/// A view of an Ethernet frame.
+#[derive(Debug)]
+pub struct Frame<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Frame<T> {
+    pub fn new_unchecked(buffer: T) -> Frame<T> {
+        Frame { buffer }
+    }
+
+    pub fn new_checked(buffer: T) -> Result<Frame<T>> {
+        if buffer.as_ref().len() < HEADER_LEN {
+            return Err(Error);
+        }
+        Ok(Frame { buffer })
+    }
+
+    fn mac_at(&self, at: usize) -> Mac {
+        let mut m = [0u8; 6];
+        m.copy_from_slice(&self.buffer.as_ref()[at..at + 6]);
+        Mac(m)
+    }
+
+    pub fn dst(&self) -> Mac {
+        self.mac_at(0)
+    }
+
+    pub fn src(&self) -> Mac {
+        self.mac_at(6)
+    }
+
+    pub fn ethertype(&self) -> u16 {
+        get_u16(self.buffer.as_ref(), 12)
+    }
+
+    pub fn payload(&self) -> &[u8] {
+        &self.buffer.as_ref()[HEADER_LEN..]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deconstruct() {
+        let mut f = [0u8; 20];
+        f[..6].copy_from_slice(&[0xff; 6]);
+        f[6..12].copy_from_slice(&[0x02, 1, 2, 3, 4, 5]);
+        f[12..14].copy_from_slice(&[0x08, 0x06]);
+        let fr = Frame::new_checked(&f[..]).unwrap();
+        assert!(fr.dst().is_multicast());
+        assert!(!fr.src().is_multicast());
+        assert_eq!(fr.src().to_string(), "02:01:02:03:04:05");
+        assert_eq!(fr.ethertype(), 0x0806);
+        assert_eq!(fr.payload().len(), 6);
+        assert!(Frame::new_checked(&f[..13]).is_err());
+    }
+}

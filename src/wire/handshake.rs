@@ -1,0 +1,337 @@
+//! The two handshake messages.
+//!
+//! Init (initiator → responder), 148 + L bytes:
+//! ```text
+//!  0 version | 1 type=1 | 2..4 reserved
+//!  4..8    sender index (initiator's session index)
+//!  8..40   responder hint: the responder's node key, or zeros for "whoever is there"
+//!  40..72  initiator's ephemeral X25519 public key
+//!  72..80  timestamp (µs since the Unix epoch; strictly increasing per initiator)
+//!  80 credential type | 81 reserved | 82..84 credential length L
+//!  84..84+L credential
+//!  then 64  Ed25519 signature over "ringvpn-init" ‖ bytes 0..84+L
+//! ```
+//! Resp (responder → initiator), 132 + L bytes:
+//! ```text
+//!  0 version | 1 type=2 | 2..4 reserved
+//!  4..8    sender index (responder's session index)
+//!  8..12   receiver index (the initiator's sender index)
+//!  12..44  responder's ephemeral X25519 public key
+//!  44 observed family (4 or 6) | 45 reserved | 46..48 observed port
+//!  48..64  observed address (IPv4 in 48..52, rest zero)
+//!  64 credential type | 65 reserved | 66..68 credential length L
+//!  68..68+L credential
+//!  then 64  Ed25519 signature over "ringvpn-resp" ‖ SHA-256(init) ‖ bytes 0..68+L
+//! ```
+//! The observed endpoint is where the responder saw the init come from: how
+//! a node behind a NAT learns its public mapping without a STUN server.
+
+use super::{get_u16, get_u32, get_u64, Error, MsgType, Result, VERSION};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+pub const SIG_LEN: usize = 64;
+pub const KEY_LEN: usize = 32;
+/// Upper bound on a credential; keeps every handshake inside one datagram.
+pub const MAX_CRED_LEN: usize = 1024;
+pub const INIT_FIXED_LEN: usize = 84 + SIG_LEN;
+pub const RESP_FIXED_LEN: usize = 68 + SIG_LEN;
+
+/// What a credential field holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum CredType {
+    /// A bare Ed25519 public key, trusted because it is in the config.
+    PublicKey = 1,
+    /// Reserved for the CA-signed node certificate.
+    Certificate = 2,
+}
+
+impl CredType {
+    pub fn from_u8(v: u8) -> Option<CredType> {
+        match v {
+            1 => Some(CredType::PublicKey),
+            2 => Some(CredType::Certificate),
+            _ => None,
+        }
+    }
+}
+
+fn key_at(b: &[u8], at: usize) -> &[u8; KEY_LEN] {
+    b[at..at + KEY_LEN].try_into().expect("checked length")
+}
+
+/// Checks `len` against fixed part + credential length field, exactly.
+fn check_exact(b: &[u8], fixed: usize, cred_len_at: usize) -> Result<usize> {
+    if b.len() < fixed {
+        return Err(Error);
+    }
+    let cred_len = usize::from(get_u16(b, cred_len_at));
+    if cred_len > MAX_CRED_LEN || b.len() != fixed + cred_len {
+        return Err(Error);
+    }
+    Ok(cred_len)
+}
+
+/// A view of a handshake init.
+#[derive(Debug)]
+pub struct InitPacket<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> InitPacket<T> {
+    /// Accepts only a well-formed init with no trailing bytes.
+    pub fn new_checked(buffer: T) -> Result<InitPacket<T>> {
+        let b = buffer.as_ref();
+        if b.len() < 2 || b[0] != VERSION || b[1] != MsgType::HandshakeInit as u8 {
+            return Err(Error);
+        }
+        check_exact(b, INIT_FIXED_LEN, 82)?;
+        Ok(InitPacket { buffer })
+    }
+
+    fn b(&self) -> &[u8] {
+        self.buffer.as_ref()
+    }
+    pub fn sender(&self) -> u32 {
+        get_u32(self.b(), 4)
+    }
+    pub fn responder_hint(&self) -> &[u8; KEY_LEN] {
+        key_at(self.b(), 8)
+    }
+    pub fn ephemeral(&self) -> &[u8; KEY_LEN] {
+        key_at(self.b(), 40)
+    }
+    pub fn timestamp(&self) -> u64 {
+        get_u64(self.b(), 72)
+    }
+    pub fn cred_type(&self) -> u8 {
+        self.b()[80]
+    }
+    pub fn cred(&self) -> &[u8] {
+        let len = usize::from(get_u16(self.b(), 82));
+        &self.b()[84..84 + len]
+    }
+    /// The bytes covered by the signature (after its label).
+    pub fn signed(&self) -> &[u8] {
+        let b = self.b();
+        &b[..b.len() - SIG_LEN]
+    }
+    pub fn signature(&self) -> &[u8] {
+        let b = self.b();
+        &b[b.len() - SIG_LEN..]
+    }
+}
+
+/// The fields of an init, for emitting one.
+#[derive(Debug, Clone)]
+pub struct InitRepr<'a> {
+    pub sender: u32,
+    pub responder_hint: [u8; KEY_LEN],
+    pub ephemeral: [u8; KEY_LEN],
+    pub timestamp: u64,
+    pub cred_type: CredType,
+    pub cred: &'a [u8],
+}
+
+impl InitRepr<'_> {
+    pub fn buffer_len(&self) -> usize {
+        INIT_FIXED_LEN + self.cred.len()
+    }
+
+    /// Writes everything but the signature; returns where the signature goes.
+    pub fn emit_unsigned(&self, out: &mut [u8]) -> usize {
+        out[0] = VERSION;
+        out[1] = MsgType::HandshakeInit as u8;
+        out[2..4].fill(0);
+        out[4..8].copy_from_slice(&self.sender.to_be_bytes());
+        out[8..40].copy_from_slice(&self.responder_hint);
+        out[40..72].copy_from_slice(&self.ephemeral);
+        out[72..80].copy_from_slice(&self.timestamp.to_be_bytes());
+        out[80] = self.cred_type as u8;
+        out[81] = 0;
+        out[82..84].copy_from_slice(&(self.cred.len() as u16).to_be_bytes());
+        out[84..84 + self.cred.len()].copy_from_slice(self.cred);
+        84 + self.cred.len()
+    }
+}
+
+/// A view of a handshake response.
+#[derive(Debug)]
+pub struct RespPacket<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> RespPacket<T> {
+    /// Accepts only a well-formed response with no trailing bytes.
+    pub fn new_checked(buffer: T) -> Result<RespPacket<T>> {
+        let b = buffer.as_ref();
+        if b.len() < 2 || b[0] != VERSION || b[1] != MsgType::HandshakeResp as u8 {
+            return Err(Error);
+        }
+        check_exact(b, RESP_FIXED_LEN, 66)?;
+        if b[44] != 4 && b[44] != 6 {
+            return Err(Error);
+        }
+        Ok(RespPacket { buffer })
+    }
+
+    fn b(&self) -> &[u8] {
+        self.buffer.as_ref()
+    }
+    pub fn sender(&self) -> u32 {
+        get_u32(self.b(), 4)
+    }
+    pub fn receiver(&self) -> u32 {
+        get_u32(self.b(), 8)
+    }
+    pub fn ephemeral(&self) -> &[u8; KEY_LEN] {
+        key_at(self.b(), 12)
+    }
+    /// Where the responder saw our init come from.
+    pub fn observed(&self) -> SocketAddr {
+        let b = self.b();
+        let port = get_u16(b, 46);
+        let ip = if b[44] == 4 {
+            IpAddr::V4(Ipv4Addr::new(b[48], b[49], b[50], b[51]))
+        } else {
+            let a: [u8; 16] = b[48..64].try_into().expect("checked length");
+            IpAddr::V6(Ipv6Addr::from(a))
+        };
+        SocketAddr::new(ip, port)
+    }
+    pub fn cred_type(&self) -> u8 {
+        self.b()[64]
+    }
+    pub fn cred(&self) -> &[u8] {
+        let len = usize::from(get_u16(self.b(), 66));
+        &self.b()[68..68 + len]
+    }
+    pub fn signed(&self) -> &[u8] {
+        let b = self.b();
+        &b[..b.len() - SIG_LEN]
+    }
+    pub fn signature(&self) -> &[u8] {
+        let b = self.b();
+        &b[b.len() - SIG_LEN..]
+    }
+}
+
+/// The fields of a response, for emitting one.
+#[derive(Debug, Clone)]
+pub struct RespRepr<'a> {
+    pub sender: u32,
+    pub receiver: u32,
+    pub ephemeral: [u8; KEY_LEN],
+    pub observed: SocketAddr,
+    pub cred_type: CredType,
+    pub cred: &'a [u8],
+}
+
+impl RespRepr<'_> {
+    pub fn buffer_len(&self) -> usize {
+        RESP_FIXED_LEN + self.cred.len()
+    }
+
+    /// Writes everything but the signature; returns where the signature goes.
+    pub fn emit_unsigned(&self, out: &mut [u8]) -> usize {
+        out[0] = VERSION;
+        out[1] = MsgType::HandshakeResp as u8;
+        out[2..4].fill(0);
+        out[4..8].copy_from_slice(&self.sender.to_be_bytes());
+        out[8..12].copy_from_slice(&self.receiver.to_be_bytes());
+        out[12..44].copy_from_slice(&self.ephemeral);
+        out[45] = 0;
+        out[46..48].copy_from_slice(&self.observed.port().to_be_bytes());
+        out[48..64].fill(0);
+        match self.observed.ip() {
+            IpAddr::V4(a) => {
+                out[44] = 4;
+                out[48..52].copy_from_slice(&a.octets());
+            }
+            IpAddr::V6(a) => {
+                out[44] = 6;
+                out[48..64].copy_from_slice(&a.octets());
+            }
+        }
+        out[64] = self.cred_type as u8;
+        out[65] = 0;
+        out[66..68].copy_from_slice(&(self.cred.len() as u16).to_be_bytes());
+        out[68..68 + self.cred.len()].copy_from_slice(self.cred);
+        68 + self.cred.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_construct_and_deconstruct() {
+        let cred = [7u8; 32];
+        let repr = InitRepr {
+            sender: 0x0102_0304,
+            responder_hint: [0; 32],
+            ephemeral: [9; 32],
+            timestamp: 0x1122_3344_5566_7788,
+            cred_type: CredType::PublicKey,
+            cred: &cred,
+        };
+        let mut out = vec![0u8; repr.buffer_len()];
+        let at = repr.emit_unsigned(&mut out);
+        assert_eq!(at, 116);
+        out[at..].fill(0x55);
+        assert_eq!(&out[..8], &[1, 1, 0, 0, 1, 2, 3, 4]);
+        assert_eq!(
+            &out[72..84],
+            &[0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 1, 0, 0, 32]
+        );
+        let p = InitPacket::new_checked(&out[..]).unwrap();
+        assert_eq!(p.sender(), 0x0102_0304);
+        assert_eq!(p.ephemeral(), &[9; 32]);
+        assert_eq!(p.timestamp(), 0x1122_3344_5566_7788);
+        assert_eq!(p.cred_type(), 1);
+        assert_eq!(p.cred(), &cred);
+        assert_eq!(p.signature(), &[0x55; 64]);
+        assert_eq!(p.signed().len(), 116);
+        // Trailing or missing bytes are refused.
+        let mut longer = out.clone();
+        longer.push(0);
+        assert!(InitPacket::new_checked(&longer[..]).is_err());
+        assert!(InitPacket::new_checked(&out[..out.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn resp_round_trip_v4_and_v6() {
+        for observed in ["198.18.0.7:5140", "[2001:db8::1]:9"] {
+            let observed: SocketAddr = observed.parse().unwrap();
+            let repr = RespRepr {
+                sender: 5,
+                receiver: 6,
+                ephemeral: [3; 32],
+                observed,
+                cred_type: CredType::PublicKey,
+                cred: &[1; 32],
+            };
+            let mut out = vec![0u8; repr.buffer_len()];
+            repr.emit_unsigned(&mut out);
+            let p = RespPacket::new_checked(&out[..]).unwrap();
+            assert_eq!((p.sender(), p.receiver()), (5, 6));
+            assert_eq!(p.observed(), observed);
+            assert_eq!(p.cred(), &[1; 32]);
+        }
+    }
+
+    #[test]
+    fn bad_family_and_huge_cred_are_refused() {
+        let mut out = vec![0u8; RESP_FIXED_LEN];
+        out[0] = 1;
+        out[1] = 2;
+        out[44] = 5;
+        assert!(RespPacket::new_checked(&out[..]).is_err());
+        let mut init = vec![0u8; INIT_FIXED_LEN + MAX_CRED_LEN + 1];
+        init[0] = 1;
+        init[1] = 1;
+        init[82..84].copy_from_slice(&((MAX_CRED_LEN + 1) as u16).to_be_bytes());
+        assert!(InitPacket::new_checked(&init[..]).is_err());
+    }
+}

@@ -1,0 +1,98 @@
+//! Wire formats as zero-copy views.
+//!
+//! Each format follows smoltcp's contract: a `Packet<T: AsRef<[u8]>>` holds
+//! only the buffer; `new_checked` is the only way to read untrusted bytes and
+//! guarantees that every getter stays in bounds (getters may panic only on a
+//! packet built with `new_unchecked` and never checked). Setters need
+//! `AsMut<[u8]>`. All multi-byte fields are big-endian; no field is `usize`.
+//! docs/PROTOCOL.md defines every byte; the tests at the end of each file are
+//! byte fixtures of that document.
+
+pub mod data;
+pub mod ethernet;
+pub mod handshake;
+
+/// A message failed to parse. Deliberately a unit: the caller turns it into a
+/// counted drop, and a detailed reason would only help an attacker probe us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Error;
+
+pub type Result<T> = core::result::Result<T, Error>;
+
+/// Protocol version carried in the first byte of every datagram.
+pub const VERSION: u8 = 1;
+
+/// Bytes common to every message: version, type, two reserved bytes.
+pub const COMMON_HEADER_LEN: usize = 4;
+
+/// The message type, the second byte of every datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum MsgType {
+    /// First handshake message, initiator → responder.
+    HandshakeInit = 1,
+    /// Second handshake message, responder → initiator.
+    HandshakeResp = 2,
+    /// An Ethernet frame sealed in a session.
+    Frame = 3,
+    /// A link-control message (ping/pong, later overlay) sealed in a session.
+    Control = 4,
+}
+
+impl MsgType {
+    pub fn from_u8(v: u8) -> Option<MsgType> {
+        Some(match v {
+            1 => MsgType::HandshakeInit,
+            2 => MsgType::HandshakeResp,
+            3 => MsgType::Frame,
+            4 => MsgType::Control,
+            _ => return None,
+        })
+    }
+}
+
+/// Reads version and type; the receive path dispatches on the result.
+pub fn peek(bytes: &[u8]) -> core::result::Result<MsgType, PeekError> {
+    if bytes.len() < COMMON_HEADER_LEN {
+        return Err(PeekError::Truncated);
+    }
+    if bytes[0] != VERSION {
+        return Err(PeekError::Version);
+    }
+    MsgType::from_u8(bytes[1]).ok_or(PeekError::Type)
+}
+
+/// Why [`peek`] refused a datagram (each maps to its own drop counter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeekError {
+    Truncated,
+    Version,
+    Type,
+}
+
+pub(crate) fn get_u16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+pub(crate) fn get_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+pub(crate) fn get_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_be_bytes(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peek_classifies() {
+        assert_eq!(peek(&[1, 3, 0, 0]), Ok(MsgType::Frame));
+        assert_eq!(peek(&[1, 3, 0]), Err(PeekError::Truncated));
+        assert_eq!(peek(&[2, 3, 0, 0]), Err(PeekError::Version));
+        assert_eq!(peek(&[1, 9, 0, 0]), Err(PeekError::Type));
+    }
+}

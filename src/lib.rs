@@ -4,6 +4,7 @@
 pub mod base64;
 pub mod buf;
 pub mod crypto;
+pub mod node;
 pub mod rand;
 pub mod time;
 pub mod wire;

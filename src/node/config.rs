@@ -1,0 +1,76 @@
+//! What the core needs to know to run: peers and protocol timers.
+
+use crate::crypto::NodeKey;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A statically configured peer.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    pub name: String,
+    pub key: NodeKey,
+    pub endpoint: Option<SocketAddr>,
+}
+
+/// Protocol timers. The defaults follow WireGuard's, whose reasoning holds
+/// here too; tests shrink them to exercise rekeying in virtual time.
+#[derive(Debug, Clone)]
+pub struct Timers {
+    /// Start a new handshake when the current session is this old.
+    pub rekey_after_time: Duration,
+    /// ...or has sent this many messages.
+    pub rekey_after_messages: u64,
+    /// Never use a session older than this (bounds the damage of a key leak).
+    pub reject_after_time: Duration,
+    /// Ping an established link this often: measures RTT, keeps NAT mappings
+    /// open (Linux drops idle unreplied UDP mappings after 30 s) and detects
+    /// dead peers.
+    pub keepalive_interval: Duration,
+    /// A link with nothing heard for this long is re-handshaken (3 missed pings).
+    pub dead_after: Duration,
+    /// First handshake retransmission delay; doubles per attempt.
+    pub handshake_retry_base: Duration,
+    /// Cap on the retransmission delay (we keep trying static peers forever).
+    pub handshake_retry_max: Duration,
+}
+
+impl Default for Timers {
+    fn default() -> Timers {
+        Timers {
+            rekey_after_time: Duration::from_secs(120),
+            rekey_after_messages: 1 << 60,
+            reject_after_time: Duration::from_secs(180),
+            keepalive_interval: Duration::from_secs(10),
+            dead_after: Duration::from_secs(35),
+            handshake_retry_base: Duration::from_secs(1),
+            handshake_retry_max: Duration::from_secs(16),
+        }
+    }
+}
+
+/// Everything the core is built from.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub peers: Vec<PeerConfig>,
+    pub timers: Timers,
+    /// Packet buffers in the pool. 512 × 2 KiB = 1 MiB of address space, of
+    /// which only the buffers actually in flight become resident.
+    pub pool_slots: u32,
+    /// Wall-clock time (µs since the Unix epoch) at `Instant::ZERO`: handshake
+    /// timestamps must keep increasing across restarts.
+    pub wall_origin_us: u64,
+    /// Seed for protocol randomness (indices, jitter).
+    pub rng_seed: u64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> NodeConfig {
+        NodeConfig {
+            peers: Vec::new(),
+            timers: Timers::default(),
+            pool_slots: 512,
+            wall_origin_us: 0,
+            rng_seed: 0,
+        }
+    }
+}

@@ -1,0 +1,554 @@
+//! The sans-IO node: the whole protocol, driven by its caller.
+//!
+//! Inputs are `handle_*(now, …)` calls: a frame read from the TAP, a datagram
+//! received from an endpoint, or a timer. Outputs are drained with `poll_*`
+//! after every input: datagrams to send ([`Node::poll_transmit`]), frames to
+//! write to the TAP ([`Node::poll_frame`]) and the next deadline
+//! ([`Node::poll_timeout`]). The node owns the buffer pool; handles travel
+//! through it and back to [`Pool::free`] when the caller has done the I/O.
+//! No socket, file or clock is touched here, which is why the same node runs
+//! in the mio shell, in the benchmarks and in the simulator.
+
+pub mod config;
+mod limiter;
+pub mod peer;
+pub mod stats;
+pub mod status;
+mod switch;
+
+use crate::buf::{PacketBuf, Pool};
+use crate::crypto::handshake::{self, HandshakeError};
+use crate::crypto::session::OpenError;
+use crate::crypto::{Identity, NodeKey};
+use crate::rand::{Rng, SeededRng};
+use crate::time::Instant;
+use crate::wire::{self, data, ethernet, MsgType, PeekError};
+pub use config::{NodeConfig, PeerConfig, Timers};
+use limiter::HandshakeLimiter;
+use peer::{Peer, Pending, Slot};
+pub use stats::{DropReason, Stats};
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+use switch::MacTable;
+
+/// Index of a peer in the node's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PeerIdx(pub u16);
+
+/// A datagram to send.
+#[derive(Debug)]
+pub struct Transmit {
+    pub dst: SocketAddr,
+    pub buf: PacketBuf,
+}
+
+/// Output queue bound: a full batch in each direction with room to spare.
+/// The shell drains after every input, so a full queue means it is stuck.
+pub const MAX_QUEUED: usize = 1024;
+
+/// Link-control message kinds (inside a sealed `Control` message).
+const CTRL_PING: u8 = 1;
+const CTRL_PONG: u8 = 2;
+/// kind, 3 reserved bytes, 8-byte echo timestamp (µs).
+const CTRL_PING_LEN: usize = 12;
+
+pub struct Node {
+    identity: Identity,
+    timers: Timers,
+    pool: Pool,
+    peers: Vec<Peer>,
+    by_key: BTreeMap<NodeKey, PeerIdx>,
+    /// Our session (and pending handshake) indices → peer.
+    by_index: BTreeMap<u32, PeerIdx>,
+    macs: MacTable,
+    transmits: VecDeque<Transmit>,
+    frames: VecDeque<PacketBuf>,
+    stats: Stats,
+    limiter: HandshakeLimiter,
+    rng: SeededRng,
+    sysrand: ring::rand::SystemRandom,
+    wall_origin_us: u64,
+    last_timestamp: u64,
+}
+
+impl Node {
+    pub fn new(identity: Identity, cfg: NodeConfig, now: Instant) -> Node {
+        let mut by_key = BTreeMap::new();
+        let mut peers = Vec::new();
+        for pc in cfg.peers.iter().take(usize::from(u16::MAX)) {
+            if pc.key == identity.public() || by_key.contains_key(&pc.key) {
+                continue;
+            }
+            by_key.insert(pc.key, PeerIdx(peers.len() as u16));
+            peers.push(Peer::new(pc));
+        }
+        Node {
+            identity,
+            timers: cfg.timers,
+            pool: Pool::new(cfg.pool_slots),
+            peers,
+            by_key,
+            by_index: BTreeMap::new(),
+            macs: MacTable::default(),
+            transmits: VecDeque::with_capacity(MAX_QUEUED),
+            frames: VecDeque::with_capacity(MAX_QUEUED),
+            stats: Stats::default(),
+            limiter: HandshakeLimiter::new(now),
+            rng: SeededRng::new(cfg.rng_seed),
+            sysrand: ring::rand::SystemRandom::new(),
+            wall_origin_us: cfg.wall_origin_us,
+            last_timestamp: 0,
+        }
+    }
+
+    pub fn public_key(&self) -> NodeKey {
+        self.identity.public()
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub fn pool_mut(&mut self) -> &mut Pool {
+        &mut self.pool
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn timers(&self) -> &Timers {
+        &self.timers
+    }
+
+    /// Counts a drop the shell observed (e.g. the pool was empty on read).
+    pub fn count_drop(&mut self, reason: DropReason) {
+        self.stats.count(reason);
+    }
+
+    fn drop_buf(&mut self, buf: PacketBuf, reason: DropReason) {
+        self.stats.count(reason);
+        self.pool.free(buf);
+    }
+
+    // ----- outputs -----
+
+    /// Next datagram to send. Drain after every `handle_*` call.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// Puts back a datagram the shell could not send yet (socket full), to
+    /// be sent first next time.
+    pub fn unpoll_transmit(&mut self, t: Transmit) {
+        self.transmits.push_front(t);
+    }
+
+    /// Datagrams waiting to be sent.
+    pub fn transmits_queued(&self) -> usize {
+        self.transmits.len()
+    }
+
+    /// Next frame to write to the TAP. Drain after every `handle_*` call.
+    pub fn poll_frame(&mut self) -> Option<PacketBuf> {
+        self.frames.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.peers
+            .iter()
+            .filter_map(|p| p.deadline(&self.timers))
+            .min()
+    }
+
+    fn queue_transmit(&mut self, dst: SocketAddr, buf: PacketBuf) {
+        if self.transmits.len() >= MAX_QUEUED {
+            self.drop_buf(buf, DropReason::QueueFull);
+        } else {
+            self.transmits.push_back(Transmit { dst, buf });
+        }
+    }
+
+    // ----- inputs: TAP side -----
+
+    /// A frame read from the TAP device.
+    pub fn handle_frame(&mut self, now: Instant, buf: PacketBuf) {
+        let dst = match ethernet::Frame::new_checked(self.pool.data(&buf)) {
+            Ok(f) => f.dst(),
+            Err(_) => return self.drop_buf(buf, DropReason::BadFrame),
+        };
+        if let Some(p) = self.macs.lookup(dst, now) {
+            return self.send_to_peer(now, p, MsgType::Frame, buf);
+        }
+        // Broadcast, multicast or unknown unicast: flood to every peer.
+        let n = self.peers.len();
+        if n == 0 {
+            return self.drop_buf(buf, DropReason::NoEndpoint);
+        }
+        for i in 1..n {
+            match self.pool.duplicate(&buf) {
+                Some(copy) => self.send_to_peer(now, PeerIdx(i as u16), MsgType::Frame, copy),
+                None => self.stats.count(DropReason::PoolEmpty),
+            }
+        }
+        self.send_to_peer(now, PeerIdx(0), MsgType::Frame, buf);
+    }
+
+    /// Seals `buf` for `p` and queues it, or parks it until a session exists.
+    fn send_to_peer(&mut self, now: Instant, p: PeerIdx, ty: MsgType, mut buf: PacketBuf) {
+        let peer = &mut self.peers[usize::from(p.0)];
+        let Some(dst) = peer.endpoint else {
+            return self.drop_buf(buf, DropReason::NoEndpoint);
+        };
+        let Some(session) = peer.sessions.current.as_mut() else {
+            if peer.waiting.len() >= peer::MAX_WAITING {
+                let old = peer.waiting.remove(0);
+                self.drop_buf(old, DropReason::NoSession);
+            }
+            self.peers[usize::from(p.0)].waiting.push(buf);
+            if self.peers[usize::from(p.0)].pending.is_none() {
+                self.start_handshake(now, p);
+            }
+            return;
+        };
+        let Some(counter) = session.next_counter() else {
+            return self.drop_buf(buf, DropReason::NoSession);
+        };
+        let payload_len = buf.len();
+        let Some(hdr) = self.pool.prepend(&mut buf, data::HEADER_LEN) else {
+            return self.drop_buf(buf, DropReason::BadFrame);
+        };
+        data::emit_header(hdr, ty, session.remote_index, counter);
+        let bytes = self.pool.data_mut(&buf);
+        let (hdr, payload) = bytes.split_at_mut(data::HEADER_LEN);
+        let tag = session.seal(counter, hdr, &mut payload[..payload_len]);
+        let Some(t) = self.pool.append(&mut buf, data::TAG_LEN) else {
+            return self.drop_buf(buf, DropReason::BadFrame);
+        };
+        t.copy_from_slice(&tag);
+        let rekey = session.sent() >= self.timers.rekey_after_messages;
+        peer.tx_bytes += payload_len as u64;
+        peer.tx_packets += 1;
+        let pending = peer.pending.is_some();
+        self.queue_transmit(dst, buf);
+        if rekey && !pending {
+            self.start_handshake(now, p);
+        }
+    }
+
+    // ----- inputs: network side -----
+
+    /// A datagram received from `from`.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, buf: PacketBuf) {
+        match wire::peek(self.pool.data(&buf)) {
+            Err(PeekError::Truncated) => self.drop_buf(buf, DropReason::BadLength),
+            Err(PeekError::Version) => self.drop_buf(buf, DropReason::BadVersion),
+            Err(PeekError::Type) => self.drop_buf(buf, DropReason::BadType),
+            Ok(MsgType::HandshakeInit) => self.handle_init(now, from, buf),
+            Ok(MsgType::HandshakeResp) => self.handle_resp(now, from, buf),
+            Ok(MsgType::Frame | MsgType::Control) => self.handle_sealed(now, from, buf),
+        }
+    }
+
+    fn handshake_drop(&mut self, e: HandshakeError) {
+        self.stats.count(match e {
+            HandshakeError::Malformed => DropReason::BadLength,
+            HandshakeError::UnknownPeer => DropReason::UnknownPeer,
+            HandshakeError::NotForUs => DropReason::NotForUs,
+            HandshakeError::Auth => DropReason::AuthFailure,
+        });
+    }
+
+    fn handle_init(&mut self, now: Instant, from: SocketAddr, buf: PacketBuf) {
+        if !self.limiter.allow(from.ip(), now) {
+            return self.drop_buf(buf, DropReason::RateLimited);
+        }
+        let me = self.identity.public();
+        let by_key = &self.by_key;
+        let checked = handshake::check_init(self.pool.data(&buf), me, |k| by_key.contains_key(k));
+        self.pool.free(buf);
+        let init = match checked {
+            Ok(init) => init,
+            Err(e) => return self.handshake_drop(e),
+        };
+        let p = self.by_key[&init.peer];
+        if init.timestamp <= self.peers[usize::from(p.0)].last_init_timestamp {
+            return self.stats.count(DropReason::HandshakeReplay);
+        }
+        let Some(mut out) = self.pool.alloc() else {
+            return self.stats.count(DropReason::PoolEmpty);
+        };
+        let local_index = self.new_index(p);
+        let space = self.pool.space_mut(&out);
+        let result = handshake::respond(
+            &self.identity,
+            &self.sysrand,
+            &init,
+            local_index,
+            from,
+            now,
+            space,
+        );
+        let (session, len) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.by_index.remove(&local_index);
+                self.pool.free(out);
+                return self.handshake_drop(e);
+            }
+        };
+        self.pool.set_len(&mut out, len);
+        let peer = &mut self.peers[usize::from(p.0)];
+        peer.last_init_timestamp = init.timestamp;
+        peer.endpoint = Some(from);
+        if let Some(old) = peer.sessions.install_responded(session) {
+            self.by_index.remove(&old);
+        }
+        log::debug!("handshake from {} ({}) answered", peer.name, from);
+        self.queue_transmit(from, out);
+    }
+
+    fn handle_resp(&mut self, now: Instant, from: SocketAddr, buf: PacketBuf) {
+        let receiver = match handshake::resp_receiver(self.pool.data(&buf)) {
+            Ok(r) => r,
+            Err(e) => {
+                self.pool.free(buf);
+                return self.handshake_drop(e);
+            }
+        };
+        let Some(&p) = self.by_index.get(&receiver) else {
+            return self.drop_buf(buf, DropReason::UnknownSession);
+        };
+        let peer = &mut self.peers[usize::from(p.0)];
+        let Some(pending) = peer.pending.as_mut().filter(|x| x.local_index == receiver) else {
+            return self.drop_buf(buf, DropReason::UnknownSession);
+        };
+        let key = peer.key;
+        let result =
+            handshake::finish(&mut pending.state, self.pool.data(&buf), |k| *k == key, now);
+        self.pool.free(buf);
+        let done = match result {
+            Ok(d) => d,
+            Err(e) => return self.handshake_drop(e),
+        };
+        let sent_at = pending.sent_at;
+        peer.pending = None;
+        peer.endpoint = Some(from);
+        peer.observed = Some(done.observed);
+        peer.last_handshake = Some(now);
+        peer.rtt = Some(now.saturating_since(sent_at));
+        if let Some(old) = peer.sessions.install_initiated(done.session) {
+            self.by_index.remove(&old);
+        }
+        self.stats.handshakes_completed += 1;
+        log::info!("link to {} ({}) established", peer.name, from);
+        // Confirm the session to the responder at once (it may not send on
+        // it before hearing from us), then release what waited for it.
+        self.send_ping(now, p);
+        let waiting = core::mem::take(&mut self.peers[usize::from(p.0)].waiting);
+        for buf in waiting {
+            self.send_to_peer(now, p, MsgType::Frame, buf);
+        }
+    }
+
+    fn handle_sealed(&mut self, now: Instant, from: SocketAddr, mut buf: PacketBuf) {
+        let (receiver, counter, ty) = match data::Packet::new_checked(self.pool.data(&buf)) {
+            Ok(pkt) => (pkt.receiver(), pkt.counter(), pkt.msg_type()),
+            Err(_) => return self.drop_buf(buf, DropReason::BadLength),
+        };
+        let Some(&p) = self.by_index.get(&receiver) else {
+            return self.drop_buf(buf, DropReason::UnknownSession);
+        };
+        let peer = &mut self.peers[usize::from(p.0)];
+        let Some((slot, session)) = peer.sessions.find_mut(receiver) else {
+            return self.drop_buf(buf, DropReason::UnknownSession);
+        };
+        let bytes = self.pool.data_mut(&buf);
+        let (hdr, body) = bytes.split_at_mut(data::HEADER_LEN);
+        if let Err(e) = session.open(counter, hdr, body) {
+            let reason = match e {
+                OpenError::Replay => DropReason::Replay,
+                OpenError::Auth => DropReason::AuthFailure,
+            };
+            return self.drop_buf(buf, reason);
+        }
+        if slot == Slot::Next {
+            if let Some(old) = peer.sessions.promote_next() {
+                self.by_index.remove(&old);
+            }
+        }
+        peer.last_rx = Some(now);
+        if peer.endpoint != Some(from) {
+            // Authenticated traffic from a new address: the peer moved.
+            log::info!("peer {} moved to {}", peer.name, from);
+            peer.endpoint = Some(from);
+        }
+        self.pool.trim_front(&mut buf, data::HEADER_LEN);
+        self.pool.trim_back(&mut buf, data::TAG_LEN);
+        peer.rx_bytes += buf.len() as u64;
+        peer.rx_packets += 1;
+        if ty == MsgType::Control as u8 {
+            return self.handle_control(now, p, buf);
+        }
+        if buf.is_empty() {
+            return self.pool.free(buf); // keepalive
+        }
+        let src = match ethernet::Frame::new_checked(self.pool.data(&buf)) {
+            Ok(f) => f.src(),
+            Err(_) => return self.drop_buf(buf, DropReason::BadFrame),
+        };
+        self.macs.learn(src, p, now);
+        if self.frames.len() >= MAX_QUEUED {
+            return self.drop_buf(buf, DropReason::QueueFull);
+        }
+        self.frames.push_back(buf);
+    }
+
+    fn handle_control(&mut self, now: Instant, p: PeerIdx, buf: PacketBuf) {
+        let msg = self.pool.data(&buf);
+        if msg.len() != CTRL_PING_LEN {
+            return self.drop_buf(buf, DropReason::BadLength);
+        }
+        let (kind, stamp) = (msg[0], wire::get_u64(msg, 4));
+        match kind {
+            CTRL_PING => {
+                self.pool.data_mut(&buf)[0] = CTRL_PONG;
+                self.send_to_peer(now, p, MsgType::Control, buf);
+            }
+            CTRL_PONG => {
+                self.pool.free(buf);
+                if stamp <= now.as_micros() {
+                    let rtt = now.saturating_since(Instant::from_micros(stamp));
+                    self.peers[usize::from(p.0)].rtt = Some(rtt);
+                }
+            }
+            _ => self.drop_buf(buf, DropReason::BadType),
+        }
+    }
+
+    fn send_ping(&mut self, now: Instant, p: PeerIdx) {
+        self.peers[usize::from(p.0)].last_ping = Some(now);
+        let mut msg = [0u8; CTRL_PING_LEN];
+        msg[0] = CTRL_PING;
+        msg[4..].copy_from_slice(&now.as_micros().to_be_bytes());
+        match self.pool.alloc_with(&msg) {
+            Some(buf) => self.send_to_peer(now, p, MsgType::Control, buf),
+            None => self.stats.count(DropReason::PoolEmpty),
+        }
+    }
+
+    // ----- timers -----
+
+    /// Runs every timer that is due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for i in 0..self.peers.len() {
+            let p = PeerIdx(i as u16);
+            let timers = &self.timers;
+            let by_index = &mut self.by_index;
+            let peer = &mut self.peers[i];
+            peer.sessions.expire(now, timers.reject_after_time, |idx| {
+                by_index.remove(&idx);
+            });
+            if peer.is_silent(now, timers) {
+                log::info!("link to {} silent, re-handshaking", peer.name);
+                peer.sessions.clear(|idx| {
+                    by_index.remove(&idx);
+                });
+                self.macs.forget_peer(p);
+            }
+            let peer = &self.peers[i];
+            match &peer.pending {
+                Some(pending) if now >= pending.next_retry => self.start_handshake(now, p),
+                Some(_) => {}
+                None if peer.needs_handshake(now, &self.timers) => self.start_handshake(now, p),
+                None => {}
+            }
+            let peer = &self.peers[i];
+            if let Some(cur) = &peer.sessions.current {
+                let due = peer
+                    .last_ping
+                    .map_or(cur.created, |t| t + self.timers.keepalive_interval);
+                if now >= due {
+                    self.send_ping(now, p);
+                }
+            }
+        }
+    }
+
+    fn new_index(&mut self, p: PeerIdx) -> u32 {
+        loop {
+            let idx = self.rng.next_u32();
+            if idx != 0 && !self.by_index.contains_key(&idx) {
+                self.by_index.insert(idx, p);
+                return idx;
+            }
+        }
+    }
+
+    fn retry_delay(&mut self, attempts: u32) -> Duration {
+        let base = self.timers.handshake_retry_base;
+        let d = base
+            .saturating_mul(1 << attempts.saturating_sub(1).min(16))
+            .min(self.timers.handshake_retry_max);
+        // Up to 25% jitter so peers that started together do not stay in lockstep.
+        let jitter = self.rng.below(d.as_micros() as u64 / 4 + 1);
+        d + Duration::from_micros(jitter)
+    }
+
+    /// Sends a fresh init to peer `p` (a retransmission is a new init with a
+    /// newer timestamp, so the responder never mistakes it for a replay).
+    fn start_handshake(&mut self, now: Instant, p: PeerIdx) {
+        let i = usize::from(p.0);
+        let Some(dst) = self.peers[i].endpoint else {
+            return;
+        };
+        let attempts = self.peers[i].pending.as_ref().map_or(0, |x| x.attempts) + 1;
+        if let Some(old) = self.peers[i].pending.take() {
+            self.by_index.remove(&old.local_index);
+        }
+        if attempts > peer::WAIT_ATTEMPTS {
+            for buf in core::mem::take(&mut self.peers[i].waiting) {
+                self.drop_buf(buf, DropReason::NoSession);
+            }
+        }
+        let local_index = self.new_index(p);
+        let next_retry = now + self.retry_delay(attempts);
+        self.peers[i].pending = Some(Pending {
+            state: None,
+            local_index,
+            sent_at: now,
+            next_retry,
+            attempts,
+        });
+        let Some(mut out) = self.pool.alloc() else {
+            return self.stats.count(DropReason::PoolEmpty);
+        };
+        let timestamp = (self.wall_origin_us + now.as_micros()).max(self.last_timestamp + 1);
+        self.last_timestamp = timestamp;
+        let peer_key = self.peers[i].key;
+        let space = self.pool.space_mut(&out);
+        match handshake::create_init(
+            &self.identity,
+            &self.sysrand,
+            local_index,
+            Some(peer_key),
+            timestamp,
+            space,
+        ) {
+            Ok((state, len)) => {
+                self.pool.set_len(&mut out, len);
+                if let Some(pending) = self.peers[i].pending.as_mut() {
+                    pending.state = Some(state);
+                }
+                log::debug!("handshake attempt {attempts} to {}", self.peers[i].name);
+                self.queue_transmit(dst, out);
+            }
+            Err(_) => self.pool.free(out),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

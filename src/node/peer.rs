@@ -1,0 +1,244 @@
+//! Per-peer link state: the session slots, the pending handshake and the
+//! frames waiting for a session.
+
+use super::config::{PeerConfig, Timers};
+use crate::buf::PacketBuf;
+use crate::crypto::handshake::Initiator;
+use crate::crypto::{NodeKey, Session};
+use crate::time::Instant;
+use smallvec::SmallVec;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Frames kept while a handshake runs: enough for a TCP SYN and its
+/// retransmissions or a ping burst, small enough to bound memory.
+pub const MAX_WAITING: usize = 16;
+/// Handshake attempts after which waiting frames are given up.
+pub const WAIT_ATTEMPTS: u32 = 3;
+
+/// An init we sent and are waiting to hear back on.
+pub struct Pending {
+    pub state: Option<Initiator>,
+    pub local_index: u32,
+    pub sent_at: Instant,
+    pub next_retry: Instant,
+    pub attempts: u32,
+}
+
+/// Link state shown by `ringvpn status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// A session exists and traffic was heard recently.
+    Up,
+    /// Handshaking.
+    Connecting,
+    /// No session and nothing under way (e.g. no endpoint known).
+    Down,
+}
+
+impl LinkState {
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkState::Up => "up",
+            LinkState::Connecting => "connecting",
+            LinkState::Down => "down",
+        }
+    }
+}
+
+/// Three session slots, as in WireGuard: `current` sends; `next` is a
+/// responder session not yet confirmed by the initiator's first message;
+/// `previous` still receives what was in flight during a rekey.
+#[derive(Default)]
+pub struct Sessions {
+    pub current: Option<Session>,
+    pub previous: Option<Session>,
+    pub next: Option<Session>,
+}
+
+/// Which slot a received message matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    Current,
+    Previous,
+    Next,
+}
+
+impl Sessions {
+    pub fn find_mut(&mut self, index: u32) -> Option<(Slot, &mut Session)> {
+        for (slot, s) in [
+            (Slot::Current, &mut self.current),
+            (Slot::Next, &mut self.next),
+            (Slot::Previous, &mut self.previous),
+        ] {
+            if let Some(s) = s.as_mut().filter(|s| s.local_index == index) {
+                return Some((slot, s));
+            }
+        }
+        None
+    }
+
+    /// Installs a session we initiated: it sends at once. Returns the index
+    /// of the session pushed out, to unregister.
+    pub fn install_initiated(&mut self, s: Session) -> Option<u32> {
+        let evicted = self.previous.take().map(|p| p.local_index);
+        self.previous = self.current.take();
+        self.current = Some(s);
+        evicted
+    }
+
+    /// Installs a responder session in `next`; returns the index evicted.
+    pub fn install_responded(&mut self, s: Session) -> Option<u32> {
+        self.next.replace(s).map(|n| n.local_index)
+    }
+
+    /// The initiator used `next`: promote it. Returns the index evicted.
+    pub fn promote_next(&mut self) -> Option<u32> {
+        let Some(n) = self.next.take() else {
+            return None;
+        };
+        let evicted = self.previous.take().map(|p| p.local_index);
+        self.previous = self.current.replace(n);
+        evicted
+    }
+
+    /// Drops sessions older than `max_age`; calls `gone` with each index.
+    pub fn expire(&mut self, now: Instant, max_age: Duration, mut gone: impl FnMut(u32)) {
+        for slot in [&mut self.current, &mut self.previous, &mut self.next] {
+            if slot
+                .as_ref()
+                .is_some_and(|s| now.saturating_since(s.created) >= max_age)
+            {
+                gone(slot.take().map_or(0, |s| s.local_index));
+            }
+        }
+    }
+
+    /// Drops every session; calls `gone` with each index.
+    pub fn clear(&mut self, mut gone: impl FnMut(u32)) {
+        for slot in [&mut self.current, &mut self.previous, &mut self.next] {
+            if let Some(s) = slot.take() {
+                gone(s.local_index);
+            }
+        }
+    }
+
+    pub fn oldest_created(&self) -> Option<Instant> {
+        [&self.current, &self.previous, &self.next]
+            .iter()
+            .filter_map(|s| s.as_ref().map(|s| s.created))
+            .min()
+    }
+}
+
+pub struct Peer {
+    pub name: String,
+    pub key: NodeKey,
+    /// Where to send: configured, then updated by authenticated traffic (roaming).
+    pub endpoint: Option<SocketAddr>,
+    pub sessions: Sessions,
+    pub pending: Option<Pending>,
+    /// Newest init timestamp accepted from this peer (init replay guard).
+    pub last_init_timestamp: u64,
+    pub last_handshake: Option<Instant>,
+    pub last_rx: Option<Instant>,
+    pub last_ping: Option<Instant>,
+    pub rtt: Option<Duration>,
+    /// Our endpoint as this peer sees it.
+    pub observed: Option<SocketAddr>,
+    pub waiting: SmallVec<[PacketBuf; MAX_WAITING]>,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+}
+
+impl Peer {
+    pub fn new(cfg: &PeerConfig) -> Peer {
+        Peer {
+            name: cfg.name.clone(),
+            key: cfg.key,
+            endpoint: cfg.endpoint,
+            sessions: Sessions::default(),
+            pending: None,
+            last_init_timestamp: 0,
+            last_handshake: None,
+            last_rx: None,
+            last_ping: None,
+            rtt: None,
+            observed: None,
+            waiting: SmallVec::new(),
+            rx_bytes: 0,
+            tx_bytes: 0,
+            rx_packets: 0,
+            tx_packets: 0,
+        }
+    }
+
+    pub fn state(&self, now: Instant, timers: &Timers) -> LinkState {
+        let heard = self
+            .last_rx
+            .is_some_and(|t| now.saturating_since(t) < timers.dead_after);
+        if self.sessions.current.is_some() && heard {
+            LinkState::Up
+        } else if self.pending.is_some() {
+            LinkState::Connecting
+        } else {
+            LinkState::Down
+        }
+    }
+
+    /// Should we start a handshake now (absent a pending one)?
+    pub fn needs_handshake(&self, now: Instant, timers: &Timers) -> bool {
+        if self.endpoint.is_none() {
+            return false;
+        }
+        let Some(cur) = &self.sessions.current else {
+            return true;
+        };
+        let age = now.saturating_since(cur.created);
+        // The initiator rekeys on time; the responder only if the initiator
+        // failed to, so the two rarely race.
+        let rekey_at = if cur.initiator {
+            timers.rekey_after_time
+        } else {
+            timers.rekey_after_time + timers.keepalive_interval
+        };
+        age >= rekey_at || cur.sent() >= timers.rekey_after_messages || self.is_silent(now, timers)
+    }
+
+    /// Nothing heard for `dead_after` since the session began or since the
+    /// last message: the peer restarted, moved, or is gone.
+    pub fn is_silent(&self, now: Instant, timers: &Timers) -> bool {
+        let Some(cur) = &self.sessions.current else {
+            return false;
+        };
+        let heard = self.last_rx.map_or(cur.created, |t| t.max(cur.created));
+        now.saturating_since(heard) >= timers.dead_after
+    }
+
+    /// The earliest moment this peer's timers need attention.
+    pub fn deadline(&self, timers: &Timers) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut at = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        if let Some(p) = &self.pending {
+            at(p.next_retry);
+        }
+        if let Some(t) = self.sessions.oldest_created() {
+            at(t + timers.reject_after_time);
+        }
+        if let Some(cur) = &self.sessions.current {
+            at(self
+                .last_ping
+                .map_or(cur.created, |t| t + timers.keepalive_interval));
+            if self.pending.is_none() {
+                at(cur.created + timers.rekey_after_time);
+                let heard = self.last_rx.map_or(cur.created, |t| t.max(cur.created));
+                at(heard + timers.dead_after);
+            }
+        } else if self.pending.is_none() && self.endpoint.is_some() {
+            at(Instant::ZERO);
+        }
+        next
+    }
+}

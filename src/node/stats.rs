@@ -1,0 +1,99 @@
+//! Counters. Drops are counted by reason and never logged per packet: a
+//! flood of bad packets must not become a flood of log lines.
+
+/// Why a packet or frame was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Shorter than its header, or lengths that do not add up.
+    BadLength,
+    /// Unknown protocol version.
+    BadVersion,
+    /// Unknown message type.
+    BadType,
+    /// AEAD tag or handshake signature did not verify.
+    AuthFailure,
+    /// A data counter seen before or too old for the window.
+    Replay,
+    /// A handshake init whose timestamp is not newer than the last accepted.
+    HandshakeReplay,
+    /// A handshake from a key that is not in the trusted set.
+    UnknownPeer,
+    /// A handshake init addressed to another node key.
+    NotForUs,
+    /// A sealed message or response for a session index we do not have.
+    UnknownSession,
+    /// Handshake work refused by the rate limiter.
+    RateLimited,
+    /// No session to the peer and the wait queue is full or timed out.
+    NoSession,
+    /// No known underlay endpoint for the peer.
+    NoEndpoint,
+    /// An output queue is full (the shell is not draining fast enough).
+    QueueFull,
+    /// Every pool buffer is in use.
+    PoolEmpty,
+    /// A frame that is too short to be Ethernet, or too large to send.
+    BadFrame,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 15] = [
+        DropReason::BadLength,
+        DropReason::BadVersion,
+        DropReason::BadType,
+        DropReason::AuthFailure,
+        DropReason::Replay,
+        DropReason::HandshakeReplay,
+        DropReason::UnknownPeer,
+        DropReason::NotForUs,
+        DropReason::UnknownSession,
+        DropReason::RateLimited,
+        DropReason::NoSession,
+        DropReason::NoEndpoint,
+        DropReason::QueueFull,
+        DropReason::PoolEmpty,
+        DropReason::BadFrame,
+    ];
+
+    /// Stable snake_case name used by `ringvpn status` and its JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::BadLength => "bad_length",
+            DropReason::BadVersion => "bad_version",
+            DropReason::BadType => "bad_type",
+            DropReason::AuthFailure => "auth_failure",
+            DropReason::Replay => "replay",
+            DropReason::HandshakeReplay => "handshake_replay",
+            DropReason::UnknownPeer => "unknown_peer",
+            DropReason::NotForUs => "not_for_us",
+            DropReason::UnknownSession => "unknown_session",
+            DropReason::RateLimited => "rate_limited",
+            DropReason::NoSession => "no_session",
+            DropReason::NoEndpoint => "no_endpoint",
+            DropReason::QueueFull => "queue_full",
+            DropReason::PoolEmpty => "pool_empty",
+            DropReason::BadFrame => "bad_frame",
+        }
+    }
+}
+
+/// Node-wide counters.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    drops: [u64; DropReason::ALL.len()],
+    pub handshakes_completed: u64,
+}
+
+impl Stats {
+    pub fn count(&mut self, reason: DropReason) {
+        self.drops[reason as usize] += 1;
+    }
+
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+}

@@ -1,0 +1,69 @@
+//! A snapshot of the node for `ringvpn status` (built on request, not per packet).
+
+use super::{DropReason, Node};
+use crate::crypto::NodeKey;
+use crate::time::Instant;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct PeerStatus {
+    pub name: String,
+    pub key: NodeKey,
+    pub endpoint: Option<SocketAddr>,
+    pub state: &'static str,
+    /// Time since the last completed handshake we initiated or answered.
+    pub last_handshake_ago: Option<Duration>,
+    pub rtt: Option<Duration>,
+    pub observed: Option<SocketAddr>,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeStatus {
+    pub key: NodeKey,
+    pub peers: Vec<PeerStatus>,
+    pub drops: Vec<(&'static str, u64)>,
+    pub handshakes_completed: u64,
+    pub pool_in_use: u32,
+    pub pool_capacity: u32,
+}
+
+impl Node {
+    pub fn status(&self, now: Instant) -> NodeStatus {
+        let peers = self
+            .peers
+            .iter()
+            .map(|p| PeerStatus {
+                name: p.name.clone(),
+                key: p.key,
+                endpoint: p.endpoint,
+                state: p.state(now, &self.timers).name(),
+                last_handshake_ago: p
+                    .last_handshake
+                    .max(p.sessions.current.as_ref().map(|s| s.created))
+                    .map(|t| now.saturating_since(t)),
+                rtt: p.rtt,
+                observed: p.observed,
+                rx_bytes: p.rx_bytes,
+                tx_bytes: p.tx_bytes,
+                rx_packets: p.rx_packets,
+                tx_packets: p.tx_packets,
+            })
+            .collect();
+        NodeStatus {
+            key: self.public_key(),
+            peers,
+            drops: DropReason::ALL
+                .iter()
+                .map(|&r| (r.name(), self.stats.drops(r)))
+                .collect(),
+            handshakes_completed: self.stats.handshakes_completed,
+            pool_in_use: self.pool.in_use(),
+            pool_capacity: self.pool.capacity(),
+        }
+    }
+}

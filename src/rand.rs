@@ -49,6 +49,11 @@ impl SeededRng {
         let _ = ring::rand::SystemRandom::new().fill(&mut seed);
         SeededRng::new(u64::from_le_bytes(seed))
     }
+
+    /// A seed for another generator (e.g. a node's, from the shell's).
+    pub fn next_seed(&mut self) -> u64 {
+        self.next_u64()
+    }
 }
 
 impl Rng for SeededRng {

@@ -347,6 +347,11 @@ impl Node {
         // Confirm the session to the responder at once (it may not send on
         // it before hearing from us), then release what waited for it.
         self.send_ping(now, p);
+        self.release_waiting(now, p);
+    }
+
+    /// Sends the frames that waited for a session, in order.
+    fn release_waiting(&mut self, now: Instant, p: PeerIdx) {
         let waiting = core::mem::take(&mut self.peers[usize::from(p.0)].waiting);
         for buf in waiting {
             self.send_to_peer(now, p, MsgType::Frame, buf);
@@ -374,7 +379,8 @@ impl Node {
             };
             return self.drop_buf(buf, reason);
         }
-        if slot == Slot::Next {
+        let promoted = slot == Slot::Next;
+        if promoted {
             if let Some(old) = peer.sessions.promote_next() {
                 self.by_index.remove(&old);
             }
@@ -389,6 +395,9 @@ impl Node {
         self.pool.trim_back(&mut buf, data::TAG_LEN);
         peer.rx_bytes += buf.len() as u64;
         peer.rx_packets += 1;
+        if promoted {
+            self.release_waiting(now, p);
+        }
         if ty == MsgType::Control as u8 {
             return self.handle_control(now, p, buf);
         }

@@ -165,6 +165,18 @@ fn frames_wait_for_the_handshake() {
 }
 
 #[test]
+fn responder_releases_waiting_frames_when_the_session_is_confirmed() {
+    let mut net = Net::pair(Timers::default());
+    // B has a frame waiting; only A's handshake gets through (B's init is lost).
+    let f = frame(MAC_A, MAC_B, b"waited");
+    net.send_frame(1, &f);
+    net.tick(Duration::ZERO);
+    net.deliver(|i, b| !(i == 1 && b[1] == 1));
+    assert_eq!(net.frames_out(0), vec![f]);
+    assert_eq!(net.nodes[1].1.pool().in_use(), 0);
+}
+
+#[test]
 fn lost_handshakes_are_retransmitted_with_backoff() {
     let mut net = Net::pair(Timers::default());
     net.tick(Duration::ZERO);

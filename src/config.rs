@@ -1,0 +1,323 @@
+//! The daemon's configuration file.
+//!
+//! ```text
+//! # Lines are `key = value`; `#` starts a comment. Sections: [node], [peer].
+//! [node]
+//! key      = node.key            # private key file (mode 0600), relative to this file
+//! listen   = 0.0.0.0:5140        # UDP address to bind
+//! tap      = ringvpn0            # TAP device name
+//! address  = 100.64.0.1/10       # virtual IPv4 address and prefix
+//! mtu      = 1400                # TAP MTU (see docs/PROTOCOL.md for the budget)
+//! control  = /run/ringvpn/ringvpn0.sock
+//!
+//! [peer]                         # one section per peer
+//! name       = b
+//! public-key = <base64 from `ringvpn pubkey`>
+//! endpoint   = 198.18.0.2:5140   # optional: a peer without one waits to be contacted
+//! ```
+//! Every mistake is reported as `FILE:LINE: what is wrong`.
+
+use crate::crypto::{NodeKey, Seed};
+use crate::node::PeerConfig;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_PORT: u16 = 5140;
+/// 1400 keeps the outer datagram within a 1500-byte underlay even over IPv6:
+/// 1400 (IP packet) + 14 (Ethernet header inside) + 32 (link header and tag)
+/// + 8 (UDP) + 40 (IPv6) = 1494.
+pub const DEFAULT_MTU: u16 = 1400;
+/// MTU bounds: IPv4's minimum, and what a pool slot can hold.
+pub const MIN_MTU: u16 = 576;
+pub const MAX_MTU: u16 = 1800;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub key_file: PathBuf,
+    pub listen: SocketAddr,
+    pub tap: String,
+    pub address: Option<(Ipv4Addr, u8)>,
+    pub mtu: u16,
+    pub control: PathBuf,
+    pub peers: Vec<PeerConfig>,
+}
+
+/// A configuration error, located in its file.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 0 when the problem is the file as a whole.
+    pub line: usize,
+    pub msg: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file.display(), self.msg)
+        } else {
+            write!(f, "{}:{}: {}", self.file.display(), self.line, self.msg)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        line: 0,
+        msg: format!("cannot read: {e}"),
+    })?;
+    parse(path, &text)
+}
+
+/// Parses `address/prefix`.
+pub fn parse_cidr(v: &str) -> Option<(Ipv4Addr, u8)> {
+    let (ip, prefix) = v.split_once('/')?;
+    let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32)?;
+    Some((ip.parse().ok()?, prefix))
+}
+
+#[derive(PartialEq)]
+enum Section {
+    None,
+    Node,
+    Peer,
+}
+
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let err = |line: usize, msg: String| ConfigError {
+        file: path.to_path_buf(),
+        line,
+        msg,
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut key_file = None;
+    let mut listen = SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT));
+    let mut tap = String::from("ringvpn0");
+    let mut address = None;
+    let mut mtu = DEFAULT_MTU;
+    let mut control = None;
+    let mut peers: Vec<(usize, Option<String>, Option<NodeKey>, Option<SocketAddr>)> = Vec::new();
+    let mut section = Section::None;
+
+    for (i, raw) in text.lines().enumerate() {
+        let n = i + 1;
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        if line.starts_with('[') {
+            section = match line {
+                "[node]" => Section::Node,
+                "[peer]" => {
+                    peers.push((n, None, None, None));
+                    Section::Peer
+                }
+                _ => {
+                    return Err(err(
+                        n,
+                        format!("unknown section {line} (expected [node] or [peer])"),
+                    ))
+                }
+            };
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            return Err(err(n, format!("expected `key = value`, found {line:?}")));
+        };
+        let (k, v) = (k.trim(), v.trim());
+        let bad = |what: &str| err(n, format!("invalid {k} {v:?}: expected {what}"));
+        match (&section, k) {
+            (Section::Node, "key") => key_file = Some(base.join(v)),
+            (Section::Node, "listen") => listen = v.parse().map_err(|_| bad("ADDRESS:PORT"))?,
+            (Section::Node, "tap") => {
+                if v.is_empty() || v.len() > 15 || v.contains('/') {
+                    return Err(bad("an interface name of 1 to 15 characters"));
+                }
+                tap = v.to_string();
+            }
+            (Section::Node, "address") => {
+                address = Some(parse_cidr(v).ok_or_else(|| bad("IPV4/PREFIX, e.g. 100.64.0.1/10"))?)
+            }
+            (Section::Node, "mtu") => {
+                mtu = v
+                    .parse()
+                    .ok()
+                    .filter(|m| (MIN_MTU..=MAX_MTU).contains(m))
+                    .ok_or_else(|| bad(&format!("a number from {MIN_MTU} to {MAX_MTU}")))?
+            }
+            (Section::Node, "control") => control = Some(base.join(v)),
+            (Section::Peer, "name") => peers.last_mut().expect("in [peer]").1 = Some(v.to_string()),
+            (Section::Peer, "public-key") => {
+                peers.last_mut().expect("in [peer]").2 = Some(
+                    NodeKey::from_base64(v).ok_or_else(|| bad("a base64 Ed25519 public key"))?,
+                )
+            }
+            (Section::Peer, "endpoint") => {
+                peers.last_mut().expect("in [peer]").3 =
+                    Some(v.parse().map_err(|_| bad("ADDRESS:PORT"))?)
+            }
+            (Section::None, _) => return Err(err(n, format!("{k} outside a section"))),
+            _ => return Err(err(n, format!("unknown key {k}"))),
+        }
+    }
+    let key_file = key_file.ok_or_else(|| err(0, "[node] needs `key = FILE`".into()))?;
+    let mut out = Vec::new();
+    for (n, name, key, endpoint) in peers {
+        let key = key.ok_or_else(|| err(n, "[peer] needs `public-key`".into()))?;
+        let name = name.unwrap_or_else(|| key.to_base64()[..8].to_string());
+        out.push(PeerConfig {
+            name,
+            key,
+            endpoint,
+        });
+    }
+    let control = control.unwrap_or_else(|| PathBuf::from(format!("/run/ringvpn/{tap}.sock")));
+    Ok(Config {
+        key_file,
+        listen,
+        tap,
+        address,
+        mtu,
+        control,
+        peers: out,
+    })
+}
+
+/// Reads a private key file, refusing one that others can read.
+pub fn load_key(path: &Path) -> Result<Seed, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("{}: cannot read key: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{}: private key is accessible by other users (mode {mode:04o}); run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read key: {e}", path.display()))?;
+    let bytes = crate::base64::decode(text.trim())
+        .filter(|b| b.len() == 32)
+        .ok_or_else(|| {
+            format!(
+                "{}: not a ringvpn private key (expected 32 bytes of base64)",
+                path.display()
+            )
+        })?;
+    let mut seed = Seed([0; 32]);
+    seed.0.copy_from_slice(&bytes);
+    Ok(seed)
+}
+
+/// Writes a new private key file with mode 0600 (refusing to overwrite).
+pub fn write_new_key(path: &Path, seed: &Seed) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("{}: cannot create key file: {e}", path.display()))?;
+    writeln!(f, "{}", crate::base64::encode(&seed.0))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik=";
+
+    fn p(text: &str) -> Result<Config, String> {
+        parse(Path::new("/etc/ringvpn/a.conf"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn full_config() {
+        let c = p(&format!(
+            "# demo\n[node]\nkey = a.key\nlisten = 198.18.0.1:5000\ntap = rv0\naddress = 100.64.0.1/10\nmtu = 1300\n\n[peer]\nname = b\npublic-key = {KEY}\nendpoint = 198.18.0.2:5140 # b\n[peer]\npublic-key = {KEY}\n"
+        ))
+        .unwrap();
+        assert_eq!(c.key_file, Path::new("/etc/ringvpn/a.key"));
+        assert_eq!(c.listen.port(), 5000);
+        assert_eq!(c.address, Some(("100.64.0.1".parse().unwrap(), 10)));
+        assert_eq!(c.mtu, 1300);
+        assert_eq!(c.control, Path::new("/run/ringvpn/rv0.sock"));
+        assert_eq!(c.peers.len(), 2);
+        assert_eq!(c.peers[0].name, "b");
+        assert_eq!(c.peers[1].endpoint, None);
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let cases = [
+            (
+                "[node]\nkey = k\nbogus = 1\n",
+                "/etc/ringvpn/a.conf:3: unknown key bogus",
+            ),
+            (
+                "[node]\nkey = k\nmtu = 99\n",
+                "/etc/ringvpn/a.conf:3: invalid mtu \"99\"",
+            ),
+            (
+                "[nodes]\n",
+                "/etc/ringvpn/a.conf:1: unknown section [nodes]",
+            ),
+            ("key = k\n", "/etc/ringvpn/a.conf:1: key outside a section"),
+            (
+                "[node]\nlisten = x\n",
+                "/etc/ringvpn/a.conf:2: invalid listen",
+            ),
+            ("[node]\n", "/etc/ringvpn/a.conf: [node] needs `key = FILE`"),
+            (
+                "[node]\nkey=k\n[peer]\nname = x\n",
+                "/etc/ringvpn/a.conf:3: [peer] needs `public-key`",
+            ),
+            (
+                "[node]\nkey=k\n[peer]\npublic-key = zz\n",
+                "/etc/ringvpn/a.conf:4: invalid public-key",
+            ),
+            (
+                "[node]\nkey=k\naddress = 100.64.0.1/33\n",
+                "/etc/ringvpn/a.conf:3: invalid address",
+            ),
+            (
+                "[node]\nkey=k\nnonsense\n",
+                "/etc/ringvpn/a.conf:3: expected `key = value`",
+            ),
+        ];
+        for (text, want) in cases {
+            let got = p(text).unwrap_err();
+            assert!(got.starts_with(want), "{got:?} should start with {want:?}");
+        }
+    }
+
+    #[test]
+    fn key_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("ringvpn-key-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("k");
+        let _ = std::fs::remove_file(&path);
+        write_new_key(&path, &Seed([5; 32])).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(load_key(&path).unwrap().0, [5; 32]);
+        assert!(
+            write_new_key(&path, &Seed([6; 32])).is_err(),
+            "never overwrites"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(load_key(&path).unwrap_err().contains("chmod 600"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

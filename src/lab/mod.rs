@@ -1,0 +1,498 @@
+//! The lab: a real network on one machine, for the demo, tests and benchmarks.
+//!
+//! Each host is a network namespace with one veth into a "switch" namespace
+//! holding a bridge; that bridge is the underlay "internet" 198.18.0.0/16.
+//! Hosts get 198.18.0.(10+i) underlay and 100.64.0.(1+i)/10 VPN addresses.
+//! No namespace has a default route and none is linked to the root
+//! namespace, so lab traffic cannot leave the machine.
+//!
+//! Namespaces are named `rv<pid>-<n>-…`, unique per run; [`Lab`]'s `Drop`
+//! stops the daemons it started (by PID) and deletes its namespaces on
+//! success, failure or interrupt. Namespaces left by a lab process that no
+//! longer exists (e.g. killed with SIGKILL) are reaped by the next lab.
+//!
+//! This module shells out to `ip`, `ping` and `iperf3`: it is a tool, not
+//! part of the VPN core.
+
+pub mod demo;
+
+use crate::config::write_new_key;
+use crate::crypto::{Identity, NodeKey, Seed};
+use std::fmt::Write as _;
+use std::io;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// UDP port every lab node listens on.
+pub const PORT: u16 = 5140;
+
+static LAB_COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn err(msg: impl Into<String>) -> io::Error {
+    io::Error::other(msg.into())
+}
+
+/// Runs a command; an error carries the command line and its stderr.
+pub fn run_cmd(cmd: &mut Command) -> io::Result<Output> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| err(format!("{cmd:?}: {e}")))?;
+    if !out.status.success() {
+        return Err(err(format!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(out)
+}
+
+fn ip(args: &[&str]) -> io::Result<()> {
+    run_cmd(Command::new("ip").args(args)).map(|_| ())
+}
+
+/// Why the lab cannot run here, or `None` if it can.
+pub fn unavailable() -> Option<String> {
+    if crate::shell::sys::euid() != 0 {
+        return Some("the lab needs root (network namespaces, TAP devices)".into());
+    }
+    if !Path::new("/dev/net/tun").exists() {
+        return Some("/dev/net/tun is missing".into());
+    }
+    match Command::new("ip").arg("-V").output() {
+        Ok(o) if o.status.success() => None,
+        _ => Some("the `ip` command (iproute2) is not installed".into()),
+    }
+}
+
+/// Whether a program is on PATH.
+pub fn have(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+}
+
+/// One test host.
+pub struct Host {
+    pub ns: String,
+    pub underlay: Ipv4Addr,
+    pub vip: Ipv4Addr,
+    pub key: NodeKey,
+    pub key_file: PathBuf,
+    pub config: PathBuf,
+    pub control: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+/// Options for one node's config.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// Indices of the hosts this node lists as peers.
+    pub peers: Vec<usize>,
+    /// Whether listed peers get their endpoint (false: wait to be contacted).
+    pub with_endpoints: bool,
+    pub mtu: u16,
+}
+
+pub struct Lab {
+    pub prefix: String,
+    pub dir: PathBuf,
+    pub hosts: Vec<Host>,
+    bin: PathBuf,
+    namespaces: Vec<String>,
+}
+
+impl Lab {
+    /// Builds `n` hosts on one bridge. `bin` is the ringvpn binary to run.
+    pub fn new(bin: &Path, n: usize) -> io::Result<Lab> {
+        if let Some(why) = unavailable() {
+            return Err(err(why));
+        }
+        reap_stale();
+        let prefix = format!(
+            "rv{}-{}-",
+            std::process::id(),
+            LAB_COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let dir = std::env::temp_dir().join(format!("ringvpn-lab-{prefix}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let mut lab = Lab {
+            prefix,
+            dir,
+            hosts: Vec::new(),
+            bin: bin.to_path_buf(),
+            namespaces: Vec::new(),
+        };
+        lab.build(n)?;
+        Ok(lab)
+    }
+
+    fn add_ns(&mut self, name: &str) -> io::Result<()> {
+        ip(&["netns", "add", name])?;
+        self.namespaces.push(name.to_string());
+        ip(&["-n", name, "link", "set", "lo", "up"])
+    }
+
+    fn build(&mut self, n: usize) -> io::Result<()> {
+        let sw = format!("{}sw", self.prefix);
+        self.add_ns(&sw)?;
+        ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &sw, "link", "set", "br0", "up"])?;
+        for i in 0..n {
+            let ns = format!("{}h{i}", self.prefix);
+            self.add_ns(&ns)?;
+            let port = format!("p{i}");
+            ip(&[
+                "-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns",
+                &sw,
+            ])?;
+            ip(&["-n", &sw, "link", "set", &port, "master", "br0"])?;
+            ip(&["-n", &sw, "link", "set", &port, "up"])?;
+            let underlay = Ipv4Addr::new(198, 18, 0, 10 + i as u8);
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{underlay}/16"),
+                "dev",
+                "eth0",
+            ])?;
+            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+            let seed = Seed::generate();
+            let key_file = self.dir.join(format!("h{i}.key"));
+            write_new_key(&key_file, &seed).map_err(err)?;
+            self.hosts.push(Host {
+                ns,
+                underlay,
+                vip: Ipv4Addr::new(100, 64, 0, 1 + i as u8),
+                key: Identity::from_seed(&seed).public(),
+                key_file,
+                config: self.dir.join(format!("h{i}.conf")),
+                control: self.dir.join(format!("h{i}.sock")),
+                log: self.dir.join(format!("h{i}.log")),
+                child: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes host `i`'s config file.
+    pub fn configure(&self, i: usize, o: &NodeOptions) -> io::Result<()> {
+        let h = &self.hosts[i];
+        let mut c = String::new();
+        let _ = writeln!(c, "# ringvpn lab host {i}\n[node]");
+        let _ = writeln!(c, "key = {}", h.key_file.display());
+        let _ = writeln!(c, "listen = {}:{PORT}", h.underlay);
+        let _ = writeln!(c, "tap = rv0\naddress = {}/10\nmtu = {}", h.vip, o.mtu);
+        let _ = writeln!(c, "control = {}", h.control.display());
+        for &j in &o.peers {
+            let p = &self.hosts[j];
+            let _ = writeln!(c, "\n[peer]\nname = h{j}\npublic-key = {}", p.key);
+            if o.with_endpoints {
+                let _ = writeln!(c, "endpoint = {}:{PORT}", p.underlay);
+            }
+        }
+        std::fs::write(&h.config, c)
+    }
+
+    /// Every host lists every other, with endpoints.
+    pub fn configure_full_mesh(&self) -> io::Result<()> {
+        for i in 0..self.hosts.len() {
+            let peers = (0..self.hosts.len()).filter(|&j| j != i).collect();
+            self.configure(
+                i,
+                &NodeOptions {
+                    peers,
+                    with_endpoints: true,
+                    mtu: crate::config::DEFAULT_MTU,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Starts host `i`'s daemon (`RUST_LOG=info`, output to its log file).
+    pub fn start(&mut self, i: usize) -> io::Result<()> {
+        self.stop(i);
+        let h = &mut self.hosts[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&h.log)?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &h.ns])
+            .arg(&self.bin)
+            .args(["run", "-c"])
+            .arg(&h.config)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        h.child = Some(child);
+        // The daemon is ready once its control socket answers.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if self.status_json(i).is_ok() {
+                return Ok(());
+            }
+            if let Some(st) = self.hosts[i]
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                return Err(err(format!(
+                    "host {i}: daemon exited ({st}): {}",
+                    self.log_tail(i)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(err(format!(
+            "host {i}: daemon did not open its control socket: {}",
+            self.log_tail(i)
+        )))
+    }
+
+    /// Stops host `i`'s daemon: SIGTERM, then SIGKILL after 3 s.
+    pub fn stop(&mut self, i: usize) {
+        let Some(mut child) = self.hosts[i].child.take() else {
+            return;
+        };
+        let _ = crate::shell::sys::kill(child.id(), libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// The PID of host `i`'s daemon, if running.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.hosts[i].child.as_ref().map(Child::id)
+    }
+
+    pub fn log_tail(&self, i: usize) -> String {
+        let text = std::fs::read_to_string(&self.hosts[i].log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(8)..].join("\n")
+    }
+
+    /// Runs a command inside host `i`'s namespace.
+    pub fn exec(&self, i: usize, args: &[&str]) -> io::Result<Output> {
+        Command::new("ip")
+            .args(["netns", "exec", &self.hosts[i].ns])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+    }
+
+    /// Spawns a command inside host `i`'s namespace (for servers).
+    pub fn spawn(&self, i: usize, args: &[&str]) -> io::Result<Child> {
+        Command::new("ip")
+            .args(["netns", "exec", &self.hosts[i].ns])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+    }
+
+    pub fn status_json(&self, i: usize) -> io::Result<String> {
+        crate::control::query(&self.hosts[i].control, "status --json")
+    }
+
+    pub fn status_text(&self, i: usize) -> io::Result<String> {
+        crate::control::query(&self.hosts[i].control, "status")
+    }
+
+    /// How many of host `i`'s peers are up.
+    pub fn links_up(&self, i: usize) -> usize {
+        self.status_json(i)
+            .map(|s| s.matches("\"state\":\"up\"").count())
+            .unwrap_or(0)
+    }
+
+    /// Waits until host `i` has `n` links up; returns the time it took.
+    pub fn wait_links_up(&self, i: usize, n: usize, timeout: Duration) -> io::Result<Duration> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if crate::shell::sys::interrupted() {
+                return Err(err("interrupted"));
+            }
+            if self.links_up(i) >= n {
+                return Ok(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(err(format!(
+            "host {i}: {} of {n} links up after {timeout:?}\n{}",
+            self.links_up(i),
+            self.log_tail(i)
+        )))
+    }
+
+    /// Pings `dst` from host `i`: `count` echo requests of `size` bytes of
+    /// payload, optionally with Don't Fragment set.
+    pub fn ping(
+        &self,
+        i: usize,
+        dst: Ipv4Addr,
+        count: u32,
+        size: u16,
+        dont_fragment: bool,
+    ) -> io::Result<Ping> {
+        let (c, s, d) = (count.to_string(), size.to_string(), dst.to_string());
+        let mut args = vec![
+            "ping", "-n", "-q", "-c", &c, "-i", "0.2", "-W", "2", "-s", &s,
+        ];
+        if dont_fragment {
+            args.extend(["-M", "do"]);
+        }
+        args.push(&d);
+        let out = self.exec(i, &args)?;
+        Ok(Ping::parse(&String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// TCP throughput from host `i` to host `j` over the VPN (iperf3), in bit/s.
+    pub fn iperf3(&self, i: usize, j: usize, secs: u32, reverse: bool) -> io::Result<f64> {
+        let vip = self.hosts[j].vip.to_string();
+        let mut server = self.spawn(j, &["iperf3", "-s", "-1", "-B", &vip])?;
+        std::thread::sleep(Duration::from_millis(300));
+        let t = secs.to_string();
+        let mut args = vec!["iperf3", "-c", &vip, "-t", &t, "-J"];
+        if reverse {
+            args.push("-R");
+        }
+        let out = self.exec(i, &args);
+        let _ = server.kill();
+        let _ = server.wait();
+        let text = String::from_utf8_lossy(&out?.stdout).into_owned();
+        json_number_after(&text, "\"sum_received\"", "\"bits_per_second\"").ok_or_else(|| {
+            err(format!(
+                "iperf3 gave no result: {}",
+                text.chars().take(300).collect::<String>()
+            ))
+        })
+    }
+
+    /// Tears everything down (also done by `Drop`).
+    pub fn teardown(&mut self) {
+        for i in 0..self.hosts.len() {
+            self.stop(i);
+        }
+        for ns in self.namespaces.drain(..).rev() {
+            let _ = ip(&["netns", "del", &ns]);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+/// Deletes namespaces named by a lab process that no longer exists.
+fn reap_stale() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(rest) = name.strip_prefix("rv") else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if rest.split('-').count() >= 3 && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = ip(&["netns", "del", name]);
+        }
+    }
+}
+
+/// Finds `"key": NUMBER` after `anchor` in a JSON text.
+pub fn json_number_after(text: &str, anchor: &str, key: &str) -> Option<f64> {
+    let rest = &text[text.find(anchor)?..];
+    let rest = &rest[rest.find(key)? + key.len()..];
+    let rest = rest.trim_start().strip_prefix(':')?.trim_start();
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || "+-.eE".contains(c)))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// The summary lines of `ping -q`.
+#[derive(Debug, Clone, Default)]
+pub struct Ping {
+    pub sent: u32,
+    pub received: u32,
+    pub min_ms: f64,
+    pub avg_ms: f64,
+}
+
+impl Ping {
+    pub fn parse(out: &str) -> Ping {
+        let mut p = Ping::default();
+        for line in out.lines() {
+            if line.contains("packets transmitted") {
+                let nums: Vec<u32> = line
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|s| s.parse().ok())
+                    .collect();
+                if nums.len() >= 2 {
+                    p.sent = nums[0];
+                    p.received = nums[1];
+                }
+            }
+            if let Some(stats) = line.split(" = ").nth(1).filter(|_| line.starts_with("rtt")) {
+                let v: Vec<f64> = stats
+                    .split(['/', ' '])
+                    .filter_map(|s| s.parse().ok())
+                    .collect();
+                if v.len() >= 2 {
+                    p.min_ms = v[0];
+                    p.avg_ms = v[1];
+                }
+            }
+        }
+        p
+    }
+
+    pub fn all_ok(&self) -> bool {
+        self.sent > 0 && self.received == self.sent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ping_and_iperf_output() {
+        let out = "--- 100.64.0.2 ping statistics ---\n3 packets transmitted, 3 received, 0% packet loss, time 402ms\nrtt min/avg/max/mdev = 0.101/0.150/0.201/0.040 ms\n";
+        let p = Ping::parse(out);
+        assert_eq!((p.sent, p.received), (3, 3));
+        assert!((p.min_ms - 0.101).abs() < 1e-9 && (p.avg_ms - 0.150).abs() < 1e-9);
+        assert!(p.all_ok());
+        let j = r#"{"end":{"sum_sent":{"bits_per_second":5.0},"sum_received":{"seconds":10, "bits_per_second": 9.5e8}}}"#;
+        assert_eq!(
+            json_number_after(j, "\"sum_received\"", "\"bits_per_second\""),
+            Some(9.5e8)
+        );
+    }
+}

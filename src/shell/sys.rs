@@ -1,0 +1,392 @@
+//! The OS glue: every `unsafe` block of the crate lives here.
+//!
+//! TAP creation and interface configuration by ioctl (no `ip` binary
+//! needed on a router), batched datagram I/O with recvmmsg/sendmmsg, a
+//! signalfd for SIGINT/SIGTERM and the umask around the control socket.
+//! Every wrapper returns `io::Result` and checks its lengths.
+#![allow(unsafe_code)]
+
+use std::ffi::CStr;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn ifreq_for(name: &str) -> io::Result<libc::ifreq> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("interface name {name:?} must be 1 to 15 bytes"),
+        ));
+    }
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    Ok(ifr)
+}
+
+/// Opens (creating if needed) the TAP device `name`, non-blocking, without
+/// packet information headers. Returns the fd and the kernel's name for it.
+pub fn tap_open(name: &str) -> io::Result<(OwnedFd, String)> {
+    // SAFETY: a NUL-terminated path literal and valid flags.
+    let fd = cvt(unsafe {
+        libc::open(
+            c"/dev/net/tun".as_ptr(),
+            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: fd was just returned by open and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut ifr = ifreq_for(name)?;
+    ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+    // SAFETY: TUNSETIFF reads and writes one ifreq, which outlives the call.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF as libc::Ioctl, &mut ifr) })?;
+    // SAFETY: the kernel NUL-terminates ifr_name.
+    let actual = unsafe { CStr::from_ptr(ifr.ifr_name.as_ptr()) };
+    Ok((fd, actual.to_string_lossy().into_owned()))
+}
+
+/// A socket for interface ioctls.
+fn ctl_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) call.
+    let fd = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: fresh fd, owned here.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn if_ioctl(sock: &OwnedFd, req: libc::c_ulong, ifr: &mut libc::ifreq) -> io::Result<()> {
+    // SAFETY: each SIOC*IF* request used here reads/writes exactly one ifreq.
+    cvt(unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            req as libc::Ioctl,
+            ifr as *mut libc::ifreq,
+        )
+    })?;
+    Ok(())
+}
+
+fn sockaddr_v4(ip: Ipv4Addr) -> libc::sockaddr {
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(ip.octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: sockaddr_in and sockaddr have the same size on Linux; the
+    // kernel reads the family to interpret it.
+    unsafe { std::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(sin) }
+}
+
+/// Interface settings applied at start-up.
+pub struct IfConfig<'a> {
+    pub name: &'a str,
+    pub mtu: u16,
+    pub mac: [u8; 6],
+    pub addr: Option<(Ipv4Addr, u8)>,
+}
+
+/// Sets MAC, MTU, IPv4 address and prefix, and brings the link up.
+pub fn configure_interface(c: &IfConfig<'_>) -> io::Result<()> {
+    let sock = ctl_socket()?;
+    let mut ifr = ifreq_for(c.name)?;
+    // SAFETY (union writes below): each write sets the member the request reads.
+    let mut hw: libc::sockaddr = unsafe { std::mem::zeroed() };
+    hw.sa_family = libc::ARPHRD_ETHER;
+    for (d, s) in hw.sa_data.iter_mut().zip(c.mac) {
+        *d = s as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_hwaddr = hw;
+    if_ioctl(&sock, libc::SIOCSIFHWADDR, &mut ifr)?;
+    ifr.ifr_ifru.ifru_mtu = libc::c_int::from(c.mtu);
+    if_ioctl(&sock, libc::SIOCSIFMTU, &mut ifr)?;
+    if let Some((ip, prefix)) = c.addr {
+        ifr.ifr_ifru.ifru_addr = sockaddr_v4(ip);
+        if_ioctl(&sock, libc::SIOCSIFADDR, &mut ifr)?;
+        let mask = if prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(prefix.min(32)))
+        };
+        ifr.ifr_ifru.ifru_netmask = sockaddr_v4(Ipv4Addr::from(mask));
+        if_ioctl(&sock, libc::SIOCSIFNETMASK, &mut ifr)?;
+    }
+    if_ioctl(&sock, libc::SIOCGIFFLAGS, &mut ifr)?;
+    // SAFETY: SIOCGIFFLAGS filled ifru_flags.
+    let flags = unsafe { ifr.ifr_ifru.ifru_flags };
+    ifr.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    if_ioctl(&sock, libc::SIOCSIFFLAGS, &mut ifr)
+}
+
+pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is valid for writes of buf.len() bytes.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+pub fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: buf is valid for reads of buf.len() bytes.
+    let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Datagrams per recvmmsg/sendmmsg call. 32 amortises the syscall well past
+/// the point of diminishing returns while keeping the batch in L1/L2.
+pub const BATCH: usize = 32;
+
+/// Scratch arrays for one batched syscall, allocated once.
+pub struct MsgBatch {
+    hdrs: [libc::mmsghdr; BATCH],
+    iovs: [libc::iovec; BATCH],
+    addrs: [libc::sockaddr_storage; BATCH],
+}
+
+impl MsgBatch {
+    pub fn new() -> Box<MsgBatch> {
+        // SAFETY: all three are plain C structs/pointers; zero is valid
+        // (null pointers are never dereferenced before being set).
+        Box::new(unsafe { std::mem::zeroed() })
+    }
+}
+
+fn to_std(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(ss.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: family says this storage holds a sockaddr_in.
+            let a = unsafe { &*(ss as *const _ as *const libc::sockaddr_in) };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(a.sin_addr.s_addr.to_ne_bytes()),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: family says this storage holds a sockaddr_in6.
+            let a = unsafe { &*(ss as *const _ as *const libc::sockaddr_in6) };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                a.sin6_addr.s6_addr.into(),
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+fn from_std(addr: &SocketAddr, ss: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    let sa = socket2::SockAddr::from(*addr);
+    let len = sa.len() as usize;
+    // SAFETY: SockAddr holds at most a sockaddr_storage; we copy `len` bytes.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            sa.as_ptr().cast::<u8>(),
+            (ss as *mut libc::sockaddr_storage).cast::<u8>(),
+            len,
+        );
+    }
+    len as libc::socklen_t
+}
+
+/// Receives up to `bufs.len()` datagrams. Each `(ptr, cap)` must point to a
+/// distinct writable region that stays valid for the call (pool slots).
+/// Fills `lens` and `froms`; returns how many datagrams arrived.
+pub fn recv_batch(
+    fd: RawFd,
+    batch: &mut MsgBatch,
+    bufs: &[(*mut u8, usize)],
+    lens: &mut [usize],
+    froms: &mut [Option<SocketAddr>],
+) -> io::Result<usize> {
+    let n = bufs.len().min(BATCH);
+    for i in 0..n {
+        batch.iovs[i] = libc::iovec {
+            iov_base: bufs[i].0.cast(),
+            iov_len: bufs[i].1,
+        };
+        let h = &mut batch.hdrs[i];
+        h.msg_hdr.msg_name = (&mut batch.addrs[i] as *mut libc::sockaddr_storage).cast();
+        h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        h.msg_hdr.msg_iov = &mut batch.iovs[i];
+        h.msg_hdr.msg_iovlen = 1;
+        h.msg_hdr.msg_control = std::ptr::null_mut();
+        h.msg_hdr.msg_controllen = 0;
+        h.msg_hdr.msg_flags = 0;
+        h.msg_len = 0;
+    }
+    // SAFETY: hdrs[..n] point at iovecs and addresses inside `batch` and at
+    // caller buffers that are valid for their stated capacity.
+    let got = cvt(unsafe {
+        libc::recvmmsg(
+            fd,
+            batch.hdrs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT as _,
+            std::ptr::null_mut(),
+        )
+    })? as usize;
+    for i in 0..got {
+        let h = &batch.hdrs[i];
+        // A truncated datagram is larger than any message we accept: flag it
+        // with a length past the buffer so the caller counts a drop.
+        lens[i] = if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+            usize::MAX
+        } else {
+            h.msg_len as usize
+        };
+        froms[i] = to_std(&batch.addrs[i]);
+    }
+    Ok(got)
+}
+
+/// Sends the datagrams `(ptr, len, dst)`; returns how many the kernel took.
+pub fn send_batch(
+    fd: RawFd,
+    batch: &mut MsgBatch,
+    msgs: &[(*const u8, usize, SocketAddr)],
+) -> io::Result<usize> {
+    let n = msgs.len().min(BATCH);
+    for (i, (ptr, len, dst)) in msgs.iter().take(n).enumerate() {
+        batch.iovs[i] = libc::iovec {
+            iov_base: (*ptr as *mut u8).cast(),
+            iov_len: *len,
+        };
+        let namelen = from_std(dst, &mut batch.addrs[i]);
+        let h = &mut batch.hdrs[i];
+        h.msg_hdr.msg_name = (&mut batch.addrs[i] as *mut libc::sockaddr_storage).cast();
+        h.msg_hdr.msg_namelen = namelen;
+        h.msg_hdr.msg_iov = &mut batch.iovs[i];
+        h.msg_hdr.msg_iovlen = 1;
+        h.msg_hdr.msg_control = std::ptr::null_mut();
+        h.msg_hdr.msg_controllen = 0;
+        h.msg_hdr.msg_flags = 0;
+    }
+    // SAFETY: hdrs[..n] point at memory inside `batch` and at caller buffers
+    // valid for reads of their stated lengths.
+    let sent = cvt(unsafe {
+        libc::sendmmsg(
+            fd,
+            batch.hdrs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT as _,
+        )
+    })?;
+    Ok(sent as usize)
+}
+
+/// Blocks SIGINT and SIGTERM for this thread and returns a non-blocking
+/// signalfd that becomes readable when one arrives: shutdown becomes an
+/// ordinary reactor event.
+pub fn termination_signalfd() -> io::Result<OwnedFd> {
+    // SAFETY: sigset manipulation on a local, zeroed set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        cvt(libc::pthread_sigmask(
+            libc::SIG_BLOCK,
+            &set,
+            std::ptr::null_mut(),
+        ))?;
+        let fd = cvt(libc::signalfd(
+            -1,
+            &set,
+            libc::SFD_NONBLOCK | libc::SFD_CLOEXEC,
+        ))?;
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// Reads one pending signal from a signalfd, if any.
+pub fn read_signal(fd: RawFd) -> Option<u32> {
+    // SAFETY: signalfd_siginfo is plain data; read fills at most its size.
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    let want = std::mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: &mut info is valid for `want` bytes.
+    let n = unsafe { libc::read(fd, (&mut info as *mut libc::signalfd_siginfo).cast(), want) };
+    (n as usize == want).then_some(info.ssi_signo)
+}
+
+/// Runs `f` with the umask set to 077, so files it creates (the control
+/// socket) are owner-only from the first instant.
+pub fn with_private_umask<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: umask cannot fail; the old value is restored below.
+    let old = unsafe { libc::umask(0o077) };
+    let r = f();
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    r
+}
+
+/// The effective user id (tests and the lab check for root).
+pub fn euid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Sends `sig` to the process `pid` (the lab ends only what it started).
+pub fn kill(pid: u32, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: plain kill(2); pid comes from a Child we spawned.
+    cvt(unsafe { libc::kill(pid as libc::pid_t, sig) }).map(|_| ())
+}
+
+/// setsockopt for an int-valued option.
+pub fn set_int_sockopt(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: passes a pointer to a live c_int and its exact size.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(|_| ())
+}
+
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Makes SIGINT/SIGTERM set a flag instead of killing the process, so a
+/// tool (the lab) can clean up. Only async-signal-safe work in the handler.
+pub fn catch_interrupts() {
+    let handler = on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: installs a handler that only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
+}
+
+/// Whether SIGINT/SIGTERM arrived since [`catch_interrupts`].
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}

@@ -1,0 +1,159 @@
+//! Renders a node's status for people (`ringvpn status`) and scripts (`--json`).
+
+use crate::json::Object;
+use crate::node::status::NodeStatus;
+use std::fmt::Write;
+use std::time::Duration;
+
+/// What the daemon adds to the core's view: its interface and socket.
+#[derive(Debug, Clone)]
+pub struct DaemonInfo {
+    pub tap: String,
+    pub address: Option<String>,
+    pub mtu: u16,
+    pub listen: String,
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn ago(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=119 => format!("{s} s ago"),
+        120..=7199 => format!("{} min ago", s / 60),
+        _ => format!("{} h ago", s / 3600),
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+pub fn render_text(st: &NodeStatus, d: &DaemonInfo) -> String {
+    let mut o = String::new();
+    let up = st.peers.iter().filter(|p| p.state == "up").count();
+    let _ = writeln!(o, "node      {}", st.key);
+    let _ = writeln!(
+        o,
+        "tap       {}  {}  mtu {}",
+        d.tap,
+        d.address.as_deref().unwrap_or("(no address)"),
+        d.mtu
+    );
+    let _ = writeln!(o, "listen    {}", d.listen);
+    let _ = writeln!(o, "peers     {} ({} up)", st.peers.len(), up);
+    for p in &st.peers {
+        let _ = writeln!(o, "\npeer {}  {}", p.name, p.key);
+        let ep = p
+            .endpoint
+            .map_or("(unknown)".to_string(), |e| e.to_string());
+        let _ = writeln!(o, "  endpoint   {ep}");
+        let _ = writeln!(o, "  state      {}", p.state);
+        let hs = p.last_handshake_ago.map_or("never".to_string(), ago);
+        let _ = writeln!(o, "  handshake  {hs}");
+        let _ = writeln!(o, "  rtt        {}", p.rtt.map_or("-".to_string(), ms));
+        if let Some(obs) = p.observed {
+            let _ = writeln!(o, "  seen as    {obs}");
+        }
+        let _ = writeln!(
+            o,
+            "  transfer   {} received, {} sent ({} / {} packets)",
+            bytes(p.rx_bytes),
+            bytes(p.tx_bytes),
+            p.rx_packets,
+            p.tx_packets
+        );
+    }
+    let drops: Vec<String> = st
+        .drops
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect();
+    let _ = writeln!(
+        o,
+        "\ndrops     {}",
+        if drops.is_empty() {
+            "none".to_string()
+        } else {
+            drops.join(", ")
+        }
+    );
+    let _ = writeln!(
+        o,
+        "buffers   {} of {} in use",
+        st.pool_in_use, st.pool_capacity
+    );
+    o
+}
+
+pub fn render_json(st: &NodeStatus, d: &DaemonInfo) -> String {
+    let mut out = String::new();
+    let mut node = String::new();
+    let mut n = Object::new(&mut node);
+    n.str("key", &st.key.to_base64())
+        .str("tap", &d.tap)
+        .opt_str("address", d.address.as_deref())
+        .num("mtu", d.mtu)
+        .str("listen", &d.listen)
+        .num("handshakes_completed", st.handshakes_completed)
+        .num("pool_in_use", st.pool_in_use)
+        .num("pool_capacity", st.pool_capacity);
+    n.end();
+    let mut peers = String::from("[");
+    for (i, p) in st.peers.iter().enumerate() {
+        if i > 0 {
+            peers.push(',');
+        }
+        let mut o = Object::new(&mut peers);
+        let endpoint = p.endpoint.map(|e| e.to_string());
+        let observed = p.observed.map(|e| e.to_string());
+        o.str("name", &p.name)
+            .str("key", &p.key.to_base64())
+            .opt_str("endpoint", endpoint.as_deref())
+            .str("state", p.state)
+            .raw(
+                "last_handshake_s",
+                &p.last_handshake_ago
+                    .map_or("null".into(), |d| d.as_secs().to_string()),
+            )
+            .raw(
+                "rtt_ms",
+                &p.rtt
+                    .map_or("null".into(), |d| format!("{:.3}", d.as_secs_f64() * 1e3)),
+            )
+            .opt_str("observed", observed.as_deref())
+            .num("rx_bytes", p.rx_bytes)
+            .num("tx_bytes", p.tx_bytes)
+            .num("rx_packets", p.rx_packets)
+            .num("tx_packets", p.tx_packets);
+        o.end();
+    }
+    peers.push(']');
+    let mut drops = String::new();
+    let mut dr = Object::new(&mut drops);
+    for (r, c) in &st.drops {
+        dr.num(r, c);
+    }
+    dr.end();
+    let mut o = Object::new(&mut out);
+    o.raw("node", &node)
+        .raw("peers", &peers)
+        .raw("drops", &drops);
+    o.end();
+    out.push('\n');
+    out
+}

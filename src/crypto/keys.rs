@@ -41,6 +41,12 @@ impl core::fmt::Display for NodeKey {
 /// A private key seed, wiped from memory when dropped.
 pub struct Seed(pub [u8; 32]);
 
+impl core::fmt::Debug for Seed {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Seed(<redacted>)")
+    }
+}
+
 impl Drop for Seed {
     fn drop(&mut self) {
         self.0.fill(0);

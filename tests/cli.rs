@@ -1,0 +1,87 @@
+//! The command line: key handling, config errors and exit codes.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn ringvpn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ringvpn"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ringvpn-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn genkey_writes_a_private_file_and_pubkey_agrees() {
+    let d = tmpdir("genkey");
+    let key = d.join("node.key");
+    let out = ringvpn(&["genkey", key.to_str().unwrap()]);
+    assert!(out.status.success());
+    let public = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(public.trim().len(), 44, "base64 of 32 bytes");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let again = ringvpn(&["pubkey", key.to_str().unwrap()]);
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), public);
+    // Never overwrites an existing key.
+    assert_eq!(
+        ringvpn(&["genkey", key.to_str().unwrap()]).status.code(),
+        Some(1)
+    );
+    // Refuses a key others can read, with a clear message.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = ringvpn(&["pubkey", key.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn config_errors_name_file_and_line_and_exit_2() {
+    let d = tmpdir("config");
+    let conf = d.join("bad.conf");
+    std::fs::write(&conf, "[node]\nkey = k\nlisten = nowhere\n").unwrap();
+    let out = ringvpn(&["run", "-c", conf.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:3: invalid listen", conf.display())),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "one clear line: {err}");
+    let out = ringvpn(&["run", "-c", d.join("missing.conf").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.conf: cannot read"));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_succeeds() {
+    assert!(ringvpn(&["--help"]).status.success());
+    assert!(String::from_utf8(ringvpn(&["--help"]).stdout)
+        .unwrap()
+        .contains("ringvpn run -c FILE"));
+    assert_eq!(ringvpn(&[]).status.code(), Some(2));
+    assert_eq!(ringvpn(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(ringvpn(&["run"]).status.code(), Some(2));
+    assert_eq!(
+        ringvpn(&["lab", "demo", "--nodes", "99"]).status.code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn status_without_a_daemon_is_a_clear_error() {
+    let out = ringvpn(&["status", "-s", "/nonexistent/ringvpn.sock"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the daemon"));
+}

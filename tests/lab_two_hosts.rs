@@ -1,0 +1,98 @@
+//! The foundation's end-to-end checks, on real daemons in network namespaces.
+
+mod common;
+
+use ringvpn::lab::NodeOptions;
+use std::time::{Duration, Instant};
+
+const UP_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[test]
+fn ping_both_ways_and_full_mtu_frames() {
+    let Some(mut lab) = common::lab_or_skip("ping_both_ways_and_full_mtu_frames", 2) else {
+        return;
+    };
+    lab.configure_full_mesh().unwrap();
+    lab.start(0).unwrap();
+    lab.start(1).unwrap();
+    lab.wait_links_up(0, 1, UP_TIMEOUT).unwrap();
+    lab.wait_links_up(1, 1, UP_TIMEOUT).unwrap();
+    let (a, b) = (lab.hosts[0].vip, lab.hosts[1].vip);
+    assert!(lab.ping(0, b, 3, 56, false).unwrap().all_ok(), "h0 -> h1");
+    assert!(lab.ping(1, a, 3, 56, false).unwrap().all_ok(), "h1 -> h0");
+    // 1372 bytes of ICMP payload = a 1400-byte IP packet, the full TAP MTU,
+    // with Don't Fragment set: it must pass unfragmented.
+    assert!(
+        lab.ping(0, b, 3, 1372, true).unwrap().all_ok(),
+        "MTU-sized h0 -> h1"
+    );
+    assert!(
+        lab.ping(1, a, 3, 1372, true).unwrap().all_ok(),
+        "MTU-sized h1 -> h0"
+    );
+    // One byte more does not fit the MTU and is refused locally, not lost.
+    assert_eq!(lab.ping(0, b, 1, 1373, true).unwrap().received, 0);
+    let st = lab.status_json(0).unwrap();
+    assert!(st.contains("\"state\":\"up\""), "{st}");
+    assert!(st.contains("\"auth_failure\":0"), "{st}");
+}
+
+#[test]
+fn restart_reestablishes_the_link() {
+    let Some(mut lab) = common::lab_or_skip("restart_reestablishes_the_link", 2) else {
+        return;
+    };
+    lab.configure_full_mesh().unwrap();
+    lab.start(0).unwrap();
+    lab.start(1).unwrap();
+    lab.wait_links_up(0, 1, UP_TIMEOUT).unwrap();
+    let b = lab.hosts[1].vip;
+    assert!(lab.ping(0, b, 2, 56, false).unwrap().all_ok());
+    let old_pid = lab.pid(1);
+    lab.stop(1);
+    lab.start(1).unwrap();
+    assert_ne!(lab.pid(1), old_pid);
+    let t = Instant::now();
+    lab.wait_links_up(1, 1, UP_TIMEOUT).unwrap();
+    // h0 still holds the old session; the restarted node's new handshake
+    // (with a newer timestamp) must replace it.
+    let mut ok = false;
+    while t.elapsed() < UP_TIMEOUT && !ok {
+        ok = lab.ping(0, b, 1, 56, false).unwrap().all_ok();
+    }
+    assert!(ok, "no ping after restart:\n{}", lab.log_tail(0));
+    eprintln!(
+        "link re-established and pinging {:?} after restart",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn a_peer_with_an_unknown_key_is_refused() {
+    let Some(mut lab) = common::lab_or_skip("a_peer_with_an_unknown_key_is_refused", 3) else {
+        return;
+    };
+    // h0 and h1 know each other; h2 knows h0, but h0 does not know h2.
+    let opts = |peers: Vec<usize>| NodeOptions {
+        peers,
+        with_endpoints: true,
+        mtu: ringvpn::config::DEFAULT_MTU,
+    };
+    lab.configure(0, &opts(vec![1])).unwrap();
+    lab.configure(1, &opts(vec![0])).unwrap();
+    lab.configure(2, &opts(vec![0])).unwrap();
+    for i in 0..3 {
+        lab.start(i).unwrap();
+    }
+    lab.wait_links_up(0, 1, UP_TIMEOUT).unwrap();
+    let a = lab.hosts[0].vip;
+    assert_eq!(lab.ping(2, a, 2, 56, false).unwrap().received, 0);
+    assert_eq!(lab.links_up(2), 0);
+    let st = lab.status_json(0).unwrap();
+    assert!(
+        !st.contains("\"unknown_peer\":0"),
+        "h0 should count refused handshakes: {st}"
+    );
+    // The legitimate link is unaffected.
+    assert!(lab.ping(1, a, 2, 56, false).unwrap().all_ok());
+}

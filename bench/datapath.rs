@@ -1,1 +1,229 @@
-fn main() {}
+//! Per-packet cost of the data path (run with `cargo bench`).
+//!
+//! Reports ns/packet and Gbit/s of payload for 64-, 512- and 1400-byte
+//! frames on: seal (encapsulate + encrypt), open (replay check + decrypt +
+//! decapsulate), and the full core path frame → datagram and datagram →
+//! frame through `Node`. Wall-clock figures on a shared machine are noisy;
+//! bench/callgrind.sh gives repeatable instruction counts using the
+//! `--callgrind SIZE COUNT` mode of this binary.
+
+use ringvpn::buf::Pool;
+use ringvpn::crypto::handshake::{check_init, create_init, finish, respond};
+use ringvpn::crypto::{Identity, Seed, Session};
+use ringvpn::node::{Node, NodeConfig, PeerConfig};
+use ringvpn::time::Instant;
+use ringvpn::wire::{data, MsgType};
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::time::Instant as Clock;
+
+const SIZES: [usize; 3] = [64, 512, 1400];
+
+fn sessions() -> (Session, Session) {
+    let (a, b) = (
+        Identity::from_seed(&Seed([1; 32])),
+        Identity::from_seed(&Seed([2; 32])),
+    );
+    let rng = ring::rand::SystemRandom::new();
+    let mut m1 = [0u8; 512];
+    let mut m2 = [0u8; 512];
+    let (st, n1) = create_init(&a, &rng, 1, None, 1, &mut m1).unwrap();
+    let v = check_init(&m1[..n1], b.public(), |_| true).unwrap();
+    let obs: SocketAddr = "198.18.0.1:1".parse().unwrap();
+    let (sb, n2) = respond(&b, &rng, &v, 2, obs, Instant::ZERO, &mut m2).unwrap();
+    let done = finish(&mut Some(st), &m2[..n2], |_| true, Instant::ZERO).unwrap();
+    (done.session, sb)
+}
+
+fn report(what: &str, size: usize, packets: u64, secs: f64) {
+    let ns = secs * 1e9 / packets as f64;
+    let gbps = (size as f64 * 8.0 * packets as f64) / secs / 1e9;
+    println!("{what:<24} {size:>5} B  {ns:>8.1} ns/packet  {gbps:>7.2} Gbit/s");
+}
+
+/// Enough packets for ~0.3 s per measurement.
+fn count_for(size: usize) -> u64 {
+    (60_000_000 / (size as u64 + 200)).max(10_000)
+}
+
+fn bench_seal_open(size: usize) {
+    let (mut a, mut b) = sessions();
+    let n = count_for(size);
+    let mut pool = Pool::new(4);
+    let mut frame = vec![0x5au8; size];
+    let t = Clock::now();
+    for _ in 0..n {
+        // The copy in stands for the TAP read into a pool slot.
+        let mut p = pool.alloc_with(&frame).unwrap();
+        let c = a.next_counter().unwrap();
+        let hdr = pool.prepend(&mut p, data::HEADER_LEN).unwrap();
+        data::emit_header(hdr, MsgType::Frame, a.remote_index, c);
+        let bytes = pool.data_mut(&p);
+        let (h, body) = bytes.split_at_mut(data::HEADER_LEN);
+        let tag = a.seal(c, h, body);
+        pool.append(&mut p, data::TAG_LEN)
+            .unwrap()
+            .copy_from_slice(&tag);
+        black_box(pool.data(&p));
+        pool.free(p);
+    }
+    report("seal", size, n, t.elapsed().as_secs_f64());
+
+    // Pre-seal a batch, then time only the opening side.
+    let batch = 4096usize.min(n as usize);
+    let mut sealed: Vec<Vec<u8>> = Vec::with_capacity(batch);
+    let mut opened = 0u64;
+    let mut total = 0.0;
+    while opened < n {
+        sealed.clear();
+        for _ in 0..batch {
+            let c = a.next_counter().unwrap();
+            let mut m = vec![0u8; data::HEADER_LEN + size + data::TAG_LEN];
+            data::emit_header(&mut m, MsgType::Frame, b.local_index, c);
+            let (h, body) = m.split_at_mut(data::HEADER_LEN);
+            frame.copy_from_slice(&body[..size]);
+            let tag = a.seal(c, h, &mut body[..size]);
+            body[size..].copy_from_slice(&tag);
+            sealed.push(m);
+        }
+        let t = Clock::now();
+        for m in sealed.iter_mut() {
+            let pkt = data::Packet::new_checked(&m[..]).unwrap();
+            let c = pkt.counter();
+            let (h, body) = m.split_at_mut(data::HEADER_LEN);
+            b.open(c, h, body).unwrap();
+            black_box(&body[..size]);
+        }
+        total += t.elapsed().as_secs_f64();
+        opened += batch as u64;
+    }
+    report("open", size, opened, total);
+}
+
+fn nodes() -> (Node, Node, SocketAddr, SocketAddr) {
+    let ea: SocketAddr = "198.18.0.1:5140".parse().unwrap();
+    let eb: SocketAddr = "198.18.0.2:5140".parse().unwrap();
+    let mk = |me: u8, other: u8, ep: SocketAddr| {
+        let cfg = NodeConfig {
+            peers: vec![PeerConfig {
+                name: "p".into(),
+                key: Identity::from_seed(&Seed([other; 32])).public(),
+                endpoint: Some(ep),
+            }],
+            pool_slots: 8192,
+            ..NodeConfig::default()
+        };
+        Node::new(Identity::from_seed(&Seed([me; 32])), cfg, Instant::ZERO)
+    };
+    let (mut a, mut b) = (mk(1, 2, eb), mk(2, 1, ea));
+    let now = Instant::from_millis(1);
+    a.handle_timeout(now);
+    b.handle_timeout(now);
+    for _ in 0..4 {
+        move_all(&mut a, ea, &mut b);
+        move_all(&mut b, eb, &mut a);
+    }
+    (a, b, ea, eb)
+}
+
+fn move_all(from: &mut Node, from_ep: SocketAddr, to: &mut Node) {
+    while let Some(t) = from.poll_transmit() {
+        let copy = to.pool_mut().alloc_with(from.pool().data(&t.buf)).unwrap();
+        from.pool_mut().free(t.buf);
+        to.handle_datagram(Instant::from_millis(1), from_ep, copy);
+    }
+    while let Some(f) = to.poll_frame() {
+        to.pool_mut().free(f);
+    }
+}
+
+fn frame(size: usize) -> Vec<u8> {
+    let mut f = vec![0x42u8; size];
+    f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 0xb]);
+    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0xa]);
+    f
+}
+
+/// Frame → datagram at A (TAP read handed to the node, datagram polled).
+fn to_datagram(a: &mut Node, f: &[u8], now: Instant) -> ringvpn::node::Transmit {
+    let mut buf = a.pool_mut().alloc().unwrap();
+    a.pool_mut().space_mut(&buf)[..f.len()].copy_from_slice(f);
+    a.pool().set_len(&mut buf, f.len());
+    a.handle_frame(now, buf);
+    a.poll_transmit().unwrap()
+}
+
+fn bench_node_path(size: usize) {
+    let (mut a, mut b, ea, _) = nodes();
+    let f = frame(size);
+    let n = count_for(size);
+    let now = Instant::from_millis(1);
+    let t = Clock::now();
+    for _ in 0..n {
+        let tx = to_datagram(&mut a, &f, now);
+        black_box(a.pool().data(&tx.buf));
+        a.pool_mut().free(tx.buf);
+    }
+    report("node frame->datagram", size, n, t.elapsed().as_secs_f64());
+
+    let batch = 4096u64.min(n);
+    let (mut done, mut total) = (0u64, 0.0);
+    let mut bufs = Vec::with_capacity(batch as usize);
+    while done < n {
+        for _ in 0..batch {
+            let tx = to_datagram(&mut a, &f, now);
+            bufs.push(b.pool_mut().alloc_with(a.pool().data(&tx.buf)).unwrap());
+            a.pool_mut().free(tx.buf);
+        }
+        let t = Clock::now();
+        for buf in bufs.drain(..) {
+            b.handle_datagram(now, ea, buf);
+            let fr = b.poll_frame().unwrap();
+            black_box(b.pool().data(&fr));
+            b.pool_mut().free(fr);
+        }
+        total += t.elapsed().as_secs_f64();
+        done += batch;
+    }
+    report("node datagram->frame", size, done, total);
+}
+
+/// `--callgrind SIZE COUNT`: COUNT full round trips (frame → datagram at A,
+/// datagram → frame at B), nothing else, for instruction counting.
+fn callgrind(size: usize, count: u64) {
+    let (mut a, mut b, ea, _) = nodes();
+    let f = frame(size);
+    let now = Instant::from_millis(1);
+    for _ in 0..count {
+        let tx = to_datagram(&mut a, &f, now);
+        let mut buf = b.pool_mut().alloc().unwrap();
+        let len = a.pool().data(&tx.buf).len();
+        b.pool_mut().space_mut(&buf)[..len].copy_from_slice(a.pool().data(&tx.buf));
+        b.pool().set_len(&mut buf, len);
+        a.pool_mut().free(tx.buf);
+        b.handle_datagram(now, ea, buf);
+        let fr = b.poll_frame().unwrap();
+        black_box(b.pool().data(&fr));
+        b.pool_mut().free(fr);
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--callgrind") {
+        let size = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(1400);
+        let count = args
+            .get(i + 2)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(10_000);
+        return callgrind(size, count);
+    }
+    if args.iter().any(|a| a == "--list") {
+        return; // cargo test --benches asks for a listing
+    }
+    println!("ringvpn data path, one core (payload = frame bytes)");
+    for size in SIZES {
+        bench_seal_open(size);
+        bench_node_path(size);
+    }
+}

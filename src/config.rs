@@ -80,6 +80,9 @@ pub fn parse_cidr(v: &str) -> Option<(Ipv4Addr, u8)> {
     Some((ip.parse().ok()?, prefix))
 }
 
+/// A [peer] section being read: its first line, name, key, endpoint.
+type PeerDraft = (usize, Option<String>, Option<NodeKey>, Option<SocketAddr>);
+
 #[derive(PartialEq)]
 enum Section {
     None,
@@ -100,7 +103,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut address = None;
     let mut mtu = DEFAULT_MTU;
     let mut control = None;
-    let mut peers: Vec<(usize, Option<String>, Option<NodeKey>, Option<SocketAddr>)> = Vec::new();
+    let mut peers: Vec<PeerDraft> = Vec::new();
     let mut section = Section::None;
 
     for (i, raw) in text.lines().enumerate() {

@@ -94,9 +94,7 @@ impl Sessions {
 
     /// The initiator used `next`: promote it. Returns the index evicted.
     pub fn promote_next(&mut self) -> Option<u32> {
-        let Some(n) = self.next.take() else {
-            return None;
-        };
+        let n = self.next.take()?;
         let evicted = self.previous.take().map(|p| p.local_index);
         self.previous = self.current.replace(n);
         evicted

@@ -217,10 +217,10 @@ pub fn recv_batch(
     froms: &mut [Option<SocketAddr>],
 ) -> io::Result<usize> {
     let n = bufs.len().min(BATCH);
-    for i in 0..n {
+    for (i, &(ptr, cap)) in bufs.iter().take(n).enumerate() {
         batch.iovs[i] = libc::iovec {
-            iov_base: bufs[i].0.cast(),
-            iov_len: bufs[i].1,
+            iov_base: ptr.cast(),
+            iov_len: cap,
         };
         let h = &mut batch.hdrs[i];
         h.msg_hdr.msg_name = (&mut batch.addrs[i] as *mut libc::sockaddr_storage).cast();

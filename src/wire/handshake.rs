@@ -323,7 +323,7 @@ mod tests {
 
     #[test]
     fn bad_family_and_huge_cred_are_refused() {
-        let mut out = vec![0u8; RESP_FIXED_LEN];
+        let mut out = [0u8; RESP_FIXED_LEN];
         out[0] = 1;
         out[1] = 2;
         out[44] = 5;

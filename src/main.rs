@@ -17,6 +17,7 @@ Usage:
                                   show a running node's links and counters
   ringvpn lab demo [--nodes N]    build a network-namespace lab (root), run N nodes,
                                   ping and measure across the VPN, tear down
+                                  (runs the companion binary ringvpn-lab)
   ringvpn --help | --version
 
 Logging: RUST_LOG=info (or debug) ringvpn run -c FILE
@@ -134,26 +135,14 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
     }
 }
 
+/// `ringvpn lab …` runs the companion `ringvpn-lab` binary installed beside
+/// this one, so the daemon itself links no lab code.
 fn lab(args: &[String]) -> Result<(), Failure> {
-    let Some((sub, rest)) = args.split_first() else {
-        return Err(Failure::Usage("lab needs a subcommand: demo".into()));
-    };
-    match sub.as_str() {
-        "demo" => {
-            let mut o = Options::new();
-            o.optopt("n", "nodes", "number of nodes (2 to 16)", "N");
-            let m = parse(&o, rest)?;
-            let n: usize = match m.opt_str("n") {
-                Some(v) => v
-                    .parse()
-                    .ok()
-                    .filter(|n| (2..=16).contains(n))
-                    .ok_or_else(|| Failure::Usage(format!("--nodes {v}: expected 2 to 16")))?,
-                None => 2,
-            };
-            let bin = std::env::current_exe().map_err(|e| Failure::Runtime(e.to_string()))?;
-            ringvpn::lab::demo::run(&bin, n).map_err(|e| Failure::Runtime(e.to_string()))
-        }
-        other => Err(Failure::Usage(format!("unknown lab subcommand {other:?}"))),
-    }
+    let exe = std::env::current_exe().map_err(|e| Failure::Runtime(e.to_string()))?;
+    let lab = exe.with_file_name("ringvpn-lab");
+    let err = ringvpn::shell::sys::exec(&lab, args);
+    Err(Failure::Runtime(format!(
+        "cannot run {}: {err}",
+        lab.display()
+    )))
 }

@@ -10,6 +10,7 @@ use std::ffi::CStr;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     if r < 0 {
@@ -389,4 +390,25 @@ pub fn catch_interrupts() {
 /// Whether SIGINT/SIGTERM arrived since [`catch_interrupts`].
 pub fn interrupted() -> bool {
     INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Replaces this process with `program args…`; returns only on failure.
+pub fn exec(program: &Path, args: &[String]) -> io::Error {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(prog) = CString::new(program.as_os_str().as_bytes()) else {
+        return io::Error::new(io::ErrorKind::InvalidInput, "NUL in program path");
+    };
+    let mut owned = vec![prog.clone()];
+    for a in args {
+        match CString::new(a.as_bytes()) {
+            Ok(c) => owned.push(c),
+            Err(_) => return io::Error::new(io::ErrorKind::InvalidInput, "NUL in argument"),
+        }
+    }
+    let mut argv: Vec<*const libc::c_char> = owned.iter().map(|c| c.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    // SAFETY: argv is a NULL-terminated array of pointers to live C strings.
+    unsafe { libc::execv(prog.as_ptr(), argv.as_ptr()) };
+    io::Error::last_os_error()
 }

@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# End-to-end comparison on two lab hosts, all in ONE run (same machine state):
+# raw veth baseline, ringvpn, boringtun (userspace WireGuard, --threads 1)
+# and VpnCloud. For each: iperf3 TCP throughput (both directions), UDP
+# 64-byte packets per second, ping RTT, daemon CPU seconds per GB moved,
+# daemon RSS (idle and peak) and stripped binary size. Prints a Markdown
+# table with ratios. Medians over RUNS repetitions (default 3).
+#
+# Needs root, iproute2, iperf3, python3; boringtun-cli and wg
+# (wireguard-tools) and vpncloud are measured when installed:
+#   cargo install boringtun-cli vpncloud; apt-get install wireguard-tools
+# Traffic stays inside two network namespaces joined by a veth pair
+# (underlay 198.18.0.1-2, VPN addresses in 100.64.0.0/10).
+#
+# Usage: bench/e2e.sh [RUNS] [SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-3}
+SECS=${2:-10}
+UDP_SECS=5
+P="rve$$-"
+A="${P}a"
+B="${P}b"
+WORK=$(mktemp -d /tmp/ringvpn-e2e.XXXXXX)
+PIDS=()
+
+cleanup() {
+  for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
+  sleep 0.3
+  for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true; done
+  ip netns del "$A" 2>/dev/null || true
+  ip netns del "$B" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+[ "$(id -u)" = 0 ] || { echo "bench/e2e.sh needs root" >&2; exit 1; }
+for t in ip iperf3 python3 ping; do command -v $t >/dev/null || { echo "missing $t" >&2; exit 1; }; done
+cargo build --release --quiet
+RINGVPN=$PWD/target/release/ringvpn
+HAVE_BT=0; command -v boringtun-cli >/dev/null && command -v wg >/dev/null && HAVE_BT=1
+HAVE_VC=0; command -v vpncloud >/dev/null && HAVE_VC=1
+
+ip netns add "$A"; ip netns add "$B"
+ip -n "$A" link set lo up; ip -n "$B" link set lo up
+ip -n "$A" link add eth0 type veth peer name eth0 netns "$B"
+ip -n "$A" addr add 198.18.0.1/24 dev eth0; ip -n "$B" addr add 198.18.0.2/24 dev eth0
+ip -n "$A" link set eth0 up; ip -n "$B" link set eth0 up
+# Foreground helpers only: a background `inA cmd &` would make $! the
+# subshell, not the process, and it could not be stopped by PID.
+inA() { ip netns exec "$A" "$@"; }
+inB() { ip netns exec "$B" "$@"; }
+
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+cpu_ticks() { local t=0; for pid in "$@"; do t=$((t + $(awk '{print $14+$15}' "/proc/$pid/stat"))); done; echo $t; }
+rss_kib() { awk '/^'"$2"':/{print $2}' "/proc/$1/status"; }
+
+# measure NAME DST_IP DAEMON_PIDS... -> appends "NAME metric value" lines to $WORK/results
+measure() {
+  local name=$1 dst=$2; shift 2
+  local pids=("$@") rss_idle=0 ticks0 ticks1 out bytes=0 tcp_up tcp_down pps ping
+  for pid in "${pids[@]}"; do rss_idle=$((rss_idle + $(rss_kib "$pid" VmRSS))); done
+  ping=$(inA ping -n -q -c 20 -i 0.05 "$dst" | awk -F'[/ ]' '/^rtt/{print $7" "$8}')
+  ticks0=$(cpu_ticks "${pids[@]}")
+  ip netns exec "$B" iperf3 -s -1 -B "$dst" >/dev/null 2>&1 & sleep 0.3
+  out=$(inA iperf3 -c "$dst" -t "$SECS" -J); wait $! || true
+  tcp_up=$(echo "$out" | json 'd["end"]["sum_received"]["bits_per_second"]')
+  bytes=$(echo "$out" | json 'd["end"]["sum_received"]["bytes"]')
+  ip netns exec "$B" iperf3 -s -1 -B "$dst" >/dev/null 2>&1 & sleep 0.3
+  out=$(inA iperf3 -c "$dst" -t "$SECS" -J -R); wait $! || true
+  tcp_down=$(echo "$out" | json 'd["end"]["sum_received"]["bits_per_second"]')
+  bytes=$((bytes + $(echo "$out" | json 'd["end"]["sum_received"]["bytes"]')))
+  ticks1=$(cpu_ticks "${pids[@]}")
+  ip netns exec "$B" iperf3 -s -1 -B "$dst" >/dev/null 2>&1 & sleep 0.3
+  out=$(inA iperf3 -c "$dst" -u -b 0 -l 64 -t "$UDP_SECS" -J); wait $! || true
+  pps=$(echo "$out" | json '(d["end"]["sum"]["packets"]-d["end"]["sum"]["lost_packets"])/d["end"]["sum"]["seconds"]')
+  local rss_peak=0
+  for pid in "${pids[@]}"; do rss_peak=$((rss_peak + $(rss_kib "$pid" VmHWM))); done
+  local hz; hz=$(getconf CLK_TCK)
+  {
+    echo "$name tcp_up_gbps $(python3 -c "print($tcp_up/1e9)")"
+    echo "$name tcp_down_gbps $(python3 -c "print($tcp_down/1e9)")"
+    echo "$name udp64_kpps $(python3 -c "print($pps/1e3)")"
+    echo "$name rtt_min_ms ${ping% *}"
+    echo "$name rtt_avg_ms ${ping#* }"
+    if [ ${#pids[@]} -gt 0 ]; then
+      echo "$name cpu_s_per_gb $(python3 -c "print((($ticks1-$ticks0)/$hz)/($bytes/1e9))")"
+      echo "$name rss_idle_mib $(python3 -c "print($rss_idle/1024/${#pids[@]})")"
+      echo "$name rss_peak_mib $(python3 -c "print($rss_peak/1024/${#pids[@]})")"
+    fi
+  } >> "$WORK/results"
+}
+
+stop_all() {
+  for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done; done
+  PIDS=()
+}
+
+wait_ping() { for _ in $(seq 100); do inA ping -c1 -W1 "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no ping to $1" >&2; return 1; }
+
+run_ringvpn() {
+  local d="$WORK/rv"; mkdir -p "$d"; rm -f "$d"/*.key
+  local ka kb; ka=$("$RINGVPN" genkey "$d/a.key"); kb=$("$RINGVPN" genkey "$d/b.key")
+  printf '[node]\nkey = a.key\nlisten = 198.18.0.1:5140\ntap = rva\naddress = 100.64.0.1/24\ncontrol = a.sock\n[peer]\nname = b\npublic-key = %s\nendpoint = 198.18.0.2:5140\n' "$kb" > "$d/a.conf"
+  printf '[node]\nkey = b.key\nlisten = 198.18.0.2:5140\ntap = rvb\naddress = 100.64.0.2/24\ncontrol = b.sock\n[peer]\nname = a\npublic-key = %s\nendpoint = 198.18.0.1:5140\n' "$ka" > "$d/b.conf"
+  ip netns exec "$A" "$RINGVPN" run -c "$d/a.conf" >"$WORK/rv-a.log" 2>&1 & PIDS+=($!)
+  ip netns exec "$B" "$RINGVPN" run -c "$d/b.conf" >"$WORK/rv-b.log" 2>&1 & PIDS+=($!)
+  wait_ping 100.64.0.2; sleep 2
+  measure ringvpn 100.64.0.2 "${PIDS[@]}"
+  stop_all
+}
+
+run_boringtun() {
+  local d="$WORK/bt"; mkdir -p "$d"
+  umask 077
+  wg genkey > "$d/a"; wg genkey > "$d/b"
+  local pa pb; pa=$(wg pubkey < "$d/a"); pb=$(wg pubkey < "$d/b")
+  WG_SUDO=1 ip netns exec "$A" boringtun-cli --foreground --threads 1 --disable-drop-privileges -l "$d/a.log" wgra >/dev/null 2>&1 & PIDS+=($!)
+  WG_SUDO=1 ip netns exec "$B" boringtun-cli --foreground --threads 1 --disable-drop-privileges -l "$d/b.log" wgrb >/dev/null 2>&1 & PIDS+=($!)
+  sleep 0.5
+  inA wg set wgra private-key "$d/a" listen-port 51820 peer "$pb" allowed-ips 100.65.0.2/32 endpoint 198.18.0.2:51820
+  inB wg set wgrb private-key "$d/b" listen-port 51820 peer "$pa" allowed-ips 100.65.0.1/32 endpoint 198.18.0.1:51820
+  inA ip addr add 100.65.0.1/24 dev wgra; inA ip link set wgra up
+  inB ip addr add 100.65.0.2/24 dev wgrb; inB ip link set wgrb up
+  wait_ping 100.65.0.2; sleep 2
+  measure boringtun 100.65.0.2 "${PIDS[@]}"
+  stop_all
+}
+
+run_vpncloud() {
+  # VpnCloud 2.3 panics without a default route: it connect()s a UDP socket
+  # to a public address to learn its own IP (connect sends nothing). A
+  # default route into a veth whose other end stays down satisfies it;
+  # anything ever sent that way is dropped inside the namespace.
+  for ns in "$A" "$B"; do
+    if ! ip -n "$ns" link show bh0 >/dev/null 2>&1; then
+      ip -n "$ns" link add bh0 type veth peer name bh1
+      ip -n "$ns" addr add 198.18.255.1/32 dev bh0
+      ip -n "$ns" link set bh0 up
+      ip -n "$ns" route add default dev bh0
+    fi
+  done
+  # Its own interface set-up writes a wrong address here (0.1.0.0/8), so
+  # the address is set with ip and VpnCloud is told the claim instead.
+  ip netns exec "$A" vpncloud -l 198.18.0.1:3210 -c 198.18.0.2:3210 -p e2e-bench --claim 100.66.0.1/32 -d vcra -t tun --no-port-forwarding -q >"$WORK/vc-a.log" 2>&1 & PIDS+=($!)
+  ip netns exec "$B" vpncloud -l 198.18.0.2:3210 -c 198.18.0.1:3210 -p e2e-bench --claim 100.66.0.2/32 -d vcrb -t tun --no-port-forwarding -q >"$WORK/vc-b.log" 2>&1 & PIDS+=($!)
+  for _ in $(seq 50); do ip -n "$A" link show vcra >/dev/null 2>&1 && ip -n "$B" link show vcrb >/dev/null 2>&1 && break; sleep 0.1; done
+  ip -n "$A" addr add 100.66.0.1/24 dev vcra; ip -n "$A" link set vcra up
+  ip -n "$B" addr add 100.66.0.2/24 dev vcrb; ip -n "$B" link set vcrb up
+  wait_ping 100.66.0.2; sleep 2
+  measure vpncloud 100.66.0.2 "${PIDS[@]}"
+  stop_all
+}
+
+for run in $(seq "$RUNS"); do
+  echo "run $run of $RUNS: veth baseline" >&2; measure veth 198.18.0.2
+  echo "run $run of $RUNS: ringvpn" >&2; run_ringvpn
+  [ $HAVE_BT = 1 ] && { echo "run $run of $RUNS: boringtun" >&2; run_boringtun; }
+  [ $HAVE_VC = 1 ] && { echo "run $run of $RUNS: vpncloud" >&2; run_vpncloud; }
+done
+
+size_mib() { local t; t=$(mktemp); cp "$1" "$t"; strip "$t" 2>/dev/null || true; python3 -c "import os;print(os.path.getsize('$t')/1048576)"; rm -f "$t"; }
+{
+  echo "ringvpn binary_mib $(size_mib "$RINGVPN")"
+  [ $HAVE_BT = 1 ] && echo "boringtun binary_mib $(size_mib "$(command -v boringtun-cli)")"
+  [ $HAVE_VC = 1 ] && echo "vpncloud binary_mib $(size_mib "$(command -v vpncloud)")"
+} >> "$WORK/results"
+
+python3 - "$WORK/results" "$RUNS" "$SECS" <<'PY'
+import sys, statistics, collections
+rows = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    name, metric, value = line.split()
+    rows[(name, metric)].append(float(value))
+med = {k: statistics.median(v) for k, v in rows.items()}
+names = [n for n in ["veth", "ringvpn", "boringtun", "vpncloud"] if any(k[0] == n for k in med)]
+metrics = [
+    ("tcp_up_gbps", "TCP A→B (Gbit/s)", True), ("tcp_down_gbps", "TCP B→A (Gbit/s)", True),
+    ("udp64_kpps", "UDP 64 B (kpps received)", True), ("rtt_min_ms", "ping RTT min (ms)", False),
+    ("rtt_avg_ms", "ping RTT avg (ms)", False), ("cpu_s_per_gb", "daemon CPU-s per GB", False),
+    ("rss_idle_mib", "RSS idle per daemon (MiB)", False), ("rss_peak_mib", "RSS peak per daemon (MiB)", False),
+    ("binary_mib", "stripped binary (MiB)", False),
+]
+peers = [n for n in names if n not in ("veth", "ringvpn")]
+hdr = ["metric"] + names + ["ringvpn/veth"] + [f"ringvpn/{p}" for p in peers]
+print(f"\nmedians of {sys.argv[2]} runs, TCP {sys.argv[3]} s per direction\n")
+print("| " + " | ".join(hdr) + " |")
+print("|" + "---|" * len(hdr))
+def fmt(v): return "-" if v is None else (f"{v:.3f}" if v < 10 else f"{v:.1f}")
+for key, label, _ in metrics:
+    vals = [med.get((n, key)) for n in names]
+    r = med.get(("ringvpn", key))
+    ratios = []
+    for other in ["veth"] + peers:
+        o = med.get((other, key))
+        ratios.append(f"{r/o:.2f}×" if r is not None and o else "-")
+    print("| " + " | ".join([label] + [fmt(v) for v in vals] + ratios) + " |")
+PY

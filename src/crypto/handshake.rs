@@ -77,6 +77,21 @@ fn credential_key(cred_type: u8, cred: &[u8]) -> Result<NodeKey, HandshakeError>
     }
 }
 
+/// A new X25519 key pair, used for exactly one handshake.
+fn fresh_ephemeral(
+    rng: &dyn ring::rand::SecureRandom,
+) -> Result<(EphemeralPrivateKey, [u8; 32]), HandshakeError> {
+    let private = EphemeralPrivateKey::generate(&X25519, rng).map_err(|_| HandshakeError::Auth)?;
+    let public = private
+        .compute_public_key()
+        .map_err(|_| HandshakeError::Auth)?;
+    let public = public
+        .as_ref()
+        .try_into()
+        .map_err(|_| HandshakeError::Auth)?;
+    Ok((private, public))
+}
+
 /// Derives the two session keys from the ephemeral DH and the transcript.
 fn derive(shared: &[u8], transcript: &[u8; 32]) -> ([u8; 32], [u8; 32]) {
     struct Len32;
@@ -110,19 +125,12 @@ pub fn create_init(
     timestamp: u64,
     out: &mut [u8],
 ) -> Result<(Initiator, usize), HandshakeError> {
-    let ephemeral =
-        EphemeralPrivateKey::generate(&X25519, rng).map_err(|_| HandshakeError::Auth)?;
-    let e_pub = ephemeral
-        .compute_public_key()
-        .map_err(|_| HandshakeError::Auth)?;
+    let (ephemeral, e_pub) = fresh_ephemeral(rng)?;
     let me = id.public();
     let repr = InitRepr {
         sender: local_index,
         responder_hint: responder.map_or([0; 32], |k| k.0),
-        ephemeral: e_pub
-            .as_ref()
-            .try_into()
-            .map_err(|_| HandshakeError::Auth)?,
+        ephemeral: e_pub,
         timestamp,
         cred_type: CredType::PublicKey,
         cred: &me.0,
@@ -181,19 +189,12 @@ pub fn respond(
     now: Instant,
     out: &mut [u8],
 ) -> Result<(Session, usize), HandshakeError> {
-    let ephemeral =
-        EphemeralPrivateKey::generate(&X25519, rng).map_err(|_| HandshakeError::Auth)?;
-    let e_pub = ephemeral
-        .compute_public_key()
-        .map_err(|_| HandshakeError::Auth)?;
+    let (ephemeral, e_pub) = fresh_ephemeral(rng)?;
     let me = id.public();
     let repr = RespRepr {
         sender: local_index,
         receiver: init.sender,
-        ephemeral: e_pub
-            .as_ref()
-            .try_into()
-            .map_err(|_| HandshakeError::Auth)?,
+        ephemeral: e_pub,
         observed,
         cred_type: CredType::PublicKey,
         cred: &me.0,

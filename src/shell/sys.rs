@@ -169,6 +169,21 @@ impl MsgBatch {
     }
 }
 
+impl MsgBatch {
+    /// Points header `i` at address slot `i` and iovec `i`.
+    fn point_header(&mut self, i: usize, namelen: libc::socklen_t) {
+        let h = &mut self.hdrs[i];
+        h.msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+        h.msg_hdr.msg_namelen = namelen;
+        h.msg_hdr.msg_iov = &mut self.iovs[i];
+        h.msg_hdr.msg_iovlen = 1;
+        h.msg_hdr.msg_control = std::ptr::null_mut();
+        h.msg_hdr.msg_controllen = 0;
+        h.msg_hdr.msg_flags = 0;
+        h.msg_len = 0;
+    }
+}
+
 fn to_std(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match i32::from(ss.ss_family) {
         libc::AF_INET => {
@@ -223,15 +238,8 @@ pub fn recv_batch(
             iov_base: ptr.cast(),
             iov_len: cap,
         };
-        let h = &mut batch.hdrs[i];
-        h.msg_hdr.msg_name = (&mut batch.addrs[i] as *mut libc::sockaddr_storage).cast();
-        h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        h.msg_hdr.msg_iov = &mut batch.iovs[i];
-        h.msg_hdr.msg_iovlen = 1;
-        h.msg_hdr.msg_control = std::ptr::null_mut();
-        h.msg_hdr.msg_controllen = 0;
-        h.msg_hdr.msg_flags = 0;
-        h.msg_len = 0;
+        let namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        batch.point_header(i, namelen);
     }
     // SAFETY: hdrs[..n] point at iovecs and addresses inside `batch` and at
     // caller buffers that are valid for their stated capacity.
@@ -271,14 +279,7 @@ pub fn send_batch(
             iov_len: *len,
         };
         let namelen = from_std(dst, &mut batch.addrs[i]);
-        let h = &mut batch.hdrs[i];
-        h.msg_hdr.msg_name = (&mut batch.addrs[i] as *mut libc::sockaddr_storage).cast();
-        h.msg_hdr.msg_namelen = namelen;
-        h.msg_hdr.msg_iov = &mut batch.iovs[i];
-        h.msg_hdr.msg_iovlen = 1;
-        h.msg_hdr.msg_control = std::ptr::null_mut();
-        h.msg_hdr.msg_controllen = 0;
-        h.msg_hdr.msg_flags = 0;
+        batch.point_header(i, namelen);
     }
     // SAFETY: hdrs[..n] point at memory inside `batch` and at caller buffers
     // valid for reads of their stated lengths.

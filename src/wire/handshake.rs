@@ -56,6 +56,17 @@ impl CredType {
     }
 }
 
+/// The credential whose length field is at `len_at` (bytes follow it).
+fn cred_at(b: &[u8], len_at: usize) -> &[u8] {
+    let len = usize::from(get_u16(b, len_at));
+    &b[len_at + 2..len_at + 2 + len]
+}
+
+/// Everything before the trailing signature, and the signature.
+fn split_signature(b: &[u8]) -> (&[u8], &[u8]) {
+    b.split_at(b.len() - SIG_LEN)
+}
+
 fn key_at(b: &[u8], at: usize) -> &[u8; KEY_LEN] {
     b[at..at + KEY_LEN].try_into().expect("checked length")
 }
@@ -108,17 +119,14 @@ impl<T: AsRef<[u8]>> InitPacket<T> {
         self.b()[80]
     }
     pub fn cred(&self) -> &[u8] {
-        let len = usize::from(get_u16(self.b(), 82));
-        &self.b()[84..84 + len]
+        cred_at(self.b(), 82)
     }
     /// The bytes covered by the signature (after its label).
     pub fn signed(&self) -> &[u8] {
-        let b = self.b();
-        &b[..b.len() - SIG_LEN]
+        split_signature(self.b()).0
     }
     pub fn signature(&self) -> &[u8] {
-        let b = self.b();
-        &b[b.len() - SIG_LEN..]
+        split_signature(self.b()).1
     }
 }
 
@@ -203,16 +211,13 @@ impl<T: AsRef<[u8]>> RespPacket<T> {
         self.b()[64]
     }
     pub fn cred(&self) -> &[u8] {
-        let len = usize::from(get_u16(self.b(), 66));
-        &self.b()[68..68 + len]
+        cred_at(self.b(), 66)
     }
     pub fn signed(&self) -> &[u8] {
-        let b = self.b();
-        &b[..b.len() - SIG_LEN]
+        split_signature(self.b()).0
     }
     pub fn signature(&self) -> &[u8] {
-        let b = self.b();
-        &b[b.len() - SIG_LEN..]
+        split_signature(self.b()).1
     }
 }
 

@@ -9,6 +9,7 @@
 //! address  = 100.64.0.1/10       # virtual IPv4 address and prefix
 //! mtu      = 1400                # TAP MTU (see docs/PROTOCOL.md for the budget)
 //! control  = /run/ringvpn/ringvpn0.sock
+//! fwmark   = 51820               # optional SO_MARK on the UDP socket
 //!
 //! [peer]                         # one section per peer
 //! name       = b
@@ -40,6 +41,9 @@ pub struct Config {
     pub address: Option<(Ipv4Addr, u8)>,
     pub mtu: u16,
     pub control: PathBuf,
+    /// SO_MARK for the UDP socket (policy routing, e.g. to keep tunnel
+    /// traffic out of a full-tunnel route); `None` leaves it unset.
+    pub fwmark: Option<u32>,
     pub peers: Vec<PeerConfig>,
 }
 
@@ -103,6 +107,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut address = None;
     let mut mtu = DEFAULT_MTU;
     let mut control = None;
+    let mut fwmark = None;
     let mut peers: Vec<PeerDraft> = Vec::new();
     let mut section = Section::None;
 
@@ -153,6 +158,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                     .ok_or_else(|| bad(&format!("a number from {MIN_MTU} to {MAX_MTU}")))?
             }
             (Section::Node, "control") => control = Some(base.join(v)),
+            (Section::Node, "fwmark") => fwmark = Some(v.parse().map_err(|_| bad("a number"))?),
             (Section::Peer, "name") => peers.last_mut().expect("in [peer]").1 = Some(v.to_string()),
             (Section::Peer, "public-key") => {
                 peers.last_mut().expect("in [peer]").2 = Some(
@@ -186,6 +192,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         address,
         mtu,
         control,
+        fwmark,
         peers: out,
     })
 }
@@ -245,13 +252,14 @@ mod tests {
     #[test]
     fn full_config() {
         let c = p(&format!(
-            "# demo\n[node]\nkey = a.key\nlisten = 198.18.0.1:5000\ntap = rv0\naddress = 100.64.0.1/10\nmtu = 1300\n\n[peer]\nname = b\npublic-key = {KEY}\nendpoint = 198.18.0.2:5140 # b\n[peer]\npublic-key = {KEY}\n"
+            "# demo\n[node]\nkey = a.key\nlisten = 198.18.0.1:5000\ntap = rv0\naddress = 100.64.0.1/10\nmtu = 1300\nfwmark = 7\n\n[peer]\nname = b\npublic-key = {KEY}\nendpoint = 198.18.0.2:5140 # b\n[peer]\npublic-key = {KEY}\n"
         ))
         .unwrap();
         assert_eq!(c.key_file, Path::new("/etc/ringvpn/a.key"));
         assert_eq!(c.listen.port(), 5000);
         assert_eq!(c.address, Some(("100.64.0.1".parse().unwrap(), 10)));
         assert_eq!(c.mtu, 1300);
+        assert_eq!(c.fwmark, Some(7));
         assert_eq!(c.control, Path::new("/run/ringvpn/rv0.sock"));
         assert_eq!(c.peers.len(), 2);
         assert_eq!(c.peers[0].name, "b");

@@ -34,6 +34,13 @@ fn ping_both_ways_and_full_mtu_frames() {
     assert_eq!(lab.ping(0, b, 1, 1373, true).unwrap().received, 0);
     let st = lab.status_json(0).unwrap();
     assert!(st.contains("\"state\":\"up\""), "{st}");
+    // The control socket is owner-only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&lab.hosts[0].control)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "control socket mode {mode:o}");
     assert!(st.contains("\"auth_failure\":0"), "{st}");
 }
 

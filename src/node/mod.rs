@@ -203,6 +203,10 @@ impl Node {
             return self.drop_buf(buf, DropReason::NoEndpoint);
         };
         let Some(session) = peer.sessions.current.as_mut() else {
+            if ty != MsgType::Frame {
+                // Link control is only meaningful on the session it was made for.
+                return self.drop_buf(buf, DropReason::NoSession);
+            }
             if peer.waiting.len() >= peer::MAX_WAITING {
                 let old = peer.waiting.remove(0);
                 self.drop_buf(old, DropReason::NoSession);

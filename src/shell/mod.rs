@@ -47,8 +47,8 @@ pub fn run(cfg: Config) -> Result<(), String> {
     let key = identity.public();
     let tap = tap::Tap::open(&cfg.tap, cfg.mtu, mac_for(&key), cfg.address)
         .map_err(|e| format!("cannot create TAP device {}: {e}", cfg.tap))?;
-    let mut udp =
-        udp::Udp::bind(cfg.listen).map_err(|e| format!("cannot bind UDP {}: {e}", cfg.listen))?;
+    let mut udp = udp::Udp::bind(cfg.listen, cfg.fwmark)
+        .map_err(|e| format!("cannot bind UDP {}: {e}", cfg.listen))?;
     let mut ctl = control::Control::bind(&cfg.control, CONTROL.0)
         .map_err(|e| format!("cannot bind control socket {}: {e}", cfg.control.display()))?;
     let signals = sys::termination_signalfd().map_err(|e| format!("cannot set up signals: {e}"))?;
@@ -100,7 +100,9 @@ pub fn run(cfg: Config) -> Result<(), String> {
     let mut events = Events::with_capacity(64);
     let (mut tap_more, mut udp_more, mut udp_writable) = (true, true, true);
     loop {
-        let timeout = if tap_more || udp_more {
+        // Spin again at once only if there is work we are allowed to do: TAP
+        // data waits while the socket is full (the writable event wakes us).
+        let timeout = if udp_more || (tap_more && udp_writable) {
             Some(Duration::ZERO)
         } else {
             node.poll_timeout().map(|t| t.saturating_since(now()))

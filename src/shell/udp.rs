@@ -28,7 +28,7 @@ pub enum Recv {
 }
 
 impl Udp {
-    pub fn bind(addr: SocketAddr) -> io::Result<Udp> {
+    pub fn bind(addr: SocketAddr, fwmark: Option<u32>) -> io::Result<Udp> {
         let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
         if addr.is_ipv6() {
             // Dual-stack on [::]: one socket serves IPv4 and IPv6 peers.
@@ -42,6 +42,9 @@ impl Udp {
             // path with a smaller MTU, letting routers fragment beats a
             // black hole (WireGuard makes the same choice).
             let _ = set_pmtudisc_dont(&sock);
+        }
+        if let Some(mark) = fwmark {
+            sock.set_mark(mark)?;
         }
         sock.set_nonblocking(true)?;
         sock.bind(&addr.into())?;

@@ -21,6 +21,7 @@ pub mod crypto;
 pub mod json;
 pub mod lab;
 pub mod node;
+pub mod overlay;
 pub mod rand;
 pub mod shell;
 pub mod status;

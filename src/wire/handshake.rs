@@ -26,8 +26,8 @@
 //! The observed endpoint is where the responder saw the init come from: how
 //! a node behind a NAT learns its public mapping without a STUN server.
 
-use super::{get_u16, get_u32, get_u64, Error, MsgType, Result, VERSION};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use super::{endpoint, get_u16, get_u32, get_u64, Error, MsgType, Result, VERSION};
+use std::net::SocketAddr;
 
 pub const SIG_LEN: usize = 64;
 pub const KEY_LEN: usize = 32;
@@ -177,9 +177,7 @@ impl<T: AsRef<[u8]>> RespPacket<T> {
             return Err(Error);
         }
         check_exact(b, RESP_FIXED_LEN, 66)?;
-        if b[44] != 4 && b[44] != 6 {
-            return Err(Error);
-        }
+        endpoint::parse(&b[44..64])?;
         Ok(RespPacket { buffer })
     }
 
@@ -197,15 +195,7 @@ impl<T: AsRef<[u8]>> RespPacket<T> {
     }
     /// Where the responder saw our init come from.
     pub fn observed(&self) -> SocketAddr {
-        let b = self.b();
-        let port = get_u16(b, 46);
-        let ip = if b[44] == 4 {
-            IpAddr::V4(Ipv4Addr::new(b[48], b[49], b[50], b[51]))
-        } else {
-            let a: [u8; 16] = b[48..64].try_into().expect("checked length");
-            IpAddr::V6(Ipv6Addr::from(a))
-        };
-        SocketAddr::new(ip, port)
+        endpoint::parse(&self.b()[44..64]).expect("family checked in new_checked")
     }
     pub fn cred_type(&self) -> u8 {
         self.b()[64]
@@ -245,19 +235,7 @@ impl RespRepr<'_> {
         out[4..8].copy_from_slice(&self.sender.to_be_bytes());
         out[8..12].copy_from_slice(&self.receiver.to_be_bytes());
         out[12..44].copy_from_slice(&self.ephemeral);
-        out[45] = 0;
-        out[46..48].copy_from_slice(&self.observed.port().to_be_bytes());
-        out[48..64].fill(0);
-        match self.observed.ip() {
-            IpAddr::V4(a) => {
-                out[44] = 4;
-                out[48..52].copy_from_slice(&a.octets());
-            }
-            IpAddr::V6(a) => {
-                out[44] = 6;
-                out[48..64].copy_from_slice(&a.octets());
-            }
-        }
+        endpoint::emit(&self.observed, &mut out[44..64]);
         out[64] = self.cred_type as u8;
         out[65] = 0;
         out[66..68].copy_from_slice(&(self.cred.len() as u16).to_be_bytes());

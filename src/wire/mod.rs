@@ -9,8 +9,10 @@
 //! byte fixtures of that document.
 
 pub mod data;
+pub mod endpoint;
 pub mod ethernet;
 pub mod handshake;
+pub mod overlay;
 
 /// A message failed to parse. Deliberately a unit: the caller turns it into a
 /// counted drop, and a detailed reason would only help an attacker probe us.

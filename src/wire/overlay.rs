@@ -1,0 +1,415 @@
+//! Overlay messages, carried inside sealed link-control messages (type 4).
+//!
+//! The first byte of a control payload is its kind:
+//!
+//! | kind | name | layout |
+//! |---:|---|---|
+//! | 1, 2 | ping, pong | see docs/PROTOCOL.md (12 bytes) |
+//! | 3 | routed | 40-byte routed header, then an overlay message |
+//! | 4 | neighbours | kind, count, reasons, reserved; count × 52-byte node records |
+//! | 5 | leave | kind, 3 reserved: the sender is closing this link |
+//!
+//! Routed header (40 bytes):
+//! ```text
+//!  0 kind=3 | 1 mode | 2 hops | 3 ttl | 4..20 source addr | 20..36 destination addr
+//!  36 message type | 37..40 reserved
+//! ```
+//! Node record (52 bytes): 32-byte node key, 20-byte endpoint.
+//! Routed messages:
+//! - type 1, connect-to-me request: purpose, endpoint count n (≤ 4), 2 reserved,
+//!   32-byte requester key, n endpoints.
+//! - type 2, connect-to-me reply: purpose, endpoint count n (≤ 4), neighbour
+//!   count m (≤ 8), reserved, 32-byte responder key, n endpoints, m node records.
+//! - type 3, echo request / type 4, echo reply: 8-byte nonce, 8-byte timestamp.
+
+use super::{endpoint, get_u64, Error, Result};
+use crate::crypto::NodeKey;
+use crate::overlay::Addr;
+use smallvec::SmallVec;
+use std::net::SocketAddr;
+
+pub const KIND_PING: u8 = 1;
+pub const KIND_PONG: u8 = 2;
+pub const KIND_ROUTED: u8 = 3;
+pub const KIND_NEIGHBOURS: u8 = 4;
+pub const KIND_LEAVE: u8 = 5;
+
+pub const ROUTED_HEADER_LEN: usize = 40;
+pub const RECORD_LEN: usize = 32 + endpoint::LEN;
+pub const MAX_ENDPOINTS: usize = 4;
+pub const MAX_NEIGHBOURS: usize = 8;
+
+/// Who accepts a routed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Mode {
+    /// Only the node whose address equals the destination.
+    Exact = 1,
+    /// The node closest to the destination.
+    Closest = 2,
+    /// The node closest to the destination other than the source (how a
+    /// node finds its own ring neighbours).
+    ClosestOther = 3,
+}
+
+impl Mode {
+    fn from_u8(v: u8) -> Option<Mode> {
+        match v {
+            1 => Some(Mode::Exact),
+            2 => Some(Mode::Closest),
+            3 => Some(Mode::ClosestOther),
+            _ => None,
+        }
+    }
+}
+
+/// A view of a routed message.
+#[derive(Debug)]
+pub struct Routed<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+fn addr_at(b: &[u8], at: usize) -> Addr {
+    Addr::from_bytes(b[at..at + 16].try_into().expect("checked length"))
+}
+
+impl<T: AsRef<[u8]>> Routed<T> {
+    pub fn new_checked(buffer: T) -> Result<Routed<T>> {
+        let b = buffer.as_ref();
+        if b.len() < ROUTED_HEADER_LEN || b[0] != KIND_ROUTED || Mode::from_u8(b[1]).is_none() {
+            return Err(Error);
+        }
+        Ok(Routed { buffer })
+    }
+    pub fn mode(&self) -> Mode {
+        Mode::from_u8(self.buffer.as_ref()[1]).expect("checked mode")
+    }
+    pub fn hops(&self) -> u8 {
+        self.buffer.as_ref()[2]
+    }
+    pub fn ttl(&self) -> u8 {
+        self.buffer.as_ref()[3]
+    }
+    pub fn src(&self) -> Addr {
+        addr_at(self.buffer.as_ref(), 4)
+    }
+    pub fn dst(&self) -> Addr {
+        addr_at(self.buffer.as_ref(), 20)
+    }
+    pub fn msg_type(&self) -> u8 {
+        self.buffer.as_ref()[36]
+    }
+    pub fn payload(&self) -> &[u8] {
+        &self.buffer.as_ref()[ROUTED_HEADER_LEN..]
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Routed<T> {
+    pub fn set_hops(&mut self, hops: u8) {
+        self.buffer.as_mut()[2] = hops;
+    }
+}
+
+/// Appends a routed header to `out`.
+pub fn emit_routed_header(out: &mut Vec<u8>, mode: Mode, ttl: u8, src: Addr, dst: Addr, ty: u8) {
+    out.extend_from_slice(&[KIND_ROUTED, mode as u8, 0, ttl]);
+    out.extend_from_slice(&src.to_bytes());
+    out.extend_from_slice(&dst.to_bytes());
+    out.extend_from_slice(&[ty, 0, 0, 0]);
+}
+
+/// A node and where to reach it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeRecord {
+    pub key: NodeKey,
+    pub endpoint: SocketAddr,
+}
+
+fn emit_record(r: &NodeRecord, out: &mut Vec<u8>) {
+    out.extend_from_slice(&r.key.0);
+    let mut ep = [0u8; endpoint::LEN];
+    endpoint::emit(&r.endpoint, &mut ep);
+    out.extend_from_slice(&ep);
+}
+
+fn parse_record(b: &[u8]) -> Result<NodeRecord> {
+    let key = NodeKey(b.get(..32).ok_or(Error)?.try_into().map_err(|_| Error)?);
+    Ok(NodeRecord {
+        key,
+        endpoint: endpoint::parse(&b[32..])?,
+    })
+}
+
+pub type Endpoints = SmallVec<[SocketAddr; MAX_ENDPOINTS]>;
+pub type Records = SmallVec<[NodeRecord; MAX_NEIGHBOURS]>;
+
+/// Routed message types.
+pub const MSG_CTM_REQUEST: u8 = 1;
+pub const MSG_CTM_REPLY: u8 = 2;
+pub const MSG_ECHO_REQUEST: u8 = 3;
+pub const MSG_ECHO_REPLY: u8 = 4;
+
+/// A parsed routed message body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OverlayMsg {
+    CtmRequest {
+        purpose: u8,
+        key: NodeKey,
+        endpoints: Endpoints,
+    },
+    CtmReply {
+        purpose: u8,
+        key: NodeKey,
+        endpoints: Endpoints,
+        neighbours: Records,
+    },
+    EchoRequest {
+        nonce: u64,
+        stamp: u64,
+    },
+    EchoReply {
+        nonce: u64,
+        stamp: u64,
+    },
+}
+
+impl OverlayMsg {
+    pub fn msg_type(&self) -> u8 {
+        match self {
+            OverlayMsg::CtmRequest { .. } => MSG_CTM_REQUEST,
+            OverlayMsg::CtmReply { .. } => MSG_CTM_REPLY,
+            OverlayMsg::EchoRequest { .. } => MSG_ECHO_REQUEST,
+            OverlayMsg::EchoReply { .. } => MSG_ECHO_REPLY,
+        }
+    }
+
+    /// Parses a body of routed type `ty`; lengths must add up exactly.
+    pub fn parse(ty: u8, b: &[u8]) -> Result<OverlayMsg> {
+        match ty {
+            MSG_CTM_REQUEST | MSG_CTM_REPLY => {
+                if b.len() < 36 {
+                    return Err(Error);
+                }
+                let (purpose, n_ep) = (b[0], usize::from(b[1]));
+                let n_nb = if ty == MSG_CTM_REPLY {
+                    usize::from(b[2])
+                } else {
+                    0
+                };
+                if n_ep > MAX_ENDPOINTS || n_nb > MAX_NEIGHBOURS {
+                    return Err(Error);
+                }
+                if b.len() != 36 + n_ep * endpoint::LEN + n_nb * RECORD_LEN {
+                    return Err(Error);
+                }
+                let key = NodeKey(b[4..36].try_into().map_err(|_| Error)?);
+                let mut endpoints = Endpoints::new();
+                for i in 0..n_ep {
+                    endpoints.push(endpoint::parse(&b[36 + i * endpoint::LEN..])?);
+                }
+                let at = 36 + n_ep * endpoint::LEN;
+                if ty == MSG_CTM_REQUEST {
+                    return Ok(OverlayMsg::CtmRequest {
+                        purpose,
+                        key,
+                        endpoints,
+                    });
+                }
+                let mut neighbours = Records::new();
+                for i in 0..n_nb {
+                    neighbours.push(parse_record(&b[at + i * RECORD_LEN..])?);
+                }
+                Ok(OverlayMsg::CtmReply {
+                    purpose,
+                    key,
+                    endpoints,
+                    neighbours,
+                })
+            }
+            MSG_ECHO_REQUEST | MSG_ECHO_REPLY => {
+                if b.len() != 16 {
+                    return Err(Error);
+                }
+                let (nonce, stamp) = (get_u64(b, 0), get_u64(b, 8));
+                Ok(if ty == MSG_ECHO_REQUEST {
+                    OverlayMsg::EchoRequest { nonce, stamp }
+                } else {
+                    OverlayMsg::EchoReply { nonce, stamp }
+                })
+            }
+            _ => Err(Error),
+        }
+    }
+
+    /// Appends the body to `out`.
+    pub fn emit(&self, out: &mut Vec<u8>) {
+        match self {
+            OverlayMsg::CtmRequest {
+                purpose,
+                key,
+                endpoints,
+            } => {
+                out.extend_from_slice(&[*purpose, endpoints.len() as u8, 0, 0]);
+                out.extend_from_slice(&key.0);
+                emit_endpoints(endpoints, out);
+            }
+            OverlayMsg::CtmReply {
+                purpose,
+                key,
+                endpoints,
+                neighbours,
+            } => {
+                out.extend_from_slice(&[
+                    *purpose,
+                    endpoints.len() as u8,
+                    neighbours.len() as u8,
+                    0,
+                ]);
+                out.extend_from_slice(&key.0);
+                emit_endpoints(endpoints, out);
+                for r in neighbours {
+                    emit_record(r, out);
+                }
+            }
+            OverlayMsg::EchoRequest { nonce, stamp } | OverlayMsg::EchoReply { nonce, stamp } => {
+                out.extend_from_slice(&nonce.to_be_bytes());
+                out.extend_from_slice(&stamp.to_be_bytes());
+            }
+        }
+    }
+}
+
+fn emit_endpoints(eps: &[SocketAddr], out: &mut Vec<u8>) {
+    for ep in eps {
+        let mut b = [0u8; endpoint::LEN];
+        endpoint::emit(ep, &mut b);
+        out.extend_from_slice(&b);
+    }
+}
+
+/// A neighbours message: the sender's reasons for this link and records of
+/// its connections nearest the recipient (ring gossip that fills gaps).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Neighbours {
+    pub reasons: u8,
+    pub records: Records,
+}
+
+impl Neighbours {
+    pub fn parse(b: &[u8]) -> Result<Neighbours> {
+        if b.len() < 4 || b[0] != KIND_NEIGHBOURS {
+            return Err(Error);
+        }
+        let n = usize::from(b[1]);
+        if n > MAX_NEIGHBOURS || b.len() != 4 + n * RECORD_LEN {
+            return Err(Error);
+        }
+        let mut records = Records::new();
+        for i in 0..n {
+            records.push(parse_record(&b[4 + i * RECORD_LEN..])?);
+        }
+        Ok(Neighbours {
+            reasons: b[2],
+            records,
+        })
+    }
+
+    pub fn emit(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&[KIND_NEIGHBOURS, self.records.len() as u8, self.reasons, 0]);
+        for r in &self.records {
+            emit_record(r, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(n: u8) -> NodeRecord {
+        NodeRecord {
+            key: NodeKey([n; 32]),
+            endpoint: format!("198.18.0.{n}:5140").parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn routed_header_fixture() {
+        let mut out = Vec::new();
+        emit_routed_header(
+            &mut out,
+            Mode::ClosestOther,
+            64,
+            Addr(1),
+            Addr(u128::MAX),
+            MSG_CTM_REQUEST,
+        );
+        assert_eq!(out.len(), ROUTED_HEADER_LEN);
+        assert_eq!(&out[..4], &[3, 3, 0, 64]);
+        assert_eq!(out[19], 1);
+        assert!(out[20..36].iter().all(|&b| b == 0xff));
+        assert_eq!(&out[36..], &[1, 0, 0, 0]);
+        let mut r = Routed::new_checked(&mut out[..]).unwrap();
+        assert_eq!((r.mode(), r.hops(), r.ttl()), (Mode::ClosestOther, 0, 64));
+        assert_eq!(
+            (r.src(), r.dst(), r.msg_type()),
+            (Addr(1), Addr(u128::MAX), 1)
+        );
+        r.set_hops(5);
+        assert_eq!(r.hops(), 5);
+        out[1] = 9;
+        assert!(Routed::new_checked(&out[..]).is_err());
+        assert!(Routed::new_checked(&out[..39]).is_err());
+    }
+
+    #[test]
+    fn messages_round_trip_and_reject_bad_lengths() {
+        let msgs = [
+            OverlayMsg::CtmRequest {
+                purpose: 1,
+                key: NodeKey([7; 32]),
+                endpoints: [rec(1).endpoint, rec(2).endpoint].into_iter().collect(),
+            },
+            OverlayMsg::CtmReply {
+                purpose: 2,
+                key: NodeKey([8; 32]),
+                endpoints: [rec(3).endpoint].into_iter().collect(),
+                neighbours: [rec(4), rec(5)].into_iter().collect(),
+            },
+            OverlayMsg::EchoRequest {
+                nonce: 9,
+                stamp: 10,
+            },
+            OverlayMsg::EchoReply {
+                nonce: 9,
+                stamp: 10,
+            },
+        ];
+        for m in msgs {
+            let mut b = Vec::new();
+            m.emit(&mut b);
+            assert_eq!(OverlayMsg::parse(m.msg_type(), &b).unwrap(), m);
+            assert!(OverlayMsg::parse(m.msg_type(), &b[..b.len() - 1]).is_err());
+            b.push(0);
+            assert!(OverlayMsg::parse(m.msg_type(), &b).is_err());
+        }
+        assert!(OverlayMsg::parse(99, &[]).is_err());
+        let mut too_many = vec![1, 5, 0, 0];
+        too_many.extend_from_slice(&[0; 32 + 5 * 20]);
+        assert!(OverlayMsg::parse(MSG_CTM_REQUEST, &too_many).is_err());
+    }
+
+    #[test]
+    fn neighbours_round_trip() {
+        let n = Neighbours {
+            reasons: 3,
+            records: [rec(1), rec(2), rec(3)].into_iter().collect(),
+        };
+        let mut b = Vec::new();
+        n.emit(&mut b);
+        assert_eq!(b.len(), 4 + 3 * RECORD_LEN);
+        assert_eq!(Neighbours::parse(&b).unwrap(), n);
+        b[1] = 9;
+        assert!(Neighbours::parse(&b).is_err());
+    }
+}

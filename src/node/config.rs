@@ -1,6 +1,7 @@
 //! What the core needs to know to run: peers and protocol timers.
 
 use crate::crypto::NodeKey;
+use crate::overlay::OverlayConfig;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -61,6 +62,17 @@ pub struct NodeConfig {
     pub wall_origin_us: u64,
     /// Seed for protocol randomness (indices, jitter).
     pub rng_seed: u64,
+    /// Join the ring overlay with these parameters (`None`: static links only).
+    pub overlay: Option<OverlayConfig>,
+    /// Endpoints of any members, to join through (their keys are learned).
+    pub bootstrap: Vec<SocketAddr>,
+    /// Our own endpoints, as advertised to the overlay.
+    pub endpoints: Vec<SocketAddr>,
+    /// Accept links from any key. An open overlay, until the certificate
+    /// issue brings group membership; off for the static-peer mode.
+    pub trust_any: bool,
+    /// Bound on the peer table (static + dynamic).
+    pub max_peers: usize,
 }
 
 impl Default for NodeConfig {
@@ -71,6 +83,11 @@ impl Default for NodeConfig {
             pool_slots: 512,
             wall_origin_us: 0,
             rng_seed: 0,
+            overlay: None,
+            bootstrap: Vec::new(),
+            endpoints: Vec::new(),
+            trust_any: false,
+            max_peers: 256,
         }
     }
 }

@@ -10,31 +10,41 @@
 //! in the mio shell, in the benchmarks and in the simulator.
 
 pub mod config;
+mod handshakes;
 mod limiter;
+mod links;
 pub mod peer;
 pub mod stats;
 pub mod status;
 mod switch;
 
 use crate::buf::{PacketBuf, Pool};
-use crate::crypto::handshake::{self, HandshakeError};
 use crate::crypto::session::OpenError;
 use crate::crypto::{Identity, NodeKey};
-use crate::rand::{Rng, SeededRng};
+use crate::overlay::Overlay;
+use crate::rand::SeededRng;
 use crate::time::Instant;
 use crate::wire::{self, data, ethernet, MsgType, PeekError};
 pub use config::{NodeConfig, PeerConfig, Timers};
+use handshakes::Boot;
 use limiter::HandshakeLimiter;
-use peer::{Peer, Pending, Slot};
+use peer::{Peer, Slot};
 pub use stats::{DropReason, Stats};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Duration;
 use switch::MacTable;
 
 /// Index of a peer in the node's table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PeerIdx(pub u16);
+
+/// What a local session index (or pending handshake) belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Peer(PeerIdx),
+    /// A handshake to a bootstrap endpoint whose key we do not know yet.
+    Boot(u16),
+}
 
 /// A datagram to send.
 #[derive(Debug)]
@@ -59,8 +69,13 @@ pub struct Node {
     pool: Pool,
     peers: Vec<Peer>,
     by_key: BTreeMap<NodeKey, PeerIdx>,
-    /// Our session (and pending handshake) indices → peer.
-    by_index: BTreeMap<u32, PeerIdx>,
+    /// Our session (and pending handshake) indices → peer or bootstrap.
+    by_index: BTreeMap<u32, Target>,
+    boots: Vec<Boot>,
+    overlay: Option<Overlay>,
+    /// Accept any key (an open overlay until certificates arrive).
+    trust_any: bool,
+    max_peers: usize,
     macs: MacTable,
     transmits: VecDeque<Transmit>,
     frames: VecDeque<PacketBuf>,
@@ -83,9 +98,26 @@ impl Node {
             by_key.insert(pc.key, PeerIdx(peers.len() as u16));
             peers.push(Peer::new(pc));
         }
+        let overlay = cfg
+            .overlay
+            .clone()
+            .map(|oc| Overlay::new(identity.public(), &cfg.endpoints, oc, cfg.rng_seed ^ 0x6f76, now));
+        let boots = cfg
+            .bootstrap
+            .iter()
+            .map(|&endpoint| Boot {
+                endpoint,
+                pending: None,
+                next_try: now,
+            })
+            .collect();
         Node {
             identity,
             timers: cfg.timers,
+            boots,
+            overlay,
+            trust_any: cfg.trust_any,
+            max_peers: cfg.max_peers,
             pool: Pool::new(cfg.pool_slots),
             peers,
             by_key,
@@ -157,10 +189,17 @@ impl Node {
 
     /// When [`Node::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.peers
-            .iter()
-            .filter_map(|p| p.deadline(&self.timers))
-            .min()
+        let peers = self.peers.iter().filter_map(|p| p.deadline(&self.timers)).min();
+        let overlay = self.overlay.as_ref().map(Overlay::poll_timeout);
+        let boots = if self.any_linked() {
+            None
+        } else {
+            self.boots
+                .iter()
+                .map(|b| b.pending.as_ref().map_or(b.next_try, |p| p.next_retry))
+                .min()
+        };
+        crate::time::earliest(crate::time::earliest(peers, overlay), boots)
     }
 
     fn queue_transmit(&mut self, dst: SocketAddr, buf: PacketBuf) {
@@ -213,7 +252,7 @@ impl Node {
             }
             self.peers[usize::from(p.0)].waiting.push(buf);
             if self.peers[usize::from(p.0)].pending.is_none() {
-                self.start_handshake(now, p);
+                self.start_handshake(now, Target::Peer(p));
             }
             return;
         };
@@ -238,7 +277,7 @@ impl Node {
         let pending = peer.pending.is_some();
         self.queue_transmit(dst, buf);
         if rekey && !pending {
-            self.start_handshake(now, p);
+            self.start_handshake(now, Target::Peer(p));
         }
     }
 
@@ -256,118 +295,12 @@ impl Node {
         }
     }
 
-    fn handshake_drop(&mut self, e: HandshakeError) {
-        self.stats.count(match e {
-            HandshakeError::Malformed => DropReason::BadLength,
-            HandshakeError::UnknownPeer => DropReason::UnknownPeer,
-            HandshakeError::NotForUs => DropReason::NotForUs,
-            HandshakeError::Auth => DropReason::AuthFailure,
-        });
-    }
-
-    fn handle_init(&mut self, now: Instant, from: SocketAddr, buf: PacketBuf) {
-        if !self.limiter.allow(from.ip(), now) {
-            return self.drop_buf(buf, DropReason::RateLimited);
-        }
-        let me = self.identity.public();
-        let by_key = &self.by_key;
-        let checked = handshake::check_init(self.pool.data(&buf), me, |k| by_key.contains_key(k));
-        self.pool.free(buf);
-        let init = match checked {
-            Ok(init) => init,
-            Err(e) => return self.handshake_drop(e),
-        };
-        let p = self.by_key[&init.peer];
-        if init.timestamp <= self.peers[usize::from(p.0)].last_init_timestamp {
-            return self.stats.count(DropReason::HandshakeReplay);
-        }
-        let Some(mut out) = self.pool.alloc() else {
-            return self.stats.count(DropReason::PoolEmpty);
-        };
-        let local_index = self.new_index(p);
-        let space = self.pool.space_mut(&out);
-        let result = handshake::respond(
-            &self.identity,
-            &self.sysrand,
-            &init,
-            local_index,
-            from,
-            now,
-            space,
-        );
-        let (session, len) = match result {
-            Ok(r) => r,
-            Err(e) => {
-                self.by_index.remove(&local_index);
-                self.pool.free(out);
-                return self.handshake_drop(e);
-            }
-        };
-        self.pool.set_len(&mut out, len);
-        let peer = &mut self.peers[usize::from(p.0)];
-        peer.last_init_timestamp = init.timestamp;
-        peer.endpoint = Some(from);
-        if let Some(old) = peer.sessions.install_responded(session) {
-            self.by_index.remove(&old);
-        }
-        log::debug!("handshake from {} ({}) answered", peer.name, from);
-        self.queue_transmit(from, out);
-    }
-
-    fn handle_resp(&mut self, now: Instant, from: SocketAddr, buf: PacketBuf) {
-        let receiver = match handshake::resp_receiver(self.pool.data(&buf)) {
-            Ok(r) => r,
-            Err(e) => {
-                self.pool.free(buf);
-                return self.handshake_drop(e);
-            }
-        };
-        let Some(&p) = self.by_index.get(&receiver) else {
-            return self.drop_buf(buf, DropReason::UnknownSession);
-        };
-        let peer = &mut self.peers[usize::from(p.0)];
-        let Some(pending) = peer.pending.as_mut().filter(|x| x.local_index == receiver) else {
-            return self.drop_buf(buf, DropReason::UnknownSession);
-        };
-        let key = peer.key;
-        let result =
-            handshake::finish(&mut pending.state, self.pool.data(&buf), |k| *k == key, now);
-        self.pool.free(buf);
-        let done = match result {
-            Ok(d) => d,
-            Err(e) => return self.handshake_drop(e),
-        };
-        let sent_at = pending.sent_at;
-        peer.pending = None;
-        peer.endpoint = Some(from);
-        peer.observed = Some(done.observed);
-        peer.last_handshake = Some(now);
-        peer.rtt = Some(now.saturating_since(sent_at));
-        if let Some(old) = peer.sessions.install_initiated(done.session) {
-            self.by_index.remove(&old);
-        }
-        self.stats.handshakes_completed += 1;
-        log::info!("link to {} ({}) established", peer.name, from);
-        // Confirm the session to the responder at once (it may not send on
-        // it before hearing from us), then release what waited for it.
-        self.send_ping(now, p);
-        self.release_waiting(now, p);
-    }
-
-    /// Sends the frames that waited for a session, in order.
-    fn release_waiting(&mut self, now: Instant, p: PeerIdx) {
-        let waiting = core::mem::take(&mut self.peers[usize::from(p.0)].waiting);
-        for buf in waiting {
-            self.send_to_peer(now, p, MsgType::Frame, buf);
-        }
-    }
-
     fn handle_sealed(&mut self, now: Instant, from: SocketAddr, mut buf: PacketBuf) {
         let (receiver, counter, ty) = match data::Packet::new_checked(self.pool.data(&buf)) {
             Ok(pkt) => (pkt.receiver(), pkt.counter(), pkt.msg_type()),
             Err(_) => return self.drop_buf(buf, DropReason::BadLength),
         };
-        let Some(&p) = self.by_index.get(&receiver) else {
+        let Some(&Target::Peer(p)) = self.by_index.get(&receiver) else {
             return self.drop_buf(buf, DropReason::UnknownSession);
         };
         let peer = &mut self.peers[usize::from(p.0)];
@@ -401,6 +334,7 @@ impl Node {
         peer.rx_packets += 1;
         if promoted {
             self.release_waiting(now, p);
+            self.link_up(now, p);
         }
         if ty == MsgType::Control as u8 {
             return self.handle_control(now, p, buf);
@@ -420,6 +354,13 @@ impl Node {
     }
 
     fn handle_control(&mut self, now: Instant, p: PeerIdx, buf: PacketBuf) {
+        let kind = self.pool.data(&buf).first().copied();
+        if !matches!(kind, Some(CTRL_PING | CTRL_PONG)) {
+            if let Some(buf) = self.handle_overlay_control(now, p, buf) {
+                self.drop_buf(buf, DropReason::BadType);
+            }
+            return;
+        }
         let msg = self.pool.data(&buf);
         if msg.len() != CTRL_PING_LEN {
             return self.drop_buf(buf, DropReason::BadLength);
@@ -469,13 +410,13 @@ impl Node {
                 peer.sessions.clear(|idx| {
                     by_index.remove(&idx);
                 });
-                self.macs.forget_peer(p);
             }
+            self.link_down(now, p);
             let peer = &self.peers[i];
             match &peer.pending {
-                Some(pending) if now >= pending.next_retry => self.start_handshake(now, p),
+                Some(pending) if now >= pending.next_retry => self.start_handshake(now, Target::Peer(p)),
                 Some(_) => {}
-                None if peer.needs_handshake(now, &self.timers) => self.start_handshake(now, p),
+                None if peer.needs_handshake(now, &self.timers) => self.start_handshake(now, Target::Peer(p)),
                 None => {}
             }
             let peer = &self.peers[i];
@@ -488,78 +429,24 @@ impl Node {
                 }
             }
         }
-    }
-
-    fn new_index(&mut self, p: PeerIdx) -> u32 {
-        loop {
-            let idx = self.rng.next_u32();
-            if idx != 0 && !self.by_index.contains_key(&idx) {
-                self.by_index.insert(idx, p);
-                return idx;
-            }
-        }
-    }
-
-    fn retry_delay(&mut self, attempts: u32) -> Duration {
-        let base = self.timers.handshake_retry_base;
-        let d = base
-            .saturating_mul(1 << attempts.saturating_sub(1).min(16))
-            .min(self.timers.handshake_retry_max);
-        // Up to 25% jitter so peers that started together do not stay in lockstep.
-        let jitter = self.rng.below(d.as_micros() as u64 / 4 + 1);
-        d + Duration::from_micros(jitter)
-    }
-
-    /// Sends a fresh init to peer `p` (a retransmission is a new init with a
-    /// newer timestamp, so the responder never mistakes it for a replay).
-    fn start_handshake(&mut self, now: Instant, p: PeerIdx) {
-        let i = usize::from(p.0);
-        let Some(dst) = self.peers[i].endpoint else {
-            return;
-        };
-        let attempts = self.peers[i].pending.as_ref().map_or(0, |x| x.attempts) + 1;
-        if let Some(old) = self.peers[i].pending.take() {
-            self.by_index.remove(&old.local_index);
-        }
-        if attempts > peer::WAIT_ATTEMPTS {
-            for buf in core::mem::take(&mut self.peers[i].waiting) {
-                self.drop_buf(buf, DropReason::NoSession);
-            }
-        }
-        let local_index = self.new_index(p);
-        let next_retry = now + self.retry_delay(attempts);
-        self.peers[i].pending = Some(Pending {
-            state: None,
-            local_index,
-            sent_at: now,
-            next_retry,
-            attempts,
-        });
-        let Some(mut out) = self.pool.alloc() else {
-            return self.stats.count(DropReason::PoolEmpty);
-        };
-        let timestamp = (self.wall_origin_us + now.as_micros()).max(self.last_timestamp + 1);
-        self.last_timestamp = timestamp;
-        let peer_key = self.peers[i].key;
-        let space = self.pool.space_mut(&out);
-        match handshake::create_init(
-            &self.identity,
-            &self.sysrand,
-            local_index,
-            Some(peer_key),
-            timestamp,
-            space,
-        ) {
-            Ok((state, len)) => {
-                self.pool.set_len(&mut out, len);
-                if let Some(pending) = self.peers[i].pending.as_mut() {
-                    pending.state = Some(state);
+        if !self.any_linked() {
+            for b in 0..self.boots.len() {
+                let boot = &self.boots[b];
+                let due = boot.pending.as_ref().map_or(boot.next_try, |p| p.next_retry);
+                if now >= due {
+                    self.start_handshake(now, Target::Boot(b as u16));
                 }
-                log::debug!("handshake attempt {attempts} to {}", self.peers[i].name);
-                self.queue_transmit(dst, out);
             }
-            Err(_) => self.pool.free(out),
         }
+        if let Some(ov) = self.overlay.as_mut() {
+            ov.handle_timeout(now);
+        }
+        self.run_overlay_actions(now);
+    }
+
+    /// Whether any link is up (bootstraps are only tried while none is).
+    fn any_linked(&self) -> bool {
+        self.peers.iter().any(|p| p.linked)
     }
 }
 

@@ -132,6 +132,12 @@ impl Sessions {
 pub struct Peer {
     pub name: String,
     pub key: NodeKey,
+    /// Met through the overlay or a bootstrap, not configured.
+    pub dynamic: bool,
+    /// Whether we want a link (configured peers always do).
+    pub wanted: bool,
+    /// Whether the overlay has been told the link is up.
+    pub linked: bool,
     /// Where to send: configured, then updated by authenticated traffic (roaming).
     pub endpoint: Option<SocketAddr>,
     pub sessions: Sessions,
@@ -156,6 +162,9 @@ impl Peer {
         Peer {
             name: cfg.name.clone(),
             key: cfg.key,
+            dynamic: false,
+            wanted: true,
+            linked: false,
             endpoint: cfg.endpoint,
             sessions: Sessions::default(),
             pending: None,
@@ -188,7 +197,7 @@ impl Peer {
 
     /// Should we start a handshake now (absent a pending one)?
     pub fn needs_handshake(&self, now: Instant, timers: &Timers) -> bool {
-        if self.endpoint.is_none() {
+        if self.endpoint.is_none() || !self.wanted {
             return false;
         }
         let Some(cur) = &self.sessions.current else {
@@ -234,7 +243,7 @@ impl Peer {
                 let heard = self.last_rx.map_or(cur.created, |t| t.max(cur.created));
                 at(heard + timers.dead_after);
             }
-        } else if self.pending.is_none() && self.endpoint.is_some() {
+        } else if self.pending.is_none() && self.endpoint.is_some() && self.wanted {
             at(Instant::ZERO);
         }
         next

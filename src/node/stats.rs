@@ -34,10 +34,12 @@ pub enum DropReason {
     PoolEmpty,
     /// A frame that is too short to be Ethernet, or too large to send.
     BadFrame,
+    /// The peer table is full: a new peer could not be added.
+    TooManyPeers,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::BadLength,
         DropReason::BadVersion,
         DropReason::BadType,
@@ -53,6 +55,7 @@ impl DropReason {
         DropReason::QueueFull,
         DropReason::PoolEmpty,
         DropReason::BadFrame,
+        DropReason::TooManyPeers,
     ];
 
     /// Stable snake_case name used by `ringvpn status` and its JSON.
@@ -73,6 +76,7 @@ impl DropReason {
             DropReason::QueueFull => "queue_full",
             DropReason::PoolEmpty => "pool_empty",
             DropReason::BadFrame => "bad_frame",
+            DropReason::TooManyPeers => "too_many_peers",
         }
     }
 }

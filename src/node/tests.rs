@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::crypto::Seed;
+use std::time::Duration;
 
 const EP_A: &str = "198.18.0.1:5140";
 const EP_B: &str = "198.18.0.2:5140";
@@ -29,6 +30,7 @@ fn node(me: u8, peers: &[(u8, &str)], timers: Timers) -> Node {
         pool_slots: 64,
         wall_origin_us: 1_700_000_000_000_000,
         rng_seed: u64::from(me),
+        ..NodeConfig::default()
     };
     Node::new(identity(me), cfg, Instant::ZERO)
 }

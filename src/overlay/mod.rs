@@ -1,6 +1,569 @@
 //! The structured ring overlay (see docs/OVERLAY.md).
+//!
+//! [`Overlay`] is pure policy: it sees link-up/link-down events and overlay
+//! messages from the node, and answers with [`Action`]s (send a control
+//! payload on a link, link to a node, close a link) that the node carries
+//! out. It keeps the ring in shape the Brunet way, with cheaper linking:
+//!
+//! - **near**: the 2 nearest nodes on each side are wanted, up to 4 kept;
+//!   found by a connect-to-me (CTM) routed to our own address and by
+//!   neighbour gossip on every new link;
+//! - **shortcuts**: ceil(0.5·log2 N) Symphony-style harmonic long links once
+//!   N > 10, N estimated from the spacing of the near neighbours;
+//! - **leaves**: bootstrap links, kept until we have our place in the ring.
+//!
+//! Routing is greedy: forward to the connection closest to the destination
+//! if it is closer than we are, so a message never moves away and cannot
+//! loop.
 
 pub mod addr;
 pub mod table;
 
 pub use addr::Addr;
+use table::{reason, ConnTable};
+
+use crate::crypto::NodeKey;
+use crate::node::PeerIdx;
+use crate::rand::{Rng, SeededRng};
+use crate::time::Instant;
+use crate::wire::overlay::{
+    emit_routed_header, Endpoints, Mode, Neighbours, NodeRecord, OverlayMsg, Records, Routed, KIND_LEAVE,
+    MAX_ENDPOINTS, MAX_NEIGHBOURS,
+};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Overlay parameters; each default is explained in docs/OVERLAY.md.
+#[derive(Debug, Clone)]
+pub struct OverlayConfig {
+    /// Near neighbours wanted on each side (Brunet: 2).
+    pub near_wanted: usize,
+    /// Near neighbours kept on each side before trimming (Brunet: 4).
+    pub near_kept: usize,
+    /// Shortcuts = ceil(factor · log2 N) …
+    pub shortcut_factor: f64,
+    /// … once the estimated size exceeds this (Brunet: 10).
+    pub shortcut_min_nodes: f64,
+    /// How often the maintenance runs.
+    pub heartbeat: Duration,
+    /// How often a node re-checks its ring neighbours with a CTM to itself.
+    pub near_check: Duration,
+    /// A CTM without an answer by then is given up (and retried later).
+    pub ctm_timeout: Duration,
+    /// A link nobody has a reason for is closed once this old.
+    pub trim_after: Duration,
+    /// Hop limit of routed messages.
+    pub ttl: u8,
+}
+
+impl Default for OverlayConfig {
+    fn default() -> OverlayConfig {
+        OverlayConfig {
+            near_wanted: 2,
+            near_kept: 4,
+            shortcut_factor: 0.5,
+            shortcut_min_nodes: 10.0,
+            heartbeat: Duration::from_secs(1),
+            near_check: Duration::from_secs(20),
+            ctm_timeout: Duration::from_secs(5),
+            trim_after: Duration::from_secs(30),
+            ttl: 64,
+        }
+    }
+}
+
+/// What the overlay asks the node to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send this link-control payload to the peer.
+    Send { peer: PeerIdx, msg: Vec<u8> },
+    /// Establish a link to this node (no-op if it is up or linking).
+    Link { node: NodeRecord },
+    /// Close the link to the peer (a leave message was queued before).
+    Close { peer: PeerIdx },
+}
+
+/// What to do with a routed message that arrived on a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Forward(PeerIdx),
+    Deliver,
+    /// Dropped: hop limit reached, or no node has the exact address.
+    Drop,
+}
+
+/// Overlay counters (for status, the simulator and tests).
+#[derive(Debug, Clone, Default)]
+pub struct OverlayStats {
+    pub forwarded: u64,
+    pub delivered: u64,
+    pub dropped_ttl: u64,
+    pub dropped_no_route: u64,
+    pub dropped_malformed: u64,
+    pub ctm_sent: u64,
+    pub echo_replies: u64,
+    /// Hops of the echo replies received (sum), for mean hop counts.
+    pub echo_reply_hops: u64,
+}
+
+struct PendingCtm {
+    purpose: u8,
+    sent: Instant,
+}
+
+pub struct Overlay {
+    me: Addr,
+    key: NodeKey,
+    cfg: OverlayConfig,
+    table: ConnTable,
+    endpoints: Endpoints,
+    /// Reasons to give links that are being set up, by address.
+    wanted: BTreeMap<Addr, (u8, Instant)>,
+    pending: SmallPending,
+    next_heartbeat: Instant,
+    next_near_check: Instant,
+    rng: SeededRng,
+    actions: Vec<Action>,
+    pub stats: OverlayStats,
+    /// Echo replies by nonce: (hops, rtt) for probes the caller started.
+    pub echo_results: BTreeMap<u64, (u8, Duration)>,
+}
+
+type SmallPending = smallvec::SmallVec<[PendingCtm; 8]>;
+
+impl Overlay {
+    pub fn new(key: NodeKey, endpoints: &[SocketAddr], cfg: OverlayConfig, seed: u64, now: Instant) -> Overlay {
+        Overlay {
+            me: Addr::of_key(&key),
+            key,
+            cfg,
+            table: ConnTable::default(),
+            endpoints: endpoints.iter().take(MAX_ENDPOINTS).copied().collect(),
+            wanted: BTreeMap::new(),
+            pending: SmallPending::new(),
+            next_heartbeat: now,
+            next_near_check: now,
+            rng: SeededRng::new(seed),
+            actions: Vec::new(),
+            stats: OverlayStats::default(),
+            echo_results: BTreeMap::new(),
+        }
+    }
+
+    pub fn addr(&self) -> Addr {
+        self.me
+    }
+
+    pub fn table(&self) -> &ConnTable {
+        &self.table
+    }
+
+    pub fn config(&self) -> &OverlayConfig {
+        &self.cfg
+    }
+
+    /// Takes the actions produced so far.
+    pub fn drain_actions(&mut self) -> std::vec::Drain<'_, Action> {
+        self.actions.drain(..)
+    }
+
+    pub fn poll_timeout(&self) -> Instant {
+        self.next_heartbeat
+    }
+
+    /// The nearest connection on the right (successor) and left (predecessor).
+    pub fn right(&self) -> Option<Addr> {
+        self.table.right_of(self.me, 1).next().map(|c| c.addr)
+    }
+
+    pub fn left(&self) -> Option<Addr> {
+        self.table.left_of(self.me, 1).next().map(|c| c.addr)
+    }
+
+    /// The network size estimated from the spacing of the near neighbours.
+    pub fn estimate_size(&self) -> f64 {
+        let k = self.cfg.near_kept;
+        let right: Vec<Addr> = self.table.right_of(self.me, k).map(|c| c.addr).collect();
+        let left: Vec<Addr> = self.table.left_of(self.me, k).map(|c| c.addr).collect();
+        let n = self.table.len();
+        if n < 2 * k {
+            return (n + 1) as f64;
+        }
+        let (Some(far_l), Some(far_r)) = (left.last(), right.last()) else {
+            return (n + 1) as f64;
+        };
+        let span = far_l.right_dist(*far_r) as f64;
+        let gaps = (left.len() + right.len()) as f64;
+        (gaps * 2f64.powi(128) / span).max((n + 1) as f64)
+    }
+
+    fn desired_shortcuts(&self) -> usize {
+        let n = self.estimate_size();
+        if n <= self.cfg.shortcut_min_nodes {
+            0
+        } else {
+            (self.cfg.shortcut_factor * n.log2()).ceil() as usize
+        }
+    }
+
+    // ----- links -----
+
+    /// A link to `key` is up (first session on it).
+    pub fn on_link_up(&mut self, now: Instant, peer: PeerIdx, key: NodeKey, endpoint: SocketAddr) {
+        let addr = Addr::of_key(&key);
+        let first = self.table.is_empty();
+        self.table.insert(key, peer, endpoint, now);
+        if let Some((reasons, _)) = self.wanted.remove(&addr) {
+            if let Some(c) = self.table.get_mut(addr) {
+                c.mine |= reasons;
+            }
+        }
+        self.update_reasons(now);
+        // Tell the new neighbour why we keep it and who we know near it.
+        self.send_neighbours(peer, addr, true);
+        if first {
+            // Our first link (a bootstrap): find our place at once.
+            self.next_near_check = now;
+            self.next_heartbeat = now;
+        }
+    }
+
+    /// The link to `peer` is gone (dead, closed or refused).
+    pub fn on_link_down(&mut self, now: Instant, peer: PeerIdx) {
+        if let Some(addr) = self.table.by_peer(peer).map(|c| c.addr) {
+            self.table.remove(addr);
+            self.update_reasons(now);
+            // A hole next to us: look again soon.
+            self.next_near_check = self.next_near_check.min(now + Duration::from_millis(200));
+        }
+    }
+
+    /// Records reasons for a link we are about to make.
+    fn want(&mut self, now: Instant, node: NodeRecord, reasons: u8) {
+        let addr = Addr::of_key(&node.key);
+        if node.key == self.key {
+            return;
+        }
+        if let Some(c) = self.table.get_mut(addr) {
+            c.mine |= reasons;
+            return;
+        }
+        self.wanted.entry(addr).or_insert((0, now)).0 |= reasons;
+        self.actions.push(Action::Link { node });
+    }
+
+    // ----- routing -----
+
+    /// Starts a routed message from this node.
+    pub fn send_routed(&mut self, now: Instant, mode: Mode, dst: Addr, msg: &OverlayMsg) {
+        let mut bytes = Vec::with_capacity(128);
+        emit_routed_header(&mut bytes, mode, self.cfg.ttl, self.me, dst, msg.msg_type());
+        msg.emit(&mut bytes);
+        let skip = (mode == Mode::ClosestOther).then_some(self.me);
+        match self.next_hop(dst, skip) {
+            Some(peer) => self.actions.push(Action::Send { peer, msg: bytes }),
+            None => match mode {
+                Mode::Exact if dst != self.me => self.stats.dropped_no_route += 1,
+                Mode::ClosestOther => self.stats.dropped_no_route += 1,
+                _ => self.deliver(now, self.me, 0, msg.clone()),
+            },
+        }
+    }
+
+    /// The connection to forward to, if one is closer to `dst` than we are.
+    fn next_hop(&self, dst: Addr, skip: Option<Addr>) -> Option<PeerIdx> {
+        let best = self.table.closest_excluding(dst, skip)?;
+        let mine = if skip == Some(self.me) { u128::MAX } else { self.me.distance(dst) };
+        (best.addr.distance(dst) < mine).then_some(best.peer)
+    }
+
+    /// Decides what to do with a routed message that arrived on a link;
+    /// bumps its hop count in place when it is to be forwarded.
+    pub fn route(&mut self, msg: &mut [u8]) -> Route {
+        let Ok(mut r) = Routed::new_checked(&mut *msg) else {
+            self.stats.dropped_malformed += 1;
+            return Route::Drop;
+        };
+        let (mode, dst, src) = (r.mode(), r.dst(), r.src());
+        let skip = (mode == Mode::ClosestOther).then_some(src);
+        let hop = self.table.closest_excluding(dst, skip);
+        let closer = hop.filter(|c| c.addr.distance(dst) < self.me.distance(dst));
+        if let Some(c) = closer {
+            if r.hops() >= r.ttl() {
+                self.stats.dropped_ttl += 1;
+                return Route::Drop;
+            }
+            r.set_hops(r.hops() + 1);
+            self.stats.forwarded += 1;
+            return Route::Forward(c.peer);
+        }
+        match mode {
+            Mode::Exact if dst != self.me => {
+                self.stats.dropped_no_route += 1;
+                Route::Drop
+            }
+            _ => Route::Deliver,
+        }
+    }
+
+    /// Handles a routed message delivered to this node.
+    pub fn handle_delivered(&mut self, now: Instant, msg: &[u8]) {
+        let Ok(r) = Routed::new_checked(msg) else {
+            self.stats.dropped_malformed += 1;
+            return;
+        };
+        match OverlayMsg::parse(r.msg_type(), r.payload()) {
+            Ok(m) => self.deliver(now, r.src(), r.hops(), m),
+            Err(_) => self.stats.dropped_malformed += 1,
+        }
+    }
+
+    fn deliver(&mut self, now: Instant, src: Addr, hops: u8, msg: OverlayMsg) {
+        self.stats.delivered += 1;
+        match msg {
+            OverlayMsg::CtmRequest { purpose, key, endpoints } => {
+                if key == self.key || Addr::of_key(&key) != src {
+                    self.stats.dropped_malformed += 1;
+                    return;
+                }
+                let reply = OverlayMsg::CtmReply {
+                    purpose,
+                    key: self.key,
+                    endpoints: self.endpoints.clone(),
+                    neighbours: self.records_near(src, Some(src)),
+                };
+                self.send_routed(now, Mode::Exact, src, &reply);
+                // Link from this side too: with NATs, both sides sending at
+                // once is the hole punch.
+                if let Some(&ep) = endpoints.first() {
+                    self.actions.push(Action::Link {
+                        node: NodeRecord { key, endpoint: ep },
+                    });
+                }
+            }
+            OverlayMsg::CtmReply {
+                purpose,
+                key,
+                endpoints,
+                neighbours,
+            } => {
+                if Addr::of_key(&key) != src {
+                    self.stats.dropped_malformed += 1;
+                    return;
+                }
+                self.pending.retain(|p| p.purpose != purpose);
+                if let Some(&ep) = endpoints.first() {
+                    let reasons = if purpose == reason::SHORTCUT { reason::SHORTCUT } else { 0 };
+                    self.want(now, NodeRecord { key, endpoint: ep }, reasons);
+                }
+                self.consider_neighbours(now, &neighbours);
+            }
+            OverlayMsg::EchoRequest { nonce, stamp } => {
+                self.send_routed(now, Mode::Exact, src, &OverlayMsg::EchoReply { nonce, stamp });
+            }
+            OverlayMsg::EchoReply { nonce, stamp } => {
+                self.stats.echo_replies += 1;
+                self.stats.echo_reply_hops += u64::from(hops);
+                let rtt = now.saturating_since(Instant::from_micros(stamp));
+                if self.echo_results.len() < 100_000 {
+                    self.echo_results.insert(nonce, (hops, rtt));
+                }
+            }
+        }
+    }
+
+    /// Starts an echo to the node closest to `dst` (a routed ping).
+    pub fn echo(&mut self, now: Instant, dst: Addr, mode: Mode, nonce: u64) {
+        let msg = OverlayMsg::EchoRequest {
+            nonce,
+            stamp: now.as_micros(),
+        };
+        self.send_routed(now, mode, dst, &msg);
+    }
+
+    // ----- direct link messages -----
+
+    /// A neighbours message from `peer`.
+    pub fn handle_neighbours(&mut self, now: Instant, peer: PeerIdx, msg: &[u8]) {
+        let Ok(n) = Neighbours::parse(msg) else {
+            self.stats.dropped_malformed += 1;
+            return;
+        };
+        if let Some(c) = self.table.by_peer_mut(peer) {
+            c.theirs = n.reasons;
+        }
+        self.consider_neighbours(now, &n.records);
+    }
+
+    /// Links to any offered node that would be among our wanted near neighbours.
+    fn consider_neighbours(&mut self, now: Instant, records: &[NodeRecord]) {
+        for rec in records {
+            let a = Addr::of_key(&rec.key);
+            if rec.key == self.key || self.table.get(a).is_some() || self.wanted.contains_key(&a) {
+                continue;
+            }
+            if self.would_be_near(a) {
+                self.want(now, *rec, reason::NEAR);
+            }
+        }
+    }
+
+    /// Would `a` be among the `near_wanted` nearest on its side?
+    fn would_be_near(&self, a: Addr) -> bool {
+        let k = self.cfg.near_wanted;
+        let on_right = self.me.right_dist(a) <= self.me.left_dist(a);
+        let mut side: Vec<Addr> = if on_right {
+            self.table.right_of(self.me, k).map(|c| c.addr).collect()
+        } else {
+            self.table.left_of(self.me, k).map(|c| c.addr).collect()
+        };
+        side.retain(|x| {
+            if on_right {
+                self.me.right_dist(*x) <= self.me.left_dist(*x)
+            } else {
+                self.me.left_dist(*x) < self.me.right_dist(*x)
+            }
+        });
+        if side.len() < k {
+            return true;
+        }
+        let far = side[side.len() - 1];
+        if on_right {
+            self.me.right_dist(a) < self.me.right_dist(far)
+        } else {
+            self.me.left_dist(a) < self.me.left_dist(far)
+        }
+    }
+
+    /// Up to 8 of our connections nearest `target` (4 each side), as records.
+    fn records_near(&self, target: Addr, skip: Option<Addr>) -> Records {
+        let mut out = Records::new();
+        let per_side = MAX_NEIGHBOURS / 2;
+        for c in self.table.right_of(target, per_side).chain(self.table.left_of(target, per_side)) {
+            if Some(c.addr) == skip || out.len() >= MAX_NEIGHBOURS {
+                continue;
+            }
+            let rec = NodeRecord {
+                key: c.key,
+                endpoint: c.endpoint,
+            };
+            if !out.contains(&rec) {
+                out.push(rec);
+            }
+        }
+        out
+    }
+
+    fn send_neighbours(&mut self, peer: PeerIdx, addr: Addr, with_records: bool) {
+        let reasons = self.table.get(addr).map_or(0, |c| c.mine);
+        let records = if with_records {
+            self.records_near(addr, Some(addr))
+        } else {
+            Records::new()
+        };
+        let mut msg = Vec::with_capacity(4 + records.len() * 52);
+        Neighbours { reasons, records }.emit(&mut msg);
+        if let Some(c) = self.table.get_mut(addr) {
+            c.announced = reasons;
+        }
+        self.actions.push(Action::Send { peer, msg });
+    }
+
+    // ----- maintenance -----
+
+    /// Recomputes our reasons for every link.
+    fn update_reasons(&mut self, now: Instant) {
+        let k = self.cfg.near_kept;
+        let near: Vec<Addr> = self
+            .table
+            .right_of(self.me, k)
+            .chain(self.table.left_of(self.me, k))
+            .map(|c| c.addr)
+            .collect();
+        let settled = self.table.len() >= 2 * self.cfg.near_wanted;
+        for c in self.table.iter_mut() {
+            if near.contains(&c.addr) {
+                c.mine |= reason::NEAR;
+            } else {
+                c.mine &= !reason::NEAR;
+            }
+            if settled && c.mine & reason::LEAF != 0 && now.saturating_since(c.since) >= self.cfg.trim_after {
+                c.mine &= !reason::LEAF;
+            }
+        }
+    }
+
+    /// Runs the maintenance if it is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now < self.next_heartbeat {
+            return;
+        }
+        self.next_heartbeat = now + self.cfg.heartbeat;
+        self.update_reasons(now);
+        let timeout = self.cfg.ctm_timeout;
+        self.pending.retain(|p| now.saturating_since(p.sent) < timeout);
+        self.wanted.retain(|_, (_, t)| now.saturating_since(*t) < timeout * 3);
+        if self.table.is_empty() {
+            return;
+        }
+        // Announce changed reasons.
+        let changed: Vec<(PeerIdx, Addr)> = self
+            .table
+            .iter()
+            .filter(|c| c.mine != c.announced)
+            .map(|c| (c.peer, c.addr))
+            .collect();
+        for (peer, addr) in changed {
+            self.send_neighbours(peer, addr, false);
+        }
+        // Near: ask the ring who is closest to us.
+        if now >= self.next_near_check && !self.pending.iter().any(|p| p.purpose == reason::NEAR) {
+            let jitter = self.rng.below(self.cfg.near_check.as_micros() as u64 / 4 + 1);
+            self.next_near_check = now + self.cfg.near_check + Duration::from_micros(jitter);
+            self.ctm(now, Mode::ClosestOther, self.me, reason::NEAR);
+        }
+        // Shortcuts: top up towards the desired count, one at a time.
+        let have = self.table.iter().filter(|c| c.mine & reason::SHORTCUT != 0).count();
+        let asking = self.pending.iter().any(|p| p.purpose == reason::SHORTCUT);
+        if have < self.desired_shortcuts() && !asking {
+            let target = self.shortcut_target();
+            self.ctm(now, Mode::Closest, target, reason::SHORTCUT);
+        }
+        // Trim links nobody needs.
+        let trim: Vec<PeerIdx> = self
+            .table
+            .iter()
+            .filter(|c| c.mine == 0 && c.theirs == 0 && now.saturating_since(c.since) >= self.cfg.trim_after)
+            .map(|c| c.peer)
+            .collect();
+        for peer in trim {
+            self.actions.push(Action::Send {
+                peer,
+                msg: vec![KIND_LEAVE, 0, 0, 0],
+            });
+            self.actions.push(Action::Close { peer });
+        }
+    }
+
+    /// A harmonic (1/d) shortcut target, Symphony style.
+    fn shortcut_target(&mut self) -> Addr {
+        let n = self.estimate_size().max(2.0);
+        let p = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let exp = 128.0 - (1.0 - p) * n.log2();
+        let d = 2f64.powf(exp).min(2f64.powi(127)) as u128;
+        let signed = if self.rng.next_u64() & 1 == 0 { d as i128 } else { -(d as i128) };
+        self.me.offset(signed)
+    }
+
+    fn ctm(&mut self, now: Instant, mode: Mode, target: Addr, purpose: u8) {
+        self.stats.ctm_sent += 1;
+        self.pending.push(PendingCtm { purpose, sent: now });
+        let msg = OverlayMsg::CtmRequest {
+            purpose,
+            key: self.key,
+            endpoints: self.endpoints.clone(),
+        };
+        self.send_routed(now, mode, target, &msg);
+    }
+}

@@ -6,8 +6,10 @@
 //! nodes never fight over one link.
 
 use super::addr::Addr;
+use crate::crypto::NodeKey;
 use crate::node::PeerIdx;
 use crate::time::Instant;
+use std::net::SocketAddr;
 
 /// Why a node keeps a connection (bit set).
 pub mod reason {
@@ -23,6 +25,9 @@ pub mod reason {
 pub struct Conn {
     pub addr: Addr,
     pub peer: PeerIdx,
+    pub key: NodeKey,
+    /// Where the link reaches the peer (what we tell others about it).
+    pub endpoint: SocketAddr,
     pub since: Instant,
     /// Our reasons to keep it.
     pub mine: u8,
@@ -75,14 +80,20 @@ impl ConnTable {
     }
 
     /// Adds a connection (or refreshes the peer of an existing one).
-    pub fn insert(&mut self, addr: Addr, peer: PeerIdx, now: Instant) {
+    pub fn insert(&mut self, key: NodeKey, peer: PeerIdx, endpoint: SocketAddr, now: Instant) {
+        let addr = Addr::of_key(&key);
         match self.position(addr) {
-            Ok(i) => self.conns[i].peer = peer,
+            Ok(i) => {
+                self.conns[i].peer = peer;
+                self.conns[i].endpoint = endpoint;
+            }
             Err(i) => self.conns.insert(
                 i,
                 Conn {
                     addr,
                     peer,
+                    key,
+                    endpoint,
                     since: now,
                     mine: 0,
                     theirs: 0,
@@ -145,7 +156,13 @@ mod tests {
     fn table(addrs: &[u128]) -> ConnTable {
         let mut t = ConnTable::default();
         for (i, &a) in addrs.iter().enumerate() {
-            t.insert(Addr(a), PeerIdx(i as u16), Instant::ZERO);
+            t.insert(NodeKey([i as u8; 32]), PeerIdx(i as u16), "198.18.0.1:1".parse().unwrap(), Instant::ZERO);
+            // Place it at the chosen address (keys hash elsewhere).
+            let pos = t.conns.iter().position(|c| c.peer == PeerIdx(i as u16)).unwrap();
+            let mut c = t.conns.remove(pos);
+            c.addr = Addr(a);
+            let at = t.position(c.addr).unwrap_err();
+            t.conns.insert(at, c);
         }
         t
     }

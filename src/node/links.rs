@@ -1,0 +1,168 @@
+//! Links as the overlay sees them: up/down events, the overlay's actions
+//! (send, link, close) and the overlay's control messages on links.
+
+use super::{DropReason, Node, PeerIdx};
+use crate::buf::PacketBuf;
+use crate::overlay::{Action, Addr, Overlay, Route};
+use crate::time::Instant;
+use crate::wire::overlay::{Mode, NodeRecord, KIND_LEAVE, KIND_NEIGHBOURS, KIND_ROUTED};
+use crate::wire::MsgType;
+
+/// Rounds of overlay actions run per input (actions can cause actions).
+const ACTION_ROUNDS: usize = 8;
+
+impl Node {
+    pub fn overlay(&self) -> Option<&Overlay> {
+        self.overlay.as_ref()
+    }
+
+    /// Sends a routed echo towards `dst` (a ring ping); the reply lands in
+    /// `overlay().echo_results` under `nonce`.
+    pub fn overlay_echo(&mut self, now: Instant, dst: Addr, mode: Mode, nonce: u64) {
+        if let Some(ov) = self.overlay.as_mut() {
+            ov.echo(now, dst, mode, nonce);
+        }
+        self.run_overlay_actions(now);
+    }
+
+    /// Tells every linked peer we are leaving (a graceful shutdown).
+    pub fn leave(&mut self, now: Instant) {
+        let linked: Vec<PeerIdx> = (0..self.peers.len())
+            .filter(|&i| self.peers[i].linked)
+            .map(|i| PeerIdx(i as u16))
+            .collect();
+        for p in linked {
+            if let Some(buf) = self.pool.alloc_with(&[KIND_LEAVE, 0, 0, 0]) {
+                self.send_to_peer(now, p, MsgType::Control, buf);
+            }
+        }
+    }
+
+    /// Sends the frames that waited for a session, in order.
+    pub(super) fn release_waiting(&mut self, now: Instant, p: PeerIdx) {
+        let waiting = core::mem::take(&mut self.peers[usize::from(p.0)].waiting);
+        for buf in waiting {
+            self.send_to_peer(now, p, MsgType::Frame, buf);
+        }
+    }
+
+    /// The peer has a current session: tell the overlay once.
+    pub(super) fn link_up(&mut self, now: Instant, p: PeerIdx) {
+        let peer = &mut self.peers[usize::from(p.0)];
+        if peer.linked || peer.sessions.current.is_none() {
+            return;
+        }
+        peer.linked = true;
+        let (key, endpoint) = (peer.key, peer.endpoint);
+        if let (Some(ov), Some(ep)) = (self.overlay.as_mut(), endpoint) {
+            ov.on_link_up(now, p, key, ep);
+        }
+        self.run_overlay_actions(now);
+    }
+
+    /// The peer lost its current session: tell the overlay once.
+    pub(super) fn link_down(&mut self, now: Instant, p: PeerIdx) {
+        let peer = &mut self.peers[usize::from(p.0)];
+        if !peer.linked || peer.sessions.current.is_some() {
+            return;
+        }
+        peer.linked = false;
+        self.macs.forget_peer(p);
+        if let Some(ov) = self.overlay.as_mut() {
+            ov.on_link_down(now, p);
+        }
+        self.run_overlay_actions(now);
+    }
+
+    /// Closes a dynamic link: sessions dropped, no more handshakes.
+    pub(super) fn close_link(&mut self, now: Instant, p: PeerIdx) {
+        let peer = &mut self.peers[usize::from(p.0)];
+        if !peer.dynamic {
+            return; // configured peers are always wanted
+        }
+        peer.wanted = false;
+        let by_index = &mut self.by_index;
+        peer.sessions.clear(|idx| {
+            by_index.remove(&idx);
+        });
+        if let Some(pending) = peer.pending.take() {
+            by_index.remove(&pending.local_index);
+        }
+        for buf in core::mem::take(&mut peer.waiting) {
+            self.drop_buf(buf, DropReason::NoSession);
+        }
+        self.link_down(now, p);
+    }
+
+    /// Links to a node the overlay asked for.
+    fn link_to(&mut self, now: Instant, node: NodeRecord) {
+        let Some(p) = self.find_or_add_peer(node.key, node.endpoint) else {
+            return self.stats.count(DropReason::TooManyPeers);
+        };
+        let peer = &mut self.peers[usize::from(p.0)];
+        peer.wanted = true;
+        if peer.endpoint.is_none() {
+            peer.endpoint = Some(node.endpoint);
+        }
+        if peer.linked {
+            // Already linked: make sure the overlay has it.
+            return self.link_up(now, p);
+        }
+        if peer.pending.is_none() && peer.sessions.current.is_none() {
+            self.start_handshake(now, super::Target::Peer(p));
+        }
+    }
+
+    /// Carries out what the overlay asked for.
+    pub(super) fn run_overlay_actions(&mut self, now: Instant) {
+        for _ in 0..ACTION_ROUNDS {
+            let Some(ov) = self.overlay.as_mut() else {
+                return;
+            };
+            let actions: Vec<Action> = ov.drain_actions().collect();
+            if actions.is_empty() {
+                return;
+            }
+            for a in actions {
+                match a {
+                    Action::Send { peer, msg } => match self.pool.alloc_with(&msg) {
+                        Some(buf) => self.send_to_peer(now, peer, MsgType::Control, buf),
+                        None => self.stats.count(DropReason::PoolEmpty),
+                    },
+                    Action::Link { node } => self.link_to(now, node),
+                    Action::Close { peer } => self.close_link(now, peer),
+                }
+            }
+        }
+    }
+
+    /// Overlay control messages arriving on the link from `p`.
+    /// Returns the buffer if it is not an overlay message.
+    pub(super) fn handle_overlay_control(&mut self, now: Instant, p: PeerIdx, buf: PacketBuf) -> Option<PacketBuf> {
+        let kind = self.pool.data(&buf).first().copied();
+        let Some(ov) = self.overlay.as_mut() else {
+            return Some(buf);
+        };
+        match kind {
+            Some(KIND_ROUTED) => match ov.route(self.pool.data_mut(&buf)) {
+                Route::Forward(next) => self.send_to_peer(now, next, MsgType::Control, buf),
+                Route::Deliver => {
+                    ov.handle_delivered(now, self.pool.data(&buf));
+                    self.pool.free(buf);
+                }
+                Route::Drop => self.pool.free(buf),
+            },
+            Some(KIND_NEIGHBOURS) => {
+                ov.handle_neighbours(now, p, self.pool.data(&buf));
+                self.pool.free(buf);
+            }
+            Some(KIND_LEAVE) => {
+                self.pool.free(buf);
+                self.close_link(now, p);
+            }
+            _ => return Some(buf),
+        }
+        self.run_overlay_actions(now);
+        None
+    }
+}

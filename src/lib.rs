@@ -24,6 +24,7 @@ pub mod node;
 pub mod overlay;
 pub mod rand;
 pub mod shell;
+pub mod sim;
 pub mod status;
 pub mod time;
 pub mod wire;

@@ -40,7 +40,11 @@ impl Node {
 
     /// The peer for `key`, creating a dynamic one if policy allows and
     /// there is room (reusing the slot of a forgotten dynamic peer).
-    pub(super) fn find_or_add_peer(&mut self, key: NodeKey, endpoint: SocketAddr) -> Option<PeerIdx> {
+    pub(super) fn find_or_add_peer(
+        &mut self,
+        key: NodeKey,
+        endpoint: SocketAddr,
+    ) -> Option<PeerIdx> {
         if let Some(&p) = self.by_key.get(&key) {
             return Some(p);
         }
@@ -55,8 +59,14 @@ impl Node {
         let mut fresh = Peer::new(&cfg);
         fresh.dynamic = true;
         let reusable = self.peers.iter().position(|p| {
-            p.dynamic && !p.wanted && !p.linked && p.pending.is_none() && p.sessions.current.is_none()
-                && p.sessions.next.is_none() && p.sessions.previous.is_none() && p.waiting.is_empty()
+            p.dynamic
+                && !p.wanted
+                && !p.linked
+                && p.pending.is_none()
+                && p.sessions.current.is_none()
+                && p.sessions.next.is_none()
+                && p.sessions.previous.is_none()
+                && p.waiting.is_empty()
         });
         let p = match reusable {
             Some(i) => {
@@ -82,7 +92,9 @@ impl Node {
         }
         let me = self.identity.public();
         let (trust_any, by_key) = (self.trust_any, &self.by_key);
-        let checked = handshake::check_init(self.pool.data(&buf), me, |k| trust_any || by_key.contains_key(k));
+        let checked = handshake::check_init(self.pool.data(&buf), me, |k| {
+            trust_any || by_key.contains_key(k)
+        });
         self.pool.free(buf);
         let init = match checked {
             Ok(init) => init,
@@ -99,7 +111,15 @@ impl Node {
         };
         let local_index = self.new_index(Target::Peer(p));
         let space = self.pool.space_mut(&out);
-        let result = handshake::respond(&self.identity, &self.sysrand, &init, local_index, from, now, space);
+        let result = handshake::respond(
+            &self.identity,
+            &self.sysrand,
+            &init,
+            local_index,
+            from,
+            now,
+            space,
+        );
         let (session, len) = match result {
             Ok(r) => r,
             Err(e) => {
@@ -143,7 +163,8 @@ impl Node {
             Target::Boot(_) => None,
         };
         let (trust_any, by_key) = (self.trust_any, &self.by_key);
-        let trusted = |k: &NodeKey| expected.map_or(trust_any || by_key.contains_key(k), |e| *k == e);
+        let trusted =
+            |k: &NodeKey| expected.map_or(trust_any || by_key.contains_key(k), |e| *k == e);
         let pending = match target {
             Target::Peer(p) => &mut self.peers[usize::from(p.0)].pending,
             Target::Boot(b) => &mut self.boots[usize::from(b)].pending,
@@ -176,7 +197,14 @@ impl Node {
         self.complete_handshake(now, p, done, from, sent_at);
     }
 
-    fn complete_handshake(&mut self, now: Instant, p: PeerIdx, done: Completed, from: SocketAddr, sent_at: Instant) {
+    fn complete_handshake(
+        &mut self,
+        now: Instant,
+        p: PeerIdx,
+        done: Completed,
+        from: SocketAddr,
+        sent_at: Instant,
+    ) {
         let peer = &mut self.peers[usize::from(p.0)];
         if let Some(stale) = peer.pending.take() {
             self.by_index.remove(&stale.local_index);
@@ -261,7 +289,14 @@ impl Node {
         let timestamp = (self.wall_origin_us + now.as_micros()).max(self.last_timestamp + 1);
         self.last_timestamp = timestamp;
         let space = self.pool.space_mut(&out);
-        match handshake::create_init(&self.identity, &self.sysrand, local_index, hint, timestamp, space) {
+        match handshake::create_init(
+            &self.identity,
+            &self.sysrand,
+            local_index,
+            hint,
+            timestamp,
+            space,
+        ) {
             Ok((state, len)) => {
                 self.pool.set_len(&mut out, len);
                 if let Some(pending) = self.pending_slot(t).as_mut() {

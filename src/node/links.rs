@@ -54,6 +54,11 @@ impl Node {
         }
         peer.linked = true;
         let (key, endpoint) = (peer.key, peer.endpoint);
+        log::debug!(
+            "{} link up {}",
+            Addr::of_key(&self.identity.public()),
+            Addr::of_key(&key)
+        );
         if let (Some(ov), Some(ep)) = (self.overlay.as_mut(), endpoint) {
             ov.on_link_up(now, p, key, ep);
         }
@@ -67,6 +72,11 @@ impl Node {
             return;
         }
         peer.linked = false;
+        log::debug!(
+            "{} link down {}",
+            Addr::of_key(&self.identity.public()),
+            Addr::of_key(&peer.key)
+        );
         self.macs.forget_peer(p);
         if let Some(ov) = self.overlay.as_mut() {
             ov.on_link_down(now, p);
@@ -81,6 +91,11 @@ impl Node {
             return; // configured peers are always wanted
         }
         peer.wanted = false;
+        log::debug!(
+            "{} closing link {}",
+            Addr::of_key(&self.identity.public()),
+            Addr::of_key(&peer.key)
+        );
         let by_index = &mut self.by_index;
         peer.sessions.clear(|idx| {
             by_index.remove(&idx);
@@ -96,6 +111,12 @@ impl Node {
 
     /// Links to a node the overlay asked for.
     fn link_to(&mut self, now: Instant, node: NodeRecord) {
+        log::debug!(
+            "{} link_to {} at {}",
+            Addr::of_key(&self.identity.public()),
+            Addr::of_key(&node.key),
+            node.endpoint
+        );
         let Some(p) = self.find_or_add_peer(node.key, node.endpoint) else {
             return self.stats.count(DropReason::TooManyPeers);
         };
@@ -138,7 +159,12 @@ impl Node {
 
     /// Overlay control messages arriving on the link from `p`.
     /// Returns the buffer if it is not an overlay message.
-    pub(super) fn handle_overlay_control(&mut self, now: Instant, p: PeerIdx, buf: PacketBuf) -> Option<PacketBuf> {
+    pub(super) fn handle_overlay_control(
+        &mut self,
+        now: Instant,
+        p: PeerIdx,
+        buf: PacketBuf,
+    ) -> Option<PacketBuf> {
         let kind = self.pool.data(&buf).first().copied();
         let Some(ov) = self.overlay.as_mut() else {
             return Some(buf);

@@ -98,10 +98,15 @@ impl Node {
             by_key.insert(pc.key, PeerIdx(peers.len() as u16));
             peers.push(Peer::new(pc));
         }
-        let overlay = cfg
-            .overlay
-            .clone()
-            .map(|oc| Overlay::new(identity.public(), &cfg.endpoints, oc, cfg.rng_seed ^ 0x6f76, now));
+        let overlay = cfg.overlay.clone().map(|oc| {
+            Overlay::new(
+                identity.public(),
+                &cfg.endpoints,
+                oc,
+                cfg.rng_seed ^ 0x6f76,
+                now,
+            )
+        });
         let boots = cfg
             .bootstrap
             .iter()
@@ -189,7 +194,11 @@ impl Node {
 
     /// When [`Node::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let peers = self.peers.iter().filter_map(|p| p.deadline(&self.timers)).min();
+        let peers = self
+            .peers
+            .iter()
+            .filter_map(|p| p.deadline(&self.timers))
+            .min();
         let overlay = self.overlay.as_ref().map(Overlay::poll_timeout);
         let boots = if self.any_linked() {
             None
@@ -414,9 +423,13 @@ impl Node {
             self.link_down(now, p);
             let peer = &self.peers[i];
             match &peer.pending {
-                Some(pending) if now >= pending.next_retry => self.start_handshake(now, Target::Peer(p)),
+                Some(pending) if now >= pending.next_retry => {
+                    self.start_handshake(now, Target::Peer(p))
+                }
                 Some(_) => {}
-                None if peer.needs_handshake(now, &self.timers) => self.start_handshake(now, Target::Peer(p)),
+                None if peer.needs_handshake(now, &self.timers) => {
+                    self.start_handshake(now, Target::Peer(p))
+                }
                 None => {}
             }
             let peer = &self.peers[i];
@@ -430,9 +443,16 @@ impl Node {
             }
         }
         if !self.any_linked() {
-            for b in 0..self.boots.len() {
+            // One bootstrap at a time: the first that answers is enough,
+            // the rest are only tried if it does not.
+            let active = self.boots.iter().position(|b| b.pending.is_some());
+            let next = active.or_else(|| self.boots.iter().position(|b| now >= b.next_try));
+            if let Some(b) = next {
                 let boot = &self.boots[b];
-                let due = boot.pending.as_ref().map_or(boot.next_try, |p| p.next_retry);
+                let due = boot
+                    .pending
+                    .as_ref()
+                    .map_or(boot.next_try, |p| p.next_retry);
                 if now >= due {
                     self.start_handshake(now, Target::Boot(b as u16));
                 }

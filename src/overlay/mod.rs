@@ -27,8 +27,8 @@ use crate::node::PeerIdx;
 use crate::rand::{Rng, SeededRng};
 use crate::time::Instant;
 use crate::wire::overlay::{
-    emit_routed_header, Endpoints, Mode, Neighbours, NodeRecord, OverlayMsg, Records, Routed, KIND_LEAVE,
-    MAX_ENDPOINTS, MAX_NEIGHBOURS,
+    emit_routed_header, Endpoints, Mode, Neighbours, NodeRecord, OverlayMsg, Records, Routed,
+    KIND_LEAVE, MAX_ENDPOINTS, MAX_NEIGHBOURS,
 };
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -47,7 +47,12 @@ pub struct OverlayConfig {
     pub shortcut_min_nodes: f64,
     /// How often the maintenance runs.
     pub heartbeat: Duration,
-    /// How often a node re-checks its ring neighbours with a CTM to itself.
+    /// How often a node re-checks its ring neighbours with a CTM to itself
+    /// while its neighbourhood is settling (new node, or a near change) …
+    pub near_check_fast: Duration,
+    /// … for how long after the last change …
+    pub settle_time: Duration,
+    /// … and how often once it is stable.
     pub near_check: Duration,
     /// A CTM without an answer by then is given up (and retried later).
     pub ctm_timeout: Duration,
@@ -65,7 +70,9 @@ impl Default for OverlayConfig {
             shortcut_factor: 0.5,
             shortcut_min_nodes: 10.0,
             heartbeat: Duration::from_secs(1),
-            near_check: Duration::from_secs(20),
+            near_check_fast: Duration::from_secs(2),
+            settle_time: Duration::from_secs(30),
+            near_check: Duration::from_secs(30),
             ctm_timeout: Duration::from_secs(5),
             trim_after: Duration::from_secs(30),
             ttl: 64,
@@ -123,6 +130,9 @@ pub struct Overlay {
     pending: SmallPending,
     next_heartbeat: Instant,
     next_near_check: Instant,
+    /// When our nearest neighbours last changed.
+    near_changed: Instant,
+    near_snapshot: [Option<Addr>; 2],
     rng: SeededRng,
     actions: Vec<Action>,
     pub stats: OverlayStats,
@@ -133,7 +143,13 @@ pub struct Overlay {
 type SmallPending = smallvec::SmallVec<[PendingCtm; 8]>;
 
 impl Overlay {
-    pub fn new(key: NodeKey, endpoints: &[SocketAddr], cfg: OverlayConfig, seed: u64, now: Instant) -> Overlay {
+    pub fn new(
+        key: NodeKey,
+        endpoints: &[SocketAddr],
+        cfg: OverlayConfig,
+        seed: u64,
+        now: Instant,
+    ) -> Overlay {
         Overlay {
             me: Addr::of_key(&key),
             key,
@@ -144,6 +160,8 @@ impl Overlay {
             pending: SmallPending::new(),
             next_heartbeat: now,
             next_near_check: now,
+            near_changed: now,
+            near_snapshot: [None, None],
             rng: SeededRng::new(seed),
             actions: Vec::new(),
             stats: OverlayStats::default(),
@@ -257,11 +275,24 @@ impl Overlay {
 
     /// Starts a routed message from this node.
     pub fn send_routed(&mut self, now: Instant, mode: Mode, dst: Addr, msg: &OverlayMsg) {
+        self.send_routed_via(now, mode, dst, msg, None);
+    }
+
+    /// Starts a routed message, optionally through a chosen first hop
+    /// (greedy routing takes over from there).
+    fn send_routed_via(
+        &mut self,
+        now: Instant,
+        mode: Mode,
+        dst: Addr,
+        msg: &OverlayMsg,
+        via: Option<PeerIdx>,
+    ) {
         let mut bytes = Vec::with_capacity(128);
         emit_routed_header(&mut bytes, mode, self.cfg.ttl, self.me, dst, msg.msg_type());
         msg.emit(&mut bytes);
         let skip = (mode == Mode::ClosestOther).then_some(self.me);
-        match self.next_hop(dst, skip) {
+        match via.or_else(|| self.next_hop(dst, skip)) {
             Some(peer) => self.actions.push(Action::Send { peer, msg: bytes }),
             None => match mode {
                 Mode::Exact if dst != self.me => self.stats.dropped_no_route += 1,
@@ -274,7 +305,11 @@ impl Overlay {
     /// The connection to forward to, if one is closer to `dst` than we are.
     fn next_hop(&self, dst: Addr, skip: Option<Addr>) -> Option<PeerIdx> {
         let best = self.table.closest_excluding(dst, skip)?;
-        let mine = if skip == Some(self.me) { u128::MAX } else { self.me.distance(dst) };
+        let mine = if skip == Some(self.me) {
+            u128::MAX
+        } else {
+            self.me.distance(dst)
+        };
         (best.addr.distance(dst) < mine).then_some(best.peer)
     }
 
@@ -322,7 +357,11 @@ impl Overlay {
     fn deliver(&mut self, now: Instant, src: Addr, hops: u8, msg: OverlayMsg) {
         self.stats.delivered += 1;
         match msg {
-            OverlayMsg::CtmRequest { purpose, key, endpoints } => {
+            OverlayMsg::CtmRequest {
+                purpose,
+                key,
+                endpoints,
+            } => {
                 if key == self.key || Addr::of_key(&key) != src {
                     self.stats.dropped_malformed += 1;
                     return;
@@ -354,13 +393,22 @@ impl Overlay {
                 }
                 self.pending.retain(|p| p.purpose != purpose);
                 if let Some(&ep) = endpoints.first() {
-                    let reasons = if purpose == reason::SHORTCUT { reason::SHORTCUT } else { 0 };
+                    let reasons = if purpose == reason::SHORTCUT {
+                        reason::SHORTCUT
+                    } else {
+                        0
+                    };
                     self.want(now, NodeRecord { key, endpoint: ep }, reasons);
                 }
                 self.consider_neighbours(now, &neighbours);
             }
             OverlayMsg::EchoRequest { nonce, stamp } => {
-                self.send_routed(now, Mode::Exact, src, &OverlayMsg::EchoReply { nonce, stamp });
+                self.send_routed(
+                    now,
+                    Mode::Exact,
+                    src,
+                    &OverlayMsg::EchoReply { nonce, stamp },
+                );
             }
             OverlayMsg::EchoReply { nonce, stamp } => {
                 self.stats.echo_replies += 1;
@@ -409,38 +457,38 @@ impl Overlay {
         }
     }
 
-    /// Would `a` be among the `near_wanted` nearest on its side?
+    /// Would `a` be among the `near_wanted` nearest on its side, counting
+    /// the links already being set up?
     fn would_be_near(&self, a: Addr) -> bool {
-        let k = self.cfg.near_wanted;
-        let on_right = self.me.right_dist(a) <= self.me.left_dist(a);
-        let mut side: Vec<Addr> = if on_right {
-            self.table.right_of(self.me, k).map(|c| c.addr).collect()
-        } else {
-            self.table.left_of(self.me, k).map(|c| c.addr).collect()
-        };
-        side.retain(|x| {
-            if on_right {
-                self.me.right_dist(*x) <= self.me.left_dist(*x)
+        let me = self.me;
+        let on_right = |x: Addr| me.right_dist(x) <= me.left_dist(x);
+        let side_dist = |x: Addr| {
+            if on_right(a) {
+                me.right_dist(x)
             } else {
-                self.me.left_dist(*x) < self.me.right_dist(*x)
+                me.left_dist(x)
             }
-        });
-        if side.len() < k {
-            return true;
-        }
-        let far = side[side.len() - 1];
-        if on_right {
-            self.me.right_dist(a) < self.me.right_dist(far)
-        } else {
-            self.me.left_dist(a) < self.me.left_dist(far)
-        }
+        };
+        let d = side_dist(a);
+        let closer = self
+            .table
+            .iter()
+            .map(|c| c.addr)
+            .chain(self.wanted.keys().copied())
+            .filter(|&x| on_right(x) == on_right(a) && side_dist(x) < d)
+            .count();
+        closer < self.cfg.near_wanted
     }
 
     /// Up to 8 of our connections nearest `target` (4 each side), as records.
     fn records_near(&self, target: Addr, skip: Option<Addr>) -> Records {
         let mut out = Records::new();
         let per_side = MAX_NEIGHBOURS / 2;
-        for c in self.table.right_of(target, per_side).chain(self.table.left_of(target, per_side)) {
+        for c in self
+            .table
+            .right_of(target, per_side)
+            .chain(self.table.left_of(target, per_side))
+        {
             if Some(c.addr) == skip || out.len() >= MAX_NEIGHBOURS {
                 continue;
             }
@@ -488,7 +536,10 @@ impl Overlay {
             } else {
                 c.mine &= !reason::NEAR;
             }
-            if settled && c.mine & reason::LEAF != 0 && now.saturating_since(c.since) >= self.cfg.trim_after {
+            if settled
+                && c.mine & reason::LEAF != 0
+                && now.saturating_since(c.since) >= self.cfg.trim_after
+            {
                 c.mine &= !reason::LEAF;
             }
         }
@@ -502,8 +553,10 @@ impl Overlay {
         self.next_heartbeat = now + self.cfg.heartbeat;
         self.update_reasons(now);
         let timeout = self.cfg.ctm_timeout;
-        self.pending.retain(|p| now.saturating_since(p.sent) < timeout);
-        self.wanted.retain(|_, (_, t)| now.saturating_since(*t) < timeout * 3);
+        self.pending
+            .retain(|p| now.saturating_since(p.sent) < timeout);
+        self.wanted
+            .retain(|_, (_, t)| now.saturating_since(*t) < timeout * 3);
         if self.table.is_empty() {
             return;
         }
@@ -517,14 +570,30 @@ impl Overlay {
         for (peer, addr) in changed {
             self.send_neighbours(peer, addr, false);
         }
-        // Near: ask the ring who is closest to us.
+        // Near: ask the ring who is closest to us; often while our
+        // neighbourhood is changing, rarely once it has been stable.
+        let snapshot = [self.left(), self.right()];
+        if snapshot != self.near_snapshot {
+            self.near_snapshot = snapshot;
+            self.near_changed = now;
+        }
         if now >= self.next_near_check && !self.pending.iter().any(|p| p.purpose == reason::NEAR) {
-            let jitter = self.rng.below(self.cfg.near_check.as_micros() as u64 / 4 + 1);
-            self.next_near_check = now + self.cfg.near_check + Duration::from_micros(jitter);
+            let settling = now.saturating_since(self.near_changed) < self.cfg.settle_time;
+            let every = if settling {
+                self.cfg.near_check_fast
+            } else {
+                self.cfg.near_check
+            };
+            let jitter = self.rng.below(every.as_micros() as u64 / 4 + 1);
+            self.next_near_check = now + every + Duration::from_micros(jitter);
             self.ctm(now, Mode::ClosestOther, self.me, reason::NEAR);
         }
         // Shortcuts: top up towards the desired count, one at a time.
-        let have = self.table.iter().filter(|c| c.mine & reason::SHORTCUT != 0).count();
+        let have = self
+            .table
+            .iter()
+            .filter(|c| c.mine & reason::SHORTCUT != 0)
+            .count();
         let asking = self.pending.iter().any(|p| p.purpose == reason::SHORTCUT);
         if have < self.desired_shortcuts() && !asking {
             let target = self.shortcut_target();
@@ -534,7 +603,9 @@ impl Overlay {
         let trim: Vec<PeerIdx> = self
             .table
             .iter()
-            .filter(|c| c.mine == 0 && c.theirs == 0 && now.saturating_since(c.since) >= self.cfg.trim_after)
+            .filter(|c| {
+                c.mine == 0 && c.theirs == 0 && now.saturating_since(c.since) >= self.cfg.trim_after
+            })
             .map(|c| c.peer)
             .collect();
         for peer in trim {
@@ -552,7 +623,11 @@ impl Overlay {
         let p = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
         let exp = 128.0 - (1.0 - p) * n.log2();
         let d = 2f64.powf(exp).min(2f64.powi(127)) as u128;
-        let signed = if self.rng.next_u64() & 1 == 0 { d as i128 } else { -(d as i128) };
+        let signed = if self.rng.next_u64() & 1 == 0 {
+            d as i128
+        } else {
+            -(d as i128)
+        };
         self.me.offset(signed)
     }
 
@@ -564,6 +639,15 @@ impl Overlay {
             key: self.key,
             endpoints: self.endpoints.clone(),
         };
-        self.send_routed(now, mode, target, &msg);
+        // Looking for our own neighbours, start from a random connection:
+        // greedy routing from our nearest link could end in the same false
+        // pocket of a loopy ring that we are trying to get out of.
+        let via = if purpose == reason::NEAR && !self.table.is_empty() {
+            let k = self.rng.below(self.table.len() as u64) as usize;
+            self.table.iter().nth(k).map(|c| c.peer)
+        } else {
+            None
+        };
+        self.send_routed_via(now, mode, target, &msg, via);
     }
 }

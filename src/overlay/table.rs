@@ -156,9 +156,18 @@ mod tests {
     fn table(addrs: &[u128]) -> ConnTable {
         let mut t = ConnTable::default();
         for (i, &a) in addrs.iter().enumerate() {
-            t.insert(NodeKey([i as u8; 32]), PeerIdx(i as u16), "198.18.0.1:1".parse().unwrap(), Instant::ZERO);
+            t.insert(
+                NodeKey([i as u8; 32]),
+                PeerIdx(i as u16),
+                "198.18.0.1:1".parse().unwrap(),
+                Instant::ZERO,
+            );
             // Place it at the chosen address (keys hash elsewhere).
-            let pos = t.conns.iter().position(|c| c.peer == PeerIdx(i as u16)).unwrap();
+            let pos = t
+                .conns
+                .iter()
+                .position(|c| c.peer == PeerIdx(i as u16))
+                .unwrap();
             let mut c = t.conns.remove(pos);
             c.addr = Addr(a);
             let at = t.position(c.addr).unwrap_err();

@@ -1,0 +1,118 @@
+//! What the simulator measures, from the nodes' own tables.
+
+use super::Sim;
+use crate::overlay::Addr;
+use crate::rand::Rng;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+impl Sim {
+    fn addr_index(&self) -> BTreeMap<Addr, usize> {
+        self.alive().map(|i| (self.addr(i), i)).collect()
+    }
+
+    /// Ring consistency as in the design notes: each node asks its left
+    /// neighbour for that node's right neighbour, and its second left for
+    /// that node's second right; consistency = hits / (2 · live nodes).
+    pub fn consistency(&self) -> f64 {
+        let index = self.addr_index();
+        let n = index.len();
+        if n < 2 {
+            return 1.0;
+        }
+        let mut hits = 0usize;
+        for &i in index.values() {
+            let me = self.addr(i);
+            let Some(ov) = self.node(i).overlay() else {
+                continue;
+            };
+            let lefts: Vec<Addr> = ov.table().left_of(me, 2).map(|c| c.addr).collect();
+            for (k, l) in lefts.iter().enumerate().take(if n > 2 { 2 } else { 1 }) {
+                let Some(&li) = index.get(l) else { continue };
+                let Some(lov) = self.node(li).overlay() else {
+                    continue;
+                };
+                let right_k = lov.table().right_of(*l, k + 1).nth(k).map(|c| c.addr);
+                hits += usize::from(right_k == Some(me));
+            }
+        }
+        let wanted = if n > 2 { 2 * n } else { n };
+        hits as f64 / wanted as f64
+    }
+
+    /// The true ring order of live nodes, for checks.
+    pub fn ring_order(&self) -> Vec<usize> {
+        self.addr_index().into_values().collect()
+    }
+
+    /// Mean number of connections per live node.
+    pub fn mean_connections(&self) -> f64 {
+        let (mut sum, mut n) = (0usize, 0usize);
+        for i in self.alive() {
+            sum += self.node(i).overlay().map_or(0, |o| o.table().len());
+            n += 1;
+        }
+        sum as f64 / n.max(1) as f64
+    }
+
+    /// Sends `pairs` routed echoes between random live nodes and waits
+    /// `wait` for the replies. Returns the route statistics.
+    pub fn route_test(&mut self, pairs: usize, wait: Duration) -> RouteStats {
+        let alive: Vec<usize> = self.alive().collect();
+        let mut sent = Vec::with_capacity(pairs);
+        for k in 0..pairs {
+            let s = alive[self.rng().below(alive.len() as u64) as usize];
+            let mut d = alive[self.rng().below(alive.len() as u64) as usize];
+            if d == s {
+                d = alive[(alive.iter().position(|&x| x == s).unwrap_or(0) + 1) % alive.len()];
+            }
+            let nonce = 0x5eed_0000_0000 + k as u64;
+            let dst = self.addr(d);
+            self.echo(s, dst, nonce);
+            sent.push((s, nonce));
+        }
+        self.run_for(wait);
+        let mut hops = Vec::new();
+        let mut rtts = Vec::new();
+        for (s, nonce) in sent {
+            if let Some(&(h, rtt)) = self
+                .node(s)
+                .overlay()
+                .and_then(|o| o.echo_results.get(&nonce))
+            {
+                hops.push(u32::from(h) + 1);
+                rtts.push(rtt);
+            }
+        }
+        hops.sort_unstable();
+        let ok = hops.len();
+        RouteStats {
+            sent: pairs,
+            delivered: ok,
+            mean_hops: hops.iter().sum::<u32>() as f64 / ok.max(1) as f64,
+            p99_hops: hops
+                .get((ok * 99 / 100).min(ok.saturating_sub(1)))
+                .copied()
+                .unwrap_or(0),
+            mean_rtt: rtts.iter().sum::<Duration>() / ok.max(1) as u32,
+        }
+    }
+}
+
+/// Results of a batch of routed echoes.
+#[derive(Debug, Clone)]
+pub struct RouteStats {
+    pub sent: usize,
+    pub delivered: usize,
+    /// Overlay hops of the return route (source to destination and back
+    /// are both greedy; the reply's count is reported).
+    pub mean_hops: f64,
+    pub p99_hops: u32,
+    pub mean_rtt: Duration,
+}
+
+impl RouteStats {
+    pub fn success(&self) -> f64 {
+        self.delivered as f64 / self.sent.max(1) as f64
+    }
+}

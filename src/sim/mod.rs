@@ -1,0 +1,334 @@
+//! A deterministic many-node simulator running the real [`Node`].
+//!
+//! One process, no threads, no sockets: a virtual clock and an event heap of
+//! datagram deliveries and node wake-ups. Every node is the same sans-IO core
+//! the daemon runs, with real handshakes and encryption. Given the same seed
+//! a run replays exactly (ephemeral keys differ, but they never steer a
+//! decision). Latency, loss, partitions and crashes are the network's; the
+//! metrics (ring consistency, route success, hops, bytes) read the nodes.
+
+pub mod metrics;
+
+use crate::crypto::{Identity, Seed};
+use crate::node::{Node, NodeConfig, Timers};
+use crate::overlay::{Addr, OverlayConfig};
+use crate::rand::{Rng, SeededRng};
+use crate::time::Instant;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// How the virtual network behaves.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// One-way latency of every link.
+    pub latency: Duration,
+    /// Extra random delay, uniform in 0..jitter (breaks ties, reorders a little).
+    pub jitter: Duration,
+    /// Probability that a datagram is lost.
+    pub loss: f64,
+}
+
+impl Default for NetConfig {
+    fn default() -> NetConfig {
+        NetConfig {
+            latency: Duration::from_millis(100),
+            jitter: Duration::from_millis(2),
+            loss: 0.0,
+        }
+    }
+}
+
+/// Overlay timers for a ring: faster liveness than the static-peer default,
+/// so a crashed neighbour is noticed (and the ring repaired) within ~25 s.
+pub fn overlay_timers() -> Timers {
+    Timers {
+        keepalive_interval: Duration::from_secs(8),
+        dead_after: Duration::from_secs(20),
+        ..Timers::default()
+    }
+}
+
+struct SimNode {
+    node: Node,
+    endpoint: SocketAddr,
+    seed: u64,
+    alive: bool,
+    wake: Option<Instant>,
+    tx_bytes: u64,
+    tx_datagrams: u64,
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum Event {
+    Deliver {
+        to: u32,
+        from: SocketAddr,
+        bytes: Vec<u8>,
+    },
+    Wake {
+        node: u32,
+    },
+}
+
+pub struct Sim {
+    now: Instant,
+    nodes: Vec<SimNode>,
+    by_endpoint: BTreeMap<SocketAddr, u32>,
+    queue: BinaryHeap<Reverse<(Instant, u64, Event)>>,
+    seq: u64,
+    rng: SeededRng,
+    pub net: NetConfig,
+    pub overlay: OverlayConfig,
+    pub timers: Timers,
+    /// Pool buffers per simulated node (small: the sim carries no data).
+    pub pool_slots: u32,
+    /// Deliveries dropped because the target was down or the packet lost.
+    pub lost: u64,
+}
+
+/// The simulated underlay address of node `i` (inside 198.18.0.0/15).
+pub fn endpoint_of(i: u32) -> SocketAddr {
+    let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 1)) + i);
+    SocketAddr::new(ip.into(), 5140)
+}
+
+impl Sim {
+    pub fn new(seed: u64, net: NetConfig) -> Sim {
+        Sim {
+            now: Instant::ZERO,
+            nodes: Vec::new(),
+            by_endpoint: BTreeMap::new(),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            rng: SeededRng::new(seed),
+            net,
+            overlay: OverlayConfig::default(),
+            timers: overlay_timers(),
+            pool_slots: 48,
+            lost: 0,
+        }
+    }
+
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    pub fn node(&self, i: usize) -> &Node {
+        &self.nodes[i].node
+    }
+
+    pub fn is_alive(&self, i: usize) -> bool {
+        self.nodes[i].alive
+    }
+
+    pub fn alive(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.nodes.len()).filter(|&i| self.nodes[i].alive)
+    }
+
+    pub fn addr(&self, i: usize) -> Addr {
+        self.nodes[i].node.overlay().map_or(Addr(0), |o| o.addr())
+    }
+
+    pub fn rng(&mut self) -> &mut SeededRng {
+        &mut self.rng
+    }
+
+    /// Bytes sent by node `i` since it (re)started.
+    pub fn tx_bytes(&self, i: usize) -> u64 {
+        self.nodes[i].tx_bytes
+    }
+
+    pub fn tx_datagrams(&self, i: usize) -> u64 {
+        self.nodes[i].tx_datagrams
+    }
+
+    fn build(&self, seed: u64, endpoint: SocketAddr, bootstrap: Vec<SocketAddr>) -> Node {
+        let mut s = SeededRng::new(seed);
+        let mut key = [0u8; 32];
+        for chunk in key.chunks_mut(8) {
+            chunk.copy_from_slice(&s.next_u64().to_le_bytes());
+        }
+        let cfg = NodeConfig {
+            timers: self.timers.clone(),
+            pool_slots: self.pool_slots,
+            wall_origin_us: 1_800_000_000_000_000 + self.now.as_micros(),
+            rng_seed: s.next_u64(),
+            overlay: Some(self.overlay.clone()),
+            bootstrap,
+            endpoints: vec![endpoint],
+            trust_any: true,
+            ..NodeConfig::default()
+        };
+        Node::new(Identity::from_seed(&Seed(key)), cfg, self.now)
+    }
+
+    /// Adds and starts a node that knows the given bootstrap endpoints.
+    pub fn add_node(&mut self, bootstrap: Vec<SocketAddr>) -> usize {
+        let i = self.nodes.len() as u32;
+        let endpoint = endpoint_of(i);
+        let seed = self.rng.next_u64();
+        let node = self.build(seed, endpoint, bootstrap);
+        self.nodes.push(SimNode {
+            node,
+            endpoint,
+            seed,
+            alive: true,
+            wake: None,
+            tx_bytes: 0,
+            tx_datagrams: 0,
+        });
+        self.by_endpoint.insert(endpoint, i);
+        self.schedule_wake(i, self.now);
+        i as usize
+    }
+
+    /// `k` distinct random endpoints of live nodes (other than `not`).
+    pub fn random_bootstraps(&mut self, k: usize, not: Option<usize>) -> Vec<SocketAddr> {
+        let alive: Vec<usize> = self.alive().filter(|&i| Some(i) != not).collect();
+        let mut out = Vec::new();
+        for _ in 0..k.min(alive.len()) * 4 {
+            if out.len() >= k.min(alive.len()) {
+                break;
+            }
+            let e = self.nodes[alive[self.rng.below(alive.len() as u64) as usize]].endpoint;
+            if !out.contains(&e) {
+                out.push(e);
+            }
+        }
+        out
+    }
+
+    /// Stops node `i` at once (no goodbye): its packets vanish.
+    pub fn crash(&mut self, i: usize) {
+        self.nodes[i].alive = false;
+        self.nodes[i].wake = None;
+    }
+
+    /// Stops node `i` gracefully: it tells its links it is leaving.
+    pub fn leave(&mut self, i: usize) {
+        let now = self.now;
+        self.nodes[i].node.leave(now);
+        self.flush(i as u32);
+        self.crash(i);
+    }
+
+    /// Restarts node `i` with its old identity and fresh state.
+    pub fn restart(&mut self, i: usize, bootstrap: Vec<SocketAddr>) {
+        let n = &self.nodes[i];
+        let node = self.build(n.seed, n.endpoint, bootstrap);
+        let n = &mut self.nodes[i];
+        n.node = node;
+        n.alive = true;
+        n.wake = None;
+        n.tx_bytes = 0;
+        n.tx_datagrams = 0;
+        self.schedule_wake(i as u32, self.now);
+    }
+
+    /// Sends a routed echo from `src` to the node with `dst`'s address.
+    pub fn echo(&mut self, src: usize, dst: Addr, nonce: u64) {
+        let now = self.now;
+        self.nodes[src]
+            .node
+            .overlay_echo(now, dst, crate::wire::overlay::Mode::Exact, nonce);
+        self.flush(src as u32);
+    }
+
+    fn schedule_wake(&mut self, i: impl Into<u32> + Copy, at: Instant) {
+        let i: u32 = i.into();
+        let n = &mut self.nodes[i as usize];
+        if n.wake.is_some_and(|w| w <= at) {
+            return;
+        }
+        n.wake = Some(at);
+        self.seq += 1;
+        self.queue
+            .push(Reverse((at, self.seq, Event::Wake { node: i })));
+    }
+
+    /// Moves node `i`'s outputs onto the network and re-arms its timer.
+    fn flush(&mut self, i: u32) {
+        let from = self.nodes[i as usize].endpoint;
+        while let Some(t) = self.nodes[i as usize].node.poll_transmit() {
+            let n = &mut self.nodes[i as usize];
+            let bytes = n.node.pool().data(&t.buf).to_vec();
+            n.node.pool_mut().free(t.buf);
+            n.tx_bytes += bytes.len() as u64;
+            n.tx_datagrams += 1;
+            let lost = self.net.loss > 0.0
+                && (self.rng.next_u64() as f64 / u64::MAX as f64) < self.net.loss;
+            match self.by_endpoint.get(&t.dst) {
+                Some(&to) if !lost => {
+                    let jitter = self.rng.below(self.net.jitter.as_micros() as u64 + 1);
+                    let at = self.now + self.net.latency + Duration::from_micros(jitter);
+                    self.seq += 1;
+                    self.queue
+                        .push(Reverse((at, self.seq, Event::Deliver { to, from, bytes })));
+                }
+                _ => self.lost += 1,
+            }
+        }
+        let n = &mut self.nodes[i as usize];
+        while let Some(f) = n.node.poll_frame() {
+            n.node.pool_mut().free(f);
+        }
+        if let Some(d) = n.node.poll_timeout() {
+            // Never in the past: a deadline the node did not clear is
+            // retried a millisecond later rather than spinning.
+            let at = d.max(self.now + Duration::from_millis(1));
+            self.schedule_wake(i, at);
+        }
+    }
+
+    /// Runs events up to and including time `until`.
+    pub fn run_until(&mut self, until: Instant) {
+        while let Some(Reverse((at, _, _))) = self.queue.peek() {
+            if *at > until {
+                break;
+            }
+            let Some(Reverse((at, _, ev))) = self.queue.pop() else {
+                break;
+            };
+            self.now = at;
+            match ev {
+                Event::Deliver { to, from, bytes } => {
+                    let n = &mut self.nodes[to as usize];
+                    if !n.alive {
+                        self.lost += 1;
+                        continue;
+                    }
+                    match n.node.pool_mut().alloc_with(&bytes) {
+                        Some(buf) => n.node.handle_datagram(at, from, buf),
+                        None => self.lost += 1,
+                    }
+                    self.flush(to);
+                }
+                Event::Wake { node } => {
+                    let n = &mut self.nodes[node as usize];
+                    if !n.alive || n.wake != Some(at) {
+                        continue; // stale
+                    }
+                    n.wake = None;
+                    n.node.handle_timeout(at);
+                    self.flush(node);
+                }
+            }
+        }
+        self.now = self.now.max(until);
+    }
+
+    pub fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        self.run_until(until);
+    }
+}

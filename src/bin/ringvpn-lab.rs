@@ -11,6 +11,11 @@ Usage:
   ringvpn-lab demo [--nodes N]    N hosts (2 to 16, default 2), each running ringvpn:
                                   links come up, every pair pings, iperf3 measures,
                                   everything is torn down (also on Ctrl-C)
+  ringvpn-lab sim [--nodes N] [--seed S] [--bootstraps K] [--crash F] [--pairs P]
+                                  the deterministic overlay simulator: N nodes start at
+                                  once (K random bootstraps each), then: time to a
+                                  consistent ring, routing, one join, maintenance
+                                  traffic, memory, and recovery from crashing F of them
   ringvpn-lab --help
 ";
 
@@ -18,6 +23,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("demo") => demo(&args[1..]),
+        Some("sim") => sim(&args[1..]),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             ExitCode::SUCCESS
@@ -63,4 +69,133 @@ fn demo(args: &[String]) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn sim(args: &[String]) -> ExitCode {
+    use ringvpn::sim::{scenario, NetConfig};
+    use std::time::{Duration, Instant};
+    let mut o = Options::new();
+    o.optopt("n", "nodes", "number of nodes (default 1000)", "N");
+    o.optopt("s", "seed", "random seed (default 1)", "S");
+    o.optopt(
+        "b",
+        "bootstraps",
+        "bootstrap endpoints per node (default 5)",
+        "K",
+    );
+    o.optopt(
+        "c",
+        "crash",
+        "fraction of nodes to crash at once (default 0.1)",
+        "F",
+    );
+    o.optopt("p", "pairs", "routed echoes to measure (default 1000)", "P");
+    let m = match o.parse(args) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("ringvpn-lab: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    fn num<T: std::str::FromStr>(m: &getopts::Matches, k: &str, d: T) -> Result<T, String> {
+        match m.opt_str(k) {
+            None => Ok(d),
+            Some(v) => v.parse().map_err(|_| format!("--{k} {v}: not a number")),
+        }
+    }
+    let parsed = (|| -> Result<_, String> {
+        Ok((
+            num(&m, "n", 1000usize)?,
+            num(&m, "s", 1u64)?,
+            num(&m, "b", 5usize)?,
+            num(&m, "c", 0.1f64)?,
+            num(&m, "p", 1000usize)?,
+        ))
+    })();
+    let (n, seed, boots, crash, pairs) = match parsed {
+        Ok(v) if v.0 >= 2 => v,
+        Ok(_) => {
+            eprintln!("ringvpn-lab: --nodes must be at least 2");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("ringvpn-lab: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let wall = Instant::now();
+    let rss0 = rss_kib();
+    let net = NetConfig::default();
+    println!(
+        "simulating {n} nodes, seed {seed}, {boots} bootstraps each, links {} ms one way",
+        net.latency.as_millis()
+    );
+    let mut s = scenario::mass_join(n, seed, boots, net);
+    let t =
+        scenario::run_until_consistent(&mut s, Duration::from_secs(1), Duration::from_secs(300));
+    match t {
+        Some(t) => println!(
+            "all started at once: 100% ring consistency after {:.0} s",
+            t.as_secs_f64()
+        ),
+        None => println!(
+            "all started at once: consistency {:.4} after 300 s (not 100%)",
+            s.consistency()
+        ),
+    }
+    // Let leaves and surplus links be trimmed, then measure the steady state.
+    s.run_for(Duration::from_secs(60));
+    let mem = rss_kib().saturating_sub(rss0) as f64 / n as f64;
+    println!("steady state: consistency {:.4}, {:.1} connections per node, ~{mem:.0} KiB per simulated node (process RSS / N)", s.consistency(), s.mean_connections());
+    let r = s.route_test(pairs, Duration::from_secs(20));
+    println!("routing: {}", scenario::describe(&r));
+    let rate = scenario::maintenance_rate(&mut s, Duration::from_secs(60));
+    println!("maintenance traffic: {rate:.0} bytes/s per node (UDP payload, 60 s window)");
+    let mut joins = Vec::new();
+    for _ in 0..5 {
+        if let Some(d) = scenario::join_one(&mut s, Duration::from_secs(30)) {
+            joins.push(d);
+        }
+        s.run_for(Duration::from_secs(5));
+    }
+    joins.sort();
+    if let Some(med) = joins.get(joins.len() / 2) {
+        println!(
+            "one node joining: linked to both ring neighbours in {:.2} s median of {} joins",
+            med.as_secs_f64(),
+            joins.len()
+        );
+    }
+    let crashed = scenario::crash_fraction(&mut s, crash);
+    let t =
+        scenario::run_until_consistent(&mut s, Duration::from_secs(1), Duration::from_secs(300));
+    match t {
+        Some(t) => println!(
+            "crash {crashed} nodes at once: 100% consistency again after {:.0} s",
+            t.as_secs_f64()
+        ),
+        None => println!(
+            "crash {crashed} nodes at once: consistency {:.4} after 300 s",
+            s.consistency()
+        ),
+    }
+    let r = s.route_test(pairs, Duration::from_secs(20));
+    println!("routing after the crash: {}", scenario::describe(&r));
+    println!(
+        "(simulated in {:.1} s of wall time)",
+        wall.elapsed().as_secs_f64()
+    );
+    ExitCode::SUCCESS
+}
+
+/// This process's resident set in KiB (the simulator's memory figure).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
 }

@@ -16,12 +16,18 @@ use std::time::Duration;
 pub const DYNAMIC_ATTEMPTS: u32 = 4;
 /// Pause between bootstrap rounds while we have no link at all.
 pub const BOOT_PAUSE: Duration = Duration::from_secs(5);
+/// Bootstrap (leaf) links to keep while joining (Brunet: 3). One is not
+/// enough: if every node links only its first bootstrap, nodes started
+/// together form separate components, each growing its own ring.
+pub const LEAVES: usize = 3;
 
 /// A bootstrap endpoint: we know where, not who.
 pub struct Boot {
     pub endpoint: SocketAddr,
     pub pending: Option<Pending>,
     pub next_try: Instant,
+    /// The peer this endpoint turned out to be, once linked.
+    pub peer: Option<PeerIdx>,
 }
 
 impl Node {
@@ -182,10 +188,12 @@ impl Node {
         *pending = None;
         let p = match target {
             Target::Peer(p) => p,
-            Target::Boot(_) => match self.find_or_add_peer(done.peer, from) {
+            Target::Boot(b) => match self.find_or_add_peer(done.peer, from) {
                 Some(p) => {
                     self.by_index.insert(receiver, Target::Peer(p));
                     self.peers[usize::from(p.0)].wanted = true;
+                    self.peers[usize::from(p.0)].leaf = true;
+                    self.boots[usize::from(b)].peer = Some(p);
                     p
                 }
                 None => {

@@ -53,14 +53,14 @@ impl Node {
             return;
         }
         peer.linked = true;
-        let (key, endpoint) = (peer.key, peer.endpoint);
+        let (key, endpoint, leaf) = (peer.key, peer.endpoint, peer.leaf);
         log::debug!(
             "{} link up {}",
             Addr::of_key(&self.identity.public()),
             Addr::of_key(&key)
         );
         if let (Some(ov), Some(ep)) = (self.overlay.as_mut(), endpoint) {
-            ov.on_link_up(now, p, key, ep);
+            ov.on_link_up(now, p, key, ep, leaf);
         }
         self.run_overlay_actions(now);
     }

@@ -114,6 +114,7 @@ impl Node {
                 endpoint,
                 pending: None,
                 next_try: now,
+                peer: None,
             })
             .collect();
         Node {
@@ -200,14 +201,16 @@ impl Node {
             .filter_map(|p| p.deadline(&self.timers))
             .min();
         let overlay = self.overlay.as_ref().map(Overlay::poll_timeout);
-        let boots = if self.any_linked() {
-            None
-        } else {
-            self.boots
-                .iter()
-                .map(|b| b.pending.as_ref().map_or(b.next_try, |p| p.next_retry))
-                .min()
-        };
+        let stranded = !self.any_linked();
+        let boots = self
+            .boots
+            .iter()
+            .filter_map(|b| match &b.pending {
+                Some(p) => Some(p.next_retry),
+                None if b.peer.is_none() || stranded => Some(b.next_try),
+                None => None,
+            })
+            .min();
         crate::time::earliest(crate::time::earliest(peers, overlay), boots)
     }
 
@@ -442,31 +445,43 @@ impl Node {
                 }
             }
         }
-        if !self.any_linked() {
-            // One bootstrap at a time: the first that answers is enough,
-            // the rest are only tried if it does not.
-            let active = self.boots.iter().position(|b| b.pending.is_some());
-            let next = active.or_else(|| self.boots.iter().position(|b| now >= b.next_try));
-            if let Some(b) = next {
-                let boot = &self.boots[b];
-                let due = boot
-                    .pending
-                    .as_ref()
-                    .map_or(boot.next_try, |p| p.next_retry);
-                if now >= due {
-                    self.start_handshake(now, Target::Boot(b as u16));
-                }
-            }
-        }
+        self.run_bootstraps(now);
         if let Some(ov) = self.overlay.as_mut() {
             ov.handle_timeout(now);
         }
         self.run_overlay_actions(now);
     }
 
-    /// Whether any link is up (bootstraps are only tried while none is).
+    /// Whether any link is up.
     fn any_linked(&self) -> bool {
         self.peers.iter().any(|p| p.linked)
+    }
+
+    /// Bootstrap endpoints are tried until `LEAVES` of them are linked;
+    /// one that failed is retried only while we have no link at all.
+    fn run_bootstraps(&mut self, now: Instant) {
+        let leaves = self
+            .boots
+            .iter()
+            .filter(|b| b.peer.is_some_and(|p| self.peers[usize::from(p.0)].linked))
+            .count();
+        let stranded = !self.any_linked();
+        for b in 0..self.boots.len() {
+            let boot = &self.boots[b];
+            let linked = boot
+                .peer
+                .is_some_and(|p| self.peers[usize::from(p.0)].linked);
+            if linked || (leaves >= handshakes::LEAVES && boot.pending.is_none()) {
+                continue;
+            }
+            let due = match &boot.pending {
+                Some(p) => now >= p.next_retry,
+                None => now >= boot.next_try && (stranded || boot.peer.is_none()),
+            };
+            if due {
+                self.start_handshake(now, Target::Boot(b as u16));
+            }
+        }
     }
 }
 

@@ -138,6 +138,8 @@ pub struct Peer {
     pub wanted: bool,
     /// Whether the overlay has been told the link is up.
     pub linked: bool,
+    /// Reached through a bootstrap endpoint: a leaf link for the overlay.
+    pub leaf: bool,
     /// Where to send: configured, then updated by authenticated traffic (roaming).
     pub endpoint: Option<SocketAddr>,
     pub sessions: Sessions,
@@ -165,6 +167,7 @@ impl Peer {
             dynamic: false,
             wanted: true,
             linked: false,
+            leaf: false,
             endpoint: cfg.endpoint,
             sessions: Sessions::default(),
             pending: None,

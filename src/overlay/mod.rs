@@ -109,6 +109,8 @@ pub struct OverlayStats {
     pub dropped_no_route: u64,
     pub dropped_malformed: u64,
     pub ctm_sent: u64,
+    /// Links made to a node whose near check passed through us.
+    pub stitched: u64,
     pub echo_replies: u64,
     /// Hops of the echo replies received (sum), for mean hop counts.
     pub echo_reply_hops: u64,
@@ -228,10 +230,23 @@ impl Overlay {
     // ----- links -----
 
     /// A link to `key` is up (first session on it).
-    pub fn on_link_up(&mut self, now: Instant, peer: PeerIdx, key: NodeKey, endpoint: SocketAddr) {
+    /// `leaf`: the link came from a bootstrap endpoint.
+    pub fn on_link_up(
+        &mut self,
+        now: Instant,
+        peer: PeerIdx,
+        key: NodeKey,
+        endpoint: SocketAddr,
+        leaf: bool,
+    ) {
         let addr = Addr::of_key(&key);
         let first = self.table.is_empty();
         self.table.insert(key, peer, endpoint, now);
+        if leaf {
+            if let Some(c) = self.table.get_mut(addr) {
+                c.mine |= reason::LEAF;
+            }
+        }
         if let Some((reasons, _)) = self.wanted.remove(&addr) {
             if let Some(c) = self.table.get_mut(addr) {
                 c.mine |= reasons;
@@ -322,6 +337,9 @@ impl Overlay {
         };
         let (mode, dst, src) = (r.mode(), r.dst(), r.src());
         let skip = (mode == Mode::ClosestOther).then_some(src);
+        if mode == Mode::ClosestOther && r.msg_type() == crate::wire::overlay::MSG_CTM_REQUEST {
+            self.link_if_nearer(src, r.payload());
+        }
         let hop = self.table.closest_excluding(dst, skip);
         let closer = hop.filter(|c| c.addr.distance(dst) < self.me.distance(dst));
         if let Some(c) = closer {
@@ -428,6 +446,30 @@ impl Overlay {
             stamp: now.as_micros(),
         };
         self.send_routed(now, mode, dst, &msg);
+    }
+
+    /// A node looking for its own neighbours passed through us: if it
+    /// would be one of our nearest, link to it. This is what stitches the
+    /// two chains of a loopy ring together: the last hops of a greedy route
+    /// to an address run through the nodes next to it.
+    fn link_if_nearer(&mut self, src: Addr, payload: &[u8]) {
+        if src == self.me || self.table.get(src).is_some() || self.wanted.contains_key(&src) {
+            return;
+        }
+        if !self.would_be_near(src) {
+            return;
+        }
+        if let Ok(OverlayMsg::CtmRequest { key, endpoints, .. }) =
+            OverlayMsg::parse(crate::wire::overlay::MSG_CTM_REQUEST, payload)
+        {
+            if let (true, Some(&endpoint)) = (Addr::of_key(&key) == src, endpoints.first()) {
+                self.stats.stitched += 1;
+                log::debug!("{} stitching {}", self.me, src);
+                self.actions.push(Action::Link {
+                    node: NodeRecord { key, endpoint },
+                });
+            }
+        }
     }
 
     // ----- direct link messages -----

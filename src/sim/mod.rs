@@ -8,6 +8,7 @@
 //! metrics (ring consistency, route success, hops, bytes) read the nodes.
 
 pub mod metrics;
+pub mod scenario;
 
 use crate::crypto::{Identity, Seed};
 use crate::node::{Node, NodeConfig, Timers};
@@ -190,6 +191,12 @@ impl Sim {
         self.by_endpoint.insert(endpoint, i);
         self.schedule_wake(i, self.now);
         i as usize
+    }
+
+    /// Replaces node `i`'s bootstrap list (before it has started linking).
+    pub fn set_bootstrap(&mut self, i: usize, bootstrap: Vec<SocketAddr>) {
+        let n = &self.nodes[i];
+        self.nodes[i].node = self.build(n.seed, n.endpoint, bootstrap);
     }
 
     /// `k` distinct random endpoints of live nodes (other than `not`).

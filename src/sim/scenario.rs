@@ -1,0 +1,106 @@
+//! Scenarios shared by the tests, `ringvpn-lab sim` and the benchmarks.
+
+use super::metrics::RouteStats;
+use super::{NetConfig, Sim};
+use crate::rand::Rng;
+use std::time::Duration;
+
+/// Builds `n` nodes that all start at once, each knowing `bootstraps`
+/// random other nodes' endpoints (the design notes' bootstrap experiment).
+pub fn mass_join(n: usize, seed: u64, bootstraps: usize, net: NetConfig) -> Sim {
+    let mut sim = Sim::new(seed, net);
+    for _ in 0..n {
+        sim.add_node(Vec::new());
+    }
+    // Endpoints are known up front, so every node gets random bootstraps
+    // among all the others (nodes that are not up yet simply do not answer).
+    for i in 0..n {
+        let mut b = Vec::new();
+        while b.len() < bootstraps.min(n - 1) {
+            let j = sim.rng().below(n as u64) as usize;
+            let e = super::endpoint_of(j as u32);
+            if j != i && !b.contains(&e) {
+                b.push(e);
+            }
+        }
+        sim.set_bootstrap(i, b);
+    }
+    sim
+}
+
+/// Runs until consistency reaches 1.0 (checked every `step`), or `limit`.
+/// Returns the virtual time it took.
+pub fn run_until_consistent(sim: &mut Sim, step: Duration, limit: Duration) -> Option<Duration> {
+    let start = sim.now();
+    while sim.now().saturating_since(start) < limit {
+        sim.run_for(step);
+        if sim.consistency() >= 1.0 {
+            return Some(sim.now().saturating_since(start));
+        }
+    }
+    None
+}
+
+/// Crashes a random `fraction` of the live nodes at once; returns how many.
+pub fn crash_fraction(sim: &mut Sim, fraction: f64) -> usize {
+    let alive: Vec<usize> = sim.alive().collect();
+    let k = ((alive.len() as f64) * fraction).round() as usize;
+    let mut victims = Vec::new();
+    while victims.len() < k {
+        let v = alive[sim.rng().below(alive.len() as u64) as usize];
+        if !victims.contains(&v) {
+            victims.push(v);
+        }
+    }
+    for &v in &victims {
+        sim.crash(v);
+    }
+    victims.len()
+}
+
+/// Adds one node (knowing one random member) and returns the virtual time
+/// until it is linked to both of its true ring neighbours, secure
+/// handshakes included.
+pub fn join_one(sim: &mut Sim, limit: Duration) -> Option<Duration> {
+    let boot = sim.random_bootstraps(1, None);
+    let i = sim.add_node(boot);
+    let start = sim.now();
+    let step = Duration::from_millis(50);
+    while sim.now().saturating_since(start) < limit {
+        sim.run_for(step);
+        let order = sim.ring_order();
+        let k = order.iter().position(|&x| x == i)?;
+        let n = order.len();
+        let (l, r) = (
+            sim.addr(order[(k + n - 1) % n]),
+            sim.addr(order[(k + 1) % n]),
+        );
+        let ov = sim.node(i).overlay()?;
+        if ov.left() == Some(l) && ov.right() == Some(r) {
+            return Some(sim.now().saturating_since(start));
+        }
+    }
+    None
+}
+
+/// Bytes per live node per second sent over `window` of steady state.
+pub fn maintenance_rate(sim: &mut Sim, window: Duration) -> f64 {
+    let before: u64 = sim.alive().map(|i| sim.tx_bytes(i)).sum();
+    sim.run_for(window);
+    let after: u64 = sim.alive().map(|i| sim.tx_bytes(i)).sum();
+    let n = sim.alive().count().max(1) as f64;
+    after.saturating_sub(before) as f64 / n / window.as_secs_f64()
+}
+
+/// A one-line summary of a route test.
+pub fn describe(r: &RouteStats) -> String {
+    format!(
+        "{}/{} routes delivered ({:.1}%), mean {:.2} hops, p99 {} hops, mean echo RTT {:.0} ms",
+        r.delivered,
+        r.sent,
+        r.success() * 100.0,
+        r.mean_hops,
+        r.p99_hops,
+        r.mean_rtt.as_secs_f64() * 1e3
+    )
+}

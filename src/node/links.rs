@@ -129,7 +129,8 @@ impl Node {
             // Already linked: make sure the overlay has it.
             return self.link_up(now, p);
         }
-        if peer.pending.is_none() && peer.sessions.current.is_none() {
+        let answered = peer.sessions.next.is_some();
+        if peer.pending.is_none() && peer.sessions.current.is_none() && !answered {
             self.start_handshake(now, super::Target::Peer(p));
         }
     }

@@ -201,16 +201,7 @@ impl Node {
             .filter_map(|p| p.deadline(&self.timers))
             .min();
         let overlay = self.overlay.as_ref().map(Overlay::poll_timeout);
-        let stranded = !self.any_linked();
-        let boots = self
-            .boots
-            .iter()
-            .filter_map(|b| match &b.pending {
-                Some(p) => Some(p.next_retry),
-                None if b.peer.is_none() || stranded => Some(b.next_try),
-                None => None,
-            })
-            .min();
+        let boots = (0..self.boots.len()).filter_map(|b| self.boot_due(b)).min();
         crate::time::earliest(crate::time::earliest(peers, overlay), boots)
     }
 
@@ -435,14 +426,11 @@ impl Node {
                 }
                 None => {}
             }
-            let peer = &self.peers[i];
-            if let Some(cur) = &peer.sessions.current {
-                let due = peer
-                    .last_ping
-                    .map_or(cur.created, |t| t + self.timers.keepalive_interval);
-                if now >= due {
-                    self.send_ping(now, p);
-                }
+            if self.peers[i]
+                .ping_due(&self.timers)
+                .is_some_and(|t| now >= t)
+            {
+                self.send_ping(now, p);
             }
         }
         self.run_bootstraps(now);
@@ -452,33 +440,65 @@ impl Node {
         self.run_overlay_actions(now);
     }
 
+    /// Which timer is due when (for diagnosing a timer that never clears).
+    pub fn debug_deadlines(&self, now: Instant) -> String {
+        let mut out = format!(
+            "now {now:?} overlay {:?}\n",
+            self.overlay.as_ref().map(Overlay::poll_timeout)
+        );
+        for (i, p) in self.peers.iter().enumerate() {
+            if let Some(d) = p.deadline(&self.timers).filter(|d| *d <= now) {
+                out += &format!(
+                    "peer {i} {} due {d:?} ping_due {:?} last_rx {:?} last_ping {:?} created {:?}: wanted {} linked {} dynamic {} pending {} current {} endpoint {:?}\n",
+                    p.name,
+                    p.ping_due(&self.timers),
+                    p.last_rx,
+                    p.last_ping,
+                    p.sessions.current.as_ref().map(|c| c.created),
+                    p.wanted,
+                    p.linked,
+                    p.dynamic,
+                    p.pending.is_some(),
+                    p.sessions.current.is_some(),
+                    p.endpoint
+                );
+            }
+        }
+        for b in 0..self.boots.len() {
+            out += &format!(
+                "boot {b} due {:?} peer {:?}\n",
+                self.boot_due(b),
+                self.boots[b].peer
+            );
+        }
+        out
+    }
+
     /// Whether any link is up.
     fn any_linked(&self) -> bool {
         self.peers.iter().any(|p| p.linked)
     }
 
-    /// Bootstrap endpoints are tried until `LEAVES` of them are linked;
-    /// one that failed is retried only while we have no link at all.
-    fn run_bootstraps(&mut self, now: Instant) {
-        let leaves = self
-            .boots
-            .iter()
-            .filter(|b| b.peer.is_some_and(|p| self.peers[usize::from(p.0)].linked))
-            .count();
+    /// When bootstrap `b` needs a handshake next, if at all. Endpoints are
+    /// tried until `LEAVES` of them are linked; one that failed is retried
+    /// only while we have no link at all.
+    fn boot_due(&self, b: usize) -> Option<Instant> {
+        let boot = &self.boots[b];
+        let linked = |p: Option<PeerIdx>| p.is_some_and(|p| self.peers[usize::from(p.0)].linked);
+        if let Some(pending) = &boot.pending {
+            return Some(pending.next_retry);
+        }
+        if linked(boot.peer) {
+            return None;
+        }
+        let leaves = self.boots.iter().filter(|b| linked(b.peer)).count();
         let stranded = !self.any_linked();
+        (stranded || (leaves < handshakes::LEAVES && boot.peer.is_none())).then_some(boot.next_try)
+    }
+
+    fn run_bootstraps(&mut self, now: Instant) {
         for b in 0..self.boots.len() {
-            let boot = &self.boots[b];
-            let linked = boot
-                .peer
-                .is_some_and(|p| self.peers[usize::from(p.0)].linked);
-            if linked || (leaves >= handshakes::LEAVES && boot.pending.is_none()) {
-                continue;
-            }
-            let due = match &boot.pending {
-                Some(p) => now >= p.next_retry,
-                None => now >= boot.next_try && (stranded || boot.peer.is_none()),
-            };
-            if due {
+            if self.boot_due(b).is_some_and(|t| now >= t) {
                 self.start_handshake(now, Target::Boot(b as u16));
             }
         }

@@ -204,17 +204,27 @@ impl Peer {
             return false;
         }
         let Some(cur) = &self.sessions.current else {
-            return true;
+            // We answered the peer's handshake and wait for its first
+            // message on it; starting our own would only cross the two.
+            return !self
+                .sessions
+                .next
+                .as_ref()
+                .is_some_and(|n| now.saturating_since(n.created) < timers.handshake_retry_max);
         };
         let age = now.saturating_since(cur.created);
-        // The initiator rekeys on time; the responder only if the initiator
-        // failed to, so the two rarely race.
-        let rekey_at = if cur.initiator {
+        let rekey_at = Self::rekey_age(cur.initiator, timers);
+        age >= rekey_at || cur.sent() >= timers.rekey_after_messages || self.is_silent(now, timers)
+    }
+
+    /// Session age at which to rekey. The initiator rekeys on time; the
+    /// responder only if the initiator failed to, so the two rarely race.
+    fn rekey_age(initiator: bool, timers: &Timers) -> std::time::Duration {
+        if initiator {
             timers.rekey_after_time
         } else {
             timers.rekey_after_time + timers.keepalive_interval
-        };
-        age >= rekey_at || cur.sent() >= timers.rekey_after_messages || self.is_silent(now, timers)
+        }
     }
 
     /// Nothing heard for `dead_after` since the session began or since the
@@ -225,6 +235,16 @@ impl Peer {
         };
         let heard = self.last_rx.map_or(cur.created, |t| t.max(cur.created));
         now.saturating_since(heard) >= timers.dead_after
+    }
+
+    /// When to ping: a keepalive interval after both our last ping and the
+    /// last thing we heard. A link that carries traffic is never pinged,
+    /// and one side's ping keeps the other side quiet.
+    pub fn ping_due(&self, timers: &Timers) -> Option<Instant> {
+        let cur = self.sessions.current.as_ref()?;
+        let heard = self.last_rx.map_or(cur.created, |t| t.max(cur.created));
+        let pinged = self.last_ping.unwrap_or(cur.created);
+        Some(heard.max(pinged) + timers.keepalive_interval)
     }
 
     /// The earliest moment this peer's timers need attention.
@@ -238,16 +258,21 @@ impl Peer {
             at(t + timers.reject_after_time);
         }
         if let Some(cur) = &self.sessions.current {
-            at(self
-                .last_ping
-                .map_or(cur.created, |t| t + timers.keepalive_interval));
-            if self.pending.is_none() {
-                at(cur.created + timers.rekey_after_time);
+            if let Some(t) = self.ping_due(timers) {
+                at(t);
+            }
+            if self.pending.is_none() && self.wanted {
+                at(cur.created + Self::rekey_age(cur.initiator, timers));
                 let heard = self.last_rx.map_or(cur.created, |t| t.max(cur.created));
                 at(heard + timers.dead_after);
             }
         } else if self.pending.is_none() && self.endpoint.is_some() && self.wanted {
-            at(Instant::ZERO);
+            // Now, or once an unconfirmed answered session has waited enough.
+            at(self
+                .sessions
+                .next
+                .as_ref()
+                .map_or(Instant::ZERO, |n| n.created + timers.handshake_retry_max));
         }
         next
     }

@@ -664,13 +664,13 @@ impl Overlay {
         let n = self.estimate_size().max(2.0);
         let p = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
         let exp = 128.0 - (1.0 - p) * n.log2();
+        // At most half the ring: beyond that the other way round is shorter.
         let d = 2f64.powf(exp).min(2f64.powi(127)) as u128;
-        let signed = if self.rng.next_u64() & 1 == 0 {
-            d as i128
+        if self.rng.next_u64() & 1 == 0 {
+            Addr(self.me.0.wrapping_add(d))
         } else {
-            -(d as i128)
-        };
-        self.me.offset(signed)
+            Addr(self.me.0.wrapping_sub(d))
+        }
     }
 
     fn ctm(&mut self, now: Instant, mode: Mode, target: Addr, purpose: u8) {

@@ -1,0 +1,97 @@
+//! The overlay at scale, in the deterministic simulator (same Node core as
+//! the daemon, real handshakes, 100 ms links).
+
+use ringvpn::sim::{scenario, NetConfig, Sim};
+use std::time::Duration;
+
+fn assert_routes(sim: &mut Sim, pairs: usize) {
+    let r = sim.route_test(pairs, Duration::from_secs(20));
+    assert_eq!(r.delivered, r.sent, "{}", scenario::describe(&r));
+    // Every node clears its own timers (no node spins on a past deadline).
+    assert_eq!(
+        sim.stuck_wakes, 0,
+        "node {:?} kept a past deadline",
+        sim.stuck_node
+    );
+}
+
+#[test]
+fn thousand_nodes_started_at_once_form_one_consistent_ring() {
+    let mut sim = scenario::mass_join(1000, 7, 5, NetConfig::default());
+    let t =
+        scenario::run_until_consistent(&mut sim, Duration::from_secs(1), Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("consistency only {:.4} after 60 s", sim.consistency()));
+    eprintln!("1000 nodes consistent after {t:?}");
+    assert!(t <= Duration::from_secs(30), "goal: consistent within 30 s");
+    sim.run_for(Duration::from_secs(10));
+    assert_routes(&mut sim, 300);
+    // Surplus bootstrap links are trimmed; the ring stays whole.
+    sim.run_for(Duration::from_secs(40));
+    assert_eq!(sim.consistency(), 1.0);
+    let conns = sim.mean_connections();
+    assert!(conns < 20.0, "{conns} connections per node");
+    assert_routes(&mut sim, 300);
+}
+
+#[test]
+fn ring_recovers_from_a_ten_percent_crash() {
+    let mut sim = scenario::mass_join(500, 11, 5, NetConfig::default());
+    scenario::run_until_consistent(&mut sim, Duration::from_secs(1), Duration::from_secs(60))
+        .expect("initial ring");
+    sim.run_for(Duration::from_secs(40));
+    let crashed = scenario::crash_fraction(&mut sim, 0.1);
+    assert_eq!(crashed, 50);
+    assert!(
+        sim.consistency() < 1.0,
+        "the crash must break the ring first"
+    );
+    let t =
+        scenario::run_until_consistent(&mut sim, Duration::from_secs(1), Duration::from_secs(90))
+            .unwrap_or_else(|| {
+                panic!(
+                    "consistency only {:.4} 90 s after the crash",
+                    sim.consistency()
+                )
+            });
+    eprintln!("recovered from the crash in {t:?}");
+    assert_routes(&mut sim, 300);
+}
+
+#[test]
+fn steady_churn_keeps_the_ring_whole() {
+    // Graceful leaves and restarts of old identities at new times: every
+    // 2 s one node leaves and one that left earlier comes back.
+    let mut sim = scenario::mass_join(200, 3, 3, NetConfig::default());
+    scenario::run_until_consistent(&mut sim, Duration::from_secs(1), Duration::from_secs(60))
+        .expect("initial ring");
+    let mut gone = Vec::new();
+    for round in 0..30u64 {
+        let alive: Vec<usize> = sim.alive().collect();
+        let victim = alive[(round as usize * 37) % alive.len()];
+        sim.leave(victim);
+        gone.push(victim);
+        if gone.len() > 5 {
+            let back = gone.remove(0);
+            let boot = sim.random_bootstraps(2, Some(back));
+            sim.restart(back, boot);
+        }
+        sim.run_for(Duration::from_secs(2));
+    }
+    scenario::run_until_consistent(&mut sim, Duration::from_secs(1), Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("consistency only {:.4} after churn", sim.consistency()));
+    assert_routes(&mut sim, 200);
+}
+
+#[test]
+fn simulation_is_deterministic() {
+    let run = || {
+        let mut sim = scenario::mass_join(60, 5, 3, NetConfig::default());
+        sim.run_for(Duration::from_secs(20));
+        (
+            sim.consistency(),
+            sim.mean_connections(),
+            (0..60).map(|i| sim.tx_datagrams(i)).sum::<u64>(),
+        )
+    };
+    assert_eq!(run(), run());
+}

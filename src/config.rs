@@ -10,6 +10,8 @@
 //! mtu      = 1400                # TAP MTU (see docs/PROTOCOL.md for the budget)
 //! control  = /run/ringvpn/ringvpn0.sock
 //! fwmark   = 51820               # optional SO_MARK on the UDP socket
+//! overlay  = on                  # join the ring overlay (implied by bootstrap)
+//! bootstrap = 198.18.0.10:5140   # any member(s), comma-separated
 //!
 //! [peer]                         # one section per peer
 //! name       = b
@@ -44,6 +46,11 @@ pub struct Config {
     /// SO_MARK for the UDP socket (policy routing, e.g. to keep tunnel
     /// traffic out of a full-tunnel route); `None` leaves it unset.
     pub fwmark: Option<u32>,
+    /// Join the ring overlay (an open overlay: any key may link, until
+    /// certificates arrive).
+    pub overlay: bool,
+    /// Endpoints of any overlay members to join through.
+    pub bootstrap: Vec<SocketAddr>,
     pub peers: Vec<PeerConfig>,
 }
 
@@ -108,6 +115,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut mtu = DEFAULT_MTU;
     let mut control = None;
     let mut fwmark = None;
+    let mut overlay = false;
+    let mut bootstrap = Vec::new();
     let mut peers: Vec<PeerDraft> = Vec::new();
     let mut section = Section::None;
 
@@ -159,6 +168,22 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             }
             (Section::Node, "control") => control = Some(base.join(v)),
             (Section::Node, "fwmark") => fwmark = Some(v.parse().map_err(|_| bad("a number"))?),
+            (Section::Node, "overlay") => {
+                overlay = match v {
+                    "on" | "yes" | "true" => true,
+                    "off" | "no" | "false" => false,
+                    _ => return Err(bad("on or off")),
+                }
+            }
+            (Section::Node, "bootstrap") => {
+                for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    bootstrap.push(
+                        part.parse()
+                            .map_err(|_| bad("ADDRESS:PORT[, ADDRESS:PORT …]"))?,
+                    );
+                }
+                overlay = true;
+            }
             (Section::Peer, "name") => peers.last_mut().expect("in [peer]").1 = Some(v.to_string()),
             (Section::Peer, "public-key") => {
                 peers.last_mut().expect("in [peer]").2 = Some(
@@ -193,6 +218,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         mtu,
         control,
         fwmark,
+        overlay,
+        bootstrap,
         peers: out,
     })
 }
@@ -252,7 +279,7 @@ mod tests {
     #[test]
     fn full_config() {
         let c = p(&format!(
-            "# demo\n[node]\nkey = a.key\nlisten = 198.18.0.1:5000\ntap = rv0\naddress = 100.64.0.1/10\nmtu = 1300\nfwmark = 7\n\n[peer]\nname = b\npublic-key = {KEY}\nendpoint = 198.18.0.2:5140 # b\n[peer]\npublic-key = {KEY}\n"
+            "# demo\n[node]\nkey = a.key\nlisten = 198.18.0.1:5000\ntap = rv0\naddress = 100.64.0.1/10\nmtu = 1300\nfwmark = 7\nbootstrap = 198.18.0.9:1, 198.18.0.8:2\n\n[peer]\nname = b\npublic-key = {KEY}\nendpoint = 198.18.0.2:5140 # b\n[peer]\npublic-key = {KEY}\n"
         ))
         .unwrap();
         assert_eq!(c.key_file, Path::new("/etc/ringvpn/a.key"));
@@ -260,6 +287,8 @@ mod tests {
         assert_eq!(c.address, Some(("100.64.0.1".parse().unwrap(), 10)));
         assert_eq!(c.mtu, 1300);
         assert_eq!(c.fwmark, Some(7));
+        assert!(c.overlay);
+        assert_eq!(c.bootstrap.len(), 2);
         assert_eq!(c.control, Path::new("/run/ringvpn/rv0.sock"));
         assert_eq!(c.peers.len(), 2);
         assert_eq!(c.peers[0].name, "b");

@@ -2,7 +2,9 @@
 //!
 //! A Unix stream socket (owner-only) served by the daemon's reactor. The
 //! client writes one request line and reads the reply until EOF. Requests:
-//! `status` (text) and `status --json`.
+//! `status` (text), `status --json`, `ring-ping <addr> <nonce>` (start a
+//! routed echo to a ring address) and `ring-result <nonce>` (`hops H rtt_ms
+//! R`, or `pending`).
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -21,4 +23,32 @@ pub fn query(socket: &Path, request: &str) -> std::io::Result<String> {
     let mut out = String::new();
     s.read_to_string(&mut out)?;
     Ok(out)
+}
+
+/// Sends a routed echo to ring address `addr` (32 hex digits) through the
+/// daemon at `socket` and waits up to `timeout` for the answer.
+/// Returns (hops, round-trip milliseconds).
+pub fn ring_ping(socket: &Path, addr: &str, timeout: Duration) -> std::io::Result<(u32, f64)> {
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    let started = query(socket, &format!("ring-ping {addr} {nonce}"))?;
+    if started.trim() != "ok" {
+        return Err(std::io::Error::other(started.trim().to_string()));
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        let r = query(socket, &format!("ring-result {nonce}"))?;
+        let w: Vec<&str> = r.split_whitespace().collect();
+        if let ["hops", h, "rtt_ms", ms] = w.as_slice() {
+            let hops = h.parse().map_err(std::io::Error::other)?;
+            let ms = ms.parse().map_err(std::io::Error::other)?;
+            return Ok((hops, ms));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no answer from {addr}"),
+    ))
 }

@@ -15,6 +15,9 @@ Usage:
   ringvpn pubkey FILE             print the public key of private key FILE
   ringvpn status [-c FILE | -s SOCKET] [--json]
                                   show a running node's links and counters
+  ringvpn ring-ping [-c FILE | -s SOCKET] ADDR
+                                  send a routed echo over the ring overlay to ring
+                                  address ADDR (32 hex digits, from status --json)
   ringvpn lab demo [--nodes N]    build a network-namespace lab (root), run N nodes,
                                   ping and measure across the VPN, tear down
                                   (runs the companion binary ringvpn-lab)
@@ -105,15 +108,7 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
             o.optopt("s", "socket", "control socket path", "SOCKET");
             o.optflag("", "json", "machine-readable output");
             let m = parse(&o, rest)?;
-            let socket = match (m.opt_str("s"), m.opt_str("c")) {
-                (Some(s), _) => PathBuf::from(s),
-                (None, Some(c)) => {
-                    ringvpn::config::load(Path::new(&c))
-                        .map_err(|e| Failure::Usage(e.to_string()))?
-                        .control
-                }
-                (None, None) => PathBuf::from("/run/ringvpn/ringvpn0.sock"),
-            };
+            let socket = control_socket(&m)?;
             let req = if m.opt_present("json") {
                 "status --json"
             } else {
@@ -128,11 +123,38 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
             print!("{reply}");
             Ok(())
         }
+        "ring-ping" => {
+            let mut o = Options::new();
+            o.optopt("c", "config", "find the socket through this config", "FILE");
+            o.optopt("s", "socket", "control socket path", "SOCKET");
+            let m = parse(&o, rest)?;
+            let socket = control_socket(&m)?;
+            let addr = one_free(&m, "ring address")?;
+            let addr = addr.to_string_lossy();
+            let (hops, ms) =
+                ringvpn::control::ring_ping(&socket, &addr, std::time::Duration::from_secs(5))
+                    .map_err(|e| Failure::Runtime(format!("ring-ping {addr}: {e}")))?;
+            println!("reply from {addr}: {hops} overlay hops, {ms:.2} ms");
+            Ok(())
+        }
         "lab" => lab(rest),
         other => Err(Failure::Usage(format!(
             "unknown command {other:?} (see ringvpn --help)"
         ))),
     }
+}
+
+/// The control socket named by `-s`, or found through `-c`, or the default.
+fn control_socket(m: &getopts::Matches) -> Result<PathBuf, Failure> {
+    Ok(match (m.opt_str("s"), m.opt_str("c")) {
+        (Some(s), _) => PathBuf::from(s),
+        (None, Some(c)) => {
+            ringvpn::config::load(Path::new(&c))
+                .map_err(|e| Failure::Usage(e.to_string()))?
+                .control
+        }
+        (None, None) => PathBuf::from("/run/ringvpn/ringvpn0.sock"),
+    })
 }
 
 /// `ringvpn lab …` runs the companion `ringvpn-lab` binary installed beside

@@ -77,6 +77,24 @@ pub fn render_text(st: &NodeStatus, d: &DaemonInfo) -> String {
             p.tx_packets
         );
     }
+    if let Some(ov) = &st.overlay {
+        let side = |a: Option<crate::overlay::Addr>| a.map_or("-".to_string(), |a| a.to_string());
+        let _ = writeln!(
+            o,
+            "\nring      {}  left {}  right {}  (~{:.0} nodes)",
+            ov.addr,
+            side(ov.left),
+            side(ov.right),
+            ov.size_estimate
+        );
+        for c in &ov.conns {
+            let _ = writeln!(
+                o,
+                "  conn {}  {:<20} {:<16} theirs: {}",
+                c.addr, c.endpoint, c.reasons, c.their_reasons
+            );
+        }
+    }
     let drops: Vec<String> = st
         .drops
         .iter()
@@ -149,11 +167,40 @@ pub fn render_json(st: &NodeStatus, d: &DaemonInfo) -> String {
         dr.num(r, c);
     }
     dr.end();
+    let overlay = st.overlay.as_ref().map_or("null".to_string(), overlay_json);
     let mut o = Object::new(&mut out);
     o.raw("node", &node)
         .raw("peers", &peers)
-        .raw("drops", &drops);
+        .raw("drops", &drops)
+        .raw("overlay", &overlay);
     o.end();
     out.push('\n');
+    out
+}
+
+fn overlay_json(ov: &crate::node::status::OverlayStatus) -> String {
+    let mut conns = String::from("[");
+    for (i, c) in ov.conns.iter().enumerate() {
+        if i > 0 {
+            conns.push(',');
+        }
+        let mut o = Object::new(&mut conns);
+        o.str("addr", &c.addr.to_hex())
+            .str("endpoint", &c.endpoint.to_string())
+            .str("reasons", &c.reasons)
+            .str("their_reasons", &c.their_reasons);
+        o.end();
+    }
+    conns.push(']');
+    let left = ov.left.map(|a| a.to_hex());
+    let right = ov.right.map(|a| a.to_hex());
+    let mut out = String::new();
+    let mut o = Object::new(&mut out);
+    o.str("addr", &ov.addr.to_hex())
+        .opt_str("left", left.as_deref())
+        .opt_str("right", right.as_deref())
+        .num("size_estimate", format!("{:.1}", ov.size_estimate))
+        .raw("connections", &conns);
+    o.end();
     out
 }

@@ -82,8 +82,7 @@ fn a_peer_with_an_unknown_key_is_refused() {
     // h0 and h1 know each other; h2 knows h0, but h0 does not know h2.
     let opts = |peers: Vec<usize>| NodeOptions {
         peers,
-        with_endpoints: true,
-        mtu: ringvpn::config::DEFAULT_MTU,
+        ..NodeOptions::default()
     };
     lab.configure(0, &opts(vec![1])).unwrap();
     lab.configure(1, &opts(vec![0])).unwrap();

@@ -95,3 +95,26 @@ fn simulation_is_deterministic() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn two_adjacent_crashes_in_a_small_ring_are_bridged() {
+    // Their two outer neighbours lose both near links on one side and must
+    // find each other across the gap.
+    for seed in 0..6 {
+        let mut sim = scenario::mass_join(8, seed, 3, NetConfig::default());
+        scenario::run_until_consistent(&mut sim, Duration::from_secs(1), Duration::from_secs(60))
+            .expect("initial ring");
+        sim.run_for(Duration::from_secs(40)); // settled: only near links left
+        let order = sim.ring_order();
+        sim.crash(order[2]);
+        sim.crash(order[3]);
+        scenario::run_until_consistent(&mut sim, Duration::from_secs(1), Duration::from_secs(60))
+            .unwrap_or_else(|| {
+                panic!(
+                    "seed {seed}: consistency {:.3} after adjacent crashes",
+                    sim.consistency()
+                )
+            });
+        assert_routes(&mut sim, 50);
+    }
+}

@@ -95,6 +95,22 @@ pub struct NodeOptions {
     /// Whether listed peers get their endpoint (false: wait to be contacted).
     pub with_endpoints: bool,
     pub mtu: u16,
+    /// Join the ring overlay.
+    pub overlay: bool,
+    /// Indices of the hosts whose endpoints are given as bootstraps.
+    pub bootstrap: Vec<usize>,
+}
+
+impl Default for NodeOptions {
+    fn default() -> NodeOptions {
+        NodeOptions {
+            peers: Vec::new(),
+            with_endpoints: true,
+            mtu: crate::config::DEFAULT_MTU,
+            overlay: false,
+            bootstrap: Vec::new(),
+        }
+    }
 }
 
 pub struct Lab {
@@ -190,6 +206,17 @@ impl Lab {
         let _ = writeln!(c, "listen = {}:{PORT}", h.underlay);
         let _ = writeln!(c, "tap = rv0\naddress = {}/10\nmtu = {}", h.vip, o.mtu);
         let _ = writeln!(c, "control = {}", h.control.display());
+        if o.overlay {
+            let _ = writeln!(c, "overlay = on");
+        }
+        let boots: Vec<String> = o
+            .bootstrap
+            .iter()
+            .map(|&j| format!("{}:{PORT}", self.hosts[j].underlay))
+            .collect();
+        if !boots.is_empty() {
+            let _ = writeln!(c, "bootstrap = {}", boots.join(", "));
+        }
         for &j in &o.peers {
             let p = &self.hosts[j];
             let _ = writeln!(c, "\n[peer]\nname = h{j}\npublic-key = {}", p.key);
@@ -208,8 +235,7 @@ impl Lab {
                 i,
                 &NodeOptions {
                     peers,
-                    with_endpoints: true,
-                    mtu: crate::config::DEFAULT_MTU,
+                    ..NodeOptions::default()
                 },
             )?;
         }
@@ -279,6 +305,14 @@ impl Lab {
         let _ = child.wait();
     }
 
+    /// Kills host `i`'s daemon with SIGKILL: no goodbye to its links.
+    pub fn stop_hard(&mut self, i: usize) {
+        if let Some(mut child) = self.hosts[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// The PID of host `i`'s daemon, if running.
     pub fn pid(&self, i: usize) -> Option<u32> {
         self.hosts[i].child.as_ref().map(Child::id)
@@ -287,7 +321,7 @@ impl Lab {
     pub fn log_tail(&self, i: usize) -> String {
         let text = std::fs::read_to_string(&self.hosts[i].log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(8)..].join("\n")
+        lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
     /// Runs a command inside host `i`'s namespace.
@@ -386,6 +420,53 @@ impl Lab {
                 text.chars().take(300).collect::<String>()
             ))
         })
+    }
+
+    /// Host `i`'s ring address (from its key).
+    pub fn ring_addr(&self, i: usize) -> crate::overlay::Addr {
+        crate::overlay::Addr::of_key(&self.hosts[i].key)
+    }
+
+    /// Whether host `i`'s status shows its true ring neighbours among the
+    /// `live` hosts (by ring address).
+    pub fn ring_consistent(&self, i: usize, live: &[usize]) -> bool {
+        let mut ring: Vec<crate::overlay::Addr> = live.iter().map(|&j| self.ring_addr(j)).collect();
+        ring.sort();
+        let me = self.ring_addr(i);
+        let Some(k) = ring.iter().position(|&a| a == me) else {
+            return false;
+        };
+        let n = ring.len();
+        let (left, right) = (ring[(k + n - 1) % n].to_hex(), ring[(k + 1) % n].to_hex());
+        self.status_json(i).is_ok_and(|s| {
+            s.contains(&format!("\"left\":\"{left}\""))
+                && s.contains(&format!("\"right\":\"{right}\""))
+        })
+    }
+
+    /// Waits until every host in `live` shows its true ring neighbours.
+    pub fn wait_ring(&self, live: &[usize], timeout: Duration) -> io::Result<Duration> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if crate::shell::sys::interrupted() {
+                return Err(err("interrupted"));
+            }
+            if live.iter().all(|&i| self.ring_consistent(i, live)) {
+                return Ok(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let bad: Vec<usize> = live
+            .iter()
+            .copied()
+            .filter(|&i| !self.ring_consistent(i, live))
+            .collect();
+        let first = bad
+            .first()
+            .map_or(String::new(), |&i| self.status_json(i).unwrap_or_default());
+        Err(err(format!(
+            "ring not consistent after {timeout:?}; wrong neighbours at hosts {bad:?}; status of the first: {first}"
+        )))
     }
 
     /// Tears everything down (also done by `Drop`).

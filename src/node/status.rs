@@ -2,6 +2,8 @@
 
 use super::{DropReason, Node};
 use crate::crypto::NodeKey;
+use crate::overlay::table::reason;
+use crate::overlay::Addr;
 use crate::time::Instant;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -22,6 +24,44 @@ pub struct PeerStatus {
     pub tx_packets: u64,
 }
 
+/// One overlay connection.
+#[derive(Debug, Clone)]
+pub struct ConnStatus {
+    pub addr: Addr,
+    pub endpoint: SocketAddr,
+    /// Why we keep it, and why the other side does ("near,shortcut").
+    pub reasons: String,
+    pub their_reasons: String,
+}
+
+/// The node's place in the ring.
+#[derive(Debug, Clone)]
+pub struct OverlayStatus {
+    pub addr: Addr,
+    pub left: Option<Addr>,
+    pub right: Option<Addr>,
+    pub size_estimate: f64,
+    pub conns: Vec<ConnStatus>,
+}
+
+/// Reason bits as words.
+pub fn reason_names(bits: u8) -> String {
+    let names: Vec<&str> = [
+        (reason::NEAR, "near"),
+        (reason::SHORTCUT, "shortcut"),
+        (reason::LEAF, "leaf"),
+    ]
+    .iter()
+    .filter(|(b, _)| bits & b != 0)
+    .map(|(_, n)| *n)
+    .collect();
+    if names.is_empty() {
+        "-".into()
+    } else {
+        names.join(",")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct NodeStatus {
     pub key: NodeKey,
@@ -30,6 +70,7 @@ pub struct NodeStatus {
     pub handshakes_completed: u64,
     pub pool_in_use: u32,
     pub pool_capacity: u32,
+    pub overlay: Option<OverlayStatus>,
 }
 
 impl Node {
@@ -64,6 +105,22 @@ impl Node {
             handshakes_completed: self.stats.handshakes_completed,
             pool_in_use: self.pool.in_use(),
             pool_capacity: self.pool.capacity(),
+            overlay: self.overlay.as_ref().map(|ov| OverlayStatus {
+                addr: ov.addr(),
+                left: ov.left(),
+                right: ov.right(),
+                size_estimate: ov.estimate_size(),
+                conns: ov
+                    .table()
+                    .iter()
+                    .map(|c| ConnStatus {
+                        addr: c.addr,
+                        endpoint: c.endpoint,
+                        reasons: reason_names(c.mine),
+                        their_reasons: reason_names(c.theirs),
+                    })
+                    .collect(),
+            }),
         }
     }
 }

@@ -25,6 +25,18 @@ impl Addr {
         Addr(u128::from_be_bytes(b))
     }
 
+    /// All 32 hex digits (the form `ringvpn ring-ping` takes).
+    pub fn to_hex(self) -> String {
+        format!("{:032x}", self.0)
+    }
+
+    pub fn from_hex(s: &str) -> Option<Addr> {
+        if s.len() != 32 {
+            return None;
+        }
+        u128::from_str_radix(s, 16).ok().map(Addr)
+    }
+
     pub fn to_bytes(self) -> [u8; 16] {
         self.0.to_be_bytes()
     }
@@ -112,6 +124,8 @@ mod tests {
         assert_eq!(a.to_bytes()[0], 1);
         assert_eq!(Addr::from_bytes(a.to_bytes()), a);
         assert_eq!(a.to_string(), "0102030405060708");
+        assert_eq!(Addr::from_hex(&a.to_hex()), Some(a));
+        assert_eq!(Addr::from_hex("12"), None);
     }
 
     #[test]

@@ -80,6 +80,18 @@ impl Default for OverlayConfig {
     }
 }
 
+/// Link timers for overlay nodes: a link idle for 5 s is pinged, one
+/// silent for 12 s (two missed pings) is dead, so a crashed neighbour is
+/// replaced well within 30 s. Pings go only over idle links, keeping the
+/// cost near one small datagram per link per 5 s.
+pub fn link_timers() -> crate::node::Timers {
+    crate::node::Timers {
+        keepalive_interval: Duration::from_secs(5),
+        dead_after: Duration::from_secs(12),
+        ..crate::node::Timers::default()
+    }
+}
+
 /// What the overlay asks the node to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -306,26 +318,53 @@ impl Overlay {
         let mut bytes = Vec::with_capacity(128);
         emit_routed_header(&mut bytes, mode, self.cfg.ttl, self.me, dst, msg.msg_type());
         msg.emit(&mut bytes);
-        let skip = (mode == Mode::ClosestOther).then_some(self.me);
-        match via.or_else(|| self.next_hop(dst, skip)) {
+        let skip = Self::skips_source(mode).then_some(self.me);
+        match via.or_else(|| self.next_hop(mode, dst, skip)) {
             Some(peer) => self.actions.push(Action::Send { peer, msg: bytes }),
             None => match mode {
                 Mode::Exact if dst != self.me => self.stats.dropped_no_route += 1,
-                Mode::ClosestOther => self.stats.dropped_no_route += 1,
+                _ if Self::skips_source(mode) => self.stats.dropped_no_route += 1,
                 _ => self.deliver(now, self.me, 0, msg.clone()),
             },
         }
     }
 
+    /// How far `a` is from `dst` in the sense of `mode`: ring distance, or
+    /// the one-sided distance for right-of / left-of.
+    fn metric(mode: Mode, dst: Addr, a: Addr) -> u128 {
+        match mode {
+            Mode::RightOf => dst.right_dist(a),
+            Mode::LeftOf => dst.left_dist(a),
+            _ => a.distance(dst),
+        }
+    }
+
+    /// Modes in which the source does not count as a destination.
+    fn skips_source(mode: Mode) -> bool {
+        matches!(mode, Mode::ClosestOther | Mode::RightOf | Mode::LeftOf)
+    }
+
+    /// The connection best placed for `dst` under `mode`, ignoring `skip`.
+    fn best_conn(&self, mode: Mode, dst: Addr, skip: Option<Addr>) -> Option<&table::Conn> {
+        match mode {
+            Mode::RightOf | Mode::LeftOf => self
+                .table
+                .iter()
+                .filter(|c| Some(c.addr) != skip)
+                .min_by_key(|c| Self::metric(mode, dst, c.addr)),
+            _ => self.table.closest_excluding(dst, skip),
+        }
+    }
+
     /// The connection to forward to, if one is closer to `dst` than we are.
-    fn next_hop(&self, dst: Addr, skip: Option<Addr>) -> Option<PeerIdx> {
-        let best = self.table.closest_excluding(dst, skip)?;
+    fn next_hop(&self, mode: Mode, dst: Addr, skip: Option<Addr>) -> Option<PeerIdx> {
+        let best = self.best_conn(mode, dst, skip)?;
         let mine = if skip == Some(self.me) {
             u128::MAX
         } else {
-            self.me.distance(dst)
+            Self::metric(mode, dst, self.me)
         };
-        (best.addr.distance(dst) < mine).then_some(best.peer)
+        (Self::metric(mode, dst, best.addr) < mine).then_some(best.peer)
     }
 
     /// Decides what to do with a routed message that arrived on a link;
@@ -336,20 +375,23 @@ impl Overlay {
             return Route::Drop;
         };
         let (mode, dst, src) = (r.mode(), r.dst(), r.src());
-        let skip = (mode == Mode::ClosestOther).then_some(src);
-        if mode == Mode::ClosestOther && r.msg_type() == crate::wire::overlay::MSG_CTM_REQUEST {
+        let skip = Self::skips_source(mode).then_some(src);
+        if skip.is_some() && r.msg_type() == crate::wire::overlay::MSG_CTM_REQUEST {
             self.link_if_nearer(src, r.payload());
         }
-        let hop = self.table.closest_excluding(dst, skip);
-        let closer = hop.filter(|c| c.addr.distance(dst) < self.me.distance(dst));
-        if let Some(c) = closer {
+        let mine = Self::metric(mode, dst, self.me);
+        let closer = self
+            .best_conn(mode, dst, skip)
+            .filter(|c| Self::metric(mode, dst, c.addr) < mine)
+            .map(|c| c.peer);
+        if let Some(peer) = closer {
             if r.hops() >= r.ttl() {
                 self.stats.dropped_ttl += 1;
                 return Route::Drop;
             }
             r.set_hops(r.hops() + 1);
             self.stats.forwarded += 1;
-            return Route::Forward(c.peer);
+            return Route::Forward(peer);
         }
         match mode {
             Mode::Exact if dst != self.me => {
@@ -628,7 +670,10 @@ impl Overlay {
             };
             let jitter = self.rng.below(every.as_micros() as u64 / 4 + 1);
             self.next_near_check = now + every + Duration::from_micros(jitter);
-            self.ctm(now, Mode::ClosestOther, self.me, reason::NEAR);
+            // Both sides separately: "closest to me" alone is answered by
+            // the nearer side and never crosses a gap on the other.
+            self.ctm(now, Mode::RightOf, self.me, reason::NEAR);
+            self.ctm(now, Mode::LeftOf, self.me, reason::NEAR);
         }
         // Shortcuts: top up towards the desired count, one at a time.
         let have = self

@@ -141,7 +141,7 @@ impl ConnTable {
         // target's position (two, so that skipping one still leaves a bracket).
         let n = self.conns.len();
         let (Ok(i) | Err(i)) = self.position(target);
-        [i % n, (i + n - 1) % n, (i + 1) % n, (i + n - 2) % n]
+        [i % n, (i + n - 1) % n, (i + 1) % n, (i + 2 * n - 2) % n]
             .iter()
             .map(|&j| &self.conns[j])
             .filter(|c| Some(c.addr) != skip)
@@ -215,6 +215,16 @@ mod tests {
             Addr(30)
         );
         assert!(ConnTable::default().closest_to(Addr(1)).is_none());
+        // One and two entries (index arithmetic must not underflow).
+        for n in 1..=2 {
+            let t = table(&[10, 20][..n]);
+            for x in [0, 10, 15, 25, u128::MAX] {
+                assert!(t.closest_to(Addr(x)).is_some());
+                let _ = t.closest_excluding(Addr(x), Some(Addr(10)));
+                assert_eq!(t.left_of(Addr(x), 3).count(), n);
+                assert_eq!(t.right_of(Addr(x), 3).count(), n);
+            }
+        }
     }
 
     #[test]

@@ -74,10 +74,26 @@ pub fn run(cfg: Config) -> Result<(), String> {
     let wall = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
+    let listen = udp.local_addr().unwrap_or(cfg.listen);
     let node_cfg = NodeConfig {
         peers: cfg.peers.clone(),
         wall_origin_us: wall.as_micros() as u64,
         rng_seed: crate::rand::SeededRng::from_os().next_seed(),
+        overlay: cfg.overlay.then(crate::overlay::OverlayConfig::default),
+        bootstrap: cfg.bootstrap.clone(),
+        // A wildcard listen address is not advertised; the reflexive
+        // endpoints learned from handshakes will be (NAT issue).
+        endpoints: if listen.ip().is_unspecified() {
+            Vec::new()
+        } else {
+            vec![listen]
+        },
+        trust_any: cfg.overlay,
+        timers: if cfg.overlay {
+            crate::overlay::link_timers()
+        } else {
+            Default::default()
+        },
         ..NodeConfig::default()
     };
     let mut node = Node::new(identity, node_cfg, now());
@@ -130,12 +146,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
                     if ev.is_readable() {
                         if let control::Request::Line(slot, line) = ctl.readable(t, poll.registry())
                         {
-                            let st = node.status(now());
-                            let reply = match line.as_str() {
-                                "status" => render_text(&st, &info),
-                                "status --json" => render_json(&st, &info),
-                                _ => format!("error: unknown request {line:?}\n"),
-                            };
+                            let reply = control_request(&mut node, &line, &info, now());
                             ctl.reply(slot, reply, poll.registry());
                         }
                     }
@@ -171,6 +182,40 @@ pub fn run(cfg: Config) -> Result<(), String> {
             node.handle_timeout(t);
         }
         udp_writable = flush(&tap, &mut udp, &mut node)?;
+    }
+}
+
+/// Answers one control request line (see `crate::control`).
+fn control_request(node: &mut Node, line: &str, info: &DaemonInfo, now: Instant) -> String {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        ["status"] => render_text(&node.status(now), info),
+        ["status", "--json"] => render_json(&node.status(now), info),
+        ["ring-ping", addr, nonce] => {
+            match (crate::overlay::Addr::from_hex(addr), nonce.parse::<u64>()) {
+                (Some(a), Ok(n)) if node.overlay().is_some() => {
+                    node.overlay_echo(now, a, crate::wire::overlay::Mode::Exact, n);
+                    "ok\n".into()
+                }
+                (Some(_), Ok(_)) => "error: this node is not in an overlay\n".into(),
+                _ => "error: expected ring-ping <32 hex digits> <nonce>\n".into(),
+            }
+        }
+        ["ring-result", nonce] => {
+            let result = nonce
+                .parse::<u64>()
+                .ok()
+                .and_then(|n| node.overlay()?.echo_results.get(&n).copied());
+            match result {
+                Some((hops, rtt)) => format!(
+                    "hops {} rtt_ms {:.3}\n",
+                    u32::from(hops) + 1,
+                    rtt.as_secs_f64() * 1e3
+                ),
+                None => "pending\n".into(),
+            }
+        }
+        _ => format!("error: unknown request {line:?}\n"),
     }
 }
 

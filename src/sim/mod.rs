@@ -41,17 +41,7 @@ impl Default for NetConfig {
     }
 }
 
-/// Overlay timers for a ring: a link idle for 5 s is pinged, one silent
-/// for 12 s (two missed pings) is dead, so a crashed neighbour is replaced
-/// well within 30 s. Pings go only over idle links, keeping the cost at
-/// about one small datagram per link per 5 s.
-pub fn overlay_timers() -> Timers {
-    Timers {
-        keepalive_interval: Duration::from_secs(5),
-        dead_after: Duration::from_secs(12),
-        ..Timers::default()
-    }
-}
+pub use crate::overlay::link_timers as overlay_timers;
 
 struct SimNode {
     node: Node,

@@ -47,9 +47,15 @@ pub enum Mode {
     Exact = 1,
     /// The node closest to the destination.
     Closest = 2,
-    /// The node closest to the destination other than the source (how a
-    /// node finds its own ring neighbours).
+    /// The node closest to the destination other than the source.
     ClosestOther = 3,
+    /// The first node clockwise from the destination, other than the
+    /// source: how a node finds its right neighbour even when a closer
+    /// node sits on its other side.
+    RightOf = 4,
+    /// The first node counter-clockwise from the destination, other than
+    /// the source.
+    LeftOf = 5,
 }
 
 impl Mode {
@@ -58,6 +64,8 @@ impl Mode {
             1 => Some(Mode::Exact),
             2 => Some(Mode::Closest),
             3 => Some(Mode::ClosestOther),
+            4 => Some(Mode::RightOf),
+            5 => Some(Mode::LeftOf),
             _ => None,
         }
     }
@@ -359,6 +367,8 @@ mod tests {
         );
         r.set_hops(5);
         assert_eq!(r.hops(), 5);
+        out[1] = 5;
+        assert_eq!(Routed::new_checked(&out[..]).unwrap().mode(), Mode::LeftOf);
         out[1] = 9;
         assert!(Routed::new_checked(&out[..]).is_err());
         assert!(Routed::new_checked(&out[..39]).is_err());

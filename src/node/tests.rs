@@ -127,6 +127,16 @@ impl Net {
     }
 }
 
+/// Node 0's current session index with its first peer.
+fn current_index(net: &Net) -> u32 {
+    net.nodes[0].1.peers[0]
+        .sessions
+        .current
+        .as_ref()
+        .unwrap()
+        .local_index
+}
+
 fn established() -> Net {
     let mut net = Net::pair(Timers::default());
     net.tick(Duration::ZERO);
@@ -209,12 +219,7 @@ fn rekey_by_count_keeps_traffic_flowing() {
     let mut net = Net::pair(timers);
     net.tick(Duration::ZERO);
     net.deliver(|_, _| true);
-    let first = net.nodes[0].1.peers[0]
-        .sessions
-        .current
-        .as_ref()
-        .unwrap()
-        .local_index;
+    let first = current_index(&net);
     let mut received = 0;
     for i in 0..200u32 {
         // Several frames in flight per delivery round: rekey happens mid-batch.
@@ -227,12 +232,7 @@ fn rekey_by_count_keeps_traffic_flowing() {
         net.tick(Duration::from_millis(50));
     }
     assert_eq!(received, 600, "no frame lost across rekeys");
-    let now_idx = net.nodes[0].1.peers[0]
-        .sessions
-        .current
-        .as_ref()
-        .unwrap()
-        .local_index;
+    let now_idx = current_index(&net);
     assert_ne!(first, now_idx);
     assert!(net.nodes[0].1.stats().handshakes_completed >= 10);
     let drops = net.nodes[1].1.status(net.now).drops;
@@ -242,12 +242,7 @@ fn rekey_by_count_keeps_traffic_flowing() {
 #[test]
 fn rekey_by_time_and_expiry() {
     let mut net = established();
-    let first = net.nodes[0].1.peers[0]
-        .sessions
-        .current
-        .as_ref()
-        .unwrap()
-        .local_index;
+    let first = current_index(&net);
     for s in 0..400 {
         net.tick(Duration::from_secs(1));
         net.deliver(|_, _| true);

@@ -1,8 +1,8 @@
 #![no_main]
 //! Overlay messages: the routed header view, every routed message type and
-//! the neighbours message; what parses must re-emit to the same bytes.
+//! the neighbours and connection-list messages; what parses must re-emit to the same bytes.
 use libfuzzer_sys::fuzz_target;
-use ringvpn::wire::overlay::{Neighbours, OverlayMsg, Routed};
+use ringvpn::wire::overlay::{ConnList, Neighbours, OverlayMsg, Routed};
 
 fuzz_target!(|bytes: &[u8]| {
     if let Ok(r) = Routed::new_checked(bytes) {
@@ -20,5 +20,10 @@ fuzz_target!(|bytes: &[u8]| {
         let mut out = Vec::new();
         n.emit(&mut out);
         assert_eq!(Neighbours::parse(&out), Ok(n));
+    }
+    if let Ok(l) = ConnList::parse(bytes) {
+        let mut out = Vec::new();
+        l.emit(&mut out);
+        assert_eq!(ConnList::parse(&out), Ok(l));
     }
 });

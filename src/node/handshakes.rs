@@ -20,6 +20,14 @@ pub const BOOT_PAUSE: Duration = Duration::from_secs(5);
 /// enough: if every node links only its first bootstrap, nodes started
 /// together form separate components, each growing its own ring.
 pub const LEAVES: usize = 3;
+/// Connect-to-me handshakes in flight (near right, near left, shortcut,
+/// one spare); a new one replaces the oldest.
+pub const CTM_INITS: usize = 4;
+
+/// Endpoints of past overlay links kept as extra bootstraps.
+pub const LEARNED_BOOTS: usize = 8;
+/// Failed rounds after which a learned endpoint is forgotten.
+pub const LEARNED_ROUNDS: u8 = 2;
 
 /// A bootstrap endpoint: we know where, not who.
 pub struct Boot {
@@ -28,9 +36,70 @@ pub struct Boot {
     pub next_try: Instant,
     /// The peer this endpoint turned out to be, once linked.
     pub peer: Option<PeerIdx>,
+    /// Learned from a past link rather than configured: tried only when we
+    /// are cut off (no links, or too few to be in a ring). A node whose
+    /// configured bootstraps are gone, or that joined through a node that
+    /// was itself cut off, finds its way back this way.
+    pub learned: Option<Learned>,
+}
+
+#[derive(Clone, Copy)]
+pub struct Learned {
+    pub at: Instant,
+    /// Failed rounds in a row; at LEARNED_ROUNDS the slot is free again.
+    pub failures: u8,
+}
+
+impl Boot {
+    pub fn new(endpoint: SocketAddr, now: Instant, learned: Option<Learned>) -> Boot {
+        Boot {
+            endpoint,
+            pending: None,
+            next_try: now,
+            peer: None,
+            learned,
+        }
+    }
+
+    pub fn forgotten(&self) -> bool {
+        self.learned.is_some_and(|l| l.failures >= LEARNED_ROUNDS)
+    }
 }
 
 impl Node {
+    /// Remembers where an overlay link reached its peer, as a bootstrap
+    /// for later (the most recent LEARNED_BOOTS, configured ones aside).
+    pub(super) fn learn_boot(&mut self, now: Instant, endpoint: SocketAddr) {
+        if let Some(b) = self.boots.iter_mut().find(|b| b.endpoint == endpoint) {
+            if let Some(l) = b.learned.as_mut() {
+                *l = Learned {
+                    at: now,
+                    failures: 0,
+                };
+            }
+            return;
+        }
+        let learned = Some(Learned {
+            at: now,
+            failures: 0,
+        });
+        let slots = self.boots.iter().filter(|b| b.learned.is_some()).count();
+        if slots < LEARNED_BOOTS {
+            self.boots.push(Boot::new(endpoint, now, learned));
+            return;
+        }
+        // Reuse a forgotten slot, else the oldest idle one.
+        let victim = (0..self.boots.len())
+            .filter(|&b| self.boots[b].learned.is_some() && self.boots[b].pending.is_none())
+            .min_by_key(|&b| {
+                let boot = &self.boots[b];
+                (!boot.forgotten(), boot.learned.map(|l| l.at))
+            });
+        if let Some(b) = victim {
+            self.boots[b] = Boot::new(endpoint, now, learned);
+        }
+    }
+
     pub(super) fn handshake_drop(&mut self, e: HandshakeError) {
         self.stats.count(match e {
             HandshakeError::Malformed => DropReason::BadLength,
@@ -96,12 +165,34 @@ impl Node {
         if !self.limiter.allow(from.ip(), now) {
             return self.drop_buf(buf, DropReason::RateLimited);
         }
-        let me = self.identity.public();
-        let (trust_any, by_key) = (self.trust_any, &self.by_key);
-        let checked = handshake::check_init(self.pool.data(&buf), me, |k| {
-            trust_any || by_key.contains_key(k)
-        });
+        let checked = self.check_init(self.pool.data(&buf));
         self.pool.free(buf);
+        self.respond(now, from, checked);
+    }
+
+    /// A handshake init that came inside a connect-to-me request: answered
+    /// like one that came from `endpoint`, under the same limits.
+    pub(super) fn answer_embedded_init(&mut self, now: Instant, endpoint: SocketAddr, init: &[u8]) {
+        if !self.limiter.allow(endpoint.ip(), now) {
+            return self.stats.count(DropReason::RateLimited);
+        }
+        let checked = self.check_init(init);
+        self.respond(now, endpoint, checked);
+    }
+
+    fn check_init(&self, init: &[u8]) -> Result<handshake::ValidInit, HandshakeError> {
+        let (trust_any, by_key) = (self.trust_any, &self.by_key);
+        handshake::check_init(init, self.identity.public(), |k| {
+            trust_any || by_key.contains_key(k)
+        })
+    }
+
+    fn respond(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        checked: Result<handshake::ValidInit, HandshakeError>,
+    ) {
         let init = match checked {
             Ok(init) => init,
             Err(e) => return self.handshake_drop(e),
@@ -139,6 +230,8 @@ impl Node {
         peer.last_init_timestamp = init.timestamp;
         peer.endpoint = Some(from);
         peer.wanted = true;
+        // The peer links again right after a close: a new link, not the old.
+        peer.closing_since = None;
         if let Some(old) = peer.sessions.install_responded(session) {
             self.by_index.remove(&old);
         }
@@ -150,7 +243,65 @@ impl Node {
         match t {
             Target::Peer(p) => &mut self.peers[usize::from(p.0)].pending,
             Target::Boot(b) => &mut self.boots[usize::from(b)].pending,
+            Target::Ctm(k) => &mut self.ctm_inits[usize::from(k)],
         }
+    }
+
+    /// Sends a routed connect-to-me with a fresh init for whoever accepts
+    /// it attached; the answer is a handshake response from that node.
+    pub(super) fn send_ctm(&mut self, now: Instant, peer: PeerIdx, mut msg: Vec<u8>, purpose: u8) {
+        // A free slot, else the oldest (its answer, if any, is now ignored).
+        let k = (0..CTM_INITS)
+            .min_by_key(|&k| self.ctm_inits[k].as_ref().map(|p| p.sent_at))
+            .unwrap_or(0);
+        if let Some(old) = self.ctm_inits[k].take() {
+            self.by_index.remove(&old.local_index);
+        }
+        let t = Target::Ctm(k as u8);
+        let local_index = self.new_index(t);
+        let Some(scratch) = self.pool.alloc() else {
+            self.by_index.remove(&local_index);
+            return self.stats.count(DropReason::PoolEmpty);
+        };
+        let timestamp = self.next_timestamp(now);
+        let space = self.pool.space_mut(&scratch);
+        let made = handshake::create_init(
+            &self.identity,
+            &self.sysrand,
+            local_index,
+            None,
+            timestamp,
+            space,
+        );
+        let attached = made.and_then(|(state, len)| {
+            crate::wire::overlay::attach_init(&mut msg, &space[..len])
+                .map(|()| state)
+                .map_err(|_| HandshakeError::Malformed)
+        });
+        self.pool.free(scratch);
+        let Ok(state) = attached else {
+            self.by_index.remove(&local_index);
+            return;
+        };
+        self.ctm_inits[k] = Some(Pending {
+            state: Some(state),
+            local_index,
+            sent_at: now,
+            next_retry: now,
+            attempts: 1,
+        });
+        self.ctm_purposes[k] = purpose;
+        match self.pool.alloc_with(&msg) {
+            Some(buf) => self.send_to_peer(now, peer, crate::wire::MsgType::Control, buf),
+            None => self.stats.count(DropReason::PoolEmpty),
+        }
+    }
+
+    /// Init timestamps strictly increase, also across restarts (wall clock).
+    fn next_timestamp(&mut self, now: Instant) -> u64 {
+        let timestamp = (self.wall_origin_us + now.as_micros()).max(self.last_timestamp + 1);
+        self.last_timestamp = timestamp;
+        timestamp
     }
 
     pub(super) fn handle_resp(&mut self, now: Instant, from: SocketAddr, buf: PacketBuf) {
@@ -166,7 +317,7 @@ impl Node {
         };
         let expected = match target {
             Target::Peer(p) => Some(self.peers[usize::from(p.0)].key),
-            Target::Boot(_) => None,
+            Target::Boot(_) | Target::Ctm(_) => None,
         };
         let (trust_any, by_key) = (self.trust_any, &self.by_key);
         let trusted =
@@ -174,6 +325,7 @@ impl Node {
         let pending = match target {
             Target::Peer(p) => &mut self.peers[usize::from(p.0)].pending,
             Target::Boot(b) => &mut self.boots[usize::from(b)].pending,
+            Target::Ctm(k) => &mut self.ctm_inits[usize::from(k)],
         };
         let Some(pend) = pending.as_mut().filter(|x| x.local_index == receiver) else {
             return self.drop_buf(buf, DropReason::UnknownSession);
@@ -194,6 +346,24 @@ impl Node {
                     self.peers[usize::from(p.0)].wanted = true;
                     self.peers[usize::from(p.0)].leaf = true;
                     self.boots[usize::from(b)].peer = Some(p);
+                    if let Some(l) = self.boots[usize::from(b)].learned.as_mut() {
+                        l.failures = 0;
+                    }
+                    p
+                }
+                None => {
+                    self.by_index.remove(&receiver);
+                    return self.stats.count(DropReason::TooManyPeers);
+                }
+            },
+            Target::Ctm(k) => match self.find_or_add_peer(done.peer, from) {
+                Some(p) => {
+                    self.by_index.insert(receiver, Target::Peer(p));
+                    self.peers[usize::from(p.0)].wanted = true;
+                    let purpose = self.ctm_purposes[usize::from(k)];
+                    if let Some(ov) = self.overlay.as_mut() {
+                        ov.ctm_linked(now, done.peer, purpose);
+                    }
                     p
                 }
                 None => {
@@ -263,6 +433,8 @@ impl Node {
                 (dst, Some(peer.key), peer.dynamic)
             }
             Target::Boot(b) => (self.boots[usize::from(b)].endpoint, None, true),
+            // Sent once inside a request (see send_ctm); the overlay retries.
+            Target::Ctm(_) => return,
         };
         let attempts = self.pending_slot(t).as_ref().map_or(0, |x| x.attempts) + 1;
         if let Some(old) = self.pending_slot(t).take() {
@@ -278,7 +450,14 @@ impl Node {
         if dynamic && attempts > DYNAMIC_ATTEMPTS {
             match t {
                 Target::Peer(p) => self.peers[usize::from(p.0)].wanted = false,
-                Target::Boot(b) => self.boots[usize::from(b)].next_try = now + BOOT_PAUSE,
+                Target::Boot(b) => {
+                    let boot = &mut self.boots[usize::from(b)];
+                    boot.next_try = now + BOOT_PAUSE;
+                    if let Some(l) = boot.learned.as_mut() {
+                        l.failures += 1;
+                    }
+                }
+                Target::Ctm(_) => {}
             }
             return;
         }
@@ -294,8 +473,7 @@ impl Node {
         let Some(mut out) = self.pool.alloc() else {
             return self.stats.count(DropReason::PoolEmpty);
         };
-        let timestamp = (self.wall_origin_us + now.as_micros()).max(self.last_timestamp + 1);
-        self.last_timestamp = timestamp;
+        let timestamp = self.next_timestamp(now);
         let space = self.pool.space_mut(&out);
         match handshake::create_init(
             &self.identity,

@@ -5,7 +5,9 @@ use super::{DropReason, Node, PeerIdx};
 use crate::buf::PacketBuf;
 use crate::overlay::{Action, Addr, Overlay, Route};
 use crate::time::Instant;
-use crate::wire::overlay::{Mode, NodeRecord, KIND_LEAVE, KIND_NEIGHBOURS, KIND_ROUTED};
+use crate::wire::overlay::{
+    Mode, NodeRecord, KIND_CONN_LIST, KIND_LEAVE, KIND_NEIGHBOURS, KIND_ROUTED,
+};
 use crate::wire::MsgType;
 
 /// Rounds of overlay actions run per input (actions can cause actions).
@@ -14,6 +16,10 @@ const ACTION_ROUNDS: usize = 8;
 impl Node {
     pub fn overlay(&self) -> Option<&Overlay> {
         self.overlay.as_ref()
+    }
+
+    pub fn overlay_mut(&mut self) -> Option<&mut Overlay> {
+        self.overlay.as_mut()
     }
 
     /// Sends a routed echo towards `dst` (a ring ping); the reply lands in
@@ -49,7 +55,7 @@ impl Node {
     /// The peer has a current session: tell the overlay once.
     pub(super) fn link_up(&mut self, now: Instant, p: PeerIdx) {
         let peer = &mut self.peers[usize::from(p.0)];
-        if peer.linked || peer.sessions.current.is_none() {
+        if peer.linked || peer.sessions.current.is_none() || peer.closing_since.is_some() {
             return;
         }
         peer.linked = true;
@@ -61,14 +67,24 @@ impl Node {
         );
         if let (Some(ov), Some(ep)) = (self.overlay.as_mut(), endpoint) {
             ov.on_link_up(now, p, key, ep, leaf);
+            self.learn_boot(now, ep);
         }
         self.run_overlay_actions(now);
     }
 
     /// The peer lost its current session: tell the overlay once.
     pub(super) fn link_down(&mut self, now: Instant, p: PeerIdx) {
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &self.peers[usize::from(p.0)];
         if !peer.linked || peer.sessions.current.is_some() {
+            return;
+        }
+        self.unlink(now, p);
+    }
+
+    /// Takes the link out of the overlay's table (and the MAC table).
+    fn unlink(&mut self, now: Instant, p: PeerIdx) {
+        let peer = &mut self.peers[usize::from(p.0)];
+        if !peer.linked {
             return;
         }
         peer.linked = false;
@@ -84,7 +100,8 @@ impl Node {
         self.run_overlay_actions(now);
     }
 
-    /// Closes a dynamic link: sessions dropped, no more handshakes.
+    /// Closes a dynamic link: out of the overlay at once, no more
+    /// handshakes or pings; the sessions go after a grace period.
     pub(super) fn close_link(&mut self, now: Instant, p: PeerIdx) {
         let peer = &mut self.peers[usize::from(p.0)];
         if !peer.dynamic {
@@ -96,17 +113,32 @@ impl Node {
             Addr::of_key(&self.identity.public()),
             Addr::of_key(&peer.key)
         );
-        let by_index = &mut self.by_index;
-        peer.sessions.clear(|idx| {
-            by_index.remove(&idx);
-        });
         if let Some(pending) = peer.pending.take() {
-            by_index.remove(&pending.local_index);
+            self.by_index.remove(&pending.local_index);
+        }
+        if peer.sessions.current.is_some() || peer.sessions.next.is_some() {
+            peer.closing_since.get_or_insert(now);
         }
         for buf in core::mem::take(&mut peer.waiting) {
             self.drop_buf(buf, DropReason::NoSession);
         }
-        self.link_down(now, p);
+        self.unlink(now, p);
+    }
+
+    /// Drops a closed link's sessions once its grace is over.
+    pub(super) fn end_closing(&mut self, now: Instant, p: PeerIdx) {
+        let peer = &mut self.peers[usize::from(p.0)];
+        let Some(since) = peer.closing_since else {
+            return;
+        };
+        if now < since + super::peer::CLOSE_GRACE {
+            return;
+        }
+        peer.closing_since = None;
+        let by_index = &mut self.by_index;
+        peer.sessions.clear(|idx| {
+            by_index.remove(&idx);
+        });
     }
 
     /// Links to a node the overlay asked for.
@@ -120,7 +152,10 @@ impl Node {
         let Some(p) = self.find_or_add_peer(node.key, node.endpoint) else {
             return self.stats.count(DropReason::TooManyPeers);
         };
+        // Linking again to a node we just closed: a fresh handshake, while
+        // the old sessions still take what is in flight on them.
         let peer = &mut self.peers[usize::from(p.0)];
+        let reopen = peer.closing_since.take().is_some();
         peer.wanted = true;
         if peer.endpoint.is_none() {
             peer.endpoint = Some(node.endpoint);
@@ -130,7 +165,8 @@ impl Node {
             return self.link_up(now, p);
         }
         let answered = peer.sessions.next.is_some();
-        if peer.pending.is_none() && peer.sessions.current.is_none() && !answered {
+        let idle = peer.sessions.current.is_none() && !answered;
+        if peer.pending.is_none() && (reopen || idle) {
             self.start_handshake(now, super::Target::Peer(p));
         }
     }
@@ -151,6 +187,12 @@ impl Node {
                         Some(buf) => self.send_to_peer(now, peer, MsgType::Control, buf),
                         None => self.stats.count(DropReason::PoolEmpty),
                     },
+                    Action::SendCtm { peer, msg, purpose } => {
+                        self.send_ctm(now, peer, msg, purpose)
+                    }
+                    Action::AnswerInit { init, endpoint } => {
+                        self.answer_embedded_init(now, endpoint, &init)
+                    }
                     Action::Link { node } => self.link_to(now, node),
                     Action::Close { peer } => self.close_link(now, peer),
                 }
@@ -181,6 +223,10 @@ impl Node {
             },
             Some(KIND_NEIGHBOURS) => {
                 ov.handle_neighbours(now, p, self.pool.data(&buf));
+                self.pool.free(buf);
+            }
+            Some(KIND_CONN_LIST) => {
+                ov.handle_conn_list(p, self.pool.data(&buf));
                 self.pool.free(buf);
             }
             Some(KIND_LEAVE) => {

@@ -28,7 +28,7 @@ use crate::wire::{self, data, ethernet, MsgType, PeekError};
 pub use config::{NodeConfig, PeerConfig, Timers};
 use handshakes::Boot;
 use limiter::HandshakeLimiter;
-use peer::{Peer, Slot};
+use peer::{Peer, Pending, Slot};
 pub use stats::{DropReason, Stats};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -44,6 +44,8 @@ enum Target {
     Peer(PeerIdx),
     /// A handshake to a bootstrap endpoint whose key we do not know yet.
     Boot(u16),
+    /// A handshake init sent inside a connect-to-me request (slot).
+    Ctm(u8),
 }
 
 /// A datagram to send.
@@ -72,6 +74,9 @@ pub struct Node {
     /// Our session (and pending handshake) indices → peer or bootstrap.
     by_index: BTreeMap<u32, Target>,
     boots: Vec<Boot>,
+    /// Handshakes riding in connect-to-me requests, and their purposes.
+    ctm_inits: [Option<Pending>; handshakes::CTM_INITS],
+    ctm_purposes: [u8; handshakes::CTM_INITS],
     overlay: Option<Overlay>,
     /// Accept any key (an open overlay until certificates arrive).
     trust_any: bool,
@@ -110,17 +115,14 @@ impl Node {
         let boots = cfg
             .bootstrap
             .iter()
-            .map(|&endpoint| Boot {
-                endpoint,
-                pending: None,
-                next_try: now,
-                peer: None,
-            })
+            .map(|&endpoint| Boot::new(endpoint, now, None))
             .collect();
         Node {
             identity,
             timers: cfg.timers,
             boots,
+            ctm_inits: Default::default(),
+            ctm_purposes: [0; handshakes::CTM_INITS],
             overlay,
             trust_any: cfg.trust_any,
             max_peers: cfg.max_peers,
@@ -408,6 +410,12 @@ impl Node {
             peer.sessions.expire(now, timers.reject_after_time, |idx| {
                 by_index.remove(&idx);
             });
+            if peer.closing_since.is_some() {
+                self.end_closing(now, p);
+            }
+            let timers = &self.timers;
+            let by_index = &mut self.by_index;
+            let peer = &mut self.peers[i];
             if peer.is_silent(now, timers) {
                 log::info!("link to {} silent, re-handshaking", peer.name);
                 peer.sessions.clear(|idx| {
@@ -479,9 +487,16 @@ impl Node {
         self.peers.iter().any(|p| p.linked)
     }
 
-    /// When bootstrap `b` needs a handshake next, if at all. Endpoints are
-    /// tried until `LEAVES` of them are linked; one that failed is retried
-    /// only while we have no link at all.
+    /// No links, or too few to have a place in a ring: we may be on an
+    /// island (say, joined through a node that had itself lost the ring).
+    fn cut_off(&self) -> bool {
+        !self.any_linked() || self.overlay.as_ref().is_some_and(|ov| ov.is_thin())
+    }
+
+    /// When bootstrap `b` needs a handshake next, if at all. Configured
+    /// endpoints are tried until `LEAVES` of them are linked; one that
+    /// failed is retried only while we have no link at all. Learned ones
+    /// are tried only while we are cut off.
     fn boot_due(&self, b: usize) -> Option<Instant> {
         let boot = &self.boots[b];
         let linked = |p: Option<PeerIdx>| p.is_some_and(|p| self.peers[usize::from(p.0)].linked);
@@ -490,6 +505,14 @@ impl Node {
         }
         if linked(boot.peer) {
             return None;
+        }
+        if boot.learned.is_some() {
+            let linked_there = self
+                .peers
+                .iter()
+                .any(|p| p.linked && p.endpoint == Some(boot.endpoint));
+            let usable = !boot.forgotten() && !linked_there && self.cut_off();
+            return usable.then_some(boot.next_try);
         }
         let leaves = self.boots.iter().filter(|b| linked(b.peer)).count();
         let stranded = !self.any_linked();

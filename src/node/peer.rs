@@ -13,6 +13,10 @@ use std::time::Duration;
 /// Frames kept while a handshake runs: enough for a TCP SYN and its
 /// retransmissions or a ping burst, small enough to bound memory.
 pub const MAX_WAITING: usize = 16;
+/// How long a closed link's sessions still accept messages: a little more
+/// than a round trip on a slow path, so messages crossing the leave are
+/// delivered rather than dropped as unknown sessions.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Handshake attempts after which waiting frames are given up.
 pub const WAIT_ATTEMPTS: u32 = 3;
 
@@ -140,6 +144,9 @@ pub struct Peer {
     pub linked: bool,
     /// Reached through a bootstrap endpoint: a leaf link for the overlay.
     pub leaf: bool,
+    /// The link was closed then: its sessions are kept for a short grace
+    /// so that what the peer sent before it heard of the close still lands.
+    pub closing_since: Option<Instant>,
     /// Where to send: configured, then updated by authenticated traffic (roaming).
     pub endpoint: Option<SocketAddr>,
     pub sessions: Sessions,
@@ -168,6 +175,7 @@ impl Peer {
             wanted: true,
             linked: false,
             leaf: false,
+            closing_since: None,
             endpoint: cfg.endpoint,
             sessions: Sessions::default(),
             pending: None,
@@ -241,6 +249,9 @@ impl Peer {
     /// last thing we heard. A link that carries traffic is never pinged,
     /// and one side's ping keeps the other side quiet.
     pub fn ping_due(&self, timers: &Timers) -> Option<Instant> {
+        if self.closing_since.is_some() {
+            return None;
+        }
         let cur = self.sessions.current.as_ref()?;
         let heard = self.last_rx.map_or(cur.created, |t| t.max(cur.created));
         let pinged = self.last_ping.unwrap_or(cur.created);
@@ -253,6 +264,9 @@ impl Peer {
         let mut at = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
         if let Some(p) = &self.pending {
             at(p.next_retry);
+        }
+        if let Some(t) = self.closing_since {
+            at(t + CLOSE_GRACE);
         }
         if let Some(t) = self.sessions.oldest_created() {
             at(t + timers.reject_after_time);

@@ -12,9 +12,10 @@
 //!   N > 10, N estimated from the spacing of the near neighbours;
 //! - **leaves**: bootstrap links, kept until we have our place in the ring.
 //!
-//! Routing is greedy: forward to the connection closest to the destination
-//! if it is closer than we are, so a message never moves away and cannot
-//! loop.
+//! Routing is greedy with neighbour-of-neighbour lookahead: among the
+//! connections closer to the destination than we are, forward to the one
+//! whose own connections (learnt from its connection list) get closest.
+//! Every hop still moves strictly closer, so a message cannot loop.
 
 pub mod addr;
 pub mod table;
@@ -27,8 +28,8 @@ use crate::node::PeerIdx;
 use crate::rand::{Rng, SeededRng};
 use crate::time::Instant;
 use crate::wire::overlay::{
-    emit_routed_header, Endpoints, Mode, Neighbours, NodeRecord, OverlayMsg, Records, Routed,
-    KIND_LEAVE, MAX_ENDPOINTS, MAX_NEIGHBOURS,
+    emit_routed_header, ConnList, Endpoints, Mode, Neighbours, NodeRecord, OverlayMsg, Records,
+    Routed, FLAG_FINAL, KIND_LEAVE, MAX_CONN_LIST, MAX_ENDPOINTS, MAX_NEIGHBOURS,
 };
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -39,7 +40,8 @@ use std::time::Duration;
 pub struct OverlayConfig {
     /// Near neighbours wanted on each side (Brunet: 2).
     pub near_wanted: usize,
-    /// Near neighbours kept on each side before trimming (Brunet: 4).
+    /// Near neighbours spared from trimming on each side while the
+    /// neighbourhood is settling (Brunet keeps up to 4).
     pub near_kept: usize,
     /// Shortcuts = ceil(factor · log2 N) …
     pub shortcut_factor: f64,
@@ -60,6 +62,10 @@ pub struct OverlayConfig {
     pub trim_after: Duration,
     /// Hop limit of routed messages.
     pub ttl: u8,
+    /// Route with neighbour-of-neighbour lookahead (off: plain greedy).
+    pub lookahead: bool,
+    /// A changed connection list is sent to the links at most this often.
+    pub conn_list_interval: Duration,
 }
 
 impl Default for OverlayConfig {
@@ -76,6 +82,8 @@ impl Default for OverlayConfig {
             ctm_timeout: Duration::from_secs(5),
             trim_after: Duration::from_secs(30),
             ttl: 64,
+            lookahead: true,
+            conn_list_interval: Duration::from_secs(2),
         }
     }
 }
@@ -97,6 +105,16 @@ pub fn link_timers() -> crate::node::Timers {
 pub enum Action {
     /// Send this link-control payload to the peer.
     Send { peer: PeerIdx, msg: Vec<u8> },
+    /// Send this routed connect-to-me request to the peer after attaching
+    /// a fresh handshake init for whoever accepts it.
+    SendCtm {
+        peer: PeerIdx,
+        msg: Vec<u8>,
+        purpose: u8,
+    },
+    /// Answer a handshake init that came inside a connect-to-me request,
+    /// sending the response straight to the requester's endpoint.
+    AnswerInit { init: Vec<u8>, endpoint: SocketAddr },
     /// Establish a link to this node (no-op if it is up or linking).
     Link { node: NodeRecord },
     /// Close the link to the peer (a leave message was queued before).
@@ -147,6 +165,10 @@ pub struct Overlay {
     /// When our nearest neighbours last changed.
     near_changed: Instant,
     near_snapshot: [Option<Addr>; 2],
+    /// Our connection list changed since we last sent it …
+    conns_dirty: bool,
+    /// … which was then.
+    conns_sent: Instant,
     rng: SeededRng,
     actions: Vec<Action>,
     pub stats: OverlayStats,
@@ -176,6 +198,8 @@ impl Overlay {
             next_near_check: now,
             near_changed: now,
             near_snapshot: [None, None],
+            conns_dirty: false,
+            conns_sent: now,
             rng: SeededRng::new(seed),
             actions: Vec::new(),
             stats: OverlayStats::default(),
@@ -213,9 +237,14 @@ impl Overlay {
         self.table.left_of(self.me, 1).next().map(|c| c.addr)
     }
 
+    /// Fewer links than the near neighbours a ring position needs.
+    pub fn is_thin(&self) -> bool {
+        self.table.len() < 2 * self.cfg.near_wanted
+    }
+
     /// The network size estimated from the spacing of the near neighbours.
     pub fn estimate_size(&self) -> f64 {
-        let k = self.cfg.near_kept;
+        let k = self.cfg.near_wanted;
         let right: Vec<Addr> = self.table.right_of(self.me, k).map(|c| c.addr).collect();
         let left: Vec<Addr> = self.table.left_of(self.me, k).map(|c| c.addr).collect();
         let n = self.table.len();
@@ -254,6 +283,7 @@ impl Overlay {
         let addr = Addr::of_key(&key);
         let first = self.table.is_empty();
         self.table.insert(key, peer, endpoint, now);
+        self.conns_dirty = true;
         if leaf {
             if let Some(c) = self.table.get_mut(addr) {
                 c.mine |= reason::LEAF;
@@ -278,6 +308,7 @@ impl Overlay {
     pub fn on_link_down(&mut self, now: Instant, peer: PeerIdx) {
         if let Some(addr) = self.table.by_peer(peer).map(|c| c.addr) {
             self.table.remove(addr);
+            self.conns_dirty = true;
             self.update_reasons(now);
             // A hole next to us: look again soon.
             self.next_near_check = self.next_near_check.min(now + Duration::from_millis(200));
@@ -302,11 +333,12 @@ impl Overlay {
 
     /// Starts a routed message from this node.
     pub fn send_routed(&mut self, now: Instant, mode: Mode, dst: Addr, msg: &OverlayMsg) {
-        self.send_routed_via(now, mode, dst, msg, None);
+        self.send_routed_via(now, mode, dst, msg, None, None);
     }
 
     /// Starts a routed message, optionally through a chosen first hop
-    /// (greedy routing takes over from there).
+    /// (greedy routing takes over from there); `init_for`: a connect-to-me
+    /// that is to carry a handshake init, for this purpose.
     fn send_routed_via(
         &mut self,
         now: Instant,
@@ -314,13 +346,31 @@ impl Overlay {
         dst: Addr,
         msg: &OverlayMsg,
         via: Option<PeerIdx>,
+        init_for: Option<u8>,
     ) {
         let mut bytes = Vec::with_capacity(128);
         emit_routed_header(&mut bytes, mode, self.cfg.ttl, self.me, dst, msg.msg_type());
         msg.emit(&mut bytes);
         let skip = Self::skips_source(mode).then_some(self.me);
-        match via.or_else(|| self.next_hop(mode, dst, skip)) {
-            Some(peer) => self.actions.push(Action::Send { peer, msg: bytes }),
+        let hop = match via {
+            Some(peer) => Some(peer),
+            None => {
+                let (hop, final_) = self.pick_hop(mode, dst, skip, false);
+                if final_ {
+                    bytes[37] |= FLAG_FINAL;
+                }
+                hop
+            }
+        };
+        match hop {
+            Some(peer) => self.actions.push(match init_for {
+                Some(purpose) => Action::SendCtm {
+                    peer,
+                    msg: bytes,
+                    purpose,
+                },
+                None => Action::Send { peer, msg: bytes },
+            }),
             None => match mode {
                 Mode::Exact if dst != self.me => self.stats.dropped_no_route += 1,
                 _ if Self::skips_source(mode) => self.stats.dropped_no_route += 1,
@@ -344,27 +394,84 @@ impl Overlay {
         matches!(mode, Mode::ClosestOther | Mode::RightOf | Mode::LeftOf)
     }
 
-    /// The connection best placed for `dst` under `mode`, ignoring `skip`.
-    fn best_conn(&self, mode: Mode, dst: Addr, skip: Option<Addr>) -> Option<&table::Conn> {
-        match mode {
-            Mode::RightOf | Mode::LeftOf => self
-                .table
-                .iter()
-                .filter(|c| Some(c.addr) != skip)
-                .min_by_key(|c| Self::metric(mode, dst, c.addr)),
-            _ => self.table.closest_excluding(dst, skip),
+    /// The next hop, and whether the message is now on its final approach.
+    ///
+    /// Right-of and left-of messages first travel by the ordinary two-sided
+    /// distance, which can use every connection; only from the node closest
+    /// to the destination do they switch to the one-sided distance (one hop
+    /// across, at most). Routed by the one-sided distance all the way, they
+    /// could use only the shortcuts pointing one way and took ~1.5 more
+    /// hops. The switch is recorded in the message so that it never goes
+    /// back, keeping both phases loop-free.
+    fn pick_hop(
+        &self,
+        mode: Mode,
+        dst: Addr,
+        skip: Option<Addr>,
+        final_: bool,
+    ) -> (Option<PeerIdx>, bool) {
+        let one_sided = matches!(mode, Mode::RightOf | Mode::LeftOf);
+        if one_sided && !final_ {
+            if let Some(peer) = self.next_hop(Mode::ClosestOther, dst, skip) {
+                return (Some(peer), false);
+            }
         }
+        (self.next_hop(mode, dst, skip), one_sided)
     }
 
-    /// The connection to forward to, if one is closer to `dst` than we are.
+    /// The connection to forward to, if one is closer to `dst` than we
+    /// are (ignoring `skip`, which may not accept).
+    ///
+    /// Plain greedy takes the closest connection. With lookahead, each
+    /// closer connection is scored by the best of itself and its own
+    /// connections, so a message goes to the neighbour with the best
+    /// two-hop view (Manku, Naor and Wieder, "Know thy neighbor's
+    /// neighbor"). Only connections closer than we are qualify, so every
+    /// hop still makes progress and stale lists cost hops, never loops.
     fn next_hop(&self, mode: Mode, dst: Addr, skip: Option<Addr>) -> Option<PeerIdx> {
-        let best = self.best_conn(mode, dst, skip)?;
         let mine = if skip == Some(self.me) {
             u128::MAX
         } else {
             Self::metric(mode, dst, self.me)
         };
-        (Self::metric(mode, dst, best.addr) < mine).then_some(best.peer)
+        if !self.cfg.lookahead {
+            let best = match mode {
+                Mode::RightOf | Mode::LeftOf => self
+                    .table
+                    .iter()
+                    .filter(|c| Some(c.addr) != skip)
+                    .min_by_key(|c| Self::metric(mode, dst, c.addr)),
+                _ => self.table.closest_excluding(dst, skip),
+            }?;
+            return (Self::metric(mode, dst, best.addr) < mine).then_some(best.peer);
+        }
+        let prefix = |a: Addr| (a.0 >> 64) as u64;
+        let (skip_p, me_p) = (skip.map(prefix), prefix(self.me));
+        let mut best: Option<(u128, u128, PeerIdx)> = None;
+        for c in self.table.iter().filter(|c| Some(c.addr) != skip) {
+            let m = Self::metric(mode, dst, c.addr);
+            if m >= mine {
+                continue;
+            }
+            // Scored at the lists' 64-bit precision, so that a connection
+            // and the same node seen in another's list tie (and the direct
+            // one, with the smaller exact metric, wins the tie).
+            let mut score = Self::metric(mode, dst, Addr(u128::from(prefix(c.addr)) << 64));
+            for &p in &c.nbrs {
+                if Some(p) != skip_p && p != me_p {
+                    score = score.min(Self::metric(mode, dst, Addr(u128::from(p) << 64)));
+                }
+            }
+            if best.map_or(true, |(bs, bm, _)| (score, m) < (bs, bm)) {
+                best = Some((score, m, c.peer));
+            }
+        }
+        best.map(|(_, _, peer)| peer)
+    }
+
+    /// Switches neighbour-of-neighbour lookahead (to compare with plain greedy).
+    pub fn set_lookahead(&mut self, on: bool) {
+        self.cfg.lookahead = on;
     }
 
     /// Decides what to do with a routed message that arrived on a link;
@@ -379,12 +486,11 @@ impl Overlay {
         if skip.is_some() && r.msg_type() == crate::wire::overlay::MSG_CTM_REQUEST {
             self.link_if_nearer(src, r.payload());
         }
-        let mine = Self::metric(mode, dst, self.me);
-        let closer = self
-            .best_conn(mode, dst, skip)
-            .filter(|c| Self::metric(mode, dst, c.addr) < mine)
-            .map(|c| c.peer);
-        if let Some(peer) = closer {
+        let (hop, final_) = self.pick_hop(mode, dst, skip, r.flags() & FLAG_FINAL != 0);
+        if final_ {
+            r.set_flags(r.flags() | FLAG_FINAL);
+        }
+        if let Some(peer) = hop {
             if r.hops() >= r.ttl() {
                 self.stats.dropped_ttl += 1;
                 return Route::Drop;
@@ -421,9 +527,18 @@ impl Overlay {
                 purpose,
                 key,
                 endpoints,
+                init,
             } => {
                 if key == self.key || Addr::of_key(&key) != src {
                     self.stats.dropped_malformed += 1;
+                    return;
+                }
+                if let (false, false, Some(&endpoint)) =
+                    (init.is_empty(), self.is_linked(src), endpoints.first())
+                {
+                    // A new link in one round trip: answer the init. Our
+                    // neighbours go to the requester once the link is up.
+                    self.actions.push(Action::AnswerInit { init, endpoint });
                     return;
                 }
                 let reply = OverlayMsg::CtmReply {
@@ -481,6 +596,26 @@ impl Overlay {
         }
     }
 
+    fn is_linked(&self, a: Addr) -> bool {
+        self.table.get(a).is_some()
+    }
+
+    /// A connect-to-me we sent was answered by a handshake with `key`: the
+    /// link that comes up gets the reasons the request was for.
+    pub fn ctm_linked(&mut self, now: Instant, key: NodeKey, purpose: u8) {
+        self.pending.retain(|p| p.purpose != purpose);
+        let reasons = if purpose == reason::SHORTCUT {
+            reason::SHORTCUT
+        } else {
+            0
+        };
+        let addr = Addr::of_key(&key);
+        match self.table.get_mut(addr) {
+            Some(c) => c.mine |= reasons,
+            None => self.wanted.entry(addr).or_insert((0, now)).0 |= reasons,
+        }
+    }
+
     /// Starts an echo to the node closest to `dst` (a routed ping).
     pub fn echo(&mut self, now: Instant, dst: Addr, mode: Mode, nonce: u64) {
         let msg = OverlayMsg::EchoRequest {
@@ -528,6 +663,43 @@ impl Overlay {
         self.consider_neighbours(now, &n.records);
     }
 
+    /// A connection list from `peer`: kept for lookahead routing.
+    pub fn handle_conn_list(&mut self, peer: PeerIdx, msg: &[u8]) {
+        let Ok(l) = ConnList::parse(msg) else {
+            self.stats.dropped_malformed += 1;
+            return;
+        };
+        if let Some(c) = self.table.by_peer_mut(peer) {
+            c.nbrs = l.prefixes;
+        }
+    }
+
+    /// Sends our connection list to every link, if it changed.
+    fn send_conn_lists(&mut self, now: Instant) {
+        if !self.conns_dirty || now < self.conns_sent + self.cfg.conn_list_interval {
+            return;
+        }
+        self.conns_dirty = false;
+        self.conns_sent = now;
+        let list = ConnList {
+            prefixes: self
+                .table
+                .iter()
+                .take(MAX_CONN_LIST)
+                .map(|c| (c.addr.0 >> 64) as u64)
+                .collect(),
+        };
+        let mut msg = Vec::with_capacity(4 + list.prefixes.len() * 8);
+        list.emit(&mut msg);
+        let peers: Vec<PeerIdx> = self.table.iter().map(|c| c.peer).collect();
+        for peer in peers {
+            self.actions.push(Action::Send {
+                peer,
+                msg: msg.clone(),
+            });
+        }
+    }
+
     /// Links to any offered node that would be among our wanted near neighbours.
     fn consider_neighbours(&mut self, now: Instant, records: &[NodeRecord]) {
         for rec in records {
@@ -541,27 +713,22 @@ impl Overlay {
         }
     }
 
-    /// Would `a` be among the `near_wanted` nearest on its side, counting
-    /// the links already being set up?
+    /// Would `a` be among the `near_wanted` nearest going right or going
+    /// left, counting the links already being set up? (By rank on each
+    /// side, as the near reasons are given: in a small ring a node can be
+    /// our second on the left yet nearer by the right-hand way round.)
     fn would_be_near(&self, a: Addr) -> bool {
         let me = self.me;
-        let on_right = |x: Addr| me.right_dist(x) <= me.left_dist(x);
-        let side_dist = |x: Addr| {
-            if on_right(a) {
-                me.right_dist(x)
-            } else {
-                me.left_dist(x)
-            }
+        let (rd, ld) = (me.right_dist(a), me.left_dist(a));
+        let known = || {
+            self.table
+                .iter()
+                .map(|c| c.addr)
+                .chain(self.wanted.keys().copied())
         };
-        let d = side_dist(a);
-        let closer = self
-            .table
-            .iter()
-            .map(|c| c.addr)
-            .chain(self.wanted.keys().copied())
-            .filter(|&x| on_right(x) == on_right(a) && side_dist(x) < d)
-            .count();
-        closer < self.cfg.near_wanted
+        let closer_right = known().filter(|&x| me.right_dist(x) < rd).count();
+        let closer_left = known().filter(|&x| me.left_dist(x) < ld).count();
+        closer_right < self.cfg.near_wanted || closer_left < self.cfg.near_wanted
     }
 
     /// Up to 8 of our connections nearest `target` (4 each side), as records.
@@ -606,7 +773,7 @@ impl Overlay {
 
     /// Recomputes our reasons for every link.
     fn update_reasons(&mut self, now: Instant) {
-        let k = self.cfg.near_kept;
+        let k = self.cfg.near_wanted;
         let near: Vec<Addr> = self
             .table
             .right_of(self.me, k)
@@ -686,12 +853,29 @@ impl Overlay {
             let target = self.shortcut_target();
             self.ctm(now, Mode::Closest, target, reason::SHORTCUT);
         }
-        // Trim links nobody needs.
+        self.send_conn_lists(now);
+        // Trim links nobody needs. While the neighbourhood is settling the
+        // next nearest (up to near_kept a side) are spared: they are the
+        // spares a crash of a near neighbour falls back on.
+        let settling = now.saturating_since(self.near_changed) < self.cfg.settle_time;
+        let k = self.cfg.near_kept;
+        let spare: Vec<Addr> = if settling {
+            self.table
+                .right_of(self.me, k)
+                .chain(self.table.left_of(self.me, k))
+                .map(|c| c.addr)
+                .collect()
+        } else {
+            Vec::new()
+        };
         let trim: Vec<PeerIdx> = self
             .table
             .iter()
             .filter(|c| {
-                c.mine == 0 && c.theirs == 0 && now.saturating_since(c.since) >= self.cfg.trim_after
+                c.mine == 0
+                    && c.theirs == 0
+                    && now.saturating_since(c.since) >= self.cfg.trim_after
+                    && !spare.contains(&c.addr)
             })
             .map(|c| c.peer)
             .collect();
@@ -725,7 +909,14 @@ impl Overlay {
             purpose,
             key: self.key,
             endpoints: self.endpoints.clone(),
+            init: Vec::new(),
         };
+        // A handshake init rides along when the answer is likely a node we
+        // are not linked to yet: shortcuts, and near checks while settling.
+        // Stable near checks find the neighbours we have, so they save the
+        // ~190 bytes per hop.
+        let settling = now.saturating_since(self.near_changed) < self.cfg.settle_time;
+        let init_for = (purpose == reason::SHORTCUT || settling).then_some(purpose);
         // Looking for our own neighbours, start from a random connection:
         // greedy routing from our nearest link could end in the same false
         // pocket of a loopy ring that we are trying to get out of.
@@ -735,6 +926,9 @@ impl Overlay {
         } else {
             None
         };
-        self.send_routed_via(now, mode, target, &msg, via);
+        self.send_routed_via(now, mode, target, &msg, via, init_for);
     }
 }
+
+#[cfg(test)]
+mod tests;

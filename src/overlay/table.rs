@@ -35,6 +35,9 @@ pub struct Conn {
     pub theirs: u8,
     /// What we last told the other side.
     pub announced: u8,
+    /// Address prefixes of the peer's own connections (its last
+    /// connection list), for neighbour-of-neighbour routing.
+    pub nbrs: Vec<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -98,6 +101,7 @@ impl ConnTable {
                     mine: 0,
                     theirs: 0,
                     announced: 0,
+                    nbrs: Vec::new(),
                 },
             ),
         }

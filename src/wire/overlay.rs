@@ -8,21 +8,26 @@
 //! | 3 | routed | 40-byte routed header, then an overlay message |
 //! | 4 | neighbours | kind, count, reasons, reserved; count × 52-byte node records |
 //! | 5 | leave | kind, 3 reserved: the sender is closing this link |
+//! | 6 | connection list | kind, count (≤ 64), 2 reserved; count × 8-byte address prefixes |
 //!
 //! Routed header (40 bytes):
 //! ```text
 //!  0 kind=3 | 1 mode | 2 hops | 3 ttl | 4..20 source addr | 20..36 destination addr
-//!  36 message type | 37..40 reserved
+//!  36 message type | 37 flags | 38..40 reserved
 //! ```
+//! Flags: bit 0 = final approach (see [`FLAG_FINAL`]).
 //! Node record (52 bytes): 32-byte node key, 20-byte endpoint.
 //! Routed messages:
-//! - type 1, connect-to-me request: purpose, endpoint count n (≤ 4), 2 reserved,
-//!   32-byte requester key, n endpoints.
+//! - type 1, connect-to-me request: purpose, endpoint count n (≤ 4), init
+//!   length L (u16, 0 = none), 32-byte requester key, n endpoints, then L
+//!   bytes of a handshake init addressed to "whoever is there": the node
+//!   that accepts the request answers it straight to the first endpoint, so
+//!   the new link costs one round trip after the request.
 //! - type 2, connect-to-me reply: purpose, endpoint count n (≤ 4), neighbour
 //!   count m (≤ 8), reserved, 32-byte responder key, n endpoints, m node records.
 //! - type 3, echo request / type 4, echo reply: 8-byte nonce, 8-byte timestamp.
 
-use super::{endpoint, get_u64, Error, Result};
+use super::{endpoint, get_u16, get_u64, Error, Result};
 use crate::crypto::NodeKey;
 use crate::overlay::Addr;
 use smallvec::SmallVec;
@@ -33,11 +38,19 @@ pub const KIND_PONG: u8 = 2;
 pub const KIND_ROUTED: u8 = 3;
 pub const KIND_NEIGHBOURS: u8 = 4;
 pub const KIND_LEAVE: u8 = 5;
+pub const KIND_CONN_LIST: u8 = 6;
 
 pub const ROUTED_HEADER_LEN: usize = 40;
+/// Routed flag: a right-of / left-of message has reached the node closest
+/// to its destination and now moves by the one-sided distance only.
+pub const FLAG_FINAL: u8 = 1;
 pub const RECORD_LEN: usize = 32 + endpoint::LEN;
 pub const MAX_ENDPOINTS: usize = 4;
 pub const MAX_NEIGHBOURS: usize = 8;
+/// Entries in a connection list (a node's table is normally ~17).
+pub const MAX_CONN_LIST: usize = 64;
+/// The largest handshake init a connect-to-me request carries.
+pub const MAX_INIT: usize = super::handshake::INIT_FIXED_LEN + super::handshake::MAX_CRED_LEN;
 
 /// Who accepts a routed message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +120,9 @@ impl<T: AsRef<[u8]>> Routed<T> {
     pub fn msg_type(&self) -> u8 {
         self.buffer.as_ref()[36]
     }
+    pub fn flags(&self) -> u8 {
+        self.buffer.as_ref()[37]
+    }
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[ROUTED_HEADER_LEN..]
     }
@@ -116,6 +132,9 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Routed<T> {
     pub fn set_hops(&mut self, hops: u8) {
         self.buffer.as_mut()[2] = hops;
     }
+    pub fn set_flags(&mut self, flags: u8) {
+        self.buffer.as_mut()[37] = flags;
+    }
 }
 
 /// Appends a routed header to `out`.
@@ -124,6 +143,23 @@ pub fn emit_routed_header(out: &mut Vec<u8>, mode: Mode, ttl: u8, src: Addr, dst
     out.extend_from_slice(&src.to_bytes());
     out.extend_from_slice(&dst.to_bytes());
     out.extend_from_slice(&[ty, 0, 0, 0]);
+}
+
+/// Appends a handshake init to a routed connect-to-me request that was
+/// emitted without one (the overlay writes the request; the node, which
+/// holds the keys, adds the init).
+pub fn attach_init(routed_ctm: &mut Vec<u8>, init: &[u8]) -> Result<()> {
+    let at = ROUTED_HEADER_LEN + 2;
+    if routed_ctm.len() < ROUTED_HEADER_LEN + 36
+        || routed_ctm[36] != MSG_CTM_REQUEST
+        || routed_ctm[at..at + 2] != [0, 0]
+        || init.len() > MAX_INIT
+    {
+        return Err(Error);
+    }
+    routed_ctm[at..at + 2].copy_from_slice(&(init.len() as u16).to_be_bytes());
+    routed_ctm.extend_from_slice(init);
+    Ok(())
 }
 
 /// A node and where to reach it.
@@ -166,6 +202,8 @@ pub enum OverlayMsg {
         purpose: u8,
         key: NodeKey,
         endpoints: Endpoints,
+        /// A handshake init for whoever accepts (empty: none).
+        init: Vec<u8>,
     },
     CtmReply {
         purpose: u8,
@@ -201,15 +239,15 @@ impl OverlayMsg {
                     return Err(Error);
                 }
                 let (purpose, n_ep) = (b[0], usize::from(b[1]));
-                let n_nb = if ty == MSG_CTM_REPLY {
-                    usize::from(b[2])
+                let (n_nb, init_len) = if ty == MSG_CTM_REPLY {
+                    (usize::from(b[2]), 0)
                 } else {
-                    0
+                    (0, usize::from(get_u16(b, 2)))
                 };
-                if n_ep > MAX_ENDPOINTS || n_nb > MAX_NEIGHBOURS {
+                if n_ep > MAX_ENDPOINTS || n_nb > MAX_NEIGHBOURS || init_len > MAX_INIT {
                     return Err(Error);
                 }
-                if b.len() != 36 + n_ep * endpoint::LEN + n_nb * RECORD_LEN {
+                if b.len() != 36 + n_ep * endpoint::LEN + n_nb * RECORD_LEN + init_len {
                     return Err(Error);
                 }
                 let key = NodeKey(b[4..36].try_into().map_err(|_| Error)?);
@@ -223,6 +261,7 @@ impl OverlayMsg {
                         purpose,
                         key,
                         endpoints,
+                        init: b[at..].to_vec(),
                     });
                 }
                 let mut neighbours = Records::new();
@@ -258,10 +297,13 @@ impl OverlayMsg {
                 purpose,
                 key,
                 endpoints,
+                init,
             } => {
-                out.extend_from_slice(&[*purpose, endpoints.len() as u8, 0, 0]);
+                out.extend_from_slice(&[*purpose, endpoints.len() as u8]);
+                out.extend_from_slice(&(init.len() as u16).to_be_bytes());
                 out.extend_from_slice(&key.0);
                 emit_endpoints(endpoints, out);
+                out.extend_from_slice(init);
             }
             OverlayMsg::CtmReply {
                 purpose,
@@ -332,6 +374,38 @@ impl Neighbours {
     }
 }
 
+/// A connection list: the top 64 bits of the ring address of each of the
+/// sender's connections, for neighbour-of-neighbour routing. 64 bits place
+/// a node to within 2^-64 of the ring, far finer than any node spacing, at
+/// half the bytes of full addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnList {
+    pub prefixes: Vec<u64>,
+}
+
+impl ConnList {
+    pub fn parse(b: &[u8]) -> Result<ConnList> {
+        if b.len() < 4 || b[0] != KIND_CONN_LIST {
+            return Err(Error);
+        }
+        let n = usize::from(b[1]);
+        if n > MAX_CONN_LIST || b.len() != 4 + n * 8 {
+            return Err(Error);
+        }
+        let prefixes = (0..n).map(|i| get_u64(b, 4 + i * 8)).collect();
+        Ok(ConnList { prefixes })
+    }
+
+    /// Emits at most [`MAX_CONN_LIST`] entries.
+    pub fn emit(&self, out: &mut Vec<u8>) {
+        let n = self.prefixes.len().min(MAX_CONN_LIST);
+        out.extend_from_slice(&[KIND_CONN_LIST, n as u8, 0, 0]);
+        for p in &self.prefixes[..n] {
+            out.extend_from_slice(&p.to_be_bytes());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,6 +455,13 @@ mod tests {
                 purpose: 1,
                 key: NodeKey([7; 32]),
                 endpoints: [rec(1).endpoint, rec(2).endpoint].into_iter().collect(),
+                init: Vec::new(),
+            },
+            OverlayMsg::CtmRequest {
+                purpose: 1,
+                key: NodeKey([7; 32]),
+                endpoints: [rec(1).endpoint].into_iter().collect(),
+                init: vec![9; 180],
             },
             OverlayMsg::CtmReply {
                 purpose: 2,
@@ -412,6 +493,28 @@ mod tests {
     }
 
     #[test]
+    fn init_attaches_to_a_request_once() {
+        let req = OverlayMsg::CtmRequest {
+            purpose: 1,
+            key: NodeKey([7; 32]),
+            endpoints: [rec(1).endpoint].into_iter().collect(),
+            init: Vec::new(),
+        };
+        let mut b = Vec::new();
+        emit_routed_header(&mut b, Mode::RightOf, 64, Addr(1), Addr(1), MSG_CTM_REQUEST);
+        req.emit(&mut b);
+        attach_init(&mut b, &[5; 148]).unwrap();
+        assert_eq!(&b[42..44], &[0, 148]);
+        let r = Routed::new_checked(&b[..]).unwrap();
+        match OverlayMsg::parse(r.msg_type(), r.payload()).unwrap() {
+            OverlayMsg::CtmRequest { init, .. } => assert_eq!(init, vec![5; 148]),
+            m => panic!("{m:?}"),
+        }
+        assert!(attach_init(&mut b, &[5; 148]).is_err(), "only once");
+        assert!(attach_init(&mut vec![0; 40], &[1]).is_err());
+    }
+
+    #[test]
     fn neighbours_round_trip() {
         let n = Neighbours {
             reasons: 3,
@@ -423,5 +526,27 @@ mod tests {
         assert_eq!(Neighbours::parse(&b).unwrap(), n);
         b[1] = 9;
         assert!(Neighbours::parse(&b).is_err());
+    }
+
+    #[test]
+    fn conn_list_fixture_and_bounds() {
+        let l = ConnList {
+            prefixes: vec![1, u64::MAX],
+        };
+        let mut b = Vec::new();
+        l.emit(&mut b);
+        assert_eq!(&b[..4], &[6, 2, 0, 0]);
+        assert_eq!(&b[4..12], &[0, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(ConnList::parse(&b).unwrap(), l);
+        assert!(ConnList::parse(&b[..11]).is_err());
+        b[1] = 65;
+        b.resize(4 + 65 * 8, 0);
+        assert!(ConnList::parse(&b).is_err(), "over the bound");
+        let big = ConnList {
+            prefixes: vec![7; 100],
+        };
+        let mut b = Vec::new();
+        big.emit(&mut b);
+        assert_eq!(ConnList::parse(&b).unwrap().prefixes.len(), MAX_CONN_LIST);
     }
 }

@@ -29,8 +29,36 @@ fn thousand_nodes_started_at_once_form_one_consistent_ring() {
     sim.run_for(Duration::from_secs(40));
     assert_eq!(sim.consistency(), 1.0);
     let conns = sim.mean_connections();
-    assert!(conns < 20.0, "{conns} connections per node");
+    assert!(conns < 17.0, "{conns} connections per node");
     assert_routes(&mut sim, 300);
+    // Lookahead takes fewer hops than plain greedy over the same tables.
+    sim.set_lookahead(false);
+    let plain = sim.route_test(300, Duration::from_secs(20));
+    sim.set_lookahead(true);
+    let ahead = sim.route_test(300, Duration::from_secs(20));
+    eprintln!(
+        "plain {}\nlookahead {}",
+        scenario::describe(&plain),
+        scenario::describe(&ahead)
+    );
+    assert_eq!((plain.success(), ahead.success()), (1.0, 1.0));
+    assert!(ahead.mean_hops < 0.85 * plain.mean_hops);
+    // A newcomer links both ring neighbours one round trip after its
+    // connect-to-me requests arrive (virtual time: deterministic).
+    let mut joins: Vec<Duration> = (0..5)
+        .map(|_| {
+            let t = scenario::join_one(&mut sim, Duration::from_secs(10)).expect("joined");
+            sim.run_for(Duration::from_secs(5));
+            t
+        })
+        .collect();
+    joins.sort();
+    eprintln!("joins {joins:?}");
+    assert!(
+        joins[2] <= Duration::from_secs(1),
+        "median join {:?}",
+        joins[2]
+    );
 }
 
 #[test]
@@ -80,6 +108,36 @@ fn steady_churn_keeps_the_ring_whole() {
     scenario::run_until_consistent(&mut sim, Duration::from_secs(1), Duration::from_secs(60))
         .unwrap_or_else(|| panic!("consistency only {:.4} after churn", sim.consistency()));
     assert_routes(&mut sim, 200);
+}
+
+#[test]
+fn poisson_churn_dents_consistency_and_the_ring_heals() {
+    let mut sim = scenario::mass_join(300, 13, 3, NetConfig::default());
+    scenario::run_until_consistent(&mut sim, Duration::from_secs(1), Duration::from_secs(60))
+        .expect("initial ring");
+    sim.run_for(Duration::from_secs(30));
+    // Mean lifetime 2 minutes: a node leaves or crashes every 0.4 s.
+    let c = scenario::steady_churn(
+        &mut sim,
+        Duration::from_secs(120),
+        Duration::from_secs(120),
+        Duration::from_secs(10),
+    );
+    eprintln!(
+        "{} joins, {} leaves, {} crashes; consistency mean {:.4} min {:.4}",
+        c.joins,
+        c.leaves,
+        c.crashes,
+        c.mean(),
+        c.min()
+    );
+    assert!(c.joins > 200 && c.leaves > 50 && c.crashes > 50);
+    assert!(c.mean() > 0.9, "mean consistency {:.4}", c.mean());
+    let t =
+        scenario::run_until_consistent(&mut sim, Duration::from_secs(1), Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("consistency only {:.4} after churn", sim.consistency()));
+    eprintln!("whole again {t:?} after the churn stopped");
+    assert_routes(&mut sim, 300);
 }
 
 #[test]

@@ -12,10 +12,14 @@ Usage:
                                   links come up, every pair pings, iperf3 measures,
                                   everything is torn down (also on Ctrl-C)
   ringvpn-lab sim [--nodes N] [--seed S] [--bootstraps K] [--crash F] [--pairs P]
+                  [--joins J] [--lifetime SECS] [--churn-time SECS]
                                   the deterministic overlay simulator: N nodes start at
                                   once (K random bootstraps each), then: time to a
-                                  consistent ring, routing, one join, maintenance
-                                  traffic, memory, and recovery from crashing F of them
+                                  consistent ring, routing (plain greedy and with
+                                  lookahead), maintenance traffic, memory, J single
+                                  joins, recovery from crashing F of them, and steady
+                                  Poisson churn (mean lifetime SECS, default 600) for
+                                  --churn-time seconds (default 300, 0 to skip)
   ringvpn-lab --help
 ";
 
@@ -90,6 +94,19 @@ fn sim(args: &[String]) -> ExitCode {
         "F",
     );
     o.optopt("p", "pairs", "routed echoes to measure (default 1000)", "P");
+    o.optopt("j", "joins", "single joins to time (default 11)", "J");
+    o.optopt(
+        "l",
+        "lifetime",
+        "mean node lifetime under churn (default 600)",
+        "SECS",
+    );
+    o.optopt(
+        "t",
+        "churn-time",
+        "how long to churn (default 300, 0: skip)",
+        "SECS",
+    );
     let m = match o.parse(args) {
         Ok(m) => m,
         Err(e) => {
@@ -110,9 +127,12 @@ fn sim(args: &[String]) -> ExitCode {
             num(&m, "b", 5usize)?,
             num(&m, "c", 0.1f64)?,
             num(&m, "p", 1000usize)?,
+            num(&m, "j", 11usize)?,
+            num(&m, "l", 600u64)?,
+            num(&m, "t", 300u64)?,
         ))
     })();
-    let (n, seed, boots, crash, pairs) = match parsed {
+    let (n, seed, boots, crash, pairs, join_count, lifetime, churn_time) = match parsed {
         Ok(v) if v.0 >= 2 => v,
         Ok(_) => {
             eprintln!("ringvpn-lab: --nodes must be at least 2");
@@ -147,12 +167,21 @@ fn sim(args: &[String]) -> ExitCode {
     s.run_for(Duration::from_secs(60));
     let mem = rss_kib().saturating_sub(rss0) as f64 / n as f64;
     println!("steady state: consistency {:.4}, {:.1} connections per node, ~{mem:.0} KiB per simulated node (process RSS / N)", s.consistency(), s.mean_connections());
+    let mix = s.connection_mix();
+    println!(
+        "  of which near {:.1}, own shortcuts {:.1}, others' shortcuts {:.1}, leaves {:.1}, other {:.1}",
+        mix[0], mix[1], mix[2], mix[3], mix[4]
+    );
+    s.set_lookahead(false);
     let r = s.route_test(pairs, Duration::from_secs(20));
-    println!("routing: {}", scenario::describe(&r));
+    println!("routing, plain greedy: {}", scenario::describe(&r));
+    s.set_lookahead(true);
+    let r = s.route_test(pairs, Duration::from_secs(20));
+    println!("routing, with lookahead: {}", scenario::describe(&r));
     let rate = scenario::maintenance_rate(&mut s, Duration::from_secs(60));
     println!("maintenance traffic: {rate:.0} bytes/s per node (UDP payload, 60 s window)");
     let mut joins = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..join_count {
         if let Some(d) = scenario::join_one(&mut s, Duration::from_secs(30)) {
             joins.push(d);
         }
@@ -181,6 +210,41 @@ fn sim(args: &[String]) -> ExitCode {
     }
     let r = s.route_test(pairs, Duration::from_secs(20));
     println!("routing after the crash: {}", scenario::describe(&r));
+    if churn_time > 0 {
+        let c = scenario::steady_churn(
+            &mut s,
+            Duration::from_secs(lifetime),
+            Duration::from_secs(churn_time),
+            Duration::from_secs(10),
+        );
+        println!(
+            "steady churn, mean lifetime {lifetime} s, {churn_time} s: {} joins, {} graceful leaves, {} crashes; consistency mean {:.4}, min {:.4}",
+            c.joins, c.leaves, c.crashes, c.mean(), c.min()
+        );
+        let curve: Vec<String> = c
+            .samples
+            .iter()
+            .map(|(t, v)| format!("{t:.0}s:{v:.3}"))
+            .collect();
+        println!("  consistency every 10 s: {}", curve.join(" "));
+        let r = s.route_test(pairs, Duration::from_secs(20));
+        println!("  routing right after: {}", scenario::describe(&r));
+        let t = scenario::run_until_consistent(
+            &mut s,
+            Duration::from_secs(1),
+            Duration::from_secs(300),
+        );
+        match t {
+            Some(t) => println!(
+                "  churn stopped: 100% consistency {:.0} s later",
+                t.as_secs_f64()
+            ),
+            None => println!(
+                "  churn stopped: consistency {:.4} after 300 s",
+                s.consistency()
+            ),
+        }
+    }
     println!(
         "(simulated in {:.1} s of wall time)",
         wall.elapsed().as_secs_f64()

@@ -11,16 +11,16 @@ impl Sim {
         self.alive().map(|i| (self.addr(i), i)).collect()
     }
 
-    /// Ring consistency: the fraction of (node, side-2 neighbour) checks
-    /// that match the true ring. Each node's nearest and second-nearest left
-    /// connections must be its true predecessor and the one before; with the
-    /// right side implied by symmetry this is the design notes' four-way
-    /// check, measured against the real order. (Their crawl, "my left's
-    /// right is me", cannot see a loopy ring: two interleaved chains that
-    /// are each consistent on their own.)
+    /// Ring consistency: the fraction of (node, side, rank ≤ 2) checks that
+    /// match the true ring. Each node's two nearest connections on each
+    /// side must be its true neighbours: the design notes' four-way check
+    /// ("my left's right is me", and for the second neighbours), taken from
+    /// both ends of every link so that a link one side has dropped counts,
+    /// and measured against the real order. (Their crawl cannot see a loopy
+    /// ring: two interleaved chains that are each consistent on their own.)
     pub fn consistency(&self) -> f64 {
-        let order: Vec<Addr> = self.addr_index().into_keys().collect();
         let index = self.addr_index();
+        let order: Vec<Addr> = index.keys().copied().collect();
         let n = order.len();
         if n < 2 {
             return 1.0;
@@ -31,12 +31,16 @@ impl Sim {
             let Some(ov) = self.node(index[me]).overlay() else {
                 continue;
             };
-            let lefts: Vec<Addr> = ov.table().left_of(*me, checks).map(|c| c.addr).collect();
-            for (j, l) in lefts.iter().enumerate() {
-                hits += usize::from(*l == order[(k + n - 1 - j) % n]);
+            let lefts = ov.table().left_of(*me, checks).map(|c| c.addr);
+            for (j, l) in lefts.enumerate() {
+                hits += usize::from(l == order[(k + n - 1 - j) % n]);
+            }
+            let rights = ov.table().right_of(*me, checks).map(|c| c.addr);
+            for (j, r) in rights.enumerate() {
+                hits += usize::from(r == order[(k + 1 + j) % n]);
             }
         }
-        hits as f64 / (checks * n) as f64
+        hits as f64 / (2 * checks * n) as f64
     }
 
     /// The true ring order of live nodes, for checks.
@@ -52,6 +56,35 @@ impl Sim {
             n += 1;
         }
         sum as f64 / n.max(1) as f64
+    }
+
+    /// Mean connections per live node by why they exist: (near, our
+    /// shortcuts, others' shortcuts only, leaves, no reason yet).
+    pub fn connection_mix(&self) -> [f64; 5] {
+        use crate::overlay::table::reason;
+        let mut sum = [0usize; 5];
+        let mut n = 0usize;
+        for i in self.alive() {
+            let Some(ov) = self.node(i).overlay() else {
+                continue;
+            };
+            n += 1;
+            for c in ov.table().iter() {
+                let k = if c.mine & reason::NEAR != 0 {
+                    0
+                } else if c.mine & reason::SHORTCUT != 0 {
+                    1
+                } else if c.theirs & reason::SHORTCUT != 0 {
+                    2
+                } else if (c.mine | c.theirs) & reason::LEAF != 0 {
+                    3
+                } else {
+                    4
+                };
+                sum[k] += 1;
+            }
+        }
+        sum.map(|s| s as f64 / n.max(1) as f64)
     }
 
     /// Sends `pairs` routed echoes between random live nodes and waits

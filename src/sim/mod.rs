@@ -103,7 +103,7 @@ impl Sim {
             net,
             overlay: OverlayConfig::default(),
             timers: overlay_timers(),
-            pool_slots: 48,
+            pool_slots: 256,
             lost: 0,
             stuck_wakes: 0,
             stuck_node: None,
@@ -238,6 +238,16 @@ impl Sim {
         n.tx_bytes = 0;
         n.tx_datagrams = 0;
         self.schedule_wake(i as u32, self.now);
+    }
+
+    /// Switches neighbour-of-neighbour routing on every node.
+    pub fn set_lookahead(&mut self, on: bool) {
+        self.overlay.lookahead = on;
+        for n in &mut self.nodes {
+            if let Some(ov) = n.node.overlay_mut() {
+                ov.set_lookahead(on);
+            }
+        }
     }
 
     /// Sends a routed echo from `src` to the node with `dst`'s address.

@@ -104,3 +104,80 @@ pub fn describe(r: &RouteStats) -> String {
         r.mean_rtt.as_secs_f64() * 1e3
     )
 }
+
+/// What a steady-churn run saw.
+#[derive(Debug, Clone)]
+pub struct ChurnReport {
+    pub joins: usize,
+    pub leaves: usize,
+    pub crashes: usize,
+    /// (seconds since the churn started, ring consistency) samples.
+    pub samples: Vec<(f64, f64)>,
+}
+
+impl ChurnReport {
+    pub fn mean(&self) -> f64 {
+        self.samples.iter().map(|s| s.1).sum::<f64>() / self.samples.len().max(1) as f64
+    }
+
+    pub fn min(&self) -> f64 {
+        self.samples.iter().map(|s| s.1).fold(1.0, f64::min)
+    }
+}
+
+/// Steady churn for `duration`: every live node departs after an
+/// exponentially distributed lifetime with mean `lifetime` (half of them
+/// gracefully, half by crashing), and each departure is matched by a fresh
+/// node joining through three random members, so departures and joins are
+/// both Poisson processes and the size stays put. Consistency is sampled
+/// every `sample_every`.
+pub fn steady_churn(
+    sim: &mut Sim,
+    lifetime: Duration,
+    duration: Duration,
+    sample_every: Duration,
+) -> ChurnReport {
+    let start = sim.now();
+    let mut report = ChurnReport {
+        joins: 0,
+        leaves: 0,
+        crashes: 0,
+        samples: Vec::new(),
+    };
+    let mut next_sample = start + sample_every;
+    let end = start + duration;
+    loop {
+        // Memoryless lifetimes: the next departure among n live nodes comes
+        // after an exponential time with mean lifetime / n.
+        let n = sim.alive().count().max(1) as f64;
+        let u = (sim.rng().next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let gap = Duration::from_secs_f64(-(1.0 - u).ln() * lifetime.as_secs_f64() / n);
+        let at = sim.now() + gap;
+        while next_sample <= at.min(end) {
+            sim.run_until(next_sample);
+            let t = next_sample.saturating_since(start).as_secs_f64();
+            report.samples.push((t, sim.consistency()));
+            next_sample = next_sample + sample_every;
+        }
+        if at > end {
+            sim.run_until(end);
+            return report;
+        }
+        sim.run_until(at);
+        let alive: Vec<usize> = sim.alive().collect();
+        let victim = alive[sim.rng().below(alive.len() as u64) as usize];
+        if sim.rng().next_u64() & 1 == 0 {
+            sim.leave(victim);
+            report.leaves += 1;
+        } else {
+            sim.crash(victim);
+            report.crashes += 1;
+        }
+        // Three bootstraps, as a deployment should list: with one, a
+        // joiner whose only bootstrap crashes at once is left alone, and
+        // later joiners that pick it form an island with it.
+        let boot = sim.random_bootstraps(3, None);
+        sim.add_node(boot);
+        report.joins += 1;
+    }
+}

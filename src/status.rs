@@ -112,8 +112,8 @@ pub fn render_text(st: &NodeStatus, d: &DaemonInfo) -> String {
     );
     let _ = writeln!(
         o,
-        "buffers   {} of {} in use",
-        st.pool_in_use, st.pool_capacity
+        "buffers   {} of {} in use, at most {} so far",
+        st.pool_in_use, st.pool_capacity, st.pool_high_water
     );
     o
 }
@@ -129,7 +129,8 @@ pub fn render_json(st: &NodeStatus, d: &DaemonInfo) -> String {
         .str("listen", &d.listen)
         .num("handshakes_completed", st.handshakes_completed)
         .num("pool_in_use", st.pool_in_use)
-        .num("pool_capacity", st.pool_capacity);
+        .num("pool_capacity", st.pool_capacity)
+        .num("pool_high_water", st.pool_high_water);
     n.end();
     let mut peers = String::from("[");
     for (i, p) in st.peers.iter().enumerate() {

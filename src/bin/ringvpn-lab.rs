@@ -246,6 +246,12 @@ fn sim(args: &[String]) -> ExitCode {
         }
     }
     println!(
+        "pool buffers: at most {} of {} in use on any node, {} allocations refused",
+        s.pool_high_water(),
+        s.pool_slots,
+        s.drops(ringvpn::node::DropReason::PoolEmpty)
+    );
+    println!(
         "(simulated in {:.1} s of wall time)",
         wall.elapsed().as_secs_f64()
     );

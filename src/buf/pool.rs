@@ -34,25 +34,42 @@ impl PacketBuf {
 
 /// A fixed set of equally sized buffers allocated once.
 pub struct Pool {
-    slab: Box<[u8]>,
+    /// Reserved for every slot up front and never reallocated; its length
+    /// grows (zero-filled) only as far as the highest slot ever handed out,
+    /// so a pool costs resident memory for the buffers it has used, not for
+    /// its capacity.
+    slab: Vec<u8>,
     free: Vec<u32>,
     slots: u32,
+    /// Most buffers ever in use at once (sizing evidence for `slots`).
+    high_water: u32,
 }
 
 impl Pool {
-    /// A pool of `slots` buffers. The slab is zero-filled by the allocator
-    /// (fresh pages), so untouched slots cost no resident memory.
+    /// A pool of `slots` buffers.
     pub fn new(slots: u32) -> Pool {
-        let slab = vec![0u8; slots as usize * SLOT_LEN].into_boxed_slice();
+        let slab = Vec::with_capacity(slots as usize * SLOT_LEN);
         // Pop from the end: low slots are reused first, keeping the hot set small.
         let free = (0..slots).rev().collect();
-        Pool { slab, free, slots }
+        Pool {
+            slab,
+            free,
+            slots,
+            high_water: 0,
+        }
     }
 
     /// A handle to an empty buffer with the standard headroom, or `None`
     /// when every slot is in use (the caller counts a drop).
     pub fn alloc(&mut self) -> Option<PacketBuf> {
         let slot = self.free.pop()?;
+        self.high_water = self.high_water.max(self.in_use());
+        let end = (slot as usize + 1) * SLOT_LEN;
+        if end > self.slab.len() {
+            // Low slots are handed out first, so this runs only when the
+            // pool reaches a new depth; within capacity: no allocation.
+            self.slab.resize(end, 0);
+        }
         Some(PacketBuf {
             slot,
             head: HEADROOM as u16,
@@ -76,6 +93,13 @@ impl Pool {
     /// frame to several peers). Copies inside the slab; no heap.
     pub fn duplicate(&mut self, buf: &PacketBuf) -> Option<PacketBuf> {
         let slot = self.free.pop()?;
+        self.high_water = self.high_water.max(self.in_use());
+        let end = (slot as usize + 1) * SLOT_LEN;
+        if end > self.slab.len() {
+            // Low slots are handed out first, so this runs only when the
+            // pool reaches a new depth; within capacity: no allocation.
+            self.slab.resize(end, 0);
+        }
         let copy = PacketBuf {
             slot,
             head: buf.head,
@@ -99,6 +123,10 @@ impl Pool {
 
     pub fn in_use(&self) -> u32 {
         self.slots - self.free.len() as u32
+    }
+
+    pub fn high_water(&self) -> u32 {
+        self.high_water
     }
 
     fn range(&self, buf: &PacketBuf) -> core::ops::Range<usize> {

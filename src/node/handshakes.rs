@@ -140,6 +140,7 @@ impl Node {
                 && p.pending.is_none()
                 && p.sessions.current.is_none()
                 && p.sessions.next.is_none()
+                && p.sessions.next_alt.is_none()
                 && p.sessions.previous.is_none()
                 && p.waiting.is_empty()
         });
@@ -203,6 +204,7 @@ impl Node {
         if init.timestamp <= self.peers[usize::from(p.0)].last_init_timestamp {
             return self.stats.count(DropReason::HandshakeReplay);
         }
+        self.withdraw_if_crossed(now, p, from, &init.peer);
         let Some(mut out) = self.pool.alloc() else {
             return self.stats.count(DropReason::PoolEmpty);
         };
@@ -237,6 +239,38 @@ impl Node {
         }
         log::debug!("handshake from {} ({}) answered", peer.name, from);
         self.queue_transmit(from, out);
+    }
+
+    /// Both sides started a handshake at once (an init from the peer while
+    /// our own fresh one is out): one link, decided by key order. The
+    /// smaller key withdraws its init and only answers; the larger key
+    /// answers too, but the withdrawn side never completes that answer, so
+    /// the pair ends with one live session instead of two crossed ones
+    /// (which a third handshake could then split, each side sending on a
+    /// session the other had just evicted). Only a fresh first attempt to
+    /// the same endpoint counts as a crossing.
+    fn withdraw_if_crossed(
+        &mut self,
+        now: Instant,
+        p: PeerIdx,
+        from: SocketAddr,
+        theirs: &NodeKey,
+    ) {
+        let window = self.timers.handshake_retry_base;
+        let ours = self.identity.public();
+        let peer = &mut self.peers[usize::from(p.0)];
+        let fresh = peer.pending.as_ref().is_some_and(|x| {
+            x.attempts <= 1 && now.saturating_since(x.sent_at) < window && x.state.is_some()
+        });
+        if fresh && peer.endpoint == Some(from) && ours < *theirs {
+            log::debug!("crossed handshake with {}: theirs goes ahead", peer.name);
+            if let Some(pending) = peer.pending.take() {
+                // Its index stays registered until the answer comes.
+                if let Some(old) = peer.withdrawn.replace(pending.local_index) {
+                    self.by_index.remove(&old);
+                }
+            }
+        }
     }
 
     fn pending_slot(&mut self, t: Target) -> &mut Option<Pending> {
@@ -315,6 +349,14 @@ impl Node {
         let Some(&target) = self.by_index.get(&receiver) else {
             return self.drop_buf(buf, DropReason::UnknownSession);
         };
+        if let Target::Peer(p) = target {
+            let peer = &mut self.peers[usize::from(p.0)];
+            if peer.withdrawn == Some(receiver) {
+                peer.withdrawn = None;
+                self.by_index.remove(&receiver);
+                return self.pool.free(buf);
+            }
+        }
         let expected = match target {
             Target::Peer(p) => Some(self.peers[usize::from(p.0)].key),
             Target::Boot(_) | Target::Ctm(_) => None,

@@ -131,8 +131,9 @@ impl Node {
             by_key,
             by_index: BTreeMap::new(),
             macs: MacTable::default(),
-            transmits: VecDeque::with_capacity(MAX_QUEUED),
-            frames: VecDeque::with_capacity(MAX_QUEUED),
+            // Every queued item holds a pool buffer: never more than the pool.
+            transmits: VecDeque::with_capacity(MAX_QUEUED.min(cfg.pool_slots as usize)),
+            frames: VecDeque::with_capacity(MAX_QUEUED.min(cfg.pool_slots as usize)),
             stats: Stats::default(),
             limiter: HandshakeLimiter::new(now),
             rng: SeededRng::new(cfg.rng_seed),
@@ -321,10 +322,15 @@ impl Node {
             };
             return self.drop_buf(buf, reason);
         }
-        let promoted = slot == Slot::Next;
+        let promoted = matches!(slot, Slot::Next | Slot::NextAlt);
         if promoted {
-            if let Some(old) = peer.sessions.promote_next() {
+            if let Some(old) = peer.sessions.promote(slot) {
                 self.by_index.remove(&old);
+            }
+            // The first message on a session we answered comes one round
+            // trip after our answer: the responder's RTT sample.
+            if let (None, Some(cur)) = (peer.rtt, &peer.sessions.current) {
+                peer.rtt = Some(now.saturating_since(cur.created));
             }
         }
         peer.last_rx = Some(now);

@@ -54,10 +54,17 @@ impl LinkState {
 /// responder session not yet confirmed by the initiator's first message;
 /// `previous` still receives what was in flight during a rekey.
 #[derive(Default)]
+/// Sessions are boxed: ~1.4 KiB each (two AEAD keys and a replay window),
+/// so a peer without sessions costs a few hundred bytes, not 4 KiB. Boxes
+/// are made per handshake, never per packet.
 pub struct Sessions {
-    pub current: Option<Session>,
-    pub previous: Option<Session>,
-    pub next: Option<Session>,
+    pub current: Option<Box<Session>>,
+    pub previous: Option<Box<Session>>,
+    pub next: Option<Box<Session>>,
+    /// The answered session `next` replaced, still unconfirmed: a peer with
+    /// two inits in flight (a retry, or a link and a connect-to-me at once)
+    /// may go on with either, and the one it completes must be found.
+    pub next_alt: Option<Box<Session>>,
 }
 
 /// Which slot a received message matched.
@@ -66,6 +73,7 @@ pub enum Slot {
     Current,
     Previous,
     Next,
+    NextAlt,
 }
 
 impl Sessions {
@@ -73,6 +81,7 @@ impl Sessions {
         for (slot, s) in [
             (Slot::Current, &mut self.current),
             (Slot::Next, &mut self.next),
+            (Slot::NextAlt, &mut self.next_alt),
             (Slot::Previous, &mut self.previous),
         ] {
             if let Some(s) = s.as_mut().filter(|s| s.local_index == index) {
@@ -87,18 +96,25 @@ impl Sessions {
     pub fn install_initiated(&mut self, s: Session) -> Option<u32> {
         let evicted = self.previous.take().map(|p| p.local_index);
         self.previous = self.current.take();
-        self.current = Some(s);
+        self.current = Some(Box::new(s));
         evicted
     }
 
-    /// Installs a responder session in `next`; returns the index evicted.
+    /// Installs a responder session in `next` (the one there moves to
+    /// `next_alt`); returns the index evicted.
     pub fn install_responded(&mut self, s: Session) -> Option<u32> {
-        self.next.replace(s).map(|n| n.local_index)
+        let old = self.next.replace(Box::new(s))?;
+        self.next_alt.replace(old).map(|n| n.local_index)
     }
 
-    /// The initiator used `next`: promote it. Returns the index evicted.
-    pub fn promote_next(&mut self) -> Option<u32> {
-        let n = self.next.take()?;
+    /// The initiator used an answered session (`slot` is `Next` or
+    /// `NextAlt`): it becomes current. Returns the index evicted.
+    pub fn promote(&mut self, slot: Slot) -> Option<u32> {
+        let n = match slot {
+            Slot::Next => self.next.take(),
+            Slot::NextAlt => self.next_alt.take(),
+            _ => None,
+        }?;
         let evicted = self.previous.take().map(|p| p.local_index);
         self.previous = self.current.replace(n);
         evicted
@@ -106,7 +122,12 @@ impl Sessions {
 
     /// Drops sessions older than `max_age`; calls `gone` with each index.
     pub fn expire(&mut self, now: Instant, max_age: Duration, mut gone: impl FnMut(u32)) {
-        for slot in [&mut self.current, &mut self.previous, &mut self.next] {
+        for slot in [
+            &mut self.current,
+            &mut self.previous,
+            &mut self.next,
+            &mut self.next_alt,
+        ] {
             if slot
                 .as_ref()
                 .is_some_and(|s| now.saturating_since(s.created) >= max_age)
@@ -118,7 +139,12 @@ impl Sessions {
 
     /// Drops every session; calls `gone` with each index.
     pub fn clear(&mut self, mut gone: impl FnMut(u32)) {
-        for slot in [&mut self.current, &mut self.previous, &mut self.next] {
+        for slot in [
+            &mut self.current,
+            &mut self.previous,
+            &mut self.next,
+            &mut self.next_alt,
+        ] {
             if let Some(s) = slot.take() {
                 gone(s.local_index);
             }
@@ -126,7 +152,7 @@ impl Sessions {
     }
 
     pub fn oldest_created(&self) -> Option<Instant> {
-        [&self.current, &self.previous, &self.next]
+        [&self.current, &self.previous, &self.next, &self.next_alt]
             .iter()
             .filter_map(|s| s.as_ref().map(|s| s.created))
             .min()
@@ -151,6 +177,9 @@ pub struct Peer {
     pub endpoint: Option<SocketAddr>,
     pub sessions: Sessions,
     pub pending: Option<Pending>,
+    /// Our init withdrawn for the peer's crossing one: its answer is
+    /// expected and ignored, not counted as an unknown session.
+    pub withdrawn: Option<u32>,
     /// Newest init timestamp accepted from this peer (init replay guard).
     pub last_init_timestamp: u64,
     pub last_handshake: Option<Instant>,
@@ -179,6 +208,7 @@ impl Peer {
             endpoint: cfg.endpoint,
             sessions: Sessions::default(),
             pending: None,
+            withdrawn: None,
             last_init_timestamp: 0,
             last_handshake: None,
             last_rx: None,

@@ -69,6 +69,7 @@ pub struct NodeStatus {
     pub drops: Vec<(&'static str, u64)>,
     pub handshakes_completed: u64,
     pub pool_in_use: u32,
+    pub pool_high_water: u32,
     pub pool_capacity: u32,
     pub overlay: Option<OverlayStatus>,
 }
@@ -104,6 +105,7 @@ impl Node {
                 .collect(),
             handshakes_completed: self.stats.handshakes_completed,
             pool_in_use: self.pool.in_use(),
+            pool_high_water: self.pool.high_water(),
             pool_capacity: self.pool.capacity(),
             overlay: self.overlay.as_ref().map(|ov| OverlayStatus {
                 addr: ov.addr(),

@@ -149,6 +149,26 @@ fn established() -> Net {
 }
 
 #[test]
+fn crossed_handshakes_settle_on_one_session() {
+    // Both configured peers start at once: the smaller key withdraws its
+    // init, so both sides send on the same session and nothing is dropped.
+    let net = established();
+    let cur = |i: usize| {
+        let s = net.nodes[i].1.peers[0].sessions.current.as_ref().unwrap();
+        (s.local_index, s.remote_index)
+    };
+    let ((l0, r0), (l1, r1)) = (cur(0), cur(1));
+    assert_eq!((r0, r1), (l1, l0), "one session, seen from both ends");
+    for (_, n) in &net.nodes {
+        assert_eq!(n.stats().total_drops(), 0);
+        assert!(
+            n.status(net.now).peers[0].rtt.is_some(),
+            "both ends measured the RTT"
+        );
+    }
+}
+
+#[test]
 fn handshake_on_start_then_frames_both_ways() {
     let mut net = established();
     let f = frame(MAC_B, MAC_A, b"hello from a");

@@ -31,6 +31,7 @@ use crate::wire::overlay::{
     emit_routed_header, ConnList, Endpoints, Mode, Neighbours, NodeRecord, OverlayMsg, Records,
     Routed, FLAG_FINAL, KIND_LEAVE, MAX_CONN_LIST, MAX_ENDPOINTS, MAX_NEIGHBOURS,
 };
+use smallvec::SmallVec;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -58,6 +59,10 @@ pub struct OverlayConfig {
     pub near_check: Duration,
     /// A CTM without an answer by then is given up (and retried later).
     pub ctm_timeout: Duration,
+    /// A link asked for but not up by then stops counting as a near
+    /// neighbour-to-be, so a dead node offered by stale gossip does not
+    /// hold a near slot for the whole handshake retry schedule.
+    pub link_timeout: Duration,
     /// A link nobody has a reason for is closed once this old.
     pub trim_after: Duration,
     /// Hop limit of routed messages.
@@ -73,13 +78,14 @@ impl Default for OverlayConfig {
         OverlayConfig {
             near_wanted: 2,
             near_kept: 4,
-            shortcut_factor: 0.5,
+            shortcut_factor: 0.45,
             shortcut_min_nodes: 10.0,
             heartbeat: Duration::from_secs(1),
             near_check_fast: Duration::from_secs(2),
             settle_time: Duration::from_secs(30),
             near_check: Duration::from_secs(30),
             ctm_timeout: Duration::from_secs(5),
+            link_timeout: Duration::from_secs(3),
             trim_after: Duration::from_secs(30),
             ttl: 64,
             lookahead: true,
@@ -176,7 +182,13 @@ pub struct Overlay {
     pub echo_results: BTreeMap<u64, (u8, Duration)>,
 }
 
-type SmallPending = smallvec::SmallVec<[PendingCtm; 8]>;
+type SmallPending = SmallVec<[PendingCtm; 8]>;
+
+/// Connection lists sent per heartbeat at most.
+const CONN_LIST_BURST: usize = 8;
+/// Links trimmed per heartbeat at most (after a mass join a node may hold
+/// dozens of surplus links that all expire together).
+const TRIM_BURST: usize = 4;
 
 impl Overlay {
     pub fn new(
@@ -674,13 +686,29 @@ impl Overlay {
         }
     }
 
-    /// Sends our connection list to every link, if it changed.
+    /// Sends our connection list to the links that have not seen its
+    /// latest version: a change marks every link (at most once per
+    /// `conn_list_interval`), and each heartbeat serves a few of them, so a
+    /// busy moment costs a bounded burst of messages and buffers.
     fn send_conn_lists(&mut self, now: Instant) {
-        if !self.conns_dirty || now < self.conns_sent + self.cfg.conn_list_interval {
+        if self.conns_dirty && now >= self.conns_sent + self.cfg.conn_list_interval {
+            self.conns_dirty = false;
+            self.conns_sent = now;
+            self.table.iter_mut().for_each(|c| c.list_stale = true);
+        }
+        let stale: SmallVec<[PeerIdx; CONN_LIST_BURST]> = self
+            .table
+            .iter_mut()
+            .filter(|c| c.list_stale)
+            .take(CONN_LIST_BURST)
+            .map(|c| {
+                c.list_stale = false;
+                c.peer
+            })
+            .collect();
+        if stale.is_empty() {
             return;
         }
-        self.conns_dirty = false;
-        self.conns_sent = now;
         let list = ConnList {
             prefixes: self
                 .table
@@ -691,8 +719,7 @@ impl Overlay {
         };
         let mut msg = Vec::with_capacity(4 + list.prefixes.len() * 8);
         list.emit(&mut msg);
-        let peers: Vec<PeerIdx> = self.table.iter().map(|c| c.peer).collect();
-        for peer in peers {
+        for peer in stale {
             self.actions.push(Action::Send {
                 peer,
                 msg: msg.clone(),
@@ -807,7 +834,7 @@ impl Overlay {
         self.pending
             .retain(|p| now.saturating_since(p.sent) < timeout);
         self.wanted
-            .retain(|_, (_, t)| now.saturating_since(*t) < timeout * 3);
+            .retain(|_, (_, t)| now.saturating_since(*t) < self.cfg.link_timeout);
         if self.table.is_empty() {
             return;
         }
@@ -878,6 +905,7 @@ impl Overlay {
                     && !spare.contains(&c.addr)
             })
             .map(|c| c.peer)
+            .take(TRIM_BURST)
             .collect();
         for peer in trim {
             self.actions.push(Action::Send {

@@ -38,6 +38,8 @@ pub struct Conn {
     /// Address prefixes of the peer's own connections (its last
     /// connection list), for neighbour-of-neighbour routing.
     pub nbrs: Vec<u64>,
+    /// Our latest connection list has not been sent on this link yet.
+    pub list_stale: bool,
 }
 
 #[derive(Debug, Default)]
@@ -102,6 +104,7 @@ impl ConnTable {
                     theirs: 0,
                     announced: 0,
                     nbrs: Vec::new(),
+                    list_stale: false,
                 },
             ),
         }

@@ -48,6 +48,23 @@ impl Sim {
         self.addr_index().into_values().collect()
     }
 
+    /// The most pool buffers any node has had in use at once.
+    pub fn pool_high_water(&self) -> u32 {
+        self.nodes
+            .iter()
+            .map(|n| n.node.pool().high_water())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Drops of one reason summed over all nodes (live or not).
+    pub fn drops(&self, reason: crate::node::DropReason) -> u64 {
+        self.nodes
+            .iter()
+            .map(|n| n.node.stats().drops(reason))
+            .sum()
+    }
+
     /// Mean number of connections per live node.
     pub fn mean_connections(&self) -> f64 {
         let (mut sum, mut n) = (0usize, 0usize);

@@ -9,9 +9,6 @@ use std::time::Duration;
 /// random other nodes' endpoints (the design notes' bootstrap experiment).
 pub fn mass_join(n: usize, seed: u64, bootstraps: usize, net: NetConfig) -> Sim {
     let mut sim = Sim::new(seed, net);
-    for _ in 0..n {
-        sim.add_node(Vec::new());
-    }
     // Endpoints are known up front, so every node gets random bootstraps
     // among all the others (nodes that are not up yet simply do not answer).
     for i in 0..n {
@@ -23,7 +20,7 @@ pub fn mass_join(n: usize, seed: u64, bootstraps: usize, net: NetConfig) -> Sim 
                 b.push(e);
             }
         }
-        sim.set_bootstrap(i, b);
+        sim.add_node(b);
     }
     sim
 }

@@ -1,7 +1,8 @@
 //! Routing decisions of one overlay node, from hand-built tables.
 
 use super::*;
-use crate::wire::overlay::{emit_routed_header, MSG_ECHO_REQUEST};
+use crate::wire::overlay::{emit_routed_header, ConnList, Mode, FLAG_FINAL, MSG_ECHO_REQUEST};
+use std::time::Duration;
 
 const EP: &str = "198.18.0.1:5140";
 

@@ -1,0 +1,319 @@
+//! Messages that make links: connect-to-me requests and replies, routed
+//! echoes, neighbour gossip, connection lists and loop stitching.
+
+use super::addr::Addr;
+use super::{reason, Action, Overlay, PendingCtm, CONN_LIST_BURST};
+use crate::crypto::NodeKey;
+use crate::node::PeerIdx;
+use crate::rand::Rng;
+use crate::time::Instant;
+use crate::wire::overlay::{
+    ConnList, Mode, Neighbours, NodeRecord, OverlayMsg, Records, Routed, MAX_CONN_LIST,
+    MAX_NEIGHBOURS,
+};
+use smallvec::SmallVec;
+
+impl Overlay {
+    /// Handles a routed message delivered to this node.
+    pub fn handle_delivered(&mut self, now: Instant, msg: &[u8]) {
+        let Ok(r) = Routed::new_checked(msg) else {
+            self.stats.dropped_malformed += 1;
+            return;
+        };
+        match OverlayMsg::parse(r.msg_type(), r.payload()) {
+            Ok(m) => self.deliver(now, r.src(), r.hops(), m),
+            Err(_) => self.stats.dropped_malformed += 1,
+        }
+    }
+
+    pub(super) fn deliver(&mut self, now: Instant, src: Addr, hops: u8, msg: OverlayMsg) {
+        self.stats.delivered += 1;
+        match msg {
+            OverlayMsg::CtmRequest {
+                purpose,
+                key,
+                endpoints,
+                init,
+            } => {
+                if key == self.key || Addr::of_key(&key) != src {
+                    self.stats.dropped_malformed += 1;
+                    return;
+                }
+                if let (false, false, Some(&endpoint)) =
+                    (init.is_empty(), self.is_linked(src), endpoints.first())
+                {
+                    // A new link in one round trip: answer the init. Our
+                    // neighbours go to the requester once the link is up.
+                    self.actions.push(Action::AnswerInit { init, endpoint });
+                    return;
+                }
+                let reply = OverlayMsg::CtmReply {
+                    purpose,
+                    key: self.key,
+                    endpoints: self.endpoints.clone(),
+                    neighbours: self.records_near(src, Some(src)),
+                };
+                self.send_routed(now, Mode::Exact, src, &reply);
+                // Link from this side too: with NATs, both sides sending at
+                // once is the hole punch.
+                if let Some(&ep) = endpoints.first() {
+                    self.actions.push(Action::Link {
+                        node: NodeRecord { key, endpoint: ep },
+                    });
+                }
+            }
+            OverlayMsg::CtmReply {
+                purpose,
+                key,
+                endpoints,
+                neighbours,
+            } => {
+                if Addr::of_key(&key) != src {
+                    self.stats.dropped_malformed += 1;
+                    return;
+                }
+                self.pending.retain(|p| p.purpose != purpose);
+                if let Some(&ep) = endpoints.first() {
+                    let reasons = if purpose == reason::SHORTCUT {
+                        reason::SHORTCUT
+                    } else {
+                        0
+                    };
+                    self.want(now, NodeRecord { key, endpoint: ep }, reasons);
+                }
+                self.consider_neighbours(now, &neighbours);
+            }
+            OverlayMsg::EchoRequest { nonce, stamp } => {
+                self.send_routed(
+                    now,
+                    Mode::Exact,
+                    src,
+                    &OverlayMsg::EchoReply { nonce, stamp },
+                );
+            }
+            OverlayMsg::EchoReply { nonce, stamp } => {
+                self.stats.echo_replies += 1;
+                self.stats.echo_reply_hops += u64::from(hops);
+                let rtt = now.saturating_since(Instant::from_micros(stamp));
+                if self.echo_results.len() < 100_000 {
+                    self.echo_results.insert(nonce, (hops, rtt));
+                }
+            }
+        }
+    }
+
+    pub(super) fn is_linked(&self, a: Addr) -> bool {
+        self.table.get(a).is_some()
+    }
+
+    /// A connect-to-me we sent was answered by a handshake with `key`: the
+    /// link that comes up gets the reasons the request was for.
+    pub fn ctm_linked(&mut self, now: Instant, key: NodeKey, purpose: u8) {
+        self.pending.retain(|p| p.purpose != purpose);
+        let reasons = if purpose == reason::SHORTCUT {
+            reason::SHORTCUT
+        } else {
+            0
+        };
+        let addr = Addr::of_key(&key);
+        match self.table.get_mut(addr) {
+            Some(c) => c.mine |= reasons,
+            None => self.wanted.entry(addr).or_insert((0, now)).0 |= reasons,
+        }
+    }
+
+    /// Starts an echo to the node closest to `dst` (a routed ping).
+    pub fn echo(&mut self, now: Instant, dst: Addr, mode: Mode, nonce: u64) {
+        let msg = OverlayMsg::EchoRequest {
+            nonce,
+            stamp: now.as_micros(),
+        };
+        self.send_routed(now, mode, dst, &msg);
+    }
+
+    /// A node looking for its own neighbours passed through us: if it
+    /// would be one of our nearest, link to it. This is what stitches the
+    /// two chains of a loopy ring together: the last hops of a greedy route
+    /// to an address run through the nodes next to it.
+    pub(super) fn link_if_nearer(&mut self, src: Addr, payload: &[u8]) {
+        if src == self.me || self.table.get(src).is_some() || self.wanted.contains_key(&src) {
+            return;
+        }
+        if !self.would_be_near(src) {
+            return;
+        }
+        if let Ok(OverlayMsg::CtmRequest { key, endpoints, .. }) =
+            OverlayMsg::parse(crate::wire::overlay::MSG_CTM_REQUEST, payload)
+        {
+            if let (true, Some(&endpoint)) = (Addr::of_key(&key) == src, endpoints.first()) {
+                self.stats.stitched += 1;
+                log::debug!("{} stitching {}", self.me, src);
+                self.actions.push(Action::Link {
+                    node: NodeRecord { key, endpoint },
+                });
+            }
+        }
+    }
+
+    // ----- direct link messages -----
+
+    /// A neighbours message from `peer`.
+    pub fn handle_neighbours(&mut self, now: Instant, peer: PeerIdx, msg: &[u8]) {
+        let Ok(n) = Neighbours::parse(msg) else {
+            self.stats.dropped_malformed += 1;
+            return;
+        };
+        if let Some(c) = self.table.by_peer_mut(peer) {
+            c.theirs = n.reasons;
+        }
+        self.consider_neighbours(now, &n.records);
+    }
+
+    /// A connection list from `peer`: kept for lookahead routing.
+    pub fn handle_conn_list(&mut self, peer: PeerIdx, msg: &[u8]) {
+        let Ok(l) = ConnList::parse(msg) else {
+            self.stats.dropped_malformed += 1;
+            return;
+        };
+        if let Some(c) = self.table.by_peer_mut(peer) {
+            c.nbrs = l.prefixes;
+        }
+    }
+
+    /// Sends our connection list to the links that have not seen its
+    /// latest version: a change marks every link (at most once per
+    /// `conn_list_interval`), and each heartbeat serves a few of them, so a
+    /// busy moment costs a bounded burst of messages and buffers.
+    pub(super) fn send_conn_lists(&mut self, now: Instant) {
+        if self.conns_dirty && now >= self.conns_sent + self.cfg.conn_list_interval {
+            self.conns_dirty = false;
+            self.conns_sent = now;
+            self.table.iter_mut().for_each(|c| c.list_stale = true);
+        }
+        let stale: SmallVec<[PeerIdx; CONN_LIST_BURST]> = self
+            .table
+            .iter_mut()
+            .filter(|c| c.list_stale)
+            .take(CONN_LIST_BURST)
+            .map(|c| {
+                c.list_stale = false;
+                c.peer
+            })
+            .collect();
+        if stale.is_empty() {
+            return;
+        }
+        let list = ConnList {
+            prefixes: self
+                .table
+                .iter()
+                .take(MAX_CONN_LIST)
+                .map(|c| (c.addr.0 >> 64) as u64)
+                .collect(),
+        };
+        let mut msg = Vec::with_capacity(4 + list.prefixes.len() * 8);
+        list.emit(&mut msg);
+        for peer in stale {
+            self.actions.push(Action::Send {
+                peer,
+                msg: msg.clone(),
+            });
+        }
+    }
+
+    /// Links to any offered node that would be among our wanted near neighbours.
+    pub(super) fn consider_neighbours(&mut self, now: Instant, records: &[NodeRecord]) {
+        for rec in records {
+            let a = Addr::of_key(&rec.key);
+            if rec.key == self.key || self.table.get(a).is_some() || self.wanted.contains_key(&a) {
+                continue;
+            }
+            if self.would_be_near(a) {
+                self.want(now, *rec, reason::NEAR);
+            }
+        }
+    }
+
+    /// Would `a` be among the `near_wanted` nearest going right or going
+    /// left, counting the links already being set up? (By rank on each
+    /// side, as the near reasons are given: in a small ring a node can be
+    /// our second on the left yet nearer by the right-hand way round.)
+    pub(super) fn would_be_near(&self, a: Addr) -> bool {
+        let me = self.me;
+        let (rd, ld) = (me.right_dist(a), me.left_dist(a));
+        let known = || {
+            self.table
+                .iter()
+                .map(|c| c.addr)
+                .chain(self.wanted.keys().copied())
+        };
+        let closer_right = known().filter(|&x| me.right_dist(x) < rd).count();
+        let closer_left = known().filter(|&x| me.left_dist(x) < ld).count();
+        closer_right < self.cfg.near_wanted || closer_left < self.cfg.near_wanted
+    }
+
+    /// Up to 8 of our connections nearest `target` (4 each side), as records.
+    pub(super) fn records_near(&self, target: Addr, skip: Option<Addr>) -> Records {
+        let mut out = Records::new();
+        let per_side = MAX_NEIGHBOURS / 2;
+        for c in self
+            .table
+            .right_of(target, per_side)
+            .chain(self.table.left_of(target, per_side))
+        {
+            if Some(c.addr) == skip || out.len() >= MAX_NEIGHBOURS {
+                continue;
+            }
+            let rec = NodeRecord {
+                key: c.key,
+                endpoint: c.endpoint,
+            };
+            if !out.contains(&rec) {
+                out.push(rec);
+            }
+        }
+        out
+    }
+
+    pub(super) fn send_neighbours(&mut self, peer: PeerIdx, addr: Addr, with_records: bool) {
+        let reasons = self.table.get(addr).map_or(0, |c| c.mine);
+        let records = if with_records {
+            self.records_near(addr, Some(addr))
+        } else {
+            Records::new()
+        };
+        let mut msg = Vec::with_capacity(4 + records.len() * 52);
+        Neighbours { reasons, records }.emit(&mut msg);
+        if let Some(c) = self.table.get_mut(addr) {
+            c.announced = reasons;
+        }
+        self.actions.push(Action::Send { peer, msg });
+    }
+
+    pub(super) fn ctm(&mut self, now: Instant, mode: Mode, target: Addr, purpose: u8) {
+        self.stats.ctm_sent += 1;
+        self.pending.push(PendingCtm { purpose, sent: now });
+        let msg = OverlayMsg::CtmRequest {
+            purpose,
+            key: self.key,
+            endpoints: self.endpoints.clone(),
+            init: Vec::new(),
+        };
+        // A handshake init rides along when the answer is likely a node we
+        // are not linked to yet: shortcuts, and near checks while settling.
+        // Stable near checks find the neighbours we have, so they save the
+        // ~190 bytes per hop.
+        let settling = now.saturating_since(self.near_changed) < self.cfg.settle_time;
+        let init_for = (purpose == reason::SHORTCUT || settling).then_some(purpose);
+        // Looking for our own neighbours, start from a random connection:
+        // greedy routing from our nearest link could end in the same false
+        // pocket of a loopy ring that we are trying to get out of.
+        let via = if purpose == reason::NEAR && !self.table.is_empty() {
+            let k = self.rng.below(self.table.len() as u64) as usize;
+            self.table.iter().nth(k).map(|c| c.peer)
+        } else {
+            None
+        };
+        self.send_routed_via(now, mode, target, &msg, via, init_for);
+    }
+}

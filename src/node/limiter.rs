@@ -1,9 +1,12 @@
-//! Token buckets bounding the handshake work strangers can cause.
+//! Token buckets bounding the work others can cause.
 //!
 //! Verifying an Ed25519 signature costs tens of microseconds on x86 and
 //! milliseconds on a router CPU, so inits are metered before any crypto:
 //! one global bucket, and one per source address in a fixed-size table
 //! (the oldest entry is recycled) so a single source cannot starve others.
+//! Links the overlay starts on others' say-so (connect-to-me requests,
+//! gossip) share one more bucket, and each peer's overlay messages have
+//! their own (see [`Bucket`] in `Peer`).
 
 use crate::time::Instant;
 use std::net::IpAddr;
@@ -16,23 +19,37 @@ pub const SOURCE_RATE_PER_S: u32 = 10;
 pub const SOURCE_BURST: u32 = 10;
 /// Distinct sources tracked; a fixed table, so memory is bounded.
 pub const SOURCE_SLOTS: usize = 64;
+/// New overlay links started per second, and burst: a node joining a
+/// ring makes ~15 links over a few seconds, a settled node ~1 a minute;
+/// a flood of connect-to-me requests or fake gossip cannot make it send
+/// handshakes faster than this.
+pub const LINK_RATE_PER_S: u32 = 20;
+pub const LINK_BURST: u32 = 60;
+/// Overlay messages (routed, gossip, lists) per second and burst from one
+/// peer. A link carries a few per second at most in steady state (the
+/// simulator's busiest node forwards ~10/s spread over ~15 links), so this
+/// only stops a peer that floods.
+pub const OVERLAY_RATE_PER_S: u32 = 100;
+pub const OVERLAY_BURST: u32 = 200;
 
+/// A token bucket.
 #[derive(Clone, Copy, Debug)]
-struct Bucket {
+pub struct Bucket {
     /// Tokens in millitokens, so slow rates refill smoothly.
     milli: u64,
     last: Instant,
 }
 
 impl Bucket {
-    fn full(burst: u32, now: Instant) -> Bucket {
+    pub fn full(burst: u32, now: Instant) -> Bucket {
         Bucket {
             milli: u64::from(burst) * 1000,
             last: now,
         }
     }
 
-    fn take(&mut self, now: Instant, rate: u32, burst: u32) -> bool {
+    /// Takes a token if there is one (refilled at `rate` per second, up to `burst`).
+    pub fn take(&mut self, now: Instant, rate: u32, burst: u32) -> bool {
         let elapsed_us = now.saturating_since(self.last).as_micros() as u64;
         let refill = elapsed_us.saturating_mul(u64::from(rate)) / 1000;
         self.milli = (self.milli + refill).min(u64::from(burst) * 1000);
@@ -50,6 +67,7 @@ impl Bucket {
 pub struct HandshakeLimiter {
     global: Bucket,
     sources: Vec<(IpAddr, Bucket)>,
+    links: Bucket,
 }
 
 impl HandshakeLimiter {
@@ -57,7 +75,13 @@ impl HandshakeLimiter {
         HandshakeLimiter {
             global: Bucket::full(GLOBAL_BURST, now),
             sources: Vec::with_capacity(SOURCE_SLOTS),
+            links: Bucket::full(LINK_BURST, now),
         }
+    }
+
+    /// May the overlay start one more link?
+    pub fn allow_link(&mut self, now: Instant) -> bool {
+        self.links.take(now, LINK_RATE_PER_S, LINK_BURST)
     }
 
     /// May we spend handshake work on a message from `src`?

@@ -1,6 +1,7 @@
 //! Links as the overlay sees them: up/down events, the overlay's actions
 //! (send, link, close) and the overlay's control messages on links.
 
+use super::limiter::{OVERLAY_BURST, OVERLAY_RATE_PER_S};
 use super::{DropReason, Node, PeerIdx};
 use crate::buf::PacketBuf;
 use crate::overlay::{Action, Addr, Overlay, Route};
@@ -167,6 +168,10 @@ impl Node {
         let answered = peer.sessions.next.is_some();
         let idle = peer.sessions.current.is_none() && !answered;
         if peer.pending.is_none() && (reopen || idle) {
+            if !self.limiter.allow_link(now) {
+                self.peers[usize::from(p.0)].wanted = false;
+                return self.stats.count(DropReason::RateLimited);
+            }
             self.start_handshake(now, super::Target::Peer(p));
         }
     }
@@ -209,31 +214,41 @@ impl Node {
         buf: PacketBuf,
     ) -> Option<PacketBuf> {
         let kind = self.pool.data(&buf).first().copied();
-        let Some(ov) = self.overlay.as_mut() else {
+        if self.overlay.is_none()
+            || !matches!(
+                kind,
+                Some(KIND_ROUTED | KIND_NEIGHBOURS | KIND_CONN_LIST | KIND_LEAVE)
+            )
+        {
             return Some(buf);
-        };
-        match kind {
+        }
+        let budget = &mut self.peers[usize::from(p.0)].overlay_budget;
+        if !budget.take(now, OVERLAY_RATE_PER_S, OVERLAY_BURST) {
+            self.drop_buf(buf, DropReason::OverlayRateLimited);
+            return None;
+        }
+        let ov = self.overlay.as_mut()?;
+        let refused = match kind {
             Some(KIND_ROUTED) => match ov.route(self.pool.data_mut(&buf)) {
-                Route::Forward(next) => self.send_to_peer(now, next, MsgType::Control, buf),
-                Route::Deliver => {
-                    ov.handle_delivered(now, self.pool.data(&buf));
-                    self.pool.free(buf);
+                Route::Forward(next) => {
+                    self.send_to_peer(now, next, MsgType::Control, buf);
+                    self.run_overlay_actions(now);
+                    return None;
                 }
-                Route::Drop => self.pool.free(buf),
+                Route::Deliver => ov.handle_delivered(now, self.pool.data(&buf)),
+                Route::Drop(r) => Err(r),
             },
-            Some(KIND_NEIGHBOURS) => {
-                ov.handle_neighbours(now, p, self.pool.data(&buf));
-                self.pool.free(buf);
-            }
-            Some(KIND_CONN_LIST) => {
-                ov.handle_conn_list(p, self.pool.data(&buf));
-                self.pool.free(buf);
-            }
-            Some(KIND_LEAVE) => {
+            Some(KIND_NEIGHBOURS) => ov.handle_neighbours(now, p, self.pool.data(&buf)),
+            Some(KIND_CONN_LIST) => ov.handle_conn_list(p, self.pool.data(&buf)),
+            _ => {
                 self.pool.free(buf);
                 self.close_link(now, p);
+                return None;
             }
-            _ => return Some(buf),
+        };
+        match refused {
+            Ok(()) => self.pool.free(buf),
+            Err(r) => self.drop_buf(buf, DropReason::of_refusal(r)),
         }
         self.run_overlay_actions(now);
         None

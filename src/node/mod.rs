@@ -11,7 +11,7 @@
 
 pub mod config;
 mod handshakes;
-mod limiter;
+pub mod limiter;
 mod links;
 pub mod peer;
 pub mod stats;

@@ -2,6 +2,7 @@
 //! frames waiting for a session.
 
 use super::config::{PeerConfig, Timers};
+use super::limiter::{Bucket, OVERLAY_BURST};
 use crate::buf::PacketBuf;
 use crate::crypto::handshake::Initiator;
 use crate::crypto::{NodeKey, Session};
@@ -193,6 +194,8 @@ pub struct Peer {
     pub tx_bytes: u64,
     pub rx_packets: u64,
     pub tx_packets: u64,
+    /// Overlay messages this peer may still send us (see limiter).
+    pub overlay_budget: Bucket,
 }
 
 impl Peer {
@@ -220,6 +223,7 @@ impl Peer {
             tx_bytes: 0,
             rx_packets: 0,
             tx_packets: 0,
+            overlay_budget: Bucket::full(OVERLAY_BURST, Instant::ZERO),
         }
     }
 

@@ -36,10 +36,37 @@ pub enum DropReason {
     BadFrame,
     /// The peer table is full: a new peer could not be added.
     TooManyPeers,
+    /// An overlay message whose lengths, counts or mode do not parse.
+    OverlayMalformed,
+    /// An overlay message claiming a source it cannot be from (a
+    /// connect-to-me whose key does not hash to its source, or our own
+    /// address).
+    OverlayForged,
+    /// A connect-to-me reply to no request of ours (never sent, already
+    /// answered, or timed out).
+    Unsolicited,
+    /// A routed message that reached its hop limit.
+    HopLimit,
+    /// A routed message for an exact address no node has.
+    NoRoute,
+    /// A peer sent overlay messages faster than its budget.
+    OverlayRateLimited,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 16] = [
+    /// How the node counts an overlay refusal.
+    pub fn of_refusal(r: crate::overlay::Refused) -> DropReason {
+        use crate::overlay::Refused;
+        match r {
+            Refused::Malformed => DropReason::OverlayMalformed,
+            Refused::Forged => DropReason::OverlayForged,
+            Refused::Unsolicited => DropReason::Unsolicited,
+            Refused::HopLimit => DropReason::HopLimit,
+            Refused::NoRoute => DropReason::NoRoute,
+        }
+    }
+
+    pub const ALL: [DropReason; 22] = [
         DropReason::BadLength,
         DropReason::BadVersion,
         DropReason::BadType,
@@ -56,6 +83,12 @@ impl DropReason {
         DropReason::PoolEmpty,
         DropReason::BadFrame,
         DropReason::TooManyPeers,
+        DropReason::OverlayMalformed,
+        DropReason::OverlayForged,
+        DropReason::Unsolicited,
+        DropReason::HopLimit,
+        DropReason::NoRoute,
+        DropReason::OverlayRateLimited,
     ];
 
     /// Stable snake_case name used by `ringvpn status` and its JSON.
@@ -77,6 +110,12 @@ impl DropReason {
             DropReason::PoolEmpty => "pool_empty",
             DropReason::BadFrame => "bad_frame",
             DropReason::TooManyPeers => "too_many_peers",
+            DropReason::OverlayMalformed => "overlay_malformed",
+            DropReason::OverlayForged => "overlay_forged",
+            DropReason::Unsolicited => "unsolicited",
+            DropReason::HopLimit => "hop_limit",
+            DropReason::NoRoute => "no_route",
+            DropReason::OverlayRateLimited => "overlay_rate_limited",
         }
     }
 }

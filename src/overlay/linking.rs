@@ -2,7 +2,9 @@
 //! echoes, neighbour gossip, connection lists and loop stitching.
 
 use super::addr::Addr;
-use super::{reason, Action, Overlay, PendingCtm, CONN_LIST_BURST};
+use super::{
+    reason, Action, Overlay, PendingCtm, Refused, CONN_LIST_BURST, FAILED_FOR, MAX_ECHO_RESULTS,
+};
 use crate::crypto::NodeKey;
 use crate::node::PeerIdx;
 use crate::rand::Rng;
@@ -15,18 +17,19 @@ use smallvec::SmallVec;
 
 impl Overlay {
     /// Handles a routed message delivered to this node.
-    pub fn handle_delivered(&mut self, now: Instant, msg: &[u8]) {
-        let Ok(r) = Routed::new_checked(msg) else {
-            self.stats.dropped_malformed += 1;
-            return;
-        };
-        match OverlayMsg::parse(r.msg_type(), r.payload()) {
-            Ok(m) => self.deliver(now, r.src(), r.hops(), m),
-            Err(_) => self.stats.dropped_malformed += 1,
-        }
+    pub fn handle_delivered(&mut self, now: Instant, msg: &[u8]) -> Result<(), Refused> {
+        let r = Routed::new_checked(msg).map_err(|_| Refused::Malformed)?;
+        let m = OverlayMsg::parse(r.msg_type(), r.payload()).map_err(|_| Refused::Malformed)?;
+        self.deliver(now, r.src(), r.hops(), m)
     }
 
-    pub(super) fn deliver(&mut self, now: Instant, src: Addr, hops: u8, msg: OverlayMsg) {
+    pub(super) fn deliver(
+        &mut self,
+        now: Instant,
+        src: Addr,
+        hops: u8,
+        msg: OverlayMsg,
+    ) -> Result<(), Refused> {
         self.stats.delivered += 1;
         match msg {
             OverlayMsg::CtmRequest {
@@ -36,8 +39,7 @@ impl Overlay {
                 init,
             } => {
                 if key == self.key || Addr::of_key(&key) != src {
-                    self.stats.dropped_malformed += 1;
-                    return;
+                    return Err(Refused::Forged);
                 }
                 if let (false, false, Some(&endpoint)) =
                     (init.is_empty(), self.is_linked(src), endpoints.first())
@@ -45,7 +47,7 @@ impl Overlay {
                     // A new link in one round trip: answer the init. Our
                     // neighbours go to the requester once the link is up.
                     self.actions.push(Action::AnswerInit { init, endpoint });
-                    return;
+                    return Ok(());
                 }
                 let reply = OverlayMsg::CtmReply {
                     purpose,
@@ -69,10 +71,11 @@ impl Overlay {
                 neighbours,
             } => {
                 if Addr::of_key(&key) != src {
-                    self.stats.dropped_malformed += 1;
-                    return;
+                    return Err(Refused::Forged);
                 }
-                self.pending.retain(|p| p.purpose != purpose);
+                if !self.answered(purpose) {
+                    return Err(Refused::Unsolicited);
+                }
                 if let Some(&ep) = endpoints.first() {
                     let reasons = if purpose == reason::SHORTCUT {
                         reason::SHORTCUT
@@ -95,11 +98,12 @@ impl Overlay {
                 self.stats.echo_replies += 1;
                 self.stats.echo_reply_hops += u64::from(hops);
                 let rtt = now.saturating_since(Instant::from_micros(stamp));
-                if self.echo_results.len() < 100_000 {
+                if self.echo_results.len() < MAX_ECHO_RESULTS {
                     self.echo_results.insert(nonce, (hops, rtt));
                 }
             }
         }
+        Ok(())
     }
 
     pub(super) fn is_linked(&self, a: Addr) -> bool {
@@ -109,7 +113,7 @@ impl Overlay {
     /// A connect-to-me we sent was answered by a handshake with `key`: the
     /// link that comes up gets the reasons the request was for.
     pub fn ctm_linked(&mut self, now: Instant, key: NodeKey, purpose: u8) {
-        self.pending.retain(|p| p.purpose != purpose);
+        self.answered(purpose);
         let reasons = if purpose == reason::SHORTCUT {
             reason::SHORTCUT
         } else {
@@ -158,26 +162,27 @@ impl Overlay {
     // ----- direct link messages -----
 
     /// A neighbours message from `peer`.
-    pub fn handle_neighbours(&mut self, now: Instant, peer: PeerIdx, msg: &[u8]) {
-        let Ok(n) = Neighbours::parse(msg) else {
-            self.stats.dropped_malformed += 1;
-            return;
-        };
+    pub fn handle_neighbours(
+        &mut self,
+        now: Instant,
+        peer: PeerIdx,
+        msg: &[u8],
+    ) -> Result<(), Refused> {
+        let n = Neighbours::parse(msg).map_err(|_| Refused::Malformed)?;
         if let Some(c) = self.table.by_peer_mut(peer) {
             c.theirs = n.reasons;
         }
         self.consider_neighbours(now, &n.records);
+        Ok(())
     }
 
     /// A connection list from `peer`: kept for lookahead routing.
-    pub fn handle_conn_list(&mut self, peer: PeerIdx, msg: &[u8]) {
-        let Ok(l) = ConnList::parse(msg) else {
-            self.stats.dropped_malformed += 1;
-            return;
-        };
+    pub fn handle_conn_list(&mut self, peer: PeerIdx, msg: &[u8]) -> Result<(), Refused> {
+        let l = ConnList::parse(msg).map_err(|_| Refused::Malformed)?;
         if let Some(c) = self.table.by_peer_mut(peer) {
             c.nbrs = l.prefixes;
         }
+        Ok(())
     }
 
     /// Sends our connection list to the links that have not seen its
@@ -228,10 +233,34 @@ impl Overlay {
             if rec.key == self.key || self.table.get(a).is_some() || self.wanted.contains_key(&a) {
                 continue;
             }
+            if self.recently_failed(now, a) {
+                self.stats.records_ignored += 1;
+                continue;
+            }
             if self.would_be_near(a) {
                 self.want(now, *rec, reason::NEAR);
             }
         }
+    }
+
+    /// Takes one outstanding request for `purpose` off the list (the near
+    /// check sends two, right and left, each answered on its own); false
+    /// if there was none.
+    pub(super) fn answered(&mut self, purpose: u8) -> bool {
+        match self.pending.iter().position(|p| p.purpose == purpose) {
+            Some(i) => {
+                self.pending.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A link to `a` was asked for lately and never came up.
+    pub(super) fn recently_failed(&self, now: Instant, a: Addr) -> bool {
+        self.failed
+            .iter()
+            .any(|&(f, t)| f == a && now.saturating_since(t) < FAILED_FOR)
     }
 
     /// Would `a` be among the `near_wanted` nearest going right or going

@@ -7,6 +7,7 @@ use crate::node::PeerIdx;
 use crate::rand::Rng;
 use crate::time::Instant;
 use crate::wire::overlay::{Mode, KIND_LEAVE};
+use smallvec::SmallVec;
 use std::time::Duration;
 
 impl Overlay {
@@ -45,8 +46,20 @@ impl Overlay {
         let timeout = self.cfg.ctm_timeout;
         self.pending
             .retain(|p| now.saturating_since(p.sent) < timeout);
-        self.wanted
-            .retain(|_, (_, t)| now.saturating_since(*t) < self.cfg.link_timeout);
+        // Links asked for that did not come up in time stop holding their
+        // place, and are remembered as failed.
+        let link_timeout = self.cfg.link_timeout;
+        let expired: SmallVec<[Addr; 8]> = self
+            .wanted
+            .iter()
+            .filter(|(_, (_, t))| now.saturating_since(*t) >= link_timeout)
+            .map(|(&a, _)| a)
+            .take(8)
+            .collect();
+        for a in expired {
+            self.wanted.remove(&a);
+            self.note_failed(now, a);
+        }
         if self.table.is_empty() {
             return;
         }
@@ -140,5 +153,20 @@ impl Overlay {
         } else {
             Addr(self.me.0.wrapping_sub(d))
         }
+    }
+
+    /// Remembers a failed link target (the oldest entry makes room).
+    fn note_failed(&mut self, now: Instant, a: Addr) {
+        if let Some(e) = self.failed.iter_mut().find(|(f, _)| *f == a) {
+            e.1 = now;
+            return;
+        }
+        if self.failed.len() >= super::FAILED_SLOTS {
+            let oldest = (0..self.failed.len())
+                .min_by_key(|&i| self.failed[i].1)
+                .unwrap_or(0);
+            self.failed.swap_remove(oldest);
+        }
+        self.failed.push((a, now));
     }
 }

@@ -132,8 +132,26 @@ pub enum Action {
 pub enum Route {
     Forward(PeerIdx),
     Deliver,
-    /// Dropped: hop limit reached, or no node has the exact address.
-    Drop,
+    Drop(Refused),
+}
+
+/// Why the overlay refused a message from a link (the node counts each
+/// as a drop by reason; none is logged per message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Lengths, counts or a mode that do not parse.
+    Malformed,
+    /// A connect-to-me whose key does not hash to its source address, or
+    /// a message that claims to come from us.
+    Forged,
+    /// A connect-to-me reply to no request of ours (never sent, already
+    /// answered or given up on): it could make us link wherever a
+    /// stranger says.
+    Unsolicited,
+    /// The hop limit was reached.
+    HopLimit,
+    /// Exact mode, and no node has the address.
+    NoRoute,
 }
 
 /// Overlay counters (for status, the simulator and tests).
@@ -141,9 +159,13 @@ pub enum Route {
 pub struct OverlayStats {
     pub forwarded: u64,
     pub delivered: u64,
-    pub dropped_ttl: u64,
-    pub dropped_no_route: u64,
-    pub dropped_malformed: u64,
+    /// Messages we started that had nowhere to go (no links yet).
+    pub unroutable: u64,
+    /// Messages whose TTL exceeded ours, cut down to it.
+    pub ttl_clamped: u64,
+    /// Gossiped node records not acted on because a link to the same node
+    /// recently failed (a fake or dead claim).
+    pub records_ignored: u64,
     pub ctm_sent: u64,
     /// Links made to a node whose near check passed through us.
     pub stitched: u64,
@@ -163,8 +185,13 @@ pub struct Overlay {
     cfg: OverlayConfig,
     table: ConnTable,
     endpoints: Endpoints,
-    /// Reasons to give links that are being set up, by address.
+    /// Reasons to give links that are being set up, by address (at most
+    /// MAX_WANTED).
     wanted: BTreeMap<Addr, (u8, Instant)>,
+    /// Nodes a link to which was asked for and never came up, and when:
+    /// gossip naming them is ignored for FAILED_FOR (a fake or dead record
+    /// costs one attempt, not one per message that repeats it).
+    failed: SmallVec<[(Addr, Instant); FAILED_SLOTS]>,
     pending: SmallPending,
     next_heartbeat: Instant,
     next_near_check: Instant,
@@ -183,6 +210,16 @@ pub struct Overlay {
 }
 
 type SmallPending = SmallVec<[PendingCtm; 8]>;
+
+/// Links being set up at once at most (near candidates, shortcuts and
+/// stitching need a handful; the cap bounds what gossip can start).
+pub(super) const MAX_WANTED: usize = 32;
+/// Recently failed link targets remembered (the oldest is forgotten first).
+pub(super) const FAILED_SLOTS: usize = 16;
+/// How long a failed target is not linked again on hearsay.
+pub(super) const FAILED_FOR: Duration = Duration::from_secs(30);
+/// Echo results kept for the caller (ring-ping, the simulator's probes).
+pub(super) const MAX_ECHO_RESULTS: usize = 4096;
 
 /// Connection lists sent per heartbeat at most.
 pub(super) const CONN_LIST_BURST: usize = 8;
@@ -205,6 +242,7 @@ impl Overlay {
             table: ConnTable::default(),
             endpoints: endpoints.iter().take(MAX_ENDPOINTS).copied().collect(),
             wanted: BTreeMap::new(),
+            failed: SmallVec::new(),
             pending: SmallPending::new(),
             next_heartbeat: now,
             next_near_check: now,
@@ -301,6 +339,7 @@ impl Overlay {
                 c.mine |= reason::LEAF;
             }
         }
+        self.failed.retain(|(f, _)| *f != addr);
         if let Some((reasons, _)) = self.wanted.remove(&addr) {
             if let Some(c) = self.table.get_mut(addr) {
                 c.mine |= reasons;
@@ -335,6 +374,9 @@ impl Overlay {
         }
         if let Some(c) = self.table.get_mut(addr) {
             c.mine |= reasons;
+            return;
+        }
+        if self.wanted.len() >= MAX_WANTED && !self.wanted.contains_key(&addr) {
             return;
         }
         self.wanted.entry(addr).or_insert((0, now)).0 |= reasons;

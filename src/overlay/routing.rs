@@ -2,7 +2,7 @@
 //! lookahead, for messages we start and messages we forward.
 
 use super::addr::Addr;
-use super::{Action, Overlay, Route};
+use super::{Action, Overlay, Refused, Route};
 use crate::node::PeerIdx;
 use crate::time::Instant;
 use crate::wire::overlay::{emit_routed_header, Mode, OverlayMsg, Routed, FLAG_FINAL};
@@ -49,9 +49,12 @@ impl Overlay {
                 None => Action::Send { peer, msg: bytes },
             }),
             None => match mode {
-                Mode::Exact if dst != self.me => self.stats.dropped_no_route += 1,
-                _ if Self::skips_source(mode) => self.stats.dropped_no_route += 1,
-                _ => self.deliver(now, self.me, 0, msg.clone()),
+                Mode::Exact if dst != self.me => self.stats.unroutable += 1,
+                _ if Self::skips_source(mode) => self.stats.unroutable += 1,
+                // Our own message, which we accept ourselves.
+                _ => {
+                    let _ = self.deliver(now, self.me, 0, msg.clone());
+                }
             },
         }
     }
@@ -155,10 +158,20 @@ impl Overlay {
     /// bumps its hop count in place when it is to be forwarded.
     pub fn route(&mut self, msg: &mut [u8]) -> Route {
         let Ok(mut r) = Routed::new_checked(&mut *msg) else {
-            self.stats.dropped_malformed += 1;
-            return Route::Drop;
+            return Route::Drop(Refused::Malformed);
         };
+        // A peer cannot make a message live longer than we allow.
+        if r.ttl() > self.cfg.ttl {
+            r.set_ttl(self.cfg.ttl);
+            self.stats.ttl_clamped += 1;
+        }
         let (mode, dst, src) = (r.mode(), r.dst(), r.src());
+        if src == self.me {
+            // Nothing of ours comes back (every hop gets strictly closer
+            // to the destination, and modes that skip the source never
+            // return to it): a message claiming to be ours is forged.
+            return Route::Drop(Refused::Forged);
+        }
         let skip = Self::skips_source(mode).then_some(src);
         if skip.is_some() && r.msg_type() == crate::wire::overlay::MSG_CTM_REQUEST {
             self.link_if_nearer(src, r.payload());
@@ -169,18 +182,14 @@ impl Overlay {
         }
         if let Some(peer) = hop {
             if r.hops() >= r.ttl() {
-                self.stats.dropped_ttl += 1;
-                return Route::Drop;
+                return Route::Drop(Refused::HopLimit);
             }
             r.set_hops(r.hops() + 1);
             self.stats.forwarded += 1;
             return Route::Forward(peer);
         }
         match mode {
-            Mode::Exact if dst != self.me => {
-                self.stats.dropped_no_route += 1;
-                Route::Drop
-            }
+            Mode::Exact if dst != self.me => Route::Drop(Refused::NoRoute),
             _ => Route::Deliver,
         }
     }

@@ -1,7 +1,9 @@
 //! Routing decisions of one overlay node, from hand-built tables.
 
 use super::*;
-use crate::wire::overlay::{emit_routed_header, ConnList, Mode, FLAG_FINAL, MSG_ECHO_REQUEST};
+use crate::wire::overlay::{
+    emit_routed_header, ConnList, Mode, Neighbours, NodeRecord, FLAG_FINAL, MSG_ECHO_REQUEST,
+};
 use std::time::Duration;
 
 const EP: &str = "198.18.0.1:5140";
@@ -42,7 +44,7 @@ fn tell_list(ov: &mut Overlay, peer: usize, addrs: &[Addr]) {
         prefixes: addrs.iter().map(|&a| prefix(a)).collect(),
     }
     .emit(&mut msg);
-    ov.handle_conn_list(PeerIdx(peer as u16), &msg);
+    ov.handle_conn_list(PeerIdx(peer as u16), &msg).unwrap();
 }
 
 fn routed(mode: Mode, src: Addr, dst: Addr) -> Vec<u8> {
@@ -148,4 +150,84 @@ fn conn_lists_are_sent_once_per_change() {
     ov.on_link_down(t, PeerIdx(0));
     ov.handle_timeout(t + Duration::from_secs(6));
     assert_eq!(lists(&mut ov), 1);
+}
+
+#[test]
+fn hop_limits_are_ours_and_enforced() {
+    let dst = Addr(1 << 100);
+    let keys = by_distance(dst, 400);
+    let (me, near) = (keys[10], keys[3]);
+    let mut ov = node(me, &[near], true);
+    // A peer asking for 255 hops gets our 64.
+    let mut msg = routed(Mode::Closest, Addr(7), dst);
+    msg[3] = 255;
+    assert_eq!(ov.route(&mut msg), Route::Forward(PeerIdx(0)));
+    assert_eq!((msg[2], msg[3]), (1, 64));
+    assert_eq!(ov.stats.ttl_clamped, 1);
+    // One that has used its hops is not forwarded.
+    let mut msg = routed(Mode::Closest, Addr(7), dst);
+    msg[2] = 64;
+    assert_eq!(ov.route(&mut msg), Route::Drop(Refused::HopLimit));
+    // Nor is anything claiming to be ours, or a header that does not parse.
+    let mut msg = routed(Mode::Closest, Addr::of_key(&me), dst);
+    assert_eq!(ov.route(&mut msg), Route::Drop(Refused::Forged));
+    let mut msg = routed(Mode::Closest, Addr(7), dst);
+    msg[1] = 0;
+    assert_eq!(ov.route(&mut msg), Route::Drop(Refused::Malformed));
+    assert_eq!(ov.route(&mut [3u8; 39]), Route::Drop(Refused::Malformed));
+}
+
+/// Gossip naming `n` nodes, all of them nearer to `me` than anyone linked.
+fn fake_gossip(me: Addr, n: u32) -> Vec<u8> {
+    let mut keys: Vec<NodeKey> = (1000..1400).map(key).collect();
+    keys.sort_by_key(|k| Addr::of_key(k).distance(me));
+    let mut msg = Vec::new();
+    Neighbours {
+        reasons: 0,
+        records: keys
+            .iter()
+            .take(n as usize)
+            .map(|&key| NodeRecord {
+                key,
+                endpoint: "198.18.9.9:5140".parse().unwrap(),
+            })
+            .collect(),
+    }
+    .emit(&mut msg);
+    msg
+}
+
+#[test]
+fn fake_neighbour_claims_cost_one_attempt_each() {
+    let me = key(0);
+    let m = Addr::of_key(&me);
+    let far: Vec<NodeKey> = by_distance(m.offset(i128::MAX), 4);
+    let mut ov = node(me, &far, true);
+    let links = |ov: &mut Overlay| {
+        ov.drain_actions()
+            .filter(|a| matches!(a, Action::Link { .. }))
+            .count()
+    };
+    let t0 = Instant::ZERO + Duration::from_secs(1);
+    // Eight records nearer than anyone we know: only the near slots (two
+    // a side at most) are tried, however many are claimed.
+    ov.handle_neighbours(t0, PeerIdx(0), &fake_gossip(m, 8))
+        .unwrap();
+    let tried = links(&mut ov);
+    assert!((1..=4).contains(&tried), "{tried} links");
+    // While those are being tried, repeating the claim starts nothing.
+    ov.handle_neighbours(t0, PeerIdx(1), &fake_gossip(m, 8))
+        .unwrap();
+    assert_eq!(links(&mut ov), 0);
+    // They never come up: once given up on they are remembered, and the
+    // same claims are ignored (for FAILED_FOR), not retried.
+    let t1 = t0 + ov.config().link_timeout + Duration::from_secs(1);
+    ov.handle_timeout(t1);
+    ov.drain_actions().for_each(drop);
+    ov.handle_neighbours(t1, PeerIdx(0), &fake_gossip(m, 8))
+        .unwrap();
+    let retried = links(&mut ov);
+    assert!(retried <= 4, "{retried}");
+    assert!(ov.stats.records_ignored >= tried as u64);
+    assert!(ov.wanted.len() <= MAX_WANTED);
 }

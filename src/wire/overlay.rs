@@ -132,6 +132,9 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Routed<T> {
     pub fn set_hops(&mut self, hops: u8) {
         self.buffer.as_mut()[2] = hops;
     }
+    pub fn set_ttl(&mut self, ttl: u8) {
+        self.buffer.as_mut()[3] = ttl;
+    }
     pub fn set_flags(&mut self, flags: u8) {
         self.buffer.as_mut()[37] = flags;
     }

@@ -434,3 +434,5 @@ fn timeouts_are_reported() {
     let t = net.nodes[0].1.poll_timeout().unwrap();
     assert!(t > net.now && t <= net.now + Duration::from_secs(10));
 }
+
+mod hostile_overlay;

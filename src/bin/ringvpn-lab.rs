@@ -166,7 +166,12 @@ fn sim(args: &[String]) -> ExitCode {
     // Let leaves and surplus links be trimmed, then measure the steady state.
     s.run_for(Duration::from_secs(60));
     let mem = rss_kib().saturating_sub(rss0) as f64 / n as f64;
-    println!("steady state: consistency {:.4}, {:.1} connections per node, ~{mem:.0} KiB per simulated node (process RSS / N)", s.consistency(), s.mean_connections());
+    println!(
+        "steady state: consistency {:.4} (design notes' crawl: {:.4}), {:.1} connections per node, ~{mem:.0} KiB per simulated node (process RSS / N)",
+        s.consistency(),
+        s.crawl_consistency(),
+        s.mean_connections()
+    );
     let mix = s.connection_mix();
     println!(
         "  of which near {:.1}, own shortcuts {:.1}, others' shortcuts {:.1}, leaves {:.1}, other {:.1}",
@@ -178,38 +183,33 @@ fn sim(args: &[String]) -> ExitCode {
     s.set_lookahead(true);
     let r = s.route_test(pairs, Duration::from_secs(20));
     println!("routing, with lookahead: {}", scenario::describe(&r));
-    let rate = scenario::maintenance_rate(&mut s, Duration::from_secs(60));
-    println!("maintenance traffic: {rate:.0} bytes/s per node (UDP payload, 60 s window)");
+    let (bytes, msgs) = scenario::maintenance_rate(&mut s, Duration::from_secs(60));
+    println!(
+        "maintenance traffic: {bytes:.0} bytes/s and {msgs:.2} messages/s per node (UDP payload, 60 s window)"
+    );
     let mut joins = Vec::new();
     for _ in 0..join_count {
         if let Some(d) = scenario::join_one(&mut s, Duration::from_secs(30)) {
             joins.push(d);
         }
-        s.run_for(Duration::from_secs(5));
+        // The newcomer leaves again, so every join is into a ring of N.
+        let newest = s.len() - 1;
+        s.run_for(Duration::from_secs(2));
+        s.leave(newest);
+        s.run_for(Duration::from_secs(3));
     }
     joins.sort();
     if let Some(med) = joins.get(joins.len() / 2) {
         println!(
-            "one node joining: linked to both ring neighbours in {:.2} s median of {} joins",
+            "one node joining a ring of {n}: linked to both ring neighbours in {:.2} s median of {} joins (p90 {:.2} s)",
             med.as_secs_f64(),
-            joins.len()
+            joins.len(),
+            joins[(joins.len() * 9 / 10).min(joins.len() - 1)].as_secs_f64()
         );
     }
-    let crashed = scenario::crash_fraction(&mut s, crash);
-    let t =
-        scenario::run_until_consistent(&mut s, Duration::from_secs(1), Duration::from_secs(300));
-    match t {
-        Some(t) => println!(
-            "crash {crashed} nodes at once: 100% consistency again after {:.0} s",
-            t.as_secs_f64()
-        ),
-        None => println!(
-            "crash {crashed} nodes at once: consistency {:.4} after 300 s",
-            s.consistency()
-        ),
+    if crash > 0.0 {
+        crash_and_recover(&mut s, crash, pairs);
     }
-    let r = s.route_test(pairs, Duration::from_secs(20));
-    println!("routing after the crash: {}", scenario::describe(&r));
     if churn_time > 0 {
         let c = scenario::steady_churn(
             &mut s,
@@ -256,6 +256,38 @@ fn sim(args: &[String]) -> ExitCode {
         wall.elapsed().as_secs_f64()
     );
     ExitCode::SUCCESS
+}
+
+/// Crashes `fraction` of the nodes at once and reports the repair: the
+/// time until the ring is whole again (checked every second), ring
+/// consistency every 5 s until then, and routing afterwards.
+fn crash_and_recover(s: &mut ringvpn::sim::Sim, fraction: f64, pairs: usize) {
+    use ringvpn::sim::scenario;
+    use std::time::Duration;
+    let crashed = scenario::crash_fraction(s, fraction);
+    let mut curve = vec![format!("0s:{:.3}", s.consistency())];
+    let mut healed = None;
+    for sec in 1..=300u64 {
+        s.run_for(Duration::from_secs(1));
+        let c = s.consistency();
+        if sec % 5 == 0 {
+            curve.push(format!("{sec}s:{c:.3}"));
+        }
+        if c >= 1.0 {
+            healed = Some(sec);
+            break;
+        }
+    }
+    match healed {
+        Some(t) => println!("crash {crashed} nodes at once: 100% consistency again after {t} s"),
+        None => println!(
+            "crash {crashed} nodes at once: consistency {:.4} after 300 s",
+            s.consistency()
+        ),
+    }
+    println!("  consistency after the crash: {}", curve.join(" "));
+    let r = s.route_test(pairs, Duration::from_secs(20));
+    println!("routing after the crash: {}", scenario::describe(&r));
 }
 
 /// This process's resident set in KiB (the simulator's memory figure).

@@ -43,6 +43,36 @@ impl Sim {
         hits as f64 / (2 * checks * n) as f64
     }
 
+    /// Ring consistency as the design notes' crawl measures it: each node
+    /// asks its left neighbour for that node's right neighbour, and its
+    /// second left for that one's second right; a hit is an answer naming
+    /// the asking node. Consistency = hits / (2N). Blind to a loopy ring
+    /// (see [`Sim::consistency`]), so it is reported beside it, not instead.
+    pub fn crawl_consistency(&self) -> f64 {
+        let index = self.addr_index();
+        let n = index.len();
+        if n < 2 {
+            return 1.0;
+        }
+        let nth = |a: Addr, left: bool, k: usize| -> Option<Addr> {
+            let ov = self.node(*index.get(&a)?).overlay()?;
+            let it: Vec<Addr> = if left {
+                ov.table().left_of(a, k).map(|c| c.addr).collect()
+            } else {
+                ov.table().right_of(a, k).map(|c| c.addr).collect()
+            };
+            it.get(k - 1).copied()
+        };
+        let mut hits = 0usize;
+        for &me in index.keys() {
+            for k in 1..=2 {
+                let answer = nth(me, true, k).and_then(|l| nth(l, false, k));
+                hits += usize::from(answer == Some(me));
+            }
+        }
+        hits as f64 / (2 * n) as f64
+    }
+
     /// The true ring order of live nodes, for checks.
     pub fn ring_order(&self) -> Vec<usize> {
         self.addr_index().into_values().collect()

@@ -80,13 +80,22 @@ pub fn join_one(sim: &mut Sim, limit: Duration) -> Option<Duration> {
     None
 }
 
-/// Bytes per live node per second sent over `window` of steady state.
-pub fn maintenance_rate(sim: &mut Sim, window: Duration) -> f64 {
-    let before: u64 = sim.alive().map(|i| sim.tx_bytes(i)).sum();
+/// Bytes and datagrams per live node per second sent over `window` of
+/// steady state.
+pub fn maintenance_rate(sim: &mut Sim, window: Duration) -> (f64, f64) {
+    let sums = |sim: &Sim| -> (u64, u64) {
+        sim.alive()
+            .map(|i| (sim.tx_bytes(i), sim.tx_datagrams(i)))
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    };
+    let before = sums(sim);
     sim.run_for(window);
-    let after: u64 = sim.alive().map(|i| sim.tx_bytes(i)).sum();
-    let n = sim.alive().count().max(1) as f64;
-    after.saturating_sub(before) as f64 / n / window.as_secs_f64()
+    let after = sums(sim);
+    let per = sim.alive().count().max(1) as f64 * window.as_secs_f64();
+    (
+        after.0.saturating_sub(before.0) as f64 / per,
+        after.1.saturating_sub(before.1) as f64 / per,
+    )
 }
 
 /// A one-line summary of a route test.

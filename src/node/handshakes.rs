@@ -70,6 +70,7 @@ impl Node {
     /// Remembers where an overlay link reached its peer, as a bootstrap
     /// for later (the most recent LEARNED_BOOTS, configured ones aside).
     pub(super) fn learn_boot(&mut self, now: Instant, endpoint: SocketAddr) {
+        self.boots_dirty = true;
         if let Some(b) = self.boots.iter_mut().find(|b| b.endpoint == endpoint) {
             if let Some(l) = b.learned.as_mut() {
                 *l = Learned {
@@ -159,6 +160,7 @@ impl Node {
             None => return None,
         };
         self.by_key.insert(key, p);
+        self.touch(p);
         Some(p)
     }
 
@@ -201,6 +203,7 @@ impl Node {
         let Some(p) = self.find_or_add_peer(init.peer, from) else {
             return self.stats.count(DropReason::TooManyPeers);
         };
+        self.touch(p);
         if init.timestamp <= self.peers[usize::from(p.0)].last_init_timestamp {
             return self.stats.count(DropReason::HandshakeReplay);
         }
@@ -380,6 +383,7 @@ impl Node {
         };
         let sent_at = pend.sent_at;
         *pending = None;
+        self.boots_dirty = true;
         let p = match target {
             Target::Peer(p) => p,
             Target::Boot(b) => match self.find_or_add_peer(done.peer, from) {
@@ -425,6 +429,7 @@ impl Node {
         from: SocketAddr,
         sent_at: Instant,
     ) {
+        self.touch(p);
         let peer = &mut self.peers[usize::from(p.0)];
         if let Some(stale) = peer.pending.take() {
             self.by_index.remove(&stale.local_index);
@@ -478,6 +483,10 @@ impl Node {
             // Sent once inside a request (see send_ctm); the overlay retries.
             Target::Ctm(_) => return,
         };
+        match t {
+            Target::Peer(p) => self.touch(p),
+            _ => self.boots_dirty = true,
+        }
         let attempts = self.pending_slot(t).as_ref().map_or(0, |x| x.attempts) + 1;
         if let Some(old) = self.pending_slot(t).take() {
             self.by_index.remove(&old.local_index);

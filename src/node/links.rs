@@ -30,6 +30,7 @@ impl Node {
             ov.echo(now, dst, mode, nonce);
         }
         self.run_overlay_actions(now);
+        self.rearm();
     }
 
     /// Tells every linked peer we are leaving (a graceful shutdown).
@@ -43,6 +44,7 @@ impl Node {
                 self.send_to_peer(now, p, MsgType::Control, buf);
             }
         }
+        self.rearm();
     }
 
     /// Sends the frames that waited for a session, in order.
@@ -60,6 +62,9 @@ impl Node {
             return;
         }
         peer.linked = true;
+        self.linked_count += 1;
+        self.boots_dirty = true;
+        self.wakeups.touch(p);
         let (key, endpoint, leaf) = (peer.key, peer.endpoint, peer.leaf);
         log::debug!(
             "{} link up {}",
@@ -89,6 +94,9 @@ impl Node {
             return;
         }
         peer.linked = false;
+        self.linked_count -= 1;
+        self.boots_dirty = true;
+        self.wakeups.touch(p);
         log::debug!(
             "{} link down {}",
             Addr::of_key(&self.identity.public()),
@@ -109,6 +117,7 @@ impl Node {
             return; // configured peers are always wanted
         }
         peer.wanted = false;
+        self.wakeups.touch(p);
         log::debug!(
             "{} closing link {}",
             Addr::of_key(&self.identity.public()),
@@ -135,6 +144,7 @@ impl Node {
         if now < since + super::peer::CLOSE_GRACE {
             return;
         }
+        self.wakeups.touch(p);
         peer.closing_since = None;
         let by_index = &mut self.by_index;
         peer.sessions.clear(|idx| {
@@ -155,6 +165,7 @@ impl Node {
         };
         // Linking again to a node we just closed: a fresh handshake, while
         // the old sessions still take what is in flight on them.
+        self.touch(p);
         let peer = &mut self.peers[usize::from(p.0)];
         let reopen = peer.closing_since.take().is_some();
         peer.wanted = true;

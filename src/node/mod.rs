@@ -17,6 +17,7 @@ pub mod peer;
 pub mod stats;
 pub mod status;
 mod switch;
+mod wakeups;
 
 use crate::buf::{PacketBuf, Pool};
 use crate::crypto::session::OpenError;
@@ -33,6 +34,7 @@ pub use stats::{DropReason, Stats};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use switch::MacTable;
+use wakeups::Wakeups;
 
 /// Index of a peer in the node's table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -70,6 +72,15 @@ pub struct Node {
     timers: Timers,
     pool: Pool,
     peers: Vec<Peer>,
+    /// Links up (peers with `linked`), so "any link?" costs nothing.
+    linked_count: usize,
+    /// Peer deadlines, so timers visit only the peers that are due.
+    wakeups: Wakeups,
+    /// When a bootstrap needs a handshake next, recomputed after an input
+    /// that may change it (`boots_dirty`: a link or a bootstrap handshake
+    /// changed), so that data packets never pay for it.
+    boot_wake: Option<Instant>,
+    boots_dirty: bool,
     by_key: BTreeMap<NodeKey, PeerIdx>,
     /// Our session (and pending handshake) indices → peer or bootstrap.
     by_index: BTreeMap<u32, Target>,
@@ -117,9 +128,13 @@ impl Node {
             .iter()
             .map(|&endpoint| Boot::new(endpoint, now, None))
             .collect();
-        Node {
+        let mut node = Node {
             identity,
             timers: cfg.timers,
+            linked_count: 0,
+            wakeups: Wakeups::default(),
+            boot_wake: None,
+            boots_dirty: true,
             boots,
             ctm_inits: Default::default(),
             ctm_purposes: [0; handshakes::CTM_INITS],
@@ -140,7 +155,37 @@ impl Node {
             sysrand: ring::rand::SystemRandom::new(),
             wall_origin_us: cfg.wall_origin_us,
             last_timestamp: 0,
+        };
+        for i in 0..node.peers.len() {
+            node.touch(PeerIdx(i as u16));
         }
+        node.rearm();
+        node
+    }
+
+    /// Peer `p`'s timers may be due sooner than before (see `wakeups`).
+    fn touch(&mut self, p: PeerIdx) {
+        self.wakeups.touch(p);
+    }
+
+    /// Re-arms the touched peers and the bootstrap timer. Runs at the end
+    /// of every input, so `poll_timeout` is a lookup.
+    fn rearm(&mut self) {
+        let (peers, timers) = (&self.peers, &self.timers);
+        self.wakeups
+            .rearm(|p| peers[usize::from(p.0)].deadline(timers));
+        #[cfg(debug_assertions)]
+        self.wakeups
+            .check(|p| peers[usize::from(p.0)].deadline(timers), peers.len());
+        if self.boots_dirty {
+            self.boots_dirty = false;
+            self.boot_wake = self.boot_deadline();
+        }
+        debug_assert_eq!(
+            self.boot_wake,
+            self.boot_deadline(),
+            "bootstrap state changed without boots_dirty"
+        );
     }
 
     pub fn public_key(&self) -> NodeKey {
@@ -198,14 +243,9 @@ impl Node {
 
     /// When [`Node::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let peers = self
-            .peers
-            .iter()
-            .filter_map(|p| p.deadline(&self.timers))
-            .min();
         let overlay = self.overlay.as_ref().map(Overlay::poll_timeout);
-        let boots = (0..self.boots.len()).filter_map(|b| self.boot_due(b)).min();
-        crate::time::earliest(crate::time::earliest(peers, overlay), boots)
+        let peers = self.wakeups.next();
+        crate::time::earliest(crate::time::earliest(peers, overlay), self.boot_wake)
     }
 
     fn queue_transmit(&mut self, dst: SocketAddr, buf: PacketBuf) {
@@ -220,6 +260,11 @@ impl Node {
 
     /// A frame read from the TAP device.
     pub fn handle_frame(&mut self, now: Instant, buf: PacketBuf) {
+        self.frame_in(now, buf);
+        self.rearm();
+    }
+
+    fn frame_in(&mut self, now: Instant, buf: PacketBuf) {
         let dst = match ethernet::Frame::new_checked(self.pool.data(&buf)) {
             Ok(f) => f.dst(),
             Err(_) => return self.drop_buf(buf, DropReason::BadFrame),
@@ -291,6 +336,11 @@ impl Node {
 
     /// A datagram received from `from`.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, buf: PacketBuf) {
+        self.datagram_in(now, from, buf);
+        self.rearm();
+    }
+
+    fn datagram_in(&mut self, now: Instant, from: SocketAddr, buf: PacketBuf) {
         match wire::peek(self.pool.data(&buf)) {
             Err(PeekError::Truncated) => self.drop_buf(buf, DropReason::BadLength),
             Err(PeekError::Version) => self.drop_buf(buf, DropReason::BadVersion),
@@ -324,6 +374,7 @@ impl Node {
         }
         let promoted = matches!(slot, Slot::Next | Slot::NextAlt);
         if promoted {
+            self.wakeups.touch(p);
             if let Some(old) = peer.sessions.promote(slot) {
                 self.by_index.remove(&old);
             }
@@ -408,50 +459,59 @@ impl Node {
 
     /// Runs every timer that is due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        for i in 0..self.peers.len() {
-            let p = PeerIdx(i as u16);
-            let timers = &self.timers;
-            let by_index = &mut self.by_index;
-            let peer = &mut self.peers[i];
-            peer.sessions.expire(now, timers.reject_after_time, |idx| {
-                by_index.remove(&idx);
-            });
-            if peer.closing_since.is_some() {
-                self.end_closing(now, p);
-            }
-            let timers = &self.timers;
-            let by_index = &mut self.by_index;
-            let peer = &mut self.peers[i];
-            if peer.is_silent(now, timers) {
-                log::info!("link to {} silent, re-handshaking", peer.name);
-                peer.sessions.clear(|idx| {
-                    by_index.remove(&idx);
-                });
-            }
-            self.link_down(now, p);
-            let peer = &self.peers[i];
-            match &peer.pending {
-                Some(pending) if now >= pending.next_retry => {
-                    self.start_handshake(now, Target::Peer(p))
-                }
-                Some(_) => {}
-                None if peer.needs_handshake(now, &self.timers) => {
-                    self.start_handshake(now, Target::Peer(p))
-                }
-                None => {}
-            }
-            if self.peers[i]
-                .ping_due(&self.timers)
-                .is_some_and(|t| now >= t)
-            {
-                self.send_ping(now, p);
-            }
+        while let Some(p) = self.wakeups.pop_due(now) {
+            self.peer_timers(now, p);
+            self.touch(p);
         }
         self.run_bootstraps(now);
         if let Some(ov) = self.overlay.as_mut() {
             ov.handle_timeout(now);
         }
         self.run_overlay_actions(now);
+        self.boots_dirty = true;
+        self.rearm();
+    }
+
+    /// One peer's timers: session expiry, the end of a closing grace, a
+    /// silent link, handshake retries and rekeys, pings.
+    fn peer_timers(&mut self, now: Instant, p: PeerIdx) {
+        let i = usize::from(p.0);
+        let timers = &self.timers;
+        let by_index = &mut self.by_index;
+        let peer = &mut self.peers[i];
+        peer.sessions.expire(now, timers.reject_after_time, |idx| {
+            by_index.remove(&idx);
+        });
+        if peer.closing_since.is_some() {
+            self.end_closing(now, p);
+        }
+        let timers = &self.timers;
+        let by_index = &mut self.by_index;
+        let peer = &mut self.peers[i];
+        if peer.is_silent(now, timers) {
+            log::info!("link to {} silent, re-handshaking", peer.name);
+            peer.sessions.clear(|idx| {
+                by_index.remove(&idx);
+            });
+        }
+        self.link_down(now, p);
+        let peer = &self.peers[i];
+        match &peer.pending {
+            Some(pending) if now >= pending.next_retry => {
+                self.start_handshake(now, Target::Peer(p))
+            }
+            Some(_) => {}
+            None if peer.needs_handshake(now, &self.timers) => {
+                self.start_handshake(now, Target::Peer(p))
+            }
+            None => {}
+        }
+        if self.peers[i]
+            .ping_due(&self.timers)
+            .is_some_and(|t| now >= t)
+        {
+            self.send_ping(now, p);
+        }
     }
 
     /// Which timer is due when (for diagnosing a timer that never clears).
@@ -481,7 +541,7 @@ impl Node {
         for b in 0..self.boots.len() {
             out += &format!(
                 "boot {b} due {:?} peer {:?}\n",
-                self.boot_due(b),
+                self.boot_due(b, self.boot_context().0, self.boot_context().1),
                 self.boots[b].peer
             );
         }
@@ -490,7 +550,7 @@ impl Node {
 
     /// Whether any link is up.
     fn any_linked(&self) -> bool {
-        self.peers.iter().any(|p| p.linked)
+        self.linked_count > 0
     }
 
     /// No links, or too few to have a place in a ring: we may be on an
@@ -502,32 +562,54 @@ impl Node {
     /// When bootstrap `b` needs a handshake next, if at all. Configured
     /// endpoints are tried until `LEAVES` of them are linked; one that
     /// failed is retried only while we have no link at all. Learned ones
-    /// are tried only while we are cut off.
-    fn boot_due(&self, b: usize) -> Option<Instant> {
+    /// are tried only while we are cut off. `leaves` and `cut_off` are the
+    /// node-wide facts, computed once by the caller.
+    fn boot_due(&self, b: usize, leaves: usize, cut_off: bool) -> Option<Instant> {
         let boot = &self.boots[b];
-        let linked = |p: Option<PeerIdx>| p.is_some_and(|p| self.peers[usize::from(p.0)].linked);
         if let Some(pending) = &boot.pending {
             return Some(pending.next_retry);
         }
-        if linked(boot.peer) {
+        if boot
+            .peer
+            .is_some_and(|p| self.peers[usize::from(p.0)].linked)
+        {
             return None;
         }
         if boot.learned.is_some() {
-            let linked_there = self
-                .peers
-                .iter()
-                .any(|p| p.linked && p.endpoint == Some(boot.endpoint));
-            let usable = !boot.forgotten() && !linked_there && self.cut_off();
+            let usable = cut_off
+                && !boot.forgotten()
+                && !self
+                    .peers
+                    .iter()
+                    .any(|p| p.linked && p.endpoint == Some(boot.endpoint));
             return usable.then_some(boot.next_try);
         }
-        let leaves = self.boots.iter().filter(|b| linked(b.peer)).count();
         let stranded = !self.any_linked();
         (stranded || (leaves < handshakes::LEAVES && boot.peer.is_none())).then_some(boot.next_try)
     }
 
+    /// Bootstrap leaves linked, and whether we are cut off.
+    fn boot_context(&self) -> (usize, bool) {
+        let leaves = self
+            .boots
+            .iter()
+            .filter(|b| b.peer.is_some_and(|p| self.peers[usize::from(p.0)].linked))
+            .count();
+        (leaves, self.cut_off())
+    }
+
+    /// The earliest bootstrap deadline.
+    fn boot_deadline(&self) -> Option<Instant> {
+        let (leaves, cut_off) = self.boot_context();
+        (0..self.boots.len())
+            .filter_map(|b| self.boot_due(b, leaves, cut_off))
+            .min()
+    }
+
     fn run_bootstraps(&mut self, now: Instant) {
         for b in 0..self.boots.len() {
-            if self.boot_due(b).is_some_and(|t| now >= t) {
+            let (leaves, cut_off) = self.boot_context();
+            if self.boot_due(b, leaves, cut_off).is_some_and(|t| now >= t) {
                 self.start_handshake(now, Target::Boot(b as u16));
             }
         }

@@ -20,6 +20,7 @@ pub mod control;
 pub mod crypto;
 pub mod json;
 pub mod lab;
+pub mod limit;
 pub mod node;
 pub mod overlay;
 pub mod rand;

@@ -176,3 +176,28 @@ fn two_adjacent_crashes_in_a_small_ring_are_bridged() {
         assert_routes(&mut sim, 50);
     }
 }
+
+#[test]
+fn dht_keeps_every_record_of_a_live_owner_through_a_crash() {
+    let mut sim = scenario::mass_join(300, 17, 5, NetConfig::default());
+    scenario::run_until_consistent(&mut sim, Duration::from_secs(1), Duration::from_secs(60))
+        .expect("initial ring");
+    sim.run_for(Duration::from_secs(30));
+    let r = scenario::dht_churn(&mut sim, 2000, 0.1);
+    eprintln!("{r:?}");
+    assert_eq!(r.stored, r.keys, "every registration reached a quorum");
+    assert_eq!(r.before.found, r.before.asked);
+    assert_eq!(r.crashed, 30);
+    assert!(r.owners_alive < r.keys);
+    assert_eq!(
+        r.after.found, r.after.asked,
+        "a record whose owner lives was lost"
+    );
+    // Eight points on two nodes each: ~16 copies per key spread over the ring.
+    let expected = 16.0 * r.keys as f64 / 270.0;
+    assert!(
+        r.per_node.0 > 0.6 * expected && r.per_node.0 < 2.0 * expected,
+        "{:?} records per node, expected about {expected:.0}",
+        r.per_node
+    );
+}

@@ -8,6 +8,8 @@
 //! gossip) share one more bucket, and each peer's overlay messages have
 //! their own (see [`Bucket`] in `Peer`).
 
+pub use crate::limit::Bucket;
+use crate::limit::KeyedBuckets;
 use crate::time::Instant;
 use std::net::IpAddr;
 
@@ -32,41 +34,10 @@ pub const LINK_BURST: u32 = 60;
 pub const OVERLAY_RATE_PER_S: u32 = 100;
 pub const OVERLAY_BURST: u32 = 200;
 
-/// A token bucket.
-#[derive(Clone, Copy, Debug)]
-pub struct Bucket {
-    /// Tokens in millitokens, so slow rates refill smoothly.
-    milli: u64,
-    last: Instant,
-}
-
-impl Bucket {
-    pub fn full(burst: u32, now: Instant) -> Bucket {
-        Bucket {
-            milli: u64::from(burst) * 1000,
-            last: now,
-        }
-    }
-
-    /// Takes a token if there is one (refilled at `rate` per second, up to `burst`).
-    pub fn take(&mut self, now: Instant, rate: u32, burst: u32) -> bool {
-        let elapsed_us = now.saturating_since(self.last).as_micros() as u64;
-        let refill = elapsed_us.saturating_mul(u64::from(rate)) / 1000;
-        self.milli = (self.milli + refill).min(u64::from(burst) * 1000);
-        self.last = now;
-        if self.milli >= 1000 {
-            self.milli -= 1000;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 #[derive(Debug)]
 pub struct HandshakeLimiter {
     global: Bucket,
-    sources: Vec<(IpAddr, Bucket)>,
+    sources: KeyedBuckets<IpAddr>,
     links: Bucket,
 }
 
@@ -74,7 +45,7 @@ impl HandshakeLimiter {
     pub fn new(now: Instant) -> HandshakeLimiter {
         HandshakeLimiter {
             global: Bucket::full(GLOBAL_BURST, now),
-            sources: Vec::with_capacity(SOURCE_SLOTS),
+            sources: KeyedBuckets::new(SOURCE_SLOTS),
             links: Bucket::full(LINK_BURST, now),
         }
     }
@@ -86,23 +57,7 @@ impl HandshakeLimiter {
 
     /// May we spend handshake work on a message from `src`?
     pub fn allow(&mut self, src: IpAddr, now: Instant) -> bool {
-        let slot = match self.sources.iter().position(|(ip, _)| *ip == src) {
-            Some(i) => i,
-            None if self.sources.len() < SOURCE_SLOTS => {
-                self.sources.push((src, Bucket::full(SOURCE_BURST, now)));
-                self.sources.len() - 1
-            }
-            None => {
-                let oldest = (0..self.sources.len())
-                    .min_by_key(|&i| self.sources[i].1.last)
-                    .unwrap_or(0);
-                self.sources[oldest] = (src, Bucket::full(SOURCE_BURST, now));
-                oldest
-            }
-        };
-        self.sources[slot]
-            .1
-            .take(now, SOURCE_RATE_PER_S, SOURCE_BURST)
+        self.sources.take(src, now, SOURCE_RATE_PER_S, SOURCE_BURST)
             && self.global.take(now, GLOBAL_RATE_PER_S, GLOBAL_BURST)
     }
 }

@@ -4,15 +4,18 @@
 use super::limiter::{OVERLAY_BURST, OVERLAY_RATE_PER_S};
 use super::{DropReason, Node, PeerIdx};
 use crate::buf::PacketBuf;
+use crate::overlay::dht::client::Event as DhtEvent;
 use crate::overlay::{Action, Addr, Overlay, Route};
 use crate::time::Instant;
 use crate::wire::overlay::{
-    Mode, NodeRecord, KIND_CONN_LIST, KIND_LEAVE, KIND_NEIGHBOURS, KIND_ROUTED,
+    Mode, NodeRecord, KIND_CONN_LIST, KIND_DHT_COPY, KIND_LEAVE, KIND_NEIGHBOURS, KIND_ROUTED,
 };
 use crate::wire::MsgType;
 
 /// Rounds of overlay actions run per input (actions can cause actions).
 const ACTION_ROUNDS: usize = 8;
+/// Finished DHT operations kept for the caller to collect.
+const MAX_DHT_RESULTS: usize = 4096;
 
 impl Node {
     pub fn overlay(&self) -> Option<&Overlay> {
@@ -21,6 +24,26 @@ impl Node {
 
     pub fn overlay_mut(&mut self) -> Option<&mut Overlay> {
         self.overlay.as_mut()
+    }
+
+    /// Runs `f` on the overlay (a DHT operation, say), then carries out
+    /// what it asked for. `None` if this node is not in an overlay.
+    pub fn with_overlay<R>(
+        &mut self,
+        now: Instant,
+        f: impl FnOnce(&mut Overlay) -> R,
+    ) -> Option<R> {
+        let r = f(self.overlay.as_mut()?);
+        self.run_overlay_actions(now);
+        self.rearm();
+        Some(r)
+    }
+
+    /// Finished DHT operations nobody inside the node was waiting for (the
+    /// caller's own, started through [`Node::with_overlay`]); the oldest
+    /// go first if they are not collected.
+    pub fn take_dht_results(&mut self) -> std::collections::vec_deque::Drain<'_, DhtEvent> {
+        self.dht_results.drain(..)
     }
 
     /// Sends a routed echo towards `dst` (a ring ping); the reply lands in
@@ -193,6 +216,12 @@ impl Node {
             let Some(ov) = self.overlay.as_mut() else {
                 return;
             };
+            for e in ov.dht_events() {
+                if self.dht_results.len() >= MAX_DHT_RESULTS {
+                    self.dht_results.pop_front();
+                }
+                self.dht_results.push_back(e);
+            }
             let actions: Vec<Action> = ov.drain_actions().collect();
             if actions.is_empty() {
                 return;
@@ -228,7 +257,7 @@ impl Node {
         if self.overlay.is_none()
             || !matches!(
                 kind,
-                Some(KIND_ROUTED | KIND_NEIGHBOURS | KIND_CONN_LIST | KIND_LEAVE)
+                Some(KIND_ROUTED | KIND_NEIGHBOURS | KIND_CONN_LIST | KIND_LEAVE | KIND_DHT_COPY)
             )
         {
             return Some(buf);
@@ -251,6 +280,7 @@ impl Node {
             },
             Some(KIND_NEIGHBOURS) => ov.handle_neighbours(now, p, self.pool.data(&buf)),
             Some(KIND_CONN_LIST) => ov.handle_conn_list(p, self.pool.data(&buf)),
+            Some(KIND_DHT_COPY) => ov.handle_dht_copy(now, self.pool.data(&buf)),
             _ => {
                 self.pool.free(buf);
                 self.close_link(now, p);

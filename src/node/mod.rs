@@ -89,6 +89,8 @@ pub struct Node {
     ctm_inits: [Option<Pending>; handshakes::CTM_INITS],
     ctm_purposes: [u8; handshakes::CTM_INITS],
     overlay: Option<Overlay>,
+    /// Finished DHT operations for the caller (see `take_dht_results`).
+    dht_results: VecDeque<crate::overlay::dht::client::Event>,
     /// Accept any key (an open overlay until certificates arrive).
     trust_any: bool,
     max_peers: usize,
@@ -139,6 +141,7 @@ impl Node {
             ctm_inits: Default::default(),
             ctm_purposes: [0; handshakes::CTM_INITS],
             overlay,
+            dht_results: VecDeque::new(),
             trust_any: cfg.trust_any,
             max_peers: cfg.max_peers,
             pool: Pool::new(cfg.pool_slots),

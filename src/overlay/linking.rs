@@ -102,6 +102,7 @@ impl Overlay {
                     self.echo_results.insert(nonce, (hops, rtt));
                 }
             }
+            OverlayMsg::Dht(m) => self.deliver_dht(now, src, hops, m),
         }
         Ok(())
     }

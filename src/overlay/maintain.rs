@@ -106,6 +106,7 @@ impl Overlay {
             self.ctm(now, Mode::Closest, target, reason::SHORTCUT);
         }
         self.send_conn_lists(now);
+        self.dht_timers(now);
         // Trim links nobody needs. While the neighbourhood is settling the
         // next nearest (up to near_kept a side) are spared: they are the
         // spares a crash of a near neighbour falls back on.

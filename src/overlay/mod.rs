@@ -18,6 +18,7 @@
 //! Every hop still moves strictly closer, so a message cannot loop.
 
 pub mod addr;
+pub mod dht;
 mod linking;
 mod maintain;
 mod routing;
@@ -71,6 +72,8 @@ pub struct OverlayConfig {
     pub lookahead: bool,
     /// A changed connection list is sent to the links at most this often.
     pub conn_list_interval: Duration,
+    /// DHT records this node stores for others at most (values ≤ 1 KiB).
+    pub dht_records: usize,
 }
 
 impl Default for OverlayConfig {
@@ -90,6 +93,7 @@ impl Default for OverlayConfig {
             ttl: 64,
             lookahead: true,
             conn_list_interval: Duration::from_secs(2),
+            dht_records: 4096,
         }
     }
 }
@@ -205,6 +209,7 @@ pub struct Overlay {
     rng: SeededRng,
     actions: Vec<Action>,
     pub stats: OverlayStats,
+    dht: dht::Dht,
     /// Echo replies by nonce: (hops, rtt) for probes the caller started.
     pub echo_results: BTreeMap<u64, (u8, Duration)>,
 }
@@ -235,6 +240,7 @@ impl Overlay {
         seed: u64,
         now: Instant,
     ) -> Overlay {
+        let dht_records = cfg.dht_records;
         Overlay {
             me: Addr::of_key(&key),
             key,
@@ -253,6 +259,7 @@ impl Overlay {
             rng: SeededRng::new(seed),
             actions: Vec::new(),
             stats: OverlayStats::default(),
+            dht: dht::Dht::new(dht_records, now),
             echo_results: BTreeMap::new(),
         }
     }

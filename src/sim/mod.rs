@@ -254,6 +254,24 @@ impl Sim {
         }
     }
 
+    /// Runs `f` on node `i`'s overlay (a DHT operation, say) and sends what
+    /// it produced.
+    pub fn with_overlay<R>(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&mut crate::overlay::Overlay, Instant) -> R,
+    ) -> Option<R> {
+        let now = self.now;
+        let r = self.nodes[i].node.with_overlay(now, |ov| f(ov, now));
+        self.flush(i as u32);
+        r
+    }
+
+    /// Node `i`'s finished DHT operations since the last call.
+    pub fn take_dht_results(&mut self, i: usize) -> Vec<crate::overlay::dht::client::Event> {
+        self.nodes[i].node.take_dht_results().collect()
+    }
+
     /// Sends a routed echo from `src` to the node with `dst`'s address.
     pub fn echo(&mut self, src: usize, dst: Addr, nonce: u64) {
         let now = self.now;

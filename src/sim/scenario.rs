@@ -187,3 +187,132 @@ pub fn steady_churn(
         report.joins += 1;
     }
 }
+
+/// What the DHT scenario measured.
+#[derive(Debug, Clone, Default)]
+pub struct DhtReport {
+    pub keys: usize,
+    /// Puts (first registrations) that reached a quorum.
+    pub stored: usize,
+    /// Gets of every key before the crash: found / asked, mean hops and
+    /// latency of the reply that completed each.
+    pub before: GetStats,
+    pub crashed: usize,
+    /// Keys whose owner survived the crash.
+    pub owners_alive: usize,
+    /// Gets of those keys 30 s after the crash.
+    pub after: GetStats,
+    /// Records stored per live node (mean, max) at the end.
+    pub per_node: (f64, usize),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct GetStats {
+    pub asked: usize,
+    pub found: usize,
+    pub mean_hops: f64,
+    pub mean_latency: Duration,
+}
+
+impl GetStats {
+    pub fn rate(&self) -> f64 {
+        self.found as f64 / self.asked.max(1) as f64
+    }
+}
+
+/// The DHT under churn: `keys` records, each registered (and renewed) by a
+/// random live owner; every key read back from a random node; then a
+/// `crash` fraction of the nodes crashes at once and, 30 s later, every key
+/// whose owner lives is read again. A key is found when its owner's record
+/// comes back (quorum reads, 5 of 8 replicas).
+pub fn dht_churn(sim: &mut Sim, keys: usize, crash: f64) -> DhtReport {
+    use crate::overlay::dht::client::Outcome;
+    use crate::overlay::dht::key_of;
+    let alive: Vec<usize> = sim.alive().collect();
+    let mut owners = Vec::with_capacity(keys);
+    let mut puts = std::collections::BTreeMap::new();
+    for k in 0..keys {
+        let owner = alive[sim.rng().below(alive.len() as u64) as usize];
+        let key = key_of(format!("sim-key-{k}").as_bytes());
+        let value = (k as u32).to_be_bytes();
+        if let Some(Some(id)) = sim.with_overlay(owner, |ov, now| {
+            ov.dht_register(now, key, &value, 300, false)
+        }) {
+            puts.insert((owner, id), k);
+        }
+        owners.push((owner, key));
+        // Spread the registrations over a few seconds, as real starts are.
+        if k % 200 == 199 {
+            sim.run_for(Duration::from_millis(100));
+        }
+    }
+    sim.run_for(Duration::from_secs(10));
+    let mut report = DhtReport {
+        keys,
+        ..DhtReport::default()
+    };
+    for &(owner, _) in &owners {
+        for e in sim.take_dht_results(owner) {
+            if puts.remove(&(owner, e.id)).is_some() && e.outcome == Outcome::Stored {
+                report.stored += 1;
+            }
+        }
+    }
+    let all: Vec<usize> = (0..keys).collect();
+    report.before = get_all(sim, &owners, &all);
+    report.crashed = crash_fraction(sim, crash);
+    sim.run_for(Duration::from_secs(30));
+    let living: Vec<usize> = (0..keys).filter(|&k| sim.is_alive(owners[k].0)).collect();
+    report.owners_alive = living.len();
+    report.after = get_all(sim, &owners, &living);
+    let counts: Vec<usize> = sim
+        .alive()
+        .map(|i| sim.node(i).overlay().map_or(0, |o| o.dht().stored()))
+        .collect();
+    report.per_node = (
+        counts.iter().sum::<usize>() as f64 / counts.len().max(1) as f64,
+        counts.iter().copied().max().unwrap_or(0),
+    );
+    report
+}
+
+/// Gets keys `which` (of `owners`) from random live nodes, in batches.
+fn get_all(sim: &mut Sim, owners: &[(usize, crate::overlay::Addr)], which: &[usize]) -> GetStats {
+    use crate::overlay::dht::client::Outcome;
+    let mut st = GetStats {
+        asked: which.len(),
+        ..GetStats::default()
+    };
+    let (mut hops, mut latency) = (0u64, Duration::ZERO);
+    for batch in which.chunks(500) {
+        let alive: Vec<usize> = sim.alive().collect();
+        let mut pending = std::collections::BTreeMap::new();
+        for &k in batch {
+            let from = alive[sim.rng().below(alive.len() as u64) as usize];
+            let key = owners[k].1;
+            if let Some(id) = sim.with_overlay(from, |ov, now| ov.dht_get(now, key, false)) {
+                pending.insert((from, id), k);
+            }
+        }
+        sim.run_for(Duration::from_secs(6));
+        let askers: std::collections::BTreeSet<usize> = pending.keys().map(|&(n, _)| n).collect();
+        for n in askers {
+            for e in sim.take_dht_results(n) {
+                let Some(k) = pending.remove(&(n, e.id)) else {
+                    continue;
+                };
+                let owner = sim.addr(owners[k].0);
+                if let Outcome::Found(records) = &e.outcome {
+                    if records.iter().any(|r| r.owner == owner) {
+                        st.found += 1;
+                        hops += u64::from(e.hops);
+                        latency += e.latency;
+                    }
+                }
+            }
+        }
+    }
+    st.mean_hops = hops as f64 / st.found.max(1) as f64 + 1.0;
+    st.mean_latency = latency / st.found.max(1) as u32;
+    st
+}

@@ -8,10 +8,15 @@
 //! docs/PROTOCOL.md defines every byte; the tests at the end of each file are
 //! byte fixtures of that document.
 
+pub mod arp;
 pub mod data;
+pub mod dhcp;
+pub mod dht;
 pub mod endpoint;
 pub mod ethernet;
 pub mod handshake;
+pub mod ip;
+pub mod ndp;
 pub mod overlay;
 
 /// A message failed to parse. Deliberately a unit: the caller turns it into a

@@ -39,6 +39,9 @@ pub const KIND_ROUTED: u8 = 3;
 pub const KIND_NEIGHBOURS: u8 = 4;
 pub const KIND_LEAVE: u8 = 5;
 pub const KIND_CONN_LIST: u8 = 6;
+pub const KIND_ROUTED_DATA: u8 = 7;
+pub const KIND_BROADCAST: u8 = 8;
+pub const KIND_DHT_COPY: u8 = 9;
 
 pub const ROUTED_HEADER_LEN: usize = 40;
 /// Routed flag: a right-of / left-of message has reached the node closest
@@ -195,6 +198,7 @@ pub const MSG_CTM_REQUEST: u8 = 1;
 pub const MSG_CTM_REPLY: u8 = 2;
 pub const MSG_ECHO_REQUEST: u8 = 3;
 pub const MSG_ECHO_REPLY: u8 = 4;
+pub const MSG_DHT: u8 = 5;
 
 /// A parsed routed message body. The reply variant is large (its records
 /// live inline); a message is parsed once and never stored in bulk.
@@ -222,6 +226,7 @@ pub enum OverlayMsg {
         nonce: u64,
         stamp: u64,
     },
+    Dht(super::dht::DhtMsg),
 }
 
 impl OverlayMsg {
@@ -231,6 +236,7 @@ impl OverlayMsg {
             OverlayMsg::CtmReply { .. } => MSG_CTM_REPLY,
             OverlayMsg::EchoRequest { .. } => MSG_ECHO_REQUEST,
             OverlayMsg::EchoReply { .. } => MSG_ECHO_REPLY,
+            OverlayMsg::Dht(_) => MSG_DHT,
         }
     }
 
@@ -289,6 +295,7 @@ impl OverlayMsg {
                     OverlayMsg::EchoReply { nonce, stamp }
                 })
             }
+            MSG_DHT => Ok(OverlayMsg::Dht(super::dht::DhtMsg::parse(b)?)),
             _ => Err(Error),
         }
     }
@@ -330,6 +337,7 @@ impl OverlayMsg {
                 out.extend_from_slice(&nonce.to_be_bytes());
                 out.extend_from_slice(&stamp.to_be_bytes());
             }
+            OverlayMsg::Dht(m) => m.emit(out),
         }
     }
 }

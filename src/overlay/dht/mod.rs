@@ -1,0 +1,635 @@
+//! The DHT on the ring: soft-state records replicated at 8 points.
+//!
+//! A key is a ring address. Its record lives at [`REPLICAS`] points spread
+//! evenly round the ring (key + k·2^125), each held by the two nodes that
+//! bracket the point: the node a `closest`-routed request reaches stores it
+//! and copies it to its neighbour on the other side of the point (Brunet's
+//! scheme, shared/reference/brunet.md §6). So a record survives the loss of
+//! any minority of its replicas, and of either node of each pair.
+//!
+//! - **put / create / remove** go to all 8 points; a put is stored once
+//!   [`QUORUM`] (5) replicas confirm. `create` is put-if-absent: a replica
+//!   holding the key for another owner answers "exists", and 4 such answers
+//!   decide against us (two creators cannot both reach 5 of 8).
+//! - **get** returns the union of what the first 5 replicas to answer hold
+//!   (one record per owner); replicas that lacked a record get it back
+//!   (read repair). A *lookup* is done at the first answer holding a record.
+//! - **Soft state:** every record has a TTL (≤ 1 h); owners renew theirs
+//!   at half the TTL ([`Overlay::dht_register`]).
+//! - **Hand-off:** when a node gets a new ring neighbour it copies to it the
+//!   records whose points that neighbour now brackets with it, so records
+//!   follow joins and survive crashes without waiting for renewal.
+//! - **Bounds:** values ≤ 1 KiB, records per node (`max_records`), requests
+//!   per source per second; each refusal is an explicit reply (`full`,
+//!   `too big`, `rate limited`), never a silently dropped accepted record.
+
+pub mod client;
+pub mod store;
+
+use super::{Action, Overlay, Refused};
+use crate::limit::KeyedBuckets;
+use crate::node::PeerIdx;
+use crate::overlay::Addr;
+use crate::time::Instant;
+use crate::wire::dht::{Copy, DhtMsg, Record, Records, Status, MAX_TTL_SECS};
+use crate::wire::overlay::{Mode, OverlayMsg};
+use client::{Event, Op, OpKind, Outcome, Reply};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+use store::Store;
+
+/// Replica points per key (Brunet: 8).
+pub const REPLICAS: usize = 8;
+/// Replicas that must confirm a put, or answer a get (a majority).
+pub const QUORUM: usize = 5;
+/// Unanswered replicas are asked again after this…
+const RESEND_AFTER: Duration = Duration::from_secs(2);
+/// … and the operation is decided with what it has after this.
+const OP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Operations in flight at once; beyond, a new one fails at once.
+const MAX_OPS: usize = 512;
+/// Records this node keeps alive for itself.
+const MAX_REGISTRATIONS: usize = 64;
+/// Requests per second (and burst) one source may make of this replica.
+const SOURCE_RATE_PER_S: u32 = 20;
+const SOURCE_BURST: u32 = 60;
+const SOURCE_SLOTS: usize = 64;
+/// Hand-off copy messages sent per heartbeat (4 records each).
+const HANDOFF_BURST: usize = 16;
+/// Hand-off items waiting at most (a bound, not a working figure).
+const MAX_HANDOFF: usize = 8192;
+
+/// The `k`-th replica point of `key`.
+pub fn replica_point(key: Addr, k: usize) -> Addr {
+    Addr(key.0.wrapping_add((k as u128) << 125))
+}
+
+/// A DHT key for application bytes: the first 16 bytes of
+/// SHA-256("ringvpn-dht" ‖ name).
+pub fn key_of(name: &[u8]) -> Addr {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"ringvpn-dht");
+    ctx.update(name);
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&ctx.finish().as_ref()[..16]);
+    Addr::from_bytes(b)
+}
+
+/// DHT counters.
+#[derive(Debug, Clone, Default)]
+pub struct DhtStats {
+    pub puts_served: u64,
+    pub gets_served: u64,
+    pub refused_full: u64,
+    pub refused_too_big: u64,
+    pub refused_rate: u64,
+    pub copies_sent: u64,
+    pub copies_received: u64,
+    pub repairs_sent: u64,
+    pub ops_started: u64,
+    pub ops_failed: u64,
+}
+
+struct Registration {
+    value: Vec<u8>,
+    ttl_secs: u32,
+    create: bool,
+    next_renew: Instant,
+}
+
+pub struct Dht {
+    store: Store,
+    ops: BTreeMap<u32, Op>,
+    next_id: u32,
+    events: Vec<Event>,
+    regs: BTreeMap<Addr, Registration>,
+    sources: KeyedBuckets<Addr>,
+    handoff: VecDeque<(PeerIdx, Addr, Addr)>,
+    /// Ring neighbours at the last hand-off sweep.
+    swept: [Option<Addr>; 2],
+    next_expire: Instant,
+    pub stats: DhtStats,
+}
+
+impl Dht {
+    pub fn new(max_records: usize, now: Instant) -> Dht {
+        Dht {
+            store: Store::new(max_records),
+            ops: BTreeMap::new(),
+            next_id: 1,
+            events: Vec::new(),
+            regs: BTreeMap::new(),
+            sources: KeyedBuckets::new(SOURCE_SLOTS),
+            handoff: VecDeque::new(),
+            swept: [None, None],
+            next_expire: now,
+            stats: DhtStats::default(),
+        }
+    }
+
+    /// Records stored here for others.
+    pub fn stored(&self) -> usize {
+        self.store.len()
+    }
+
+    pub fn ops_in_flight(&self) -> usize {
+        self.ops.len()
+    }
+}
+
+impl Overlay {
+    pub fn dht(&self) -> &Dht {
+        &self.dht
+    }
+
+    /// Finished operations since the last call.
+    pub fn dht_events(&mut self) -> std::vec::Drain<'_, Event> {
+        self.dht.events.drain(..)
+    }
+
+    /// Stores `value` under `key` with this node as owner (`create`: only
+    /// if no other owner holds the key). Returns the operation id.
+    pub fn dht_put(
+        &mut self,
+        now: Instant,
+        key: Addr,
+        value: &[u8],
+        ttl: u32,
+        create: bool,
+    ) -> u32 {
+        let record = Record {
+            owner: self.me,
+            ttl_secs: ttl.min(MAX_TTL_SECS),
+            value: value.to_vec(),
+        };
+        self.start_op(now, key, OpKind::Put { record, create })
+    }
+
+    /// Reads every owner's record under `key`; `first`: done at the first
+    /// replica that holds one.
+    pub fn dht_get(&mut self, now: Instant, key: Addr, first: bool) -> u32 {
+        self.start_op(now, key, OpKind::Get { first })
+    }
+
+    /// Removes this node's record under `key`.
+    pub fn dht_remove(&mut self, now: Instant, key: Addr) -> u32 {
+        self.start_op(now, key, OpKind::Remove)
+    }
+
+    /// Puts `value` now and renews it at half its TTL for as long as this
+    /// node lives (or until [`Overlay::dht_unregister`]). Returns the id of
+    /// the first put; renewals report under their own ids.
+    pub fn dht_register(
+        &mut self,
+        now: Instant,
+        key: Addr,
+        value: &[u8],
+        ttl: u32,
+        create: bool,
+    ) -> Option<u32> {
+        if !self.dht.regs.contains_key(&key) && self.dht.regs.len() >= MAX_REGISTRATIONS {
+            return None;
+        }
+        let ttl = ttl.clamp(2, MAX_TTL_SECS);
+        self.dht.regs.insert(
+            key,
+            Registration {
+                value: value.to_vec(),
+                ttl_secs: ttl,
+                create,
+                next_renew: now + Duration::from_secs(u64::from(ttl / 2)),
+            },
+        );
+        Some(self.dht_put(now, key, value, ttl, create))
+    }
+
+    /// Stops renewing `key` and removes our record.
+    pub fn dht_unregister(&mut self, now: Instant, key: Addr) {
+        if self.dht.regs.remove(&key).is_some() {
+            self.dht_remove(now, key);
+        }
+    }
+
+    fn start_op(&mut self, now: Instant, key: Addr, kind: OpKind) -> u32 {
+        let id = self.dht.next_id;
+        self.dht.next_id = self.dht.next_id.wrapping_add(1).max(1);
+        self.dht.stats.ops_started += 1;
+        if self.dht.ops.len() >= MAX_OPS {
+            self.dht.stats.ops_failed += 1;
+            self.dht.events.push(Event {
+                id,
+                key,
+                outcome: Outcome::Failed,
+                latency: Duration::ZERO,
+                hops: 0,
+            });
+            return id;
+        }
+        self.dht.ops.insert(id, Op::new(kind, key, now));
+        for k in 0..REPLICAS {
+            self.send_request(now, id, k);
+        }
+        id
+    }
+
+    /// Sends operation `id`'s request to replica `k`.
+    fn send_request(&mut self, now: Instant, id: u32, k: usize) {
+        let Some(op) = self.dht.ops.get(&id) else {
+            return;
+        };
+        let (key, replica) = (op.key, k as u8);
+        let msg = match &op.kind {
+            OpKind::Put { record, create } => DhtMsg::Put {
+                id,
+                replica,
+                key,
+                create: *create,
+                record: record.clone(),
+            },
+            OpKind::Get { .. } => DhtMsg::Get { id, replica, key },
+            OpKind::Remove => DhtMsg::Remove { id, replica, key },
+        };
+        self.send_routed(
+            now,
+            Mode::Closest,
+            replica_point(key, k),
+            &OverlayMsg::Dht(msg),
+        );
+    }
+
+    fn bracket(&self, p: Addr) -> (Addr, Addr) {
+        bracket_of(self.me, &self.table, p)
+    }
+
+    /// A DHT message routed to us.
+    pub(super) fn deliver_dht(&mut self, now: Instant, src: Addr, hops: u8, msg: DhtMsg) {
+        match msg {
+            DhtMsg::Put {
+                id,
+                replica,
+                key,
+                create,
+                record,
+            } => {
+                let status = if !self.dht_allow(now, src) {
+                    Status::RateLimited
+                } else {
+                    self.dht.stats.puts_served += 1;
+                    // The owner may put for itself; anyone may repair a
+                    // record with its owner's value (read repair).
+                    let me = self.me;
+                    let table = &self.table;
+                    let stray = |k: Addr| !responsible_of(me, table, k);
+                    let s = self.dht.store.put(now, key, &record, create, stray);
+                    if s == Status::Ok {
+                        self.copy_to_pair(key, usize::from(replica), &record);
+                    }
+                    self.count_refusal(s);
+                    s
+                };
+                let reply = DhtMsg::PutReply {
+                    id,
+                    replica,
+                    key,
+                    status,
+                };
+                self.send_routed(now, Mode::Exact, src, &OverlayMsg::Dht(reply));
+            }
+            DhtMsg::Remove { id, replica, key } => {
+                let status = if self.dht_allow(now, src) {
+                    self.dht.store.remove(key, src);
+                    // The pair's other node holds a copy: it goes too.
+                    self.copy_removal(key, usize::from(replica), src);
+                    Status::Ok
+                } else {
+                    Status::RateLimited
+                };
+                let reply = DhtMsg::PutReply {
+                    id,
+                    replica,
+                    key,
+                    status,
+                };
+                self.send_routed(now, Mode::Exact, src, &OverlayMsg::Dht(reply));
+            }
+            DhtMsg::Get { id, replica, key } => {
+                let (status, records) = if self.dht_allow(now, src) {
+                    self.dht.stats.gets_served += 1;
+                    (Status::Ok, self.dht.store.get(now, key))
+                } else {
+                    (Status::RateLimited, Records::new())
+                };
+                let reply = DhtMsg::GetReply {
+                    id,
+                    replica,
+                    key,
+                    status,
+                    records,
+                };
+                self.send_routed(now, Mode::Exact, src, &OverlayMsg::Dht(reply));
+            }
+            DhtMsg::PutReply {
+                id,
+                replica,
+                status,
+                ..
+            } => self.on_reply(now, id, usize::from(replica), Reply::Put(status), hops),
+            DhtMsg::GetReply {
+                id,
+                replica,
+                status,
+                records,
+                ..
+            } => {
+                // A rate-limited replica has not answered the question.
+                if status == Status::Ok {
+                    let r = Reply::Get(records.into_vec());
+                    self.on_reply(now, id, usize::from(replica), r, hops);
+                }
+            }
+        }
+    }
+
+    fn dht_allow(&mut self, now: Instant, src: Addr) -> bool {
+        let ok = self
+            .dht
+            .sources
+            .take(src, now, SOURCE_RATE_PER_S, SOURCE_BURST);
+        if !ok {
+            self.dht.stats.refused_rate += 1;
+        }
+        ok
+    }
+
+    fn count_refusal(&mut self, s: Status) {
+        match s {
+            Status::Full => self.dht.stats.refused_full += 1,
+            Status::TooBig => self.dht.stats.refused_too_big += 1,
+            _ => {}
+        }
+    }
+
+    /// The other node of the pair bracketing replica point `k` of `key`.
+    fn pair_partner(&self, key: Addr, k: usize) -> Option<PeerIdx> {
+        let (a, b) = self.bracket(replica_point(key, k));
+        let other = if a == self.me { b } else { a };
+        (other != self.me)
+            .then(|| self.table.get(other).map(|c| c.peer))
+            .flatten()
+    }
+
+    /// Sends a stored record to the other node of its pair.
+    fn copy_to_pair(&mut self, key: Addr, k: usize, record: &Record) {
+        let Some(peer) = self.pair_partner(key, k) else {
+            return;
+        };
+        let mut msg = Vec::with_capacity(64 + record.value.len());
+        Copy {
+            items: [(key, record.clone())].into_iter().collect(),
+        }
+        .emit(&mut msg);
+        self.dht.stats.copies_sent += 1;
+        self.actions.push(Action::Send { peer, msg });
+    }
+
+    /// Tells the pair's other node that `owner` removed its record (a copy
+    /// with a zero TTL).
+    fn copy_removal(&mut self, key: Addr, k: usize, owner: Addr) {
+        let Some(peer) = self.pair_partner(key, k) else {
+            return;
+        };
+        let mut msg = Vec::with_capacity(64);
+        Copy {
+            items: [(
+                key,
+                Record {
+                    owner,
+                    ttl_secs: 0,
+                    value: Vec::new(),
+                },
+            )]
+            .into_iter()
+            .collect(),
+        }
+        .emit(&mut msg);
+        self.actions.push(Action::Send { peer, msg });
+    }
+
+    fn on_reply(&mut self, now: Instant, id: u32, k: usize, reply: Reply, hops: u8) {
+        let Some(op) = self.dht.ops.get_mut(&id) else {
+            return; // late, or a repair's answer
+        };
+        if k >= REPLICAS || op.replies[k].is_some() {
+            return;
+        }
+        op.replies[k] = Some(reply);
+        if let Some(outcome) = op.decide(false) {
+            let latency = now.saturating_since(op.started);
+            self.finish_op(now, id, outcome, latency, hops);
+        }
+    }
+
+    fn finish_op(&mut self, now: Instant, id: u32, outcome: Outcome, latency: Duration, hops: u8) {
+        let Some(op) = self.dht.ops.remove(&id) else {
+            return;
+        };
+        if outcome == Outcome::Failed {
+            self.dht.stats.ops_failed += 1;
+        }
+        if let Outcome::Found(records) = &outcome {
+            // Read repair: replicas that answered without a record get it.
+            for r in records {
+                let missing: Vec<u8> = op.missing(r.owner).collect();
+                for k in missing {
+                    self.dht.stats.repairs_sent += 1;
+                    let msg = DhtMsg::Put {
+                        id: 0,
+                        replica: k,
+                        key: op.key,
+                        create: false,
+                        record: r.clone(),
+                    };
+                    let point = replica_point(op.key, usize::from(k));
+                    self.send_routed(now, Mode::Closest, point, &OverlayMsg::Dht(msg));
+                }
+            }
+        }
+        self.dht.events.push(Event {
+            id,
+            key: op.key,
+            outcome,
+            latency,
+            hops,
+        });
+    }
+
+    /// A hand-off copy from a neighbour (a zero TTL removes).
+    pub fn handle_dht_copy(&mut self, now: Instant, msg: &[u8]) -> Result<(), Refused> {
+        let c = Copy::parse(msg).map_err(|_| Refused::Malformed)?;
+        for (key, r) in c.items {
+            self.dht.stats.copies_received += 1;
+            if r.ttl_secs == 0 {
+                self.dht.store.remove(key, r.owner);
+                continue;
+            }
+            // Keep what we have if it lives longer (a fresher renewal).
+            if self
+                .dht
+                .store
+                .record(now, key, r.owner)
+                .is_some_and(|have| have.ttl_secs >= r.ttl_secs)
+            {
+                continue;
+            }
+            let me = self.me;
+            let table = &self.table;
+            let s = self
+                .dht
+                .store
+                .put(now, key, &r, false, |k| !responsible_of(me, table, k));
+            self.count_refusal(s);
+        }
+        Ok(())
+    }
+
+    /// The DHT's part of the heartbeat: retries and deadlines of our
+    /// operations, renewals, expiry, and hand-off to new neighbours.
+    pub(super) fn dht_timers(&mut self, now: Instant) {
+        let due: Vec<(u32, bool)> = self
+            .dht
+            .ops
+            .iter()
+            .filter_map(|(&id, op)| {
+                let age = now.saturating_since(op.started);
+                if age >= OP_TIMEOUT {
+                    Some((id, true))
+                } else if age >= RESEND_AFTER && !op.resent {
+                    Some((id, false))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (id, timed_out) in due {
+            if timed_out {
+                let outcome = self.dht.ops[&id].decide(true).unwrap_or(Outcome::Failed);
+                self.finish_op(now, id, outcome, OP_TIMEOUT, 0);
+            } else if let Some(op) = self.dht.ops.get_mut(&id) {
+                op.resent = true;
+                let unanswered: Vec<usize> =
+                    (0..REPLICAS).filter(|&k| op.replies[k].is_none()).collect();
+                for k in unanswered {
+                    self.send_request(now, id, k);
+                }
+            }
+        }
+        let renew: Vec<Addr> = self
+            .dht
+            .regs
+            .iter()
+            .filter(|(_, r)| now >= r.next_renew)
+            .map(|(&k, _)| k)
+            .collect();
+        for key in renew {
+            let Some(r) = self.dht.regs.get_mut(&key) else {
+                continue;
+            };
+            r.next_renew = now + Duration::from_secs(u64::from(r.ttl_secs / 2));
+            let (value, ttl, create) = (r.value.clone(), r.ttl_secs, r.create);
+            self.dht_put(now, key, &value, ttl, create);
+        }
+        if now >= self.dht.next_expire {
+            self.dht.next_expire = now + Duration::from_secs(10);
+            self.dht.store.expire(now);
+        }
+        self.handoff_sweep(now);
+        self.send_handoff(now);
+    }
+
+    /// Queues, for each new ring neighbour, the records whose replica
+    /// points it now brackets with us.
+    fn handoff_sweep(&mut self, now: Instant) {
+        let current = [self.left(), self.right()];
+        if current == self.dht.swept {
+            return;
+        }
+        let fresh: Vec<(Addr, PeerIdx)> = current
+            .iter()
+            .flatten()
+            .filter(|a| !self.dht.swept.contains(&Some(**a)))
+            .filter_map(|&a| self.table.get(a).map(|c| (a, c.peer)))
+            .collect();
+        self.dht.swept = current;
+        for (n, peer) in fresh {
+            let items: Vec<(Addr, Addr)> = self
+                .dht
+                .store
+                .iter(now)
+                .filter(|(key, _)| {
+                    (0..REPLICAS).any(|k| {
+                        let (a, b) = self.bracket(replica_point(*key, k));
+                        a == n || b == n
+                    })
+                })
+                .map(|(key, r)| (key, r.owner))
+                .collect();
+            for (key, owner) in items {
+                if self.dht.handoff.len() < MAX_HANDOFF {
+                    self.dht.handoff.push_back((peer, key, owner));
+                }
+            }
+        }
+    }
+
+    /// Sends a bounded burst of queued hand-off copies.
+    fn send_handoff(&mut self, now: Instant) {
+        for _ in 0..HANDOFF_BURST {
+            let Some(&(peer, _, _)) = self.dht.handoff.front() else {
+                return;
+            };
+            let mut c = Copy {
+                items: Default::default(),
+            };
+            while c.items.len() < crate::wire::dht::MAX_RECORDS_PER_MSG {
+                match self.dht.handoff.front() {
+                    Some(&(p, key, owner)) if p == peer => {
+                        self.dht.handoff.pop_front();
+                        if let Some(r) = self.dht.store.record(now, key, owner) {
+                            c.items.push((key, r));
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            if c.items.is_empty() || self.table.by_peer(peer).is_none() {
+                continue;
+            }
+            self.dht.stats.copies_sent += c.items.len() as u64;
+            let mut msg = Vec::with_capacity(256);
+            c.emit(&mut msg);
+            self.actions.push(Action::Send { peer, msg });
+        }
+    }
+}
+
+/// The nodes bracketing `p` as far as `me` (with connections `table`)
+/// knows: the last at or before it going right, and the first after it.
+fn bracket_of(me: Addr, table: &super::table::ConnTable, p: Addr) -> (Addr, Addr) {
+    let known = || table.iter().map(|c| c.addr).chain([me]);
+    let pred = known().min_by_key(|&x| x.right_dist(p)).unwrap_or(me);
+    let succ = known()
+        .filter(|&x| x != p)
+        .min_by_key(|&x| p.right_dist(x))
+        .unwrap_or(me);
+    (pred, succ)
+}
+
+/// Whether `me` (with connections `table`) brackets a replica point of
+/// `key`: records for which this is false are strays, kept only while
+/// there is room.
+fn responsible_of(me: Addr, table: &super::table::ConnTable, key: Addr) -> bool {
+    (0..REPLICAS).any(|k| {
+        let (a, b) = bracket_of(me, table, replica_point(key, k));
+        a == me || b == me
+    })
+}

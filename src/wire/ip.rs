@@ -1,0 +1,296 @@
+//! IPv4 and IPv6 headers, UDP, and the Internet checksum: the parts of the
+//! IP layer the node reads (to route a packet by its destination, to check
+//! a source) and writes (ARP/ND/DHCP answers on the TAP).
+
+use super::{get_u16, Error, Result};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+pub const ETHERTYPE_IPV4: u16 = 0x0800;
+pub const ETHERTYPE_ARP: u16 = 0x0806;
+pub const ETHERTYPE_IPV6: u16 = 0x86dd;
+
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_ICMPV6: u8 = 58;
+
+/// The Internet checksum (RFC 1071) of `data`, continuing from `sum`.
+pub fn checksum_add(mut sum: u32, data: &[u8]) -> u32 {
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        sum += u32::from(*last) << 8;
+    }
+    sum
+}
+
+/// Folds a running sum into the final one's-complement checksum.
+pub fn checksum_finish(mut sum: u32) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// The IPv6 pseudo-header sum for an upper-layer checksum.
+pub fn pseudo_v6(src: &Ipv6Addr, dst: &Ipv6Addr, proto: u8, len: u32) -> u32 {
+    let mut sum = checksum_add(0, &src.octets());
+    sum = checksum_add(sum, &dst.octets());
+    sum = checksum_add(sum, &len.to_be_bytes());
+    checksum_add(sum, &[0, 0, 0, proto])
+}
+
+/// A view of an IPv4 packet (header and payload, without Ethernet).
+#[derive(Debug)]
+pub struct V4<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+pub const V4_HEADER_LEN: usize = 20;
+
+impl<T: AsRef<[u8]>> V4<T> {
+    /// Version 4, a header length within the buffer and a total length
+    /// between the header and the buffer (Ethernet may pad beyond it).
+    pub fn new_checked(buffer: T) -> Result<V4<T>> {
+        let b = buffer.as_ref();
+        if b.len() < V4_HEADER_LEN || b[0] >> 4 != 4 {
+            return Err(Error);
+        }
+        let hl = usize::from(b[0] & 0x0f) * 4;
+        let total = usize::from(get_u16(b, 2));
+        if hl < V4_HEADER_LEN || total < hl || total > b.len() {
+            return Err(Error);
+        }
+        Ok(V4 { buffer })
+    }
+
+    pub fn header_len(&self) -> usize {
+        usize::from(self.buffer.as_ref()[0] & 0x0f) * 4
+    }
+
+    pub fn total_len(&self) -> usize {
+        usize::from(get_u16(self.buffer.as_ref(), 2))
+    }
+
+    pub fn protocol(&self) -> u8 {
+        self.buffer.as_ref()[9]
+    }
+
+    pub fn src(&self) -> Ipv4Addr {
+        let b = self.buffer.as_ref();
+        Ipv4Addr::new(b[12], b[13], b[14], b[15])
+    }
+
+    pub fn dst(&self) -> Ipv4Addr {
+        let b = self.buffer.as_ref();
+        Ipv4Addr::new(b[16], b[17], b[18], b[19])
+    }
+
+    /// The payload, without any Ethernet padding after the total length.
+    pub fn payload(&self) -> &[u8] {
+        &self.buffer.as_ref()[self.header_len()..self.total_len()]
+    }
+}
+
+/// Writes a 20-byte IPv4 header (no options, DF clear, TTL 64) with its
+/// checksum into `out[..20]`.
+pub fn emit_v4_header(out: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload: usize) {
+    let total = (V4_HEADER_LEN + payload) as u16;
+    out[..V4_HEADER_LEN].copy_from_slice(&[
+        0x45, 0, 0, 0, 0, 0, 0, 0, 64, proto, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ]);
+    out[2..4].copy_from_slice(&total.to_be_bytes());
+    out[12..16].copy_from_slice(&src.octets());
+    out[16..20].copy_from_slice(&dst.octets());
+    let c = checksum_finish(checksum_add(0, &out[..V4_HEADER_LEN]));
+    out[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+/// A view of an IPv6 packet (fixed header and payload; extension headers
+/// are part of the payload).
+#[derive(Debug)]
+pub struct V6<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+pub const V6_HEADER_LEN: usize = 40;
+
+impl<T: AsRef<[u8]>> V6<T> {
+    pub fn new_checked(buffer: T) -> Result<V6<T>> {
+        let b = buffer.as_ref();
+        if b.len() < V6_HEADER_LEN || b[0] >> 4 != 6 {
+            return Err(Error);
+        }
+        if V6_HEADER_LEN + usize::from(get_u16(b, 4)) > b.len() {
+            return Err(Error);
+        }
+        Ok(V6 { buffer })
+    }
+
+    pub fn payload_len(&self) -> usize {
+        usize::from(get_u16(self.buffer.as_ref(), 4))
+    }
+
+    pub fn next_header(&self) -> u8 {
+        self.buffer.as_ref()[6]
+    }
+
+    pub fn hop_limit(&self) -> u8 {
+        self.buffer.as_ref()[7]
+    }
+
+    fn addr_at(&self, at: usize) -> Ipv6Addr {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&self.buffer.as_ref()[at..at + 16]);
+        Ipv6Addr::from(a)
+    }
+
+    pub fn src(&self) -> Ipv6Addr {
+        self.addr_at(8)
+    }
+
+    pub fn dst(&self) -> Ipv6Addr {
+        self.addr_at(24)
+    }
+
+    pub fn payload(&self) -> &[u8] {
+        &self.buffer.as_ref()[V6_HEADER_LEN..V6_HEADER_LEN + self.payload_len()]
+    }
+}
+
+/// Writes a 40-byte IPv6 header into `out[..40]`.
+pub fn emit_v6_header(out: &mut [u8], src: Ipv6Addr, dst: Ipv6Addr, next: u8, hops: u8, len: u16) {
+    out[..8].copy_from_slice(&[0x60, 0, 0, 0, 0, 0, next, hops]);
+    out[4..6].copy_from_slice(&len.to_be_bytes());
+    out[8..24].copy_from_slice(&src.octets());
+    out[24..40].copy_from_slice(&dst.octets());
+}
+
+/// The destination of an IP packet (what the node routes on), if the bytes
+/// are IPv4 or IPv6 with a consistent header.
+pub fn destination(packet: &[u8]) -> Option<std::net::IpAddr> {
+    match packet.first()? >> 4 {
+        4 => V4::new_checked(packet).ok().map(|p| p.dst().into()),
+        6 => V6::new_checked(packet).ok().map(|p| p.dst().into()),
+        _ => None,
+    }
+}
+
+/// The source of an IP packet (what the receiver checks against the sender).
+pub fn source(packet: &[u8]) -> Option<std::net::IpAddr> {
+    match packet.first()? >> 4 {
+        4 => V4::new_checked(packet).ok().map(|p| p.src().into()),
+        6 => V6::new_checked(packet).ok().map(|p| p.src().into()),
+        _ => None,
+    }
+}
+
+/// A UDP header view.
+#[derive(Debug)]
+pub struct Udp<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+pub const UDP_HEADER_LEN: usize = 8;
+
+impl<T: AsRef<[u8]>> Udp<T> {
+    pub fn new_checked(buffer: T) -> Result<Udp<T>> {
+        let b = buffer.as_ref();
+        if b.len() < UDP_HEADER_LEN {
+            return Err(Error);
+        }
+        let len = usize::from(get_u16(b, 4));
+        if len < UDP_HEADER_LEN || len > b.len() {
+            return Err(Error);
+        }
+        Ok(Udp { buffer })
+    }
+
+    pub fn src_port(&self) -> u16 {
+        get_u16(self.buffer.as_ref(), 0)
+    }
+
+    pub fn dst_port(&self) -> u16 {
+        get_u16(self.buffer.as_ref(), 2)
+    }
+
+    pub fn payload(&self) -> &[u8] {
+        let len = usize::from(get_u16(self.buffer.as_ref(), 4));
+        &self.buffer.as_ref()[UDP_HEADER_LEN..len]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An IPv4 UDP packet captured from `echo hi | nc -u 100.64.0.12 9`.
+    const V4_UDP: [u8; 31] = [
+        0x45, 0x00, 0x00, 0x1f, 0x12, 0x34, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 100, 64, 0, 10,
+        100, 64, 0, 12, 0xc0, 0x01, 0x00, 0x09, 0x00, 0x0b, 0x00, 0x00, b'h', b'i', b'\n',
+    ];
+
+    #[test]
+    fn deconstruct_v4_and_udp() {
+        let p = V4::new_checked(&V4_UDP[..]).unwrap();
+        assert_eq!((p.header_len(), p.total_len(), p.protocol()), (20, 31, 17));
+        assert_eq!(p.src(), Ipv4Addr::new(100, 64, 0, 10));
+        assert_eq!(p.dst(), Ipv4Addr::new(100, 64, 0, 12));
+        let u = Udp::new_checked(p.payload()).unwrap();
+        assert_eq!((u.src_port(), u.dst_port()), (49153, 9));
+        assert_eq!(u.payload(), b"hi\n");
+        assert_eq!(
+            destination(&V4_UDP),
+            Some(Ipv4Addr::new(100, 64, 0, 12).into())
+        );
+        // Ethernet padding after the total length is not payload.
+        let mut padded = V4_UDP.to_vec();
+        padded.extend_from_slice(&[0; 15]);
+        assert_eq!(V4::new_checked(&padded[..]).unwrap().payload().len(), 11);
+        // Lengths that do not add up.
+        assert!(V4::new_checked(&V4_UDP[..30]).is_err());
+        let mut bad = V4_UDP;
+        bad[0] = 0x44;
+        assert!(V4::new_checked(&bad[..]).is_err());
+        assert!(Udp::new_checked(&[0u8; 7][..]).is_err());
+    }
+
+    #[test]
+    fn construct_v4_header_with_a_valid_checksum() {
+        let mut out = [0u8; 20];
+        emit_v4_header(
+            &mut out,
+            Ipv4Addr::new(100, 64, 0, 1),
+            Ipv4Addr::new(255, 255, 255, 255),
+            PROTO_UDP,
+            300,
+        );
+        assert_eq!(checksum_finish(checksum_add(0, &out)), 0, "verifies");
+        let p = V4::new_checked(&[&out[..], &[0u8; 300][..]].concat()).map(|p| p.total_len());
+        assert_eq!(p, Ok(320));
+    }
+
+    #[test]
+    fn v6_header_round_trip() {
+        let (s, d): (Ipv6Addr, Ipv6Addr) =
+            ("fd00::1".parse().unwrap(), "ff02::fb".parse().unwrap());
+        let mut b = [0u8; 48];
+        emit_v6_header(&mut b, s, d, PROTO_UDP, 255, 8);
+        let p = V6::new_checked(&b[..]).unwrap();
+        assert_eq!(
+            (p.src(), p.dst(), p.next_header(), p.hop_limit()),
+            (s, d, 17, 255)
+        );
+        assert_eq!(p.payload().len(), 8);
+        assert!(V6::new_checked(&b[..47]).is_err());
+        assert_eq!(source(&b), Some(s.into()));
+    }
+
+    #[test]
+    fn checksum_of_an_odd_length() {
+        // RFC 1071's example words, then one odd byte.
+        let sum = checksum_add(0, &[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]);
+        assert_eq!(checksum_finish(sum), !0xddf2);
+        assert_eq!(checksum_add(0, &[0xab]), 0xab00);
+    }
+}

@@ -28,4 +28,5 @@ pub mod shell;
 pub mod sim;
 pub mod status;
 pub mod time;
+pub mod vpn;
 pub mod wire;

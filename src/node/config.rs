@@ -73,6 +73,10 @@ pub struct NodeConfig {
     pub trust_any: bool,
     /// Bound on the peer table (static + dynamic).
     pub max_peers: usize,
+    /// Be a VPN over the overlay (virtual IPs, DHT resolution, ARP/ND/DHCP
+    /// answers); needs `overlay`. `None`: frames are switched between
+    /// static peers.
+    pub vpn: Option<crate::vpn::VpnConfig>,
 }
 
 impl Default for NodeConfig {
@@ -88,6 +92,7 @@ impl Default for NodeConfig {
             endpoints: Vec::new(),
             trust_any: false,
             max_peers: 256,
+            vpn: None,
         }
     }
 }

@@ -3,10 +3,11 @@
 //! overlay or a bootstrap endpoint whose key we did not know).
 
 use super::peer::{self, Peer, Pending};
-use super::{DropReason, Node, PeerConfig, PeerIdx, Target};
+use super::{DropReason, Node, Path, PeerConfig, PeerIdx, Target};
 use crate::buf::PacketBuf;
 use crate::crypto::handshake::{self, Completed, HandshakeError};
 use crate::crypto::NodeKey;
+use crate::overlay::Addr;
 use crate::rand::Rng;
 use crate::time::Instant;
 use std::net::SocketAddr;
@@ -23,6 +24,9 @@ pub const LEAVES: usize = 3;
 /// Connect-to-me handshakes in flight (near right, near left, shortcut,
 /// one spare); a new one replaces the oldest.
 pub const CTM_INITS: usize = 4;
+
+/// First retransmission delay of a handshake routed over the overlay.
+pub const ROUTED_RETRY_BASE: Duration = Duration::from_secs(3);
 
 /// Endpoints of past overlay links kept as extra bootstraps.
 pub const LEARNED_BOOTS: usize = 8;
@@ -119,7 +123,7 @@ impl Node {
     pub(super) fn find_or_add_peer(
         &mut self,
         key: NodeKey,
-        endpoint: SocketAddr,
+        endpoint: Option<SocketAddr>,
     ) -> Option<PeerIdx> {
         if let Some(&p) = self.by_key.get(&key) {
             return Some(p);
@@ -130,7 +134,7 @@ impl Node {
         let cfg = PeerConfig {
             name: crate::overlay::Addr::of_key(&key).to_string(),
             key,
-            endpoint: Some(endpoint),
+            endpoint,
         };
         let mut fresh = Peer::new(&cfg);
         fresh.dynamic = true;
@@ -164,8 +168,8 @@ impl Node {
         Some(p)
     }
 
-    pub(super) fn handle_init(&mut self, now: Instant, from: SocketAddr, buf: PacketBuf) {
-        if !self.limiter.allow(from.ip(), now) {
+    pub(super) fn handle_init(&mut self, now: Instant, from: Path, buf: PacketBuf) {
+        if !self.limiter.allow_path(from, now) {
             return self.drop_buf(buf, DropReason::RateLimited);
         }
         let checked = self.check_init(self.pool.data(&buf));
@@ -180,7 +184,7 @@ impl Node {
             return self.stats.count(DropReason::RateLimited);
         }
         let checked = self.check_init(init);
-        self.respond(now, endpoint, checked);
+        self.respond(now, Path::Udp(endpoint), checked);
     }
 
     fn check_init(&self, init: &[u8]) -> Result<handshake::ValidInit, HandshakeError> {
@@ -193,14 +197,20 @@ impl Node {
     fn respond(
         &mut self,
         now: Instant,
-        from: SocketAddr,
+        from: Path,
         checked: Result<handshake::ValidInit, HandshakeError>,
     ) {
         let init = match checked {
             Ok(init) => init,
             Err(e) => return self.handshake_drop(e),
         };
-        let Some(p) = self.find_or_add_peer(init.peer, from) else {
+        let endpoint = match from {
+            Path::Udp(ep) => Some(ep),
+            Path::Overlay(src) if Addr::of_key(&init.peer) == src => None,
+            // Routed from an address that is not the signer's.
+            Path::Overlay(_) => return self.stats.count(DropReason::OverlayForged),
+        };
+        let Some(p) = self.find_or_add_peer(init.peer, endpoint) else {
             return self.stats.count(DropReason::TooManyPeers);
         };
         self.touch(p);
@@ -213,12 +223,14 @@ impl Node {
         };
         let local_index = self.new_index(Target::Peer(p));
         let space = self.pool.space_mut(&out);
+        // Over the overlay there is no underlay address to report.
+        let observed = endpoint.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
         let result = handshake::respond(
             &self.identity,
             &self.sysrand,
             &init,
             local_index,
-            from,
+            observed,
             now,
             space,
         );
@@ -233,15 +245,40 @@ impl Node {
         self.pool.set_len(&mut out, len);
         let peer = &mut self.peers[usize::from(p.0)];
         peer.last_init_timestamp = init.timestamp;
-        peer.endpoint = Some(from);
+        match endpoint {
+            Some(ep) => {
+                peer.endpoint = Some(ep);
+                peer.routed = false;
+            }
+            // A routed handshake from a node we have a link with keeps
+            // using the link (the new session is end to end either way).
+            None => peer.routed = !peer.linked,
+        }
         peer.wanted = true;
         // The peer links again right after a close: a new link, not the old.
         peer.closing_since = None;
         if let Some(old) = peer.sessions.install_responded(session) {
             self.by_index.remove(&old);
         }
-        log::debug!("handshake from {} ({}) answered", peer.name, from);
-        self.queue_transmit(from, out);
+        log::debug!("handshake from {} ({:?}) answered", peer.name, from);
+        self.send_handshake(now, from, out);
+    }
+
+    /// Sends a handshake message: to an endpoint, or routed to a ring
+    /// address (the message rides in a routed overlay message).
+    pub(super) fn send_handshake(&mut self, now: Instant, to: Path, out: PacketBuf) {
+        match to {
+            Path::Udp(ep) => self.queue_transmit(ep, out),
+            Path::Overlay(dst) => {
+                let bytes = self.pool.data(&out).to_vec();
+                self.pool.free(out);
+                let msg = crate::wire::overlay::OverlayMsg::Handshake(bytes);
+                if let Some(ov) = self.overlay.as_mut() {
+                    ov.send_routed(now, crate::wire::overlay::Mode::Exact, dst, &msg);
+                }
+                self.run_overlay_actions(now);
+            }
+        }
     }
 
     /// Both sides started a handshake at once (an init from the peer while
@@ -252,20 +289,18 @@ impl Node {
     /// (which a third handshake could then split, each side sending on a
     /// session the other had just evicted). Only a fresh first attempt to
     /// the same endpoint counts as a crossing.
-    fn withdraw_if_crossed(
-        &mut self,
-        now: Instant,
-        p: PeerIdx,
-        from: SocketAddr,
-        theirs: &NodeKey,
-    ) {
+    fn withdraw_if_crossed(&mut self, now: Instant, p: PeerIdx, from: Path, theirs: &NodeKey) {
         let window = self.timers.handshake_retry_base;
         let ours = self.identity.public();
         let peer = &mut self.peers[usize::from(p.0)];
         let fresh = peer.pending.as_ref().is_some_and(|x| {
             x.attempts <= 1 && now.saturating_since(x.sent_at) < window && x.state.is_some()
         });
-        if fresh && peer.endpoint == Some(from) && ours < *theirs {
+        let same_path = match from {
+            Path::Udp(ep) => peer.endpoint == Some(ep) && !peer.routed,
+            Path::Overlay(_) => peer.routed,
+        };
+        if fresh && same_path && ours < *theirs {
             log::debug!("crossed handshake with {}: theirs goes ahead", peer.name);
             if let Some(pending) = peer.pending.take() {
                 // Its index stays registered until the answer comes.
@@ -341,7 +376,7 @@ impl Node {
         timestamp
     }
 
-    pub(super) fn handle_resp(&mut self, now: Instant, from: SocketAddr, buf: PacketBuf) {
+    pub(super) fn handle_resp(&mut self, now: Instant, from: Path, buf: PacketBuf) {
         let receiver = match handshake::resp_receiver(self.pool.data(&buf)) {
             Ok(r) => r,
             Err(e) => {
@@ -381,12 +416,17 @@ impl Node {
             Ok(d) => d,
             Err(e) => return self.handshake_drop(e),
         };
+        let endpoint = match from {
+            Path::Udp(ep) => Some(ep),
+            Path::Overlay(src) if Addr::of_key(&done.peer) == src => None,
+            Path::Overlay(_) => return self.stats.count(DropReason::OverlayForged),
+        };
         let sent_at = pend.sent_at;
         *pending = None;
         self.boots_dirty = true;
         let p = match target {
             Target::Peer(p) => p,
-            Target::Boot(b) => match self.find_or_add_peer(done.peer, from) {
+            Target::Boot(b) => match self.find_or_add_peer(done.peer, endpoint) {
                 Some(p) => {
                     self.by_index.insert(receiver, Target::Peer(p));
                     self.peers[usize::from(p.0)].wanted = true;
@@ -402,7 +442,7 @@ impl Node {
                     return self.stats.count(DropReason::TooManyPeers);
                 }
             },
-            Target::Ctm(k) => match self.find_or_add_peer(done.peer, from) {
+            Target::Ctm(k) => match self.find_or_add_peer(done.peer, endpoint) {
                 Some(p) => {
                     self.by_index.insert(receiver, Target::Peer(p));
                     self.peers[usize::from(p.0)].wanted = true;
@@ -418,15 +458,16 @@ impl Node {
                 }
             },
         };
-        self.complete_handshake(now, p, done, from, sent_at);
+        self.complete_handshake(now, p, done, endpoint, sent_at);
     }
 
+    /// `endpoint`: where the answer came from, `None` if over the overlay.
     fn complete_handshake(
         &mut self,
         now: Instant,
         p: PeerIdx,
         done: Completed,
-        from: SocketAddr,
+        endpoint: Option<SocketAddr>,
         sent_at: Instant,
     ) {
         self.touch(p);
@@ -434,15 +475,21 @@ impl Node {
         if let Some(stale) = peer.pending.take() {
             self.by_index.remove(&stale.local_index);
         }
-        peer.endpoint = Some(from);
-        peer.observed = Some(done.observed);
+        match endpoint {
+            Some(ep) => {
+                peer.endpoint = Some(ep);
+                peer.routed = false;
+                peer.observed = Some(done.observed);
+            }
+            None => peer.routed = !peer.linked,
+        }
         peer.last_handshake = Some(now);
         peer.rtt = Some(now.saturating_since(sent_at));
         if let Some(old) = peer.sessions.install_initiated(done.session) {
             self.by_index.remove(&old);
         }
         self.stats.handshakes_completed += 1;
-        log::info!("link to {} ({}) established", peer.name, from);
+        log::info!("session with {} ({:?}) established", peer.name, endpoint);
         // Confirm the session to the responder at once (it may not send on
         // it before hearing from us), then release what waited for it.
         self.send_ping(now, p);
@@ -460,8 +507,14 @@ impl Node {
         }
     }
 
-    fn retry_delay(&mut self, attempts: u32) -> Duration {
-        let base = self.timers.handshake_retry_base;
+    fn retry_delay(&mut self, attempts: u32, routed: bool) -> Duration {
+        // A routed round trip crosses several overlay hops (~1 s at 1,000
+        // nodes with 100 ms links): retrying sooner only crosses answers.
+        let base = if routed {
+            self.timers.handshake_retry_base.max(ROUTED_RETRY_BASE)
+        } else {
+            self.timers.handshake_retry_base
+        };
         let d = base
             .saturating_mul(1 << attempts.saturating_sub(1).min(16))
             .min(self.timers.handshake_retry_max);
@@ -476,10 +529,14 @@ impl Node {
         let (dst, hint, dynamic) = match t {
             Target::Peer(p) => {
                 let peer = &self.peers[usize::from(p.0)];
-                let Some(dst) = peer.endpoint else { return };
+                let dst = match (peer.routed && !peer.linked, peer.endpoint) {
+                    (true, _) if self.overlay.is_some() => Path::Overlay(Addr::of_key(&peer.key)),
+                    (false, Some(ep)) => Path::Udp(ep),
+                    _ => return,
+                };
                 (dst, Some(peer.key), peer.dynamic)
             }
-            Target::Boot(b) => (self.boots[usize::from(b)].endpoint, None, true),
+            Target::Boot(b) => (Path::Udp(self.boots[usize::from(b)].endpoint), None, true),
             // Sent once inside a request (see send_ctm); the overlay retries.
             Target::Ctm(_) => return,
         };
@@ -513,7 +570,7 @@ impl Node {
             return;
         }
         let local_index = self.new_index(t);
-        let next_retry = now + self.retry_delay(attempts);
+        let next_retry = now + self.retry_delay(attempts, matches!(dst, Path::Overlay(_)));
         *self.pending_slot(t) = Some(Pending {
             state: None,
             local_index,
@@ -539,8 +596,8 @@ impl Node {
                 if let Some(pending) = self.pending_slot(t).as_mut() {
                     pending.state = Some(state);
                 }
-                log::debug!("handshake attempt {attempts} to {dst}");
-                self.queue_transmit(dst, out);
+                log::debug!("handshake attempt {attempts} to {dst:?}");
+                self.send_handshake(now, dst, out);
             }
             Err(_) => self.pool.free(out),
         }

@@ -38,6 +38,8 @@ pub const OVERLAY_BURST: u32 = 200;
 pub struct HandshakeLimiter {
     global: Bucket,
     sources: KeyedBuckets<IpAddr>,
+    /// Handshakes routed to us over the overlay, by claimed source address.
+    routed: KeyedBuckets<crate::overlay::Addr>,
     links: Bucket,
 }
 
@@ -46,6 +48,7 @@ impl HandshakeLimiter {
         HandshakeLimiter {
             global: Bucket::full(GLOBAL_BURST, now),
             sources: KeyedBuckets::new(SOURCE_SLOTS),
+            routed: KeyedBuckets::new(SOURCE_SLOTS),
             links: Bucket::full(LINK_BURST, now),
         }
     }
@@ -53,6 +56,17 @@ impl HandshakeLimiter {
     /// May the overlay start one more link?
     pub fn allow_link(&mut self, now: Instant) -> bool {
         self.links.take(now, LINK_RATE_PER_S, LINK_BURST)
+    }
+
+    /// May we spend handshake work on a message that came this way?
+    pub(crate) fn allow_path(&mut self, from: super::Path, now: Instant) -> bool {
+        match from {
+            super::Path::Udp(ep) => self.allow(ep.ip(), now),
+            super::Path::Overlay(src) => {
+                self.routed.take(src, now, SOURCE_RATE_PER_S, SOURCE_BURST)
+                    && self.global.take(now, GLOBAL_RATE_PER_S, GLOBAL_BURST)
+            }
+        }
     }
 
     /// May we spend handshake work on a message from `src`?

@@ -8,7 +8,8 @@ use crate::overlay::dht::client::Event as DhtEvent;
 use crate::overlay::{Action, Addr, Overlay, Route};
 use crate::time::Instant;
 use crate::wire::overlay::{
-    Mode, NodeRecord, KIND_CONN_LIST, KIND_DHT_COPY, KIND_LEAVE, KIND_NEIGHBOURS, KIND_ROUTED,
+    emit_routed_data_header, Mode, NodeRecord, KIND_BROADCAST, KIND_CONN_LIST, KIND_DHT_COPY,
+    KIND_LEAVE, KIND_NEIGHBOURS, KIND_ROUTED, KIND_ROUTED_DATA, ROUTED_DATA_HEADER_LEN,
 };
 use crate::wire::MsgType;
 
@@ -73,15 +74,27 @@ impl Node {
     /// Sends the frames that waited for a session, in order.
     pub(super) fn release_waiting(&mut self, now: Instant, p: PeerIdx) {
         let waiting = core::mem::take(&mut self.peers[usize::from(p.0)].waiting);
+        // What waits is the TAP's traffic: IP packets for a VPN member,
+        // Ethernet frames for the static switch.
+        let ty = if self.vpn.is_some() {
+            MsgType::Packet
+        } else {
+            MsgType::Frame
+        };
         for buf in waiting {
-            self.send_to_peer(now, p, MsgType::Frame, buf);
+            self.send_to_peer(now, p, ty, buf);
         }
     }
 
     /// The peer has a current session: tell the overlay once.
     pub(super) fn link_up(&mut self, now: Instant, p: PeerIdx) {
         let peer = &mut self.peers[usize::from(p.0)];
-        if peer.linked || peer.sessions.current.is_none() || peer.closing_since.is_some() {
+        // A routed session is end to end over the overlay, not a link of it.
+        if peer.linked
+            || peer.routed
+            || peer.sessions.current.is_none()
+            || peer.closing_since.is_some()
+        {
             return;
         }
         peer.linked = true;
@@ -183,7 +196,7 @@ impl Node {
             Addr::of_key(&node.key),
             node.endpoint
         );
-        let Some(p) = self.find_or_add_peer(node.key, node.endpoint) else {
+        let Some(p) = self.find_or_add_peer(node.key, Some(node.endpoint)) else {
             return self.stats.count(DropReason::TooManyPeers);
         };
         // Linking again to a node we just closed: a fresh handshake, while
@@ -192,8 +205,17 @@ impl Node {
         let peer = &mut self.peers[usize::from(p.0)];
         let reopen = peer.closing_since.take().is_some();
         peer.wanted = true;
-        if peer.endpoint.is_none() {
+        if peer.endpoint.is_none() || peer.routed {
             peer.endpoint = Some(node.endpoint);
+        }
+        if core::mem::replace(&mut peer.routed, false) {
+            // A VPN peer reached over the overlay becomes a link: its
+            // session is end to end, so traffic carries on straight to the
+            // endpoint while a direct handshake makes it a link.
+            if let Some(pending) = peer.pending.take() {
+                self.by_index.remove(&pending.local_index);
+            }
+            return self.start_handshake(now, super::Target::Peer(p));
         }
         if peer.linked {
             // Already linked: make sure the overlay has it.
@@ -216,12 +238,19 @@ impl Node {
             let Some(ov) = self.overlay.as_mut() else {
                 return;
             };
-            for e in ov.dht_events() {
+            let events: Vec<DhtEvent> = ov.dht_events().collect();
+            for e in events {
+                let Some(e) = self.vpn_dht_event(now, e) else {
+                    continue;
+                };
                 if self.dht_results.len() >= MAX_DHT_RESULTS {
                     self.dht_results.pop_front();
                 }
                 self.dht_results.push_back(e);
             }
+            let Some(ov) = self.overlay.as_mut() else {
+                return;
+            };
             let actions: Vec<Action> = ov.drain_actions().collect();
             if actions.is_empty() {
                 return;
@@ -240,9 +269,63 @@ impl Node {
                     }
                     Action::Link { node } => self.link_to(now, node),
                     Action::Close { peer } => self.close_link(now, peer),
+                    Action::Handshake { src, bytes } => self.routed_handshake(now, src, &bytes),
                 }
             }
         }
+    }
+
+    /// A routed data message from a link: forwarded (re-sealed in place
+    /// for the next link), or ours: the end-to-end sealed message inside
+    /// goes to the receive path.
+    fn routed_data_in(&mut self, now: Instant, mut buf: PacketBuf) {
+        let Some(ov) = self.overlay.as_mut() else {
+            return self.drop_buf(buf, DropReason::NoRoute);
+        };
+        match ov.route_data(self.pool.data_mut(&buf)) {
+            Route::Forward(next) => self.send_to_peer(now, next, MsgType::Control, buf),
+            Route::Deliver => {
+                self.pool.trim_front(&mut buf, ROUTED_DATA_HEADER_LEN);
+                match crate::wire::peek(self.pool.data(&buf)) {
+                    Ok(MsgType::Frame | MsgType::Packet | MsgType::Control) => {
+                        self.handle_sealed(now, None, buf)
+                    }
+                    _ => self.drop_buf(buf, DropReason::OverlayMalformed),
+                }
+            }
+            Route::Drop(r) => self.drop_buf(buf, DropReason::of_refusal(r)),
+        }
+    }
+
+    /// A handshake message routed to us over the overlay.
+    fn routed_handshake(&mut self, now: Instant, src: Addr, bytes: &[u8]) {
+        let Some(buf) = self.pool.alloc_with(bytes) else {
+            return self.stats.count(DropReason::PoolEmpty);
+        };
+        let from = super::Path::Overlay(src);
+        match crate::wire::peek(bytes) {
+            Ok(MsgType::HandshakeInit) => self.handle_init(now, from, buf),
+            Ok(MsgType::HandshakeResp) => self.handle_resp(now, from, buf),
+            _ => self.drop_buf(buf, DropReason::OverlayMalformed),
+        }
+    }
+
+    /// Sends a sealed message to the node at `dst` over the overlay: the
+    /// routed data header goes in front, in place, and the first hop's
+    /// link seals it again.
+    pub(super) fn send_routed_data(&mut self, now: Instant, dst: Addr, mut buf: PacketBuf) {
+        let Some(ov) = self.overlay.as_ref() else {
+            return self.drop_buf(buf, DropReason::NoRoute);
+        };
+        let (hop, ttl) = (ov.first_hop(dst), ov.ttl());
+        let Some(hop) = hop else {
+            return self.drop_buf(buf, DropReason::NoRoute);
+        };
+        let Some(hdr) = self.pool.prepend(&mut buf, ROUTED_DATA_HEADER_LEN) else {
+            return self.drop_buf(buf, DropReason::BadFrame);
+        };
+        emit_routed_data_header(hdr, ttl, dst);
+        self.send_to_peer(now, hop, MsgType::Control, buf);
     }
 
     /// Overlay control messages arriving on the link from `p`.
@@ -254,6 +337,15 @@ impl Node {
         buf: PacketBuf,
     ) -> Option<PacketBuf> {
         let kind = self.pool.data(&buf).first().copied();
+        if kind == Some(KIND_ROUTED_DATA) && self.overlay.is_some() {
+            self.routed_data_in(now, buf);
+            return None;
+        }
+        if kind == Some(KIND_BROADCAST) && self.vpn.is_some() {
+            self.broadcast_in(now, buf);
+            self.run_overlay_actions(now);
+            return None;
+        }
         if self.overlay.is_none()
             || !matches!(
                 kind,

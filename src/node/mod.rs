@@ -17,6 +17,7 @@ pub mod peer;
 pub mod stats;
 pub mod status;
 mod switch;
+pub mod vpn;
 mod wakeups;
 
 use crate::buf::{PacketBuf, Pool};
@@ -39,6 +40,14 @@ use wakeups::Wakeups;
 /// Index of a peer in the node's table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PeerIdx(pub u16);
+
+/// How a handshake reached us, or goes out: to an underlay endpoint, or
+/// routed over the overlay to (from) a ring address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Path {
+    Udp(SocketAddr),
+    Overlay(crate::overlay::Addr),
+}
 
 /// What a local session index (or pending handshake) belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +98,8 @@ pub struct Node {
     ctm_inits: [Option<Pending>; handshakes::CTM_INITS],
     ctm_purposes: [u8; handshakes::CTM_INITS],
     overlay: Option<Overlay>,
+    /// The VPN over the overlay (overlay mode with a virtual network).
+    vpn: Option<vpn::VpnState>,
     /// Finished DHT operations for the caller (see `take_dht_results`).
     dht_results: VecDeque<crate::overlay::dht::client::Event>,
     /// Accept any key (an open overlay until certificates arrive).
@@ -130,6 +141,7 @@ impl Node {
             .iter()
             .map(|&endpoint| Boot::new(endpoint, now, None))
             .collect();
+        let public = identity.public();
         let mut node = Node {
             identity,
             timers: cfg.timers,
@@ -140,6 +152,11 @@ impl Node {
             boots,
             ctm_inits: Default::default(),
             ctm_purposes: [0; handshakes::CTM_INITS],
+            vpn: cfg
+                .vpn
+                .clone()
+                .filter(|_| overlay.is_some())
+                .map(|v| vpn::VpnState::new(v, &public, now, !cfg.bootstrap.is_empty())),
             overlay,
             dht_results: VecDeque::new(),
             trust_any: cfg.trust_any,
@@ -163,6 +180,7 @@ impl Node {
             node.touch(PeerIdx(i as u16));
         }
         node.rearm();
+        node.vpn_start();
         node
     }
 
@@ -248,7 +266,8 @@ impl Node {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let overlay = self.overlay.as_ref().map(Overlay::poll_timeout);
         let peers = self.wakeups.next();
-        crate::time::earliest(crate::time::earliest(peers, overlay), self.boot_wake)
+        let t = crate::time::earliest(crate::time::earliest(peers, overlay), self.boot_wake);
+        crate::time::earliest(t, self.vpn_deadline())
     }
 
     fn queue_transmit(&mut self, dst: SocketAddr, buf: PacketBuf) {
@@ -268,6 +287,9 @@ impl Node {
     }
 
     fn frame_in(&mut self, now: Instant, buf: PacketBuf) {
+        if self.vpn.is_some() {
+            return self.vpn_frame_in(now, buf);
+        }
         let dst = match ethernet::Frame::new_checked(self.pool.data(&buf)) {
             Ok(f) => f.dst(),
             Err(_) => return self.drop_buf(buf, DropReason::BadFrame),
@@ -289,14 +311,23 @@ impl Node {
         self.send_to_peer(now, PeerIdx(0), MsgType::Frame, buf);
     }
 
-    /// Seals `buf` for `p` and queues it, or parks it until a session exists.
+    /// Seals `buf` for `p` and queues it (straight to its endpoint, or
+    /// routed over the overlay for a routed peer), or parks it until a
+    /// session exists.
     fn send_to_peer(&mut self, now: Instant, p: PeerIdx, ty: MsgType, mut buf: PacketBuf) {
         let peer = &mut self.peers[usize::from(p.0)];
-        let Some(dst) = peer.endpoint else {
-            return self.drop_buf(buf, DropReason::NoEndpoint);
+        // A peer we have a link with is reached over it, whatever made the
+        // session (the first hop towards it would be itself).
+        let dst = match (peer.routed && !peer.linked, peer.endpoint) {
+            (true, _) => None,
+            (false, Some(e)) => Some(e),
+            (false, None) => return self.drop_buf(buf, DropReason::NoEndpoint),
         };
+        if ty != MsgType::Control {
+            peer.last_tx = Some(now);
+        }
         let Some(session) = peer.sessions.current.as_mut() else {
-            if ty != MsgType::Frame {
+            if ty == MsgType::Control {
                 // Link control is only meaningful on the session it was made for.
                 return self.drop_buf(buf, DropReason::NoSession);
             }
@@ -329,7 +360,13 @@ impl Node {
         peer.tx_bytes += payload_len as u64;
         peer.tx_packets += 1;
         let pending = peer.pending.is_some();
-        self.queue_transmit(dst, buf);
+        match dst {
+            Some(dst) => self.queue_transmit(dst, buf),
+            None => {
+                let to = crate::overlay::Addr::of_key(&peer.key);
+                self.send_routed_data(now, to, buf);
+            }
+        }
         if rekey && !pending {
             self.start_handshake(now, Target::Peer(p));
         }
@@ -348,13 +385,17 @@ impl Node {
             Err(PeekError::Truncated) => self.drop_buf(buf, DropReason::BadLength),
             Err(PeekError::Version) => self.drop_buf(buf, DropReason::BadVersion),
             Err(PeekError::Type) => self.drop_buf(buf, DropReason::BadType),
-            Ok(MsgType::HandshakeInit) => self.handle_init(now, from, buf),
-            Ok(MsgType::HandshakeResp) => self.handle_resp(now, from, buf),
-            Ok(MsgType::Frame | MsgType::Control) => self.handle_sealed(now, from, buf),
+            Ok(MsgType::HandshakeInit) => self.handle_init(now, Path::Udp(from), buf),
+            Ok(MsgType::HandshakeResp) => self.handle_resp(now, Path::Udp(from), buf),
+            Ok(MsgType::Frame | MsgType::Control | MsgType::Packet) => {
+                self.handle_sealed(now, Some(from), buf)
+            }
         }
     }
 
-    fn handle_sealed(&mut self, now: Instant, from: SocketAddr, mut buf: PacketBuf) {
+    /// A sealed message, from an endpoint or (`from` = `None`) routed to
+    /// us over the overlay.
+    fn handle_sealed(&mut self, now: Instant, from: Option<SocketAddr>, mut buf: PacketBuf) {
         let (receiver, counter, ty) = match data::Packet::new_checked(self.pool.data(&buf)) {
             Ok(pkt) => (pkt.receiver(), pkt.counter(), pkt.msg_type()),
             Err(_) => return self.drop_buf(buf, DropReason::BadLength),
@@ -388,10 +429,12 @@ impl Node {
             }
         }
         peer.last_rx = Some(now);
-        if peer.endpoint != Some(from) {
-            // Authenticated traffic from a new address: the peer moved.
-            log::info!("peer {} moved to {}", peer.name, from);
-            peer.endpoint = Some(from);
+        if let Some(from) = from {
+            if peer.endpoint != Some(from) {
+                // Authenticated traffic from a new address: the peer moved.
+                log::info!("peer {} moved to {}", peer.name, from);
+                peer.endpoint = Some(from);
+            }
         }
         self.pool.trim_front(&mut buf, data::HEADER_LEN);
         self.pool.trim_back(&mut buf, data::TAG_LEN);
@@ -406,6 +449,14 @@ impl Node {
         }
         if buf.is_empty() {
             return self.pool.free(buf); // keepalive
+        }
+        if ty == MsgType::Packet as u8 {
+            return self.packet_from_peer(now, p, buf);
+        }
+        if self.vpn.is_some() {
+            // Ethernet frames are the static-peer switch's; a VPN member
+            // carries IP packets.
+            return self.drop_buf(buf, DropReason::BadType);
         }
         let src = match ethernet::Frame::new_checked(self.pool.data(&buf)) {
             Ok(f) => f.src(),
@@ -470,6 +521,7 @@ impl Node {
         if let Some(ov) = self.overlay.as_mut() {
             ov.handle_timeout(now);
         }
+        self.vpn_timers(now);
         self.run_overlay_actions(now);
         self.boots_dirty = true;
         self.rearm();
@@ -514,6 +566,10 @@ impl Node {
             .is_some_and(|t| now >= t)
         {
             self.send_ping(now, p);
+        }
+        if self.peers[i].idle_at().is_some_and(|t| now >= t) {
+            // A routed session the VPN no longer uses: no more rekeys.
+            self.peers[i].wanted = false;
         }
     }
 

@@ -20,6 +20,9 @@ pub const MAX_WAITING: usize = 16;
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Handshake attempts after which waiting frames are given up.
 pub const WAIT_ATTEMPTS: u32 = 3;
+/// A routed session unused (no data either way) for this long is let go:
+/// no more rekeys, and it expires with its keys.
+pub const ROUTED_IDLE: Duration = Duration::from_secs(150);
 
 /// An init we sent and are waiting to hear back on.
 pub struct Pending {
@@ -176,6 +179,13 @@ pub struct Peer {
     pub closing_since: Option<Instant>,
     /// Where to send: configured, then updated by authenticated traffic (roaming).
     pub endpoint: Option<SocketAddr>,
+    /// The session travels over the overlay (routed to the peer's ring
+    /// address, sealed end to end) rather than straight to `endpoint`: a
+    /// VPN peer we have no direct link with. Such a session is not an
+    /// overlay link, is not pinged, and lapses when the VPN stops using it.
+    pub routed: bool,
+    /// Last VPN data sent to the peer (idle routed sessions lapse).
+    pub last_tx: Option<Instant>,
     pub sessions: Sessions,
     pub pending: Option<Pending>,
     /// Our init withdrawn for the peer's crossing one: its answer is
@@ -209,6 +219,8 @@ impl Peer {
             leaf: false,
             closing_since: None,
             endpoint: cfg.endpoint,
+            routed: false,
+            last_tx: None,
             sessions: Sessions::default(),
             pending: None,
             withdrawn: None,
@@ -240,9 +252,23 @@ impl Peer {
         }
     }
 
+    /// Whether handshakes can go anywhere: an endpoint, or the overlay.
+    pub fn reachable(&self) -> bool {
+        self.endpoint.is_some() || self.routed
+    }
+
+    /// When a routed session goes idle (no data either way since).
+    pub fn idle_at(&self) -> Option<Instant> {
+        if !self.routed || !self.wanted {
+            return None;
+        }
+        let last = self.last_rx.max(self.last_tx)?;
+        Some(last + ROUTED_IDLE)
+    }
+
     /// Should we start a handshake now (absent a pending one)?
     pub fn needs_handshake(&self, now: Instant, timers: &Timers) -> bool {
-        if self.endpoint.is_none() || !self.wanted {
+        if !self.reachable() || !self.wanted {
             return false;
         }
         let Some(cur) = &self.sessions.current else {
@@ -275,6 +301,9 @@ impl Peer {
         let Some(cur) = &self.sessions.current else {
             return false;
         };
+        if self.routed {
+            return false; // the overlay's links are checked, not this path
+        }
         let heard = self.last_rx.map_or(cur.created, |t| t.max(cur.created));
         now.saturating_since(heard) >= timers.dead_after
     }
@@ -283,7 +312,7 @@ impl Peer {
     /// last thing we heard. A link that carries traffic is never pinged,
     /// and one side's ping keeps the other side quiet.
     pub fn ping_due(&self, timers: &Timers) -> Option<Instant> {
-        if self.closing_since.is_some() {
+        if self.closing_since.is_some() || self.routed {
             return None;
         }
         let cur = self.sessions.current.as_ref()?;
@@ -305,16 +334,21 @@ impl Peer {
         if let Some(t) = self.sessions.oldest_created() {
             at(t + timers.reject_after_time);
         }
+        if let Some(t) = self.idle_at() {
+            at(t);
+        }
         if let Some(cur) = &self.sessions.current {
             if let Some(t) = self.ping_due(timers) {
                 at(t);
             }
             if self.pending.is_none() && self.wanted {
                 at(cur.created + Self::rekey_age(cur.initiator, timers));
-                let heard = self.last_rx.map_or(cur.created, |t| t.max(cur.created));
-                at(heard + timers.dead_after);
+                if !self.routed {
+                    let heard = self.last_rx.map_or(cur.created, |t| t.max(cur.created));
+                    at(heard + timers.dead_after);
+                }
             }
-        } else if self.pending.is_none() && self.endpoint.is_some() && self.wanted {
+        } else if self.pending.is_none() && self.reachable() && self.wanted {
             // Now, or once an unconfirmed answered session has waited enough.
             at(self
                 .sessions

@@ -51,6 +51,21 @@ pub enum DropReason {
     NoRoute,
     /// A peer sent overlay messages faster than its budget.
     OverlayRateLimited,
+    /// A frame for the host's link only (ARP/ND/DHCP not answered, router
+    /// solicitations, MLD), or for the virtual router's own address.
+    LocalOnly,
+    /// An IP packet for an address outside the virtual network.
+    NotInNetwork,
+    /// An IP packet for a virtual address nobody holds.
+    UnknownIp,
+    /// An IP packet from a peer that does not hold its source address.
+    SpoofedSource,
+    /// Too many addresses being resolved, or too many packets waiting for one.
+    ResolveQueueFull,
+    /// A ring broadcast seen before.
+    BroadcastDuplicate,
+    /// A ring broadcast over its source's rate.
+    BroadcastRateLimited,
 }
 
 impl DropReason {
@@ -66,7 +81,7 @@ impl DropReason {
         }
     }
 
-    pub const ALL: [DropReason; 22] = [
+    pub const ALL: [DropReason; 29] = [
         DropReason::BadLength,
         DropReason::BadVersion,
         DropReason::BadType,
@@ -89,6 +104,13 @@ impl DropReason {
         DropReason::HopLimit,
         DropReason::NoRoute,
         DropReason::OverlayRateLimited,
+        DropReason::LocalOnly,
+        DropReason::NotInNetwork,
+        DropReason::UnknownIp,
+        DropReason::SpoofedSource,
+        DropReason::ResolveQueueFull,
+        DropReason::BroadcastDuplicate,
+        DropReason::BroadcastRateLimited,
     ];
 
     /// Stable snake_case name used by `ringvpn status` and its JSON.
@@ -116,6 +138,13 @@ impl DropReason {
             DropReason::HopLimit => "hop_limit",
             DropReason::NoRoute => "no_route",
             DropReason::OverlayRateLimited => "overlay_rate_limited",
+            DropReason::LocalOnly => "local_only",
+            DropReason::NotInNetwork => "not_in_network",
+            DropReason::UnknownIp => "unknown_ip",
+            DropReason::SpoofedSource => "spoofed_source",
+            DropReason::ResolveQueueFull => "resolve_queue_full",
+            DropReason::BroadcastDuplicate => "broadcast_duplicate",
+            DropReason::BroadcastRateLimited => "broadcast_rate_limited",
         }
     }
 }

@@ -62,6 +62,22 @@ pub fn reason_names(bits: u8) -> String {
     }
 }
 
+/// The VPN over the overlay.
+#[derive(Debug, Clone)]
+pub struct VpnStatus {
+    pub network: String,
+    pub address: Option<std::net::Ipv4Addr>,
+    pub prefix: u8,
+    pub ipv6: Option<std::net::Ipv6Addr>,
+    /// "held", "claiming", "waiting for the ring", "conflict", …
+    pub state: &'static str,
+    /// Who holds our address, in a conflict.
+    pub holder: Option<Addr>,
+    pub cached: usize,
+    pub resolving: usize,
+    pub stats: super::vpn::VpnStats,
+}
+
 #[derive(Debug, Clone)]
 pub struct NodeStatus {
     pub key: NodeKey,
@@ -72,6 +88,7 @@ pub struct NodeStatus {
     pub pool_high_water: u32,
     pub pool_capacity: u32,
     pub overlay: Option<OverlayStatus>,
+    pub vpn: Option<VpnStatus>,
 }
 
 impl Node {
@@ -123,6 +140,7 @@ impl Node {
                     })
                     .collect(),
             }),
+            vpn: self.vpn_status(),
         }
     }
 }

@@ -103,6 +103,7 @@ impl Overlay {
                 }
             }
             OverlayMsg::Dht(m) => self.deliver_dht(now, src, hops, m),
+            OverlayMsg::Handshake(bytes) => self.actions.push(Action::Handshake { src, bytes }),
         }
         Ok(())
     }

@@ -129,6 +129,9 @@ pub enum Action {
     Link { node: NodeRecord },
     /// Close the link to the peer (a leave message was queued before).
     Close { peer: PeerIdx },
+    /// A handshake message routed to us by the node at `src` (the node
+    /// holds the keys, so it answers).
+    Handshake { src: Addr, bytes: Vec<u8> },
 }
 
 /// What to do with a routed message that arrived on a link.
@@ -266,6 +269,11 @@ impl Overlay {
 
     pub fn addr(&self) -> Addr {
         self.me
+    }
+
+    /// Our own endpoints, as we advertise them.
+    pub fn endpoints(&self) -> &[SocketAddr] {
+        &self.endpoints
     }
 
     pub fn table(&self) -> &ConnTable {

@@ -5,7 +5,7 @@ use super::addr::Addr;
 use super::{Action, Overlay, Refused, Route};
 use crate::node::PeerIdx;
 use crate::time::Instant;
-use crate::wire::overlay::{emit_routed_header, Mode, OverlayMsg, Routed, FLAG_FINAL};
+use crate::wire::overlay::{emit_routed_header, Mode, OverlayMsg, Routed, RoutedData, FLAG_FINAL};
 
 impl Overlay {
     /// Starts a routed message from this node.
@@ -192,5 +192,41 @@ impl Overlay {
             Mode::Exact if dst != self.me => Route::Drop(Refused::NoRoute),
             _ => Route::Deliver,
         }
+    }
+
+    /// Decides what to do with a routed data message (exact mode, compact
+    /// header) that arrived on a link; bumps its hop count in place.
+    pub fn route_data(&mut self, msg: &mut [u8]) -> Route {
+        let Ok(mut r) = RoutedData::new_checked(&mut *msg) else {
+            return Route::Drop(Refused::Malformed);
+        };
+        if r.ttl() > self.cfg.ttl {
+            r.set_ttl(self.cfg.ttl);
+            self.stats.ttl_clamped += 1;
+        }
+        let dst = r.dst();
+        if dst == self.me {
+            return Route::Deliver;
+        }
+        match self.pick_hop(Mode::Exact, dst, None, false).0 {
+            Some(peer) if r.hops() < r.ttl() => {
+                r.set_hops(r.hops() + 1);
+                self.stats.forwarded += 1;
+                Route::Forward(peer)
+            }
+            Some(_) => Route::Drop(Refused::HopLimit),
+            None => Route::Drop(Refused::NoRoute),
+        }
+    }
+
+    /// The first hop towards the node at `dst`, for routed data we start;
+    /// `None` if no connection is closer than we are (nobody there).
+    pub fn first_hop(&self, dst: Addr) -> Option<PeerIdx> {
+        self.pick_hop(Mode::Exact, dst, None, false).0
+    }
+
+    /// The hop limit routed messages start with.
+    pub fn ttl(&self) -> u8 {
+        self.cfg.ttl
     }
 }

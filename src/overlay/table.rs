@@ -110,6 +110,29 @@ impl ConnTable {
         }
     }
 
+    /// Adds a connection at a chosen address (tests build rings this way;
+    /// real addresses are hashes of keys).
+    #[cfg(test)]
+    pub fn insert_at(&mut self, addr: Addr, key: NodeKey, peer: PeerIdx) {
+        if let Err(i) = self.position(addr) {
+            self.conns.insert(
+                i,
+                Conn {
+                    addr,
+                    peer,
+                    key,
+                    endpoint: SocketAddr::from(([198, 18, 0, 1], 5140)),
+                    since: Instant::ZERO,
+                    mine: 0,
+                    theirs: 0,
+                    announced: 0,
+                    nbrs: Vec::new(),
+                    list_stale: false,
+                },
+            );
+        }
+    }
+
     pub fn remove(&mut self, addr: Addr) -> Option<Conn> {
         self.position(addr).ok().map(|i| self.conns.remove(i))
     }

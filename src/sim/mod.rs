@@ -51,6 +51,8 @@ struct SimNode {
     wake: Option<Instant>,
     tx_bytes: u64,
     tx_datagrams: u64,
+    /// Frames written to the TAP, kept when `Sim::keep_frames` > 0.
+    tap: Vec<Vec<u8>>,
 }
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -87,6 +89,11 @@ pub struct Sim {
     /// future: a node that does not clear its own timer (a bug detector).
     pub stuck_wakes: u64,
     pub stuck_node: Option<usize>,
+    /// Run every node as a VPN member of this network (`None`: overlay only).
+    pub vpn: Option<crate::vpn::VpnConfig>,
+    /// Keep frames the nodes write to their TAPs (for VPN tests), up to
+    /// this many per node; 0 discards them.
+    pub keep_frames: usize,
 }
 
 /// The simulated underlay address of node `i` (inside 198.18.0.0/15).
@@ -111,6 +118,8 @@ impl Sim {
             lost: 0,
             stuck_wakes: 0,
             stuck_node: None,
+            vpn: None,
+            keep_frames: 0,
         }
     }
 
@@ -170,6 +179,7 @@ impl Sim {
             bootstrap,
             endpoints: vec![endpoint],
             trust_any: true,
+            vpn: self.vpn.clone(),
             ..NodeConfig::default()
         };
         Node::new(Identity::from_seed(&Seed(key)), cfg, self.now)
@@ -189,6 +199,7 @@ impl Sim {
             wake: None,
             tx_bytes: 0,
             tx_datagrams: 0,
+            tap: Vec::new(),
         });
         self.by_endpoint.insert(endpoint, i);
         self.schedule_wake(i, self.now);
@@ -267,6 +278,22 @@ impl Sim {
         r
     }
 
+    /// Has node `i` read `frame` from its TAP (the host sent it).
+    pub fn inject_frame(&mut self, i: usize, frame: &[u8]) {
+        let now = self.now;
+        let n = &mut self.nodes[i];
+        match n.node.pool_mut().alloc_with(frame) {
+            Some(buf) => n.node.handle_frame(now, buf),
+            None => self.lost += 1,
+        }
+        self.flush(i as u32);
+    }
+
+    /// The frames node `i` wrote to its TAP since the last call.
+    pub fn take_frames(&mut self, i: usize) -> Vec<Vec<u8>> {
+        core::mem::take(&mut self.nodes[i].tap)
+    }
+
     /// Node `i`'s finished DHT operations since the last call.
     pub fn take_dht_results(&mut self, i: usize) -> Vec<crate::overlay::dht::client::Event> {
         self.nodes[i].node.take_dht_results().collect()
@@ -315,8 +342,12 @@ impl Sim {
                 _ => self.lost += 1,
             }
         }
+        let keep = self.keep_frames;
         let n = &mut self.nodes[i as usize];
         while let Some(f) = n.node.poll_frame() {
+            if n.tap.len() < keep {
+                n.tap.push(n.node.pool().data(&f).to_vec());
+            }
             n.node.pool_mut().free(f);
         }
         if let Some(d) = n.node.poll_timeout() {

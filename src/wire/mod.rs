@@ -44,6 +44,9 @@ pub enum MsgType {
     Frame = 3,
     /// A link-control message (ping/pong, later overlay) sealed in a session.
     Control = 4,
+    /// An IP packet (IPv4 or IPv6, no Ethernet header) sealed in a session:
+    /// VPN traffic in overlay mode.
+    Packet = 5,
 }
 
 impl MsgType {
@@ -53,6 +56,7 @@ impl MsgType {
             2 => MsgType::HandshakeResp,
             3 => MsgType::Frame,
             4 => MsgType::Control,
+            5 => MsgType::Packet,
             _ => return None,
         })
     }

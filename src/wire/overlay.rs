@@ -143,6 +143,114 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Routed<T> {
     }
 }
 
+/// Routed data header (20 bytes): end-to-end sealed traffic between two
+/// nodes with no direct link, routed in exact mode to `dst`. The source is
+/// not carried: the sealed message's session identifies the sender.
+///
+/// ```text
+///  0 kind=7 | 1 hops | 2 ttl | 3 reserved | 4..20 destination address
+/// ```
+pub const ROUTED_DATA_HEADER_LEN: usize = 20;
+
+/// A view of a routed data message.
+#[derive(Debug)]
+pub struct RoutedData<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> RoutedData<T> {
+    pub fn new_checked(buffer: T) -> Result<RoutedData<T>> {
+        let b = buffer.as_ref();
+        if b.len() < ROUTED_DATA_HEADER_LEN || b[0] != KIND_ROUTED_DATA {
+            return Err(Error);
+        }
+        Ok(RoutedData { buffer })
+    }
+    pub fn hops(&self) -> u8 {
+        self.buffer.as_ref()[1]
+    }
+    pub fn ttl(&self) -> u8 {
+        self.buffer.as_ref()[2]
+    }
+    pub fn dst(&self) -> Addr {
+        addr_at(self.buffer.as_ref(), 4)
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> RoutedData<T> {
+    pub fn set_hops(&mut self, hops: u8) {
+        self.buffer.as_mut()[1] = hops;
+    }
+    pub fn set_ttl(&mut self, ttl: u8) {
+        self.buffer.as_mut()[2] = ttl;
+    }
+}
+
+/// Ring broadcast header (40 bytes), then the IP packet:
+///
+/// ```text
+///  0 kind=8 | 1 hops | 2 reserved (2) | 4..20 source address | 20 sequence (4)
+/// 24..40 end of the range the recipient covers (exclusive, going right)
+/// ```
+/// A recipient delivers the packet and passes it on to each of its links
+/// strictly between itself and the end, giving each the sub-range up to
+/// the next such link: with consistent tables every member gets one copy.
+pub const BROADCAST_HEADER_LEN: usize = 40;
+
+/// A view of a ring broadcast.
+#[derive(Debug)]
+pub struct Broadcast<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Broadcast<T> {
+    pub fn new_checked(buffer: T) -> Result<Broadcast<T>> {
+        let b = buffer.as_ref();
+        if b.len() < BROADCAST_HEADER_LEN || b[0] != KIND_BROADCAST {
+            return Err(Error);
+        }
+        Ok(Broadcast { buffer })
+    }
+    pub fn hops(&self) -> u8 {
+        self.buffer.as_ref()[1]
+    }
+    pub fn src(&self) -> Addr {
+        addr_at(self.buffer.as_ref(), 4)
+    }
+    pub fn seq(&self) -> u32 {
+        super::get_u32(self.buffer.as_ref(), 20)
+    }
+    pub fn end(&self) -> Addr {
+        addr_at(self.buffer.as_ref(), 24)
+    }
+    pub fn payload(&self) -> &[u8] {
+        &self.buffer.as_ref()[BROADCAST_HEADER_LEN..]
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Broadcast<T> {
+    pub fn set_hops(&mut self, hops: u8) {
+        self.buffer.as_mut()[1] = hops;
+    }
+    pub fn set_end(&mut self, end: Addr) {
+        self.buffer.as_mut()[24..40].copy_from_slice(&end.to_bytes());
+    }
+}
+
+/// Writes a broadcast header into `out[..40]`.
+pub fn emit_broadcast_header(out: &mut [u8], src: Addr, seq: u32, end: Addr) {
+    out[..4].copy_from_slice(&[KIND_BROADCAST, 0, 0, 0]);
+    out[4..20].copy_from_slice(&src.to_bytes());
+    out[20..24].copy_from_slice(&seq.to_be_bytes());
+    out[24..40].copy_from_slice(&end.to_bytes());
+}
+
+/// Writes a routed data header into `out[..20]`.
+pub fn emit_routed_data_header(out: &mut [u8], ttl: u8, dst: Addr) {
+    out[..4].copy_from_slice(&[KIND_ROUTED_DATA, 0, ttl, 0]);
+    out[4..20].copy_from_slice(&dst.to_bytes());
+}
+
 /// Appends a routed header to `out`.
 pub fn emit_routed_header(out: &mut Vec<u8>, mode: Mode, ttl: u8, src: Addr, dst: Addr, ty: u8) {
     out.extend_from_slice(&[KIND_ROUTED, mode as u8, 0, ttl]);
@@ -199,6 +307,7 @@ pub const MSG_CTM_REPLY: u8 = 2;
 pub const MSG_ECHO_REQUEST: u8 = 3;
 pub const MSG_ECHO_REPLY: u8 = 4;
 pub const MSG_DHT: u8 = 5;
+pub const MSG_HANDSHAKE: u8 = 6;
 
 /// A parsed routed message body. The reply variant is large (its records
 /// live inline); a message is parsed once and never stored in bulk.
@@ -227,6 +336,9 @@ pub enum OverlayMsg {
         stamp: u64,
     },
     Dht(super::dht::DhtMsg),
+    /// A handshake init or response (the whole datagram) between two
+    /// nodes with no direct link: an end-to-end session over the overlay.
+    Handshake(Vec<u8>),
 }
 
 impl OverlayMsg {
@@ -237,6 +349,7 @@ impl OverlayMsg {
             OverlayMsg::EchoRequest { .. } => MSG_ECHO_REQUEST,
             OverlayMsg::EchoReply { .. } => MSG_ECHO_REPLY,
             OverlayMsg::Dht(_) => MSG_DHT,
+            OverlayMsg::Handshake(_) => MSG_HANDSHAKE,
         }
     }
 
@@ -296,6 +409,12 @@ impl OverlayMsg {
                 })
             }
             MSG_DHT => Ok(OverlayMsg::Dht(super::dht::DhtMsg::parse(b)?)),
+            MSG_HANDSHAKE => match super::peek(b) {
+                Ok(super::MsgType::HandshakeInit | super::MsgType::HandshakeResp) => {
+                    Ok(OverlayMsg::Handshake(b.to_vec()))
+                }
+                _ => Err(Error),
+            },
             _ => Err(Error),
         }
     }
@@ -338,6 +457,7 @@ impl OverlayMsg {
                 out.extend_from_slice(&stamp.to_be_bytes());
             }
             OverlayMsg::Dht(m) => m.emit(out),
+            OverlayMsg::Handshake(b) => out.extend_from_slice(b),
         }
     }
 }

@@ -48,6 +48,8 @@ const RESEND_AFTER: Duration = Duration::from_secs(2);
 const OP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Operations in flight at once; beyond, a new one fails at once.
 const MAX_OPS: usize = 512;
+/// A registration is first renewed this soon (then at half its TTL).
+const FIRST_RENEWAL: Duration = Duration::from_secs(15);
 /// Records this node keeps alive for itself.
 const MAX_REGISTRATIONS: usize = 64;
 /// Requests per second (and burst) one source may make of this replica.
@@ -56,6 +58,9 @@ const SOURCE_BURST: u32 = 60;
 const SOURCE_SLOTS: usize = 64;
 /// Hand-off copy messages sent per heartbeat (4 records each).
 const HANDOFF_BURST: usize = 16;
+/// Records routed to their replicas per sweep at most (the rest wait for
+/// their owners' renewal).
+const MAX_STRAYS_ROUTED: usize = 256;
 /// Hand-off items waiting at most (a bound, not a working figure).
 const MAX_HANDOFF: usize = 8192;
 
@@ -191,13 +196,17 @@ impl Overlay {
             return None;
         }
         let ttl = ttl.clamp(2, MAX_TTL_SECS);
+        // The first renewal comes early: a put made while the ring was
+        // still settling may have reached nodes that are not the replicas
+        // once it has settled.
+        let first = Duration::from_secs(u64::from(ttl / 2)).min(FIRST_RENEWAL);
         self.dht.regs.insert(
             key,
             Registration {
                 value: value.to_vec(),
                 ttl_secs: ttl,
                 create,
-                next_renew: now + Duration::from_secs(u64::from(ttl / 2)),
+                next_renew: now + first,
             },
         );
         Some(self.dht_put(now, key, value, ttl, create))
@@ -548,36 +557,70 @@ impl Overlay {
 
     /// Queues, for each new ring neighbour, the records whose replica
     /// points it now brackets with us.
+    ///
+    /// Points that left our arc for a pair that includes no new neighbour
+    /// (we were alone, or in a false position while the ring formed) are
+    /// sent to their replicas by routing, so no record stays only where
+    /// nobody will look for it.
     fn handoff_sweep(&mut self, now: Instant) {
         let current = [self.left(), self.right()];
         if current == self.dht.swept {
             return;
         }
+        let old = self.dht.swept;
         let fresh: Vec<(Addr, PeerIdx)> = current
             .iter()
             .flatten()
-            .filter(|a| !self.dht.swept.contains(&Some(**a)))
+            .filter(|a| !old.contains(&Some(**a)))
             .filter_map(|&a| self.table.get(a).map(|c| (a, c.peer)))
             .collect();
         self.dht.swept = current;
-        for (n, peer) in fresh {
-            let items: Vec<(Addr, Addr)> = self
-                .dht
-                .store
-                .iter(now)
-                .filter(|(key, _)| {
-                    (0..REPLICAS).any(|k| {
-                        let (a, b) = self.bracket(replica_point(*key, k));
-                        a == n || b == n
-                    })
-                })
-                .map(|(key, r)| (key, r.owner))
-                .collect();
-            for (key, owner) in items {
-                if self.dht.handoff.len() < MAX_HANDOFF {
-                    self.dht.handoff.push_back((peer, key, owner));
+        // The arc [left, right) we bracketed points in before the change
+        // (all of the ring without two distinct neighbours).
+        let was_ours = |p: Addr| match old {
+            [Some(l), Some(r)] if l != r => l.right_dist(p) < l.right_dist(r),
+            _ => true,
+        };
+        let mut pushes: Vec<(PeerIdx, Addr, Addr)> = Vec::new();
+        let mut strays: Vec<(Addr, usize, Record)> = Vec::new();
+        for (key, record) in self.dht.store.iter(now) {
+            for k in 0..REPLICAS {
+                let p = replica_point(key, k);
+                let (a, b) = self.bracket(p);
+                let mut covered = a == self.me || b == self.me;
+                for &(n, peer) in &fresh {
+                    if a == n || b == n {
+                        covered = true;
+                        if !pushes.contains(&(peer, key, record.owner)) {
+                            pushes.push((peer, key, record.owner));
+                        }
+                    }
+                }
+                if !covered && was_ours(p) {
+                    strays.push((key, k, record.clone()));
                 }
             }
+        }
+        for item in pushes {
+            if self.dht.handoff.len() < MAX_HANDOFF {
+                self.dht.handoff.push_back(item);
+            }
+        }
+        for (key, k, record) in strays.into_iter().take(MAX_STRAYS_ROUTED) {
+            self.dht.stats.repairs_sent += 1;
+            let msg = DhtMsg::Put {
+                id: 0,
+                replica: k as u8,
+                key,
+                create: false,
+                record,
+            };
+            self.send_routed(
+                now,
+                Mode::Closest,
+                replica_point(key, k),
+                &OverlayMsg::Dht(msg),
+            );
         }
     }
 

@@ -172,6 +172,7 @@ fn sim(args: &[String]) -> ExitCode {
     }
     // Let leaves and surplus links be trimmed, then measure the steady state.
     s.run_for(Duration::from_secs(60));
+    ringvpn::shell::sys::release_free_memory();
     let mem = rss_kib().saturating_sub(rss0) as f64 / n as f64;
     println!(
         "steady state: consistency {:.4} (design notes' crawl: {:.4}), {:.1} connections per node, ~{mem:.0} KiB per simulated node (process RSS / N)",

@@ -158,6 +158,8 @@ impl Node {
                 PeerIdx(i as u16)
             }
             None if self.peers.len() < self.max_peers => {
+                // Grown one at a time: peers are few and live long.
+                self.peers.reserve_exact(1);
                 self.peers.push(fresh);
                 PeerIdx((self.peers.len() - 1) as u16)
             }

@@ -7,7 +7,6 @@ use crate::buf::PacketBuf;
 use crate::crypto::handshake::Initiator;
 use crate::crypto::{NodeKey, Session};
 use crate::time::Instant;
-use smallvec::SmallVec;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -20,6 +19,9 @@ pub const MAX_WAITING: usize = 16;
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Handshake attempts after which waiting frames are given up.
 pub const WAIT_ATTEMPTS: u32 = 3;
+/// A replaced session keeps receiving this long (what was in flight when
+/// the rekey happened), then its keys are dropped.
+pub const PREVIOUS_KEEP: Duration = Duration::from_secs(10);
 /// A routed session unused (no data either way) for this long is let go:
 /// no more rekeys, and it expires with its keys.
 pub const ROUTED_IDLE: Duration = Duration::from_secs(150);
@@ -124,8 +126,15 @@ impl Sessions {
         evicted
     }
 
-    /// Drops sessions older than `max_age`; calls `gone` with each index.
+    /// Drops sessions older than `max_age`, and a replaced session once the
+    /// current one is `PREVIOUS_KEEP` old; calls `gone` with each index.
     pub fn expire(&mut self, now: Instant, max_age: Duration, mut gone: impl FnMut(u32)) {
+        if let (Some(cur), Some(prev)) = (&self.current, &self.previous) {
+            if now.saturating_since(cur.created) >= PREVIOUS_KEEP {
+                gone(prev.local_index);
+                self.previous = None;
+            }
+        }
         for slot in [
             &mut self.current,
             &mut self.previous,
@@ -199,7 +208,9 @@ pub struct Peer {
     pub rtt: Option<Duration>,
     /// Our endpoint as this peer sees it.
     pub observed: Option<SocketAddr>,
-    pub waiting: SmallVec<[PacketBuf; MAX_WAITING]>,
+    /// Allocated only while something waits (a handshake is under way),
+    /// never on the data path of a live session.
+    pub waiting: Vec<PacketBuf>,
     pub rx_bytes: u64,
     pub tx_bytes: u64,
     pub rx_packets: u64,
@@ -230,7 +241,7 @@ impl Peer {
             last_ping: None,
             rtt: None,
             observed: None,
-            waiting: SmallVec::new(),
+            waiting: Vec::new(),
             rx_bytes: 0,
             tx_bytes: 0,
             rx_packets: 0,
@@ -333,6 +344,9 @@ impl Peer {
         }
         if let Some(t) = self.sessions.oldest_created() {
             at(t + timers.reject_after_time);
+        }
+        if let (Some(cur), Some(_)) = (&self.sessions.current, &self.sessions.previous) {
+            at(cur.created + PREVIOUS_KEEP);
         }
         if let Some(t) = self.idle_at() {
             at(t);

@@ -91,7 +91,7 @@ fn bench_seal_open(size: usize) {
             let pkt = data::Packet::new_checked(&m[..]).unwrap();
             let c = pkt.counter();
             let (h, body) = m.split_at_mut(data::HEADER_LEN);
-            b.open(c, h, body).unwrap();
+            b.open(ringvpn::time::Instant::ZERO, c, h, body).unwrap();
             black_box(&body[..size]);
         }
         total += t.elapsed().as_secs_f64();

@@ -6,12 +6,16 @@
 //! key      = node.key            # private key file (mode 0600), relative to this file
 //! listen   = 0.0.0.0:5140        # UDP address to bind
 //! tap      = ringvpn0            # TAP device name
-//! address  = 100.64.0.1/10       # virtual IPv4 address and prefix
-//! mtu      = 1400                # TAP MTU (see docs/PROTOCOL.md for the budget)
+//! address  = 100.64.0.10/10      # virtual IPv4 address and prefix (overlay: or `auto`)
+//! mtu      = 1400                # TAP MTU (default 1400; 1360 in overlay mode)
 //! control  = /run/ringvpn/ringvpn0.sock
 //! fwmark   = 51820               # optional SO_MARK on the UDP socket
 //! overlay  = on                  # join the ring overlay (implied by bootstrap)
 //! bootstrap = 198.18.0.10:5140   # any member(s), comma-separated
+//! network  = ringvpn             # overlay: the virtual network's name
+//! subnet   = 100.64.0.0/10       # overlay: its IPv4 range
+//! ipv6     = auto                # overlay: auto (a ULA /96 from the name), off, or PREFIX/96
+//! dhcp     = off                 # overlay: answer the host's DHCP with our address
 //!
 //! [peer]                         # one section per peer
 //! name       = b
@@ -23,7 +27,7 @@
 use crate::crypto::{NodeKey, Seed};
 use crate::node::PeerConfig;
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_PORT: u16 = 5140;
@@ -45,8 +49,17 @@ pub struct Config {
     pub key_file: PathBuf,
     pub listen: SocketAddr,
     pub tap: String,
+    /// A static virtual address (and prefix).
     pub address: Option<(Ipv4Addr, u8)>,
+    /// `address = auto`: claim a free one (overlay mode).
+    pub auto_address: bool,
     pub mtu: u16,
+    /// Overlay mode: the virtual network's name, range, IPv6 /96 prefix
+    /// (`None`: off) and whether to serve DHCP.
+    pub network: String,
+    pub subnet: (Ipv4Addr, u8),
+    pub ipv6: Option<Ipv6Addr>,
+    pub dhcp: bool,
     pub control: PathBuf,
     /// SO_MARK for the UDP socket (policy routing, e.g. to keep tunnel
     /// traffic out of a full-tunnel route); `None` leaves it unset.
@@ -96,6 +109,13 @@ pub fn parse_cidr(v: &str) -> Option<(Ipv4Addr, u8)> {
     Some((ip.parse().ok()?, prefix))
 }
 
+/// Where some settings were given, for errors found after reading.
+#[derive(Default)]
+struct Lines {
+    address: usize,
+    subnet: usize,
+}
+
 /// A [peer] section being read: its first line, name, key, endpoint.
 type PeerDraft = (usize, Option<String>, Option<NodeKey>, Option<SocketAddr>);
 
@@ -117,7 +137,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut listen = SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT));
     let mut tap = String::from("ringvpn0");
     let mut address = None;
-    let mut mtu = DEFAULT_MTU;
+    let mut auto_address = false;
+    let mut mtu = None;
+    let mut network = String::from("ringvpn");
+    let mut subnet = None;
+    let mut ipv6: Option<Option<Ipv6Addr>> = None;
+    let mut dhcp = false;
+    let mut lines = Lines::default();
     let mut control = None;
     let mut fwmark = None;
     let mut overlay = false;
@@ -161,15 +187,62 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                 }
                 tap = v.to_string();
             }
+            (Section::Node, "address") if v == "auto" => {
+                auto_address = true;
+                lines.address = n;
+            }
             (Section::Node, "address") => {
-                address = Some(parse_cidr(v).ok_or_else(|| bad("IPV4/PREFIX, e.g. 100.64.0.1/10"))?)
+                lines.address = n;
+                address = Some(
+                    parse_cidr(v)
+                        .or_else(|| Some((v.parse().ok()?, 0)))
+                        .ok_or_else(|| bad("IPV4/PREFIX, e.g. 100.64.0.10/10, or auto"))?,
+                )
             }
             (Section::Node, "mtu") => {
-                mtu = v
-                    .parse()
-                    .ok()
-                    .filter(|m| (MIN_MTU..=MAX_MTU).contains(m))
-                    .ok_or_else(|| bad(&format!("a number from {MIN_MTU} to {MAX_MTU}")))?
+                mtu = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|m| (MIN_MTU..=MAX_MTU).contains(m))
+                        .ok_or_else(|| bad(&format!("a number from {MIN_MTU} to {MAX_MTU}")))?,
+                )
+            }
+            (Section::Node, "network") => {
+                if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(bad("a name of 1 to 64 printable characters"));
+                }
+                network = v.to_string();
+            }
+            (Section::Node, "subnet") => {
+                lines.subnet = n;
+                subnet = Some(
+                    parse_cidr(v)
+                        .filter(|(_, p)| (8..=30).contains(p))
+                        .ok_or_else(|| bad("IPV4/PREFIX with a prefix of 8 to 30"))?,
+                )
+            }
+            (Section::Node, "ipv6") => {
+                ipv6 = match v {
+                    "auto" => None,
+                    "off" => Some(None),
+                    _ => {
+                        let (ip, p) = v.split_once('/').unwrap_or((v, "96"));
+                        let ip: Ipv6Addr = ip
+                            .parse()
+                            .map_err(|_| bad("auto, off or an IPv6 /96 prefix"))?;
+                        if p != "96" {
+                            return Err(bad("auto, off or an IPv6 /96 prefix"));
+                        }
+                        Some(Some(ip))
+                    }
+                }
+            }
+            (Section::Node, "dhcp") => {
+                dhcp = match v {
+                    "on" | "yes" | "true" => true,
+                    "off" | "no" | "false" => false,
+                    _ => return Err(bad("on or off")),
+                }
             }
             (Section::Node, "control") => control = Some(base.join(v)),
             (Section::Node, "fwmark") => fwmark = Some(v.parse().map_err(|_| bad("a number"))?),
@@ -215,18 +288,89 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         });
     }
     let control = control.unwrap_or_else(|| PathBuf::from(format!("/run/ringvpn/{tap}.sock")));
+    // The virtual network (overlay mode): the subnet is given, or that of
+    // a static address with a prefix, or the default 100.64.0.0/10.
+    let subnet = match (subnet, address) {
+        (Some(s), _) => s,
+        (None, Some((ip, p))) if p >= 8 => (ip, p),
+        _ => (Ipv4Addr::new(100, 64, 0, 0), 10),
+    };
+    if overlay {
+        if let Some((ip, p)) = address {
+            let vpn = crate::vpn::VpnConfig {
+                subnet,
+                ..crate::vpn::VpnConfig::new(&network)
+            };
+            if !vpn.assignable(ip) || (p != 0 && p != subnet.1) {
+                return Err(err(
+                    lines.address,
+                    format!(
+                        "address {ip} is not a host address of the subnet {}/{} (the first address, {}, is the virtual router's)",
+                        subnet.0,
+                        subnet.1,
+                        vpn.gateway()
+                    ),
+                ));
+            }
+        }
+        if address.is_none() && !auto_address && !dhcp {
+            auto_address = true;
+        }
+    } else if auto_address || dhcp {
+        let n = if auto_address { lines.address } else { 0 };
+        return Err(err(
+            n,
+            "`address = auto` and `dhcp` need the overlay (`overlay = on` or a bootstrap)".into(),
+        ));
+    }
+    let address = address.map(|(ip, p)| (ip, if p == 0 { subnet.1 } else { p }));
+    let ipv6 = match ipv6 {
+        None => Some(crate::vpn::default_ipv6_prefix(&network)),
+        Some(p) => p,
+    };
+    let mtu = mtu.unwrap_or(if overlay {
+        DEFAULT_OVERLAY_MTU
+    } else {
+        DEFAULT_MTU
+    });
+    let _ = lines.subnet;
     Ok(Config {
         key_file,
         listen,
         tap,
         address,
+        auto_address,
         mtu,
+        network,
+        subnet,
+        ipv6,
+        dhcp,
         control,
         fwmark,
         overlay,
         bootstrap,
         peers: out,
     })
+}
+
+impl Config {
+    /// The VPN over the overlay, in overlay mode.
+    pub fn vpn(&self) -> Option<crate::vpn::VpnConfig> {
+        if !self.overlay {
+            return None;
+        }
+        Some(crate::vpn::VpnConfig {
+            network: self.network.clone(),
+            subnet: self.subnet,
+            address: match (self.address, self.auto_address || self.dhcp) {
+                (Some((ip, _)), _) => crate::vpn::AddressMode::Static(ip),
+                _ => crate::vpn::AddressMode::Auto,
+            },
+            ipv6: self.ipv6,
+            dhcp: self.dhcp,
+            mtu: self.mtu,
+        })
+    }
 }
 
 /// Reads a private key file, refusing one that others can read.
@@ -284,12 +428,12 @@ mod tests {
     #[test]
     fn full_config() {
         let c = p(&format!(
-            "# demo\n[node]\nkey = a.key\nlisten = 198.18.0.1:5000\ntap = rv0\naddress = 100.64.0.1/10\nmtu = 1300\nfwmark = 7\nbootstrap = 198.18.0.9:1, 198.18.0.8:2\n\n[peer]\nname = b\npublic-key = {KEY}\nendpoint = 198.18.0.2:5140 # b\n[peer]\npublic-key = {KEY}\n"
+            "# demo\n[node]\nkey = a.key\nlisten = 198.18.0.1:5000\ntap = rv0\naddress = 100.64.0.10/10\nmtu = 1300\nfwmark = 7\nbootstrap = 198.18.0.9:1, 198.18.0.8:2\n\n[peer]\nname = b\npublic-key = {KEY}\nendpoint = 198.18.0.2:5140 # b\n[peer]\npublic-key = {KEY}\n"
         ))
         .unwrap();
         assert_eq!(c.key_file, Path::new("/etc/ringvpn/a.key"));
         assert_eq!(c.listen.port(), 5000);
-        assert_eq!(c.address, Some(("100.64.0.1".parse().unwrap(), 10)));
+        assert_eq!(c.address, Some(("100.64.0.10".parse().unwrap(), 10)));
         assert_eq!(c.mtu, 1300);
         assert_eq!(c.fwmark, Some(7));
         assert!(c.overlay);

@@ -62,6 +62,12 @@ pub fn render_text(st: &NodeStatus, d: &DaemonInfo) -> String {
             .map_or("(unknown)".to_string(), |e| e.to_string());
         let _ = writeln!(o, "  endpoint   {ep}");
         let _ = writeln!(o, "  state      {}", p.state);
+        let _ = writeln!(
+            o,
+            "  path       {}{}",
+            p.path,
+            if p.linked { " (ring link)" } else { "" }
+        );
         let hs = p.last_handshake_ago.map_or("never".to_string(), ago);
         let _ = writeln!(o, "  handshake  {hs}");
         let _ = writeln!(o, "  rtt        {}", p.rtt.map_or("-".to_string(), ms));
@@ -75,6 +81,36 @@ pub fn render_text(st: &NodeStatus, d: &DaemonInfo) -> String {
             bytes(p.tx_bytes),
             p.rx_packets,
             p.tx_packets
+        );
+    }
+    if let Some(v) = &st.vpn {
+        let ip = v
+            .address
+            .map_or("-".to_string(), |a| format!("{a}/{}", v.prefix));
+        let _ = writeln!(
+            o,
+            "\nvpn       network {}  address {ip}  ({})",
+            v.network, v.state
+        );
+        if let Some(h) = v.holder {
+            let _ = writeln!(o, "  held by  {}", h.to_hex());
+        }
+        if let Some(v6) = v.ipv6 {
+            let _ = writeln!(o, "  ipv6     {v6}/96");
+        }
+        let _ = writeln!(
+            o,
+            "  resolver {} cached, {} resolving; {} lookups ({} found nothing)",
+            v.cached, v.resolving, v.stats.lookups, v.stats.lookups_failed
+        );
+        let _ = writeln!(
+            o,
+            "  packets  {} out, {} in; broadcasts {} sent, {} delivered; {} local answers",
+            v.stats.packets_out,
+            v.stats.packets_in,
+            v.stats.broadcasts_sent,
+            v.stats.broadcasts_delivered,
+            v.stats.local_answers
         );
     }
     if let Some(ov) = &st.overlay {
@@ -144,6 +180,8 @@ pub fn render_json(st: &NodeStatus, d: &DaemonInfo) -> String {
             .str("key", &p.key.to_base64())
             .opt_str("endpoint", endpoint.as_deref())
             .str("state", p.state)
+            .str("path", p.path)
+            .raw("linked", if p.linked { "true" } else { "false" })
             .raw(
                 "last_handshake_s",
                 &p.last_handshake_ago
@@ -169,13 +207,40 @@ pub fn render_json(st: &NodeStatus, d: &DaemonInfo) -> String {
     }
     dr.end();
     let overlay = st.overlay.as_ref().map_or("null".to_string(), overlay_json);
+    let vpn = st.vpn.as_ref().map_or("null".to_string(), vpn_json);
     let mut o = Object::new(&mut out);
     o.raw("node", &node)
         .raw("peers", &peers)
         .raw("drops", &drops)
-        .raw("overlay", &overlay);
+        .raw("overlay", &overlay)
+        .raw("vpn", &vpn);
     o.end();
     out.push('\n');
+    out
+}
+
+fn vpn_json(v: &crate::node::status::VpnStatus) -> String {
+    let address = v.address.map(|a| a.to_string());
+    let ipv6 = v.ipv6.map(|a| a.to_string());
+    let holder = v.holder.map(|a| a.to_hex());
+    let mut out = String::new();
+    let mut o = Object::new(&mut out);
+    o.str("network", &v.network)
+        .opt_str("address", address.as_deref())
+        .num("prefix", v.prefix)
+        .opt_str("ipv6", ipv6.as_deref())
+        .str("state", v.state)
+        .opt_str("holder", holder.as_deref())
+        .num("cached", v.cached)
+        .num("resolving", v.resolving)
+        .num("lookups", v.stats.lookups)
+        .num("lookups_failed", v.stats.lookups_failed)
+        .num("packets_out", v.stats.packets_out)
+        .num("packets_in", v.stats.packets_in)
+        .num("broadcasts_sent", v.stats.broadcasts_sent)
+        .num("broadcasts_delivered", v.stats.broadcasts_delivered)
+        .num("local_answers", v.stats.local_answers);
+    o.end();
     out
 }
 

@@ -26,6 +26,10 @@ Usage:
                                   random owners and read back, F of the nodes (default
                                   0.1) crash at once, and every key whose owner lives
                                   is read again 30 s later
+  ringvpn-lab mdns-listen VIP SECS    (lab helper) join 224.0.0.251 on the interface
+                                  holding VIP, print each mDNS datagram received on
+                                  port 5353 for SECS seconds
+  ringvpn-lab mdns-query VIP NAME     (lab helper) send one mDNS query for NAME from VIP
   ringvpn-lab --help
 ";
 
@@ -35,6 +39,8 @@ fn main() -> ExitCode {
         Some("demo") => demo(&args[1..]),
         Some("sim") => sim(&args[1..]),
         Some("dht") => dht(&args[1..]),
+        Some("mdns-listen") => mdns_listen(&args[1..]),
+        Some("mdns-query") => mdns_query(&args[1..]),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             ExitCode::SUCCESS
@@ -382,6 +388,90 @@ fn dht(args: &[String]) -> ExitCode {
         wall.elapsed().as_secs_f64()
     );
     ExitCode::SUCCESS
+}
+
+const MDNS_GROUP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(224, 0, 0, 251);
+
+fn mdns_listen(args: &[String]) -> ExitCode {
+    let (Some(vip), Some(secs)) = (
+        args.first()
+            .and_then(|v| v.parse::<std::net::Ipv4Addr>().ok()),
+        args.get(1).and_then(|v| v.parse::<u64>().ok()),
+    ) else {
+        eprintln!("ringvpn-lab: mdns-listen VIP SECS");
+        return ExitCode::from(2);
+    };
+    let run = || -> std::io::Result<()> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+        s.set_reuse_address(true)?;
+        s.bind(&std::net::SocketAddr::from(([0, 0, 0, 0], 5353)).into())?;
+        s.join_multicast_v4(&MDNS_GROUP, &vip)?;
+        let s: std::net::UdpSocket = s.into();
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        let mut buf = [0u8; 1500];
+        loop {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            s.set_read_timeout(Some(left))?;
+            match s.recv_from(&mut buf) {
+                Ok((n, from)) => println!("mdns {n} bytes from {from}"),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(())
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringvpn-lab: mdns-listen: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn mdns_query(args: &[String]) -> ExitCode {
+    let (Some(vip), Some(name)) = (
+        args.first()
+            .and_then(|v| v.parse::<std::net::Ipv4Addr>().ok()),
+        args.get(1),
+    ) else {
+        eprintln!("ringvpn-lab: mdns-query VIP NAME");
+        return ExitCode::from(2);
+    };
+    // A standard query: header (id 0, one question), the name as labels,
+    // type A, class IN.
+    let mut q = vec![0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        q.push(label.len().min(63) as u8);
+        q.extend_from_slice(&label.as_bytes()[..label.len().min(63)]);
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let run = || -> std::io::Result<()> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+        s.bind(&std::net::SocketAddr::from((vip, 0)).into())?;
+        s.set_multicast_if_v4(&vip)?;
+        s.set_multicast_ttl_v4(255)?;
+        s.send_to(&q, &std::net::SocketAddr::from((MDNS_GROUP, 5353)).into())?;
+        Ok(())
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringvpn-lab: mdns-query: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// This process's resident set in KiB (the simulator's memory figure).

@@ -311,7 +311,7 @@ mod tests {
             let c = tx.next_counter().unwrap();
             let tag = tx.seal(c, b"hdr", &mut buf[..5]);
             buf[5..].copy_from_slice(&tag);
-            rx.open(c, b"hdr", &mut buf).unwrap();
+            rx.open(Instant::ZERO, c, b"hdr", &mut buf).unwrap();
             assert_eq!(&buf[..5], b"hello");
         }
         one_way(&mut sa, &mut sb);

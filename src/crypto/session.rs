@@ -16,6 +16,7 @@ pub struct Session {
     send_counter: u64,
     replay: ReplayWindow,
     pub created: Instant,
+    last_rx: Instant,
     /// Whether we sent the init: the initiator is the one who rekeys on time.
     pub initiator: bool,
 }
@@ -55,8 +56,14 @@ impl Session {
             send_counter: 0,
             replay: ReplayWindow::default(),
             created,
+            last_rx: created,
             initiator,
         }
+    }
+
+    /// When something last arrived on this session (its creation if nothing has).
+    pub fn last_rx(&self) -> Instant {
+        self.last_rx
     }
 
     /// Messages sent so far.
@@ -89,6 +96,7 @@ impl Session {
     /// On success the plaintext is the first `len - 16` bytes.
     pub fn open(
         &mut self,
+        now: Instant,
         counter: u64,
         header: &[u8],
         ciphertext_and_tag: &mut [u8],
@@ -101,6 +109,7 @@ impl Session {
             .map_err(|_| OpenError::Auth)?;
         // Accept only after authentication, so forgeries cannot move the window.
         if self.replay.accept(counter) {
+            self.last_rx = now;
             Ok(())
         } else {
             Err(OpenError::Replay)
@@ -127,22 +136,31 @@ mod tests {
         let tag = a.seal(c, &hdr, &mut msg[..16]);
         msg[16..].copy_from_slice(&tag);
         let mut copy = msg;
-        assert_eq!(b.open(c, &hdr, &mut msg), Ok(()));
+        assert_eq!(b.open(Instant::ZERO, c, &hdr, &mut msg), Ok(()));
         assert_eq!(&msg[..16], b"sixteen byte msg");
         // Replay of the same ciphertext.
-        assert_eq!(b.open(c, &hdr, &mut copy.clone()), Err(OpenError::Replay));
+        assert_eq!(
+            b.open(Instant::ZERO, c, &hdr, &mut copy.clone()),
+            Err(OpenError::Replay)
+        );
         // Tampered header (associated data) or body.
         let mut other = [2u8; 16];
         other[0] = 9;
         copy[3] ^= 1;
-        assert_eq!(b.open(c + 1, &hdr, &mut copy), Err(OpenError::Auth));
-        assert_eq!(b.open(c + 1, &other, &mut msg), Err(OpenError::Auth));
+        assert_eq!(
+            b.open(Instant::ZERO, c + 1, &hdr, &mut copy),
+            Err(OpenError::Auth)
+        );
+        assert_eq!(
+            b.open(Instant::ZERO, c + 1, &other, &mut msg),
+            Err(OpenError::Auth)
+        );
         // A forgery did not advance the window: counter c+1 is still usable.
         let mut m2 = [0u8; 16];
         let tag = a.seal(1, &hdr, &mut []);
         m2.copy_from_slice(&tag);
         assert_eq!(a.next_counter(), Some(1));
-        assert_eq!(b.open(1, &hdr, &mut m2), Ok(()));
+        assert_eq!(b.open(Instant::ZERO, 1, &hdr, &mut m2), Ok(()));
     }
 
     #[test]

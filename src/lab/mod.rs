@@ -2,7 +2,8 @@
 //!
 //! Each host is a network namespace with one veth into a "switch" namespace
 //! holding a bridge; that bridge is the underlay "internet" 198.18.0.0/16.
-//! Hosts get 198.18.0.(10+i) underlay and 100.64.0.(1+i)/10 VPN addresses.
+//! Hosts get 198.18.0.(10+i) underlay and 100.64.0.(10+i)/10 VPN addresses
+//! (100.64.0.1 is the virtual router's, in overlay mode).
 //! No namespace has a default route and none is linked to the root
 //! namespace, so lab traffic cannot leave the machine.
 //!
@@ -87,6 +88,19 @@ pub struct Host {
     child: Option<Child>,
 }
 
+/// How a lab node gets its virtual address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LabAddress {
+    /// The host's `vip`, configured statically.
+    Static,
+    /// Another host's `vip` (to test a duplicate).
+    SameAs(usize),
+    /// `address = auto`.
+    Auto,
+    /// `dhcp = on`: the host's DHCP client gets it from the node.
+    Dhcp,
+}
+
 /// Options for one node's config.
 #[derive(Clone, Debug)]
 pub struct NodeOptions {
@@ -94,11 +108,13 @@ pub struct NodeOptions {
     pub peers: Vec<usize>,
     /// Whether listed peers get their endpoint (false: wait to be contacted).
     pub with_endpoints: bool,
-    pub mtu: u16,
+    /// TAP MTU (`None`: the daemon's default for its mode).
+    pub mtu: Option<u16>,
     /// Join the ring overlay.
     pub overlay: bool,
     /// Indices of the hosts whose endpoints are given as bootstraps.
     pub bootstrap: Vec<usize>,
+    pub address: LabAddress,
 }
 
 impl Default for NodeOptions {
@@ -106,9 +122,10 @@ impl Default for NodeOptions {
         NodeOptions {
             peers: Vec::new(),
             with_endpoints: true,
-            mtu: crate::config::DEFAULT_MTU,
+            mtu: None,
             overlay: false,
             bootstrap: Vec::new(),
+            address: LabAddress::Static,
         }
     }
 }
@@ -185,7 +202,7 @@ impl Lab {
             self.hosts.push(Host {
                 ns,
                 underlay,
-                vip: Ipv4Addr::new(100, 64, 0, 1 + i as u8),
+                vip: Ipv4Addr::new(100, 64, 0, 10 + i as u8),
                 key: Identity::from_seed(&seed).public(),
                 key_file,
                 config: self.dir.join(format!("h{i}.conf")),
@@ -204,10 +221,27 @@ impl Lab {
         let _ = writeln!(c, "# ringvpn lab host {i}\n[node]");
         let _ = writeln!(c, "key = {}", h.key_file.display());
         let _ = writeln!(c, "listen = {}:{PORT}", h.underlay);
-        let _ = writeln!(c, "tap = rv0\naddress = {}/10\nmtu = {}", h.vip, o.mtu);
+        let _ = writeln!(c, "tap = rv0");
+        match o.address {
+            LabAddress::Static => {
+                let _ = writeln!(c, "address = {}/10", h.vip);
+            }
+            LabAddress::SameAs(j) => {
+                let _ = writeln!(c, "address = {}/10", self.hosts[j].vip);
+            }
+            LabAddress::Auto => {
+                let _ = writeln!(c, "address = auto");
+            }
+            LabAddress::Dhcp => {
+                let _ = writeln!(c, "dhcp = on");
+            }
+        }
+        if let Some(mtu) = o.mtu {
+            let _ = writeln!(c, "mtu = {mtu}");
+        }
         let _ = writeln!(c, "control = {}", h.control.display());
         if o.overlay {
-            let _ = writeln!(c, "overlay = on");
+            let _ = writeln!(c, "overlay = on\nnetwork = lab");
         }
         let boots: Vec<String> = o
             .bootstrap
@@ -344,6 +378,45 @@ impl Lab {
             .spawn()
     }
 
+    /// Spawns a command inside host `i`'s namespace with its output piped.
+    pub fn spawn_piped(&self, i: usize, args: &[&str]) -> io::Result<Child> {
+        Command::new("ip")
+            .args(["netns", "exec", &self.hosts[i].ns])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+    }
+
+    /// Runs busybox's DHCP client on host `i`'s TAP (`rv0`) until it has a
+    /// lease, with a script of our own that only configures the interface
+    /// (Debian's default one would write the machine's /etc/resolv.conf).
+    pub fn dhcp_client(&self, i: usize) -> io::Result<Output> {
+        use std::os::unix::fs::PermissionsExt;
+        let script = self.dir.join("udhcpc.sh");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\n\
+             case \"$1\" in\n\
+             bound|renew)\n\
+               ip -4 addr flush dev \"$interface\"\n\
+               ip addr add \"$ip/$subnet\" dev \"$interface\"\n\
+               [ -n \"$mtu\" ] && ip link set \"$interface\" mtu \"$mtu\"\n\
+               echo \"lease $ip/$subnet mtu $mtu\" ;;\n\
+             deconfig) ip link set \"$interface\" up; ip -4 addr flush dev \"$interface\" ;;\n\
+             esac\n",
+        )?;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
+        let script = script.to_string_lossy().into_owned();
+        self.exec(
+            i,
+            &[
+                "udhcpc", "-i", "rv0", "-s", &script, "-n", "-q", "-f", "-t", "10", "-T", "1",
+            ],
+        )
+    }
+
     pub fn status_json(&self, i: usize) -> io::Result<String> {
         crate::control::query(&self.hosts[i].control, "status --json")
     }
@@ -383,14 +456,15 @@ impl Lab {
     pub fn ping(
         &self,
         i: usize,
-        dst: Ipv4Addr,
+        dst: impl Into<std::net::IpAddr>,
         count: u32,
         size: u16,
         dont_fragment: bool,
     ) -> io::Result<Ping> {
+        let dst = dst.into();
         let (c, s, d) = (count.to_string(), size.to_string(), dst.to_string());
         let mut args = vec![
-            "ping", "-n", "-q", "-c", &c, "-i", "0.2", "-W", "2", "-s", &s,
+            "ping", "-n", "-q", "-c", &c, "-i", "0.2", "-W", "3", "-s", &s,
         ];
         if dont_fragment {
             args.extend(["-M", "do"]);
@@ -398,6 +472,83 @@ impl Lab {
         args.push(&d);
         let out = self.exec(i, &args)?;
         Ok(Ping::parse(&String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Sets a sysctl inside host `i`'s namespace.
+    pub fn sysctl(&self, i: usize, key: &str, value: &str) -> io::Result<()> {
+        run_cmd(
+            Command::new("ip")
+                .args(["netns", "exec", &self.hosts[i].ns, "sysctl", "-q", "-w"])
+                .arg(format!("{key}={value}")),
+        )
+        .map(|_| ())
+    }
+
+    /// Moves host `i` to a new underlay address (its daemon, if running,
+    /// keeps the old socket: restart it to follow).
+    pub fn move_host(&mut self, i: usize, underlay: Ipv4Addr) -> io::Result<()> {
+        let ns = self.hosts[i].ns.clone();
+        ip(&["-n", &ns, "addr", "flush", "dev", "eth0"])?;
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{underlay}/16"),
+            "dev",
+            "eth0",
+        ])?;
+        self.hosts[i].underlay = underlay;
+        Ok(())
+    }
+
+    /// A string field of the `"vpn"` object in host `i`'s status.
+    pub fn vpn_field(&self, i: usize, field: &str) -> Option<String> {
+        let st = self.status_json(i).ok()?;
+        let vpn = &st[st.find("\"vpn\":{")?..];
+        let key = format!("\"{field}\":\"");
+        let rest = &vpn[vpn.find(&key)? + key.len()..];
+        Some(rest[..rest.find('"')?].to_string())
+    }
+
+    /// Waits until every host in `hosts` holds its virtual address.
+    pub fn wait_vpn_held(&self, hosts: &[usize], timeout: Duration) -> io::Result<Duration> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if crate::shell::sys::interrupted() {
+                return Err(err("interrupted"));
+            }
+            if hosts
+                .iter()
+                .all(|&i| self.vpn_field(i, "state").as_deref() == Some("held"))
+            {
+                return Ok(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let states: Vec<String> = hosts
+            .iter()
+            .map(|&i| format!("h{i}: {:?}", self.vpn_field(i, "state")))
+            .collect();
+        Err(err(format!(
+            "addresses not held after {timeout:?}: {}",
+            states.join(", ")
+        )))
+    }
+
+    /// Whether host `i`'s daemon has exited; its log tail if so.
+    pub fn exited(&mut self, i: usize) -> Option<String> {
+        let done = self.hosts[i]
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+            .is_some();
+        if done {
+            self.hosts[i].child = None;
+            Some(self.log_tail(i))
+        } else {
+            None
+        }
     }
 
     /// TCP throughput from host `i` to host `j` over the VPN (iperf3), in bit/s.

@@ -155,6 +155,14 @@ impl Node {
                 self.by_key.remove(&old);
                 self.macs.forget_peer(PeerIdx(i as u16));
                 self.peers[i] = fresh;
+                // A bootstrap that had turned out to be the old peer no
+                // longer is.
+                for b in &mut self.boots {
+                    if b.peer == Some(PeerIdx(i as u16)) {
+                        b.peer = None;
+                    }
+                }
+                self.boots_dirty = true;
                 PeerIdx(i as u16)
             }
             None if self.peers.len() < self.max_peers => {
@@ -490,6 +498,7 @@ impl Node {
         if let Some(old) = peer.sessions.install_initiated(done.session) {
             self.by_index.remove(&old);
         }
+
         self.stats.handshakes_completed += 1;
         log::info!("session with {} ({:?}) established", peer.name, endpoint);
         // Confirm the session to the responder at once (it may not send on

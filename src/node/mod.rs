@@ -185,8 +185,11 @@ impl Node {
     }
 
     /// Peer `p`'s timers may be due sooner than before (see `wakeups`).
+    /// Its state changed, so the bootstraps' may have too (they look at
+    /// which peers are linked, and where).
     fn touch(&mut self, p: PeerIdx) {
         self.wakeups.touch(p);
+        self.boots_dirty = true;
     }
 
     /// Re-arms the touched peers and the bootstrap timer. Runs at the end
@@ -205,7 +208,19 @@ impl Node {
         debug_assert_eq!(
             self.boot_wake,
             self.boot_deadline(),
-            "bootstrap state changed without boots_dirty"
+            "bootstrap state changed without boots_dirty: linked {} thin {:?} boots {:?}",
+            self.linked_count,
+            self.overlay.as_ref().map(|o| o.table().len()),
+            self.boots
+                .iter()
+                .map(|b| (
+                    b.endpoint,
+                    b.peer,
+                    b.learned.is_some(),
+                    b.pending.is_some(),
+                    b.next_try
+                ))
+                .collect::<Vec<_>>()
         );
     }
 
@@ -409,7 +424,7 @@ impl Node {
         };
         let bytes = self.pool.data_mut(&buf);
         let (hdr, body) = bytes.split_at_mut(data::HEADER_LEN);
-        if let Err(e) = session.open(counter, hdr, body) {
+        if let Err(e) = session.open(now, counter, hdr, body) {
             let reason = match e {
                 OpenError::Replay => DropReason::Replay,
                 OpenError::Auth => DropReason::AuthFailure,
@@ -422,6 +437,7 @@ impl Node {
             if let Some(old) = peer.sessions.promote(slot) {
                 self.by_index.remove(&old);
             }
+
             // The first message on a session we answered comes one round
             // trip after our answer: the responder's RTT sample.
             if let (None, Some(cur)) = (peer.rtt, &peer.sessions.current) {
@@ -434,6 +450,7 @@ impl Node {
                 // Authenticated traffic from a new address: the peer moved.
                 log::info!("peer {} moved to {}", peer.name, from);
                 peer.endpoint = Some(from);
+                self.boots_dirty = true;
             }
         }
         self.pool.trim_front(&mut buf, data::HEADER_LEN);

@@ -19,8 +19,10 @@ pub const MAX_WAITING: usize = 16;
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Handshake attempts after which waiting frames are given up.
 pub const WAIT_ATTEMPTS: u32 = 3;
-/// A replaced session keeps receiving this long (what was in flight when
-/// the rekey happened), then its keys are dropped.
+/// A replaced session is dropped once nothing has arrived on it for this
+/// long (and its successor is this old): after a rekey only what was in
+/// flight still comes on it. After crossed handshakes the peer may keep
+/// sending on it; it then lives until it expires, as in WireGuard.
 pub const PREVIOUS_KEEP: Duration = Duration::from_secs(10);
 /// A routed session unused (no data either way) for this long is let go:
 /// no more rekeys, and it expires with its keys.
@@ -130,7 +132,7 @@ impl Sessions {
     /// current one is `PREVIOUS_KEEP` old; calls `gone` with each index.
     pub fn expire(&mut self, now: Instant, max_age: Duration, mut gone: impl FnMut(u32)) {
         if let (Some(cur), Some(prev)) = (&self.current, &self.previous) {
-            if now.saturating_since(cur.created) >= PREVIOUS_KEEP {
+            if now >= prev.last_rx().max(cur.created) + PREVIOUS_KEEP {
                 gone(prev.local_index);
                 self.previous = None;
             }
@@ -345,8 +347,8 @@ impl Peer {
         if let Some(t) = self.sessions.oldest_created() {
             at(t + timers.reject_after_time);
         }
-        if let (Some(cur), Some(_)) = (&self.sessions.current, &self.sessions.previous) {
-            at(cur.created + PREVIOUS_KEEP);
+        if let (Some(cur), Some(prev)) = (&self.sessions.current, &self.sessions.previous) {
+            at(prev.last_rx().max(cur.created) + PREVIOUS_KEEP);
         }
         if let Some(t) = self.idle_at() {
             at(t);

@@ -14,6 +14,11 @@ pub struct PeerStatus {
     pub key: NodeKey,
     pub endpoint: Option<SocketAddr>,
     pub state: &'static str,
+    /// How traffic reaches the peer: "direct" (straight to its endpoint)
+    /// or "overlay" (end to end, routed over the ring).
+    pub path: &'static str,
+    /// A link of the ring overlay (not only a VPN peer).
+    pub linked: bool,
     /// Time since the last completed handshake we initiated or answered.
     pub last_handshake_ago: Option<Duration>,
     pub rtt: Option<Duration>,
@@ -101,6 +106,12 @@ impl Node {
                 key: p.key,
                 endpoint: p.endpoint,
                 state: p.state(now, &self.timers).name(),
+                path: if p.routed && !p.linked {
+                    "overlay"
+                } else {
+                    "direct"
+                },
+                linked: p.linked,
                 last_handshake_ago: p
                     .last_handshake
                     .max(p.sessions.current.as_ref().map(|s| s.created))

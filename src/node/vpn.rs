@@ -117,6 +117,11 @@ impl Node {
         })
     }
 
+    /// The virtual IPv4 address we hold (claimed in the DHT), if any.
+    pub fn held_address(&self) -> Option<Ipv4Addr> {
+        self.vpn.as_ref()?.claim.held()
+    }
+
     /// Another node holds our static address: the daemon refuses to run.
     pub fn address_conflict(&self) -> Option<(Ipv4Addr, Addr)> {
         match self.vpn.as_ref()?.claim {
@@ -255,6 +260,13 @@ impl Node {
             if let Some(v) = self.vpn.as_mut() {
                 v.resolver.start(ip, op);
             }
+            // Send the requests now (and take the answer at once if this
+            // node holds a replica).
+            let v = self.vpn.as_mut().expect("checked above");
+            if let Err(buf) = v.resolver.park(ip, buf, dir) {
+                self.drop_buf(buf, DropReason::ResolveQueueFull);
+            }
+            return self.run_overlay_actions(now);
         }
         let v = self.vpn.as_mut().expect("checked above");
         if let Err(buf) = v.resolver.park(ip, buf, dir) {

@@ -32,21 +32,26 @@ const CONTROL: Token = Token(3);
 /// Batches per direction per loop turn before timers and control get a look.
 const TURN_BUDGET: usize = 16;
 
-/// A locally administered unicast MAC derived from the node key, so the
-/// address survives restarts and peers' ARP caches stay valid.
-pub fn mac_for(key: &crate::crypto::NodeKey) -> [u8; 6] {
-    let k = key.0;
-    [(k[0] & 0xfc) | 0x02, k[1], k[2], k[3], k[4], k[5]]
-}
-
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn run(cfg: Config) -> Result<(), String> {
     let seed = crate::config::load_key(&cfg.key_file)?;
     let identity = Identity::from_seed(&seed);
     drop(seed);
     let key = identity.public();
-    let tap = tap::Tap::open(&cfg.tap, cfg.mtu, mac_for(&key), cfg.address)
+    let vpn = cfg.vpn();
+    // In overlay mode a static address is configured at once (the claim
+    // runs meanwhile; a conflict stops the daemon); an automatic one once
+    // claimed; with DHCP the host configures it.
+    let tap_addr = if cfg.dhcp { None } else { cfg.address };
+    // Derived from the key: it survives restarts, so neighbours' caches
+    // stay valid.
+    let mac = crate::vpn::host_mac(&key).0;
+    let tap = tap::Tap::open(&cfg.tap, cfg.mtu, mac, tap_addr)
         .map_err(|e| format!("cannot create TAP device {}: {e}", cfg.tap))?;
+    let mut addresses = AddressWatch {
+        v4_done: tap_addr.is_some() || cfg.dhcp,
+        v6_done: !vpn.as_ref().is_some_and(|v| v.ipv6.is_some()),
+    };
     let mut udp = udp::Udp::bind(cfg.listen, cfg.fwmark)
         .map_err(|e| format!("cannot bind UDP {}: {e}", cfg.listen))?;
     let mut ctl = control::Control::bind(&cfg.control, CONTROL.0)
@@ -89,6 +94,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
             vec![listen]
         },
         trust_any: cfg.overlay,
+        vpn: vpn.clone(),
         timers: if cfg.overlay {
             crate::overlay::link_timers()
         } else {
@@ -180,8 +186,55 @@ pub fn run(cfg: Config) -> Result<(), String> {
         let t = now();
         if node.poll_timeout().is_some_and(|d| d <= t) {
             node.handle_timeout(t);
+            addresses.update(&node, tap.name(), vpn.as_ref())?;
         }
         udp_writable = flush(&tap, &mut udp, &mut node)?;
+    }
+}
+
+/// Puts the claimed virtual address on the TAP once the DHT says it is ours.
+struct AddressWatch {
+    v4_done: bool,
+    v6_done: bool,
+}
+
+impl AddressWatch {
+    fn update(
+        &mut self,
+        node: &Node,
+        tap: &str,
+        vpn: Option<&crate::vpn::VpnConfig>,
+    ) -> Result<(), String> {
+        let Some(vpn) = vpn else {
+            return Ok(());
+        };
+        if let Some((ip, holder)) = node.address_conflict() {
+            return Err(format!(
+                "virtual address {ip} is already held by node {} (ring address); choose another address or `address = auto`",
+                holder.to_hex()
+            ));
+        }
+        let Some(ip) = node.held_address() else {
+            return Ok(());
+        };
+        if !self.v4_done {
+            self.v4_done = true;
+            sys::add_ipv4(tap, ip, vpn.subnet.1)
+                .map_err(|e| format!("cannot set address {ip} on {tap}: {e}"))?;
+            log::info!("{tap}: {ip}/{}", vpn.subnet.1);
+        }
+        if !self.v6_done {
+            self.v6_done = true;
+            if let Some(v6) = vpn.v6_of(ip) {
+                // No duplicate-address detection: the DHT claim made the
+                // address ours, and DAD would hold it back for a second or two.
+                let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{tap}/accept_dad"), "0");
+                sys::add_ipv6(tap, v6, 96)
+                    .map_err(|e| format!("cannot set address {v6} on {tap}: {e}"))?;
+                log::info!("{tap}: {v6}/96");
+            }
+        }
+        Ok(())
     }
 }
 

@@ -90,6 +90,56 @@ fn sockaddr_v4(ip: Ipv4Addr) -> libc::sockaddr {
     unsafe { std::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(sin) }
 }
 
+fn set_ipv4(sock: &OwnedFd, ifr: &mut libc::ifreq, ip: Ipv4Addr, prefix: u8) -> io::Result<()> {
+    ifr.ifr_ifru.ifru_addr = sockaddr_v4(ip);
+    if_ioctl(sock, libc::SIOCSIFADDR, ifr)?;
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix.min(32)))
+    };
+    ifr.ifr_ifru.ifru_netmask = sockaddr_v4(Ipv4Addr::from(mask));
+    if_ioctl(sock, libc::SIOCSIFNETMASK, ifr)
+}
+
+/// Gives interface `name` the IPv4 address `ip/prefix` (an address
+/// claimed after start-up).
+pub fn add_ipv4(name: &str, ip: Ipv4Addr, prefix: u8) -> io::Result<()> {
+    let sock = ctl_socket()?;
+    let mut ifr = ifreq_for(name)?;
+    set_ipv4(&sock, &mut ifr, ip, prefix)
+}
+
+/// Adds the IPv6 address `ip/prefix` to interface `name`.
+pub fn add_ipv6(name: &str, ip: std::net::Ipv6Addr, prefix: u8) -> io::Result<()> {
+    let mut ifr = ifreq_for(name)?;
+    let sock4 = ctl_socket()?;
+    if_ioctl(&sock4, libc::SIOCGIFINDEX, &mut ifr)?;
+    // SAFETY: SIOCGIFINDEX filled ifru_ifindex.
+    let index = unsafe { ifr.ifr_ifru.ifru_ifindex };
+    // SAFETY: plain socket(2) call.
+    let fd =
+        cvt(unsafe { libc::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: fresh fd, owned here.
+    let sock6 = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut req = libc::in6_ifreq {
+        ifr6_addr: libc::in6_addr {
+            s6_addr: ip.octets(),
+        },
+        ifr6_prefixlen: u32::from(prefix),
+        ifr6_ifindex: index,
+    };
+    // SAFETY: SIOCSIFADDR on an AF_INET6 socket reads one in6_ifreq.
+    cvt(unsafe {
+        libc::ioctl(
+            sock6.as_raw_fd(),
+            libc::SIOCSIFADDR as libc::Ioctl,
+            &mut req as *mut libc::in6_ifreq,
+        )
+    })?;
+    Ok(())
+}
+
 /// Interface settings applied at start-up.
 pub struct IfConfig<'a> {
     pub name: &'a str,
@@ -113,15 +163,7 @@ pub fn configure_interface(c: &IfConfig<'_>) -> io::Result<()> {
     ifr.ifr_ifru.ifru_mtu = libc::c_int::from(c.mtu);
     if_ioctl(&sock, libc::SIOCSIFMTU, &mut ifr)?;
     if let Some((ip, prefix)) = c.addr {
-        ifr.ifr_ifru.ifru_addr = sockaddr_v4(ip);
-        if_ioctl(&sock, libc::SIOCSIFADDR, &mut ifr)?;
-        let mask = if prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(prefix.min(32)))
-        };
-        ifr.ifr_ifru.ifru_netmask = sockaddr_v4(Ipv4Addr::from(mask));
-        if_ioctl(&sock, libc::SIOCSIFNETMASK, &mut ifr)?;
+        set_ipv4(&sock, &mut ifr, ip, prefix)?;
     }
     if_ioctl(&sock, libc::SIOCGIFFLAGS, &mut ifr)?;
     // SAFETY: SIOCGIFFLAGS filled ifru_flags.

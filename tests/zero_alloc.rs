@@ -5,23 +5,31 @@ use ringvpn::crypto::{Identity, Seed};
 use ringvpn::node::{Node, NodeConfig, PeerConfig};
 use ringvpn::time::Instant;
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 struct Counting;
 
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
+thread_local! {
+    /// Allocations made by this thread (tests run on threads of their own,
+    /// so each counts only its own).
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn allocs() -> u64 {
+    ALLOCS.with(Cell::get)
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        ALLOCS.with(|c| c.set(c.get() + 1));
         unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        ALLOCS.with(|c| c.set(c.get() + 1));
         unsafe { System.realloc(p, l, n) }
     }
 }
@@ -106,7 +114,7 @@ fn forwarding_allocates_nothing_per_packet() {
         drain_frames(&mut a);
         drain_frames(&mut b);
     }
-    let before = ALLOCS.load(Ordering::SeqCst);
+    let before = allocs();
     let (mut to_b, mut to_a) = (0, 0);
     for _ in 0..10_000 {
         send(&mut a, &ab, now);
@@ -116,8 +124,164 @@ fn forwarding_allocates_nothing_per_packet() {
         pump(&mut b, eb, &mut a, now);
         to_a += drain_frames(&mut a);
     }
-    let allocs = ALLOCS.load(Ordering::SeqCst) - before;
+    let allocs = allocs() - before;
     assert_eq!((to_a, to_b), (10_000, 10_000), "every frame delivered");
     assert_eq!(allocs, 0, "heap allocations during 20,000 forwarded frames");
     println!("20000 frames forwarded, {allocs} heap allocations");
+}
+
+/// A tiny in-memory network of overlay VPN nodes for the VPN-mode proof:
+/// datagrams move through a stack buffer, as the kernel would copy them.
+struct Net {
+    nodes: Vec<(SocketAddr, Node)>,
+}
+
+impl Net {
+    fn new(n: u8) -> Net {
+        let ep = |i: u8| -> SocketAddr { format!("198.18.0.{}:5140", 10 + i).parse().unwrap() };
+        let nodes = (0..n)
+            .map(|i| {
+                let cfg = NodeConfig {
+                    overlay: Some(ringvpn::overlay::OverlayConfig::default()),
+                    timers: ringvpn::overlay::link_timers(),
+                    bootstrap: if i == 0 { vec![] } else { vec![ep(i - 1)] },
+                    endpoints: vec![ep(i)],
+                    trust_any: true,
+                    rng_seed: u64::from(i),
+                    wall_origin_us: 1_700_000_000_000_000,
+                    vpn: Some(ringvpn::vpn::VpnConfig::new("zero")),
+                    ..NodeConfig::default()
+                };
+                (
+                    ep(i),
+                    Node::new(Identity::from_seed(&Seed([i + 1; 32])), cfg, Instant::ZERO),
+                )
+            })
+            .collect();
+        Net { nodes }
+    }
+
+    /// Delivers queued datagrams until none are left; returns TAP frames
+    /// written per node (freed).
+    fn pump(&mut self, now: Instant) -> [usize; 16] {
+        let mut frames = [0; 16];
+        let mut wire = [0u8; 2048];
+        loop {
+            let mut moved = false;
+            for i in 0..self.nodes.len() {
+                while let Some(t) = self.nodes[i].1.poll_transmit() {
+                    let len = self.nodes[i].1.pool().data(&t.buf).len();
+                    wire[..len].copy_from_slice(self.nodes[i].1.pool().data(&t.buf));
+                    self.nodes[i].1.pool_mut().free(t.buf);
+                    let from = self.nodes[i].0;
+                    if let Some(j) = self.nodes.iter().position(|(e, _)| *e == t.dst) {
+                        let b = &mut self.nodes[j].1;
+                        let mut buf = b.pool_mut().alloc().expect("pool");
+                        b.pool_mut().space_mut(&buf)[..len].copy_from_slice(&wire[..len]);
+                        b.pool().set_len(&mut buf, len);
+                        b.handle_datagram(now, from, buf);
+                    }
+                    moved = true;
+                }
+            }
+            for (i, (_, n)) in self.nodes.iter_mut().enumerate() {
+                frames[i] += drain_frames(n);
+            }
+            if !moved {
+                return frames;
+            }
+        }
+    }
+
+    fn tick(&mut self, now: Instant) {
+        for (_, n) in &mut self.nodes {
+            if n.poll_timeout().is_some_and(|t| t <= now) {
+                n.handle_timeout(now);
+            }
+        }
+        self.pump(now);
+    }
+
+    fn ip(&self, i: usize) -> std::net::Ipv4Addr {
+        self.nodes[i].1.held_address().expect("address held")
+    }
+}
+
+/// An IPv4 UDP packet from `src` to `dst` as the host's frame to the node.
+fn ip_frame(n: &Node, src: std::net::Ipv4Addr, dst: std::net::Ipv4Addr) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&ringvpn::vpn::VIRTUAL_MAC.0);
+    f.extend_from_slice(&ringvpn::vpn::host_mac(&n.public_key()).0);
+    f.extend_from_slice(&[8, 0]);
+    let body = [0x5au8; 1300];
+    let mut v4 = [0u8; 20];
+    ringvpn::wire::ip::emit_v4_header(&mut v4, src, dst, 17, 8 + body.len());
+    f.extend_from_slice(&v4);
+    f.extend_from_slice(&[0x30, 0x39, 0x30, 0x39]);
+    f.extend_from_slice(&((8 + body.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&body);
+    f
+}
+
+#[test]
+fn vpn_packets_allocate_nothing_direct_or_routed() {
+    // Ten members: each links two ring neighbours on each side (no
+    // shortcuts at this size), so some are reached end to end over the
+    // overlay.
+    let mut net = Net::new(10);
+    let mut now = Instant::ZERO;
+    for _ in 0..600 {
+        now = now + std::time::Duration::from_millis(100);
+        net.tick(now);
+    }
+    let n = net.nodes.len();
+    for i in 0..n {
+        assert!(
+            net.nodes[i].1.held_address().is_some(),
+            "node {i} holds an address"
+        );
+    }
+    // Node 0 and a node it links (direct), and one it does not (routed).
+    let linked = |i: usize, j: usize| {
+        let st = net.nodes[i].1.status(now);
+        let key = net.nodes[j].1.public_key();
+        st.peers.iter().any(|p| p.key == key && p.linked)
+    };
+    let direct = (1..n).find(|&j| linked(0, j)).expect("a linked node");
+    let routed = (1..n)
+        .find(|&j| !linked(0, j))
+        .expect("a node without a link");
+    for (peer, what) in [(direct, "direct"), (routed, "routed")] {
+        let (ip0, ipp) = (net.ip(0), net.ip(peer));
+        let out = ip_frame(&net.nodes[0].1, ip0, ipp);
+        let back = ip_frame(&net.nodes[peer].1, ipp, ip0);
+        // Warm-up: resolution, the session, queue capacities.
+        for _ in 0..50 {
+            send(&mut net.nodes[0].1, &out, now);
+            send(&mut net.nodes[peer].1, &back, now);
+            net.pump(now);
+        }
+        let before = allocs();
+        let (mut got_peer, mut got_0) = (0, 0);
+        for _ in 0..5_000 {
+            send(&mut net.nodes[0].1, &out, now);
+            let f = net.pump(now);
+            got_peer += f[peer];
+            send(&mut net.nodes[peer].1, &back, now);
+            let f = net.pump(now);
+            got_0 += f[0];
+        }
+        let allocs = allocs() - before;
+        assert_eq!(
+            (got_peer, got_0),
+            (5_000, 5_000),
+            "{what}: every packet delivered"
+        );
+        assert_eq!(
+            allocs, 0,
+            "{what}: heap allocations during 10,000 VPN packets"
+        );
+        println!("{what}: 10000 VPN packets, {allocs} heap allocations");
+    }
 }

@@ -13,7 +13,7 @@ fuzz_target!(|bytes: &[u8]| {
             assert_eq!(OverlayMsg::parse(r.msg_type(), &out).as_ref(), Ok(&m));
         }
     }
-    for ty in 1..=4 {
+    for ty in 1..=6 {
         let _ = OverlayMsg::parse(ty, bytes);
     }
     if let Ok(n) = Neighbours::parse(bytes) {

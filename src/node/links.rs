@@ -27,6 +27,19 @@ impl Node {
         self.overlay.as_mut()
     }
 
+    /// Sends `payload` as a link-control message to our first linked peer,
+    /// sealed in its session: lets a fuzz target reach the peer's overlay
+    /// parsers with arbitrary bytes.
+    #[cfg(feature = "fuzzing")]
+    pub fn inject_control_for_fuzzing(&mut self, now: Instant, payload: &[u8]) {
+        let Some(p) = (0..self.peers.len()).find(|&i| self.peers[i].linked) else {
+            return;
+        };
+        if let Some(buf) = self.pool.alloc_with(payload) {
+            self.send_to_peer(now, PeerIdx(p as u16), MsgType::Control, buf);
+        }
+    }
+
     /// Runs `f` on the overlay (a DHT operation, say), then carries out
     /// what it asked for. `None` if this node is not in an overlay.
     pub fn with_overlay<R>(

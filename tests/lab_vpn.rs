@@ -57,8 +57,6 @@ fn six_hosts_reach_each_other_by_virtual_ip() {
     let t = lab.wait_ring(&all, Duration::from_secs(30)).unwrap();
     let held = lab.wait_vpn_held(&all, Duration::from_secs(30)).unwrap();
     eprintln!("ring consistent after {t:?}, every address held {held:?} later");
-    // Wait for IPv6 duplicate-address detection on the TAPs (~1 s).
-    std::thread::sleep(Duration::from_millis(1500));
 
     // Every ordered pair, IPv4 and IPv6. The first packet to a new address
     // waits for the DHT lookup instead of being dropped.

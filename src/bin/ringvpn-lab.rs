@@ -8,8 +8,9 @@ const USAGE: &str = "\
 ringvpn-lab — a real network on one machine, in network namespaces (root)
 
 Usage:
-  ringvpn-lab demo [--nodes N]    N hosts (2 to 16, default 2), each running ringvpn:
-                                  links come up, every pair pings, iperf3 measures,
+  ringvpn-lab demo [--nodes N]    N hosts (2 to 16, default 4), each running ringvpn and
+                                  knowing one other: the ring forms, addresses are claimed,
+                                  every pair pings by virtual IP, iperf3 measures,
                                   everything is torn down (also on Ctrl-C)
   ringvpn-lab sim [--nodes N] [--seed S] [--bootstraps K] [--crash F] [--pairs P]
                   [--joins J] [--lifetime SECS] [--churn-time SECS]
@@ -60,7 +61,7 @@ fn demo(args: &[String]) -> ExitCode {
             .opt_str("n")
             .map(|v| v.parse::<usize>().ok().filter(|n| (2..=16).contains(n)))
         {
-            None => 2,
+            None => 4,
             Some(Some(n)) => n,
             Some(None) => {
                 eprintln!("ringvpn-lab: --nodes expects 2 to 16");

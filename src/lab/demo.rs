@@ -1,6 +1,11 @@
 //! `ringvpn lab demo`: the README's "run it" command.
+//!
+//! N hosts, each in its own network namespace and knowing only one other's
+//! underlay endpoint, form the ring overlay, claim their virtual addresses
+//! in the DHT and reach each other by virtual IP (IPv4 and IPv6) with no
+//! server and no peer list; then TCP throughput and a broadcast ping.
 
-use super::{have, Lab};
+use super::{have, Lab, LabAddress, NodeOptions};
 use std::io;
 use std::path::Path;
 use std::time::Duration;
@@ -19,73 +24,119 @@ pub fn run(bin: &Path, n: usize) -> io::Result<()> {
     result
 }
 
-fn demo(lab: &mut Lab, n: usize) -> io::Result<()> {
-    for h in &lab.hosts {
-        println!(
-            "  {}  underlay {}  vpn {}  key {}",
-            h.ns, h.underlay, h.vip, h.key
-        );
+fn interrupted() -> io::Result<()> {
+    if crate::shell::sys::interrupted() {
+        return Err(io::Error::other("interrupted"));
     }
-    lab.configure_full_mesh()?;
+    Ok(())
+}
+
+fn demo(lab: &mut Lab, n: usize) -> io::Result<()> {
+    for i in 0..n {
+        let boot = if i == 0 { 1 } else { i - 1 };
+        let h = &lab.hosts[i];
+        println!(
+            "  h{i}  {}  underlay {}  virtual {}  knows only h{boot}'s endpoint",
+            h.ns, h.underlay, h.vip
+        );
+        let opts = NodeOptions {
+            overlay: true,
+            bootstrap: vec![boot],
+            address: LabAddress::Static,
+            ..NodeOptions::default()
+        };
+        lab.configure(i, &opts)?;
+        lab.sysctl(i, "net.ipv4.icmp_echo_ignore_broadcasts", "0")?;
+    }
     for i in 0..n {
         lab.start(i)?;
     }
-    println!("\nstarted {n} daemons; waiting for the encrypted links...");
-    for i in 0..n {
-        let t = lab.wait_links_up(i, n - 1, Duration::from_secs(15))?;
-        println!(
-            "  h{i}: {} links up after {:.0} ms",
-            n - 1,
-            t.as_secs_f64() * 1e3
-        );
-    }
+    let all: Vec<usize> = (0..n).collect();
+    println!("\nstarted {n} daemons; waiting for the ring and the address claims...");
+    let t = lab.wait_ring(&all, Duration::from_secs(30))?;
+    println!("  ring consistent after {:.0} ms", t.as_secs_f64() * 1e3);
+    let t = lab.wait_vpn_held(&all, Duration::from_secs(30))?;
+    println!(
+        "  every virtual address claimed in the DHT {:.0} ms later",
+        t.as_secs_f64() * 1e3
+    );
     println!("\n$ ringvpn status   (on h0)\n{}", lab.status_text(0)?);
 
-    println!("ping over the VPN (TAP to TAP, ARP and ICMP through encrypted UDP):");
+    println!("ping by virtual IP (the first packet waits for the DHT lookup, not dropped):");
     println!(
-        "  {:<6} {:<14} {:>9} {:>10} {:>10}",
+        "  {:<6} {:<30} {:>9} {:>10} {:>10}",
         "from", "to", "received", "min ms", "avg ms"
     );
     let mut failures = 0;
     for i in 0..n {
-        for j in 0..n {
-            if i == j || crate::shell::sys::interrupted() {
-                continue;
+        for j in (0..n).filter(|&j| j != i) {
+            interrupted()?;
+            let v6 = lab
+                .vpn_field(j, "ipv6")
+                .and_then(|s| s.parse::<std::net::Ipv6Addr>().ok());
+            let mut targets = vec![std::net::IpAddr::V4(lab.hosts[j].vip)];
+            targets.extend(v6.map(std::net::IpAddr::V6));
+            for dst in targets {
+                let p = lab.ping(i, dst, 3, 56, false)?;
+                failures += usize::from(!p.all_ok());
+                println!(
+                    "  h{:<5} {:<30} {:>5}/{:<3} {:>10.3} {:>10.3}",
+                    i,
+                    format!("h{j} {dst}"),
+                    p.received,
+                    p.sent,
+                    p.min_ms,
+                    p.avg_ms
+                );
             }
-            let p = lab.ping(i, lab.hosts[j].vip, 3, 56, false)?;
-            failures += usize::from(!p.all_ok());
-            println!(
-                "  h{:<5} {:<14} {:>5}/{:<3} {:>10.3} {:>10.3}",
-                i, lab.hosts[j].vip, p.received, p.sent, p.min_ms, p.avg_ms
-            );
         }
     }
-    let big = lab.ping(0, lab.hosts[1].vip, 3, 1372, true)?;
+    let big = lab.ping(0, lab.hosts[1].vip, 3, 1332, true)?;
     println!(
-        "  full-MTU ping (1400-byte packets, DF set) h0 -> h1: {}/{} received",
+        "  full-MTU ping (1360-byte packets, DF set) h0 -> h1: {}/{} received",
         big.received, big.sent
     );
     failures += usize::from(!big.all_ok());
+    interrupted()?;
 
-    if have("iperf3") && !crate::shell::sys::interrupted() {
-        let up = lab.iperf3(0, 1, 3, false)?;
-        let down = lab.iperf3(0, 1, 3, true)?;
+    let out = lab.exec(
+        0,
+        &["ping", "-b", "-n", "-c", "2", "-W", "2", "100.127.255.255"],
+    )?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut answered: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split("from ").nth(1)?.split(':').next())
+        .collect();
+    answered.sort_unstable();
+    answered.dedup();
+    println!(
+        "\nbroadcast ping to 100.127.255.255 from h0 (a bounded broadcast over the ring): answered by {}",
+        answered.join(", ")
+    );
+
+    if have("iperf3") {
+        interrupted()?;
+        let up = lab.iperf3(0, n - 1, 3, false)?;
+        let down = lab.iperf3(0, n - 1, 3, true)?;
         println!(
-            "\niperf3 TCP over the VPN, 3 s each way: h0 -> h1 {:.0} Mbit/s, h1 -> h0 {:.0} Mbit/s",
+            "\niperf3 TCP over the VPN, 3 s each way: h0 -> h{} {:.0} Mbit/s, h{} -> h0 {:.0} Mbit/s",
+            n - 1,
             up / 1e6,
+            n - 1,
             down / 1e6
         );
     } else {
         println!("\n(iperf3 not installed: skipping the throughput test)");
     }
-    if crate::shell::sys::interrupted() {
-        return Err(io::Error::other("interrupted"));
-    }
+    interrupted()?;
     if failures > 0 {
         return Err(io::Error::other(format!(
             "{failures} ping runs lost packets"
         )));
     }
-    println!("\nsummary: {n} nodes, all links up, every pair pings across the VPN");
+    println!(
+        "\nsummary: {n} nodes, one bootstrap each, no server: every pair pings by virtual IPv4 and IPv6"
+    );
     Ok(())
 }

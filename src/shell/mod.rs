@@ -186,8 +186,9 @@ pub fn run(cfg: Config) -> Result<(), String> {
         let t = now();
         if node.poll_timeout().is_some_and(|d| d <= t) {
             node.handle_timeout(t);
-            addresses.update(&node, tap.name(), vpn.as_ref())?;
         }
+        // A claim settles on a DHT reply (a datagram) as often as on a timer.
+        addresses.update(&node, tap.name(), vpn.as_ref())?;
         udp_writable = flush(&tap, &mut udp, &mut node)?;
     }
 }
@@ -208,6 +209,9 @@ impl AddressWatch {
         let Some(vpn) = vpn else {
             return Ok(());
         };
+        if self.v4_done && self.v6_done && node.address_conflict().is_none() {
+            return Ok(());
+        }
         if let Some((ip, holder)) = node.address_conflict() {
             return Err(format!(
                 "virtual address {ip} is already held by node {} (ring address); choose another address or `address = auto`",

@@ -1,8 +1,9 @@
 #![no_main]
-//! Overlay messages: the routed header view, every routed message type and
-//! the neighbours and connection-list messages; what parses must re-emit to the same bytes.
+//! Overlay messages: the routed header view, every routed message type, the
+//! neighbours and connection-list messages, and the routed data and ring
+//! broadcast headers; what parses must re-emit to the same bytes.
 use libfuzzer_sys::fuzz_target;
-use ringvpn::wire::overlay::{ConnList, Neighbours, OverlayMsg, Routed};
+use ringvpn::wire::overlay::{Broadcast, ConnList, Neighbours, OverlayMsg, Routed, RoutedData};
 
 fuzz_target!(|bytes: &[u8]| {
     if let Ok(r) = Routed::new_checked(bytes) {
@@ -25,5 +26,11 @@ fuzz_target!(|bytes: &[u8]| {
         let mut out = Vec::new();
         l.emit(&mut out);
         assert_eq!(ConnList::parse(&out), Ok(l));
+    }
+    if let Ok(d) = RoutedData::new_checked(bytes) {
+        let _ = (d.hops(), d.ttl(), d.dst());
+    }
+    if let Ok(b) = Broadcast::new_checked(bytes) {
+        let _ = (b.hops(), b.src(), b.seq(), b.end(), b.payload().len());
     }
 });

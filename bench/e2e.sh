@@ -112,6 +112,20 @@ run_ringvpn() {
   stop_all
 }
 
+# The same two hosts as VPN members: overlay mode, one bootstrap, addresses
+# claimed in the DHT, IP packets over their link (the data path of docs/VPN.md).
+run_ringvpn_vpn() {
+  local d="$WORK/rvv"; mkdir -p "$d"; rm -f "$d"/*.key
+  "$RINGVPN" genkey "$d/a.key" >/dev/null; "$RINGVPN" genkey "$d/b.key" >/dev/null
+  printf '[node]\nkey = a.key\nlisten = 198.18.0.1:5140\ntap = rvva\naddress = 100.64.1.1/10\ncontrol = a.sock\nnetwork = e2e\noverlay = on\n' > "$d/a.conf"
+  printf '[node]\nkey = b.key\nlisten = 198.18.0.2:5140\ntap = rvvb\naddress = 100.64.1.2/10\ncontrol = b.sock\nnetwork = e2e\nbootstrap = 198.18.0.1:5140\n' > "$d/b.conf"
+  ip netns exec "$A" "$RINGVPN" run -c "$d/a.conf" >"$WORK/rvv-a.log" 2>&1 & PIDS+=($!)
+  ip netns exec "$B" "$RINGVPN" run -c "$d/b.conf" >"$WORK/rvv-b.log" 2>&1 & PIDS+=($!)
+  wait_ping 100.64.1.2; sleep 2
+  measure ringvpn-vpn 100.64.1.2 "${PIDS[@]}"
+  stop_all
+}
+
 run_boringtun() {
   local d="$WORK/bt"; mkdir -p "$d"
   umask 077
@@ -157,6 +171,7 @@ run_vpncloud() {
 for run in $(seq "$RUNS"); do
   echo "run $run of $RUNS: veth baseline" >&2; measure veth 198.18.0.2
   echo "run $run of $RUNS: ringvpn" >&2; run_ringvpn
+  echo "run $run of $RUNS: ringvpn (VPN mode)" >&2; run_ringvpn_vpn
   [ $HAVE_BT = 1 ] && { echo "run $run of $RUNS: boringtun" >&2; run_boringtun; }
   [ $HAVE_VC = 1 ] && { echo "run $run of $RUNS: vpncloud" >&2; run_vpncloud; }
 done
@@ -175,7 +190,7 @@ for line in open(sys.argv[1]):
     name, metric, value = line.split()
     rows[(name, metric)].append(float(value))
 med = {k: statistics.median(v) for k, v in rows.items()}
-names = [n for n in ["veth", "ringvpn", "boringtun", "vpncloud"] if any(k[0] == n for k in med)]
+names = [n for n in ["veth", "ringvpn", "ringvpn-vpn", "boringtun", "vpncloud"] if any(k[0] == n for k in med)]
 metrics = [
     ("tcp_up_gbps", "TCP A→B (Gbit/s)", True), ("tcp_down_gbps", "TCP B→A (Gbit/s)", True),
     ("udp64_kpps", "UDP 64 B (kpps received)", True), ("rtt_min_ms", "ping RTT min (ms)", False),
@@ -184,6 +199,7 @@ metrics = [
     ("binary_mib", "stripped binary (MiB)", False),
 ]
 peers = [n for n in names if n not in ("veth", "ringvpn")]
+# ringvpn-vpn is compared too: its ratio column is ringvpn (static) against it.
 hdr = ["metric"] + names + ["ringvpn/veth"] + [f"ringvpn/{p}" for p in peers]
 print(f"\nmedians of {sys.argv[2]} runs, TCP {sys.argv[3]} s per direction\n")
 print("| " + " | ".join(hdr) + " |")

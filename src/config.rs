@@ -16,6 +16,7 @@
 //! subnet   = 100.64.0.0/10       # overlay: its IPv4 range
 //! ipv6     = auto                # overlay: auto (a ULA /96 from the name), off, or PREFIX/96
 //! dhcp     = off                 # overlay: answer the host's DHCP with our address
+//! tcp      = on                  # also link over TCP on the listen address (UDP-hostile networks)
 //!
 //! [peer]                         # one section per peer
 //! name       = b
@@ -60,6 +61,9 @@ pub struct Config {
     pub subnet: (Ipv4Addr, u8),
     pub ipv6: Option<Ipv6Addr>,
     pub dhcp: bool,
+    /// Also listen for (and link over) TCP on the listen address, for
+    /// networks that drop UDP.
+    pub tcp: bool,
     pub control: PathBuf,
     /// SO_MARK for the UDP socket (policy routing, e.g. to keep tunnel
     /// traffic out of a full-tunnel route); `None` leaves it unset.
@@ -143,6 +147,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut subnet = None;
     let mut ipv6: Option<Option<Ipv6Addr>> = None;
     let mut dhcp = false;
+    let mut tcp = true;
     let mut lines = Lines::default();
     let mut control = None;
     let mut fwmark = None;
@@ -235,6 +240,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                         }
                         Some(Some(ip))
                     }
+                }
+            }
+            (Section::Node, "tcp") => {
+                tcp = match v {
+                    "on" | "yes" | "true" => true,
+                    "off" | "no" | "false" => false,
+                    _ => return Err(bad("on or off")),
                 }
             }
             (Section::Node, "dhcp") => {
@@ -345,6 +357,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         subnet,
         ipv6,
         dhcp,
+        tcp,
         control,
         fwmark,
         overlay,

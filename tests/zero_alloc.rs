@@ -145,7 +145,7 @@ impl Net {
                     overlay: Some(ringvpn::overlay::OverlayConfig::default()),
                     timers: ringvpn::overlay::link_timers(),
                     bootstrap: if i == 0 { vec![] } else { vec![ep(i - 1)] },
-                    endpoints: vec![ep(i)],
+                    endpoints: vec![ep(i).into()],
                     trust_any: true,
                     rng_seed: u64::from(i),
                     wall_origin_us: 1_700_000_000_000_000,
@@ -174,7 +174,7 @@ impl Net {
                     wire[..len].copy_from_slice(self.nodes[i].1.pool().data(&t.buf));
                     self.nodes[i].1.pool_mut().free(t.buf);
                     let from = self.nodes[i].0;
-                    if let Some(j) = self.nodes.iter().position(|(e, _)| *e == t.dst) {
+                    if let Some(j) = self.nodes.iter().position(|(e, _)| *e == t.dst.addr) {
                         let b = &mut self.nodes[j].1;
                         let mut buf = b.pool_mut().alloc().expect("pool");
                         b.pool_mut().space_mut(&buf)[..len].copy_from_slice(&wire[..len]);

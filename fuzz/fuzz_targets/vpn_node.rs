@@ -16,7 +16,7 @@ fn node(me: u8, ep: SocketAddr, boot: Option<SocketAddr>) -> Node {
         overlay: Some(ringvpn::overlay::OverlayConfig::default()),
         timers: ringvpn::overlay::link_timers(),
         bootstrap: boot.into_iter().collect(),
-        endpoints: vec![ep],
+        endpoints: vec![ep.into()],
         trust_any: true,
         pool_slots: 128,
         vpn: Some(ringvpn::vpn::VpnConfig::new("fuzz")),
@@ -34,7 +34,7 @@ fn pump(nodes: &mut [(SocketAddr, Node); 2], now: Instant) {
                 nodes[i].1.pool_mut().free(t.buf);
                 let from = nodes[i].0;
                 let j = 1 - i;
-                if t.dst == nodes[j].0 {
+                if t.dst.addr == nodes[j].0 {
                     if let Some(b) = nodes[j].1.pool_mut().alloc_with(&bytes) {
                         nodes[j].1.handle_datagram(now, from, b);
                     }

@@ -67,7 +67,7 @@ pub struct NodeConfig {
     /// Endpoints of any members, to join through (their keys are learned).
     pub bootstrap: Vec<SocketAddr>,
     /// Our own endpoints, as advertised to the overlay.
-    pub endpoints: Vec<SocketAddr>,
+    pub endpoints: Vec<crate::wire::endpoint::Endpoint>,
     /// Accept links from any key. An open overlay, until the certificate
     /// issue brings group membership; off for the static-peer mode.
     pub trust_any: bool,

@@ -10,6 +10,7 @@ use crate::crypto::NodeKey;
 use crate::overlay::Addr;
 use crate::rand::Rng;
 use crate::time::Instant;
+use crate::wire::endpoint::Endpoint;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -35,7 +36,7 @@ pub const LEARNED_ROUNDS: u8 = 2;
 
 /// A bootstrap endpoint: we know where, not who.
 pub struct Boot {
-    pub endpoint: SocketAddr,
+    pub endpoint: Endpoint,
     pub pending: Option<Pending>,
     pub next_try: Instant,
     /// The peer this endpoint turned out to be, once linked.
@@ -55,7 +56,7 @@ pub struct Learned {
 }
 
 impl Boot {
-    pub fn new(endpoint: SocketAddr, now: Instant, learned: Option<Learned>) -> Boot {
+    pub fn new(endpoint: Endpoint, now: Instant, learned: Option<Learned>) -> Boot {
         Boot {
             endpoint,
             pending: None,
@@ -73,7 +74,7 @@ impl Boot {
 impl Node {
     /// Remembers where an overlay link reached its peer, as a bootstrap
     /// for later (the most recent LEARNED_BOOTS, configured ones aside).
-    pub(super) fn learn_boot(&mut self, now: Instant, endpoint: SocketAddr) {
+    pub(super) fn learn_boot(&mut self, now: Instant, endpoint: Endpoint) {
         self.boots_dirty = true;
         if let Some(b) = self.boots.iter_mut().find(|b| b.endpoint == endpoint) {
             if let Some(l) = b.learned.as_mut() {
@@ -123,7 +124,7 @@ impl Node {
     pub(super) fn find_or_add_peer(
         &mut self,
         key: NodeKey,
-        endpoint: Option<SocketAddr>,
+        endpoint: Option<Endpoint>,
     ) -> Option<PeerIdx> {
         if let Some(&p) = self.by_key.get(&key) {
             return Some(p);
@@ -134,9 +135,10 @@ impl Node {
         let cfg = PeerConfig {
             name: crate::overlay::Addr::of_key(&key).to_string(),
             key,
-            endpoint,
+            endpoint: None,
         };
         let mut fresh = Peer::new(&cfg);
+        fresh.endpoint = endpoint;
         fresh.dynamic = true;
         let reusable = self.peers.iter().position(|p| {
             p.dynamic
@@ -189,12 +191,12 @@ impl Node {
 
     /// A handshake init that came inside a connect-to-me request: answered
     /// like one that came from `endpoint`, under the same limits.
-    pub(super) fn answer_embedded_init(&mut self, now: Instant, endpoint: SocketAddr, init: &[u8]) {
+    pub(super) fn answer_embedded_init(&mut self, now: Instant, endpoint: Endpoint, init: &[u8]) {
         if !self.limiter.allow(endpoint.ip(), now) {
             return self.stats.count(DropReason::RateLimited);
         }
         let checked = self.check_init(init);
-        self.respond(now, Path::Udp(endpoint), checked);
+        self.respond(now, Path::Direct(endpoint), checked);
     }
 
     fn check_init(&self, init: &[u8]) -> Result<handshake::ValidInit, HandshakeError> {
@@ -215,7 +217,7 @@ impl Node {
             Err(e) => return self.handshake_drop(e),
         };
         let endpoint = match from {
-            Path::Udp(ep) => Some(ep),
+            Path::Direct(ep) => Some(ep),
             Path::Overlay(src) if Addr::of_key(&init.peer) == src => None,
             // Routed from an address that is not the signer's.
             Path::Overlay(_) => return self.stats.count(DropReason::OverlayForged),
@@ -234,7 +236,7 @@ impl Node {
         let local_index = self.new_index(Target::Peer(p));
         let space = self.pool.space_mut(&out);
         // Over the overlay there is no underlay address to report.
-        let observed = endpoint.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+        let observed = endpoint.map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |e| e.addr);
         let result = handshake::respond(
             &self.identity,
             &self.sysrand,
@@ -278,7 +280,7 @@ impl Node {
     /// address (the message rides in a routed overlay message).
     pub(super) fn send_handshake(&mut self, now: Instant, to: Path, out: PacketBuf) {
         match to {
-            Path::Udp(ep) => self.queue_transmit(ep, out),
+            Path::Direct(ep) => self.queue_transmit(ep, out),
             Path::Overlay(dst) => {
                 let bytes = self.pool.data(&out).to_vec();
                 self.pool.free(out);
@@ -307,7 +309,7 @@ impl Node {
             x.attempts <= 1 && now.saturating_since(x.sent_at) < window && x.state.is_some()
         });
         let same_path = match from {
-            Path::Udp(ep) => peer.endpoint == Some(ep) && !peer.routed,
+            Path::Direct(ep) => peer.endpoint == Some(ep) && !peer.routed,
             Path::Overlay(_) => peer.routed,
         };
         if fresh && same_path && ours < *theirs {
@@ -427,7 +429,7 @@ impl Node {
             Err(e) => return self.handshake_drop(e),
         };
         let endpoint = match from {
-            Path::Udp(ep) => Some(ep),
+            Path::Direct(ep) => Some(ep),
             Path::Overlay(src) if Addr::of_key(&done.peer) == src => None,
             Path::Overlay(_) => return self.stats.count(DropReason::OverlayForged),
         };
@@ -477,7 +479,7 @@ impl Node {
         now: Instant,
         p: PeerIdx,
         done: Completed,
-        endpoint: Option<SocketAddr>,
+        endpoint: Option<Endpoint>,
         sent_at: Instant,
     ) {
         self.touch(p);
@@ -542,12 +544,16 @@ impl Node {
                 let peer = &self.peers[usize::from(p.0)];
                 let dst = match (peer.routed && !peer.linked, peer.endpoint) {
                     (true, _) if self.overlay.is_some() => Path::Overlay(Addr::of_key(&peer.key)),
-                    (false, Some(ep)) => Path::Udp(ep),
+                    (false, Some(ep)) => Path::Direct(ep),
                     _ => return,
                 };
                 (dst, Some(peer.key), peer.dynamic)
             }
-            Target::Boot(b) => (Path::Udp(self.boots[usize::from(b)].endpoint), None, true),
+            Target::Boot(b) => (
+                Path::Direct(self.boots[usize::from(b)].endpoint),
+                None,
+                true,
+            ),
             // Sent once inside a request (see send_ctm); the overlay retries.
             Target::Ctm(_) => return,
         };

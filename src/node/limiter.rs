@@ -61,7 +61,7 @@ impl HandshakeLimiter {
     /// May we spend handshake work on a message that came this way?
     pub(crate) fn allow_path(&mut self, from: super::Path, now: Instant) -> bool {
         match from {
-            super::Path::Udp(ep) => self.allow(ep.ip(), now),
+            super::Path::Direct(ep) => self.allow(ep.ip(), now),
             super::Path::Overlay(src) => {
                 self.routed.take(src, now, SOURCE_RATE_PER_S, SOURCE_BURST)
                     && self.global.take(now, GLOBAL_RATE_PER_S, GLOBAL_BURST)

@@ -26,6 +26,7 @@ use crate::crypto::{Identity, NodeKey};
 use crate::overlay::Overlay;
 use crate::rand::SeededRng;
 use crate::time::Instant;
+pub use crate::wire::endpoint::Endpoint;
 use crate::wire::{self, data, ethernet, MsgType, PeekError};
 pub use config::{NodeConfig, PeerConfig, Timers};
 use handshakes::Boot;
@@ -33,7 +34,6 @@ use limiter::HandshakeLimiter;
 use peer::{Peer, Pending, Slot};
 pub use stats::{DropReason, Stats};
 use std::collections::{BTreeMap, VecDeque};
-use std::net::SocketAddr;
 use switch::MacTable;
 use wakeups::Wakeups;
 
@@ -45,7 +45,7 @@ pub struct PeerIdx(pub u16);
 /// routed over the overlay to (from) a ring address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Path {
-    Udp(SocketAddr),
+    Direct(Endpoint),
     Overlay(crate::overlay::Addr),
 }
 
@@ -62,7 +62,7 @@ enum Target {
 /// A datagram to send.
 #[derive(Debug)]
 pub struct Transmit {
-    pub dst: SocketAddr,
+    pub dst: Endpoint,
     pub buf: PacketBuf,
 }
 
@@ -139,7 +139,7 @@ impl Node {
         let boots = cfg
             .bootstrap
             .iter()
-            .map(|&endpoint| Boot::new(endpoint, now, None))
+            .map(|&endpoint| Boot::new(Endpoint::udp(endpoint), now, None))
             .collect();
         let public = identity.public();
         let mut node = Node {
@@ -285,7 +285,7 @@ impl Node {
         crate::time::earliest(t, self.vpn_deadline())
     }
 
-    fn queue_transmit(&mut self, dst: SocketAddr, buf: PacketBuf) {
+    fn queue_transmit(&mut self, dst: Endpoint, buf: PacketBuf) {
         if self.transmits.len() >= MAX_QUEUED {
             self.drop_buf(buf, DropReason::QueueFull);
         } else {
@@ -390,18 +390,18 @@ impl Node {
     // ----- inputs: network side -----
 
     /// A datagram received from `from`.
-    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, buf: PacketBuf) {
-        self.datagram_in(now, from, buf);
+    pub fn handle_datagram(&mut self, now: Instant, from: impl Into<Endpoint>, buf: PacketBuf) {
+        self.datagram_in(now, from.into(), buf);
         self.rearm();
     }
 
-    fn datagram_in(&mut self, now: Instant, from: SocketAddr, buf: PacketBuf) {
+    fn datagram_in(&mut self, now: Instant, from: Endpoint, buf: PacketBuf) {
         match wire::peek(self.pool.data(&buf)) {
             Err(PeekError::Truncated) => self.drop_buf(buf, DropReason::BadLength),
             Err(PeekError::Version) => self.drop_buf(buf, DropReason::BadVersion),
             Err(PeekError::Type) => self.drop_buf(buf, DropReason::BadType),
-            Ok(MsgType::HandshakeInit) => self.handle_init(now, Path::Udp(from), buf),
-            Ok(MsgType::HandshakeResp) => self.handle_resp(now, Path::Udp(from), buf),
+            Ok(MsgType::HandshakeInit) => self.handle_init(now, Path::Direct(from), buf),
+            Ok(MsgType::HandshakeResp) => self.handle_resp(now, Path::Direct(from), buf),
             Ok(MsgType::Frame | MsgType::Control | MsgType::Packet) => {
                 self.handle_sealed(now, Some(from), buf)
             }
@@ -410,7 +410,7 @@ impl Node {
 
     /// A sealed message, from an endpoint or (`from` = `None`) routed to
     /// us over the overlay.
-    fn handle_sealed(&mut self, now: Instant, from: Option<SocketAddr>, mut buf: PacketBuf) {
+    fn handle_sealed(&mut self, now: Instant, from: Option<Endpoint>, mut buf: PacketBuf) {
         let (receiver, counter, ty) = match data::Packet::new_checked(self.pool.data(&buf)) {
             Ok(pkt) => (pkt.receiver(), pkt.counter(), pkt.msg_type()),
             Err(_) => return self.drop_buf(buf, DropReason::BadLength),

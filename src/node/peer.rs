@@ -7,6 +7,7 @@ use crate::buf::PacketBuf;
 use crate::crypto::handshake::Initiator;
 use crate::crypto::{NodeKey, Session};
 use crate::time::Instant;
+use crate::wire::endpoint::Endpoint;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -189,7 +190,7 @@ pub struct Peer {
     /// so that what the peer sent before it heard of the close still lands.
     pub closing_since: Option<Instant>,
     /// Where to send: configured, then updated by authenticated traffic (roaming).
-    pub endpoint: Option<SocketAddr>,
+    pub endpoint: Option<Endpoint>,
     /// The session travels over the overlay (routed to the peer's ring
     /// address, sealed end to end) rather than straight to `endpoint`: a
     /// VPN peer we have no direct link with. Such a session is not an
@@ -231,7 +232,7 @@ impl Peer {
             linked: false,
             leaf: false,
             closing_since: None,
-            endpoint: cfg.endpoint,
+            endpoint: cfg.endpoint.map(Endpoint::udp),
             routed: false,
             last_tx: None,
             sessions: Sessions::default(),

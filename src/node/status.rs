@@ -12,7 +12,7 @@ use std::time::Duration;
 pub struct PeerStatus {
     pub name: String,
     pub key: NodeKey,
-    pub endpoint: Option<SocketAddr>,
+    pub endpoint: Option<crate::wire::endpoint::Endpoint>,
     pub state: &'static str,
     /// How traffic reaches the peer: "direct" (straight to its endpoint)
     /// or "overlay" (end to end, routed over the ring).
@@ -33,7 +33,7 @@ pub struct PeerStatus {
 #[derive(Debug, Clone)]
 pub struct ConnStatus {
     pub addr: Addr,
-    pub endpoint: SocketAddr,
+    pub endpoint: crate::wire::endpoint::Endpoint,
     /// Why we keep it, and why the other side does ("near,shortcut").
     pub reasons: String,
     pub their_reasons: String,

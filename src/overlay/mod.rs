@@ -31,10 +31,10 @@ use crate::crypto::NodeKey;
 use crate::node::PeerIdx;
 use crate::rand::SeededRng;
 use crate::time::Instant;
+use crate::wire::overlay::Endpoint;
 use crate::wire::overlay::{Endpoints, NodeRecord, MAX_ENDPOINTS};
 use smallvec::SmallVec;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Overlay parameters; each default is explained in docs/OVERLAY.md.
@@ -124,7 +124,7 @@ pub enum Action {
     },
     /// Answer a handshake init that came inside a connect-to-me request,
     /// sending the response straight to the requester's endpoint.
-    AnswerInit { init: Vec<u8>, endpoint: SocketAddr },
+    AnswerInit { init: Vec<u8>, endpoint: Endpoint },
     /// Establish a link to this node (no-op if it is up or linking).
     Link { node: NodeRecord },
     /// Close the link to the peer (a leave message was queued before).
@@ -238,7 +238,7 @@ pub(super) const TRIM_BURST: usize = 4;
 impl Overlay {
     pub fn new(
         key: NodeKey,
-        endpoints: &[SocketAddr],
+        endpoints: &[Endpoint],
         cfg: OverlayConfig,
         seed: u64,
         now: Instant,
@@ -272,7 +272,7 @@ impl Overlay {
     }
 
     /// Our own endpoints, as we advertise them.
-    pub fn endpoints(&self) -> &[SocketAddr] {
+    pub fn endpoints(&self) -> &[Endpoint] {
         &self.endpoints
     }
 
@@ -342,7 +342,7 @@ impl Overlay {
         now: Instant,
         peer: PeerIdx,
         key: NodeKey,
-        endpoint: SocketAddr,
+        endpoint: Endpoint,
         leaf: bool,
     ) {
         let addr = Addr::of_key(&key);

@@ -9,7 +9,7 @@ use super::addr::Addr;
 use crate::crypto::NodeKey;
 use crate::node::PeerIdx;
 use crate::time::Instant;
-use std::net::SocketAddr;
+use crate::wire::overlay::Endpoint;
 
 /// Why a node keeps a connection (bit set).
 pub mod reason {
@@ -27,7 +27,7 @@ pub struct Conn {
     pub peer: PeerIdx,
     pub key: NodeKey,
     /// Where the link reaches the peer (what we tell others about it).
-    pub endpoint: SocketAddr,
+    pub endpoint: Endpoint,
     pub since: Instant,
     /// Our reasons to keep it.
     pub mine: u8,
@@ -85,7 +85,7 @@ impl ConnTable {
     }
 
     /// Adds a connection (or refreshes the peer of an existing one).
-    pub fn insert(&mut self, key: NodeKey, peer: PeerIdx, endpoint: SocketAddr, now: Instant) {
+    pub fn insert(&mut self, key: NodeKey, peer: PeerIdx, endpoint: Endpoint, now: Instant) {
         let addr = Addr::of_key(&key);
         match self.position(addr) {
             Ok(i) => {
@@ -121,7 +121,7 @@ impl ConnTable {
                     addr,
                     peer,
                     key,
-                    endpoint: SocketAddr::from(([198, 18, 0, 1], 5140)),
+                    endpoint: Endpoint::udp(([198, 18, 0, 1], 5140).into()),
                     since: Instant::ZERO,
                     mine: 0,
                     theirs: 0,

@@ -10,6 +10,7 @@
 mod control;
 pub mod sys;
 mod tap;
+mod tcp;
 mod udp;
 
 use crate::buf::MAX_PAYLOAD;
@@ -28,6 +29,9 @@ const TAP: Token = Token(0);
 const UDP: Token = Token(1);
 const SIGNAL: Token = Token(2);
 const CONTROL: Token = Token(3);
+const TCP_LISTEN: Token = Token(10);
+/// TCP connection tokens start here (control connections take 4 to 7).
+const TCP_FIRST: usize = 100;
 
 /// Batches per direction per loop turn before timers and control get a look.
 const TURN_BUDGET: usize = 16;
@@ -54,6 +58,9 @@ pub fn run(cfg: Config) -> Result<(), String> {
     };
     let mut udp = udp::Udp::bind(cfg.listen, cfg.fwmark)
         .map_err(|e| format!("cannot bind UDP {}: {e}", cfg.listen))?;
+    let tcp_addr = cfg.tcp.then(|| udp.local_addr().unwrap_or(cfg.listen));
+    let mut tcp = tcp::Tcp::bind(tcp_addr, TCP_FIRST)
+        .map_err(|e| format!("cannot listen on TCP {}: {e}", cfg.listen))?;
     let mut ctl = control::Control::bind(&cfg.control, CONTROL.0)
         .map_err(|e| format!("cannot bind control socket {}: {e}", cfg.control.display()))?;
     let signals = sys::termination_signalfd().map_err(|e| format!("cannot set up signals: {e}"))?;
@@ -73,6 +80,10 @@ pub fn run(cfg: Config) -> Result<(), String> {
     .map_err(setup)?;
     reg.register(ctl.listener(), CONTROL, Interest::READABLE)
         .map_err(setup)?;
+    if let Some(l) = tcp.listener() {
+        reg.register(l, TCP_LISTEN, Interest::READABLE)
+            .map_err(setup)?;
+    }
 
     let clock = std::time::Instant::now();
     let now = || Instant::from_micros(clock.elapsed().as_micros() as u64);
@@ -86,13 +97,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
         rng_seed: crate::rand::SeededRng::from_os().next_seed(),
         overlay: cfg.overlay.then(crate::overlay::OverlayConfig::default),
         bootstrap: cfg.bootstrap.clone(),
-        // A wildcard listen address is not advertised; the reflexive
-        // endpoints learned from handshakes will be (NAT issue).
-        endpoints: if listen.ip().is_unspecified() {
-            Vec::new()
-        } else {
-            vec![listen]
-        },
+        endpoints: local_endpoints(listen, tcp.local_addr()),
         trust_any: cfg.overlay,
         vpn: vpn.clone(),
         timers: if cfg.overlay {
@@ -148,6 +153,12 @@ pub fn run(cfg: Config) -> Result<(), String> {
                     }
                 }
                 CONTROL => ctl.accept(poll.registry()),
+                TCP_LISTEN => tcp.accept(poll.registry(), now()),
+                t if tcp.owns(t) => {
+                    tcp.ready(poll.registry(), t, &mut node, now());
+                    udp_writable =
+                        flush(&tap, &mut udp, &mut tcp, poll.registry(), &mut node, now())?;
+                }
                 t if ctl.owns(t) => {
                     if ev.is_readable() {
                         if let control::Request::Line(slot, line) = ctl.readable(t, poll.registry())
@@ -181,16 +192,44 @@ pub fn run(cfg: Config) -> Result<(), String> {
             if tap_more && udp_writable {
                 tap_more = read_tap(&tap, &mut node, t);
             }
-            udp_writable = flush(&tap, &mut udp, &mut node)?;
+            udp_writable = flush(&tap, &mut udp, &mut tcp, poll.registry(), &mut node, t)?;
         }
         let t = now();
         if node.poll_timeout().is_some_and(|d| d <= t) {
             node.handle_timeout(t);
+            tcp.expire(poll.registry(), t);
         }
         // A claim settles on a DHT reply (a datagram) as often as on a timer.
         addresses.update(&node, tap.name(), vpn.as_ref())?;
-        udp_writable = flush(&tap, &mut udp, &mut node)?;
+        udp_writable = flush(&tap, &mut udp, &mut tcp, poll.registry(), &mut node, t)?;
     }
+}
+
+/// What we advertise: the listen address if it is a specific one, else
+/// every non-loopback interface address with the listen port (hosts behind
+/// the same NAT reach each other on these); and the TCP listener likewise.
+/// Reflexive endpoints, learned from peers, are added by the node.
+fn local_endpoints(
+    udp: std::net::SocketAddr,
+    tcp: Option<std::net::SocketAddr>,
+) -> Vec<crate::node::Endpoint> {
+    use crate::node::Endpoint;
+    let expand = |a: std::net::SocketAddr| -> Vec<std::net::SocketAddr> {
+        if !a.ip().is_unspecified() {
+            return vec![a];
+        }
+        sys::interface_addresses()
+            .into_iter()
+            .filter(|ip| !ip.is_loopback() && (a.is_ipv6() || ip.is_ipv4()))
+            .filter(|ip| !matches!(ip, std::net::IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80))
+            .map(|ip| std::net::SocketAddr::new(ip, a.port()))
+            .collect()
+    };
+    let mut out: Vec<Endpoint> = expand(udp).into_iter().map(Endpoint::udp).collect();
+    if let Some(t) = tcp {
+        out.extend(expand(t).into_iter().map(Endpoint::tcp));
+    }
+    out
 }
 
 /// Puts the claimed virtual address on the TAP once the DHT says it is ours.
@@ -302,14 +341,22 @@ fn read_tap(tap: &tap::Tap, node: &mut Node, now: Instant) -> bool {
     true
 }
 
-/// Writes frames to the TAP and datagrams to the socket. Returns whether
-/// the socket took everything.
-fn flush(tap: &tap::Tap, udp: &mut udp::Udp, node: &mut Node) -> Result<bool, String> {
+/// Writes frames to the TAP and datagrams to the sockets. Returns whether
+/// the UDP socket took everything.
+fn flush(
+    tap: &tap::Tap,
+    udp: &mut udp::Udp,
+    tcp: &mut tcp::Tcp,
+    reg: &mio::Registry,
+    node: &mut Node,
+    now: Instant,
+) -> Result<bool, String> {
     while let Some(f) = node.poll_frame() {
         if tap.write(node.pool().data(&f)).is_err() {
             node.count_drop(DropReason::QueueFull);
         }
         node.pool_mut().free(f);
     }
-    udp.flush(node).map_err(|e| format!("UDP send failed: {e}"))
+    udp.flush(node, &mut |n, t| tcp.send(reg, n, t, now))
+        .map_err(|e| format!("UDP send failed: {e}"))
 }

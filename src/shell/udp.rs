@@ -117,13 +117,19 @@ impl Udp {
         Ok(if full { Recv::More } else { Recv::Drained })
     }
 
-    /// Sends everything the node has queued. Returns false if the socket
-    /// filled up (the rest stays queued until the socket is writable).
-    pub fn flush(&mut self, node: &mut Node) -> io::Result<bool> {
+    /// Sends everything the node has queued, handing datagrams for TCP
+    /// endpoints to `tcp`. Returns false if the socket filled up (the rest
+    /// stays queued until the socket is writable).
+    pub fn flush(
+        &mut self,
+        node: &mut Node,
+        tcp: &mut dyn FnMut(&mut Node, Transmit),
+    ) -> io::Result<bool> {
         loop {
             let mut batch: SmallVec<[Transmit; BATCH]> = SmallVec::new();
             while batch.len() < BATCH {
                 match node.poll_transmit() {
+                    Some(t) if t.dst.tcp => tcp(node, t),
                     Some(t) => batch.push(t),
                     None => break,
                 }
@@ -135,7 +141,7 @@ impl Udp {
                 .iter()
                 .map(|t| {
                     let d = node.pool().data(&t.buf);
-                    (d.as_ptr(), d.len(), t.dst)
+                    (d.as_ptr(), d.len(), t.dst.addr)
                 })
                 .collect();
             let sent = match sys::send_batch(self.sock.as_raw_fd(), &mut self.tx, &msgs) {

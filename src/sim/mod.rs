@@ -177,7 +177,7 @@ impl Sim {
             rng_seed: s.next_u64(),
             overlay: Some(self.overlay.clone()),
             bootstrap,
-            endpoints: vec![endpoint],
+            endpoints: vec![endpoint.into()],
             trust_any: true,
             vpn: self.vpn.clone(),
             ..NodeConfig::default()
@@ -331,7 +331,7 @@ impl Sim {
             n.tx_datagrams += 1;
             let lost = self.net.loss > 0.0
                 && (self.rng.next_u64() as f64 / u64::MAX as f64) < self.net.loss;
-            match self.by_endpoint.get(&t.dst) {
+            match self.by_endpoint.get(&t.dst.addr) {
                 Some(&to) if !lost => {
                     let jitter = self.rng.below(self.net.jitter.as_micros() as u64 + 1);
                     let at = self.now + self.net.latency + Duration::from_micros(jitter);

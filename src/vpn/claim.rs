@@ -12,7 +12,8 @@
 use crate::crypto::NodeKey;
 use crate::overlay::Addr;
 use crate::wire::endpoint;
-use std::net::{Ipv4Addr, SocketAddr};
+use crate::wire::endpoint::Endpoint;
+use std::net::Ipv4Addr;
 
 /// Automatic guesses before giving up (each taken one costs a DHT round).
 pub const MAX_ATTEMPTS: u32 = 16;
@@ -54,21 +55,21 @@ impl Claim {
 }
 
 /// The value registered under an address's key.
-pub fn encode_holder(key: &NodeKey, endpoints: &[SocketAddr]) -> Vec<u8> {
+pub fn encode_holder(key: &NodeKey, endpoints: &[Endpoint]) -> Vec<u8> {
     let n = endpoints.len().min(4);
     let mut v = Vec::with_capacity(36 + n * endpoint::LEN);
     v.extend_from_slice(&[1, n as u8, 0, 0]);
     v.extend_from_slice(&key.0);
     for ep in &endpoints[..n] {
         let mut b = [0u8; endpoint::LEN];
-        endpoint::emit(ep, &mut b);
+        endpoint::emit_endpoint(ep, &mut b);
         v.extend_from_slice(&b);
     }
     v
 }
 
 /// The holder's key and endpoints, if `v` is a well-formed value.
-pub fn decode_holder(v: &[u8]) -> Option<(NodeKey, Vec<SocketAddr>)> {
+pub fn decode_holder(v: &[u8]) -> Option<(NodeKey, Vec<Endpoint>)> {
     if v.len() < 36 || v[0] != 1 {
         return None;
     }
@@ -78,7 +79,7 @@ pub fn decode_holder(v: &[u8]) -> Option<(NodeKey, Vec<SocketAddr>)> {
     }
     let key = NodeKey(v[4..36].try_into().ok()?);
     let eps = (0..n)
-        .map(|i| endpoint::parse(&v[36 + i * endpoint::LEN..]))
+        .map(|i| endpoint::parse_endpoint(&v[36 + i * endpoint::LEN..]))
         .collect::<Result<Vec<_>, _>>()
         .ok()?;
     Some((key, eps))
@@ -90,7 +91,7 @@ mod tests {
 
     #[test]
     fn holder_values_round_trip() {
-        let eps: Vec<SocketAddr> = vec!["198.18.0.10:5140".parse().unwrap()];
+        let eps: Vec<Endpoint> = vec![Endpoint::udp("198.18.0.10:5140".parse().unwrap())];
         let v = encode_holder(&NodeKey([7; 32]), &eps);
         assert_eq!(v.len(), 56);
         assert_eq!(decode_holder(&v), Some((NodeKey([7; 32]), eps)));

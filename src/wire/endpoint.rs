@@ -1,11 +1,87 @@
-//! The 20-byte endpoint encoding shared by handshake and overlay messages:
-//! family (4 or 6), reserved, port, 16 address bytes (IPv4 in the first 4).
+//! Endpoints, and the 20-byte encoding shared by handshake and overlay
+//! messages: family (4 or 6), flags (bit 0: TCP), port, 16 address bytes
+//! (IPv4 in the first 4).
 
 use super::{get_u16, Error, Result};
+use core::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 pub const LEN: usize = 20;
+const FLAG_TCP: u8 = 1;
 
+/// Where a node can be reached: an underlay address and the transport.
+/// UDP is the norm; TCP is the fallback for networks that drop UDP.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    pub tcp: bool,
+}
+
+impl Endpoint {
+    pub const fn udp(addr: SocketAddr) -> Endpoint {
+        Endpoint { addr, tcp: false }
+    }
+
+    pub const fn tcp(addr: SocketAddr) -> Endpoint {
+        Endpoint { addr, tcp: true }
+    }
+
+    pub fn ip(&self) -> IpAddr {
+        self.addr.ip()
+    }
+}
+
+impl From<SocketAddr> for Endpoint {
+    fn from(addr: SocketAddr) -> Endpoint {
+        Endpoint::udp(addr)
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.tcp {
+            write!(f, "tcp:{}", self.addr)
+        } else {
+            write!(f, "{}", self.addr)
+        }
+    }
+}
+
+impl std::str::FromStr for Endpoint {
+    type Err = std::net::AddrParseError;
+
+    /// `ADDRESS:PORT` (UDP) or `tcp:ADDRESS:PORT`.
+    fn from_str(s: &str) -> core::result::Result<Endpoint, Self::Err> {
+        match s.strip_prefix("tcp:") {
+            Some(rest) => rest.parse().map(Endpoint::tcp),
+            None => s.trim_start_matches("udp:").parse().map(Endpoint::udp),
+        }
+    }
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Writes `ep` into `out[..20]`.
+pub fn emit_endpoint(ep: &Endpoint, out: &mut [u8]) {
+    emit(&ep.addr, out);
+    out[1] = if ep.tcp { FLAG_TCP } else { 0 };
+}
+
+/// Parses `b[..20]` as an endpoint; unknown flags are an error.
+pub fn parse_endpoint(b: &[u8]) -> Result<Endpoint> {
+    let addr = parse(b)?;
+    match b[1] {
+        0 => Ok(Endpoint::udp(addr)),
+        FLAG_TCP => Ok(Endpoint::tcp(addr)),
+        _ => Err(Error),
+    }
+}
+
+/// Writes an address (no transport: the handshake's observed address).
 pub fn emit(ep: &SocketAddr, out: &mut [u8]) {
     out[1] = 0;
     out[2..4].copy_from_slice(&ep.port().to_be_bytes());
@@ -54,5 +130,20 @@ mod tests {
         b[0] = 5;
         assert!(parse(&b).is_err());
         assert!(parse(&b[..19]).is_err());
+    }
+
+    #[test]
+    fn transports() {
+        let mut b = [0u8; LEN];
+        let t = Endpoint::tcp("198.18.0.7:5140".parse().unwrap());
+        emit_endpoint(&t, &mut b);
+        assert_eq!(&b[..2], &[4, 1]);
+        assert_eq!(parse_endpoint(&b).unwrap(), t);
+        assert_eq!(t.to_string(), "tcp:198.18.0.7:5140");
+        let u = Endpoint::udp("198.18.0.7:5140".parse().unwrap());
+        emit_endpoint(&u, &mut b);
+        assert_eq!(parse_endpoint(&b).unwrap(), u);
+        b[1] = 2;
+        assert!(parse_endpoint(&b).is_err());
     }
 }

@@ -27,11 +27,11 @@
 //!   count m (≤ 8), reserved, 32-byte responder key, n endpoints, m node records.
 //! - type 3, echo request / type 4, echo reply: 8-byte nonce, 8-byte timestamp.
 
+pub use super::endpoint::Endpoint;
 use super::{endpoint, get_u16, get_u64, Error, Result};
 use crate::crypto::NodeKey;
 use crate::overlay::Addr;
 use smallvec::SmallVec;
-use std::net::SocketAddr;
 
 pub const KIND_PING: u8 = 1;
 pub const KIND_PONG: u8 = 2;
@@ -280,13 +280,13 @@ pub fn attach_init(routed_ctm: &mut Vec<u8>, init: &[u8]) -> Result<()> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NodeRecord {
     pub key: NodeKey,
-    pub endpoint: SocketAddr,
+    pub endpoint: Endpoint,
 }
 
 fn emit_record(r: &NodeRecord, out: &mut Vec<u8>) {
     out.extend_from_slice(&r.key.0);
     let mut ep = [0u8; endpoint::LEN];
-    endpoint::emit(&r.endpoint, &mut ep);
+    endpoint::emit_endpoint(&r.endpoint, &mut ep);
     out.extend_from_slice(&ep);
 }
 
@@ -294,11 +294,11 @@ fn parse_record(b: &[u8]) -> Result<NodeRecord> {
     let key = NodeKey(b.get(..32).ok_or(Error)?.try_into().map_err(|_| Error)?);
     Ok(NodeRecord {
         key,
-        endpoint: endpoint::parse(&b[32..])?,
+        endpoint: endpoint::parse_endpoint(&b[32..])?,
     })
 }
 
-pub type Endpoints = SmallVec<[SocketAddr; MAX_ENDPOINTS]>;
+pub type Endpoints = SmallVec<[Endpoint; MAX_ENDPOINTS]>;
 pub type Records = SmallVec<[NodeRecord; MAX_NEIGHBOURS]>;
 
 /// Routed message types.
@@ -375,7 +375,7 @@ impl OverlayMsg {
                 let key = NodeKey(b[4..36].try_into().map_err(|_| Error)?);
                 let mut endpoints = Endpoints::new();
                 for i in 0..n_ep {
-                    endpoints.push(endpoint::parse(&b[36 + i * endpoint::LEN..])?);
+                    endpoints.push(endpoint::parse_endpoint(&b[36 + i * endpoint::LEN..])?);
                 }
                 let at = 36 + n_ep * endpoint::LEN;
                 if ty == MSG_CTM_REQUEST {
@@ -462,10 +462,10 @@ impl OverlayMsg {
     }
 }
 
-fn emit_endpoints(eps: &[SocketAddr], out: &mut Vec<u8>) {
+fn emit_endpoints(eps: &[Endpoint], out: &mut Vec<u8>) {
     for ep in eps {
         let mut b = [0u8; endpoint::LEN];
-        endpoint::emit(ep, &mut b);
+        endpoint::emit_endpoint(ep, &mut b);
         out.extend_from_slice(&b);
     }
 }

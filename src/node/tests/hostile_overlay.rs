@@ -16,7 +16,7 @@ fn overlay_pair() -> Net {
             rng_seed: u64::from(me),
             overlay: Some(OverlayConfig::default()),
             bootstrap: boot,
-            endpoints: vec![ep(at)],
+            endpoints: vec![ep(at).into()],
             trust_any: true,
             ..NodeConfig::default()
         };
@@ -112,13 +112,13 @@ fn malformed_and_forged_overlay_messages_are_counted_drops() {
             1 => OverlayMsg::CtmRequest {
                 purpose: 1,
                 key: identity(9).public(),
-                endpoints: [ep(EP_C)].into_iter().collect(),
+                endpoints: [ep(EP_C).into()].into_iter().collect(),
                 init: Vec::new(),
             },
             _ => OverlayMsg::CtmReply {
                 purpose: 2,
                 key: identity(2).public(),
-                endpoints: [ep(EP_C)].into_iter().collect(),
+                endpoints: [ep(EP_C).into()].into_iter().collect(),
                 neighbours: Default::default(),
             },
         };

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::crypto::Seed;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 const EP_A: &str = "198.18.0.1:5140";
@@ -79,7 +80,7 @@ impl Net {
                     if !tap(i, &mut bytes) {
                         continue;
                     }
-                    if let Some(j) = self.nodes.iter().position(|(a, _)| *a == t.dst) {
+                    if let Some(j) = self.nodes.iter().position(|(a, _)| *a == t.dst.addr) {
                         let n = &mut self.nodes[j].1;
                         let b = n.pool_mut().alloc_with(&bytes).unwrap();
                         n.handle_datagram(self.now, from, b);
@@ -376,7 +377,7 @@ fn restart_and_roaming_reestablish_the_link() {
     net.tick(Duration::from_secs(1));
     net.deliver(|_, _| true);
     assert!(net.up(1));
-    assert_eq!(net.nodes[0].1.peers[0].endpoint, Some(new_b));
+    assert_eq!(net.nodes[0].1.peers[0].endpoint, Some(new_b.into()));
     net.send_frame(0, &frame(MAC_B, MAC_A, b"after restart"));
     net.deliver(|_, _| true);
     assert_eq!(net.frames_out(1).len(), 1);

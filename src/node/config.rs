@@ -77,6 +77,9 @@ pub struct NodeConfig {
     /// answers); needs `overlay`. `None`: frames are switched between
     /// static peers.
     pub vpn: Option<crate::vpn::VpnConfig>,
+    /// Try a node's TCP endpoints when UDP gets no answer (the shell
+    /// listens on TCP too).
+    pub tcp_fallback: bool,
 }
 
 impl Default for NodeConfig {
@@ -93,6 +96,7 @@ impl Default for NodeConfig {
             trust_any: false,
             max_peers: 256,
             vpn: None,
+            tcp_fallback: false,
         }
     }
 }

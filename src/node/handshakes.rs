@@ -11,11 +11,14 @@ use crate::overlay::Addr;
 use crate::rand::Rng;
 use crate::time::Instant;
 use crate::wire::endpoint::Endpoint;
+use crate::wire::overlay::Endpoints;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Attempts before a dynamic peer (or one bootstrap round) is given up.
 pub const DYNAMIC_ATTEMPTS: u32 = 4;
+/// Attempts while linking a node through NATs (~8 s of punching).
+pub const PUNCH_ATTEMPTS: u32 = 7;
 /// Pause between bootstrap rounds while we have no link at all.
 pub const BOOT_PAUSE: Duration = Duration::from_secs(5);
 /// Bootstrap (leaf) links to keep while joining (Brunet: 3). One is not
@@ -26,6 +29,14 @@ pub const LEAVES: usize = 3;
 /// one spare); a new one replaces the oldest.
 pub const CTM_INITS: usize = 4;
 
+/// Candidate endpoints tried at once when linking a node (local, reflexive
+/// and predicted ones, and TCP).
+pub const MAX_CANDIDATES: usize = 8;
+/// Hole punching: the first retry after this, doubling up to the max.
+pub const PUNCH_RETRY_BASE: Duration = Duration::from_millis(250);
+pub const PUNCH_RETRY_MAX: Duration = Duration::from_secs(2);
+/// TCP endpoints are tried from this attempt on (UDP first).
+pub const TCP_AFTER_ATTEMPTS: u32 = 3;
 /// First retransmission delay of a handshake routed over the overlay.
 pub const ROUTED_RETRY_BASE: Duration = Duration::from_secs(3);
 
@@ -190,13 +201,25 @@ impl Node {
     }
 
     /// A handshake init that came inside a connect-to-me request: answered
-    /// like one that came from `endpoint`, under the same limits.
-    pub(super) fn answer_embedded_init(&mut self, now: Instant, endpoint: Endpoint, init: &[u8]) {
-        if !self.limiter.allow(endpoint.ip(), now) {
+    /// like one that came from its first candidate endpoint, under the same
+    /// limits, and sent to every UDP candidate (one of them gets through;
+    /// sending to all is also our half of a hole punch).
+    pub(super) fn answer_embedded_init(
+        &mut self,
+        now: Instant,
+        candidates: &[Endpoint],
+        init: &[u8],
+    ) {
+        let mut udp = candidates.iter().filter(|c| !c.tcp).copied();
+        let Some(first) = udp.next() else {
+            return self.stats.count(DropReason::NoEndpoint);
+        };
+        if !self.limiter.allow(first.ip(), now) {
             return self.stats.count(DropReason::RateLimited);
         }
         let checked = self.check_init(init);
-        self.respond(now, Path::Direct(endpoint), checked);
+        let also: Endpoints = udp.take(MAX_CANDIDATES - 1).collect();
+        self.respond_to(now, Path::Direct(first), checked, &also);
     }
 
     fn check_init(&self, init: &[u8]) -> Result<handshake::ValidInit, HandshakeError> {
@@ -211,6 +234,18 @@ impl Node {
         now: Instant,
         from: Path,
         checked: Result<handshake::ValidInit, HandshakeError>,
+    ) {
+        self.respond_to(now, from, checked, &[]);
+    }
+
+    /// Answers a valid init that came from `from`, also sending the answer
+    /// to each of `also`.
+    fn respond_to(
+        &mut self,
+        now: Instant,
+        from: Path,
+        checked: Result<handshake::ValidInit, HandshakeError>,
+        also: &[Endpoint],
     ) {
         let init = match checked {
             Ok(init) => init,
@@ -273,7 +308,24 @@ impl Node {
             self.by_index.remove(&old);
         }
         log::debug!("handshake from {} ({:?}) answered", peer.name, from);
-        self.send_handshake(now, from, out);
+        self.send_handshake_to_all(now, from, also, out);
+    }
+
+    /// Sends a handshake message to `first` and a copy to each of `also`.
+    fn send_handshake_to_all(
+        &mut self,
+        now: Instant,
+        first: Path,
+        also: &[Endpoint],
+        out: PacketBuf,
+    ) {
+        for &ep in also {
+            match self.pool.duplicate(&out) {
+                Some(copy) => self.queue_transmit(ep, copy),
+                None => self.stats.count(DropReason::PoolEmpty),
+            }
+        }
+        self.send_handshake(now, first, out);
     }
 
     /// Sends a handshake message: to an endpoint, or routed to a ring
@@ -491,6 +543,7 @@ impl Node {
             Some(ep) => {
                 peer.endpoint = Some(ep);
                 peer.routed = false;
+                peer.punching = false;
                 peer.observed = Some(done.observed);
             }
             None => peer.routed = !peer.linked,
@@ -503,6 +556,12 @@ impl Node {
 
         self.stats.handshakes_completed += 1;
         log::info!("session with {} ({:?}) established", peer.name, endpoint);
+        if let Some(ep) = endpoint.filter(|e| !e.tcp) {
+            // Where this peer saw us: our reflexive endpoint, if any.
+            if self.nat.observe(ep.ip(), done.observed, now) {
+                self.update_advertised();
+            }
+        }
         // Confirm the session to the responder at once (it may not send on
         // it before hearing from us), then release what waited for it.
         self.send_ping(now, p);
@@ -536,26 +595,69 @@ impl Node {
         d + Duration::from_micros(jitter)
     }
 
+    /// Where the next init to `t` goes: its endpoint, the overlay, or
+    /// (linking a node for the first time) every candidate at once, which
+    /// is our half of a hole punch. TCP candidates join from the third
+    /// attempt, when UDP has had its chance.
+    fn handshake_destinations(&self, t: Target, attempts: u32) -> Option<(Path, Endpoints)> {
+        let tcp_now = self.tcp_fallback && attempts >= TCP_AFTER_ATTEMPTS;
+        match t {
+            Target::Peer(p) => {
+                let peer = &self.peers[usize::from(p.0)];
+                if peer.routed && !peer.linked && !peer.punching {
+                    return self
+                        .overlay
+                        .is_some()
+                        .then(|| (Path::Overlay(Addr::of_key(&peer.key)), Endpoints::new()));
+                }
+                let linking = !peer.linked && (peer.sessions.current.is_none() || peer.punching);
+                let mut all = Endpoints::new();
+                all.extend(peer.endpoint);
+                if linking {
+                    for c in &peer.candidates {
+                        if !all.contains(c) && (!c.tcp || tcp_now) && all.len() < MAX_CANDIDATES {
+                            all.push(*c);
+                        }
+                    }
+                }
+                let first = *all.first()?;
+                Some((Path::Direct(first), all.into_iter().skip(1).collect()))
+            }
+            Target::Boot(b) => {
+                // No UDP answer from a bootstrap and no link at all: the
+                // network may drop UDP; try its TCP port too.
+                let ep = self.boots[usize::from(b)].endpoint;
+                let mut also = Endpoints::new();
+                if tcp_now && !ep.tcp && self.linked_count == 0 {
+                    also.push(Endpoint::tcp(ep.addr));
+                }
+                Some((Path::Direct(ep), also))
+            }
+            // Sent once inside a request (see send_ctm); the overlay retries.
+            Target::Ctm(_) => None,
+        }
+    }
+
     /// Sends a fresh init (a retransmission is a new init with a newer
     /// timestamp, so the responder never mistakes it for a replay).
     pub(super) fn start_handshake(&mut self, now: Instant, t: Target) {
-        let (dst, hint, dynamic) = match t {
+        let attempts_so_far = self.pending_slot(t).as_ref().map_or(0, |x| x.attempts);
+        let Some((dst, also)) = self.handshake_destinations(t, attempts_so_far + 1) else {
+            return;
+        };
+        let (hint, dynamic, punching) = match t {
             Target::Peer(p) => {
                 let peer = &self.peers[usize::from(p.0)];
-                let dst = match (peer.routed && !peer.linked, peer.endpoint) {
-                    (true, _) if self.overlay.is_some() => Path::Overlay(Addr::of_key(&peer.key)),
-                    (false, Some(ep)) => Path::Direct(ep),
-                    _ => return,
-                };
-                (dst, Some(peer.key), peer.dynamic)
+                let linking = peer.dynamic
+                    && !peer.linked
+                    && (peer.sessions.current.is_none() || peer.punching);
+                (
+                    Some(peer.key),
+                    peer.dynamic,
+                    linking && matches!(dst, Path::Direct(_)),
+                )
             }
-            Target::Boot(b) => (
-                Path::Direct(self.boots[usize::from(b)].endpoint),
-                None,
-                true,
-            ),
-            // Sent once inside a request (see send_ctm); the overlay retries.
-            Target::Ctm(_) => return,
+            _ => (None, true, false),
         };
         match t {
             Target::Peer(p) => self.touch(p),
@@ -572,9 +674,23 @@ impl Node {
                 }
             }
         }
-        if dynamic && attempts > DYNAMIC_ATTEMPTS {
+        let limit = if punching {
+            PUNCH_ATTEMPTS
+        } else {
+            DYNAMIC_ATTEMPTS
+        };
+        if dynamic && attempts > limit {
             match t {
-                Target::Peer(p) => self.peers[usize::from(p.0)].wanted = false,
+                Target::Peer(p) => {
+                    let peer = &mut self.peers[usize::from(p.0)];
+                    if peer.punching && peer.routed {
+                        // No direct path: the routed session carries on.
+                        peer.punching = false;
+                        peer.punch_failed = Some(now);
+                    } else {
+                        peer.wanted = false;
+                    }
+                }
                 Target::Boot(b) => {
                     let boot = &mut self.boots[usize::from(b)];
                     boot.next_try = now + BOOT_PAUSE;
@@ -587,7 +703,16 @@ impl Node {
             return;
         }
         let local_index = self.new_index(t);
-        let next_retry = now + self.retry_delay(attempts, matches!(dst, Path::Overlay(_)));
+        let next_retry = now
+            + if punching {
+                // Both sides send at once; a quick rhythm lets the second
+                // side's packets meet the first side's open pinholes.
+                PUNCH_RETRY_BASE
+                    .saturating_mul(1 << attempts.saturating_sub(1).min(8))
+                    .min(PUNCH_RETRY_MAX)
+            } else {
+                self.retry_delay(attempts, matches!(dst, Path::Overlay(_)))
+            };
         *self.pending_slot(t) = Some(Pending {
             state: None,
             local_index,
@@ -613,8 +738,8 @@ impl Node {
                 if let Some(pending) = self.pending_slot(t).as_mut() {
                     pending.state = Some(state);
                 }
-                log::debug!("handshake attempt {attempts} to {dst:?}");
-                self.send_handshake(now, dst, out);
+                log::debug!("handshake attempt {attempts} to {dst:?} and {also:?}");
+                self.send_handshake_to_all(now, dst, &also, out);
             }
             Err(_) => self.pool.free(out),
         }

@@ -4,11 +4,12 @@
 use super::limiter::{OVERLAY_BURST, OVERLAY_RATE_PER_S};
 use super::{DropReason, Node, PeerIdx};
 use crate::buf::PacketBuf;
+use crate::crypto::NodeKey;
 use crate::overlay::dht::client::Event as DhtEvent;
 use crate::overlay::{Action, Addr, Overlay, Route};
 use crate::time::Instant;
 use crate::wire::overlay::{
-    emit_routed_data_header, Mode, NodeRecord, KIND_BROADCAST, KIND_CONN_LIST, KIND_DHT_COPY,
+    emit_routed_data_header, Endpoints, Mode, KIND_BROADCAST, KIND_CONN_LIST, KIND_DHT_COPY,
     KIND_LEAVE, KIND_NEIGHBOURS, KIND_ROUTED, KIND_ROUTED_DATA, ROUTED_DATA_HEADER_LEN,
 };
 use crate::wire::MsgType;
@@ -201,15 +202,16 @@ impl Node {
         });
     }
 
-    /// Links to a node the overlay asked for.
-    fn link_to(&mut self, now: Instant, node: NodeRecord) {
+    /// Links to a node the overlay asked for, trying each of its candidate
+    /// endpoints at once (our half of a hole punch).
+    fn link_to(&mut self, now: Instant, key: NodeKey, candidates: Endpoints) {
         log::debug!(
-            "{} link_to {} at {}",
+            "{} link_to {} at {:?}",
             Addr::of_key(&self.identity.public()),
-            Addr::of_key(&node.key),
-            node.endpoint
+            Addr::of_key(&key),
+            candidates
         );
-        let Some(p) = self.find_or_add_peer(node.key, Some(node.endpoint)) else {
+        let Some(p) = self.find_or_add_peer(key, None) else {
             return self.stats.count(DropReason::TooManyPeers);
         };
         // Linking again to a node we just closed: a fresh handshake, while
@@ -218,17 +220,29 @@ impl Node {
         let peer = &mut self.peers[usize::from(p.0)];
         let reopen = peer.closing_since.take().is_some();
         peer.wanted = true;
-        if peer.endpoint.is_none() || peer.routed {
-            peer.endpoint = Some(node.endpoint);
-        }
-        if core::mem::replace(&mut peer.routed, false) {
-            // A VPN peer reached over the overlay becomes a link: its
-            // session is end to end, so traffic carries on straight to the
-            // endpoint while a direct handshake makes it a link.
-            if let Some(pending) = peer.pending.take() {
-                self.by_index.remove(&pending.local_index);
+        for c in candidates {
+            if !peer.candidates.contains(&c) {
+                if peer.candidates.len() >= super::handshakes::MAX_CANDIDATES {
+                    peer.candidates.remove(0);
+                }
+                peer.candidates.push(c);
             }
-            return self.start_handshake(now, super::Target::Peer(p));
+        }
+        if peer.endpoint.is_none() {
+            peer.endpoint = peer.candidates.iter().find(|c| !c.tcp).copied();
+        }
+        if peer.routed && !peer.linked {
+            // A VPN peer reached over the overlay: traffic stays on the
+            // overlay while a direct link is punched; it moves when the
+            // direct handshake completes.
+            if !peer.punching {
+                peer.punching = true;
+                if let Some(pending) = peer.pending.take() {
+                    self.by_index.remove(&pending.local_index);
+                }
+                return self.start_handshake(now, super::Target::Peer(p));
+            }
+            return;
         }
         if peer.linked {
             // Already linked: make sure the overlay has it.
@@ -277,10 +291,10 @@ impl Node {
                     Action::SendCtm { peer, msg, purpose } => {
                         self.send_ctm(now, peer, msg, purpose)
                     }
-                    Action::AnswerInit { init, endpoint } => {
-                        self.answer_embedded_init(now, endpoint, &init)
+                    Action::AnswerInit { init, candidates } => {
+                        self.answer_embedded_init(now, &candidates, &init)
                     }
-                    Action::Link { node } => self.link_to(now, node),
+                    Action::Link { key, candidates } => self.link_to(now, key, candidates),
                     Action::Close { peer } => self.close_link(now, peer),
                     Action::Handshake { src, bytes } => self.routed_handshake(now, src, &bytes),
                 }

@@ -13,6 +13,7 @@ pub mod config;
 mod handshakes;
 pub mod limiter;
 mod links;
+pub mod nat;
 pub mod peer;
 pub mod stats;
 pub mod status;
@@ -100,6 +101,12 @@ pub struct Node {
     overlay: Option<Overlay>,
     /// The VPN over the overlay (overlay mode with a virtual network).
     vpn: Option<vpn::VpnState>,
+    /// Our endpoints as configured (bound addresses, TCP listener) …
+    local_endpoints: Vec<Endpoint>,
+    /// … and as peers see them.
+    nat: nat::NatObserver,
+    /// Try TCP endpoints when UDP gets no answer.
+    tcp_fallback: bool,
     /// Finished DHT operations for the caller (see `take_dht_results`).
     dht_results: VecDeque<crate::overlay::dht::client::Event>,
     /// Accept any key (an open overlay until certificates arrive).
@@ -159,6 +166,9 @@ impl Node {
                 .map(|v| vpn::VpnState::new(v, &public, now, !cfg.bootstrap.is_empty())),
             overlay,
             dht_results: VecDeque::new(),
+            local_endpoints: cfg.endpoints.clone(),
+            nat: nat::NatObserver::default(),
+            tcp_fallback: cfg.tcp_fallback,
             trust_any: cfg.trust_any,
             max_peers: cfg.max_peers,
             pool: Pool::new(cfg.pool_slots),
@@ -180,6 +190,7 @@ impl Node {
             node.touch(PeerIdx(i as u16));
         }
         node.rearm();
+        node.update_advertised();
         node.vpn_start();
         node
     }
@@ -190,6 +201,43 @@ impl Node {
     fn touch(&mut self, p: PeerIdx) {
         self.wakeups.touch(p);
         self.boots_dirty = true;
+    }
+
+    /// Tells the overlay what to advertise: our bound endpoints and the
+    /// reflexive ones peers report (and whether we look NATed).
+    pub(super) fn update_advertised(&mut self) {
+        let local: Vec<std::net::SocketAddr> = self
+            .local_endpoints
+            .iter()
+            .filter(|e| !e.tcp)
+            .map(|e| e.addr)
+            .collect();
+        let mut eps: Vec<Endpoint> = self
+            .local_endpoints
+            .iter()
+            .filter(|e| !e.tcp)
+            .copied()
+            .collect();
+        for r in self.nat.reflexive(&local) {
+            eps.push(Endpoint::udp(r));
+        }
+        eps.extend(self.local_endpoints.iter().filter(|e| e.tcp).copied());
+        let behind = self.nat.mapping(&local) != nat::NatMapping::None;
+        if let Some(ov) = self.overlay.as_mut() {
+            ov.set_endpoints(&eps);
+            ov.set_behind_nat(behind);
+        }
+    }
+
+    /// What peers' answers say about the NAT in front of us.
+    pub fn nat_mapping(&self) -> nat::NatMapping {
+        let local: Vec<std::net::SocketAddr> = self
+            .local_endpoints
+            .iter()
+            .filter(|e| !e.tcp)
+            .map(|e| e.addr)
+            .collect();
+        self.nat.mapping(&local)
     }
 
     /// Re-arms the touched peers and the bootstrap timer. Runs at the end

@@ -8,6 +8,7 @@ use crate::crypto::handshake::Initiator;
 use crate::crypto::{NodeKey, Session};
 use crate::time::Instant;
 use crate::wire::endpoint::Endpoint;
+use smallvec::SmallVec;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -198,6 +199,14 @@ pub struct Peer {
     pub routed: bool,
     /// Last VPN data sent to the peer (idle routed sessions lapse).
     pub last_tx: Option<Instant>,
+    /// Endpoints to try when linking (local, reflexive and predicted ones,
+    /// TCP): an init goes to all of them at once.
+    pub candidates: SmallVec<[Endpoint; 8]>,
+    /// A direct link is being punched for a routed peer (its traffic stays
+    /// on the overlay until the direct handshake completes).
+    pub punching: bool,
+    /// When the last direct attempt for a routed peer gave up.
+    pub punch_failed: Option<Instant>,
     pub sessions: Sessions,
     pub pending: Option<Pending>,
     /// Our init withdrawn for the peer's crossing one: its answer is
@@ -235,6 +244,9 @@ impl Peer {
             endpoint: cfg.endpoint.map(Endpoint::udp),
             routed: false,
             last_tx: None,
+            candidates: SmallVec::new(),
+            punching: false,
+            punch_failed: None,
             sessions: Sessions::default(),
             pending: None,
             withdrawn: None,

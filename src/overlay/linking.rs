@@ -3,7 +3,8 @@
 
 use super::addr::Addr;
 use super::{
-    reason, Action, Overlay, PendingCtm, Refused, CONN_LIST_BURST, FAILED_FOR, MAX_ECHO_RESULTS,
+    reason, Action, Overlay, PendingCtm, Refused, CONN_LIST_BURST, CTM_BEHIND_NAT, FAILED_FOR,
+    MAX_ECHO_RESULTS,
 };
 use crate::crypto::NodeKey;
 use crate::node::PeerIdx;
@@ -41,14 +42,25 @@ impl Overlay {
                 if key == self.key || Addr::of_key(&key) != src {
                     return Err(Refused::Forged);
                 }
-                if let (false, false, Some(&endpoint)) =
-                    (init.is_empty(), self.is_linked(src), endpoints.first())
-                {
-                    // A new link in one round trip: answer the init. Our
-                    // neighbours go to the requester once the link is up.
-                    self.actions.push(Action::AnswerInit { init, endpoint });
-                    return Ok(());
+                if endpoints.is_empty() {
+                    return Err(Refused::Malformed);
                 }
+                let nat = purpose & CTM_BEHIND_NAT != 0;
+                let answered = !init.is_empty() && !self.is_linked(src);
+                if answered {
+                    // A new link in one round trip: answer the init at every
+                    // candidate (that is our half of a hole punch, too). Our
+                    // neighbours go to the requester once the link is up.
+                    self.actions.push(Action::AnswerInit {
+                        init,
+                        candidates: endpoints.clone(),
+                    });
+                    if !nat {
+                        return Ok(());
+                    }
+                }
+                // A reply tells the requester where we are: behind a NAT it
+                // punches towards us while our answer punches towards it.
                 let reply = OverlayMsg::CtmReply {
                     purpose,
                     key: self.key,
@@ -56,11 +68,12 @@ impl Overlay {
                     neighbours: self.records_near(src, Some(src)),
                 };
                 self.send_routed(now, Mode::Exact, src, &reply);
-                // Link from this side too: with NATs, both sides sending at
-                // once is the hole punch.
-                if let Some(&ep) = endpoints.first() {
+                if !answered {
+                    // Link from this side too: both sides sending at once
+                    // is the hole punch.
                     self.actions.push(Action::Link {
-                        node: NodeRecord { key, endpoint: ep },
+                        key,
+                        candidates: endpoints,
                     });
                 }
             }
@@ -73,16 +86,22 @@ impl Overlay {
                 if Addr::of_key(&key) != src {
                     return Err(Refused::Forged);
                 }
+                let purpose = purpose & !CTM_BEHIND_NAT;
                 if !self.answered(purpose) {
                     return Err(Refused::Unsolicited);
                 }
-                if let Some(&ep) = endpoints.first() {
-                    let reasons = if purpose == reason::SHORTCUT {
-                        reason::SHORTCUT
-                    } else {
-                        0
-                    };
-                    self.want(now, NodeRecord { key, endpoint: ep }, reasons);
+                let reasons = if purpose == reason::SHORTCUT {
+                    reason::SHORTCUT
+                } else {
+                    0
+                };
+                if self.is_linked(src) {
+                    // The link our init made is up already.
+                    if let Some(c) = self.table.get_mut(src) {
+                        c.mine |= reasons;
+                    }
+                } else {
+                    self.want(now, key, endpoints, reasons);
                 }
                 self.consider_neighbours(now, &neighbours);
             }
@@ -151,11 +170,12 @@ impl Overlay {
         if let Ok(OverlayMsg::CtmRequest { key, endpoints, .. }) =
             OverlayMsg::parse(crate::wire::overlay::MSG_CTM_REQUEST, payload)
         {
-            if let (true, Some(&endpoint)) = (Addr::of_key(&key) == src, endpoints.first()) {
+            if Addr::of_key(&key) == src && !endpoints.is_empty() {
                 self.stats.stitched += 1;
                 log::debug!("{} stitching {}", self.me, src);
                 self.actions.push(Action::Link {
-                    node: NodeRecord { key, endpoint },
+                    key,
+                    candidates: endpoints,
                 });
             }
         }
@@ -240,7 +260,8 @@ impl Overlay {
                 continue;
             }
             if self.would_be_near(a) {
-                self.want(now, *rec, reason::NEAR);
+                let candidates = [rec.endpoint].into_iter().collect();
+                self.want(now, rec.key, candidates, reason::NEAR);
             }
         }
     }
@@ -324,8 +345,9 @@ impl Overlay {
     pub(super) fn ctm(&mut self, now: Instant, mode: Mode, target: Addr, purpose: u8) {
         self.stats.ctm_sent += 1;
         self.pending.push(PendingCtm { purpose, sent: now });
+        let flags = if self.behind_nat { CTM_BEHIND_NAT } else { 0 };
         let msg = OverlayMsg::CtmRequest {
-            purpose,
+            purpose: purpose | flags,
             key: self.key,
             endpoints: self.endpoints.clone(),
             init: Vec::new(),

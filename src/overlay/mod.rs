@@ -32,7 +32,7 @@ use crate::node::PeerIdx;
 use crate::rand::SeededRng;
 use crate::time::Instant;
 use crate::wire::overlay::Endpoint;
-use crate::wire::overlay::{Endpoints, NodeRecord, MAX_ENDPOINTS};
+use crate::wire::overlay::{Endpoints, MAX_ENDPOINTS};
 use smallvec::SmallVec;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -123,10 +123,15 @@ pub enum Action {
         purpose: u8,
     },
     /// Answer a handshake init that came inside a connect-to-me request,
-    /// sending the response straight to the requester's endpoint.
-    AnswerInit { init: Vec<u8>, endpoint: Endpoint },
-    /// Establish a link to this node (no-op if it is up or linking).
-    Link { node: NodeRecord },
+    /// sending the response straight to each of the requester's candidate
+    /// endpoints (the first that gets through makes the link).
+    AnswerInit {
+        init: Vec<u8>,
+        candidates: Endpoints,
+    },
+    /// Establish a link to this node, trying each candidate endpoint (no-op
+    /// if it is up or linking).
+    Link { key: NodeKey, candidates: Endpoints },
     /// Close the link to the peer (a leave message was queued before).
     Close { peer: PeerIdx },
     /// A handshake message routed to us by the node at `src` (the node
@@ -213,6 +218,7 @@ pub struct Overlay {
     actions: Vec<Action>,
     pub stats: OverlayStats,
     dht: dht::Dht,
+    behind_nat: bool,
     /// Echo replies by nonce: (hops, rtt) for probes the caller started.
     pub echo_results: BTreeMap<u64, (u8, Duration)>,
 }
@@ -226,6 +232,9 @@ pub(super) const MAX_WANTED: usize = 32;
 pub(super) const FAILED_SLOTS: usize = 16;
 /// How long a failed target is not linked again on hearsay.
 pub(super) const FAILED_FOR: Duration = Duration::from_secs(30);
+/// Connect-to-me purpose flag: the requester is behind a NAT, so the
+/// acceptor replies (with its endpoints) even when it answers the init.
+pub(super) const CTM_BEHIND_NAT: u8 = 0x80;
 /// Echo results kept for the caller (ring-ping, the simulator's probes).
 pub(super) const MAX_ECHO_RESULTS: usize = 4096;
 
@@ -263,6 +272,7 @@ impl Overlay {
             actions: Vec::new(),
             stats: OverlayStats::default(),
             dht: dht::Dht::new(dht_records, now),
+            behind_nat: false,
             echo_results: BTreeMap::new(),
         }
     }
@@ -382,9 +392,9 @@ impl Overlay {
     }
 
     /// Records reasons for a link we are about to make.
-    fn want(&mut self, now: Instant, node: NodeRecord, reasons: u8) {
-        let addr = Addr::of_key(&node.key);
-        if node.key == self.key {
+    fn want(&mut self, now: Instant, key: NodeKey, candidates: Endpoints, reasons: u8) {
+        let addr = Addr::of_key(&key);
+        if key == self.key || candidates.is_empty() {
             return;
         }
         if let Some(c) = self.table.get_mut(addr) {
@@ -395,7 +405,20 @@ impl Overlay {
             return;
         }
         self.wanted.entry(addr).or_insert((0, now)).0 |= reasons;
-        self.actions.push(Action::Link { node });
+        self.actions.push(Action::Link { key, candidates });
+    }
+
+    /// Our endpoints changed (a reflexive one learnt, say): what we
+    /// advertise from now on.
+    pub fn set_endpoints(&mut self, endpoints: &[Endpoint]) {
+        self.endpoints = endpoints.iter().take(MAX_ENDPOINTS).copied().collect();
+    }
+
+    /// Whether we are behind a NAT (the node says): our connect-to-me
+    /// requests then ask for a reply even when they carry an init, so that
+    /// we learn the acceptor's endpoints and punch towards it.
+    pub fn set_behind_nat(&mut self, behind: bool) {
+        self.behind_nat = behind;
     }
 }
 

@@ -100,6 +100,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
         endpoints: local_endpoints(listen, tcp.local_addr()),
         trust_any: cfg.overlay,
         vpn: vpn.clone(),
+        tcp_fallback: cfg.tcp,
         timers: if cfg.overlay {
             crate::overlay::link_timers()
         } else {

@@ -48,7 +48,9 @@ pub const ROUTED_HEADER_LEN: usize = 40;
 /// to its destination and now moves by the one-sided distance only.
 pub const FLAG_FINAL: u8 = 1;
 pub const RECORD_LEN: usize = 32 + endpoint::LEN;
-pub const MAX_ENDPOINTS: usize = 4;
+/// Candidate endpoints a node advertises at most (bound, reflexive and
+/// predicted UDP ones, TCP).
+pub const MAX_ENDPOINTS: usize = 8;
 pub const MAX_NEIGHBOURS: usize = 8;
 /// Entries in a connection list (a node's table is normally ~17).
 pub const MAX_CONN_LIST: usize = 64;

@@ -16,6 +16,7 @@
 //! part of the VPN core.
 
 pub mod demo;
+pub mod nat;
 
 use crate::config::write_new_key;
 use crate::crypto::{Identity, NodeKey, Seed};
@@ -141,6 +142,13 @@ pub struct Lab {
 impl Lab {
     /// Builds `n` hosts on one bridge. `bin` is the ringvpn binary to run.
     pub fn new(bin: &Path, n: usize) -> io::Result<Lab> {
+        let mut lab = Lab::empty(bin)?;
+        lab.build(n)?;
+        Ok(lab)
+    }
+
+    /// A lab with a fresh prefix and directory and no namespaces yet.
+    fn empty(bin: &Path) -> io::Result<Lab> {
         if let Some(why) = unavailable() {
             return Err(err(why));
         }
@@ -153,15 +161,13 @@ impl Lab {
         let dir = std::env::temp_dir().join(format!("ringvpn-lab-{prefix}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
-        let mut lab = Lab {
+        Ok(Lab {
             prefix,
             dir,
             hosts: Vec::new(),
             bin: bin.to_path_buf(),
             namespaces: Vec::new(),
-        };
-        lab.build(n)?;
-        Ok(lab)
+        })
     }
 
     fn add_ns(&mut self, name: &str) -> io::Result<()> {
@@ -176,41 +182,61 @@ impl Lab {
         ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"])?;
         ip(&["-n", &sw, "link", "set", "br0", "up"])?;
         for i in 0..n {
-            let ns = format!("{}h{i}", self.prefix);
-            self.add_ns(&ns)?;
-            let port = format!("p{i}");
-            ip(&[
-                "-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns",
-                &sw,
-            ])?;
-            ip(&["-n", &sw, "link", "set", &port, "master", "br0"])?;
-            ip(&["-n", &sw, "link", "set", &port, "up"])?;
             let underlay = Ipv4Addr::new(198, 18, 0, 10 + i as u8);
-            ip(&[
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{underlay}/16"),
-                "dev",
-                "eth0",
-            ])?;
-            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
-            let seed = Seed::generate();
-            let key_file = self.dir.join(format!("h{i}.key"));
-            write_new_key(&key_file, &seed).map_err(err)?;
-            self.hosts.push(Host {
-                ns,
-                underlay,
-                vip: Ipv4Addr::new(100, 64, 0, 10 + i as u8),
-                key: Identity::from_seed(&seed).public(),
-                key_file,
-                config: self.dir.join(format!("h{i}.conf")),
-                control: self.dir.join(format!("h{i}.sock")),
-                log: self.dir.join(format!("h{i}.log")),
-                child: None,
-            });
+            self.add_host(&sw, "br0", underlay, 16, None)?;
         }
+        Ok(())
+    }
+
+    /// Adds host `hosts.len()`: a namespace with `eth0` plugged into bridge
+    /// `bridge` of namespace `switch`, address `underlay/prefix`, an
+    /// optional route to the public underlay (198.18.0.0/15) via `gateway`,
+    /// a fresh key, and the virtual address 100.64.0.(10+i).
+    fn add_host(
+        &mut self,
+        switch: &str,
+        bridge: &str,
+        underlay: Ipv4Addr,
+        prefix: u8,
+        gateway: Option<Ipv4Addr>,
+    ) -> io::Result<()> {
+        let i = self.hosts.len();
+        let ns = format!("{}h{i}", self.prefix);
+        self.add_ns(&ns)?;
+        let port = format!("p{i}");
+        ip(&[
+            "-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns",
+            switch,
+        ])?;
+        ip(&["-n", switch, "link", "set", &port, "master", bridge])?;
+        ip(&["-n", switch, "link", "set", &port, "up"])?;
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{underlay}/{prefix}"),
+            "dev",
+            "eth0",
+        ])?;
+        ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+        if let Some(gw) = gateway {
+            ip(&["-n", &ns, "route", "add", "198.18.0.0/15", "via", &gw.to_string()])?;
+        }
+        let seed = Seed::generate();
+        let key_file = self.dir.join(format!("h{i}.key"));
+        write_new_key(&key_file, &seed).map_err(err)?;
+        self.hosts.push(Host {
+            ns,
+            underlay,
+            vip: Ipv4Addr::new(100, 64, 0, 10 + i as u8),
+            key: Identity::from_seed(&seed).public(),
+            key_file,
+            config: self.dir.join(format!("h{i}.conf")),
+            control: self.dir.join(format!("h{i}.sock")),
+            log: self.dir.join(format!("h{i}.log")),
+            child: None,
+        });
         Ok(())
     }
 

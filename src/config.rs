@@ -17,6 +17,12 @@
 //! ipv6     = auto                # overlay: auto (a ULA /96 from the name), off, or PREFIX/96
 //! dhcp     = off                 # overlay: answer the host's DHCP with our address
 //! tcp      = on                  # also link over TCP on the listen address (UDP-hostile networks)
+//! keepalive = 5                  # seconds between pings on an idle link (overlay default 5,
+//!                                # static 10: below the 30 s UDP timeout of common NATs)
+//! relay    = 16384               # overlay: KiB/s we relay for others' tunnel edges (0: never)
+//! ondemand = 8                   # overlay: VPN packets to a peer within 2 s that bring a
+//!                                # direct link (0: never)
+//! ondemand-idle = 60             # overlay: seconds without packets before it is let go
 //!
 //! [peer]                         # one section per peer
 //! name       = b
@@ -68,6 +74,13 @@ pub struct Config {
     /// SO_MARK for the UDP socket (policy routing, e.g. to keep tunnel
     /// traffic out of a full-tunnel route); `None` leaves it unset.
     pub fwmark: Option<u32>,
+    /// Seconds between pings on an idle link (`None`: the mode's default).
+    pub keepalive: Option<u16>,
+    /// KiB/s relayed for others' tunnel edges (0: never).
+    pub relay_kib: u16,
+    /// On-demand links: packets within 2 s (0: off), and idle seconds.
+    pub ondemand: u16,
+    pub ondemand_idle: u32,
     /// Join the ring overlay (an open overlay: any key may link, until
     /// certificates arrive).
     pub overlay: bool,
@@ -151,6 +164,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut lines = Lines::default();
     let mut control = None;
     let mut fwmark = None;
+    let mut keepalive = None;
+    let mut relay_kib = crate::overlay::DEFAULT_RELAY_KIB;
+    let mut ondemand = crate::node::ondemand::THRESHOLD;
+    let mut ondemand_idle = crate::node::ondemand::IDLE.as_secs() as u32;
     let mut overlay = false;
     let mut bootstrap = Vec::new();
     let mut peers: Vec<PeerDraft> = Vec::new();
@@ -256,6 +273,29 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                     _ => return Err(bad("on or off")),
                 }
             }
+            (Section::Node, "keepalive") => {
+                keepalive = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|s| (1..=60).contains(s))
+                        .ok_or_else(|| bad("seconds from 1 to 60"))?,
+                )
+            }
+            (Section::Node, "relay") => {
+                relay_kib = v.parse().map_err(|_| bad("KiB/s from 0 to 65535"))?
+            }
+            (Section::Node, "ondemand") => {
+                ondemand = v
+                    .parse()
+                    .map_err(|_| bad("a packet count (0 turns it off)"))?
+            }
+            (Section::Node, "ondemand-idle") => {
+                ondemand_idle = v
+                    .parse()
+                    .ok()
+                    .filter(|s| *s >= 1)
+                    .ok_or_else(|| bad("seconds (at least 1)"))?
+            }
             (Section::Node, "control") => control = Some(base.join(v)),
             (Section::Node, "fwmark") => fwmark = Some(v.parse().map_err(|_| bad("a number"))?),
             (Section::Node, "overlay") => {
@@ -360,6 +400,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         tcp,
         control,
         fwmark,
+        keepalive,
+        relay_kib,
+        ondemand,
+        ondemand_idle,
         overlay,
         bootstrap,
         peers: out,
@@ -367,6 +411,23 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
 }
 
 impl Config {
+    /// The link timers: the mode's defaults, with `keepalive` if given (a
+    /// link is dead after about 2.4 missed pings' worth of silence).
+    pub fn timers(&self) -> crate::node::Timers {
+        let mut t = if self.overlay {
+            crate::overlay::link_timers()
+        } else {
+            crate::node::Timers::default()
+        };
+        if let Some(k) = self.keepalive {
+            let k = std::time::Duration::from_secs(u64::from(k));
+            t.keepalive_interval = k;
+            t.dead_after = (k * 12 / 5).max(k + std::time::Duration::from_secs(2));
+        }
+        t.ondemand_idle = std::time::Duration::from_secs(u64::from(self.ondemand_idle));
+        t
+    }
+
     /// The VPN over the overlay, in overlay mode.
     pub fn vpn(&self) -> Option<crate::vpn::VpnConfig> {
         if !self.overlay {

@@ -3,6 +3,13 @@
 use std::fmt::Write;
 
 /// Appends `s` as a JSON string literal.
+/// `s` as a JSON string literal.
+pub fn quote(s: &str) -> String {
+    let mut out = String::new();
+    string(&mut out, s);
+    out
+}
+
 pub fn string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {

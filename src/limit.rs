@@ -21,12 +21,18 @@ impl Bucket {
 
     /// Takes a token if there is one (refilled at `rate` per second, up to `burst`).
     pub fn take(&mut self, now: Instant, rate: u32, burst: u32) -> bool {
+        self.take_n(now, 1, rate, burst)
+    }
+
+    /// Takes `n` tokens if there are (a byte budget: `n` bytes).
+    pub fn take_n(&mut self, now: Instant, n: u32, rate: u32, burst: u32) -> bool {
         let elapsed_us = now.saturating_since(self.last).as_micros() as u64;
         let refill = elapsed_us.saturating_mul(u64::from(rate)) / 1000;
         self.milli = (self.milli + refill).min(u64::from(burst) * 1000);
         self.last = now;
-        if self.milli >= 1000 {
-            self.milli -= 1000;
+        let need = u64::from(n) * 1000;
+        if self.milli >= need {
+            self.milli -= need;
             true
         } else {
             false
@@ -53,6 +59,11 @@ impl<K: PartialEq + Copy> KeyedBuckets<K> {
 
     /// Takes a token from `key`'s bucket (a new key starts full).
     pub fn take(&mut self, key: K, now: Instant, rate: u32, burst: u32) -> bool {
+        self.take_n(key, now, 1, rate, burst)
+    }
+
+    /// Takes `n` tokens from `key`'s bucket (a new key starts full).
+    pub fn take_n(&mut self, key: K, now: Instant, n: u32, rate: u32, burst: u32) -> bool {
         let slot = match self.table.iter().position(|(k, _)| *k == key) {
             Some(i) => i,
             None if self.table.len() < self.slots => {
@@ -67,7 +78,7 @@ impl<K: PartialEq + Copy> KeyedBuckets<K> {
                 oldest
             }
         };
-        self.table[slot].1.take(now, rate, burst)
+        self.table[slot].1.take_n(now, n, rate, burst)
     }
 
     pub fn len(&self) -> usize {

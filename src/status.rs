@@ -54,6 +54,14 @@ pub fn render_text(st: &NodeStatus, d: &DaemonInfo) -> String {
         d.mtu
     );
     let _ = writeln!(o, "listen    {}", d.listen);
+    let _ = writeln!(o, "nat       {}", st.nat);
+    if !st.advertised.is_empty() {
+        let a: Vec<String> = st.advertised.iter().map(|e| e.to_string()).collect();
+        let _ = writeln!(o, "advertise {}", a.join(" "));
+    }
+    if st.relayed_bytes > 0 {
+        let _ = writeln!(o, "relayed   {} for others", bytes(st.relayed_bytes));
+    }
     let _ = writeln!(o, "peers     {} ({} up)", st.peers.len(), up);
     for p in &st.peers {
         let _ = writeln!(o, "\npeer {}  {}", p.name, p.key);
@@ -62,12 +70,24 @@ pub fn render_text(st: &NodeStatus, d: &DaemonInfo) -> String {
             .map_or("(unknown)".to_string(), |e| e.to_string());
         let _ = writeln!(o, "  endpoint   {ep}");
         let _ = writeln!(o, "  state      {}", p.state);
+        let via = match (&p.relay, p.path) {
+            (Some(r), _) => format!(" via {r}"),
+            (None, "overlay") if p.hops > 0 => format!(" ({} hops)", p.hops),
+            _ => String::new(),
+        };
         let _ = writeln!(
             o,
-            "  path       {}{}",
+            "  path       {}{via}{}",
             p.path,
             if p.linked { " (ring link)" } else { "" }
         );
+        if !p.why_not_direct.is_empty() {
+            let _ = writeln!(o, "  why        {}", p.why_not_direct);
+        }
+        if !p.candidates.is_empty() && p.path != "direct" {
+            let c: Vec<String> = p.candidates.iter().map(|e| e.to_string()).collect();
+            let _ = writeln!(o, "  candidates {}", c.join(" "));
+        }
         let hs = p.last_handshake_ago.map_or("never".to_string(), ago);
         let _ = writeln!(o, "  handshake  {hs}");
         let _ = writeln!(o, "  rtt        {}", p.rtt.map_or("-".to_string(), ms));
@@ -157,6 +177,11 @@ pub fn render_text(st: &NodeStatus, d: &DaemonInfo) -> String {
 pub fn render_json(st: &NodeStatus, d: &DaemonInfo) -> String {
     let mut out = String::new();
     let mut node = String::new();
+    let advertised: Vec<String> = st
+        .advertised
+        .iter()
+        .map(|e| crate::json::quote(&e.to_string()))
+        .collect();
     let mut n = Object::new(&mut node);
     n.str("key", &st.key.to_base64())
         .str("tap", &d.tap)
@@ -166,7 +191,10 @@ pub fn render_json(st: &NodeStatus, d: &DaemonInfo) -> String {
         .num("handshakes_completed", st.handshakes_completed)
         .num("pool_in_use", st.pool_in_use)
         .num("pool_capacity", st.pool_capacity)
-        .num("pool_high_water", st.pool_high_water);
+        .num("pool_high_water", st.pool_high_water)
+        .str("nat", st.nat)
+        .raw("advertised", &format!("[{}]", advertised.join(",")))
+        .num("relayed_bytes", st.relayed_bytes);
     n.end();
     let mut peers = String::from("[");
     for (i, p) in st.peers.iter().enumerate() {
@@ -176,11 +204,20 @@ pub fn render_json(st: &NodeStatus, d: &DaemonInfo) -> String {
         let mut o = Object::new(&mut peers);
         let endpoint = p.endpoint.map(|e| e.to_string());
         let observed = p.observed.map(|e| e.to_string());
+        let candidates: Vec<String> = p
+            .candidates
+            .iter()
+            .map(|e| crate::json::quote(&e.to_string()))
+            .collect();
         o.str("name", &p.name)
             .str("key", &p.key.to_base64())
             .opt_str("endpoint", endpoint.as_deref())
             .str("state", p.state)
             .str("path", p.path)
+            .opt_str("relay", p.relay.as_deref())
+            .num("hops", p.hops)
+            .raw("candidates", &format!("[{}]", candidates.join(",")))
+            .str("why_not_direct", &p.why_not_direct)
             .raw("linked", if p.linked { "true" } else { "false" })
             .raw(
                 "last_handshake_s",

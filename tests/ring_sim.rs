@@ -9,9 +9,11 @@ fn assert_routes(sim: &mut Sim, pairs: usize) {
     assert_eq!(r.delivered, r.sent, "{}", scenario::describe(&r));
     // Every node clears its own timers (no node spins on a past deadline).
     assert_eq!(
-        sim.stuck_wakes, 0,
-        "node {:?} kept a past deadline",
-        sim.stuck_node
+        sim.stuck_wakes,
+        0,
+        "node {:?} kept a past deadline:\n{}",
+        sim.stuck_node,
+        sim.stuck_debug.as_deref().unwrap_or_default()
     );
 }
 

@@ -87,15 +87,6 @@ fn received(sim: &mut Sim, i: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn drops(sim: &Sim, i: usize, name: &str) -> u64 {
-    sim.node(i)
-        .status(sim.now())
-        .drops
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map_or(0, |(_, v)| *v)
-}
-
 #[test]
 fn members_reach_each_other_by_virtual_ip() {
     let n = 40;
@@ -150,7 +141,7 @@ fn a_packet_with_another_members_source_is_dropped() {
     sim.inject_frame(0, &f);
     sim.run_for(Duration::from_secs(5));
     assert!(received(&mut sim, 2).is_empty());
-    assert_eq!(drops(&sim, 2, "spoofed_source"), 1);
+    assert_eq!(sim.node_drops(2, "spoofed_source"), 1);
     // Its own address goes through.
     let f = udp_frame(&sim, 0, a, c, b"honest");
     sim.inject_frame(0, &f);
@@ -161,7 +152,7 @@ fn a_packet_with_another_members_source_is_dropped() {
     let f = udp_frame(&sim, 0, a, nobody, b"void");
     sim.inject_frame(0, &f);
     sim.run_for(Duration::from_secs(8));
-    assert_eq!(drops(&sim, 0, "unknown_ip"), 1);
+    assert_eq!(sim.node_drops(0, "unknown_ip"), 1);
 }
 
 #[test]
@@ -185,7 +176,9 @@ fn broadcasts_reach_every_member_once() {
         );
     }
     assert!(received(&mut sim, 0).is_empty(), "not back to the sender");
-    let dups: u64 = (0..n).map(|j| drops(&sim, j, "broadcast_duplicate")).sum();
+    let dups: u64 = (0..n)
+        .map(|j| sim.node_drops(j, "broadcast_duplicate"))
+        .sum();
     assert_eq!(dups, 0, "one copy each");
 }
 

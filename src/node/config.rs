@@ -33,6 +33,8 @@ pub struct Timers {
     pub handshake_retry_base: Duration,
     /// Cap on the retransmission delay (we keep trying static peers forever).
     pub handshake_retry_max: Duration,
+    /// An on-demand link with no VPN packets sent for this long is let go.
+    pub ondemand_idle: Duration,
 }
 
 impl Default for Timers {
@@ -45,6 +47,7 @@ impl Default for Timers {
             dead_after: Duration::from_secs(35),
             handshake_retry_base: Duration::from_secs(1),
             handshake_retry_max: Duration::from_secs(16),
+            ondemand_idle: super::ondemand::IDLE,
         }
     }
 }
@@ -71,6 +74,9 @@ pub struct NodeConfig {
     /// Accept links from any key. An open overlay, until the certificate
     /// issue brings group membership; off for the static-peer mode.
     pub trust_any: bool,
+    /// VPN packets to a routed peer within 2 s that bring an on-demand
+    /// direct link (0: never).
+    pub ondemand_threshold: u16,
     /// Bound on the peer table (static + dynamic).
     pub max_peers: usize,
     /// Be a VPN over the overlay (virtual IPs, DHT resolution, ARP/ND/DHCP
@@ -94,6 +100,7 @@ impl Default for NodeConfig {
             bootstrap: Vec::new(),
             endpoints: Vec::new(),
             trust_any: false,
+            ondemand_threshold: super::ondemand::THRESHOLD,
             max_peers: 256,
             vpn: None,
             tcp_fallback: false,

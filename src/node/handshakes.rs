@@ -37,6 +37,10 @@ pub const PUNCH_RETRY_BASE: Duration = Duration::from_millis(250);
 pub const PUNCH_RETRY_MAX: Duration = Duration::from_secs(2);
 /// TCP endpoints are tried from this attempt on (UDP first).
 pub const TCP_AFTER_ATTEMPTS: u32 = 3;
+/// A bootstrap's TCP port is tried from this attempt on, while we have no
+/// link: one unanswered UDP init (1 s) is enough to suspect a network that
+/// drops UDP, and a node that cannot join is useless.
+pub const BOOT_TCP_AFTER_ATTEMPTS: u32 = 2;
 /// First retransmission delay of a handshake routed over the overlay.
 pub const ROUTED_RETRY_BASE: Duration = Duration::from_secs(3);
 
@@ -219,7 +223,10 @@ impl Node {
         }
         let checked = self.check_init(init);
         let also: Endpoints = udp.take(MAX_CANDIDATES - 1).collect();
-        self.respond_to(now, Path::Direct(first), checked, &also);
+        if let Some(p) = self.respond_to(now, Path::Direct(first), checked, &also, true) {
+            // Which candidate works is not known yet: later inits go to all.
+            self.add_candidates(p, candidates);
+        }
     }
 
     fn check_init(&self, init: &[u8]) -> Result<handshake::ValidInit, HandshakeError> {
@@ -235,43 +242,63 @@ impl Node {
         from: Path,
         checked: Result<handshake::ValidInit, HandshakeError>,
     ) {
-        self.respond_to(now, from, checked, &[]);
+        self.respond_to(now, from, checked, &[], false);
     }
 
     /// Answers a valid init that came from `from`, also sending the answer
-    /// to each of `also`.
+    /// to each of `also`. `embedded`: the init came inside a connect-to-me
+    /// over the overlay and `from` is only the first candidate: nothing was
+    /// observed, and no path is proven.
     fn respond_to(
         &mut self,
         now: Instant,
         from: Path,
         checked: Result<handshake::ValidInit, HandshakeError>,
         also: &[Endpoint],
-    ) {
+        embedded: bool,
+    ) -> Option<PeerIdx> {
         let init = match checked {
             Ok(init) => init,
-            Err(e) => return self.handshake_drop(e),
+            Err(e) => {
+                self.handshake_drop(e);
+                return None;
+            }
         };
         let endpoint = match from {
             Path::Direct(ep) => Some(ep),
             Path::Overlay(src) if Addr::of_key(&init.peer) == src => None,
             // Routed from an address that is not the signer's.
-            Path::Overlay(_) => return self.stats.count(DropReason::OverlayForged),
+            Path::Overlay(_) => {
+                self.stats.count(DropReason::OverlayForged);
+                return None;
+            }
         };
         let Some(p) = self.find_or_add_peer(init.peer, endpoint) else {
-            return self.stats.count(DropReason::TooManyPeers);
+            {
+                self.stats.count(DropReason::TooManyPeers);
+                return None;
+            }
         };
         self.touch(p);
         if init.timestamp <= self.peers[usize::from(p.0)].last_init_timestamp {
-            return self.stats.count(DropReason::HandshakeReplay);
+            {
+                self.stats.count(DropReason::HandshakeReplay);
+                return None;
+            }
         }
         self.withdraw_if_crossed(now, p, from, &init.peer);
         let Some(mut out) = self.pool.alloc() else {
-            return self.stats.count(DropReason::PoolEmpty);
+            {
+                self.stats.count(DropReason::PoolEmpty);
+                return None;
+            }
         };
         let local_index = self.new_index(Target::Peer(p));
         let space = self.pool.space_mut(&out);
         // Over the overlay there is no underlay address to report.
-        let observed = endpoint.map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |e| e.addr);
+        let observed = endpoint
+            .filter(|_| !embedded)
+            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |e| e.addr);
         let result = handshake::respond(
             &self.identity,
             &self.sysrand,
@@ -286,21 +313,37 @@ impl Node {
             Err(e) => {
                 self.by_index.remove(&local_index);
                 self.pool.free(out);
-                return self.handshake_drop(e);
+                {
+                    self.handshake_drop(e);
+                    return None;
+                }
             }
         };
         self.pool.set_len(&mut out, len);
         let peer = &mut self.peers[usize::from(p.0)];
         peer.last_init_timestamp = init.timestamp;
         match endpoint {
+            // An init that came over the overlay proves no path: traffic
+            // stays where it is (routed, or in a tunnel) until the
+            // initiator's first message arrives directly.
+            Some(ep) if embedded => {
+                if peer.endpoint.is_none() {
+                    peer.endpoint = Some(ep);
+                }
+            }
+            // A tunnel stays until a direct path is proven (the initiator's
+            // first message on this session, arriving directly, does it).
+            Some(_) if peer.relay.is_some() => {}
             Some(ep) => {
                 peer.endpoint = Some(ep);
                 peer.routed = false;
+                peer.punching = false;
             }
-            // A routed handshake from a node we have a link with keeps
-            // using the link (the new session is end to end either way).
-            None => peer.routed = !peer.linked,
+            // A routed handshake from a node we have a link with (or a
+            // tunnel) keeps using it (the session is end to end either way).
+            None => peer.routed = !peer.linked && peer.relay.is_none(),
         }
+        let peer = &mut self.peers[usize::from(p.0)];
         peer.wanted = true;
         // The peer links again right after a close: a new link, not the old.
         peer.closing_since = None;
@@ -309,6 +352,7 @@ impl Node {
         }
         log::debug!("handshake from {} ({:?}) answered", peer.name, from);
         self.send_handshake_to_all(now, from, also, out);
+        Some(p)
     }
 
     /// Sends a handshake message to `first` and a copy to each of `also`.
@@ -544,10 +588,20 @@ impl Node {
                 peer.endpoint = Some(ep);
                 peer.routed = false;
                 peer.punching = false;
-                peer.observed = Some(done.observed);
+                if !done.observed.ip().is_unspecified() {
+                    peer.observed = Some(done.observed);
+                }
             }
-            None => peer.routed = !peer.linked,
+            None => peer.routed = !peer.linked && peer.relay.is_none(),
         }
+        if endpoint.is_some() {
+            // A direct path: a tunnel is no longer needed.
+            self.end_tunnel(p);
+        }
+        // The overlay copy of a punch's init answered first: the session
+        // carries traffic over the overlay, and the punch goes on.
+        let resume_punch = endpoint.is_none() && self.peers[usize::from(p.0)].punching;
+        let peer = &mut self.peers[usize::from(p.0)];
         peer.last_handshake = Some(now);
         peer.rtt = Some(now.saturating_since(sent_at));
         if let Some(old) = peer.sessions.install_initiated(done.session) {
@@ -558,8 +612,8 @@ impl Node {
         log::info!("session with {} ({:?}) established", peer.name, endpoint);
         if let Some(ep) = endpoint.filter(|e| !e.tcp) {
             // Where this peer saw us: our reflexive endpoint, if any.
-            if self.nat.observe(ep.ip(), done.observed, now) {
-                self.update_advertised();
+            if self.nat.observe(ep.addr, done.observed, now) {
+                self.endpoints_changed(now);
             }
         }
         // Confirm the session to the responder at once (it may not send on
@@ -567,6 +621,9 @@ impl Node {
         self.send_ping(now, p);
         self.release_waiting(now, p);
         self.link_up(now, p);
+        if resume_punch && self.peers[usize::from(p.0)].pending.is_none() {
+            self.start_handshake(now, Target::Peer(p));
+        }
     }
 
     pub(super) fn new_index(&mut self, t: Target) -> u32 {
@@ -604,13 +661,17 @@ impl Node {
         match t {
             Target::Peer(p) => {
                 let peer = &self.peers[usize::from(p.0)];
-                if peer.routed && !peer.linked && !peer.punching {
+                // A routed session, or a tunnel's (its handshake takes the
+                // overlay; the relay carries only sealed messages).
+                let over_overlay =
+                    (peer.routed && !peer.linked) || peer.relay.is_some() || peer.tunnel_wanted;
+                if over_overlay && !peer.punching {
                     return self
                         .overlay
                         .is_some()
                         .then(|| (Path::Overlay(Addr::of_key(&peer.key)), Endpoints::new()));
                 }
-                let linking = !peer.linked && (peer.sessions.current.is_none() || peer.punching);
+                let linking = peer.punching || (!peer.linked && peer.sessions.current.is_none());
                 let mut all = Endpoints::new();
                 all.extend(peer.endpoint);
                 if linking {
@@ -628,13 +689,71 @@ impl Node {
                 // network may drop UDP; try its TCP port too.
                 let ep = self.boots[usize::from(b)].endpoint;
                 let mut also = Endpoints::new();
-                if tcp_now && !ep.tcp && self.linked_count == 0 {
+                let boot_tcp = self.tcp_fallback && attempts >= BOOT_TCP_AFTER_ATTEMPTS;
+                if boot_tcp && !ep.tcp && self.linked_count == 0 {
                     also.push(Endpoint::tcp(ep.addr));
                 }
                 Some((Path::Direct(ep), also))
             }
             // Sent once inside a request (see send_ctm); the overlay retries.
             Target::Ctm(_) => None,
+        }
+    }
+
+    /// Our inits to `p` went unanswered. A punch that failed leaves the
+    /// traffic where it is (routed, or in a tunnel) and, for a peer the
+    /// overlay or the VPN needs, asks for a tunnel; other attempts give up.
+    fn punch_failed(&mut self, now: Instant, p: PeerIdx, punching: bool) {
+        let peer = &mut self.peers[usize::from(p.0)];
+        let was_punching = peer.punching;
+        peer.punching = false;
+        if !punching {
+            peer.wanted = false;
+            return;
+        }
+        peer.punch_failed = Some(now);
+        let addr = Addr::of_key(&peer.key);
+        let needed = peer.relay.is_some()
+            || peer.ondemand
+            || (peer.routed && was_punching)
+            || self.overlay.as_ref().is_some_and(|ov| ov.would_keep(addr));
+        log::info!(
+            "no direct path to {} after {} attempts{}",
+            self.peers[usize::from(p.0)].name,
+            PUNCH_ATTEMPTS,
+            if needed { "" } else { ": giving up" }
+        );
+        if !needed {
+            self.peers[usize::from(p.0)].wanted = false;
+            return;
+        }
+        if self.peers[usize::from(p.0)].relay.is_none() {
+            self.start_tunnel(now, p);
+        }
+        // Meanwhile a session over the overlay carries the traffic (and
+        // is the tunnel's once a relay is found).
+        let peer = &self.peers[usize::from(p.0)];
+        if peer.sessions.current.is_none() && peer.pending.is_none() {
+            self.start_handshake(now, Target::Peer(p));
+        }
+    }
+
+    /// A punch towards a peer we have no session with also sends its init
+    /// over the overlay: whichever answer comes first makes the session,
+    /// so traffic flows at once (routed) while the punch goes on.
+    fn copy_over_overlay(&mut self, now: Instant, p: PeerIdx, dst: Path, out: &PacketBuf) {
+        let peer = &self.peers[usize::from(p.0)];
+        if !matches!(dst, Path::Direct(_))
+            || !peer.punching
+            || peer.sessions.current.is_some()
+            || self.overlay.is_none()
+        {
+            return;
+        }
+        let to = Path::Overlay(Addr::of_key(&peer.key));
+        match self.pool.duplicate(out) {
+            Some(copy) => self.send_handshake(now, to, copy),
+            None => self.stats.count(DropReason::PoolEmpty),
         }
     }
 
@@ -649,8 +768,7 @@ impl Node {
             Target::Peer(p) => {
                 let peer = &self.peers[usize::from(p.0)];
                 let linking = peer.dynamic
-                    && !peer.linked
-                    && (peer.sessions.current.is_none() || peer.punching);
+                    && (peer.punching || (!peer.linked && peer.sessions.current.is_none()));
                 (
                     Some(peer.key),
                     peer.dynamic,
@@ -681,16 +799,7 @@ impl Node {
         };
         if dynamic && attempts > limit {
             match t {
-                Target::Peer(p) => {
-                    let peer = &mut self.peers[usize::from(p.0)];
-                    if peer.punching && peer.routed {
-                        // No direct path: the routed session carries on.
-                        peer.punching = false;
-                        peer.punch_failed = Some(now);
-                    } else {
-                        peer.wanted = false;
-                    }
-                }
+                Target::Peer(p) => self.punch_failed(now, p, punching),
                 Target::Boot(b) => {
                     let boot = &mut self.boots[usize::from(b)];
                     boot.next_try = now + BOOT_PAUSE;
@@ -739,6 +848,9 @@ impl Node {
                     pending.state = Some(state);
                 }
                 log::debug!("handshake attempt {attempts} to {dst:?} and {also:?}");
+                if let Target::Peer(p) = t {
+                    self.copy_over_overlay(now, p, dst, &out);
+                }
                 self.send_handshake_to_all(now, dst, &also, out);
             }
             Err(_) => self.pool.free(out),

@@ -9,8 +9,9 @@ use crate::overlay::dht::client::Event as DhtEvent;
 use crate::overlay::{Action, Addr, Overlay, Route};
 use crate::time::Instant;
 use crate::wire::overlay::{
-    emit_routed_data_header, Endpoints, Mode, KIND_BROADCAST, KIND_CONN_LIST, KIND_DHT_COPY,
-    KIND_LEAVE, KIND_NEIGHBOURS, KIND_ROUTED, KIND_ROUTED_DATA, ROUTED_DATA_HEADER_LEN,
+    emit_routed_data_header, Endpoints, Mode, RoutedData, DATA_FLAG_TUNNEL, KIND_BROADCAST,
+    KIND_CONN_LIST, KIND_DHT_COPY, KIND_LEAVE, KIND_NEIGHBOURS, KIND_ROUTED, KIND_ROUTED_DATA,
+    ROUTED_DATA_HEADER_LEN,
 };
 use crate::wire::MsgType;
 
@@ -115,7 +116,10 @@ impl Node {
         self.linked_count += 1;
         self.boots_dirty = true;
         self.wakeups.touch(p);
-        let (key, endpoint, leaf) = (peer.key, peer.endpoint, peer.leaf);
+        // A tunnel's peer is known by an endpoint it advertised, though
+        // we cannot reach it there.
+        let endpoint = peer.endpoint.or_else(|| peer.candidates.first().copied());
+        let (key, leaf) = (peer.key, peer.leaf);
         log::debug!(
             "{} link up {}",
             Addr::of_key(&self.identity.public()),
@@ -125,6 +129,16 @@ impl Node {
             ov.on_link_up(now, p, key, ep, leaf);
             self.learn_boot(now, ep);
         }
+        if self.peers[usize::from(p.0)].ondemand {
+            if let Some(ov) = self.overlay.as_mut() {
+                ov.set_reason(
+                    Addr::of_key(&key),
+                    crate::overlay::table::reason::ONDEMAND,
+                    true,
+                );
+            }
+        }
+        self.relay_link_up(now, p);
         self.run_overlay_actions(now);
     }
 
@@ -138,7 +152,7 @@ impl Node {
     }
 
     /// Takes the link out of the overlay's table (and the MAC table).
-    fn unlink(&mut self, now: Instant, p: PeerIdx) {
+    pub(super) fn unlink(&mut self, now: Instant, p: PeerIdx) {
         let peer = &mut self.peers[usize::from(p.0)];
         if !peer.linked {
             return;
@@ -156,6 +170,8 @@ impl Node {
         if let Some(ov) = self.overlay.as_mut() {
             ov.on_link_down(now, p);
         }
+        self.end_tunnel(p);
+        self.relay_link_down(now, p);
         self.run_overlay_actions(now);
     }
 
@@ -217,19 +233,14 @@ impl Node {
         // Linking again to a node we just closed: a fresh handshake, while
         // the old sessions still take what is in flight on them.
         self.touch(p);
+        self.add_candidates(p, &candidates);
         let peer = &mut self.peers[usize::from(p.0)];
         let reopen = peer.closing_since.take().is_some();
         peer.wanted = true;
-        for c in candidates {
-            if !peer.candidates.contains(&c) {
-                if peer.candidates.len() >= super::handshakes::MAX_CANDIDATES {
-                    peer.candidates.remove(0);
-                }
-                peer.candidates.push(c);
-            }
-        }
-        if peer.endpoint.is_none() {
-            peer.endpoint = peer.candidates.iter().find(|c| !c.tcp).copied();
+        if peer.tunnel_wanted && !peer.linked {
+            // Punching failed lately; the tunnel is on its way (or its
+            // relay is being replaced) and retries direct by itself.
+            return;
         }
         if peer.routed && !peer.linked {
             // A VPN peer reached over the overlay: traffic stays on the
@@ -256,6 +267,26 @@ impl Node {
                 return self.stats.count(DropReason::RateLimited);
             }
             self.start_handshake(now, super::Target::Peer(p));
+        }
+    }
+
+    /// Remembers endpoints where `p` may be reached (the newest kept).
+    pub(super) fn add_candidates(
+        &mut self,
+        p: PeerIdx,
+        candidates: &[crate::wire::endpoint::Endpoint],
+    ) {
+        let peer = &mut self.peers[usize::from(p.0)];
+        for &c in candidates {
+            if !peer.candidates.contains(&c) {
+                if peer.candidates.len() >= super::handshakes::MAX_CANDIDATES {
+                    peer.candidates.remove(0);
+                }
+                peer.candidates.push(c);
+            }
+        }
+        if peer.endpoint.is_none() {
+            peer.endpoint = peer.candidates.iter().find(|c| !c.tcp).copied();
         }
     }
 
@@ -297,6 +328,7 @@ impl Node {
                     Action::Link { key, candidates } => self.link_to(now, key, candidates),
                     Action::Close { peer } => self.close_link(now, peer),
                     Action::Handshake { src, bytes } => self.routed_handshake(now, src, &bytes),
+                    Action::Relay { src, msg } => self.relay_message(now, src, *msg),
                 }
             }
         }
@@ -305,13 +337,40 @@ impl Node {
     /// A routed data message from a link: forwarded (re-sealed in place
     /// for the next link), or ours: the end-to-end sealed message inside
     /// goes to the receive path.
-    fn routed_data_in(&mut self, now: Instant, mut buf: PacketBuf) {
+    fn routed_data_in(&mut self, now: Instant, from: PeerIdx, mut buf: PacketBuf) {
         let Some(ov) = self.overlay.as_mut() else {
             return self.drop_buf(buf, DropReason::NoRoute);
         };
+        let tunnel = self
+            .pool
+            .data(&buf)
+            .get(3)
+            .is_some_and(|f| f & DATA_FLAG_TUNNEL != 0);
         match ov.route_data(self.pool.data_mut(&buf)) {
+            Route::Forward(next) if tunnel => {
+                // A tunnel's relay: only to the destination itself, over
+                // a direct link, and only within our budget.
+                let len = buf.len();
+                let dst = RoutedData::new_checked(self.pool.data(&buf)).map(|r| r.dst());
+                if dst.is_ok_and(|dst| self.relay_allowed(now, from, next, dst, len)) {
+                    #[cfg(test)]
+                    {
+                        self.relay_seen.push(self.pool.data(&buf).to_vec());
+                        if self.relay_tamper {
+                            if let Some(b) = self.pool.data_mut(&buf).last_mut() {
+                                *b ^= 1;
+                            }
+                        }
+                    }
+                    self.send_to_peer(now, next, MsgType::Control, buf)
+                } else {
+                    self.drop_buf(buf, DropReason::RelayRefused)
+                }
+            }
             Route::Forward(next) => self.send_to_peer(now, next, MsgType::Control, buf),
             Route::Deliver => {
+                // Links crossed: each forward added a hop.
+                self.routed_hops = self.pool.data(&buf)[1].saturating_add(1);
                 self.pool.trim_front(&mut buf, ROUTED_DATA_HEADER_LEN);
                 match crate::wire::peek(self.pool.data(&buf)) {
                     Ok(MsgType::Frame | MsgType::Packet | MsgType::Control) => {
@@ -337,21 +396,30 @@ impl Node {
         }
     }
 
-    /// Sends a sealed message to the node at `dst` over the overlay: the
-    /// routed data header goes in front, in place, and the first hop's
-    /// link seals it again.
-    pub(super) fn send_routed_data(&mut self, now: Instant, dst: Addr, mut buf: PacketBuf) {
+    /// Sends a sealed message to the node at `dst` over the overlay (or,
+    /// for a tunnel, through the `relay` link): the routed data header goes
+    /// in front, in place, and the first hop's link seals it again.
+    pub(super) fn send_routed_data(
+        &mut self,
+        now: Instant,
+        dst: Addr,
+        mut buf: PacketBuf,
+        relay: Option<PeerIdx>,
+    ) {
         let Some(ov) = self.overlay.as_ref() else {
             return self.drop_buf(buf, DropReason::NoRoute);
         };
-        let (hop, ttl) = (ov.first_hop(dst), ov.ttl());
+        let (hop, ttl, flags) = match relay {
+            Some(r) => (Some(r), 2, DATA_FLAG_TUNNEL),
+            None => (ov.first_hop(dst), ov.ttl(), 0),
+        };
         let Some(hop) = hop else {
             return self.drop_buf(buf, DropReason::NoRoute);
         };
         let Some(hdr) = self.pool.prepend(&mut buf, ROUTED_DATA_HEADER_LEN) else {
             return self.drop_buf(buf, DropReason::BadFrame);
         };
-        emit_routed_data_header(hdr, ttl, dst);
+        emit_routed_data_header(hdr, ttl, flags, dst);
         self.send_to_peer(now, hop, MsgType::Control, buf);
     }
 
@@ -365,7 +433,7 @@ impl Node {
     ) -> Option<PacketBuf> {
         let kind = self.pool.data(&buf).first().copied();
         if kind == Some(KIND_ROUTED_DATA) && self.overlay.is_some() {
-            self.routed_data_in(now, buf);
+            self.routed_data_in(now, p, buf);
             return None;
         }
         if kind == Some(KIND_BROADCAST) && self.vpn.is_some() {

@@ -14,7 +14,9 @@ mod handshakes;
 pub mod limiter;
 mod links;
 pub mod nat;
+pub mod ondemand;
 pub mod peer;
+pub(crate) mod relay;
 pub mod stats;
 pub mod status;
 mod switch;
@@ -76,6 +78,10 @@ const CTRL_PING: u8 = 1;
 const CTRL_PONG: u8 = 2;
 /// kind, 3 reserved bytes, 8-byte echo timestamp (µs).
 const CTRL_PING_LEN: usize = 12;
+/// A pong to a ping that came straight from the peer adds the endpoint it
+/// came from (20 bytes): how a node sees its NAT mapping change (a router
+/// reboot) with no new handshake.
+const CTRL_PONG_OBSERVED_LEN: usize = CTRL_PING_LEN + wire::endpoint::LEN;
 
 pub struct Node {
     identity: Identity,
@@ -107,11 +113,23 @@ pub struct Node {
     nat: nat::NatObserver,
     /// Try TCP endpoints when UDP gets no answer.
     tcp_fallback: bool,
+    /// Links crossed by the routed message being received.
+    routed_hops: u8,
+    /// Tests: what this node saw of the tunnel messages it relayed (after
+    /// its link's decryption), and whether to corrupt them.
+    #[cfg(test)]
+    relay_seen: Vec<Vec<u8>>,
+    #[cfg(test)]
+    relay_tamper: bool,
+    /// What we spend relaying others' tunnels.
+    relay_budget: relay::RelayBudget,
     /// Finished DHT operations for the caller (see `take_dht_results`).
     dht_results: VecDeque<crate::overlay::dht::client::Event>,
     /// Accept any key (an open overlay until certificates arrive).
     trust_any: bool,
     max_peers: usize,
+    /// VPN packets within 2 s that bring an on-demand link (0: off).
+    ondemand_threshold: u16,
     macs: MacTable,
     transmits: VecDeque<Transmit>,
     frames: VecDeque<PacketBuf>,
@@ -169,8 +187,18 @@ impl Node {
             local_endpoints: cfg.endpoints.clone(),
             nat: nat::NatObserver::default(),
             tcp_fallback: cfg.tcp_fallback,
+            routed_hops: 0,
+            #[cfg(test)]
+            relay_seen: Vec::new(),
+            #[cfg(test)]
+            relay_tamper: false,
+            relay_budget: relay::RelayBudget::new(
+                cfg.overlay.as_ref().map_or(0, |o| o.relay_kib),
+                now,
+            ),
             trust_any: cfg.trust_any,
             max_peers: cfg.max_peers,
+            ondemand_threshold: cfg.ondemand_threshold,
             pool: Pool::new(cfg.pool_slots),
             peers,
             by_key,
@@ -222,10 +250,48 @@ impl Node {
             eps.push(Endpoint::udp(r));
         }
         eps.extend(self.local_endpoints.iter().filter(|e| e.tcp).copied());
-        let behind = self.nat.mapping(&local) != nat::NatMapping::None;
+        let mapping = self.nat.mapping(&local);
         if let Some(ov) = self.overlay.as_mut() {
             ov.set_endpoints(&eps);
-            ov.set_behind_nat(behind);
+            ov.set_behind_nat(mapping != nat::NatMapping::None);
+            // Behind a symmetric NAT a stranger cannot link to us to use
+            // us as a relay: we do not offer.
+            ov.set_relay_offered(mapping != nat::NatMapping::EndpointDependent);
+        }
+    }
+
+    /// Our reflexive endpoints changed: advertise the new ones. If our NAT
+    /// rebound, punches running on the old ones start again with them
+    /// (both sides).
+    pub(super) fn endpoints_changed(&mut self, now: Instant) {
+        self.update_advertised();
+        if !self.nat.take_rebound() {
+            return;
+        }
+        let Some(ov) = self.overlay.as_mut() else {
+            return;
+        };
+        for peer in &self.peers {
+            if peer.punching && peer.dynamic {
+                log::info!("punch to {} starts again from our new endpoints", peer.name);
+                let addr = crate::overlay::Addr::of_key(&peer.key);
+                ov.relink(now, addr, crate::overlay::table::reason::ONDEMAND);
+            }
+        }
+        self.run_overlay_actions(now);
+    }
+
+    /// A direct link went silent while we sent on it: our own NAT may have
+    /// lost its mappings. Pings to every other direct link bring pongs
+    /// that say where they see us now.
+    fn ping_direct_links(&mut self, now: Instant, except: PeerIdx) {
+        for i in 0..self.peers.len() {
+            let p = &self.peers[i];
+            let direct = p.linked && !p.routed && p.relay.is_none() && p.sessions.current.is_some();
+            if direct && i != usize::from(except.0) {
+                self.send_ping(now, PeerIdx(i as u16));
+                self.wakeups.touch(PeerIdx(i as u16));
+            }
         }
     }
 
@@ -379,15 +445,25 @@ impl Node {
     /// session exists.
     fn send_to_peer(&mut self, now: Instant, p: PeerIdx, ty: MsgType, mut buf: PacketBuf) {
         let peer = &mut self.peers[usize::from(p.0)];
-        // A peer we have a link with is reached over it, whatever made the
-        // session (the first hop towards it would be itself).
-        let dst = match (peer.routed && !peer.linked, peer.endpoint) {
-            (true, _) => None,
-            (false, Some(e)) => Some(e),
-            (false, None) => return self.drop_buf(buf, DropReason::NoEndpoint),
+        // A tunnel goes through its relay; a routed peer over the overlay
+        // (unless we have a link with it: the first hop would be itself);
+        // anything else straight to its endpoint.
+        enum Via {
+            Endpoint(Endpoint),
+            Overlay,
+            Relay(PeerIdx),
+        }
+        let via = match (peer.relay, peer.routed && !peer.linked, peer.endpoint) {
+            (Some(r), _, _) => Via::Relay(r),
+            (None, true, _) => Via::Overlay,
+            (None, false, Some(e)) => Via::Endpoint(e),
+            (None, false, None) => return self.drop_buf(buf, DropReason::NoEndpoint),
         };
         if ty != MsgType::Control {
             peer.last_tx = Some(now);
+            if peer.sent_data(now) {
+                self.wakeups.touch(p);
+            }
         }
         let Some(session) = peer.sessions.current.as_mut() else {
             if ty == MsgType::Control {
@@ -423,12 +499,11 @@ impl Node {
         peer.tx_bytes += payload_len as u64;
         peer.tx_packets += 1;
         let pending = peer.pending.is_some();
-        match dst {
-            Some(dst) => self.queue_transmit(dst, buf),
-            None => {
-                let to = crate::overlay::Addr::of_key(&peer.key);
-                self.send_routed_data(now, to, buf);
-            }
+        let to = crate::overlay::Addr::of_key(&peer.key);
+        match via {
+            Via::Endpoint(dst) => self.queue_transmit(dst, buf),
+            Via::Overlay => self.send_routed_data(now, to, buf, None),
+            Via::Relay(r) => self.send_routed_data(now, to, buf, Some(r)),
         }
         if rekey && !pending {
             self.start_handshake(now, Target::Peer(p));
@@ -493,6 +568,8 @@ impl Node {
             }
         }
         peer.last_rx = Some(now);
+        peer.rx_hops = if from.is_some() { 1 } else { self.routed_hops };
+        let mut direct_now = false;
         if let Some(from) = from {
             if peer.endpoint != Some(from) {
                 // Authenticated traffic from a new address: the peer moved.
@@ -500,12 +577,22 @@ impl Node {
                 peer.endpoint = Some(from);
                 self.boots_dirty = true;
             }
+            // It reached us directly: a direct path exists, whatever the
+            // session was made over (a routed or tunnelled peer moves to it).
+            if peer.routed || peer.relay.is_some() {
+                peer.routed = false;
+                peer.punching = false;
+                direct_now = true;
+            }
         }
         self.pool.trim_front(&mut buf, data::HEADER_LEN);
         self.pool.trim_back(&mut buf, data::TAG_LEN);
         peer.rx_bytes += buf.len() as u64;
         peer.rx_packets += 1;
-        if promoted {
+        if direct_now {
+            self.end_tunnel(p);
+        }
+        if promoted || direct_now {
             self.release_waiting(now, p);
             self.link_up(now, p);
         }
@@ -534,7 +621,7 @@ impl Node {
         self.frames.push_back(buf);
     }
 
-    fn handle_control(&mut self, now: Instant, p: PeerIdx, buf: PacketBuf) {
+    fn handle_control(&mut self, now: Instant, p: PeerIdx, mut buf: PacketBuf) {
         let kind = self.pool.data(&buf).first().copied();
         if !matches!(kind, Some(CTRL_PING | CTRL_PONG)) {
             if let Some(buf) = self.handle_overlay_control(now, p, buf) {
@@ -543,20 +630,47 @@ impl Node {
             return;
         }
         let msg = self.pool.data(&buf);
-        if msg.len() != CTRL_PING_LEN {
+        let len_ok = match kind {
+            Some(CTRL_PONG) => msg.len() == CTRL_PING_LEN || msg.len() == CTRL_PONG_OBSERVED_LEN,
+            _ => msg.len() == CTRL_PING_LEN,
+        };
+        if !len_ok {
             return self.drop_buf(buf, DropReason::BadLength);
         }
         let (kind, stamp) = (msg[0], wire::get_u64(msg, 4));
+        // Where the message came from, when it came straight over UDP.
+        let peer = &self.peers[usize::from(p.0)];
+        let direct_udp = peer.endpoint.filter(|e| peer.rx_hops == 1 && !e.tcp);
         match kind {
             CTRL_PING => {
                 self.pool.data_mut(&buf)[0] = CTRL_PONG;
+                if let Some(from) = direct_udp {
+                    if let Some(out) = self.pool.append(&mut buf, wire::endpoint::LEN) {
+                        wire::endpoint::emit(&from.addr, out);
+                    }
+                }
                 self.send_to_peer(now, p, MsgType::Control, buf);
             }
             CTRL_PONG => {
+                let observed = (self.pool.data(&buf).len() == CTRL_PONG_OBSERVED_LEN)
+                    .then(|| wire::endpoint::parse(&self.pool.data(&buf)[CTRL_PING_LEN..]).ok())
+                    .flatten();
                 self.pool.free(buf);
+                if let (Some(seen), Some(peer_ep)) = (observed, direct_udp) {
+                    if self.nat.observe(peer_ep.addr, seen, now) {
+                        self.endpoints_changed(now);
+                    }
+                }
                 if stamp <= now.as_micros() {
                     let rtt = now.saturating_since(Instant::from_micros(stamp));
+                    let first = self.peers[usize::from(p.0)]
+                        .rtt_pinged
+                        .replace(rtt)
+                        .is_none();
                     self.peers[usize::from(p.0)].rtt = Some(rtt);
+                    if first {
+                        self.relay_rtt_known(now, p);
+                    }
                 }
             }
             _ => self.drop_buf(buf, DropReason::BadType),
@@ -608,13 +722,30 @@ impl Node {
         let timers = &self.timers;
         let by_index = &mut self.by_index;
         let peer = &mut self.peers[i];
+        let mut relink = false;
         if peer.is_silent(now, timers) {
             log::info!("link to {} silent, re-handshaking", peer.name);
             peer.sessions.clear(|idx| {
                 by_index.remove(&idx);
             });
+            // Our traffic needs it: a NAT on the way may have lost its
+            // mapping, and only a fresh exchange of candidates over the
+            // overlay (both sides punching again) finds the new one.
+            relink = peer.ondemand
+                || peer
+                    .last_tx
+                    .is_some_and(|t| now.saturating_since(t) < timers.dead_after);
         }
         self.link_down(now, p);
+        if relink && self.overlay.is_some() {
+            self.ping_direct_links(now, p);
+            self.peers[i].ondemand_asked = None;
+            self.ask_ondemand(now, p);
+        }
+        // Tunnel and on-demand steps first: they can change what the
+        // handshake below is for.
+        self.tunnel_timers(now, p);
+        self.ondemand_timers(now, p);
         let peer = &self.peers[i];
         match &peer.pending {
             Some(pending) if now >= pending.next_retry => {
@@ -647,7 +778,7 @@ impl Node {
         for (i, p) in self.peers.iter().enumerate() {
             if let Some(d) = p.deadline(&self.timers).filter(|d| *d <= now) {
                 out += &format!(
-                    "peer {i} {} due {d:?} ping_due {:?} last_rx {:?} last_ping {:?} created {:?}: wanted {} linked {} dynamic {} pending {} current {} endpoint {:?}\n",
+                    "peer {i} {} due {d:?} ping_due {:?} last_rx {:?} last_ping {:?} created {:?}: wanted {} linked {} dynamic {} pending {} current {} endpoint {:?} relay {:?} tunnel_wanted {} relay_asked {:?} direct_retry {:?} ondemand {} punching {}\n",
                     p.name,
                     p.ping_due(&self.timers),
                     p.last_rx,
@@ -658,7 +789,13 @@ impl Node {
                     p.dynamic,
                     p.pending.is_some(),
                     p.sessions.current.is_some(),
-                    p.endpoint
+                    p.endpoint,
+                    p.relay,
+                    p.tunnel_wanted,
+                    p.relay_asked,
+                    p.direct_retry,
+                    p.ondemand,
+                    p.punching
                 );
             }
         }

@@ -13,7 +13,7 @@
 
 use crate::time::Instant;
 use smallvec::SmallVec;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 /// Observations kept (the newest replace the oldest).
 const KEPT: usize = 8;
@@ -44,24 +44,43 @@ impl NatMapping {
 
 #[derive(Default)]
 pub struct NatObserver {
-    /// (peer address, our endpoint as it saw it, when), oldest first.
-    seen: SmallVec<[(IpAddr, SocketAddr, Instant); KEPT]>,
+    /// (peer endpoint, our endpoint as it saw it, when), oldest first.
+    seen: SmallVec<[(SocketAddr, SocketAddr, Instant); KEPT]>,
+    /// A rebinding was seen and not yet acted upon.
+    rebound: bool,
 }
 
 impl NatObserver {
     /// A peer at `peer` saw us as `observed`. Returns whether what we
     /// advertise may have changed.
-    pub fn observe(&mut self, peer: IpAddr, observed: SocketAddr, now: Instant) -> bool {
+    pub fn observe(&mut self, peer: SocketAddr, observed: SocketAddr, now: Instant) -> bool {
         if observed.ip().is_unspecified() || observed.port() == 0 {
             return false;
         }
         let before = (self.reflexive(&[]), self.mapping(&[]));
+        // Even a symmetric NAT keeps one mapping per destination: the same
+        // peer seeing us somewhere new means our NAT lost its mappings (a
+        // reboot, a flush), and every older observation is stale.
+        let rebound = self
+            .seen
+            .iter()
+            .any(|(p, o, _)| *p == peer && *o != observed);
+        if rebound {
+            log::info!("our NAT mapping changed: {peer} now sees us at {observed}");
+            self.seen.clear();
+            self.rebound = true;
+        }
         self.seen.retain(|(p, _, _)| *p != peer);
         if self.seen.len() >= KEPT {
             self.seen.remove(0);
         }
         self.seen.push((peer, observed, now));
         before != (self.reflexive(&[]), self.mapping(&[]))
+    }
+
+    /// Whether our NAT rebound since the last call.
+    pub fn take_rebound(&mut self) -> bool {
+        std::mem::take(&mut self.rebound)
     }
 
     /// The mapping, given the addresses we bound (`local`).
@@ -120,12 +139,14 @@ impl NatObserver {
 mod tests {
     use super::*;
 
-    fn ip(n: u8) -> IpAddr {
-        IpAddr::from([198, 18, 0, n])
+    /// A peer's endpoint.
+    fn ip(n: u8) -> SocketAddr {
+        SocketAddr::new(std::net::IpAddr::from([198, 18, 0, n]), 5140)
     }
 
+    /// Our endpoint as a peer sees it.
     fn ep(port: u16) -> SocketAddr {
-        SocketAddr::new(ip(99), port)
+        SocketAddr::new(std::net::IpAddr::from([198, 19, 0, 99]), port)
     }
 
     #[test]
@@ -169,5 +190,22 @@ mod tests {
         // The same peer seen again replaces its old observation.
         assert!(!n.observe(ip(3), ep(60555), t));
         assert!(!n.observe(ip(3), "0.0.0.0:0".parse().unwrap(), t));
+    }
+
+    #[test]
+    fn a_peer_seeing_us_move_means_our_nat_rebound() {
+        let t = Instant::ZERO;
+        let local: SocketAddr = "198.19.1.2:5140".parse().unwrap();
+        let mut n = NatObserver::default();
+        n.observe(ip(1), ep(40000), t);
+        n.observe(ip(2), ep(40000), t);
+        assert_eq!(n.mapping(&[local]), NatMapping::EndpointIndependent);
+        // The NAT rebooted: peer 1 sees a new port. That is not a
+        // symmetric NAT; the old observations are dropped.
+        assert!(n.observe(ip(1), ep(41234), t));
+        assert_eq!(n.reflexive(&[local]).as_slice(), &[ep(41234)]);
+        assert_eq!(n.mapping(&[local]), NatMapping::Unknown);
+        n.observe(ip(2), ep(41234), t);
+        assert_eq!(n.mapping(&[local]), NatMapping::EndpointIndependent);
     }
 }

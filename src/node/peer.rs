@@ -26,6 +26,15 @@ pub const WAIT_ATTEMPTS: u32 = 3;
 /// flight still comes on it. After crossed handshakes the peer may keep
 /// sending on it; it then lives until it expires, as in WireGuard.
 pub const PREVIOUS_KEEP: Duration = Duration::from_secs(10);
+/// A direct path we send data on but hear nothing from for this long gets
+/// a ping at once (instead of at the keepalive interval). Checked once per
+/// period, not per packet: `Peer::sent_data`.
+pub const ANSWER_OVERDUE: Duration = Duration::from_millis(1500);
+/// ... and is dead when still nothing came back this long after hearing
+/// (and at least `ANSWER_PING_WAIT` after that ping): the loss window of a
+/// NAT rebinding, instead of `dead_after`.
+pub const ANSWER_DEAD: Duration = Duration::from_secs(3);
+pub const ANSWER_PING_WAIT: Duration = Duration::from_millis(1000);
 /// A routed session unused (no data either way) for this long is let go:
 /// no more rekeys, and it expires with its keys.
 pub const ROUTED_IDLE: Duration = Duration::from_secs(150);
@@ -199,14 +208,48 @@ pub struct Peer {
     pub routed: bool,
     /// Last VPN data sent to the peer (idle routed sessions lapse).
     pub last_tx: Option<Instant>,
+    /// First data sent on the direct path since which we wait for
+    /// anything to come back (see `ANSWER_OVERDUE`).
+    pub answer_check: Option<Instant>,
     /// Endpoints to try when linking (local, reflexive and predicted ones,
     /// TCP): an init goes to all of them at once.
     pub candidates: SmallVec<[Endpoint; 8]>,
     /// A direct link is being punched for a routed peer (its traffic stays
     /// on the overlay until the direct handshake completes).
     pub punching: bool,
-    /// When the last direct attempt for a routed peer gave up.
+    /// When the last direct attempt gave up.
     pub punch_failed: Option<Instant>,
+    /// A tunnel edge: this link runs through our link to that peer.
+    pub relay: Option<super::PeerIdx>,
+    /// No direct path formed: a tunnel is wanted (asked for or in use).
+    pub tunnel_wanted: bool,
+    /// Links the last message from the peer crossed (1: direct).
+    pub rx_hops: u8,
+    /// The first RTT a ping measured on this link (handshake RTTs of
+    /// links made by a connect-to-me include the overlay route).
+    pub rtt_pinged: Option<Duration>,
+    /// The other side's relay candidates and its RTTs to them, from its
+    /// offer: what a tunnel could switch to once we measure ours.
+    pub relay_offer: Option<Box<crate::wire::overlay::RelayCandidates>>,
+    /// When a quiet tunnel last checked on its relay.
+    pub relay_probe: Option<Instant>,
+    /// When this link failed as a relay (not offered again for a while).
+    pub relay_failed: Option<Instant>,
+    /// Relay queries sent without an answer (a dead peer is given up).
+    pub relay_queries: u8,
+    /// The relay we are linking to for this peer's tunnel.
+    pub relay_wanted: Option<NodeKey>,
+    /// When we last asked this peer for a relay.
+    pub relay_asked: Option<Instant>,
+    /// When a tunnel next tries a direct punch.
+    pub direct_retry: Option<Instant>,
+    /// We asked for an on-demand link (kept while VPN packets flow).
+    pub ondemand: bool,
+    /// When we last asked for one.
+    pub ondemand_asked: Option<Instant>,
+    /// VPN packets sent in the current on-demand window, and its start.
+    pub demand: u16,
+    pub demand_since: Instant,
     pub sessions: Sessions,
     pub pending: Option<Pending>,
     /// Our init withdrawn for the peer's crossing one: its answer is
@@ -244,9 +287,25 @@ impl Peer {
             endpoint: cfg.endpoint.map(Endpoint::udp),
             routed: false,
             last_tx: None,
+            answer_check: None,
             candidates: SmallVec::new(),
             punching: false,
             punch_failed: None,
+            relay: None,
+            tunnel_wanted: false,
+            relay_probe: None,
+            relay_failed: None,
+            rtt_pinged: None,
+            relay_offer: None,
+            relay_queries: 0,
+            rx_hops: 0,
+            relay_wanted: None,
+            relay_asked: None,
+            direct_retry: None,
+            ondemand: false,
+            ondemand_asked: None,
+            demand: 0,
+            demand_since: Instant::ZERO,
             sessions: Sessions::default(),
             pending: None,
             withdrawn: None,
@@ -262,6 +321,43 @@ impl Peer {
             rx_packets: 0,
             tx_packets: 0,
             overlay_budget: Bucket::full(OVERLAY_BURST, Instant::ZERO),
+        }
+    }
+
+    /// When a tunnel next looks at its relay (every `RELAY_CHECK_EVERY`;
+    /// the data path never moves this deadline).
+    pub fn relay_check_at(&self) -> Option<Instant> {
+        self.relay?;
+        Some(
+            self.relay_probe
+                .map_or(Instant::ZERO, |t| t + super::relay::RELAY_CHECK_EVERY),
+        )
+    }
+
+    /// When a wanted tunnel that has no relay yet asks again.
+    pub fn tunnel_retry_at(&self) -> Option<Instant> {
+        if !self.tunnel_wanted || self.relay.is_some() {
+            return None;
+        }
+        self.relay_asked.map(|t| t + super::relay::QUERY_RETRY)
+    }
+
+    /// When an on-demand link with no VPN packets sent goes idle.
+    pub fn ondemand_idle_at(&self, timers: &Timers) -> Option<Instant> {
+        self.ondemand
+            .then(|| self.last_tx.unwrap_or(Instant::ZERO) + timers.ondemand_idle)
+    }
+
+    /// How traffic reaches the peer: "direct", "relayed" or "overlay".
+    pub fn path_name(&self) -> &'static str {
+        match (self.relay, self.linked, self.routed) {
+            (Some(_), _, _) => "relayed",
+            (None, true, _) => "direct",
+            (None, false, true) => "overlay",
+            // A VPN peer with a direct session that is not (or no longer)
+            // an overlay link; or none at all.
+            (None, false, false) if self.sessions.current.is_some() => "direct",
+            _ => "none",
         }
     }
 
@@ -322,7 +418,11 @@ impl Peer {
     }
 
     /// Nothing heard for `dead_after` since the session began or since the
-    /// last message: the peer restarted, moved, or is gone.
+    /// last message: the peer restarted, moved, or is gone. A direct path
+    /// that carries our traffic but brings nothing back, not even pongs to
+    /// the pings it gets for that (`ANSWER_OVERDUE`), is dead much sooner:
+    /// a NAT on the way lost its mapping, and the traffic should move to
+    /// the overlay while the pair punches again.
     pub fn is_silent(&self, now: Instant, timers: &Timers) -> bool {
         let Some(cur) = &self.sessions.current else {
             return false;
@@ -331,7 +431,57 @@ impl Peer {
             return false; // the overlay's links are checked, not this path
         }
         let heard = self.last_rx.map_or(cur.created, |t| t.max(cur.created));
+        if let Some(dead) = self.overdue_dead_at() {
+            if now >= dead {
+                return true;
+            }
+        }
         now.saturating_since(heard) >= timers.dead_after
+    }
+
+    /// The first data we sent on a direct path that nothing has come back
+    /// for since (None once anything is heard).
+    fn unanswered_since(&self) -> Option<Instant> {
+        let t = self.answer_check?;
+        if self.routed || self.relay.is_some() || self.closing_since.is_some() {
+            return None;
+        }
+        let cur = self.sessions.current.as_ref()?;
+        let heard = self.last_rx.map_or(cur.created, |h| h.max(cur.created));
+        (heard < t).then_some(t)
+    }
+
+    /// When a direct path with overdue answers counts as dead: once a ping
+    /// sent for it went unanswered (see `ANSWER_DEAD`).
+    fn overdue_dead_at(&self) -> Option<Instant> {
+        let t = self.unanswered_since()?;
+        let pinged = self.last_ping.filter(|&p| p >= t)?;
+        Some((t + ANSWER_DEAD).max(pinged + ANSWER_PING_WAIT))
+    }
+
+    /// When the unanswered data needs a ping at once.
+    fn overdue_ping_at(&self) -> Option<Instant> {
+        let t = self.unanswered_since()?;
+        if self.last_ping.is_some_and(|p| p >= t) {
+            return None;
+        }
+        Some(t + ANSWER_OVERDUE)
+    }
+
+    /// Data is going out on a direct path: checks an answer comes back.
+    /// Returns whether the peer's deadline changed (once per check, not
+    /// per packet).
+    pub fn sent_data(&mut self, now: Instant) -> bool {
+        // A new check at most every `ANSWER_OVERDUE` (each re-arms the
+        // peer's timer).
+        let fresh = self.answer_check.map_or(true, |t| {
+            self.last_rx.is_some_and(|h| h >= t) && now.saturating_since(t) >= ANSWER_OVERDUE
+        });
+        if fresh && !self.routed && self.relay.is_none() {
+            self.answer_check = Some(now);
+            return true;
+        }
+        false
     }
 
     /// When to ping: a keepalive interval after both our last ping and the
@@ -344,7 +494,12 @@ impl Peer {
         let cur = self.sessions.current.as_ref()?;
         let heard = self.last_rx.map_or(cur.created, |t| t.max(cur.created));
         let pinged = self.last_ping.unwrap_or(cur.created);
-        Some(heard.max(pinged) + timers.keepalive_interval)
+        let keepalive = heard.max(pinged) + timers.keepalive_interval;
+        // Sending with nothing coming back: ask sooner.
+        Some(
+            self.overdue_ping_at()
+                .map_or(keepalive, |o| o.min(keepalive)),
+        )
     }
 
     /// The earliest moment this peer's timers need attention.
@@ -366,8 +521,23 @@ impl Peer {
         if let Some(t) = self.idle_at() {
             at(t);
         }
+        if let (Some(_), Some(t)) = (self.relay, self.direct_retry) {
+            at(t);
+        }
+        if let Some(t) = self.ondemand_idle_at(timers) {
+            at(t);
+        }
+        if let Some(t) = self.tunnel_retry_at() {
+            at(t);
+        }
+        if let Some(t) = self.relay_check_at() {
+            at(t);
+        }
         if let Some(cur) = &self.sessions.current {
             if let Some(t) = self.ping_due(timers) {
+                at(t);
+            }
+            if let Some(t) = self.overdue_dead_at() {
                 at(t);
             }
             if self.pending.is_none() && self.wanted {

@@ -66,6 +66,9 @@ pub enum DropReason {
     BroadcastDuplicate,
     /// A ring broadcast over its source's rate.
     BroadcastRateLimited,
+    /// Tunnel traffic we would not relay: not to a node we are linked to,
+    /// or over our relay budget (0: we never relay).
+    RelayRefused,
 }
 
 impl DropReason {
@@ -81,7 +84,7 @@ impl DropReason {
         }
     }
 
-    pub const ALL: [DropReason; 29] = [
+    pub const ALL: [DropReason; 30] = [
         DropReason::BadLength,
         DropReason::BadVersion,
         DropReason::BadType,
@@ -111,6 +114,7 @@ impl DropReason {
         DropReason::ResolveQueueFull,
         DropReason::BroadcastDuplicate,
         DropReason::BroadcastRateLimited,
+        DropReason::RelayRefused,
     ];
 
     /// Stable snake_case name used by `ringvpn status` and its JSON.
@@ -145,6 +149,7 @@ impl DropReason {
             DropReason::ResolveQueueFull => "resolve_queue_full",
             DropReason::BroadcastDuplicate => "broadcast_duplicate",
             DropReason::BroadcastRateLimited => "broadcast_rate_limited",
+            DropReason::RelayRefused => "relay_refused",
         }
     }
 }

@@ -14,9 +14,19 @@ pub struct PeerStatus {
     pub key: NodeKey,
     pub endpoint: Option<crate::wire::endpoint::Endpoint>,
     pub state: &'static str,
-    /// How traffic reaches the peer: "direct" (straight to its endpoint)
-    /// or "overlay" (end to end, routed over the ring).
+    /// How traffic reaches the peer: "direct" (straight to its endpoint),
+    /// "relayed" (a tunnel edge through `relay`) or "overlay" (end to end,
+    /// routed over the ring).
     pub path: &'static str,
+    /// The tunnel's relay (its name).
+    pub relay: Option<String>,
+    /// Links the last message from the peer crossed (1: direct).
+    pub hops: u8,
+    /// Endpoints tried for a direct path.
+    pub candidates: Vec<crate::wire::endpoint::Endpoint>,
+    /// Why the path is not direct ("" when it is): the question users of
+    /// every VPN ask.
+    pub why_not_direct: String,
     /// A link of the ring overlay (not only a VPN peer).
     pub linked: bool,
     /// Time since the last completed handshake we initiated or answered.
@@ -55,6 +65,8 @@ pub fn reason_names(bits: u8) -> String {
         (reason::NEAR, "near"),
         (reason::SHORTCUT, "shortcut"),
         (reason::LEAF, "leaf"),
+        (reason::ONDEMAND, "on-demand"),
+        (reason::RELAY, "relay"),
     ]
     .iter()
     .filter(|(b, _)| bits & b != 0)
@@ -94,6 +106,12 @@ pub struct NodeStatus {
     pub pool_capacity: u32,
     pub overlay: Option<OverlayStatus>,
     pub vpn: Option<VpnStatus>,
+    /// What peers' answers say about the NAT in front of us.
+    pub nat: &'static str,
+    /// Endpoints we advertise (local, reflexive, predicted, TCP).
+    pub advertised: Vec<crate::wire::endpoint::Endpoint>,
+    /// Bytes relayed for others' tunnels.
+    pub relayed_bytes: u64,
 }
 
 impl Node {
@@ -106,11 +124,11 @@ impl Node {
                 key: p.key,
                 endpoint: p.endpoint,
                 state: p.state(now, &self.timers).name(),
-                path: if p.routed && !p.linked {
-                    "overlay"
-                } else {
-                    "direct"
-                },
+                path: p.path_name(),
+                relay: p.relay.map(|r| self.peers[usize::from(r.0)].name.clone()),
+                hops: p.rx_hops,
+                candidates: p.candidates.to_vec(),
+                why_not_direct: self.why_not_direct(p, now),
                 linked: p.linked,
                 last_handshake_ago: p
                     .last_handshake
@@ -152,6 +170,43 @@ impl Node {
                     .collect(),
             }),
             vpn: self.vpn_status(),
+            nat: self.nat_mapping().name(),
+            advertised: self
+                .overlay
+                .as_ref()
+                .map_or_else(Vec::new, |ov| ov.endpoints().to_vec()),
+            relayed_bytes: self.relayed_bytes(),
+        }
+    }
+
+    /// A sentence on why `p` is not reached directly.
+    fn why_not_direct(&self, p: &super::peer::Peer, now: Instant) -> String {
+        use super::handshakes::PUNCH_ATTEMPTS;
+        if p.path_name() == "direct" {
+            return String::new();
+        }
+        let tried = p.candidates.len();
+        let failed = p.punch_failed.map(|t| {
+            format!(
+                "no answer to {PUNCH_ATTEMPTS} inits sent to {tried} candidate endpoint(s), {} s ago",
+                now.saturating_since(t).as_secs()
+            )
+        });
+        let retry = p.direct_retry.filter(|_| p.relay.is_some()).map(|t| {
+            format!(
+                "; next direct try in {} s",
+                t.saturating_since(now).as_secs()
+            )
+        });
+        match (p.punching, failed) {
+            (true, _) => format!("punching: inits going to {tried} candidate endpoint(s)"),
+            (false, Some(f)) => f + &retry.unwrap_or_default(),
+            (false, None) if p.relay.is_some() => "tunnel asked for by the other side".into(),
+            (false, None) => format!(
+                "no direct link asked for yet (on-demand after {} packets in {} s)",
+                super::ondemand::THRESHOLD,
+                super::ondemand::WINDOW.as_secs()
+            ),
         }
     }
 }

@@ -296,6 +296,7 @@ impl Node {
             v.stats.packets_out += 1;
         }
         self.send_to_peer(now, p, MsgType::Packet, buf);
+        self.count_demand(now, p);
     }
 
     // ----- from peers -----

@@ -2,6 +2,10 @@
 //! echoes, neighbour gossip, connection lists and loop stitching.
 
 use super::addr::Addr;
+/// Connect-to-me purposes the new link keeps as a reason (near links are
+/// judged by position, not by why they were made).
+const LINK_PURPOSES: u8 = reason::SHORTCUT | reason::ONDEMAND | reason::RELAY;
+
 use super::{
     reason, Action, Overlay, PendingCtm, Refused, CONN_LIST_BURST, CTM_BEHIND_NAT, FAILED_FOR,
     MAX_ECHO_RESULTS,
@@ -87,14 +91,10 @@ impl Overlay {
                     return Err(Refused::Forged);
                 }
                 let purpose = purpose & !CTM_BEHIND_NAT;
-                if !self.answered(purpose) {
+                if !self.answered(purpose, src) {
                     return Err(Refused::Unsolicited);
                 }
-                let reasons = if purpose == reason::SHORTCUT {
-                    reason::SHORTCUT
-                } else {
-                    0
-                };
+                let reasons = purpose & LINK_PURPOSES;
                 if self.is_linked(src) {
                     // The link our init made is up already.
                     if let Some(c) = self.table.get_mut(src) {
@@ -123,6 +123,12 @@ impl Overlay {
             }
             OverlayMsg::Dht(m) => self.deliver_dht(now, src, hops, m),
             OverlayMsg::Handshake(bytes) => self.actions.push(Action::Handshake { src, bytes }),
+            m @ (OverlayMsg::RelayQuery { .. } | OverlayMsg::RelayOffer { .. }) => {
+                self.actions.push(Action::Relay {
+                    src,
+                    msg: Box::new(m),
+                })
+            }
         }
         Ok(())
     }
@@ -134,13 +140,9 @@ impl Overlay {
     /// A connect-to-me we sent was answered by a handshake with `key`: the
     /// link that comes up gets the reasons the request was for.
     pub fn ctm_linked(&mut self, now: Instant, key: NodeKey, purpose: u8) {
-        self.answered(purpose);
-        let reasons = if purpose == reason::SHORTCUT {
-            reason::SHORTCUT
-        } else {
-            0
-        };
         let addr = Addr::of_key(&key);
+        self.answered(purpose, addr);
+        let reasons = purpose & LINK_PURPOSES;
         match self.table.get_mut(addr) {
             Some(c) => c.mine |= reasons,
             None => self.wanted.entry(addr).or_insert((0, now)).0 |= reasons,
@@ -203,6 +205,7 @@ impl Overlay {
         let l = ConnList::parse(msg).map_err(|_| Refused::Malformed)?;
         if let Some(c) = self.table.by_peer_mut(peer) {
             c.nbrs = l.prefixes;
+            c.relay_kib = l.relay_kib;
         }
         Ok(())
     }
@@ -237,6 +240,11 @@ impl Overlay {
                 .take(MAX_CONN_LIST)
                 .map(|c| (c.addr.0 >> 64) as u64)
                 .collect(),
+            relay_kib: if self.relay_offered {
+                self.cfg.relay_kib
+            } else {
+                0
+            },
         };
         let mut msg = Vec::with_capacity(4 + list.prefixes.len() * 8);
         list.emit(&mut msg);
@@ -269,8 +277,12 @@ impl Overlay {
     /// Takes one outstanding request for `purpose` off the list (the near
     /// check sends two, right and left, each answered on its own); false
     /// if there was none.
-    pub(super) fn answered(&mut self, purpose: u8) -> bool {
-        match self.pending.iter().position(|p| p.purpose == purpose) {
+    pub(super) fn answered(&mut self, purpose: u8, from: Addr) -> bool {
+        match self
+            .pending
+            .iter()
+            .position(|p| p.purpose == purpose && p.target.map_or(true, |t| t == from))
+        {
             Some(i) => {
                 self.pending.remove(i);
                 true
@@ -284,6 +296,16 @@ impl Overlay {
         self.failed
             .iter()
             .any(|&(f, t)| f == a && now.saturating_since(t) < FAILED_FOR)
+    }
+
+    /// Is a link to `a` worth a tunnel when no direct path forms: a near
+    /// neighbour's, or one asked for on demand (a shortcut is not: another
+    /// target serves as well).
+    pub fn would_keep(&self, a: Addr) -> bool {
+        let keep = reason::NEAR | reason::ONDEMAND;
+        self.would_be_near(a)
+            || self.table.get(a).is_some_and(|c| c.mine & keep != 0)
+            || self.wanted.get(&a).is_some_and(|(r, _)| r & keep != 0)
     }
 
     /// Would `a` be among the `near_wanted` nearest going right or going
@@ -344,7 +366,11 @@ impl Overlay {
 
     pub(super) fn ctm(&mut self, now: Instant, mode: Mode, target: Addr, purpose: u8) {
         self.stats.ctm_sent += 1;
-        self.pending.push(PendingCtm { purpose, sent: now });
+        self.pending.push(PendingCtm {
+            purpose,
+            sent: now,
+            target: (mode == Mode::Exact).then_some(target),
+        });
         let flags = if self.behind_nat { CTM_BEHIND_NAT } else { 0 };
         let msg = OverlayMsg::CtmRequest {
             purpose: purpose | flags,
@@ -357,7 +383,8 @@ impl Overlay {
         // Stable near checks find the neighbours we have, so they save the
         // ~190 bytes per hop.
         let settling = now.saturating_since(self.near_changed) < self.cfg.settle_time;
-        let init_for = (purpose == reason::SHORTCUT || settling).then_some(purpose);
+        let wants_new_link = reason::SHORTCUT | reason::ONDEMAND | reason::RELAY;
+        let init_for = (purpose & wants_new_link != 0 || settling).then_some(purpose);
         // Looking for our own neighbours, start from a random connection:
         // greedy routing from our nearest link could end in the same false
         // pocket of a loopy ring that we are trying to get out of.

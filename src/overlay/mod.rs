@@ -32,7 +32,7 @@ use crate::node::PeerIdx;
 use crate::rand::SeededRng;
 use crate::time::Instant;
 use crate::wire::overlay::Endpoint;
-use crate::wire::overlay::{Endpoints, MAX_ENDPOINTS};
+use crate::wire::overlay::{Endpoints, Mode, OverlayMsg, MAX_ENDPOINTS};
 use smallvec::SmallVec;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -74,7 +74,16 @@ pub struct OverlayConfig {
     pub conn_list_interval: Duration,
     /// DHT records this node stores for others at most (values ≤ 1 KiB).
     pub dht_records: usize,
+    /// What this node relays for others' tunnel edges, KiB/s (0: never);
+    /// advertised in connection lists.
+    pub relay_kib: u16,
 }
+
+/// What a node relays for others by default: 16 MiB/s (128 Mbit/s) in
+/// all, half of it for one pair. Enough for a video call or a file copy
+/// between two members that cannot punch, and far below what a router's
+/// uplink or CPU would give up; 0 (config `relay = 0`) opts out.
+pub const DEFAULT_RELAY_KIB: u16 = 16384;
 
 impl Default for OverlayConfig {
     fn default() -> OverlayConfig {
@@ -94,6 +103,7 @@ impl Default for OverlayConfig {
             lookahead: true,
             conn_list_interval: Duration::from_secs(2),
             dht_records: 4096,
+            relay_kib: DEFAULT_RELAY_KIB,
         }
     }
 }
@@ -137,6 +147,9 @@ pub enum Action {
     /// A handshake message routed to us by the node at `src` (the node
     /// holds the keys, so it answers).
     Handshake { src: Addr, bytes: Vec<u8> },
+    /// A relay query or offer from the node at `src` (the node knows the
+    /// round-trip times of its links, so it answers).
+    Relay { src: Addr, msg: Box<OverlayMsg> },
 }
 
 /// What to do with a routed message that arrived on a link.
@@ -188,6 +201,9 @@ pub struct OverlayStats {
 
 struct PendingCtm {
     purpose: u8,
+    /// The node asked, for a request to an exact address: only its answer
+    /// counts (two on-demand requests must not take each other's).
+    target: Option<Addr>,
     sent: Instant,
 }
 
@@ -219,6 +235,8 @@ pub struct Overlay {
     pub stats: OverlayStats,
     dht: dht::Dht,
     behind_nat: bool,
+    /// Our relay budget is advertised (not behind a symmetric NAT).
+    relay_offered: bool,
     /// Echo replies by nonce: (hops, rtt) for probes the caller started.
     pub echo_results: BTreeMap<u64, (u8, Duration)>,
 }
@@ -273,6 +291,7 @@ impl Overlay {
             stats: OverlayStats::default(),
             dht: dht::Dht::new(dht_records, now),
             behind_nat: false,
+            relay_offered: true,
             echo_results: BTreeMap::new(),
         }
     }
@@ -408,6 +427,45 @@ impl Overlay {
         self.actions.push(Action::Link { key, candidates });
     }
 
+    /// Asks for a link to the node at exactly `addr` (which must exist): a
+    /// connect-to-me routed to it, carrying our candidates and an init, so
+    /// both sides punch. `reason` is the link's purpose (on-demand, relay).
+    pub fn connect_to(&mut self, now: Instant, addr: Addr, reason: u8) {
+        if !self.is_linked(addr) {
+            self.ctm(now, Mode::Exact, addr, reason);
+        }
+    }
+
+    /// Asks `addr` to link again, with our current endpoints: they changed
+    /// (our NAT rebound) while a punch to it was running on the old ones.
+    /// The purpose is what we want the link for, else `fallback`.
+    pub fn relink(&mut self, now: Instant, addr: Addr, fallback: u8) {
+        let mine = self
+            .wanted
+            .get(&addr)
+            .map(|w| w.0)
+            .or_else(|| self.table.get(addr).map(|c| c.mine))
+            .filter(|&r| r != 0)
+            .unwrap_or(fallback);
+        self.ctm(now, Mode::Exact, addr, mine);
+    }
+
+    /// Links to `key` at `candidates` for `reasons` (a relay we chose).
+    pub fn link(&mut self, now: Instant, key: NodeKey, candidates: Endpoints, reasons: u8) {
+        self.want(now, key, candidates, reasons);
+    }
+
+    /// Sets or clears one of our reasons for the link to `addr`.
+    pub fn set_reason(&mut self, addr: Addr, bit: u8, on: bool) {
+        if let Some(c) = self.table.get_mut(addr) {
+            if on {
+                c.mine |= bit;
+            } else {
+                c.mine &= !bit;
+            }
+        }
+    }
+
     /// Our endpoints changed (a reflexive one learnt, say): what we
     /// advertise from now on.
     pub fn set_endpoints(&mut self, endpoints: &[Endpoint]) {
@@ -417,6 +475,14 @@ impl Overlay {
     /// Whether we are behind a NAT (the node says): our connect-to-me
     /// requests then ask for a reply even when they carry an init, so that
     /// we learn the acceptor's endpoints and punch towards it.
+    /// Whether our relay budget is offered to others (see `relay_kib`).
+    pub fn set_relay_offered(&mut self, offered: bool) {
+        if self.relay_offered != offered {
+            self.relay_offered = offered;
+            self.conns_dirty = true;
+        }
+    }
+
     pub fn set_behind_nat(&mut self, behind: bool) {
         self.behind_nat = behind;
     }

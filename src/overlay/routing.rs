@@ -147,6 +147,23 @@ impl Overlay {
             }
         }
         best.map(|(_, _, peer)| peer)
+            .or_else(|| self.last_resort(mode, dst, skip))
+    }
+
+    /// No connection is closer, yet one of them lists the destination as
+    /// its own connection: the only way in to a node whose ring neighbours
+    /// cannot link to it (a symmetric NAT's, before its tunnel edges are
+    /// up). The one hop that does not get closer is followed by the last
+    /// hop; a stale list costs a bounce that the hop limit ends.
+    fn last_resort(&self, mode: Mode, dst: Addr, skip: Option<Addr>) -> Option<PeerIdx> {
+        if mode != Mode::Exact || dst == self.me {
+            return None;
+        }
+        let want = (dst.0 >> 64) as u64;
+        self.table
+            .iter()
+            .find(|c| Some(c.addr) != skip && c.nbrs.contains(&want))
+            .map(|c| c.peer)
     }
 
     /// Switches neighbour-of-neighbour lookahead (to compare with plain greedy).

@@ -19,6 +19,10 @@ pub mod reason {
     pub const SHORTCUT: u8 = 2;
     /// A bootstrap link, kept until we have our place in the ring.
     pub const LEAF: u8 = 4;
+    /// An on-demand direct link: VPN traffic flows between the two nodes.
+    pub const ONDEMAND: u8 = 8;
+    /// A link that relays a tunnel edge of ours.
+    pub const RELAY: u8 = 16;
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +44,8 @@ pub struct Conn {
     pub nbrs: Vec<u64>,
     /// Our latest connection list has not been sent on this link yet.
     pub list_stale: bool,
+    /// What the peer relays for others (KiB/s, 0: never), from its list.
+    pub relay_kib: u16,
 }
 
 #[derive(Debug, Default)]
@@ -105,6 +111,7 @@ impl ConnTable {
                     announced: 0,
                     nbrs: Vec::new(),
                     list_stale: false,
+                    relay_kib: 0,
                 },
             ),
         }
@@ -128,6 +135,7 @@ impl ConnTable {
                     announced: 0,
                     nbrs: Vec::new(),
                     list_stale: false,
+                    relay_kib: 0,
                 },
             );
         }

@@ -42,6 +42,7 @@ fn tell_list(ov: &mut Overlay, peer: usize, addrs: &[Addr]) {
     let mut msg = Vec::new();
     ConnList {
         prefixes: addrs.iter().map(|&a| prefix(a)).collect(),
+        relay_kib: 0,
     }
     .emit(&mut msg);
     ov.handle_conn_list(PeerIdx(peer as u16), &msg).unwrap();

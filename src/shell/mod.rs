@@ -95,17 +95,17 @@ pub fn run(cfg: Config) -> Result<(), String> {
         peers: cfg.peers.clone(),
         wall_origin_us: wall.as_micros() as u64,
         rng_seed: crate::rand::SeededRng::from_os().next_seed(),
-        overlay: cfg.overlay.then(crate::overlay::OverlayConfig::default),
+        overlay: cfg.overlay.then(|| crate::overlay::OverlayConfig {
+            relay_kib: cfg.relay_kib,
+            ..Default::default()
+        }),
+        ondemand_threshold: cfg.ondemand,
         bootstrap: cfg.bootstrap.clone(),
         endpoints: local_endpoints(listen, tcp.local_addr()),
         trust_any: cfg.overlay,
         vpn: vpn.clone(),
         tcp_fallback: cfg.tcp,
-        timers: if cfg.overlay {
-            crate::overlay::link_timers()
-        } else {
-            Default::default()
-        },
+        timers: cfg.timers(),
         ..NodeConfig::default()
     };
     let mut node = Node::new(identity, node_cfg, now());

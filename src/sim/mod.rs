@@ -8,6 +8,7 @@
 //! metrics (ring consistency, route success, hops, bytes) read the nodes.
 
 pub mod metrics;
+pub mod nat;
 pub mod scenario;
 
 use crate::crypto::{Identity, Seed};
@@ -89,11 +90,34 @@ pub struct Sim {
     /// future: a node that does not clear its own timer (a bug detector).
     pub stuck_wakes: u64,
     pub stuck_node: Option<usize>,
+    /// The first stuck node's timers, as it saw them then.
+    pub stuck_debug: Option<String>,
     /// Run every node as a VPN member of this network (`None`: overlay only).
     pub vpn: Option<crate::vpn::VpnConfig>,
     /// Keep frames the nodes write to their TAPs (for VPN tests), up to
     /// this many per node; 0 discards them.
     pub keep_frames: usize,
+    /// NATs in front of nodes (`None`: every node is public).
+    pub nat: Option<nat::NatModel>,
+    /// Per-pair latencies from positions (`None`: `net.latency` for all).
+    pub geo: Option<nat::Geography>,
+}
+
+thread_local! {
+    /// The node whose input the simulator is running, and the virtual
+    /// time: for log lines (`trace_context`), since every node logs into
+    /// one stream.
+    static CONTEXT: std::cell::Cell<(u32, u64)> = const { std::cell::Cell::new((u32::MAX, 0)) };
+}
+
+/// The node running (index; `u32::MAX` outside the simulator) and the
+/// virtual time in µs, for a log format in tests.
+pub fn trace_context() -> (u32, u64) {
+    CONTEXT.with(|c| c.get())
+}
+
+fn set_context(node: u32, now: Instant) {
+    CONTEXT.with(|c| c.set((node, now.as_micros())));
 }
 
 /// The simulated underlay address of node `i` (inside 198.18.0.0/15).
@@ -118,8 +142,11 @@ impl Sim {
             lost: 0,
             stuck_wakes: 0,
             stuck_node: None,
+            stuck_debug: None,
             vpn: None,
             keep_frames: 0,
+            nat: None,
+            geo: None,
         }
     }
 
@@ -160,6 +187,14 @@ impl Sim {
         self.nodes[i].tx_bytes
     }
 
+    /// Node `i`'s drops for the reason called `name` (as in status).
+    pub fn node_drops(&self, i: usize, name: &str) -> u64 {
+        crate::node::DropReason::ALL
+            .iter()
+            .find(|r| r.name() == name)
+            .map_or(0, |&r| self.nodes[i].node.stats().drops(r))
+    }
+
     pub fn tx_datagrams(&self, i: usize) -> u64 {
         self.nodes[i].tx_datagrams
     }
@@ -190,6 +225,9 @@ impl Sim {
         let i = self.nodes.len() as u32;
         let endpoint = endpoint_of(i);
         let seed = self.rng.next_u64();
+        if let Some(g) = self.geo.as_mut() {
+            g.place(i, &mut self.rng);
+        }
         let node = self.build(seed, endpoint, bootstrap);
         self.nodes.push(SimNode {
             node,
@@ -214,7 +252,11 @@ impl Sim {
 
     /// `k` distinct random endpoints of live nodes (other than `not`).
     pub fn random_bootstraps(&mut self, k: usize, not: Option<usize>) -> Vec<SocketAddr> {
-        let alive: Vec<usize> = self.alive().filter(|&i| Some(i) != not).collect();
+        // Behind NATs only public nodes can be bootstraps.
+        let alive: Vec<usize> = self
+            .alive()
+            .filter(|&i| Some(i) != not && self.is_public(i))
+            .collect();
         let mut out = Vec::new();
         for _ in 0..k.min(alive.len()) * 4 {
             if out.len() >= k.min(alive.len()) {
@@ -226,6 +268,32 @@ impl Sim {
             }
         }
         out
+    }
+
+    /// Whether node `i` is reachable at its own endpoint (no NAT).
+    pub fn is_public(&self, i: usize) -> bool {
+        self.nat
+            .as_ref()
+            .map_or(true, |m| m.kind(i as u32) == nat::SimNat::Public)
+    }
+
+    /// One-way latency from node `a` to node `b`.
+    pub fn latency(&self, a: usize, b: usize) -> Duration {
+        match &self.geo {
+            Some(g) => g.latency(a as u32, b as u32),
+            None => self.net.latency,
+        }
+    }
+
+    /// The node a datagram from `src` to `dst` reaches, if any: a public
+    /// node at its endpoint, or a NATed one through its mapping.
+    fn route_datagram(&self, src: SocketAddr, dst: SocketAddr) -> Option<u32> {
+        match self.by_endpoint.get(&dst) {
+            Some(&to) if self.is_public(to as usize) => Some(to),
+            // A private endpoint: unreachable from outside its NAT.
+            Some(_) => None,
+            None => self.nat.as_ref()?.inbound(dst, src),
+        }
     }
 
     /// Stops node `i` at once (no goodbye): its packets vanish.
@@ -274,6 +342,21 @@ impl Sim {
     ) -> Option<R> {
         let now = self.now;
         let r = self.nodes[i].node.with_overlay(now, |ov| f(ov, now));
+        self.flush(i as u32);
+        r
+    }
+
+    /// Node `i` itself (tests reach into it).
+    #[cfg(test)]
+    pub(crate) fn node_mut(&mut self, i: usize) -> &mut Node {
+        &mut self.nodes[i].node
+    }
+
+    /// Runs `f` on node `i` and sends what it produced.
+    pub fn with_node<R>(&mut self, i: usize, f: impl FnOnce(&mut Node, Instant) -> R) -> R {
+        let now = self.now;
+        set_context(i as u32, now);
+        let r = f(&mut self.nodes[i].node, now);
         self.flush(i as u32);
         r
     }
@@ -331,13 +414,25 @@ impl Sim {
             n.tx_datagrams += 1;
             let lost = self.net.loss > 0.0
                 && (self.rng.next_u64() as f64 / u64::MAX as f64) < self.net.loss;
-            match self.by_endpoint.get(&t.dst.addr) {
-                Some(&to) if !lost => {
+            let src = match self.nat.as_mut() {
+                Some(m) => m.outbound(i, from, t.dst.addr),
+                None => from,
+            };
+            match self.route_datagram(src, t.dst.addr) {
+                Some(to) if !lost => {
                     let jitter = self.rng.below(self.net.jitter.as_micros() as u64 + 1);
-                    let at = self.now + self.net.latency + Duration::from_micros(jitter);
+                    let latency = self.latency(i as usize, to as usize);
+                    let at = self.now + latency + Duration::from_micros(jitter);
                     self.seq += 1;
-                    self.queue
-                        .push(Reverse((at, self.seq, Event::Deliver { to, from, bytes })));
+                    self.queue.push(Reverse((
+                        at,
+                        self.seq,
+                        Event::Deliver {
+                            to,
+                            from: src,
+                            bytes,
+                        },
+                    )));
                 }
                 _ => self.lost += 1,
             }
@@ -368,6 +463,13 @@ impl Sim {
                 break;
             };
             self.now = at;
+            set_context(
+                match &ev {
+                    Event::Deliver { to, .. } => *to,
+                    Event::Wake { node } => *node,
+                },
+                at,
+            );
             match ev {
                 Event::Deliver { to, from, bytes } => {
                     let n = &mut self.nodes[to as usize];
@@ -391,6 +493,9 @@ impl Sim {
                     if n.node.poll_timeout().is_some_and(|d| d <= at) {
                         self.stuck_wakes += 1;
                         self.stuck_node = Some(node as usize);
+                        if self.stuck_debug.is_none() {
+                            self.stuck_debug = Some(n.node.debug_deadlines(at));
+                        }
                     }
                     self.flush(node);
                 }

@@ -2,7 +2,7 @@
 
 use super::metrics::RouteStats;
 use super::{NetConfig, Sim};
-use crate::rand::Rng;
+use crate::rand::{Rng, SeededRng};
 use std::time::Duration;
 
 /// Builds `n` nodes that all start at once, each knowing `bootstraps`
@@ -315,4 +315,233 @@ fn get_all(sim: &mut Sim, owners: &[(usize, crate::overlay::Addr)], which: &[usi
     st.mean_hops = hops as f64 / st.found.max(1) as f64 + 1.0;
     st.mean_latency = latency / st.found.max(1) as u32;
     st
+}
+
+/// Shares of NAT types among simulated nodes (normalised when used).
+#[derive(Debug, Clone, Copy)]
+pub struct NatMix {
+    pub public: f64,
+    pub full_cone: f64,
+    pub port_restricted: f64,
+    pub symmetric: f64,
+}
+
+impl Default for NatMix {
+    /// Roughly what NAT surveys report for home networks: most behind
+    /// endpoint-independent NATs that filter, a tenth symmetric (mobile
+    /// carriers, some enterprise firewalls), a fifth reachable.
+    fn default() -> NatMix {
+        NatMix {
+            public: 0.2,
+            full_cone: 0.1,
+            port_restricted: 0.6,
+            symmetric: 0.1,
+        }
+    }
+}
+
+/// What the NAT scenario saw.
+#[derive(Debug, Clone, Default)]
+pub struct NatReport {
+    /// Nodes per NAT type: public, full cone, port-restricted, symmetric.
+    pub kinds: [usize; 4],
+    pub consistent_after: Option<Duration>,
+    pub consistency: f64,
+    /// Overlay links (counted once per pair) that are direct / tunnels.
+    pub links_direct: usize,
+    pub links_relayed: usize,
+    /// On-demand pairs by the path they ended on.
+    pub pairs: usize,
+    pub pairs_direct: usize,
+    pub pairs_relayed: usize,
+    pub pairs_other: usize,
+    /// Pairs the NAT types let punch, and how many of them ended direct.
+    pub punchable: usize,
+    pub punchable_direct: usize,
+    /// Relayed pairs: mean of (relayed one-way latency / direct latency),
+    /// with our relay choice and with the best relay among all nodes.
+    pub stretch_mean: f64,
+    pub stretch_best_mean: f64,
+    /// The 90th percentile of the stretch with our relay choice.
+    pub relay_p90: f64,
+}
+
+/// Nodes behind the given NATs in five regions of realistic latency, all
+/// started at once, each knowing up to 5 public members that came before
+/// it (the first node must be public).
+pub fn nat_sim(kinds: &[super::nat::SimNat], seed: u64) -> Sim {
+    use super::nat::{Geography, NatModel};
+    let mut sim = Sim::new(seed, NetConfig::default());
+    sim.nat = Some(NatModel::new(seed ^ 0x4e41_5400));
+    sim.geo = Some(Geography::new());
+    for (i, &kind) in kinds.iter().enumerate() {
+        if let Some(m) = sim.nat.as_mut() {
+            m.set_kind(i as u32, kind);
+        }
+        let boots = sim.random_bootstraps(5, None);
+        sim.add_node(boots);
+    }
+    sim
+}
+
+/// The NAT scenario: `n` nodes behind a mix of NATs in five regions of
+/// realistic latency start at once (each knowing 5 public members); then
+/// `pairs` random pairs of members ask for on-demand links. Reports the
+/// paths the overlay links and the pairs end on, and the latency cost of
+/// the relays chosen.
+pub fn nat_paths(n: usize, seed: u64, mix: NatMix, pairs: usize) -> NatReport {
+    use super::nat::SimNat;
+    let total = mix.public + mix.full_cone + mix.port_restricted + mix.symmetric;
+    let mut report = NatReport::default();
+    let mut pick = SeededRng::new(seed ^ 0x4b49_4e44);
+    let mut kinds = Vec::with_capacity(n);
+    for i in 0..n {
+        // The first five are public: somebody must be a bootstrap.
+        let kind = if i < 5 {
+            SimNat::Public
+        } else {
+            let x = pick.below(1_000_000) as f64 / 1e6 * total;
+            if x < mix.public {
+                SimNat::Public
+            } else if x < mix.public + mix.full_cone {
+                SimNat::FullCone
+            } else if x < mix.public + mix.full_cone + mix.port_restricted {
+                SimNat::PortRestricted
+            } else {
+                SimNat::Symmetric
+            }
+        };
+        report.kinds[kind as usize] += 1;
+        kinds.push(kind);
+    }
+    let mut sim = nat_sim(&kinds, seed);
+    report.consistent_after =
+        run_until_consistent(&mut sim, Duration::from_secs(1), Duration::from_secs(180));
+    // Let tunnels for the last links settle.
+    sim.run_for(Duration::from_secs(20));
+    report.consistency = sim.consistency();
+    if std::env::var_os("RINGVPN_SIM_VERBOSE").is_some() {
+        // Who misses which true neighbour, and what the link to it is.
+        let order = sim.ring_order();
+        let n = order.len();
+        let kind = |i: usize| {
+            sim.nat
+                .as_ref()
+                .map_or(SimNat::Public, |m| m.kind(i as u32))
+        };
+        for (k, &i) in order.iter().enumerate() {
+            let right = order[(k + 1) % n];
+            let linked = sim.node(i).overlay().is_some_and(|ov| {
+                ov.table()
+                    .iter()
+                    .any(|c| c.key == sim.node(right).public_key())
+            });
+            if !linked {
+                eprintln!(
+                    "missing: {i} {} ({:?}) -> right {right} {} ({:?}): {:?} / back {:?}",
+                    sim.addr(i),
+                    kind(i),
+                    sim.addr(right),
+                    kind(right),
+                    sim.node(i).peer_path(&sim.node(right).public_key()),
+                    sim.node(right).peer_path(&sim.node(i).public_key()),
+                );
+            }
+        }
+    }
+    let index: std::collections::BTreeMap<crate::crypto::NodeKey, usize> = (0..sim.len())
+        .map(|i| (sim.node(i).public_key(), i))
+        .collect();
+    for i in sim.alive().collect::<Vec<_>>() {
+        let Some(ov) = sim.node(i).overlay() else {
+            continue;
+        };
+        for c in ov.table().iter() {
+            if index.get(&c.key).is_some_and(|&j| j > i) {
+                match sim.node(i).peer_path(&c.key) {
+                    Some(("relayed", _)) => report.links_relayed += 1,
+                    _ => report.links_direct += 1,
+                }
+            }
+        }
+    }
+    let kind = |sim: &Sim, i: usize| {
+        sim.nat
+            .as_ref()
+            .map_or(SimNat::Public, |m| m.kind(i as u32))
+    };
+    let mut chosen = Vec::new();
+    while chosen.len() < pairs.min(n * (n - 1) / 2) {
+        let a = sim.rng().below(n as u64) as usize;
+        let b = sim.rng().below(n as u64) as usize;
+        let linked = sim
+            .node(a)
+            .overlay()
+            .is_some_and(|ov| ov.table().iter().any(|c| c.key == sim.node(b).public_key()));
+        if a != b && !linked && !chosen.contains(&(a, b)) {
+            chosen.push((a, b));
+        }
+    }
+    for &(a, b) in &chosen {
+        let key = sim.node(b).public_key();
+        sim.with_node(a, |node, now| {
+            node.link_on_demand(now, key);
+        });
+    }
+    sim.run_for(Duration::from_secs(40));
+    let mut stretches = Vec::new();
+    let mut best = Vec::new();
+    for &(a, b) in &chosen {
+        report.pairs += 1;
+        let punchable = SimNat::can_punch(kind(&sim, a), kind(&sim, b));
+        report.punchable += usize::from(punchable);
+        let key = sim.node(b).public_key();
+        match sim.node(a).peer_path(&key) {
+            Some(("direct", _)) => {
+                report.pairs_direct += 1;
+                report.punchable_direct += usize::from(punchable);
+            }
+            Some(("relayed", Some(r))) => {
+                report.pairs_relayed += 1;
+                let direct = sim.latency(a, b).as_secs_f64();
+                if let Some(&r) = index.get(&r) {
+                    let via = sim.latency(a, r) + sim.latency(r, b);
+                    stretches.push(via.as_secs_f64() / direct);
+                }
+                // The best any node could do (a reference, not reachable
+                // knowledge: it would take every pair's RTT).
+                let ideal = (0..n)
+                    .filter(|&x| x != a && x != b && kind(&sim, x) == SimNat::Public)
+                    .map(|x| (sim.latency(a, x) + sim.latency(x, b)).as_secs_f64())
+                    .fold(f64::INFINITY, f64::min);
+                best.push(ideal / direct);
+            }
+            other => {
+                report.pairs_other += 1;
+                if std::env::var_os("RINGVPN_SIM_VERBOSE").is_some() {
+                    eprintln!(
+                        "pair {a} {} ({:?}) -> {b} ({:?}): {other:?}\n{}",
+                        sim.addr(a),
+                        kind(&sim, a),
+                        kind(&sim, b),
+                        sim.node(a)
+                            .status(sim.now())
+                            .peers
+                            .iter()
+                            .find(|p| p.key == key)
+                            .map_or(String::new(), |p| format!("{p:?}"))
+                    );
+                }
+            }
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    report.stretch_mean = mean(&stretches);
+    report.stretch_best_mean = mean(&best);
+    stretches.sort_by(f64::total_cmp);
+    report.relay_p90 = stretches
+        .get(stretches.len() * 9 / 10)
+        .copied()
+        .unwrap_or(0.0);
+    report
 }

@@ -150,9 +150,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Routed<T> {
 /// not carried: the sealed message's session identifies the sender.
 ///
 /// ```text
-///  0 kind=7 | 1 hops | 2 ttl | 3 reserved | 4..20 destination address
+///  0 kind=7 | 1 hops | 2 ttl | 3 flags | 4..20 destination address
 /// ```
+/// Flags: bit 0 = tunnel (sent to a chosen relay, which is linked to the
+/// destination and forwards it within its relay budget).
 pub const ROUTED_DATA_HEADER_LEN: usize = 20;
+pub const DATA_FLAG_TUNNEL: u8 = 1;
 
 /// A view of a routed data message.
 #[derive(Debug)]
@@ -176,6 +179,9 @@ impl<T: AsRef<[u8]>> RoutedData<T> {
     }
     pub fn dst(&self) -> Addr {
         addr_at(self.buffer.as_ref(), 4)
+    }
+    pub fn flags(&self) -> u8 {
+        self.buffer.as_ref()[3]
     }
 }
 
@@ -248,8 +254,8 @@ pub fn emit_broadcast_header(out: &mut [u8], src: Addr, seq: u32, end: Addr) {
 }
 
 /// Writes a routed data header into `out[..20]`.
-pub fn emit_routed_data_header(out: &mut [u8], ttl: u8, dst: Addr) {
-    out[..4].copy_from_slice(&[KIND_ROUTED_DATA, 0, ttl, 0]);
+pub fn emit_routed_data_header(out: &mut [u8], ttl: u8, flags: u8, dst: Addr) {
+    out[..4].copy_from_slice(&[KIND_ROUTED_DATA, 0, ttl, flags]);
     out[4..20].copy_from_slice(&dst.to_bytes());
 }
 
@@ -310,6 +316,12 @@ pub const MSG_ECHO_REQUEST: u8 = 3;
 pub const MSG_ECHO_REPLY: u8 = 4;
 pub const MSG_DHT: u8 = 5;
 pub const MSG_HANDSHAKE: u8 = 6;
+pub const MSG_RELAY_QUERY: u8 = 7;
+pub const MSG_RELAY_OFFER: u8 = 8;
+/// Relay query flag: the asker is behind a symmetric NAT.
+pub const RELAY_FLAG_SYMMETRIC: u8 = 1;
+/// Relay candidates in a query or offer at most.
+pub const MAX_RELAY_CANDIDATES: usize = 8;
 
 /// A parsed routed message body. The reply variant is large (its records
 /// live inline); a message is parsed once and never stored in bulk.
@@ -341,6 +353,60 @@ pub enum OverlayMsg {
     /// A handshake init or response (the whole datagram) between two
     /// nodes with no direct link: an end-to-end session over the overlay.
     Handshake(Vec<u8>),
+    /// "No direct path between us: here are my links that could relay,
+    /// with their round-trip times" — the start of a tunnel edge. `from`
+    /// is the asker (the answerer may not have met it yet).
+    RelayQuery {
+        /// `RELAY_FLAG_SYMMETRIC`: the asker is behind an
+        /// endpoint-dependent NAT (it can link only to open nodes).
+        flags: u8,
+        from: NodeRecord,
+        candidates: RelayCandidates,
+    },
+    /// The answer: the relay the responder picked for both directions
+    /// (index into the query's list, or 255 for one of its own, first in
+    /// `candidates`), and its own links.
+    RelayOffer {
+        chosen: u8,
+        candidates: RelayCandidates,
+    },
+}
+
+/// A node that could relay, as one of its links sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayCandidate {
+    pub node: NodeRecord,
+    /// Round-trip time of the link to it, in milliseconds (65535: unknown).
+    pub rtt_ms: u16,
+    /// What it relays, in KiB/s (0: never).
+    pub budget_kib: u16,
+}
+
+pub type RelayCandidates = SmallVec<[RelayCandidate; MAX_RELAY_CANDIDATES]>;
+
+const RELAY_CANDIDATE_LEN: usize = RECORD_LEN + 4;
+
+fn parse_relay_candidates(b: &[u8]) -> Result<RelayCandidates> {
+    if b.len() % RELAY_CANDIDATE_LEN != 0 || b.len() / RELAY_CANDIDATE_LEN > MAX_RELAY_CANDIDATES {
+        return Err(Error);
+    }
+    b.chunks_exact(RELAY_CANDIDATE_LEN)
+        .map(|c| {
+            Ok(RelayCandidate {
+                node: parse_record(c)?,
+                rtt_ms: get_u16(c, RECORD_LEN),
+                budget_kib: get_u16(c, RECORD_LEN + 2),
+            })
+        })
+        .collect()
+}
+
+fn emit_relay_candidates(cs: &[RelayCandidate], out: &mut Vec<u8>) {
+    for c in cs.iter().take(MAX_RELAY_CANDIDATES) {
+        emit_record(&c.node, out);
+        out.extend_from_slice(&c.rtt_ms.to_be_bytes());
+        out.extend_from_slice(&c.budget_kib.to_be_bytes());
+    }
 }
 
 impl OverlayMsg {
@@ -352,6 +418,8 @@ impl OverlayMsg {
             OverlayMsg::EchoReply { .. } => MSG_ECHO_REPLY,
             OverlayMsg::Dht(_) => MSG_DHT,
             OverlayMsg::Handshake(_) => MSG_HANDSHAKE,
+            OverlayMsg::RelayQuery { .. } => MSG_RELAY_QUERY,
+            OverlayMsg::RelayOffer { .. } => MSG_RELAY_OFFER,
         }
     }
 
@@ -411,6 +479,17 @@ impl OverlayMsg {
                 })
             }
             MSG_DHT => Ok(OverlayMsg::Dht(super::dht::DhtMsg::parse(b)?)),
+            MSG_RELAY_QUERY if b.len() > RECORD_LEN && b[0] & !RELAY_FLAG_SYMMETRIC == 0 => {
+                Ok(OverlayMsg::RelayQuery {
+                    flags: b[0],
+                    from: parse_record(&b[1..])?,
+                    candidates: parse_relay_candidates(&b[1 + RECORD_LEN..])?,
+                })
+            }
+            MSG_RELAY_OFFER if !b.is_empty() => Ok(OverlayMsg::RelayOffer {
+                chosen: b[0],
+                candidates: parse_relay_candidates(&b[1..])?,
+            }),
             MSG_HANDSHAKE => match super::peek(b) {
                 Ok(super::MsgType::HandshakeInit | super::MsgType::HandshakeResp) => {
                     Ok(OverlayMsg::Handshake(b.to_vec()))
@@ -460,6 +539,19 @@ impl OverlayMsg {
             }
             OverlayMsg::Dht(m) => m.emit(out),
             OverlayMsg::Handshake(b) => out.extend_from_slice(b),
+            OverlayMsg::RelayQuery {
+                flags,
+                from,
+                candidates,
+            } => {
+                out.push(*flags);
+                emit_record(from, out);
+                emit_relay_candidates(candidates, out);
+            }
+            OverlayMsg::RelayOffer { chosen, candidates } => {
+                out.push(*chosen);
+                emit_relay_candidates(candidates, out);
+            }
         }
     }
 }
@@ -510,10 +602,12 @@ impl Neighbours {
 /// A connection list: the top 64 bits of the ring address of each of the
 /// sender's connections, for neighbour-of-neighbour routing. 64 bits place
 /// a node to within 2^-64 of the ring, far finer than any node spacing, at
-/// half the bytes of full addresses.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// half the bytes of full addresses. It also says how much the sender
+/// relays for others (KiB/s, 0: never), for relay selection.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ConnList {
     pub prefixes: Vec<u64>,
+    pub relay_kib: u16,
 }
 
 impl ConnList {
@@ -526,13 +620,17 @@ impl ConnList {
             return Err(Error);
         }
         let prefixes = (0..n).map(|i| get_u64(b, 4 + i * 8)).collect();
-        Ok(ConnList { prefixes })
+        Ok(ConnList {
+            prefixes,
+            relay_kib: get_u16(b, 2),
+        })
     }
 
     /// Emits at most [`MAX_CONN_LIST`] entries.
     pub fn emit(&self, out: &mut Vec<u8>) {
         let n = self.prefixes.len().min(MAX_CONN_LIST);
-        out.extend_from_slice(&[KIND_CONN_LIST, n as u8, 0, 0]);
+        out.extend_from_slice(&[KIND_CONN_LIST, n as u8]);
+        out.extend_from_slice(&self.relay_kib.to_be_bytes());
         for p in &self.prefixes[..n] {
             out.extend_from_slice(&p.to_be_bytes());
         }
@@ -665,10 +763,11 @@ mod tests {
     fn conn_list_fixture_and_bounds() {
         let l = ConnList {
             prefixes: vec![1, u64::MAX],
+            relay_kib: 0x1234,
         };
         let mut b = Vec::new();
         l.emit(&mut b);
-        assert_eq!(&b[..4], &[6, 2, 0, 0]);
+        assert_eq!(&b[..4], &[6, 2, 0x12, 0x34]);
         assert_eq!(&b[4..12], &[0, 0, 0, 0, 0, 0, 0, 1]);
         assert_eq!(ConnList::parse(&b).unwrap(), l);
         assert!(ConnList::parse(&b[..11]).is_err());
@@ -677,6 +776,7 @@ mod tests {
         assert!(ConnList::parse(&b).is_err(), "over the bound");
         let big = ConnList {
             prefixes: vec![7; 100],
+            relay_kib: 0,
         };
         let mut b = Vec::new();
         big.emit(&mut b);

@@ -437,3 +437,4 @@ fn timeouts_are_reported() {
 }
 
 mod hostile_overlay;
+mod tunnel;

@@ -1,0 +1,203 @@
+//! VPN members behind NATs in the simulator: a tunnel edge between two
+//! whose NATs cannot be punched (symmetric and port-restricted) goes
+//! through a public member, which sees only the routed header and
+//! ciphertext and cannot alter it; a direct link survives a NAT that loses
+//! its mappings.
+
+use crate::sim::nat::{Geography, NatModel, SimNat};
+use crate::sim::{scenario, NetConfig, Sim};
+use crate::vpn::{host_mac, VpnConfig, VIRTUAL_MAC};
+use crate::wire::ip;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+const A: usize = 4;
+const B: usize = 5;
+
+/// Four public members, then A and B behind NATs `a` and `b`.
+fn nat_vpn_sim(a: SimNat, b: SimNat, seed: u64) -> Sim {
+    let mut sim = Sim::new(seed, NetConfig::default());
+    sim.nat = Some(NatModel::new(seed));
+    sim.geo = Some(Geography::new());
+    sim.vpn = Some(VpnConfig::new("sim"));
+    sim.keep_frames = 64;
+    let kinds = [
+        SimNat::Public,
+        SimNat::Public,
+        SimNat::Public,
+        SimNat::Public,
+        a,
+        b,
+    ];
+    for (i, &k) in kinds.iter().enumerate() {
+        sim.nat.as_mut().unwrap().set_kind(i as u32, k);
+        let boots = sim.random_bootstraps(3, None);
+        sim.add_node(boots);
+    }
+    scenario::run_until_consistent(&mut sim, Duration::from_secs(1), Duration::from_secs(90))
+        .expect("a consistent ring, tunnel edges included");
+    sim.run_for(Duration::from_secs(20));
+    sim
+}
+
+fn vip(sim: &Sim, i: usize) -> Ipv4Addr {
+    sim.node(i).vpn_status().unwrap().address.unwrap()
+}
+
+fn udp_frame(sim: &Sim, i: usize, dst: Ipv4Addr, body: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&VIRTUAL_MAC.0);
+    f.extend_from_slice(&host_mac(&sim.node(i).public_key()).0);
+    f.extend_from_slice(&[8, 0]);
+    let mut v4 = [0u8; 20];
+    ip::emit_v4_header(&mut v4, vip(sim, i), dst, ip::PROTO_UDP, 8 + body.len());
+    f.extend_from_slice(&v4);
+    f.extend_from_slice(&[0x30, 0x39, 0x30, 0x39]);
+    f.extend_from_slice(&((8 + body.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(body);
+    f
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn received_marker(sim: &mut Sim, i: usize, marker: &[u8]) -> bool {
+    sim.take_frames(i).iter().any(|f| contains(f, marker))
+}
+
+#[test]
+fn relay_forwards_only_ciphertext_and_cannot_alter_it() {
+    let mut sim = nat_vpn_sim(SimNat::Symmetric, SimNat::PortRestricted, 11);
+    let kb = sim.node(B).public_key();
+    // Whether or not the ring made them neighbours, A asks for a link.
+    sim.with_node(A, |n, now| n.link_on_demand(now, kb));
+    sim.run_for(Duration::from_secs(30));
+    let (path, relay) = sim.node(A).peer_path(&kb).expect("B is a peer of A");
+    assert_eq!(
+        path, "relayed",
+        "symmetric and port-restricted cannot punch"
+    );
+    let relay = relay.unwrap();
+    let r = (0..sim.len())
+        .find(|&i| sim.node(i).public_key() == relay)
+        .unwrap();
+    assert!(r < A, "the relay is a public member");
+    let ka = sim.node(A).public_key();
+    assert_eq!(
+        sim.node(B).peer_path(&ka),
+        Some(("relayed", Some(relay))),
+        "both directions use the same relay"
+    );
+    // A packet with a marker crosses the tunnel; the relay saw the
+    // message, but not the marker.
+    let marker = b"the-relay-must-not-read-this";
+    let dst = vip(&sim, B);
+    let f = udp_frame(&sim, A, dst, marker);
+    sim.inject_frame(A, &f);
+    sim.run_for(Duration::from_secs(2));
+    assert!(
+        received_marker(&mut sim, B, marker),
+        "delivered through the relay"
+    );
+    let seen = std::mem::take(&mut sim.node_mut(r).relay_seen);
+    assert!(!seen.is_empty(), "it went through the relay");
+    assert!(
+        seen.iter().all(|m| !contains(m, marker)),
+        "the relay saw plaintext"
+    );
+    assert!(sim.node(r).relayed_bytes() > 0);
+    // A relay that flips a bit: B refuses the message and counts it.
+    let auth_before = sim.node_drops(B, "auth_failure");
+    sim.node_mut(r).relay_tamper = true;
+    let f = udp_frame(&sim, A, dst, b"tampered-in-flight");
+    sim.inject_frame(A, &f);
+    sim.run_for(Duration::from_secs(2));
+    assert!(!received_marker(&mut sim, B, b"tampered-in-flight"));
+    assert!(sim.node_drops(B, "auth_failure") > auth_before);
+}
+
+/// Sends one numbered VPN packet each way every 100 ms for `steps` steps
+/// (numbers from `first`); marks the numbers that arrive in `got_ab` and
+/// `got_ba`.
+fn exchange(sim: &mut Sim, first: usize, steps: usize, got: &mut [Vec<bool>; 2]) {
+    let (va, vb) = (vip(sim, A), vip(sim, B));
+    for k in first..first + steps {
+        let f = udp_frame(sim, A, vb, format!("seq-ab-{k:05}").as_bytes());
+        sim.inject_frame(A, &f);
+        let f = udp_frame(sim, B, va, format!("seq-ba-{k:05}").as_bytes());
+        sim.inject_frame(B, &f);
+        sim.run_for(Duration::from_millis(100));
+        for (dir, at) in [(0, B), (1, A)] {
+            let tag: &[u8] = if dir == 0 { b"seq-ab-" } else { b"seq-ba-" };
+            for f in sim.take_frames(at) {
+                if let Some(i) = f.windows(tag.len()).position(|w| w == tag) {
+                    let digits = f.get(i + tag.len()..i + tag.len() + 5).unwrap_or(&[]);
+                    let n = std::str::from_utf8(digits)
+                        .ok()
+                        .and_then(|d| d.parse::<usize>().ok());
+                    if let Some(slot) = n.and_then(|n| got[dir].get_mut(n)) {
+                        *slot = true;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// B's NAT loses every mapping mid-transfer (a router reboot): B's packets
+/// leave from a new port, and nothing comes in through the old one.
+/// Traffic must resume by itself and end on a direct path again. Returns
+/// the loss window (first to last lost packet, either way) and the count.
+fn survives_a_rebind(a: SimNat, b: SimNat, seed: u64) -> (Duration, usize) {
+    trace_logs();
+    let mut sim = nat_vpn_sim(a, b, seed);
+    let kb = sim.node(B).public_key();
+    let (warm, run) = (100, 600);
+    let mut got = [vec![false; warm + run + 30], vec![false; warm + run + 30]];
+    exchange(&mut sim, 0, warm, &mut got);
+    assert_eq!(sim.node(A).peer_path(&kb).map(|p| p.0), Some("direct"));
+    sim.nat.as_mut().unwrap().rebind(B as u32);
+    exchange(&mut sim, warm, run, &mut got);
+    // The last ones have time to land; they are not counted as lost.
+    sim.run_for(Duration::from_secs(2));
+    let lost: Vec<usize> = (warm..warm + run - 5)
+        .filter(|&k| !got[0][k] || !got[1][k])
+        .collect();
+    let ka = sim.node(A).public_key();
+    assert_eq!(sim.node(A).peer_path(&kb).map(|p| p.0), Some("direct"));
+    assert_eq!(sim.node(B).peer_path(&ka).map(|p| p.0), Some("direct"));
+    let window = match (lost.first(), lost.last()) {
+        (Some(f), Some(l)) => Duration::from_millis(100 * (l - f + 1) as u64),
+        _ => Duration::ZERO,
+    };
+    (window, lost.len())
+}
+
+#[test]
+fn a_direct_link_survives_a_nat_that_loses_its_mappings() {
+    // To a public member: B's next packet comes from the new port and A
+    // follows it (authenticated roaming).
+    let (gap, lost) = survives_a_rebind(SimNat::Public, SimNat::PortRestricted, 12);
+    eprintln!("public <-> port-restricted: loss window {gap:?} ({lost} of 600 steps)");
+    assert!(gap <= Duration::from_secs(1), "{gap:?}");
+    // Both port-restricted: A's NAT filters B's new port, so the pair falls
+    // back to the overlay and punches again.
+    let (gap, lost) = survives_a_rebind(SimNat::PortRestricted, SimNat::PortRestricted, 13);
+    eprintln!("port-restricted <-> port-restricted: loss window {gap:?} ({lost} of 600 steps)");
+    assert!(gap <= Duration::from_secs(6), "{gap:?}");
+}
+
+/// Log lines prefixed with the simulated node and time (RUST_LOG=ringvpn=info
+/// and --nocapture to follow them).
+fn trace_logs() {
+    use std::io::Write;
+    let _ = env_logger::builder()
+        .is_test(true)
+        .format(|buf, r| {
+            let (node, us) = crate::sim::trace_context();
+            writeln!(buf, "{:>9.3} n{node:<4} {}", us as f64 / 1e6, r.args())
+        })
+        .try_init();
+}

@@ -1,0 +1,79 @@
+//! NAT traversal in the simulator: nodes behind modelled NATs (full cone,
+//! port-restricted, symmetric) join a ring of public members; pairs that
+//! can punch end direct, the rest on a tunnel edge through a relay.
+
+use ringvpn::sim::nat::SimNat::{self, *};
+use ringvpn::sim::{scenario, Sim};
+use std::time::Duration;
+
+fn path(sim: &Sim, a: usize, b: usize) -> Option<(&'static str, Option<ringvpn::crypto::NodeKey>)> {
+    sim.node(a).peer_path(&sim.node(b).public_key())
+}
+
+/// Six public members, then `a` and `b`; `a` asks for a link to `b`.
+fn pair(ka: SimNat, kb: SimNat, seed: u64) -> (Sim, usize, usize) {
+    trace_logs();
+    let mut kinds = vec![Public; 6];
+    kinds.extend([ka, kb]);
+    let mut sim = scenario::nat_sim(&kinds, seed);
+    scenario::run_until_consistent(&mut sim, Duration::from_secs(1), Duration::from_secs(120))
+        .expect("ring");
+    let (a, b) = (6, 7);
+    let key = sim.node(b).public_key();
+    sim.with_node(a, |n, now| n.link_on_demand(now, key));
+    sim.run_for(Duration::from_secs(30));
+    (sim, a, b)
+}
+
+#[test]
+fn public_to_port_restricted_ends_direct() {
+    let (sim, a, b) = pair(Public, PortRestricted, 1);
+    assert_eq!(path(&sim, a, b).map(|p| p.0), Some("direct"));
+    assert_eq!(path(&sim, b, a).map(|p| p.0), Some("direct"));
+}
+
+#[test]
+fn symmetric_and_port_restricted_share_one_relay() {
+    let (sim, a, b) = pair(Symmetric, PortRestricted, 2);
+    let ab = path(&sim, a, b).expect("a knows b");
+    assert_eq!(ab.0, "relayed");
+    assert_eq!(path(&sim, b, a), Some(ab), "the same relay both ways");
+}
+
+/// 300 nodes behind the default NAT mix: the ring is whole (tunnel edges
+/// where its neighbours cannot punch), every pair that can punch ends
+/// direct, nearly every other pair on a tunnel edge, and relays cost at
+/// most 1.5x the direct latency on average.
+#[test]
+fn nat_mix_at_300_nodes() {
+    let r = scenario::nat_paths(300, 3, scenario::NatMix::default(), 120);
+    eprintln!("{r:?}");
+    assert_eq!(r.consistency, 1.0, "ring consistency");
+    assert!(r.links_relayed > 0, "some ring links need tunnels");
+    assert!(
+        r.punchable_direct * 100 >= r.punchable * 97,
+        "{} of {} punchable pairs direct",
+        r.punchable_direct,
+        r.punchable
+    );
+    assert!(
+        r.pairs_other * 100 <= r.pairs * 3,
+        "{} pairs on neither path",
+        r.pairs_other
+    );
+    assert!(r.pairs_relayed > 0);
+    assert!(r.stretch_mean <= 1.5, "relay stretch {:.2}", r.stretch_mean);
+}
+
+/// Log lines prefixed with the simulated node and time (run with
+/// RUST_LOG=ringvpn=debug and --nocapture to follow one node).
+fn trace_logs() {
+    use std::io::Write;
+    let _ = env_logger::builder()
+        .is_test(true)
+        .format(|buf, r| {
+            let (node, us) = ringvpn::sim::trace_context();
+            writeln!(buf, "{:>9.3} n{node:<4} {}", us as f64 / 1e6, r.args())
+        })
+        .try_init();
+}

@@ -27,6 +27,20 @@ Usage:
                                   random owners and read back, F of the nodes (default
                                   0.1) crash at once, and every key whose owner lives
                                   is read again 30 s later
+  ringvpn-lab sim-nat [--nodes N] [--pairs P] [--seed S] [--mix PUB,CONE,PORT,SYM]
+                                  the simulator with NATs (public, full cone,
+                                  port-restricted, symmetric; default mix 0.2,0.1,0.6,0.1)
+                                  and five regions of realistic latency: ring consistency,
+                                  overlay links direct vs tunnels, P random pairs (default
+                                  300) asking for on-demand links: direct vs relayed, and
+                                  the relays' latency stretch (relayed / direct)
+  ringvpn-lab nat-matrix [--pairs A:B,...] [--iperf SECS]
+                                  two hosts behind every pair of NAT types (open, fullcone,
+                                  restricted, portrestricted, firewall, symmetric,
+                                  symmetric-random, udpblock; 36 pairs, or those given),
+                                  with two public members: path reached (direct/relayed),
+                                  time to the first ping and to the final path, ping RTT,
+                                  iperf3 (default 3 s, 0 to skip); exit 1 if a cell fails
   ringvpn-lab mdns-listen VIP SECS    (lab helper) join 224.0.0.251 on the interface
                                   holding VIP, print each mDNS datagram received on
                                   port 5353 for SECS seconds
@@ -40,6 +54,8 @@ fn main() -> ExitCode {
         Some("demo") => demo(&args[1..]),
         Some("sim") => sim(&args[1..]),
         Some("dht") => dht(&args[1..]),
+        Some("nat-matrix") => nat_matrix(&args[1..]),
+        Some("sim-nat") => sim_nat(&args[1..]),
         Some("mdns-listen") => mdns_listen(&args[1..]),
         Some("mdns-query") => mdns_query(&args[1..]),
         Some("-h" | "--help" | "help") => {
@@ -73,12 +89,8 @@ fn demo(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let bin = match std::env::current_exe() {
-        Ok(p) => p.with_file_name("ringvpn"),
-        Err(e) => {
-            eprintln!("ringvpn-lab: {e}");
-            return ExitCode::from(1);
-        }
+    let Some(bin) = daemon_binary() else {
+        return ExitCode::from(1);
     };
     match ringvpn::lab::demo::run(&bin, n) {
         Ok(()) => ExitCode::SUCCESS,
@@ -87,6 +99,142 @@ fn demo(args: &[String]) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn sim_nat(args: &[String]) -> ExitCode {
+    use ringvpn::sim::scenario::{nat_paths, NatMix};
+    let mut o = Options::new();
+    o.optopt("n", "nodes", "number of nodes (default 1000)", "N");
+    o.optopt("p", "pairs", "on-demand pairs (default 300)", "P");
+    o.optopt("s", "seed", "random seed (default 1)", "S");
+    o.optopt(
+        "m",
+        "mix",
+        "shares of public,fullcone,portrestricted,symmetric",
+        "A,B,C,D",
+    );
+    let Some(m) = parse_options(&o, args) else {
+        return ExitCode::from(2);
+    };
+    let num = |k: &str, d: u64| -> Result<u64, String> {
+        m.opt_str(k).map_or(Ok(d), |v| {
+            v.parse().map_err(|_| format!("--{k} {v}: not a number"))
+        })
+    };
+    let (n, pairs, seed) = match (num("n", 1000), num("p", 300), num("s", 1)) {
+        (Ok(n), Ok(p), Ok(s)) if (10..=65_000).contains(&n) => (n as usize, p as usize, s),
+        (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
+            eprintln!("ringvpn-lab: {e}");
+            return ExitCode::from(2);
+        }
+        _ => {
+            eprintln!("ringvpn-lab: --nodes must be 10 to 65000");
+            return ExitCode::from(2);
+        }
+    };
+    let mut mix = NatMix::default();
+    if let Some(v) = m.opt_str("m") {
+        let parts: Vec<f64> = v.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+        if parts.len() != 4 || parts.iter().any(|x| *x < 0.0) || parts.iter().sum::<f64>() <= 0.0 {
+            eprintln!("ringvpn-lab: --mix expects four shares, e.g. 0.2,0.1,0.6,0.1");
+            return ExitCode::from(2);
+        }
+        mix = NatMix {
+            public: parts[0],
+            full_cone: parts[1],
+            port_restricted: parts[2],
+            symmetric: parts[3],
+        };
+    }
+    let wall = std::time::Instant::now();
+    let r = nat_paths(n, seed, mix, pairs);
+    println!(
+        "{n} nodes: {} public, {} full cone, {} port-restricted, {} symmetric; five regions, 2-150 ms one way",
+        r.kinds[0], r.kinds[1], r.kinds[2], r.kinds[3]
+    );
+    match r.consistent_after {
+        Some(t) => println!("ring: 100% consistent after {} s", t.as_secs()),
+        None => println!("ring: not consistent within 180 s"),
+    }
+    println!("ring consistency at the end: {:.4}", r.consistency);
+    let links = (r.links_direct + r.links_relayed).max(1) as f64;
+    println!(
+        "overlay links: {} direct ({:.1}%), {} tunnel edges ({:.1}%)",
+        r.links_direct,
+        r.links_direct as f64 / links * 100.0,
+        r.links_relayed,
+        r.links_relayed as f64 / links * 100.0
+    );
+    let pairs_f = r.pairs.max(1) as f64;
+    println!(
+        "on-demand pairs: {} direct ({:.1}%), {} relayed ({:.1}%), {} neither",
+        r.pairs_direct,
+        r.pairs_direct as f64 / pairs_f * 100.0,
+        r.pairs_relayed,
+        r.pairs_relayed as f64 / pairs_f * 100.0,
+        r.pairs_other
+    );
+    println!(
+        "  pairs whose NATs allow a punch: {}, of which direct: {}",
+        r.punchable, r.punchable_direct
+    );
+    println!(
+        "  relayed latency / direct latency: mean {:.2}, p90 {:.2} (best relay among all public nodes: {:.2})",
+        r.stretch_mean, r.relay_p90, r.stretch_best_mean
+    );
+    println!("({:.0} s wall time)", wall.elapsed().as_secs_f64());
+    let ok = r.consistency >= 0.999 && r.pairs_other == 0 && r.punchable == r.punchable_direct;
+    outcome(ok)
+}
+
+fn nat_matrix(args: &[String]) -> ExitCode {
+    use ringvpn::lab::matrix;
+    let mut o = Options::new();
+    o.optopt("p", "pairs", "NAT type pairs (default: all 36)", "A:B,...");
+    o.optopt("i", "iperf", "iperf3 seconds per cell (default 3)", "SECS");
+    let Some(m) = parse_options(&o, args) else {
+        return ExitCode::from(2);
+    };
+    let pairs = match m.opt_str("p").map(|p| matrix::parse_pairs(&p)) {
+        None => matrix::all_pairs(),
+        Some(Ok(p)) => p,
+        Some(Err(e)) => {
+            eprintln!("ringvpn-lab: --pairs {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut opts = matrix::CellOptions::default();
+    match m.opt_str("i").map(|v| v.parse::<u32>()) {
+        None => {}
+        Some(Ok(s)) => opts.iperf_secs = s,
+        Some(Err(_)) => {
+            eprintln!("ringvpn-lab: --iperf expects seconds");
+            return ExitCode::from(2);
+        }
+    }
+    let Some(bin) = daemon_binary() else {
+        return ExitCode::from(1);
+    };
+    ringvpn::shell::sys::catch_interrupts();
+    let mut cells = Vec::new();
+    for (a, b) in pairs {
+        if ringvpn::shell::sys::interrupted() {
+            break;
+        }
+        eprintln!("cell {} ↔ {} …", a.name(), b.name());
+        match matrix::run_cell(&bin, a, b, &opts) {
+            Ok(c) => {
+                eprint!("{}", matrix::render(std::slice::from_ref(&c)));
+                cells.push(c);
+            }
+            Err(e) => {
+                eprintln!("ringvpn-lab: cell {} ↔ {}: {e}", a.name(), b.name());
+                return ExitCode::from(1);
+            }
+        }
+    }
+    print!("{}", matrix::render(&cells));
+    outcome(cells.iter().all(matrix::Cell::ok))
 }
 
 fn sim(args: &[String]) -> ExitCode {
@@ -121,12 +269,8 @@ fn sim(args: &[String]) -> ExitCode {
         "how long to churn (default 300, 0: skip)",
         "SECS",
     );
-    let m = match o.parse(args) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("ringvpn-lab: {e}");
-            return ExitCode::from(2);
-        }
+    let Some(m) = parse_options(&o, args) else {
+        return ExitCode::from(2);
     };
     fn num<T: std::str::FromStr>(m: &getopts::Matches, k: &str, d: T) -> Result<T, String> {
         match m.opt_str(k) {
@@ -318,12 +462,8 @@ fn dht(args: &[String]) -> ExitCode {
         "F",
     );
     o.optopt("s", "seed", "random seed (default 1)", "S");
-    let m = match o.parse(args) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("ringvpn-lab: {e}");
-            return ExitCode::from(2);
-        }
+    let Some(m) = parse_options(&o, args) else {
+        return ExitCode::from(2);
     };
     let num = |k: &str, d: f64| -> Result<f64, String> {
         m.opt_str(k).map_or(Ok(d), |v| {
@@ -485,4 +625,28 @@ fn rss_kib() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
+}
+
+/// The parsed options, or None after saying what is wrong (exit code 2).
+fn parse_options(o: &Options, args: &[String]) -> Option<getopts::Matches> {
+    o.parse(args)
+        .map_err(|e| eprintln!("ringvpn-lab: {e}"))
+        .ok()
+}
+
+/// Exit code 0 when a scenario met its goals, 1 when not.
+fn outcome(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// The `ringvpn` daemon next to this binary.
+fn daemon_binary() -> Option<std::path::PathBuf> {
+    std::env::current_exe()
+        .map(|p| p.with_file_name("ringvpn"))
+        .map_err(|e| eprintln!("ringvpn-lab: {e}"))
+        .ok()
 }

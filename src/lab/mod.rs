@@ -16,6 +16,7 @@
 //! part of the VPN core.
 
 pub mod demo;
+pub mod matrix;
 pub mod nat;
 
 use crate::config::write_new_key;
@@ -116,6 +117,8 @@ pub struct NodeOptions {
     /// Indices of the hosts whose endpoints are given as bootstraps.
     pub bootstrap: Vec<usize>,
     pub address: LabAddress,
+    /// More `key = value` lines for the [node] section.
+    pub extra: Vec<String>,
 }
 
 impl Default for NodeOptions {
@@ -127,6 +130,7 @@ impl Default for NodeOptions {
             overlay: false,
             bootstrap: Vec::new(),
             address: LabAddress::Static,
+            extra: Vec::new(),
         }
     }
 }
@@ -221,7 +225,15 @@ impl Lab {
         ])?;
         ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
         if let Some(gw) = gateway {
-            ip(&["-n", &ns, "route", "add", "198.18.0.0/15", "via", &gw.to_string()])?;
+            ip(&[
+                "-n",
+                &ns,
+                "route",
+                "add",
+                "198.18.0.0/15",
+                "via",
+                &gw.to_string(),
+            ])?;
         }
         let seed = Seed::generate();
         let key_file = self.dir.join(format!("h{i}.key"));
@@ -268,6 +280,9 @@ impl Lab {
         let _ = writeln!(c, "control = {}", h.control.display());
         if o.overlay {
             let _ = writeln!(c, "overlay = on\nnetwork = lab");
+        }
+        for line in &o.extra {
+            let _ = writeln!(c, "{line}");
         }
         let boots: Vec<String> = o
             .bootstrap

@@ -208,9 +208,15 @@ impl NatLab {
             if !nat.sites[s].nat.routed() {
                 continue;
             }
-            let (lan, via) = (format!("198.19.{}.0/24", s + 1), nat.sites[s].wan.to_string());
-            let mut spots: Vec<String> =
-                nat.public.iter().map(|&h| nat.lab.hosts[h].ns.clone()).collect();
+            let (lan, via) = (
+                format!("198.19.{}.0/24", s + 1),
+                nat.sites[s].wan.to_string(),
+            );
+            let mut spots: Vec<String> = nat
+                .public
+                .iter()
+                .map(|&h| nat.lab.hosts[h].ns.clone())
+                .collect();
             spots.extend(
                 (0..nat.sites.len())
                     .filter(|&o| o != s)
@@ -236,10 +242,26 @@ impl NatLab {
         ])?;
         ip(&["-n", pubns, "link", "set", &port, "master", "br0"])?;
         ip(&["-n", pubns, "link", "set", &port, "up"])?;
-        ip(&["-n", &router, "addr", "add", &format!("{wan}/16"), "dev", "wan"])?;
+        ip(&[
+            "-n",
+            &router,
+            "addr",
+            "add",
+            &format!("{wan}/16"),
+            "dev",
+            "wan",
+        ])?;
         ip(&["-n", &router, "link", "set", "wan", "up"])?;
         ip(&["-n", &router, "link", "add", "lan", "type", "bridge"])?;
-        ip(&["-n", &router, "addr", "add", &format!("{gw}/24"), "dev", "lan"])?;
+        ip(&[
+            "-n",
+            &router,
+            "addr",
+            "add",
+            &format!("{gw}/24"),
+            "dev",
+            "lan",
+        ])?;
         ip(&["-n", &router, "link", "set", "lan", "up"])?;
         for kv in [
             "net.ipv4.ip_forward=1",
@@ -257,7 +279,11 @@ impl NatLab {
         }
         let rules = lab.dir.join(format!("nat{s}.nft"));
         std::fs::write(&rules, kind.rules(wan, &format!("198.19.{}.0/24", s + 1)))?;
-        run_cmd(Command::new("ip").args(["netns", "exec", &router, "nft", "-f"]).arg(&rules))?;
+        run_cmd(
+            Command::new("ip")
+                .args(["netns", "exec", &router, "nft", "-f"])
+                .arg(&rules),
+        )?;
         self.sites.push(Site {
             router,
             wan,

@@ -1,0 +1,307 @@
+//! Through NATs, with real daemons in namespaces behind nftables NATs (the
+//! recipe of shared/reference/nat-lab.md): a subset of the NAT matrix, a
+//! tunnel whose relay is killed mid-transfer, two hosts behind one NAT
+//! (hairpin: they find each other by their local endpoints), and an
+//! on-demand direct link between far-apart members of an 8-node ring that
+//! goes back to the overlay when idle.
+
+mod common;
+
+use ringvpn::lab::matrix::{self, CellOptions};
+use ringvpn::lab::nat::{NatLab, NatType};
+use ringvpn::lab::{Lab, LabAddress, NodeOptions};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ringvpn");
+
+fn nat_lab_or_skip(test: &str) -> bool {
+    if let Some(why) = ringvpn::lab::nat::unavailable() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{test}: cannot run under CI: {why}");
+        }
+        eprintln!("SKIPPED {test}: {why}");
+        return false;
+    }
+    true
+}
+
+fn overlay(boot: usize) -> NodeOptions {
+    NodeOptions {
+        overlay: true,
+        bootstrap: vec![boot],
+        address: LabAddress::Static,
+        ..NodeOptions::default()
+    }
+}
+
+/// The JSON status field `field` of host `i`'s peer `j`.
+fn peer_field(lab: &Lab, i: usize, j: usize, field: &str) -> Option<String> {
+    let st = lab.status_json(i).ok()?;
+    matrix::peer_field(&st, &lab.hosts[j].key.to_base64(), field)
+}
+
+fn wait_path(lab: &Lab, i: usize, j: usize, want: &str, timeout: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if peer_field(lab, i, j, "path").as_deref() == Some(want) {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    None
+}
+
+#[test]
+fn nat_matrix_subset() {
+    if !nat_lab_or_skip("nat_matrix_subset") {
+        return;
+    }
+    use NatType::*;
+    let cells = [
+        (PortRestricted, PortRestricted),
+        (Open, SymmetricRandom),
+        (Symmetric, PortRestricted),
+        (UdpBlock, FullCone),
+    ];
+    let opts = CellOptions {
+        iperf_secs: 1,
+        ..CellOptions::default()
+    };
+    let mut done = Vec::new();
+    for (a, b) in cells {
+        done.push(matrix::run_cell(Path::new(BIN), a, b, &opts).expect("cell"));
+    }
+    let table = matrix::render(&done);
+    eprintln!("{table}");
+    for c in &done {
+        assert!(
+            c.ok(),
+            "{} <-> {}: {}\n{table}",
+            c.a.name(),
+            c.b.name(),
+            c.why
+        );
+    }
+}
+
+#[test]
+fn tunnel_survives_its_relay_being_killed() {
+    if !nat_lab_or_skip("tunnel_survives_its_relay_being_killed") {
+        return;
+    }
+    // Three public members; A (symmetric) and B (port-restricted) cannot
+    // punch, so they tunnel through one of the public members.
+    let mut nl = NatLab::new(
+        Path::new(BIN),
+        3,
+        &[(NatType::Symmetric, 1), (NatType::PortRestricted, 1)],
+    )
+    .expect("nat lab");
+    let p = nl.public.clone();
+    let (a, b) = (nl.sites[0].hosts[0], nl.sites[1].hosts[0]);
+    let lab = &mut nl.lab;
+    for (h, boot) in [
+        (p[0], p[1]),
+        (p[1], p[0]),
+        (p[2], p[0]),
+        (a, p[0]),
+        (b, p[1]),
+    ] {
+        lab.configure(h, &overlay(boot)).unwrap();
+    }
+    for h in [p[0], p[1], p[2], a, b] {
+        lab.start(h).unwrap();
+    }
+    lab.wait_vpn_held(&[a, b], Duration::from_secs(40)).unwrap();
+    let vip_b = lab.hosts[b].vip.to_string();
+    // Traffic from the start (it must not wait for the tunnel).
+    let pinger = lab
+        .spawn_piped(
+            a,
+            &["ping", "-n", "-c", "600", "-i", "0.1", "-W", "1", &vip_b],
+        )
+        .unwrap();
+    let t = wait_path(lab, a, b, "relayed", Duration::from_secs(45)).unwrap_or_else(|| {
+        panic!(
+            "no tunnel: {}\n{}",
+            lab.status_text(a).unwrap_or_default(),
+            lab.status_text(b).unwrap_or_default()
+        )
+    });
+    let relay_name = peer_field(lab, a, b, "relay").unwrap();
+    let r = p
+        .iter()
+        .copied()
+        .find(|&h| lab.ring_addr(h).to_string() == relay_name)
+        .unwrap_or_else(|| panic!("relay {relay_name} is not a public member"));
+    eprintln!("tunnel through h{r} after {t:?}");
+    std::thread::sleep(Duration::from_secs(3));
+    lab.stop_hard(r);
+    let killed = Instant::now();
+    // Traffic resumes through another neighbour.
+    let mut resumed = None;
+    while killed.elapsed() < Duration::from_secs(60) {
+        let path = peer_field(lab, a, b, "path");
+        let relay = peer_field(lab, a, b, "relay");
+        if path.as_deref() == Some("relayed") && relay.as_deref() != Some(relay_name.as_str()) {
+            resumed = Some(killed.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = pinger.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let seqs: Vec<u32> = text
+        .lines()
+        .filter_map(|l| l.split("icmp_seq=").nth(1)?.split(' ').next()?.parse().ok())
+        .collect();
+    let window = seqs
+        .windows(2)
+        .map(|w| w[1].saturating_sub(w[0]))
+        .max()
+        .unwrap_or(0);
+    eprintln!(
+        "relay killed: new relay after {resumed:?}; longest gap in replies {:.1} s ({} of 600 answered)",
+        f64::from(window) * 0.1,
+        seqs.len(),
+    );
+    assert!(
+        resumed.is_some(),
+        "no new relay: {}",
+        lab.status_text(a).unwrap_or_default()
+    );
+    let after = lab.ping(a, lab.hosts[b].vip, 5, 56, false).unwrap();
+    assert!(after.all_ok(), "{after:?}");
+    // Every ping crossed but those of the loss window: first over the
+    // overlay, then through the tunnel, then the new one. The window is the
+    // relay check's 3 s (and its 1 s rhythm) plus a round trip or two.
+    assert!(window > 0 && f64::from(window) * 0.1 < 6.0, "loss window");
+    assert!(
+        seqs.len() as u32 + window >= 600 - 10,
+        "losses outside the window"
+    );
+}
+
+#[test]
+fn two_hosts_behind_one_nat_link_by_local_endpoints() {
+    if !nat_lab_or_skip("two_hosts_behind_one_nat_link_by_local_endpoints") {
+        return;
+    }
+    let mut nl = NatLab::new(Path::new(BIN), 2, &[(NatType::PortRestricted, 2)]).expect("nat lab");
+    let p = nl.public.clone();
+    let (a, b) = (nl.sites[0].hosts[0], nl.sites[0].hosts[1]);
+    let lab = &mut nl.lab;
+    for (h, boot) in [(p[0], p[1]), (p[1], p[0]), (a, p[0]), (b, p[1])] {
+        lab.configure(h, &overlay(boot)).unwrap();
+    }
+    for h in [p[0], p[1], a, b] {
+        lab.start(h).unwrap();
+    }
+    lab.wait_vpn_held(&[a, b], Duration::from_secs(40)).unwrap();
+    let ping = lab.ping(a, lab.hosts[b].vip, 20, 56, false).unwrap();
+    assert!(ping.received > 0, "{ping:?}");
+    let t = wait_path(lab, a, b, "direct", Duration::from_secs(30));
+    let endpoint = peer_field(lab, a, b, "endpoint").unwrap_or_default();
+    eprintln!("hairpin: direct after {t:?} at {endpoint}");
+    assert!(t.is_some(), "{}", lab.status_text(a).unwrap_or_default());
+    assert_eq!(
+        endpoint,
+        format!("{}:5140", lab.hosts[b].underlay),
+        "reached at its local endpoint, not through the NAT"
+    );
+}
+
+#[test]
+fn busy_pair_gets_an_on_demand_link_that_lapses_when_idle() {
+    let Some(mut lab) = common::lab_or_skip("busy_pair_on_demand", 8) else {
+        return;
+    };
+    let n = 8;
+    for i in 0..n {
+        let mut o = overlay(if i == 0 { 1 } else { i - 1 });
+        o.extra = vec!["ondemand-idle = 4".into()];
+        lab.configure(i, &o).unwrap();
+    }
+    for i in 0..n {
+        lab.start(i).unwrap();
+    }
+    let all: Vec<usize> = (0..n).collect();
+    lab.wait_ring(&all, Duration::from_secs(30)).unwrap();
+    lab.wait_vpn_held(&all, Duration::from_secs(30)).unwrap();
+    // Two members opposite on the ring: not linked (2 near links a side).
+    let mut order = all.clone();
+    order.sort_by_key(|&i| lab.ring_addr(i));
+    let (a, b) = (order[0], order[4]);
+    // Bootstrap links between them (if any) are trimmed once the ring
+    // has settled.
+    let linked = || peer_field(&lab, a, b, "path").as_deref() == Some("direct");
+    let settle = Instant::now();
+    while linked() && settle.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        !linked(),
+        "h{a} and h{b} are still linked before any traffic"
+    );
+    // A trickle stays on the overlay.
+    let slow = lab.ping(a, lab.hosts[b].vip, 3, 56, false).unwrap();
+    assert!(slow.all_ok());
+    let hops = peer_field(&lab, a, b, "path");
+    assert_eq!(hops.as_deref(), Some("overlay"));
+    let st = lab.status_json(a).unwrap();
+    let overlay_hops = ringvpn::lab::json_number_after(
+        &st,
+        &format!("\"key\":\"{}\"", lab.hosts[b].key.to_base64()),
+        "\"hops\"",
+    )
+    .unwrap();
+    // Sustained traffic moves to a direct link.
+    let start = Instant::now();
+    let busy = lab
+        .exec(
+            a,
+            &[
+                "ping",
+                "-n",
+                "-q",
+                "-c",
+                "40",
+                "-i",
+                "0.05",
+                &lab.hosts[b].vip.to_string(),
+            ],
+        )
+        .unwrap();
+    assert!(busy.status.success());
+    let t = wait_path(&lab, a, b, "direct", Duration::from_secs(10));
+    let st = lab.status_json(a).unwrap();
+    let direct_hops = ringvpn::lab::json_number_after(
+        &st,
+        &format!("\"key\":\"{}\"", lab.hosts[b].key.to_base64()),
+        "\"hops\"",
+    )
+    .unwrap();
+    eprintln!(
+        "on-demand: overlay {overlay_hops} hops, direct after {:?} of traffic, then {direct_hops} hop",
+        t.map(|t| t + start.elapsed())
+    );
+    assert!(t.is_some(), "{}", lab.status_text(a).unwrap_or_default());
+    assert!(overlay_hops >= 2.0);
+    assert_eq!(direct_hops, 1.0);
+    // Idle: the on-demand reason lapses (4 s) and the link is trimmed.
+    let idle = Instant::now();
+    let mut back = None;
+    while idle.elapsed() < Duration::from_secs(90) {
+        if peer_field(&lab, a, b, "path").as_deref() != Some("direct") {
+            back = Some(idle.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!("idle link closed after {back:?}");
+    assert!(back.is_some(), "{}", lab.status_text(a).unwrap_or_default());
+    let again = lab.ping(a, lab.hosts[b].vip, 3, 56, false).unwrap();
+    assert!(again.all_ok());
+    assert_eq!(peer_field(&lab, a, b, "path").as_deref(), Some("overlay"));
+}

@@ -336,6 +336,7 @@ impl Node {
             Some(_) if peer.relay.is_some() => {}
             Some(ep) => {
                 peer.endpoint = Some(ep);
+                peer.proven = Some(ep);
                 peer.routed = false;
                 peer.punching = false;
             }
@@ -586,6 +587,7 @@ impl Node {
         match endpoint {
             Some(ep) => {
                 peer.endpoint = Some(ep);
+                peer.proven = Some(ep);
                 peer.routed = false;
                 peer.punching = false;
                 if !done.observed.ip().is_unspecified() {

@@ -453,7 +453,17 @@ impl Node {
             Overlay,
             Relay(PeerIdx),
         }
-        let via = match (peer.relay, peer.routed && !peer.linked, peer.endpoint) {
+        // With the overlay, an endpoint nothing has come from yet (a punch
+        // candidate) is not used: the ring carries the traffic meanwhile.
+        let unproven = self.overlay.is_some()
+            && peer.relay.is_none()
+            && peer.endpoint.is_some()
+            && peer.proven != peer.endpoint;
+        let via = match (
+            peer.relay,
+            (peer.routed && !peer.linked) || unproven,
+            peer.endpoint,
+        ) {
             (Some(r), _, _) => Via::Relay(r),
             (None, true, _) => Via::Overlay,
             (None, false, Some(e)) => Via::Endpoint(e),
@@ -571,6 +581,7 @@ impl Node {
         peer.rx_hops = if from.is_some() { 1 } else { self.routed_hops };
         let mut direct_now = false;
         if let Some(from) = from {
+            peer.proven = Some(from);
             if peer.endpoint != Some(from) {
                 // Authenticated traffic from a new address: the peer moved.
                 log::info!("peer {} moved to {}", peer.name, from);

@@ -208,6 +208,12 @@ pub struct Peer {
     pub routed: bool,
     /// Last VPN data sent to the peer (idle routed sessions lapse).
     pub last_tx: Option<Instant>,
+    /// The endpoint authenticated traffic last came from directly: data
+    /// goes straight to `endpoint` only if it is this one (with the
+    /// overlay on; else it goes over the ring while a punch runs, so it
+    /// never waits for the punch nor vanishes into a candidate that does
+    /// not answer).
+    pub proven: Option<Endpoint>,
     /// First data sent on the direct path since which we wait for
     /// anything to come back (see `ANSWER_OVERDUE`).
     pub answer_check: Option<Instant>,
@@ -288,6 +294,7 @@ impl Peer {
             routed: false,
             last_tx: None,
             answer_check: None,
+            proven: None,
             candidates: SmallVec::new(),
             punching: false,
             punch_failed: None,

@@ -104,9 +104,16 @@ impl Node {
     /// The peer has a current session: tell the overlay once.
     pub(super) fn link_up(&mut self, now: Instant, p: PeerIdx) {
         let peer = &mut self.peers[usize::from(p.0)];
-        // A routed session is end to end over the overlay, not a link of it.
+        // A routed session is end to end over the overlay, not a link of
+        // it; nor is a session made over the overlay whose direct path is
+        // not proven yet (a punch candidate): the ring would route into it.
+        let unproven = self.overlay.is_some()
+            && peer.relay.is_none()
+            && peer.endpoint.is_some()
+            && peer.proven != peer.endpoint;
         if peer.linked
             || peer.routed
+            || unproven
             || peer.sessions.current.is_none()
             || peer.closing_since.is_some()
         {

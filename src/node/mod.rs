@@ -581,6 +581,9 @@ impl Node {
         peer.rx_hops = if from.is_some() { 1 } else { self.routed_hops };
         let mut direct_now = false;
         if let Some(from) = from {
+            // The first authenticated packet straight from this endpoint:
+            // the path is proven, and the link can be up.
+            direct_now |= peer.proven != Some(from) && !peer.linked;
             peer.proven = Some(from);
             if peer.endpoint != Some(from) {
                 // Authenticated traffic from a new address: the peer moved.

@@ -8,7 +8,11 @@
 //! `--callgrind SIZE COUNT` mode of this binary.
 
 use ringvpn::buf::Pool;
-use ringvpn::crypto::handshake::{check_init, create_init, finish, respond};
+use ringvpn::crypto::cert::{Cert, Prefix, Trust};
+use ringvpn::crypto::handshake::{
+    check_init, check_init_with, create_init, create_init_with, finish, finish_with, respond,
+    respond_with, Credential, HandshakeError,
+};
 use ringvpn::crypto::{Identity, Seed, Session};
 use ringvpn::node::{Node, NodeConfig, PeerConfig};
 use ringvpn::time::Instant;
@@ -208,6 +212,64 @@ fn callgrind(size: usize, count: u64) {
     }
 }
 
+/// A CA, its trust, and a certificate for `id` (network "bench").
+fn certified(ca: &Identity, id: &Identity) -> (Trust, Vec<u8>) {
+    let valid = (1_000, 4_000_000_000);
+    let ca_cert = Cert::new_ca(ca, "bench", "CA", valid).unwrap();
+    let ip = vec![Prefix::parse("100.64.0.10").unwrap()];
+    let mine = Cert::new_node(ca, id.public(), "bench", "node", ip, vec![], valid).unwrap();
+    let trust = Trust {
+        network: "bench".into(),
+        cas: vec![ca_cert],
+        revocations: vec![],
+    };
+    (trust, mine.encode().unwrap())
+}
+
+/// One full handshake (init, check, respond, finish) in both modes: the
+/// CPU time of linking two nodes, on one core.
+fn bench_handshake() {
+    let (a, b) = (
+        Identity::from_seed(&Seed([1; 32])),
+        Identity::from_seed(&Seed([2; 32])),
+    );
+    let ca = Identity::from_seed(&Seed([9; 32]));
+    let (trust, cert_a) = certified(&ca, &a);
+    let (_, cert_b) = certified(&ca, &b);
+    let rng = ring::rand::SystemRandom::new();
+    let obs: SocketAddr = "198.18.0.1:1".parse().unwrap();
+    let now = 2_000_000_000;
+    let check = |k: &ringvpn::crypto::NodeKey, c: Option<&Cert>| match c {
+        Some(c) => trust.check(c, k, now).map_err(HandshakeError::Cert),
+        None => Err(HandshakeError::NoCert),
+    };
+    let n = 2_000;
+    for mode in ["static keys", "certificates"] {
+        let t = Clock::now();
+        for _ in 0..n {
+            let mut m1 = [0u8; 2048];
+            let mut m2 = [0u8; 2048];
+            let done = if mode == "static keys" {
+                let (st, n1) = create_init(&a, &rng, 1, None, 1, &mut m1).unwrap();
+                let v = check_init(&m1[..n1], b.public(), |_| true).unwrap();
+                let (_, n2) = respond(&b, &rng, &v, 2, obs, Instant::ZERO, &mut m2).unwrap();
+                finish(&mut Some(st), &m2[..n2], |_| true, Instant::ZERO)
+            } else {
+                let ca_ = Credential::cert(&cert_a);
+                let (st, n1) = create_init_with(&a, ca_, &rng, 1, None, 1, &mut m1).unwrap();
+                let v = check_init_with(&m1[..n1], b.public(), check).unwrap();
+                let cb = Credential::cert(&cert_b);
+                let (_, n2) =
+                    respond_with(&b, cb, &rng, &v, 2, obs, Instant::ZERO, &mut m2).unwrap();
+                finish_with(&mut Some(st), &m2[..n2], check, Instant::ZERO)
+            };
+            black_box(done.unwrap());
+        }
+        let us = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+        println!("handshake, {mode:<13} {us:>8.1} µs CPU (both sides, one core)");
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--callgrind") {
@@ -221,6 +283,7 @@ fn main() {
     if args.iter().any(|a| a == "--list") {
         return; // cargo test --benches asks for a listing
     }
+    bench_handshake();
     println!("ringvpn data path, one core (payload = frame bytes)");
     for size in SIZES {
         bench_seal_open(size);

@@ -23,6 +23,11 @@
 //! ondemand = 8                   # overlay: VPN packets to a peer within 2 s that bring a
 //!                                # direct link (0: never)
 //! ondemand-idle = 60             # overlay: seconds without packets before it is let go
+//! ca       = ca.crt              # certificate mode: trust this group CA (a file may hold
+//!                                # two CA certificates during a rollover)
+//! cert     = node.crt            # certificate mode: our certificate (needs `ca`)
+//! revocations = revoked.crl      # certificate mode: the CA's revocation list (re-read
+//!                                # when it changes)
 //!
 //! [peer]                         # one section per peer
 //! name       = b
@@ -81,6 +86,11 @@ pub struct Config {
     /// On-demand links: packets within 2 s (0: off), and idle seconds.
     pub ondemand: u16,
     pub ondemand_idle: u32,
+    /// Certificate mode: the CA certificate file(s), our certificate, and
+    /// the revocation list file (see docs/SECURITY.md).
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub revocations: Option<PathBuf>,
     /// Join the ring overlay (an open overlay: any key may link, until
     /// certificates arrive).
     pub overlay: bool,
@@ -168,6 +178,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut relay_kib = crate::overlay::DEFAULT_RELAY_KIB;
     let mut ondemand = crate::node::ondemand::THRESHOLD;
     let mut ondemand_idle = crate::node::ondemand::IDLE.as_secs() as u32;
+    let (mut ca, mut cert, mut revocations) = (None, None, None);
     let mut overlay = false;
     let mut bootstrap = Vec::new();
     let mut peers: Vec<PeerDraft> = Vec::new();
@@ -296,6 +307,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                     .filter(|s| *s >= 1)
                     .ok_or_else(|| bad("seconds (at least 1)"))?
             }
+            (Section::Node, "ca") => ca = Some(base.join(v)),
+            (Section::Node, "cert") => cert = Some(base.join(v)),
+            (Section::Node, "revocations") => revocations = Some(base.join(v)),
             (Section::Node, "control") => control = Some(base.join(v)),
             (Section::Node, "fwmark") => fwmark = Some(v.parse().map_err(|_| bad("a number"))?),
             (Section::Node, "overlay") => {
@@ -329,6 +343,18 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         }
     }
     let key_file = key_file.ok_or_else(|| err(0, "[node] needs `key = FILE`".into()))?;
+    if ca.is_some() != cert.is_some() {
+        return Err(err(
+            0,
+            "certificate mode needs both `ca = FILE` and `cert = FILE`".into(),
+        ));
+    }
+    if revocations.is_some() && ca.is_none() {
+        return Err(err(
+            0,
+            "`revocations` needs certificate mode (`ca`, `cert`)".into(),
+        ));
+    }
     let mut out = Vec::new();
     for (n, name, key, endpoint) in peers {
         let key = key.ok_or_else(|| err(n, "[peer] needs `public-key`".into()))?;
@@ -404,6 +430,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         relay_kib,
         ondemand,
         ondemand_idle,
+        ca,
+        cert,
+        revocations,
         overlay,
         bootstrap,
         peers: out,

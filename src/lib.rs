@@ -23,6 +23,7 @@ pub mod lab;
 pub mod limit;
 pub mod node;
 pub mod overlay;
+pub mod pki;
 pub mod rand;
 pub mod shell;
 pub mod sim;

@@ -18,6 +18,15 @@ Usage:
   ringvpn ring-ping [-c FILE | -s SOCKET] ADDR
                                   send a routed echo over the ring overlay to ring
                                   address ADDR (32 hex digits, from status --json)
+  ringvpn ca init --network NET [--name NAME] [--days D] KEYFILE CERTFILE
+                                  a new group CA: private key (mode 0600) and CA certificate
+  ringvpn cert sign --ca-key KEY --ca CERT --pubkey NODEKEY --name NAME
+                    [--ip ADDR[/LEN] ...] [--group G ...] [--days D] [--not-before UNIX] OUT
+                                  sign a node certificate (for the CA's network)
+  ringvpn cert show [--json] FILE show a certificate (or each one in a CA file)
+  ringvpn cert revoke --ca-key KEY [--list FILE] NODEKEY... 
+                                  add keys to the CA's revocation list FILE (a new,
+                                  higher serial; written in place, default revoked.crl)
   ringvpn lab demo [--nodes N]    build a network-namespace lab (root), run N nodes,
                                   ping and measure across the VPN, tear down
                                   (runs the companion binary ringvpn-lab)
@@ -137,6 +146,8 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
             println!("reply from {addr}: {hops} overlay hops, {ms:.2} ms");
             Ok(())
         }
+        "ca" => ca(rest),
+        "cert" => cert(rest),
         "lab" => lab(rest),
         other => Err(Failure::Usage(format!(
             "unknown command {other:?} (see ringvpn --help)"
@@ -155,6 +166,156 @@ fn control_socket(m: &getopts::Matches) -> Result<PathBuf, Failure> {
         }
         (None, None) => PathBuf::from("/run/ringvpn/ringvpn0.sock"),
     })
+}
+
+/// `ringvpn ca init`.
+fn ca(args: &[String]) -> Result<(), Failure> {
+    use ringvpn::pki;
+    let Some(("init", rest)) = args.split_first().map(|(c, r)| (c.as_str(), r)) else {
+        return Err(Failure::Usage(
+            "expected `ca init` (see ringvpn --help)".into(),
+        ));
+    };
+    let mut o = Options::new();
+    o.reqopt("", "network", "the network the CA certifies for", "NET");
+    o.optopt("", "name", "the CA's name (default: NET CA)", "NAME");
+    o.optopt("", "days", "validity in days (default 3650)", "D");
+    let m = parse(&o, rest)?;
+    let [key, cert] = m.free.as_slice() else {
+        return Err(Failure::Usage(
+            "expected KEYFILE CERTFILE (see ringvpn --help)".into(),
+        ));
+    };
+    let network = m.opt_str("network").unwrap_or_default();
+    let name = m.opt_str("name").unwrap_or_else(|| format!("{network} CA"));
+    let days = number(&m, "days", 3650)?;
+    let c = pki::ca_init(Path::new(key), Path::new(cert), &network, &name, days)
+        .map_err(Failure::Runtime)?;
+    print!("{}", pki::show_text(&c, pki::unix_now()));
+    Ok(())
+}
+
+fn number(m: &getopts::Matches, opt: &str, default: u64) -> Result<u64, Failure> {
+    match m.opt_str(opt) {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .map_err(|_| Failure::Usage(format!("--{opt} expects a number, not {v:?}"))),
+    }
+}
+
+/// `ringvpn cert sign | show | revoke`.
+fn cert(args: &[String]) -> Result<(), Failure> {
+    use ringvpn::crypto::cert::Prefix;
+    use ringvpn::crypto::NodeKey;
+    use ringvpn::pki;
+    let (cmd, rest) = match args.split_first() {
+        Some((c, r)) => (c.as_str(), r),
+        None => ("", args),
+    };
+    let key_arg = |s: &str| {
+        NodeKey::from_base64(s)
+            .ok_or_else(|| Failure::Usage(format!("{s:?} is not a public key (base64)")))
+    };
+    match cmd {
+        "sign" => {
+            let mut o = Options::new();
+            o.reqopt("", "ca-key", "the CA's private key", "FILE");
+            o.reqopt("", "ca", "the CA's certificate", "FILE");
+            o.reqopt(
+                "",
+                "pubkey",
+                "the node's public key (ringvpn pubkey)",
+                "KEY",
+            );
+            o.reqopt("", "name", "the node's name", "NAME");
+            o.optmulti("", "ip", "an address or prefix it may claim", "ADDR[/LEN]");
+            o.optmulti("", "group", "a group it belongs to", "G");
+            o.optopt("", "days", "validity in days (default 365)", "D");
+            o.optopt(
+                "",
+                "not-before",
+                "start of validity, Unix seconds (default now)",
+                "T",
+            );
+            let m = parse(&o, rest)?;
+            let out = one_free(&m, "output file")?;
+            let prefixes = m
+                .opt_strs("ip")
+                .iter()
+                .map(|s| {
+                    Prefix::parse(s)
+                        .ok_or_else(|| Failure::Usage(format!("--ip {s:?}: not ADDR[/LEN]")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let req = pki::SignRequest {
+                subject: key_arg(&m.opt_str("pubkey").unwrap_or_default())?,
+                name: m.opt_str("name").unwrap_or_default(),
+                prefixes,
+                groups: m.opt_strs("group"),
+                not_before: number(&m, "not-before", pki::unix_now())?,
+                days: number(&m, "days", 365)?,
+            };
+            let ca_key = PathBuf::from(m.opt_str("ca-key").unwrap_or_default());
+            let ca_cert = PathBuf::from(m.opt_str("ca").unwrap_or_default());
+            let c = pki::sign(&ca_key, &ca_cert, req).map_err(Failure::Usage)?;
+            pki::write_cert(&out, &c).map_err(Failure::Runtime)?;
+            print!("{}", pki::show_text(&c, pki::unix_now()));
+            Ok(())
+        }
+        "show" => {
+            let mut o = Options::new();
+            o.optflag("", "json", "machine-readable output");
+            let m = parse(&o, rest)?;
+            let path = one_free(&m, "certificate file")?;
+            for c in pki::load_certs(&path).map_err(Failure::Usage)? {
+                if m.opt_present("json") {
+                    print!("{}", pki::show_json(&c));
+                } else {
+                    print!("{}", pki::show_text(&c, pki::unix_now()));
+                }
+            }
+            Ok(())
+        }
+        "revoke" => {
+            let mut o = Options::new();
+            o.reqopt("", "ca-key", "the CA's private key", "FILE");
+            o.optopt(
+                "",
+                "list",
+                "the revocation list to extend (default revoked.crl)",
+                "FILE",
+            );
+            let m = parse(&o, rest)?;
+            let keys = m
+                .free
+                .iter()
+                .map(|k| key_arg(k))
+                .collect::<Result<Vec<_>, _>>()?;
+            if keys.is_empty() {
+                return Err(Failure::Usage("expected NODEKEY... to revoke".into()));
+            }
+            let list = PathBuf::from(m.opt_str("list").unwrap_or_else(|| "revoked.crl".into()));
+            let previous = if list.exists() {
+                Some(pki::load_revocations(&list).map_err(Failure::Usage)?)
+            } else {
+                None
+            };
+            let ca_key = PathBuf::from(m.opt_str("ca-key").unwrap_or_default());
+            let new = pki::revoke(&ca_key, previous.as_ref(), &keys).map_err(Failure::Usage)?;
+            pki::write_revocations(&list, &new).map_err(Failure::Runtime)?;
+            println!(
+                "{}: serial {}, {} revoked key(s)",
+                list.display(),
+                new.serial,
+                new.revoked.len()
+            );
+            Ok(())
+        }
+        _ => Err(Failure::Usage(
+            "expected `cert sign`, `cert show` or `cert revoke` (see ringvpn --help)".into(),
+        )),
+    }
 }
 
 /// `ringvpn lab …` runs the companion `ringvpn-lab` binary installed beside

@@ -85,3 +85,110 @@ fn status_without_a_daemon_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the daemon"));
 }
+
+#[test]
+fn ca_init_cert_sign_show_and_revoke() {
+    let d = tmpdir("certs");
+    let p = |f: &str| d.join(f).to_str().unwrap().to_string();
+    let out = ringvpn(&[
+        "ca",
+        "init",
+        "--network",
+        "office",
+        &p("ca.key"),
+        &p("ca.crt"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::metadata(d.join("ca.key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert!(std::fs::read_to_string(d.join("ca.crt"))
+        .unwrap()
+        .starts_with("-----BEGIN RINGVPN CERTIFICATE-----"));
+    let node = String::from_utf8(ringvpn(&["genkey", &p("node.key")]).stdout).unwrap();
+    let node = node.trim();
+    let sign = |out: &str, ip: &str| {
+        ringvpn(&[
+            "cert",
+            "sign",
+            "--ca-key",
+            &p("ca.key"),
+            "--ca",
+            &p("ca.crt"),
+            "--pubkey",
+            node,
+            "--name",
+            "laptop",
+            "--ip",
+            ip,
+            "--group",
+            "staff",
+            "--days",
+            "30",
+            &p(out),
+        ])
+    };
+    let out = sign("node.crt", "100.64.0.10");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let show = ringvpn(&["cert", "show", &p("node.crt")]);
+    let text = String::from_utf8(show.stdout).unwrap();
+    assert!(
+        text.contains("node certificate") && text.contains("100.64.0.10/32"),
+        "{text}"
+    );
+    assert!(
+        text.contains("network     office") && text.contains("(valid now)"),
+        "{text}"
+    );
+    let json =
+        String::from_utf8(ringvpn(&["cert", "show", "--json", &p("node.crt")]).stdout).unwrap();
+    assert!(
+        json.contains("\"kind\":\"node\"") && json.contains(&format!("\"key\":\"{node}\"")),
+        "{json}"
+    );
+    assert!(
+        json.contains("\"addresses\":[\"100.64.0.10/32\"]")
+            && json.contains("\"groups\":[\"staff\"]")
+    );
+    // Bad input: a clear error, exit 2.
+    assert_eq!(sign("bad.crt", "100.64.0.0/40").status.code(), Some(2));
+    std::fs::write(
+        d.join("junk.crt"),
+        "-----BEGIN RINGVPN CERTIFICATE-----\nAAAA\n-----END RINGVPN CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let out = ringvpn(&["cert", "show", &p("junk.crt")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("malformed certificate"));
+    // Revocation lists grow with a higher serial each time.
+    let list = p("revoked.crl");
+    let revoke = |key: &str| {
+        let out = ringvpn(&[
+            "cert",
+            "revoke",
+            "--ca-key",
+            &p("ca.key"),
+            "--list",
+            &list,
+            key,
+        ]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(revoke(node).contains("serial 1, 1 revoked"));
+    let other = String::from_utf8(ringvpn(&["genkey", &p("other.key")]).stdout).unwrap();
+    assert!(revoke(other.trim()).contains("serial 2, 2 revoked"));
+    std::fs::remove_dir_all(&d).unwrap();
+}

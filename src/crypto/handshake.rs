@@ -3,6 +3,7 @@
 //! Functions here only compute; which peers are trusted, rate limits and
 //! session bookkeeping belong to the node.
 
+use super::cert::{Cert, CertError};
 use super::keys::{Identity, NodeKey};
 use super::session::Session;
 use crate::time::Instant;
@@ -28,6 +29,33 @@ pub enum HandshakeError {
     NotForUs,
     /// A signature or key agreement failed.
     Auth,
+    /// Certificates are required and the peer sent a bare key.
+    NoCert,
+    /// The peer's certificate was refused.
+    Cert(CertError),
+}
+
+/// What we present in our handshake messages: our bare key, or our
+/// certificate's bytes.
+#[derive(Clone, Copy)]
+pub struct Credential<'a> {
+    pub ty: CredType,
+    pub bytes: &'a [u8],
+}
+
+impl<'a> Credential<'a> {
+    pub fn key(key: &'a NodeKey) -> Credential<'a> {
+        Credential {
+            ty: CredType::PublicKey,
+            bytes: &key.0,
+        }
+    }
+    pub fn cert(bytes: &'a [u8]) -> Credential<'a> {
+        Credential {
+            ty: CredType::Certificate,
+            bytes,
+        }
+    }
 }
 
 /// The initiator's state between sending the init and getting the response.
@@ -40,6 +68,8 @@ pub struct Initiator {
 /// A verified init from a trusted peer.
 pub struct ValidInit {
     pub peer: NodeKey,
+    /// The certificate it presented, if any (checked by the caller's trust).
+    pub cert: Option<Cert>,
     pub sender: u32,
     pub timestamp: u64,
     ephemeral: [u8; 32],
@@ -49,6 +79,7 @@ pub struct ValidInit {
 /// A verified response.
 pub struct Completed {
     pub peer: NodeKey,
+    pub cert: Option<Cert>,
     pub session: Session,
     /// Our own endpoint as the responder saw it.
     pub observed: SocketAddr,
@@ -65,15 +96,32 @@ fn signed_digest(label: &[u8], prefix: &[u8], body: &[u8]) -> [u8; 32] {
         .expect("SHA-256 is 32 bytes")
 }
 
-fn credential_key(cred_type: u8, cred: &[u8]) -> Result<NodeKey, HandshakeError> {
+/// The key a credential names, and the certificate if it is one (parsed,
+/// not yet trusted).
+fn credential_key(cred_type: u8, cred: &[u8]) -> Result<(NodeKey, Option<Cert>), HandshakeError> {
     match CredType::from_u8(cred_type) {
         Some(CredType::PublicKey) => cred
             .try_into()
-            .map(NodeKey)
+            .map(|k| (NodeKey(k), None))
             .map_err(|_| HandshakeError::Malformed),
-        // Certificates arrive with the trust issue; until then they are unknown.
-        Some(CredType::Certificate) => Err(HandshakeError::UnknownPeer),
+        Some(CredType::Certificate) => {
+            let cert = Cert::decode(cred).map_err(HandshakeError::Cert)?;
+            Ok((cert.subject, Some(cert)))
+        }
         None => Err(HandshakeError::Malformed),
+    }
+}
+
+/// The plain trust of the static-key mode: a yes/no on the key.
+fn key_only(
+    trusted: impl Fn(&NodeKey) -> bool,
+) -> impl Fn(&NodeKey, Option<&Cert>) -> Result<(), HandshakeError> {
+    move |k, _| {
+        if trusted(k) {
+            Ok(())
+        } else {
+            Err(HandshakeError::UnknownPeer)
+        }
     }
 }
 
@@ -125,15 +173,29 @@ pub fn create_init(
     timestamp: u64,
     out: &mut [u8],
 ) -> Result<(Initiator, usize), HandshakeError> {
-    let (ephemeral, e_pub) = fresh_ephemeral(rng)?;
     let me = id.public();
+    let cred = Credential::key(&me);
+    create_init_with(id, cred, rng, local_index, responder, timestamp, out)
+}
+
+/// `create_init` presenting `cred` (a certificate, in certificate mode).
+pub fn create_init_with(
+    id: &Identity,
+    cred: Credential<'_>,
+    rng: &dyn ring::rand::SecureRandom,
+    local_index: u32,
+    responder: Option<NodeKey>,
+    timestamp: u64,
+    out: &mut [u8],
+) -> Result<(Initiator, usize), HandshakeError> {
+    let (ephemeral, e_pub) = fresh_ephemeral(rng)?;
     let repr = InitRepr {
         sender: local_index,
         responder_hint: responder.map_or([0; 32], |k| k.0),
         ephemeral: e_pub,
         timestamp,
-        cred_type: CredType::PublicKey,
-        cred: &me.0,
+        cred_type: cred.ty,
+        cred: cred.bytes,
     };
     let len = repr.buffer_len();
     let out = out.get_mut(..len).ok_or(HandshakeError::Malformed)?;
@@ -158,19 +220,28 @@ pub fn check_init(
     me: NodeKey,
     trusted: impl Fn(&NodeKey) -> bool,
 ) -> Result<ValidInit, HandshakeError> {
+    check_init_with(msg, me, key_only(trusted))
+}
+
+/// `check_init` with a trust that sees the certificate too (and says why
+/// it refuses).
+pub fn check_init_with(
+    msg: &[u8],
+    me: NodeKey,
+    trusted: impl Fn(&NodeKey, Option<&Cert>) -> Result<(), HandshakeError>,
+) -> Result<ValidInit, HandshakeError> {
     let p = InitPacket::new_checked(msg).map_err(|_| HandshakeError::Malformed)?;
-    let peer = credential_key(p.cred_type(), p.cred())?;
     if p.responder_hint() != &[0; 32] && p.responder_hint() != &me.0 {
         return Err(HandshakeError::NotForUs);
     }
-    if !trusted(&peer) {
-        return Err(HandshakeError::UnknownPeer);
-    }
+    let (peer, cert) = credential_key(p.cred_type(), p.cred())?;
+    trusted(&peer, cert.as_ref())?;
     if !peer.verify(&signed_digest(INIT_LABEL, &[], p.signed()), p.signature()) {
         return Err(HandshakeError::Auth);
     }
     Ok(ValidInit {
         peer,
+        cert,
         sender: p.sender(),
         timestamp: p.timestamp(),
         ephemeral: *p.ephemeral(),
@@ -189,15 +260,31 @@ pub fn respond(
     now: Instant,
     out: &mut [u8],
 ) -> Result<(Session, usize), HandshakeError> {
-    let (ephemeral, e_pub) = fresh_ephemeral(rng)?;
     let me = id.public();
+    let cred = Credential::key(&me);
+    respond_with(id, cred, rng, init, local_index, observed, now, out)
+}
+
+/// `respond` presenting `cred`.
+#[allow(clippy::too_many_arguments)]
+pub fn respond_with(
+    id: &Identity,
+    cred: Credential<'_>,
+    rng: &dyn ring::rand::SecureRandom,
+    init: &ValidInit,
+    local_index: u32,
+    observed: SocketAddr,
+    now: Instant,
+    out: &mut [u8],
+) -> Result<(Session, usize), HandshakeError> {
+    let (ephemeral, e_pub) = fresh_ephemeral(rng)?;
     let repr = RespRepr {
         sender: local_index,
         receiver: init.sender,
         ephemeral: e_pub,
         observed,
-        cred_type: CredType::PublicKey,
-        cred: &me.0,
+        cred_type: cred.ty,
+        cred: cred.bytes,
     };
     let len = repr.buffer_len();
     let out = out.get_mut(..len).ok_or(HandshakeError::Malformed)?;
@@ -231,15 +318,23 @@ pub fn finish(
     trusted: impl Fn(&NodeKey) -> bool,
     now: Instant,
 ) -> Result<Completed, HandshakeError> {
+    finish_with(state, msg, key_only(trusted), now)
+}
+
+/// `finish` with a trust that sees the certificate too.
+pub fn finish_with(
+    state: &mut Option<Initiator>,
+    msg: &[u8],
+    trusted: impl Fn(&NodeKey, Option<&Cert>) -> Result<(), HandshakeError>,
+    now: Instant,
+) -> Result<Completed, HandshakeError> {
     let p = RespPacket::new_checked(msg).map_err(|_| HandshakeError::Malformed)?;
     let st = state.as_ref().ok_or(HandshakeError::Malformed)?;
     if p.receiver() != st.local_index {
         return Err(HandshakeError::Malformed);
     }
-    let peer = credential_key(p.cred_type(), p.cred())?;
-    if !trusted(&peer) {
-        return Err(HandshakeError::UnknownPeer);
-    }
+    let (peer, cert) = credential_key(p.cred_type(), p.cred())?;
+    trusted(&peer, cert.as_ref())?;
     if !peer.verify(
         &signed_digest(RESP_LABEL, &st.init_hash, p.signed()),
         p.signature(),
@@ -256,6 +351,7 @@ pub fn finish(
     .map_err(|_| HandshakeError::Auth)?;
     Ok(Completed {
         peer,
+        cert,
         session: Session::new(st.local_index, p.sender(), i2r, r2i, now, true),
         observed: p.observed(),
     })

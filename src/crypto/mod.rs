@@ -11,6 +11,7 @@
 //! reset a session. Identity is not hidden from passive observers (unlike
 //! Noise IK); that is accepted for a VPN whose members are listed anyway.
 
+pub mod cert;
 pub mod handshake;
 pub mod keys;
 pub mod replay;

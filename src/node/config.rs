@@ -86,6 +86,11 @@ pub struct NodeConfig {
     /// Try a node's TCP endpoints when UDP gets no answer (the shell
     /// listens on TCP too).
     pub tcp_fallback: bool,
+    /// Certificate mode: the CA(s) we trust and their revocation lists.
+    /// Every peer must then present a certificate that checks out.
+    pub trust: Option<crate::crypto::cert::Trust>,
+    /// Our own certificate (encoded), presented in every handshake.
+    pub cert: Option<Vec<u8>>,
 }
 
 impl Default for NodeConfig {
@@ -100,6 +105,8 @@ impl Default for NodeConfig {
             bootstrap: Vec::new(),
             endpoints: Vec::new(),
             trust_any: false,
+            trust: None,
+            cert: None,
             ondemand_threshold: super::ondemand::THRESHOLD,
             max_peers: 256,
             vpn: None,

@@ -122,12 +122,58 @@ impl Node {
     }
 
     pub(super) fn handshake_drop(&mut self, e: HandshakeError) {
-        self.stats.count(match e {
+        let reason = match e {
             HandshakeError::Malformed => DropReason::BadLength,
             HandshakeError::UnknownPeer => DropReason::UnknownPeer,
             HandshakeError::NotForUs => DropReason::NotForUs,
             HandshakeError::Auth => DropReason::AuthFailure,
-        });
+            HandshakeError::NoCert => DropReason::CertMissing,
+            HandshakeError::Cert(c) => DropReason::of_cert(c),
+        };
+        self.stats.count(reason);
+        if matches!(e, HandshakeError::NoCert | HandshakeError::Cert(_)) {
+            let n = self.stats.drops(reason);
+            if n <= 8 || n % 1024 == 0 {
+                let why = match e {
+                    HandshakeError::Cert(c) => c.describe(),
+                    _ => "no certificate (a bare key) while certificates are required",
+                };
+                log::warn!("handshake refused: {why} ({} so far: {n})", reason.name());
+            }
+        }
+    }
+
+    /// Unix seconds now (certificates' validity is wall-clock time).
+    fn unix_secs(&self, now: Instant) -> u64 {
+        (self.wall_origin_us.saturating_add(now.as_micros())) / 1_000_000
+    }
+
+    /// Whether a peer presenting `key` (and `cert`) may link: in
+    /// certificate mode its certificate must check out against our CAs;
+    /// otherwise its key must be listed (or any key, in an open overlay).
+    fn trust_check(
+        trust: Option<&crate::crypto::cert::Trust>,
+        open: bool,
+        listed: bool,
+        key: &NodeKey,
+        cert: Option<&crate::crypto::cert::Cert>,
+        unix: u64,
+    ) -> Result<(), HandshakeError> {
+        match (trust, cert) {
+            (Some(t), Some(c)) => t.check(c, key, unix).map_err(HandshakeError::Cert),
+            (Some(_), None) => Err(HandshakeError::NoCert),
+            (None, _) if open || listed => Ok(()),
+            (None, _) => Err(HandshakeError::UnknownPeer),
+        }
+    }
+
+    /// What we present in handshakes: our certificate, or our key.
+    fn credential(&self) -> (crate::wire::handshake::CredType, Vec<u8>) {
+        use crate::wire::handshake::CredType;
+        match &self.my_cert {
+            Some(c) => (CredType::Certificate, c.clone()),
+            None => (CredType::PublicKey, self.identity.public().0.to_vec()),
+        }
     }
 
     fn is_trusted(&self, key: &NodeKey) -> bool {
@@ -199,7 +245,7 @@ impl Node {
         if !self.limiter.allow_path(from, now) {
             return self.drop_buf(buf, DropReason::RateLimited);
         }
-        let checked = self.check_init(self.pool.data(&buf));
+        let checked = self.check_init(now, self.pool.data(&buf));
         self.pool.free(buf);
         self.respond(now, from, checked);
     }
@@ -221,7 +267,7 @@ impl Node {
         if !self.limiter.allow(first.ip(), now) {
             return self.stats.count(DropReason::RateLimited);
         }
-        let checked = self.check_init(init);
+        let checked = self.check_init(now, init);
         let also: Endpoints = udp.take(MAX_CANDIDATES - 1).collect();
         if let Some(p) = self.respond_to(now, Path::Direct(first), checked, &also, true) {
             // Which candidate works is not known yet: later inits go to all.
@@ -229,10 +275,15 @@ impl Node {
         }
     }
 
-    fn check_init(&self, init: &[u8]) -> Result<handshake::ValidInit, HandshakeError> {
+    fn check_init(
+        &self,
+        now: Instant,
+        init: &[u8],
+    ) -> Result<handshake::ValidInit, HandshakeError> {
         let (trust_any, by_key) = (self.trust_any, &self.by_key);
-        handshake::check_init(init, self.identity.public(), |k| {
-            trust_any || by_key.contains_key(k)
+        let (trust, unix) = (self.trust.as_ref(), self.unix_secs(now));
+        handshake::check_init_with(init, self.identity.public(), |k, cert| {
+            Self::trust_check(trust, trust_any, by_key.contains_key(k), k, cert, unix)
         })
     }
 
@@ -294,13 +345,18 @@ impl Node {
             }
         };
         let local_index = self.new_index(Target::Peer(p));
+        let (cred_type, cred) = self.credential();
         let space = self.pool.space_mut(&out);
         // Over the overlay there is no underlay address to report.
         let observed = endpoint
             .filter(|_| !embedded)
             .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |e| e.addr);
-        let result = handshake::respond(
+        let result = handshake::respond_with(
             &self.identity,
+            handshake::Credential {
+                ty: cred_type,
+                bytes: &cred,
+            },
             &self.sysrand,
             &init,
             local_index,
@@ -322,6 +378,9 @@ impl Node {
         self.pool.set_len(&mut out, len);
         let peer = &mut self.peers[usize::from(p.0)];
         peer.last_init_timestamp = init.timestamp;
+        if init.cert.is_some() {
+            peer.cert = init.cert.clone().map(Box::new);
+        }
         match endpoint {
             // An init that came over the overlay proves no path: traffic
             // stays where it is (routed, or in a tunnel) until the
@@ -445,9 +504,14 @@ impl Node {
             return self.stats.count(DropReason::PoolEmpty);
         };
         let timestamp = self.next_timestamp(now);
+        let (cred_type, cred) = self.credential();
         let space = self.pool.space_mut(&scratch);
-        let made = handshake::create_init(
+        let made = handshake::create_init_with(
             &self.identity,
+            handshake::Credential {
+                ty: cred_type,
+                bytes: &cred,
+            },
             &self.sysrand,
             local_index,
             None,
@@ -509,8 +573,14 @@ impl Node {
             Target::Boot(_) | Target::Ctm(_) => None,
         };
         let (trust_any, by_key) = (self.trust_any, &self.by_key);
-        let trusted =
-            |k: &NodeKey| expected.map_or(trust_any || by_key.contains_key(k), |e| *k == e);
+        let (trust, unix) = (self.trust.as_ref(), self.unix_secs(now));
+        let trusted = |k: &NodeKey, cert: Option<&crate::crypto::cert::Cert>| {
+            if expected.is_some_and(|e| *k != e) {
+                return Err(HandshakeError::UnknownPeer);
+            }
+            let listed = expected.is_some() || by_key.contains_key(k);
+            Self::trust_check(trust, trust_any, listed, k, cert, unix)
+        };
         let pending = match target {
             Target::Peer(p) => &mut self.peers[usize::from(p.0)].pending,
             Target::Boot(b) => &mut self.boots[usize::from(b)].pending,
@@ -519,7 +589,7 @@ impl Node {
         let Some(pend) = pending.as_mut().filter(|x| x.local_index == receiver) else {
             return self.drop_buf(buf, DropReason::UnknownSession);
         };
-        let result = handshake::finish(&mut pend.state, self.pool.data(&buf), trusted, now);
+        let result = handshake::finish_with(&mut pend.state, self.pool.data(&buf), trusted, now);
         self.pool.free(buf);
         let done = match result {
             Ok(d) => d,
@@ -583,6 +653,9 @@ impl Node {
         let peer = &mut self.peers[usize::from(p.0)];
         if let Some(stale) = peer.pending.take() {
             self.by_index.remove(&stale.local_index);
+        }
+        if done.cert.is_some() {
+            peer.cert = done.cert.clone().map(Box::new);
         }
         match endpoint {
             Some(ep) => {
@@ -835,9 +908,14 @@ impl Node {
             return self.stats.count(DropReason::PoolEmpty);
         };
         let timestamp = self.next_timestamp(now);
+        let (cred_type, cred) = self.credential();
         let space = self.pool.space_mut(&out);
-        match handshake::create_init(
+        match handshake::create_init_with(
             &self.identity,
+            handshake::Credential {
+                ty: cred_type,
+                bytes: &cred,
+            },
             &self.sysrand,
             local_index,
             hint,

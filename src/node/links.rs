@@ -97,6 +97,11 @@ impl Node {
             MsgType::Frame
         };
         for buf in waiting {
+            // Its certificate is known now: the address must be in it.
+            if ty == MsgType::Packet && !self.may_hold(p, self.packet_dst(&buf)) {
+                self.refuse_claim(p, buf);
+                continue;
+            }
             self.send_to_peer(now, p, ty, buf);
         }
     }
@@ -146,6 +151,9 @@ impl Node {
             }
         }
         self.relay_link_up(now, p);
+        if self.trust.is_some() {
+            self.send_revocations(now, p);
+        }
         self.run_overlay_actions(now);
     }
 

@@ -20,6 +20,7 @@ pub(crate) mod relay;
 pub mod stats;
 pub mod status;
 mod switch;
+pub mod trust;
 pub mod vpn;
 mod wakeups;
 
@@ -113,6 +114,9 @@ pub struct Node {
     nat: nat::NatObserver,
     /// Try TCP endpoints when UDP gets no answer.
     tcp_fallback: bool,
+    /// Certificate mode (see `NodeConfig::trust`).
+    trust: Option<crate::crypto::cert::Trust>,
+    my_cert: Option<Vec<u8>>,
     /// Links crossed by the routed message being received.
     routed_hops: u8,
     /// Tests: what this node saw of the tunnel messages it relayed (after
@@ -187,6 +191,8 @@ impl Node {
             local_endpoints: cfg.endpoints.clone(),
             nat: nat::NatObserver::default(),
             tcp_fallback: cfg.tcp_fallback,
+            trust: cfg.trust,
+            my_cert: cfg.cert,
             routed_hops: 0,
             #[cfg(test)]
             relay_seen: Vec::new(),
@@ -637,6 +643,11 @@ impl Node {
 
     fn handle_control(&mut self, now: Instant, p: PeerIdx, mut buf: PacketBuf) {
         let kind = self.pool.data(&buf).first().copied();
+        if kind == Some(trust::CTRL_REVOCATIONS) {
+            let msg = self.pool.data(&buf).to_vec();
+            self.pool.free(buf);
+            return self.revocations_from(now, p, &msg);
+        }
         if !matches!(kind, Some(CTRL_PING | CTRL_PONG)) {
             if let Some(buf) = self.handle_overlay_control(now, p, buf) {
                 self.drop_buf(buf, DropReason::BadType);

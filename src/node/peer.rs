@@ -269,6 +269,9 @@ pub struct Peer {
     pub rtt: Option<Duration>,
     /// Our endpoint as this peer sees it.
     pub observed: Option<SocketAddr>,
+    /// Certificate mode: the certificate the peer presented in its last
+    /// handshake (what it may claim).
+    pub cert: Option<Box<crate::crypto::cert::Cert>>,
     /// Allocated only while something waits (a handshake is under way),
     /// never on the data path of a live session.
     pub waiting: Vec<PacketBuf>,
@@ -295,6 +298,7 @@ impl Peer {
             last_tx: None,
             answer_check: None,
             proven: None,
+            cert: None,
             candidates: SmallVec::new(),
             punching: false,
             punch_failed: None,

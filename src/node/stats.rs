@@ -69,9 +69,39 @@ pub enum DropReason {
     /// Tunnel traffic we would not relay: not to a node we are linked to,
     /// or over our relay budget (0: we never relay).
     RelayRefused,
+    /// Certificate mode: a handshake with a bare key, no certificate.
+    CertMissing,
+    /// A certificate that does not parse, whose signature does not verify,
+    /// or that certifies another key than the handshake's.
+    CertInvalid,
+    /// A certificate from a CA we do not trust.
+    CertUnknownCa,
+    /// A certificate outside its validity window (or its CA's).
+    CertExpired,
+    /// A certificate for another network.
+    CertWrongNetwork,
+    /// A certificate on the revocation list.
+    CertRevoked,
+    /// An IP packet for (or from) an address the peer's certificate does
+    /// not let it hold: a member claiming someone else's address.
+    ClaimNotCertified,
 }
 
 impl DropReason {
+    /// How the node counts a refused certificate.
+    pub fn of_cert(e: crate::crypto::cert::CertError) -> DropReason {
+        use crate::crypto::cert::CertError;
+        match e {
+            CertError::Malformed | CertError::BadSignature | CertError::WrongKey => {
+                DropReason::CertInvalid
+            }
+            CertError::UnknownCa => DropReason::CertUnknownCa,
+            CertError::Expired => DropReason::CertExpired,
+            CertError::WrongNetwork => DropReason::CertWrongNetwork,
+            CertError::Revoked => DropReason::CertRevoked,
+        }
+    }
+
     /// How the node counts an overlay refusal.
     pub fn of_refusal(r: crate::overlay::Refused) -> DropReason {
         use crate::overlay::Refused;
@@ -84,7 +114,7 @@ impl DropReason {
         }
     }
 
-    pub const ALL: [DropReason; 30] = [
+    pub const ALL: [DropReason; 37] = [
         DropReason::BadLength,
         DropReason::BadVersion,
         DropReason::BadType,
@@ -115,6 +145,13 @@ impl DropReason {
         DropReason::BroadcastDuplicate,
         DropReason::BroadcastRateLimited,
         DropReason::RelayRefused,
+        DropReason::CertMissing,
+        DropReason::CertInvalid,
+        DropReason::CertUnknownCa,
+        DropReason::CertExpired,
+        DropReason::CertWrongNetwork,
+        DropReason::CertRevoked,
+        DropReason::ClaimNotCertified,
     ];
 
     /// Stable snake_case name used by `ringvpn status` and its JSON.
@@ -150,15 +187,31 @@ impl DropReason {
             DropReason::BroadcastDuplicate => "broadcast_duplicate",
             DropReason::BroadcastRateLimited => "broadcast_rate_limited",
             DropReason::RelayRefused => "relay_refused",
+            DropReason::CertMissing => "cert_missing",
+            DropReason::CertInvalid => "cert_invalid",
+            DropReason::CertUnknownCa => "cert_unknown_ca",
+            DropReason::CertExpired => "cert_expired",
+            DropReason::CertWrongNetwork => "cert_wrong_network",
+            DropReason::CertRevoked => "cert_revoked",
+            DropReason::ClaimNotCertified => "claim_not_certified",
         }
     }
 }
 
 /// Node-wide counters.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Stats {
     drops: [u64; DropReason::ALL.len()],
     pub handshakes_completed: u64,
+}
+
+impl Default for Stats {
+    fn default() -> Stats {
+        Stats {
+            drops: [0; DropReason::ALL.len()],
+            handshakes_completed: 0,
+        }
+    }
 }
 
 impl Stats {

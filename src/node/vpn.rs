@@ -230,6 +230,43 @@ impl Node {
         }
     }
 
+    /// The IPv4 address an IP packet is for (an IPv6 one's embedded
+    /// address in the network's /96).
+    pub(super) fn packet_dst(&self, buf: &PacketBuf) -> Option<Ipv4Addr> {
+        let v = self.vpn.as_ref()?;
+        match ip::destination(self.pool.data(buf))? {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(a) => v.cfg.v4_of(a),
+        }
+    }
+
+    /// Certificate mode: whether peer `p` may hold `ip`, by the addresses
+    /// its certificate lists. Yes while its certificate is not known yet
+    /// (no handshake): packets then wait for the session, and are checked
+    /// again when they are released.
+    pub(super) fn may_hold(&self, p: PeerIdx, ip: Option<Ipv4Addr>) -> bool {
+        if self.trust.is_none() {
+            return true;
+        }
+        match (&self.peers[usize::from(p.0)].cert, ip) {
+            (Some(c), Some(ip)) => c.allows(IpAddr::V4(ip)),
+            (Some(_), None) => false,
+            (None, _) => true,
+        }
+    }
+
+    /// A packet to or from an address peer `p` is not certified for.
+    pub(super) fn refuse_claim(&mut self, p: PeerIdx, buf: PacketBuf) {
+        self.drop_buf(buf, DropReason::ClaimNotCertified);
+        let n = self.stats.drops(DropReason::ClaimNotCertified);
+        if n <= 8 || n % 1024 == 0 {
+            log::warn!(
+                "{} holds an address its certificate does not list: refused ({n} packets so far)",
+                self.peers[usize::from(p.0)].name
+            );
+        }
+    }
+
     /// An IP packet for the holder of `ip`: sent if known, parked while
     /// the DHT is asked, dropped if nobody holds it.
     fn send_to_ip(&mut self, now: Instant, ip: Ipv4Addr, buf: PacketBuf) {
@@ -283,6 +320,9 @@ impl Node {
         let Some(p) = self.find_or_add_peer(key, None) else {
             return self.drop_buf(buf, DropReason::TooManyPeers);
         };
+        if !self.may_hold(p, self.packet_dst(&buf)) {
+            return self.refuse_claim(p, buf);
+        }
         let peer = &mut self.peers[usize::from(p.0)];
         if !peer.linked && peer.pending.is_none() && peer.sessions.current.is_none() {
             // No link: an end-to-end session over the overlay.
@@ -317,6 +357,9 @@ impl Node {
         };
         match v.resolver.answer(now, src) {
             Answer::Known(key) if key == self.peers[usize::from(p.0)].key => {
+                if !self.may_hold(p, Some(src)) {
+                    return self.refuse_claim(p, buf);
+                }
                 self.deliver_packet(buf)
             }
             Answer::Known(_) | Answer::Absent => self.drop_buf(buf, DropReason::SpoofedSource),
@@ -454,7 +497,11 @@ impl Node {
                     (Dir::Out, Some(key)) => self.send_packet_to(now, key, buf),
                     (Dir::Out, None) => self.drop_buf(buf, DropReason::UnknownIp),
                     (Dir::In(p), Some(key)) if self.peers[usize::from(p.0)].key == key => {
-                        self.deliver_packet(buf)
+                        if self.may_hold(p, Some(ip)) {
+                            self.deliver_packet(buf)
+                        } else {
+                            self.refuse_claim(p, buf)
+                        }
                     }
                     (Dir::In(_), _) => self.drop_buf(buf, DropReason::SpoofedSource),
                 }

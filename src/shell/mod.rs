@@ -37,11 +37,12 @@ const TCP_FIRST: usize = 100;
 const TURN_BUDGET: usize = 16;
 
 /// Runs the daemon until SIGINT or SIGTERM.
-pub fn run(cfg: Config) -> Result<(), String> {
+pub fn run(mut cfg: Config) -> Result<(), String> {
     let seed = crate::config::load_key(&cfg.key_file)?;
     let identity = Identity::from_seed(&seed);
     drop(seed);
     let key = identity.public();
+    let trust = load_trust(&mut cfg, &key)?;
     let vpn = cfg.vpn();
     // In overlay mode a static address is configured at once (the claim
     // runs meanwhile; a conflict stops the daemon); an automatic one once
@@ -85,6 +86,8 @@ pub fn run(cfg: Config) -> Result<(), String> {
             .map_err(setup)?;
     }
 
+    let mut revocations = cfg.revocations.clone().map(RevocationFile::new);
+
     let clock = std::time::Instant::now();
     let now = || Instant::from_micros(clock.elapsed().as_micros() as u64);
     let wall = SystemTime::now()
@@ -106,6 +109,8 @@ pub fn run(cfg: Config) -> Result<(), String> {
         vpn: vpn.clone(),
         tcp_fallback: cfg.tcp,
         timers: cfg.timers(),
+        trust: trust.as_ref().map(|(t, _)| t.clone()),
+        cert: trust.map(|(_, c)| c),
         ..NodeConfig::default()
     };
     let mut node = Node::new(identity, node_cfg, now());
@@ -133,7 +138,12 @@ pub fn run(cfg: Config) -> Result<(), String> {
         let timeout = if udp_more || (tap_more && udp_writable) {
             Some(Duration::ZERO)
         } else {
-            node.poll_timeout().map(|t| t.saturating_since(now()))
+            let watch = revocations.as_ref().map(|_| REVOCATIONS_EVERY);
+            let node_t = node.poll_timeout().map(|t| t.saturating_since(now()));
+            match (node_t, watch) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
         };
         match poll.poll(&mut events, timeout) {
             Ok(()) => {}
@@ -200,9 +210,120 @@ pub fn run(cfg: Config) -> Result<(), String> {
             node.handle_timeout(t);
             tcp.expire(poll.registry(), t);
         }
+        if let Some(r) = revocations.as_mut() {
+            r.check(&mut node, t);
+        }
         // A claim settles on a DHT reply (a datagram) as often as on a timer.
         addresses.update(&node, tap.name(), vpn.as_ref())?;
         udp_writable = flush(&tap, &mut udp, &mut tcp, poll.registry(), &mut node, t)?;
+    }
+}
+
+/// How often the revocation list file is looked at.
+const REVOCATIONS_EVERY: Duration = Duration::from_secs(5);
+
+/// Certificate mode: the CA certificate(s) and our own certificate, which
+/// must be for our key, from one of those CAs, for our network and valid
+/// now (a mistake here is a clear error at start, not silent refusals).
+/// With `address = auto`, the certificate's first single IPv4 address is
+/// the node's.
+fn load_trust(
+    cfg: &mut Config,
+    key: &crate::crypto::NodeKey,
+) -> Result<Option<(crate::crypto::cert::Trust, Vec<u8>)>, String> {
+    let (Some(ca), Some(cert)) = (&cfg.ca, &cfg.cert) else {
+        return Ok(None);
+    };
+    let cas = crate::pki::load_certs(ca)?;
+    if cas
+        .iter()
+        .any(|c| c.kind != crate::crypto::cert::KIND_CA || !c.signature_ok())
+    {
+        return Err(format!("{}: not a valid CA certificate", ca.display()));
+    }
+    let (bytes, mine) = crate::pki::load_cert(cert)?;
+    let mut trust = crate::crypto::cert::Trust {
+        network: cfg.network.clone(),
+        cas,
+        revocations: Vec::new(),
+    };
+    if let Some(path) = &cfg.revocations {
+        if path.exists() {
+            let list = crate::pki::load_revocations(path)?;
+            trust
+                .offer_revocations(list)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    trust
+        .check(&mine, key, crate::pki::unix_now())
+        .map_err(|e| format!("{}: our own certificate: {e}", cert.display()))?;
+    if cfg.auto_address {
+        let single = mine.prefixes.iter().find_map(|p| match p.addr {
+            std::net::IpAddr::V4(a) if p.len == 32 => Some(a),
+            _ => None,
+        });
+        if let Some(a) = single {
+            cfg.address = Some((a, cfg.subnet.1));
+            cfg.auto_address = false;
+        }
+    }
+    if let Some((ip, _)) = cfg.address.filter(|_| !cfg.auto_address) {
+        if !mine.allows(std::net::IpAddr::V4(ip)) {
+            return Err(format!(
+                "{}: address {ip} is not among the certificate's addresses",
+                cert.display()
+            ));
+        }
+    }
+    log::info!(
+        "certificate mode: {} in network {} ({} CA(s))",
+        mine.name,
+        mine.network,
+        trust.cas.len()
+    );
+    Ok(Some((trust, bytes)))
+}
+
+/// The revocation list file: re-read when it changes, and offered to the
+/// node (which takes it only if it is newer and signed by our CA).
+struct RevocationFile {
+    path: std::path::PathBuf,
+    seen: Option<SystemTime>,
+    next: Option<std::time::Instant>,
+}
+
+impl RevocationFile {
+    fn new(path: std::path::PathBuf) -> RevocationFile {
+        let seen = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        RevocationFile {
+            path,
+            seen,
+            next: None,
+        }
+    }
+
+    fn check(&mut self, node: &mut Node, now: Instant) {
+        let wall = std::time::Instant::now();
+        if self.next.is_some_and(|n| wall < n) {
+            return;
+        }
+        self.next = Some(wall + REVOCATIONS_EVERY);
+        let modified = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
+        if modified.is_none() || modified == self.seen {
+            return;
+        }
+        self.seen = modified;
+        match crate::pki::load_revocations(&self.path) {
+            Ok(list) => match node.offer_revocations(now, list, None) {
+                Ok(true) => {}
+                Ok(false) => log::info!("{}: not newer than ours", self.path.display()),
+                Err(e) => log::warn!("{}: refused: {e}", self.path.display()),
+            },
+            Err(e) => log::warn!("{e}"),
+        }
     }
 }
 

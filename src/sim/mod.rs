@@ -17,7 +17,7 @@ use crate::overlay::{Addr, OverlayConfig};
 use crate::rand::{Rng, SeededRng};
 use crate::time::Instant;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -94,6 +94,8 @@ pub struct Sim {
     pub stuck_debug: Option<String>,
     /// Run every node as a VPN member of this network (`None`: overlay only).
     pub vpn: Option<crate::vpn::VpnConfig>,
+    /// Certificate mode: every node gets a certificate from this CA.
+    pub certs: Option<SimCerts>,
     /// Keep frames the nodes write to their TAPs (for VPN tests), up to
     /// this many per node; 0 discards them.
     pub keep_frames: usize,
@@ -144,6 +146,7 @@ impl Sim {
             stuck_node: None,
             stuck_debug: None,
             vpn: None,
+            certs: None,
             keep_frames: 0,
             nat: None,
             geo: None,
@@ -205,7 +208,22 @@ impl Sim {
         for chunk in key.chunks_mut(8) {
             chunk.copy_from_slice(&s.next_u64().to_le_bytes());
         }
+        let (trust, cert) = match &self.certs {
+            Some(c) => {
+                let me = Identity::from_seed(&Seed(key)).public();
+                let i = self
+                    .nodes
+                    .iter()
+                    .position(|n| n.endpoint == endpoint)
+                    .unwrap_or(self.nodes.len()) as u32;
+                let (trust, cert) = c.for_node(me, i);
+                (Some(trust), Some(cert))
+            }
+            None => (None, None),
+        };
         let cfg = NodeConfig {
+            trust,
+            cert,
             timers: self.timers.clone(),
             pool_slots: self.pool_slots,
             wall_origin_us: 1_800_000_000_000_000 + self.now.as_micros(),
@@ -507,5 +525,41 @@ impl Sim {
     pub fn run_for(&mut self, d: Duration) {
         let until = self.now + d;
         self.run_until(until);
+    }
+}
+
+/// Certificates for simulated nodes: one CA, a certificate per node (valid
+/// around the simulator's clock), for the whole network's range unless
+/// `prefixes` says otherwise for a node.
+pub struct SimCerts {
+    pub ca_seed: [u8; 32],
+    pub network: String,
+    pub prefixes: HashMap<u32, Vec<crate::crypto::cert::Prefix>>,
+}
+
+impl SimCerts {
+    fn for_node(
+        &self,
+        key: crate::crypto::NodeKey,
+        i: u32,
+    ) -> (crate::crypto::cert::Trust, Vec<u8>) {
+        use crate::crypto::cert::{Cert, Prefix, Trust};
+        let ca = Identity::from_seed(&Seed(self.ca_seed));
+        let valid = (1_700_000_000, 1_900_000_000);
+        let ca_cert = Cert::new_ca(&ca, &self.network, "sim CA", valid).expect("a CA certificate");
+        let prefixes = self
+            .prefixes
+            .get(&i)
+            .cloned()
+            .unwrap_or_else(|| vec![Prefix::parse("100.64.0.0/10").expect("a prefix")]);
+        let name = format!("n{i}");
+        let cert = Cert::new_node(&ca, key, &self.network, &name, prefixes, vec![], valid)
+            .expect("a certificate");
+        let trust = Trust {
+            network: self.network.clone(),
+            cas: vec![ca_cert],
+            revocations: vec![],
+        };
+        (trust, cert.encode().expect("encodable"))
     }
 }

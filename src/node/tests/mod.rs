@@ -436,5 +436,6 @@ fn timeouts_are_reported() {
     assert!(t > net.now && t <= net.now + Duration::from_secs(10));
 }
 
+mod certs;
 mod hostile_overlay;
 mod tunnel;

@@ -40,11 +40,11 @@ fn nat_vpn_sim(a: SimNat, b: SimNat, seed: u64) -> Sim {
     sim
 }
 
-fn vip(sim: &Sim, i: usize) -> Ipv4Addr {
+pub(super) fn vip(sim: &Sim, i: usize) -> Ipv4Addr {
     sim.node(i).vpn_status().unwrap().address.unwrap()
 }
 
-fn udp_frame(sim: &Sim, i: usize, dst: Ipv4Addr, body: &[u8]) -> Vec<u8> {
+pub(super) fn udp_frame(sim: &Sim, i: usize, dst: Ipv4Addr, body: &[u8]) -> Vec<u8> {
     let mut f = Vec::new();
     f.extend_from_slice(&VIRTUAL_MAC.0);
     f.extend_from_slice(&host_mac(&sim.node(i).public_key()).0);
@@ -59,11 +59,11 @@ fn udp_frame(sim: &Sim, i: usize, dst: Ipv4Addr, body: &[u8]) -> Vec<u8> {
     f
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
+pub(super) fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-fn received_marker(sim: &mut Sim, i: usize, marker: &[u8]) -> bool {
+pub(super) fn received_marker(sim: &mut Sim, i: usize, marker: &[u8]) -> bool {
     sim.take_frames(i).iter().any(|f| contains(f, marker))
 }
 

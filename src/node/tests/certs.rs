@@ -1,0 +1,266 @@
+//! Certificate mode: a node links only to peers whose certificate its CA
+//! signed, for its network, in its validity window and not revoked; each
+//! refusal is a counted drop by reason.
+
+use super::*;
+use crate::crypto::cert::{Cert, Prefix, Revocations, Trust, SIG_LEN};
+
+/// The Unix time the test nodes' clocks start at (see `node`).
+const T0: u64 = 1_700_000_000;
+
+fn ca(n: u8, network: &str) -> (Identity, Cert) {
+    let id = identity(n);
+    let cert = Cert::new_ca(
+        &id,
+        network,
+        &format!("ca{n}"),
+        (T0 - 1000, T0 + 10_000_000),
+    )
+    .unwrap();
+    (id, cert)
+}
+
+fn node_cert(ca: &Identity, me: u8, network: &str, valid: (u64, u64)) -> Vec<u8> {
+    let prefixes = vec![Prefix::parse(&format!("100.64.0.{me}")).unwrap()];
+    let key = identity(me).public();
+    Cert::new_node(ca, key, network, &format!("n{me}"), prefixes, vec![], valid)
+        .unwrap()
+        .encode()
+        .unwrap()
+}
+
+const VALID: (u64, u64) = (T0 - 100, T0 + 100_000);
+
+/// A (node 1) in certificate mode for network "office" under CA 100; B
+/// (node 2) presents `b_cert` (none: a bare key) and accepts anyone.
+fn pair(b_cert: Option<Vec<u8>>, revoked: Option<Revocations>) -> Net {
+    let (ca_id, ca_cert) = ca(100, "office");
+    let trust = Trust {
+        network: "office".into(),
+        cas: vec![ca_cert],
+        revocations: revoked.into_iter().collect(),
+    };
+    let mut a = node(1, &[(2, EP_B)], Timers::default());
+    a.trust = Some(trust);
+    a.my_cert = Some(node_cert(&ca_id, 1, "office", VALID));
+    let mut b = node(2, &[(1, EP_A)], Timers::default());
+    b.my_cert = b_cert;
+    let mut net = Net {
+        nodes: vec![(ep(EP_A), a), (ep(EP_B), b)],
+        now: Instant::ZERO,
+    };
+    net.tick(Duration::ZERO);
+    net.deliver(|_, _| true);
+    net
+}
+
+fn refused(net: &Net, reason: DropReason) -> bool {
+    !net.up(0) && net.nodes[0].1.stats().drops(reason) >= 1
+}
+
+#[test]
+fn a_certified_peer_links_and_the_certificate_crosses_the_handshake() {
+    let (ca_id, _) = ca(100, "office");
+    let net = pair(Some(node_cert(&ca_id, 2, "office", VALID)), None);
+    assert!(net.up(0) && net.up(1));
+}
+
+#[test]
+fn peers_without_a_good_certificate_cannot_link() {
+    let (ca_id, _) = ca(100, "office");
+    let (other_ca, _) = ca(101, "office");
+    let net = pair(None, None);
+    assert!(refused(&net, DropReason::CertMissing), "a bare key");
+    let expired = node_cert(&ca_id, 2, "office", (T0 - 100_000, T0 - 1_000));
+    assert!(refused(&pair(Some(expired), None), DropReason::CertExpired));
+    let early = node_cert(&ca_id, 2, "office", (T0 + 1_000, T0 + 100_000));
+    assert!(refused(&pair(Some(early), None), DropReason::CertExpired));
+    let lab = node_cert(&ca_id, 2, "lab", VALID);
+    assert!(refused(
+        &pair(Some(lab), None),
+        DropReason::CertWrongNetwork
+    ));
+    let foreign = node_cert(&other_ca, 2, "office", VALID);
+    assert!(refused(
+        &pair(Some(foreign), None),
+        DropReason::CertUnknownCa
+    ));
+    // B presents a certificate of node 3's: the certified key did not sign
+    // B's handshake.
+    let stolen = node_cert(&ca_id, 3, "office", VALID);
+    assert!(refused(&pair(Some(stolen), None), DropReason::AuthFailure));
+    let mut tampered = node_cert(&ca_id, 2, "office", VALID);
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    assert!(refused(
+        &pair(Some(tampered), None),
+        DropReason::CertInvalid
+    ));
+    let list = Revocations {
+        issuer: NodeKey::default(),
+        serial: 1,
+        issued_at: T0,
+        revoked: vec![identity(2).public()],
+        signature: [0; SIG_LEN],
+    }
+    .sign(&ca_id)
+    .unwrap();
+    let good = node_cert(&ca_id, 2, "office", VALID);
+    assert!(refused(
+        &pair(Some(good), Some(list)),
+        DropReason::CertRevoked
+    ));
+}
+
+fn revoke(ca: &Identity, serial: u64, who: &[u8]) -> Revocations {
+    Revocations {
+        issuer: NodeKey::default(),
+        serial,
+        issued_at: T0,
+        revoked: who.iter().map(|&n| identity(n).public()).collect(),
+        signature: [0; SIG_LEN],
+    }
+    .sign(ca)
+    .unwrap()
+}
+
+/// A – B – C in a line, all certified by CA 100.
+fn line() -> (Net, Identity) {
+    let (ca_id, ca_cert) = ca(100, "office");
+    let mk = |me: u8, peers: &[(u8, &str)]| {
+        let mut n = node(me, peers, Timers::default());
+        n.trust = Some(Trust {
+            network: "office".into(),
+            cas: vec![ca_cert.clone()],
+            revocations: vec![],
+        });
+        n.my_cert = Some(node_cert(&ca_id, me, "office", VALID));
+        n
+    };
+    let mut net = Net {
+        nodes: vec![
+            (ep(EP_A), mk(1, &[(2, EP_B)])),
+            (ep(EP_B), mk(2, &[(1, EP_A), (3, EP_C)])),
+            (ep(EP_C), mk(3, &[(2, EP_B)])),
+        ],
+        now: Instant::ZERO,
+    };
+    net.tick(Duration::ZERO);
+    net.deliver(|_, _| true);
+    assert!(net.up(0) && net.up(1) && net.up(2));
+    (net, ca_id)
+}
+
+fn serial(net: &Net, i: usize) -> Option<u64> {
+    let t = net.nodes[i].1.trust.as_ref()?;
+    t.revocations.first().map(|r| r.serial)
+}
+
+#[test]
+fn a_revocation_list_spreads_over_the_links_and_cuts_the_revoked_off() {
+    let (mut net, ca_id) = line();
+    // A list revoking nobody here reaches C through B.
+    let now = net.now;
+    assert_eq!(
+        net.nodes[0]
+            .1
+            .offer_revocations(now, revoke(&ca_id, 1, &[9]), None),
+        Ok(true)
+    );
+    net.deliver(|_, _| true);
+    assert_eq!(serial(&net, 2), Some(1), "C got the list from B");
+    // Revoking C: B drops its link to C at once; C cannot link again.
+    assert_eq!(
+        net.nodes[0]
+            .1
+            .offer_revocations(now, revoke(&ca_id, 2, &[3]), None),
+        Ok(true)
+    );
+    net.deliver(|_, _| true);
+    assert_eq!(serial(&net, 1), Some(2));
+    let b = &net.nodes[1].1;
+    let c_key = identity(3).public();
+    let to_c = b
+        .status(net.now)
+        .peers
+        .into_iter()
+        .find(|p| p.key == c_key)
+        .unwrap();
+    assert_ne!(to_c.state, "up", "B cut C off");
+    for _ in 0..20 {
+        net.tick(Duration::from_secs(2));
+        net.deliver(|_, _| true);
+    }
+    let to_c = net.nodes[1]
+        .1
+        .status(net.now)
+        .peers
+        .into_iter()
+        .find(|p| p.key == c_key)
+        .unwrap();
+    assert_ne!(to_c.state, "up", "C stays out");
+    assert!(net.nodes[1].1.stats().drops(DropReason::CertRevoked) >= 1);
+    // An older list never replaces a newer one.
+    assert_eq!(
+        net.nodes[1]
+            .1
+            .offer_revocations(net.now, revoke(&ca_id, 1, &[]), None),
+        Ok(false)
+    );
+    assert_eq!(serial(&net, 1), Some(2));
+    // A list from another CA is refused.
+    let (other, _) = ca(101, "office");
+    assert!(net.nodes[1]
+        .1
+        .offer_revocations(net.now, revoke(&other, 5, &[]), None)
+        .is_err());
+}
+
+/// Six VPN members with certificates; node 5's lists only 100.64.99.99,
+/// but it claims the address the VPN gives it like everyone else.
+#[test]
+fn a_member_claiming_an_address_outside_its_certificate_is_refused() {
+    use super::tunnel::{received_marker, udp_frame, vip};
+    use crate::sim::{scenario, NetConfig, Sim, SimCerts};
+    let mut sim = Sim::new(21, NetConfig::default());
+    sim.vpn = Some(crate::vpn::VpnConfig::new("sim"));
+    sim.keep_frames = 64;
+    let mut prefixes = std::collections::HashMap::new();
+    prefixes.insert(5u32, vec![Prefix::parse("100.64.99.99").unwrap()]);
+    sim.certs = Some(SimCerts {
+        ca_seed: [100; 32],
+        network: "sim".into(),
+        prefixes,
+    });
+    for _ in 0..6 {
+        let boots = sim.random_bootstraps(3, None);
+        sim.add_node(boots);
+    }
+    scenario::run_until_consistent(&mut sim, Duration::from_secs(1), Duration::from_secs(60))
+        .expect("a ring of certified members");
+    sim.run_for(Duration::from_secs(20));
+    let (v1, v5) = (vip(&sim, 1), vip(&sim, 5));
+    assert_ne!(v5, "100.64.99.99".parse::<std::net::Ipv4Addr>().unwrap());
+    // An honest member is reached.
+    let f = udp_frame(&sim, 0, v1, b"to-an-honest-member");
+    sim.inject_frame(0, &f);
+    sim.run_for(Duration::from_secs(3));
+    assert!(received_marker(&mut sim, 1, b"to-an-honest-member"));
+    // The member whose certificate does not list its address is not:
+    // node 0 resolves it, learns its certificate and refuses.
+    let before = sim.node_drops(0, "claim_not_certified");
+    for k in 0..3 {
+        let f = udp_frame(&sim, 0, v5, format!("to-the-squatter-{k}").as_bytes());
+        sim.inject_frame(0, &f);
+        sim.run_for(Duration::from_secs(3));
+    }
+    assert!(!received_marker(&mut sim, 5, b"to-the-squatter"));
+    assert!(sim.node_drops(0, "claim_not_certified") > before);
+    // Nor is what it sends from that address delivered.
+    let before = sim.node_drops(1, "claim_not_certified");
+    let f = udp_frame(&sim, 5, v1, b"from-the-squatter");
+    sim.inject_frame(5, &f);
+    sim.run_for(Duration::from_secs(3));
+    assert!(!received_marker(&mut sim, 1, b"from-the-squatter"));
+    assert!(sim.node_drops(1, "claim_not_certified") > before);
+}

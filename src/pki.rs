@@ -1,0 +1,253 @@
+//! The group CA's offline tools behind `ringvpn ca …` and `ringvpn cert …`:
+//! key and certificate files, signing, revocation lists, showing them.
+//! Nothing here runs in the daemon except the loaders.
+
+use crate::config::{load_key, write_new_key};
+use crate::crypto::cert::{
+    armour, dearmour, Cert, Prefix, Revocations, CERT_ARMOUR, KIND_CA, REVOCATIONS_ARMOUR, SIG_LEN,
+};
+use crate::crypto::{Identity, NodeKey, Seed};
+use std::path::Path;
+
+/// A day in seconds.
+pub const DAY: u64 = 86_400;
+
+/// Seconds since the Unix epoch now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Every certificate in an armoured file (a CA file may hold two during a
+/// rollover).
+pub fn load_certs(path: &Path) -> Result<Vec<Cert>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    dearmour(CERT_ARMOUR, &text)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .iter()
+        .map(|b| Cert::decode(b).map_err(|e| format!("{}: {e}", path.display())))
+        .collect()
+}
+
+/// The one certificate in a file, as bytes and parsed.
+pub fn load_cert(path: &Path) -> Result<(Vec<u8>, Cert), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let blocks = dearmour(CERT_ARMOUR, &text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let [bytes] = <[Vec<u8>; 1]>::try_from(blocks)
+        .map_err(|_| format!("{}: expected exactly one certificate", path.display()))?;
+    let cert = Cert::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((bytes, cert))
+}
+
+pub fn load_revocations(path: &Path) -> Result<Revocations, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let blocks =
+        dearmour(REVOCATIONS_ARMOUR, &text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let [bytes] = <[Vec<u8>; 1]>::try_from(blocks)
+        .map_err(|_| format!("{}: expected exactly one revocation list", path.display()))?;
+    Revocations::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Writes a text file, refusing to overwrite one.
+fn write_new(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// `ringvpn ca init`: a new CA key (mode 0600) and its self-signed
+/// certificate for `network`, valid from now for `days`.
+pub fn ca_init(
+    key_path: &Path,
+    cert_path: &Path,
+    network: &str,
+    name: &str,
+    days: u64,
+) -> Result<Cert, String> {
+    let seed = Seed::generate();
+    let id = Identity::from_seed(&seed);
+    let now = unix_now();
+    let valid = (now, now.saturating_add(days.saturating_mul(DAY)));
+    let cert = Cert::new_ca(&id, network, name, valid)
+        .map_err(|_| "network and name must be 1 to 64 printable bytes".to_string())?;
+    let bytes = cert.encode().map_err(|e| e.to_string())?;
+    write_new_key(key_path, &seed)?;
+    write_new(cert_path, &armour(CERT_ARMOUR, &bytes))?;
+    Ok(cert)
+}
+
+/// What `ringvpn cert sign` certifies.
+pub struct SignRequest {
+    pub subject: NodeKey,
+    pub name: String,
+    pub prefixes: Vec<Prefix>,
+    pub groups: Vec<String>,
+    pub not_before: u64,
+    pub days: u64,
+}
+
+/// Signs a node certificate with the CA key, for the CA's network; the
+/// validity may not outlast the CA's.
+pub fn sign(ca_key: &Path, ca_cert: &Path, req: SignRequest) -> Result<Cert, String> {
+    let id = Identity::from_seed(&load_key(ca_key)?);
+    let ca = load_certs(ca_cert)?
+        .into_iter()
+        .find(|c| c.subject == id.public() && c.kind == KIND_CA)
+        .ok_or_else(|| format!("{}: no CA certificate for this key", ca_cert.display()))?;
+    let not_after = req
+        .not_before
+        .saturating_add(req.days.saturating_mul(DAY))
+        .min(ca.not_after);
+    let valid = (req.not_before, not_after);
+    Cert::new_node(
+        &id,
+        req.subject,
+        &ca.network,
+        &req.name,
+        req.prefixes,
+        req.groups,
+        valid,
+    )
+    .map_err(|_| {
+        "name and groups must be printable (name ≤ 64 bytes, ≤ 8 groups of ≤ 32), ≤ 8 prefixes"
+            .to_string()
+    })
+}
+
+/// `ringvpn cert revoke`: a new list from the CA adding `keys` to the one
+/// in `previous` (if any), with the next serial.
+pub fn revoke(
+    ca_key: &Path,
+    previous: Option<&Revocations>,
+    keys: &[NodeKey],
+) -> Result<Revocations, String> {
+    let id = Identity::from_seed(&load_key(ca_key)?);
+    let mut revoked: Vec<NodeKey> = previous.map(|p| p.revoked.clone()).unwrap_or_default();
+    if previous.is_some_and(|p| p.issuer != id.public()) {
+        return Err("the previous list was signed by another CA".into());
+    }
+    revoked.extend_from_slice(keys);
+    Revocations {
+        issuer: id.public(),
+        serial: previous.map_or(1, |p| p.serial + 1),
+        issued_at: unix_now(),
+        revoked,
+        signature: [0; SIG_LEN],
+    }
+    .sign(&id)
+    .map_err(|_| format!("at most {} revoked keys", crate::crypto::cert::MAX_REVOKED))
+}
+
+pub fn write_cert(path: &Path, cert: &Cert) -> Result<(), String> {
+    let bytes = cert.encode().map_err(|e| e.to_string())?;
+    write_new(path, &armour(CERT_ARMOUR, &bytes))
+}
+
+/// Writes a revocation list (replacing the file: lists are meant to be
+/// updated in place, and an older one never wins anyway).
+pub fn write_revocations(path: &Path, list: &Revocations) -> Result<(), String> {
+    let bytes = list.encode().map_err(|e| e.to_string())?;
+    std::fs::write(path, armour(REVOCATIONS_ARMOUR, &bytes))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A Unix time as `YYYY-MM-DD HH:MM:SS UTC`.
+pub fn utc(t: u64) -> String {
+    let (days, secs) = (t / DAY, t % DAY);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// `ringvpn cert show`: human-readable.
+pub fn show_text(c: &Cert, now: u64) -> String {
+    let kind = if c.kind == KIND_CA {
+        "CA certificate"
+    } else {
+        "node certificate"
+    };
+    let state = if now < c.not_before {
+        "not yet valid"
+    } else if now > c.not_after {
+        "expired"
+    } else {
+        "valid"
+    };
+    let list = |v: Vec<String>| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    format!(
+        "{kind}\n  name        {}\n  network     {}\n  key         {}\n  issuer      {}\n  not before  {}\n  not after   {}  ({state} now)\n  addresses   {}\n  groups      {}\n",
+        c.name,
+        c.network,
+        c.subject,
+        c.issuer,
+        utc(c.not_before),
+        utc(c.not_after),
+        list(c.prefixes.iter().map(|p| p.to_string()).collect()),
+        list(c.groups.clone()),
+    )
+}
+
+/// `ringvpn cert show --json`.
+pub fn show_json(c: &Cert) -> String {
+    use crate::json::{quote, Object};
+    let arr = |v: Vec<String>| {
+        format!(
+            "[{}]",
+            v.iter().map(|s| quote(s)).collect::<Vec<_>>().join(",")
+        )
+    };
+    let mut out = String::new();
+    let mut o = Object::new(&mut out);
+    o.str("kind", if c.kind == KIND_CA { "ca" } else { "node" })
+        .str("name", &c.name)
+        .str("network", &c.network)
+        .str("key", &c.subject.to_base64())
+        .str("issuer", &c.issuer.to_base64())
+        .num("not_before", c.not_before)
+        .num("not_after", c.not_after)
+        .raw(
+            "addresses",
+            &arr(c.prefixes.iter().map(|p| p.to_string()).collect()),
+        )
+        .raw("groups", &arr(c.groups.clone()));
+    o.end();
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_795_000_000), "2026-11-18 11:06:40 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+    }
+}

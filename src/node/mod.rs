@@ -240,12 +240,7 @@ impl Node {
     /// Tells the overlay what to advertise: our bound endpoints and the
     /// reflexive ones peers report (and whether we look NATed).
     pub(super) fn update_advertised(&mut self) {
-        let local: Vec<std::net::SocketAddr> = self
-            .local_endpoints
-            .iter()
-            .filter(|e| !e.tcp)
-            .map(|e| e.addr)
-            .collect();
+        let local = self.local_udp();
         let mut eps: Vec<Endpoint> = self
             .local_endpoints
             .iter()
@@ -303,13 +298,16 @@ impl Node {
 
     /// What peers' answers say about the NAT in front of us.
     pub fn nat_mapping(&self) -> nat::NatMapping {
-        let local: Vec<std::net::SocketAddr> = self
-            .local_endpoints
+        self.nat.mapping(&self.local_udp())
+    }
+
+    /// The UDP addresses we bound (what "no NAT" looks like to peers).
+    fn local_udp(&self) -> Vec<std::net::SocketAddr> {
+        self.local_endpoints
             .iter()
             .filter(|e| !e.tcp)
             .map(|e| e.addr)
-            .collect();
-        self.nat.mapping(&local)
+            .collect()
     }
 
     /// Re-arms the touched peers and the bootstrap timer. Runs at the end

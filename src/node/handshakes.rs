@@ -332,10 +332,7 @@ impl Node {
         };
         self.touch(p);
         if init.timestamp <= self.peers[usize::from(p.0)].last_init_timestamp {
-            {
-                self.stats.count(DropReason::HandshakeReplay);
-                return None;
-            }
+            return self.answer_again(now, p, init.timestamp, from, also);
         }
         self.withdraw_if_crossed(now, p, from, &init.peer);
         let Some(mut out) = self.pool.alloc() else {
@@ -378,6 +375,14 @@ impl Node {
         self.pool.set_len(&mut out, len);
         let peer = &mut self.peers[usize::from(p.0)];
         peer.last_init_timestamp = init.timestamp;
+        let overlay = matches!(from, Path::Overlay(_));
+        let answer = peer::Answer {
+            timestamp: init.timestamp,
+            bytes: self.pool.data(&out).to_vec(),
+            direct_sent: !overlay,
+            overlay_sent: overlay,
+        };
+        peer.answer = Some(Box::new(answer));
         if init.cert.is_some() {
             peer.cert = init.cert.clone().map(Box::new);
         }
@@ -411,6 +416,48 @@ impl Node {
             self.by_index.remove(&old);
         }
         log::debug!("handshake from {} ({:?}) answered", peer.name, from);
+        self.send_handshake_to_all(now, from, also, out);
+        Some(p)
+    }
+
+    /// An init we answered already came again. The copy of a punch's init
+    /// that took the other way (overlay or direct) gets the same answer,
+    /// once: that answer is what gets through where the first did not (and
+    /// sent directly, it opens our NAT to the initiator). Nothing else is
+    /// learned from it: a replayed init proves no path. Anything older is
+    /// a replay.
+    fn answer_again(
+        &mut self,
+        now: Instant,
+        p: PeerIdx,
+        timestamp: u64,
+        from: Path,
+        also: &[Endpoint],
+    ) -> Option<PeerIdx> {
+        let overlay = matches!(from, Path::Overlay(_));
+        let peer = &mut self.peers[usize::from(p.0)];
+        let again = peer.answer.as_mut().filter(|a| {
+            a.timestamp == timestamp
+                && !(if overlay {
+                    a.overlay_sent
+                } else {
+                    a.direct_sent
+                })
+        });
+        let Some(answer) = again else {
+            self.stats.count(DropReason::HandshakeReplay);
+            return None;
+        };
+        if overlay {
+            answer.overlay_sent = true;
+        } else {
+            answer.direct_sent = true;
+        }
+        let Some(out) = self.pool.alloc_with(&answer.bytes) else {
+            self.stats.count(DropReason::PoolEmpty);
+            return None;
+        };
+        log::debug!("handshake from {} ({from:?}) answered again", peer.name);
         self.send_handshake_to_all(now, from, also, out);
         Some(p)
     }
@@ -811,6 +858,17 @@ impl Node {
         if peer.sessions.current.is_none() && peer.pending.is_none() {
             self.start_handshake(now, Target::Peer(p));
         }
+    }
+
+    /// Our pending handshake with `peer` goes only to its endpoints (a
+    /// first link, not a punch that copies its inits over the overlay).
+    pub(super) fn linking_directly(peer: &Peer) -> bool {
+        peer.dynamic
+            && !peer.punching
+            && !peer.routed
+            && !peer.tunnel_wanted
+            && peer.relay.is_none()
+            && peer.pending.is_some()
     }
 
     /// A punch towards a peer we have no session with also sends its init

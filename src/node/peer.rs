@@ -48,6 +48,17 @@ pub struct Pending {
     pub attempts: u32,
 }
 
+/// The answer to the newest init from a peer. The same init may arrive
+/// twice, directly and over the overlay; each way is answered once, with
+/// the same bytes (one session), so whichever arrives first is not refused
+/// as a replay of the other.
+pub struct Answer {
+    pub timestamp: u64,
+    pub bytes: Vec<u8>,
+    pub direct_sent: bool,
+    pub overlay_sent: bool,
+}
+
 /// Link state shown by `ringvpn status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkState {
@@ -263,6 +274,9 @@ pub struct Peer {
     pub withdrawn: Option<u32>,
     /// Newest init timestamp accepted from this peer (init replay guard).
     pub last_init_timestamp: u64,
+    /// Our answer to that init, for the copy of it that comes the other
+    /// way (a punch sends each init directly and over the overlay).
+    pub answer: Option<Box<Answer>>,
     pub last_handshake: Option<Instant>,
     pub last_rx: Option<Instant>,
     pub last_ping: Option<Instant>,
@@ -321,6 +335,7 @@ impl Peer {
             pending: None,
             withdrawn: None,
             last_init_timestamp: 0,
+            answer: None,
             last_handshake: None,
             last_rx: None,
             last_ping: None,

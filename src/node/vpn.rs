@@ -4,7 +4,7 @@
 //! the sender hold its source address?) and written to the TAP with an
 //! Ethernet header prepended in place. Policy lives in `crate::vpn`.
 
-use super::{DropReason, Node, PeerIdx};
+use super::{DropReason, Node, PeerIdx, Target};
 use crate::buf::PacketBuf;
 use crate::crypto::NodeKey;
 use crate::overlay::dht::client::{Event as DhtEvent, Outcome};
@@ -325,10 +325,19 @@ impl Node {
             return self.refuse_claim(p, buf);
         }
         let peer = &mut self.peers[usize::from(p.0)];
-        if !peer.linked && peer.pending.is_none() && peer.sessions.current.is_none() {
-            // No link: an end-to-end session over the overlay.
-            peer.routed = true;
+        if !peer.linked && peer.sessions.current.is_none() {
+            if peer.pending.is_none() {
+                // No link: an end-to-end session over the overlay.
+                peer.routed = true;
+            } else if Self::linking_directly(peer) && self.overlay.is_some() {
+                // A direct link is being punched and traffic must not wait
+                // for it: the punch goes on, its inits now also over the
+                // overlay, and the first answer carries the traffic.
+                peer.punching = true;
+                self.start_handshake(now, Target::Peer(p));
+            }
         }
+        let peer = &mut self.peers[usize::from(p.0)];
         if !peer.wanted {
             peer.wanted = true;
             self.touch(p);

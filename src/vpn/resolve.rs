@@ -19,8 +19,13 @@ use std::time::Duration;
 /// a node that leaves is forgotten this long after (its packets are then
 /// dropped, never sent to whoever claims the address next).
 pub const CACHE_TTL: Duration = Duration::from_secs(60);
-/// How long "nobody holds it" is remembered.
-pub const NEGATIVE_TTL: Duration = Duration::from_secs(5);
+/// How long "nobody holds it" is remembered: briefly at first (a node
+/// that just claimed its address may not be findable everywhere yet, and
+/// a ping retried after a second should then get through), doubling with
+/// each miss in a row up to the max (a scan of unused addresses costs
+/// little).
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(1);
+pub const NEGATIVE_TTL_MAX: Duration = Duration::from_secs(8);
 /// Cache entries at most (the oldest expiring first goes).
 pub const MAX_CACHE: usize = 1024;
 /// Addresses being resolved at once, and packets kept for each.
@@ -38,8 +43,15 @@ pub enum Dir {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Entry {
-    Known { key: NodeKey, expires: Instant },
-    Absent { expires: Instant },
+    Known {
+        key: NodeKey,
+        expires: Instant,
+    },
+    /// `misses`: lookups in a row that found nobody.
+    Absent {
+        expires: Instant,
+        misses: u8,
+    },
 }
 
 /// A cache lookup.
@@ -66,7 +78,7 @@ impl Resolver {
     pub fn answer(&self, now: Instant, ip: Ipv4Addr) -> Answer {
         match self.cache.get(&ip) {
             Some(Entry::Known { key, expires }) if *expires > now => Answer::Known(*key),
-            Some(Entry::Absent { expires }) if *expires > now => Answer::Absent,
+            Some(Entry::Absent { expires, .. }) if *expires > now => Answer::Absent,
             _ => Answer::Unknown,
         }
     }
@@ -139,14 +151,14 @@ impl Resolver {
     pub fn insert(&mut self, now: Instant, ip: Ipv4Addr, holder: Option<NodeKey>) {
         if !self.cache.contains_key(&ip) && self.cache.len() >= MAX_CACHE {
             self.cache.retain(|_, e| match e {
-                Entry::Known { expires, .. } | Entry::Absent { expires } => *expires > now,
+                Entry::Known { expires, .. } | Entry::Absent { expires, .. } => *expires > now,
             });
             if self.cache.len() >= MAX_CACHE {
                 let oldest = self
                     .cache
                     .iter()
                     .min_by_key(|(_, e)| match e {
-                        Entry::Known { expires, .. } | Entry::Absent { expires } => *expires,
+                        Entry::Known { expires, .. } | Entry::Absent { expires, .. } => *expires,
                     })
                     .map(|(&ip, _)| ip);
                 if let Some(o) = oldest {
@@ -159,9 +171,17 @@ impl Resolver {
                 key,
                 expires: now + CACHE_TTL,
             },
-            None => Entry::Absent {
-                expires: now + NEGATIVE_TTL,
-            },
+            None => {
+                let misses = match self.cache.get(&ip) {
+                    Some(Entry::Absent { misses, .. }) => misses.saturating_add(1),
+                    _ => 1,
+                };
+                let ttl = NEGATIVE_TTL.saturating_mul(1 << (misses - 1).min(8));
+                Entry::Absent {
+                    expires: now + ttl.min(NEGATIVE_TTL_MAX),
+                    misses,
+                }
+            }
         };
         self.cache.insert(ip, e);
     }
@@ -212,6 +232,24 @@ mod tests {
         r.insert(t, ip, None);
         assert_eq!(r.answer(t, ip), Answer::Absent);
         assert_eq!(r.answer(t + NEGATIVE_TTL, ip), Answer::Unknown);
+        // Misses in a row are remembered longer, up to the max.
+        let mut ttls = Vec::new();
+        for _ in 0..6 {
+            r.insert(t, ip, None);
+            let ttl = (1..=60u64)
+                .map(Duration::from_secs)
+                .find(|&d| r.answer(t + d, ip) == Answer::Unknown)
+                .unwrap();
+            ttls.push(ttl.as_secs());
+        }
+        assert_eq!(ttls, [2, 4, 8, 8, 8, 8]);
+        r.insert(t, ip, Some(NodeKey([1; 32])));
+        r.insert(t, ip, None);
+        assert_eq!(
+            r.answer(t + NEGATIVE_TTL, ip),
+            Answer::Unknown,
+            "found resets"
+        );
         for i in 0..MAX_CACHE as u32 + 10 {
             r.insert(t, Ipv4Addr::from(0x6440_0000 + i), None);
         }

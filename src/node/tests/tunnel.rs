@@ -201,3 +201,58 @@ fn trace_logs() {
         })
         .try_init();
 }
+
+/// Traffic does not wait for the punch: two members that cannot punch
+/// (symmetric and port-restricted) exchange their first packet over the
+/// ring while their direct attempts run, long before a tunnel could exist
+/// (the punch alone takes ~8 s to give up). Counted from the moment both
+/// hold their addresses, in ten ring orders.
+#[test]
+fn first_packet_does_not_wait_for_the_punch() {
+    let mut waits = Vec::new();
+    for seed in 1..=10u64 {
+        let mut sim = Sim::new(seed, NetConfig::default());
+        sim.nat = Some(NatModel::new(seed));
+        sim.geo = Some(Geography::new());
+        sim.vpn = Some(VpnConfig::new("sim"));
+        sim.keep_frames = 64;
+        let kinds = [
+            SimNat::Public,
+            SimNat::Public,
+            SimNat::Symmetric,
+            SimNat::PortRestricted,
+        ];
+        for (i, &k) in kinds.iter().enumerate() {
+            sim.nat.as_mut().unwrap().set_kind(i as u32, k);
+            let boots = if i == 0 {
+                vec![]
+            } else {
+                vec![crate::sim::endpoint_of(0)]
+            };
+            sim.add_node(boots);
+        }
+        let holds = |sim: &Sim, i: usize| sim.node(i).vpn_status().and_then(|s| s.address);
+        for _ in 0..600 {
+            if holds(&sim, 2).is_some() && holds(&sim, 3).is_some() {
+                break;
+            }
+            sim.run_for(Duration::from_millis(100));
+        }
+        let dst = vip(&sim, 3);
+        // A packet every 100 ms (a ping retried), until one arrives.
+        let mut steps = 0u64;
+        while steps < 200 {
+            let f = udp_frame(&sim, 2, dst, b"first-packet-marker");
+            sim.inject_frame(2, &f);
+            sim.run_for(Duration::from_millis(100));
+            steps += 1;
+            if received_marker(&mut sim, 3, b"first-packet-marker") {
+                break;
+            }
+        }
+        waits.push(Duration::from_millis(100 * steps));
+    }
+    eprintln!("first packet after {waits:?}");
+    let worst = waits.iter().max().copied().unwrap_or_default();
+    assert!(worst <= Duration::from_secs(2), "{waits:?}");
+}

@@ -24,6 +24,13 @@ impl Bucket {
         self.take_n(now, 1, rate, burst)
     }
 
+    /// Whole tokens there would be now (nothing is taken).
+    pub fn level(&self, now: Instant, rate: u32, burst: u32) -> u32 {
+        let elapsed_us = now.saturating_since(self.last).as_micros() as u64;
+        let refill = elapsed_us.saturating_mul(u64::from(rate)) / 1000;
+        ((self.milli + refill).min(u64::from(burst) * 1000) / 1000) as u32
+    }
+
     /// Takes `n` tokens if there are (a byte budget: `n` bytes).
     pub fn take_n(&mut self, now: Instant, n: u32, rate: u32, burst: u32) -> bool {
         let elapsed_us = now.saturating_since(self.last).as_micros() as u64;

@@ -245,7 +245,10 @@ pub fn check_init_with(
         sender: p.sender(),
         timestamp: p.timestamp(),
         ephemeral: *p.ephemeral(),
-        init_hash: digest(&SHA256, msg).as_ref().try_into().expect("32 bytes"),
+        init_hash: digest(&SHA256, p.proper())
+            .as_ref()
+            .try_into()
+            .expect("32 bytes"),
     })
 }
 

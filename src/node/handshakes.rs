@@ -242,12 +242,93 @@ impl Node {
     }
 
     pub(super) fn handle_init(&mut self, now: Instant, from: Path, buf: PacketBuf) {
-        if !self.limiter.allow_path(from, now) {
+        let allowed = match from {
+            Path::Direct(ep) => match self.init_admission(now, ep, &buf) {
+                Ok(()) => true,
+                Err(reason) => return self.drop_buf(buf, reason),
+            },
+            Path::Overlay(_) => self.limiter.allow_path(from, now),
+        };
+        if !allowed {
             return self.drop_buf(buf, DropReason::RateLimited);
         }
         let checked = self.check_init(now, self.pool.data(&buf));
         self.pool.free(buf);
         self.respond(now, from, checked);
+    }
+
+    /// Whether an init that came straight from `from` gets handshake work,
+    /// checked before any: a valid cookie proves the source's address and
+    /// draws on the proven budget; while under load, an unproven source
+    /// gets a cookie reply instead; otherwise the usual limits apply. A
+    /// TCP connection has proven its address already.
+    fn init_admission(
+        &mut self,
+        now: Instant,
+        from: Endpoint,
+        buf: &PacketBuf,
+    ) -> Result<(), DropReason> {
+        use crate::wire::handshake::{emit_cookie_reply, InitPacket};
+        let Ok(init) = InitPacket::new_checked(self.pool.data(buf)) else {
+            return Err(DropReason::BadLength);
+        };
+        let proven = from.tcp
+            || init
+                .cookie()
+                .is_some_and(|c| self.cookies.valid(now, &self.sysrand, &from, c));
+        if proven {
+            return match self.limiter.allow_proven(from.ip(), now) {
+                true => Ok(()),
+                false => Err(DropReason::RateLimited),
+            };
+        }
+        if !self.limiter.under_load(now) {
+            return match self.limiter.allow(from.ip(), now) {
+                true => Ok(()),
+                false => Err(DropReason::RateLimited),
+            };
+        }
+        let sender = init.sender();
+        let Some(cookie) = self.cookies.reply(now, &self.sysrand, &from) else {
+            return Err(DropReason::RateLimited);
+        };
+        match self.pool.alloc_with(&emit_cookie_reply(sender, &cookie)) {
+            Some(reply) => self.queue_transmit(from, reply),
+            None => self.stats.count(DropReason::PoolEmpty),
+        }
+        Err(DropReason::CookieSent)
+    }
+
+    /// A cookie reply to one of our inits: the responder is under load and
+    /// wants our address proven. The cookie goes on our inits to that
+    /// endpoint from now on, and the handshake is retried at once.
+    pub(super) fn handle_cookie_reply(&mut self, now: Instant, from: Endpoint, buf: PacketBuf) {
+        let parsed = crate::wire::handshake::parse_cookie_reply(self.pool.data(&buf));
+        let Ok((receiver, cookie)) = parsed else {
+            return self.drop_buf(buf, DropReason::BadLength);
+        };
+        self.pool.free(buf);
+        let target = match self.by_index.get(&receiver) {
+            Some(&Target::Ctm(_)) => return self.stats.count(DropReason::Unsolicited),
+            Some(&t) => t,
+            None => return self.stats.count(DropReason::UnknownSession),
+        };
+        let Some(pending) = self
+            .pending_slot(target)
+            .as_mut()
+            .filter(|x| x.local_index == receiver && x.state.is_some())
+        else {
+            return self.stats.count(DropReason::UnknownSession);
+        };
+        log::debug!("cookie from {from}: handshake retried with it");
+        // Retried once per cookie: the init that carried it is answered.
+        pending.next_retry = now;
+        pending.state = None;
+        self.cookies.remember(now, from, cookie);
+        match target {
+            Target::Peer(p) => self.touch(p),
+            _ => self.boots_dirty = true,
+        }
     }
 
     /// A handshake init that came inside a connect-to-me request: answered
@@ -472,18 +553,32 @@ impl Node {
     ) {
         for &ep in also {
             match self.pool.duplicate(&out) {
-                Some(copy) => self.queue_transmit(ep, copy),
+                Some(copy) => self.queue_handshake(now, ep, copy),
                 None => self.stats.count(DropReason::PoolEmpty),
             }
         }
         self.send_handshake(now, first, out);
     }
 
+    /// Queues a handshake message for `to`; an init carries the cookie
+    /// `to` gave us, if we hold one.
+    fn queue_handshake(&mut self, now: Instant, to: Endpoint, mut out: PacketBuf) {
+        let init =
+            self.pool.data(&out).get(1) == Some(&(crate::wire::MsgType::HandshakeInit as u8));
+        if let Some(cookie) = self.cookies.for_endpoint(now, &to).filter(|_| init) {
+            match self.pool.append(&mut out, cookie.len()) {
+                Some(space) => space.copy_from_slice(&cookie),
+                None => return self.drop_buf(out, DropReason::BadLength),
+            }
+        }
+        self.queue_transmit(to, out);
+    }
+
     /// Sends a handshake message: to an endpoint, or routed to a ring
     /// address (the message rides in a routed overlay message).
     pub(super) fn send_handshake(&mut self, now: Instant, to: Path, out: PacketBuf) {
         match to {
-            Path::Direct(ep) => self.queue_transmit(ep, out),
+            Path::Direct(ep) => self.queue_handshake(now, ep, out),
             Path::Overlay(dst) => {
                 let bytes = self.pool.data(&out).to_vec();
                 self.pool.free(out);

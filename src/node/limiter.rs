@@ -34,10 +34,24 @@ pub const LINK_BURST: u32 = 60;
 pub const OVERLAY_RATE_PER_S: u32 = 100;
 pub const OVERLAY_BURST: u32 = 200;
 
+/// Below this many tokens in the global bucket a node is under load:
+/// inits from sources that have not proven their address get a cookie
+/// reply instead of an answer (see `cookies`).
+pub const LOAD_MARK: u32 = GLOBAL_BURST / 2;
+/// Load lasts this long after the budget was last seen low: unproven
+/// inits then cost no budget, so without a hold the budget would refill,
+/// the flood drain it again, and load flicker on and off.
+pub const LOAD_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
+
 #[derive(Debug)]
 pub struct HandshakeLimiter {
     global: Bucket,
     sources: KeyedBuckets<IpAddr>,
+    /// Sources that proved their address with a cookie: a table and a
+    /// global budget of their own, which spoofed inits cannot use up.
+    proven_global: Bucket,
+    proven: KeyedBuckets<IpAddr>,
+    loaded_until: Option<Instant>,
     /// Handshakes routed to us over the overlay, by claimed source address.
     routed: KeyedBuckets<crate::overlay::Addr>,
     links: Bucket,
@@ -48,6 +62,9 @@ impl HandshakeLimiter {
         HandshakeLimiter {
             global: Bucket::full(GLOBAL_BURST, now),
             sources: KeyedBuckets::new(SOURCE_SLOTS),
+            proven_global: Bucket::full(GLOBAL_BURST, now),
+            proven: KeyedBuckets::new(SOURCE_SLOTS),
+            loaded_until: None,
             routed: KeyedBuckets::new(SOURCE_SLOTS),
             links: Bucket::full(LINK_BURST, now),
         }
@@ -67,6 +84,23 @@ impl HandshakeLimiter {
                     && self.global.take(now, GLOBAL_RATE_PER_S, GLOBAL_BURST)
             }
         }
+    }
+
+    /// Whether the handshake budget runs low (a flood, or a crowd).
+    pub fn under_load(&mut self, now: Instant) -> bool {
+        if self.global.level(now, GLOBAL_RATE_PER_S, GLOBAL_BURST) < LOAD_MARK {
+            self.loaded_until = Some(now + LOAD_HOLD);
+        }
+        self.loaded_until.is_some_and(|t| now < t)
+    }
+
+    /// May we spend handshake work on an init from `src`, which proved
+    /// its address with a cookie?
+    pub fn allow_proven(&mut self, src: IpAddr, now: Instant) -> bool {
+        self.proven.take(src, now, SOURCE_RATE_PER_S, SOURCE_BURST)
+            && self
+                .proven_global
+                .take(now, GLOBAL_RATE_PER_S, GLOBAL_BURST)
     }
 
     /// May we spend handshake work on a message from `src`?
@@ -98,5 +132,16 @@ mod tests {
             .count();
         assert_eq!(granted, GLOBAL_BURST as usize);
         assert!(l.sources.len() <= SOURCE_SLOTS);
+        // The budget ran low: load holds a while, then ends.
+        assert!(l.under_load(t0));
+        assert!(l.under_load(t0 + LOAD_HOLD / 2 + LOAD_HOLD / 4));
+        assert!(!l.under_load(t0 + LOAD_HOLD * 2));
+        // Proven sources draw on their own budget.
+        let mut l = HandshakeLimiter::new(t0);
+        for i in 0..1000u32 {
+            l.allow(IpAddr::from((0xc612_0000u32 + i).to_be_bytes()), t0);
+        }
+        assert!(l.under_load(t0));
+        assert!(l.allow_proven(a, t0));
     }
 }

@@ -10,6 +10,7 @@
 //! in the mio shell, in the benchmarks and in the simulator.
 
 pub mod config;
+pub mod cookies;
 mod handshakes;
 pub mod limiter;
 mod links;
@@ -139,6 +140,7 @@ pub struct Node {
     frames: VecDeque<PacketBuf>,
     stats: Stats,
     limiter: HandshakeLimiter,
+    cookies: cookies::Cookies,
     rng: SeededRng,
     sysrand: ring::rand::SystemRandom,
     wall_origin_us: u64,
@@ -215,6 +217,7 @@ impl Node {
             frames: VecDeque::with_capacity(MAX_QUEUED.min(cfg.pool_slots as usize)),
             stats: Stats::default(),
             limiter: HandshakeLimiter::new(now),
+            cookies: cookies::Cookies::new(&ring::rand::SystemRandom::new(), now),
             rng: SeededRng::new(cfg.rng_seed),
             sysrand: ring::rand::SystemRandom::new(),
             wall_origin_us: cfg.wall_origin_us,
@@ -539,6 +542,7 @@ impl Node {
             Err(PeekError::Type) => self.drop_buf(buf, DropReason::BadType),
             Ok(MsgType::HandshakeInit) => self.handle_init(now, Path::Direct(from), buf),
             Ok(MsgType::HandshakeResp) => self.handle_resp(now, Path::Direct(from), buf),
+            Ok(MsgType::CookieReply) => self.handle_cookie_reply(now, from, buf),
             Ok(MsgType::Frame | MsgType::Control | MsgType::Packet) => {
                 self.handle_sealed(now, Some(from), buf)
             }

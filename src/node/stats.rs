@@ -85,6 +85,9 @@ pub enum DropReason {
     /// An IP packet for (or from) an address the peer's certificate does
     /// not let it hold: a member claiming someone else's address.
     ClaimNotCertified,
+    /// A handshake init set aside while under load: its source has not
+    /// proven its address, and got a cookie reply instead of an answer.
+    CookieSent,
 }
 
 impl DropReason {
@@ -114,7 +117,7 @@ impl DropReason {
         }
     }
 
-    pub const ALL: [DropReason; 37] = [
+    pub const ALL: [DropReason; 38] = [
         DropReason::BadLength,
         DropReason::BadVersion,
         DropReason::BadType,
@@ -152,6 +155,7 @@ impl DropReason {
         DropReason::CertWrongNetwork,
         DropReason::CertRevoked,
         DropReason::ClaimNotCertified,
+        DropReason::CookieSent,
     ];
 
     /// Stable snake_case name used by `ringvpn status` and its JSON.
@@ -194,6 +198,7 @@ impl DropReason {
             DropReason::CertWrongNetwork => "cert_wrong_network",
             DropReason::CertRevoked => "cert_revoked",
             DropReason::ClaimNotCertified => "claim_not_certified",
+            DropReason::CookieSent => "cookie_sent",
         }
     }
 }

@@ -10,6 +10,9 @@
 //!  80 credential type | 81 reserved | 82..84 credential length L
 //!  84..84+L credential
 //!  then 64  Ed25519 signature over "ringvpn-init" ‖ bytes 0..84+L
+//!  then, optionally, 16  cookie (from a cookie reply; not signed, not
+//!        part of the init proper: the same init goes to several endpoints,
+//!        and a cookie is for one)
 //! ```
 //! Resp (responder → initiator), 132 + L bytes:
 //! ```text
@@ -23,6 +26,12 @@
 //!  68..68+L credential
 //!  then 64  Ed25519 signature over "ringvpn-resp" ‖ SHA-256(init) ‖ bytes 0..68+L
 //! ```
+//! Cookie reply (responder under load → initiator), 24 bytes:
+//! ```text
+//!  0 version | 1 type=6 | 2..4 reserved
+//!  4..8    receiver index (the initiator's sender index)
+//!  8..24   cookie: a MAC of the initiator's address and port
+//! ```
 //! The observed endpoint is where the responder saw the init come from: how
 //! a node behind a NAT learns its public mapping without a STUN server.
 
@@ -35,6 +44,8 @@ pub const KEY_LEN: usize = 32;
 pub const MAX_CRED_LEN: usize = 1024;
 pub const INIT_FIXED_LEN: usize = 84 + SIG_LEN;
 pub const RESP_FIXED_LEN: usize = 68 + SIG_LEN;
+pub const COOKIE_LEN: usize = 16;
+pub const COOKIE_REPLY_LEN: usize = 8 + COOKIE_LEN;
 
 /// What a credential field holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +78,12 @@ fn split_signature(b: &[u8]) -> (&[u8], &[u8]) {
     b.split_at(b.len() - SIG_LEN)
 }
 
+/// The init proper (signed part and signature) of an init whose
+/// credential length field is valid, without any cookie.
+fn init_proper(b: &[u8]) -> &[u8] {
+    &b[..INIT_FIXED_LEN + usize::from(get_u16(b, 82))]
+}
+
 fn key_at(b: &[u8], at: usize) -> &[u8; KEY_LEN] {
     b[at..at + KEY_LEN].try_into().expect("checked length")
 }
@@ -90,14 +107,28 @@ pub struct InitPacket<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> InitPacket<T> {
-    /// Accepts only a well-formed init with no trailing bytes.
+    /// Accepts only a well-formed init with no trailing bytes but a cookie.
     pub fn new_checked(buffer: T) -> Result<InitPacket<T>> {
         let b = buffer.as_ref();
         if b.len() < 2 || b[0] != VERSION || b[1] != MsgType::HandshakeInit as u8 {
             return Err(Error);
         }
-        check_exact(b, INIT_FIXED_LEN, 82)?;
+        let bare = b.len().checked_sub(COOKIE_LEN).map(|n| &b[..n]);
+        if check_exact(b, INIT_FIXED_LEN, 82).is_err()
+            && bare.map_or(true, |x| check_exact(x, INIT_FIXED_LEN, 82).is_err())
+        {
+            return Err(Error);
+        }
         Ok(InitPacket { buffer })
+    }
+
+    /// The init without its cookie: what is signed and hashed.
+    pub fn proper(&self) -> &[u8] {
+        init_proper(self.b())
+    }
+    /// The cookie the initiator attached, if any.
+    pub fn cookie(&self) -> Option<&[u8; COOKIE_LEN]> {
+        self.b()[self.proper().len()..].try_into().ok()
     }
 
     fn b(&self) -> &[u8] {
@@ -123,11 +154,30 @@ impl<T: AsRef<[u8]>> InitPacket<T> {
     }
     /// The bytes covered by the signature (after its label).
     pub fn signed(&self) -> &[u8] {
-        split_signature(self.b()).0
+        split_signature(self.proper()).0
     }
     pub fn signature(&self) -> &[u8] {
-        split_signature(self.b()).1
+        split_signature(self.proper()).1
     }
+}
+
+/// A cookie reply's receiver index and cookie, if `b` is exactly one.
+pub fn parse_cookie_reply(b: &[u8]) -> Result<(u32, [u8; COOKIE_LEN])> {
+    if b.len() != COOKIE_REPLY_LEN || b[0] != VERSION || b[1] != MsgType::CookieReply as u8 {
+        return Err(Error);
+    }
+    let cookie = b[8..].try_into().map_err(|_| Error)?;
+    Ok((get_u32(b, 4), cookie))
+}
+
+/// Writes a cookie reply.
+pub fn emit_cookie_reply(receiver: u32, cookie: &[u8; COOKIE_LEN]) -> [u8; COOKIE_REPLY_LEN] {
+    let mut out = [0u8; COOKIE_REPLY_LEN];
+    out[0] = VERSION;
+    out[1] = MsgType::CookieReply as u8;
+    out[4..8].copy_from_slice(&receiver.to_be_bytes());
+    out[8..].copy_from_slice(cookie);
+    out
 }
 
 /// The fields of an init, for emitting one.
@@ -276,11 +326,25 @@ mod tests {
         assert_eq!(p.cred(), &cred);
         assert_eq!(p.signature(), &[0x55; 64]);
         assert_eq!(p.signed().len(), 116);
+        assert_eq!(p.cookie(), None);
         // Trailing or missing bytes are refused.
         let mut longer = out.clone();
         longer.push(0);
         assert!(InitPacket::new_checked(&longer[..]).is_err());
         assert!(InitPacket::new_checked(&out[..out.len() - 1]).is_err());
+        // A cookie after the signature: the same init, with its cookie.
+        let mut with = out.clone();
+        with.extend_from_slice(&[0xc0; COOKIE_LEN]);
+        let c = InitPacket::new_checked(&with[..]).unwrap();
+        assert_eq!(c.cookie(), Some(&[0xc0; COOKIE_LEN]));
+        assert_eq!(c.proper(), &out[..]);
+        assert_eq!(c.signature(), &[0x55; 64]);
+        with.push(0);
+        assert!(InitPacket::new_checked(&with[..]).is_err());
+        // Cookie replies are exactly 24 bytes.
+        let r = emit_cookie_reply(0xdead_beef, &[7; COOKIE_LEN]);
+        assert_eq!(parse_cookie_reply(&r), Ok((0xdead_beef, [7; COOKIE_LEN])));
+        assert!(parse_cookie_reply(&r[..23]).is_err());
     }
 
     #[test]

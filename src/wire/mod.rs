@@ -47,6 +47,9 @@ pub enum MsgType {
     /// An IP packet (IPv4 or IPv6, no Ethernet header) sealed in a session:
     /// VPN traffic in overlay mode.
     Packet = 5,
+    /// "Prove your address first": a responder under load answers an init
+    /// with a cookie instead of doing the expensive work.
+    CookieReply = 6,
 }
 
 impl MsgType {
@@ -57,6 +60,7 @@ impl MsgType {
             3 => MsgType::Frame,
             4 => MsgType::Control,
             5 => MsgType::Packet,
+            6 => MsgType::CookieReply,
             _ => return None,
         })
     }

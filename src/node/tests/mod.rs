@@ -437,5 +437,6 @@ fn timeouts_are_reported() {
 }
 
 mod certs;
+mod flood;
 mod hostile_overlay;
 mod tunnel;

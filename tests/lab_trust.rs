@@ -5,36 +5,11 @@
 
 mod common;
 
-use ringvpn::crypto::cert::{
-    armour, Cert, Prefix, Revocations, CERT_ARMOUR, REVOCATIONS_ARMOUR, SIG_LEN,
-};
-use ringvpn::crypto::{Identity, NodeKey, Seed};
-use ringvpn::lab::{Lab, LabAddress, NodeOptions};
-use std::path::{Path, PathBuf};
+use common::{ca, configure_member, drops, write_cert};
+use ringvpn::crypto::cert::{armour, Revocations, REVOCATIONS_ARMOUR, SIG_LEN};
+use ringvpn::crypto::NodeKey;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-fn ca(name: &str, days: u64) -> (Identity, Cert) {
-    let id = Identity::from_seed(&Seed::generate());
-    let now = ringvpn::pki::unix_now();
-    let cert = Cert::new_ca(&id, "lab", name, (now - 60, now + days * 86_400)).unwrap();
-    (id, cert)
-}
-
-fn write_cert(path: &Path, c: &Cert) {
-    std::fs::write(path, armour(CERT_ARMOUR, &c.encode().unwrap())).unwrap();
-}
-
-fn node_cert(ca: &Identity, lab: &Lab, i: usize) -> Cert {
-    let now = ringvpn::pki::unix_now();
-    let ip = vec![Prefix::parse(&lab.hosts[i].vip.to_string()).unwrap()];
-    let (key, name) = (lab.hosts[i].key, format!("h{i}"));
-    Cert::new_node(ca, key, "lab", &name, ip, vec![], (now - 60, now + 86_400)).unwrap()
-}
-
-fn drops(lab: &Lab, i: usize, name: &str) -> f64 {
-    let st = lab.status_json(i).unwrap_or_default();
-    ringvpn::lab::json_number_after(&st, "\"drops\"", &format!("\"{name}\"")).unwrap_or(0.0)
-}
 
 #[test]
 fn certified_members_link_outsiders_and_revoked_members_do_not() {
@@ -50,24 +25,14 @@ fn certified_members_link_outsiders_and_revoked_members_do_not() {
     let dir = lab.dir.clone();
     let crl = |i: usize| -> PathBuf { dir.join(format!("h{i}.crl")) };
     for i in 0..4 {
-        let signer = if i == 3 { &rogue_ca } else { &ca_id };
-        let cert_file = lab.dir.join(format!("h{i}.crt"));
-        write_cert(&cert_file, &node_cert(signer, &lab, i));
         // Host 3, the outsider, has its own CA (a daemon refuses to start
         // with a certificate its CA file does not vouch for).
-        let trusted = if i == 3 { &rogue_file } else { &ca_file };
-        let opts = NodeOptions {
-            overlay: true,
-            bootstrap: if i == 0 { vec![] } else { vec![0] },
-            address: LabAddress::Static,
-            extra: vec![
-                format!("ca = {}", trusted.display()),
-                format!("cert = {}", cert_file.display()),
-                format!("revocations = {}", crl(i).display()),
-            ],
-            ..NodeOptions::default()
+        let (signer, trusted) = match i {
+            3 => (&rogue_ca, &rogue_file),
+            _ => (&ca_id, &ca_file),
         };
-        lab.configure(i, &opts).unwrap();
+        let crl = format!("revocations = {}", crl(i).display());
+        configure_member(&lab, i, signer, trusted, &[crl]);
     }
     for i in 0..4 {
         lab.start(i).unwrap();

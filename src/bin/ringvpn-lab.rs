@@ -45,6 +45,12 @@ Usage:
                                   holding VIP, print each mDNS datagram received on
                                   port 5353 for SECS seconds
   ringvpn-lab mdns-query VIP NAME     (lab helper) send one mDNS query for NAME from VIP
+  ringvpn-lab flood TARGET SECS SOURCE...  (lab helper) send hostile datagrams at full
+                                  speed to TARGET (ip:port) for SECS seconds from each
+                                  SOURCE address in turn: random bytes, replayed inits
+                                  from unknown keys, sealed messages, responses and
+                                  cookie replies for random sessions, cut-short inits;
+                                  prints what was sent
   ringvpn-lab --help
 ";
 
@@ -58,6 +64,7 @@ fn main() -> ExitCode {
         Some("sim-nat") => sim_nat(&args[1..]),
         Some("mdns-listen") => mdns_listen(&args[1..]),
         Some("mdns-query") => mdns_query(&args[1..]),
+        Some("flood") => flood(&args[1..]),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             ExitCode::SUCCESS
@@ -649,4 +656,30 @@ fn daemon_binary() -> Option<std::path::PathBuf> {
         .map(|p| p.with_file_name("ringvpn"))
         .map_err(|e| eprintln!("ringvpn-lab: {e}"))
         .ok()
+}
+
+fn flood(args: &[String]) -> ExitCode {
+    let target = args
+        .first()
+        .and_then(|t| t.parse::<std::net::SocketAddr>().ok());
+    let secs = args.get(1).and_then(|s| s.parse::<u64>().ok());
+    let sources: Option<Vec<std::net::Ipv4Addr>> =
+        args.iter().skip(2).map(|a| a.parse().ok()).collect();
+    let (Some(target), Some(secs), Some(sources)) = (target, secs, sources) else {
+        eprintln!("ringvpn-lab: flood TARGET SECS SOURCE...");
+        return ExitCode::from(2);
+    };
+    match ringvpn::lab::flood::run(&sources, target, secs) {
+        Ok(sent) => {
+            println!(
+                "sent {} datagrams ({} bytes), {} refused by the kernel",
+                sent.datagrams, sent.bytes, sent.refused
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ringvpn-lab: flood: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

@@ -16,6 +16,7 @@
 //! part of the VPN core.
 
 pub mod demo;
+pub mod flood;
 pub mod matrix;
 pub mod nat;
 
@@ -575,6 +576,27 @@ impl Lab {
             "addresses not held after {timeout:?}: {}",
             states.join(", ")
         )))
+    }
+
+    /// Adds another underlay address (in 198.18.0.0/16) to host `i`.
+    pub fn add_address(&self, i: usize, addr: Ipv4Addr) -> io::Result<()> {
+        let ns = &self.hosts[i].ns;
+        ip(&[
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{addr}/16"),
+            "dev",
+            "eth0",
+        ])
+    }
+
+    /// Host `i`'s daemon's resident memory in KiB (VmRSS), if it runs.
+    pub fn rss_kib(&self, i: usize) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid(i)?)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
     }
 
     /// Whether host `i`'s daemon has exited; its log tail if so.

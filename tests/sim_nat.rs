@@ -46,6 +46,7 @@ fn symmetric_and_port_restricted_share_one_relay() {
 /// most 1.5x the direct latency on average.
 #[test]
 fn nat_mix_at_300_nodes() {
+    trace_logs();
     let r = scenario::nat_paths(300, 3, scenario::NatMix::default(), 120);
     eprintln!("{r:?}");
     assert_eq!(r.consistency, 1.0, "ring consistency");

@@ -301,7 +301,10 @@ impl Node {
 
     /// A cookie reply to one of our inits: the responder is under load and
     /// wants our address proven. The cookie goes on our inits to that
-    /// endpoint from now on, and the handshake is retried at once.
+    /// endpoint from now on. A new cookie has the handshake retried at once
+    /// without using up an attempt (a punch's inits to other candidates
+    /// may still be answered: the pending init stays valid); a cookie for
+    /// an endpoint that already gave us one is only kept.
     pub(super) fn handle_cookie_reply(&mut self, now: Instant, from: Endpoint, buf: PacketBuf) {
         let parsed = crate::wire::handshake::parse_cookie_reply(self.pool.data(&buf));
         let Ok((receiver, cookie)) = parsed else {
@@ -313,17 +316,19 @@ impl Node {
             Some(&t) => t,
             None => return self.stats.count(DropReason::UnknownSession),
         };
+        let fresh = self.cookies.for_endpoint(now, &from).is_none();
         let Some(pending) = self
             .pending_slot(target)
             .as_mut()
-            .filter(|x| x.local_index == receiver && x.state.is_some())
+            .filter(|x| x.local_index == receiver)
         else {
             return self.stats.count(DropReason::UnknownSession);
         };
-        log::debug!("cookie from {from}: handshake retried with it");
-        // Retried once per cookie: the init that carried it is answered.
-        pending.next_retry = now;
-        pending.state = None;
+        if fresh {
+            log::debug!("cookie from {from}: handshake retried with it");
+            pending.next_retry = now;
+            pending.attempts = pending.attempts.saturating_sub(1);
+        }
         self.cookies.remember(now, from, cookie);
         match target {
             Target::Peer(p) => self.touch(p),

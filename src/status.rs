@@ -120,8 +120,8 @@ pub fn render_text(st: &NodeStatus, d: &DaemonInfo) -> String {
         }
         let _ = writeln!(
             o,
-            "  resolver {} cached, {} resolving; {} lookups ({} found nothing)",
-            v.cached, v.resolving, v.stats.lookups, v.stats.lookups_failed
+            "  resolver {} cached, {} resolving; {} lookups ({} found nothing, {} bad records)",
+            v.cached, v.resolving, v.stats.lookups, v.stats.lookups_failed, v.stats.records_refused
         );
         let _ = writeln!(
             o,
@@ -272,6 +272,7 @@ fn vpn_json(v: &crate::node::status::VpnStatus) -> String {
         .num("resolving", v.resolving)
         .num("lookups", v.stats.lookups)
         .num("lookups_failed", v.stats.lookups_failed)
+        .num("records_refused", v.stats.records_refused)
         .num("packets_out", v.stats.packets_out)
         .num("packets_in", v.stats.packets_in)
         .num("broadcasts_sent", v.stats.broadcasts_sent)

@@ -38,6 +38,7 @@ impl Node {
             return Ok(false);
         }
         log::info!("revocation list serial {serial} taken: {count} revoked key(s)");
+        self.update_record_policy();
         for i in 0..self.peers.len() {
             let p = PeerIdx(i as u16);
             if self

@@ -13,6 +13,7 @@ use crate::time::Instant;
 use crate::vpn::broadcast::{self, BroadcastState, Refusal};
 use crate::vpn::claim::{self, Claim};
 use crate::vpn::local::{self, Local};
+use crate::vpn::record;
 use crate::vpn::resolve::{Answer, Dir, Resolver};
 use crate::vpn::{group_mac, AddressMode, VpnConfig, VIRTUAL_MAC};
 use crate::wire::ethernet::{Frame, Mac, HEADER_LEN as ETH_LEN};
@@ -37,6 +38,9 @@ const CLAIM_RETRY: Duration = Duration::from_secs(5);
 pub struct VpnStats {
     pub lookups: u64,
     pub lookups_failed: u64,
+    /// Address records a lookup returned that did not check out (forged,
+    /// misplaced, or not certified for the address).
+    pub records_refused: u64,
     pub packets_out: u64,
     pub packets_in: u64,
     pub broadcasts_sent: u64,
@@ -131,7 +135,23 @@ impl Node {
     }
 
     /// Queues the gratuitous ARP that announces the virtual router.
+    /// What this node stores in the DHT for others: signed address
+    /// records that check out against the current trust (called again
+    /// when a revocation list is taken).
+    pub(super) fn update_record_policy(&mut self) {
+        let network = self.vpn.as_ref().map(|v| v.cfg.network.clone());
+        let Some(ov) = self.overlay.as_mut() else {
+            return;
+        };
+        ov.set_record_policy(Box::new(record::AddressPolicy {
+            network: network.unwrap_or_default(),
+            trust: self.trust.clone(),
+            wall_origin_us: self.wall_origin_us,
+        }));
+    }
+
     pub(super) fn vpn_start(&mut self) {
+        self.update_record_policy();
         let Some(v) = self.vpn.as_ref() else {
             return;
         };
@@ -487,17 +507,28 @@ impl Node {
             return Some(e);
         };
         if let Some(ip) = v.resolver.ip_of_op(e.id) {
+            // Every record is checked again here: a storing node may lie.
+            let checker = record::Checker {
+                network: &v.cfg.network,
+                trust: self.trust.as_ref(),
+                wall_origin_us: self.wall_origin_us,
+            };
+            let mut forged = 0;
             let holder = match &e.outcome {
                 Outcome::Found(records) => records
                     .iter()
-                    .filter_map(|r| {
-                        let (key, _) = claim::decode_holder(&r.value)?;
-                        (Addr::of_key(&key) == r.owner).then_some((r.ttl_secs, key))
+                    .filter_map(|r| match checker.check(e.key, r.owner, &r.value, now) {
+                        Ok(rec) => Some((r.ttl_secs, rec.holder)),
+                        Err(_) => {
+                            forged += 1;
+                            None
+                        }
                     })
                     .max_by_key(|(ttl, _)| *ttl)
                     .map(|(_, key)| key),
                 _ => None,
             };
+            v.stats.records_refused += forged;
             if holder.is_none() {
                 v.stats.lookups_failed += 1;
             }
@@ -586,7 +617,12 @@ impl Node {
             }
             AddressMode::Auto => v.cfg.guess(ov.addr().0, attempt),
         };
-        let value = claim::encode_holder(&self.identity.public(), ov.endpoints());
+        let cert = self.my_cert.as_deref();
+        let Some(value) = record::sign(&self.identity, ip, ov.endpoints(), cert) else {
+            log::error!("certificate too long for an address record: address not claimed");
+            v.claim = Claim::Exhausted;
+            return;
+        };
         let key = v.cfg.ip_key(ip);
         match ov.dht_register(now, key, &value, claim::TTL_SECS, true) {
             Some(op) => v.claim = Claim::Claiming { ip, op, attempt },

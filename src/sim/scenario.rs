@@ -421,10 +421,18 @@ pub fn nat_paths(n: usize, seed: u64, mix: NatMix, pairs: usize) -> NatReport {
     sim.run_for(Duration::from_secs(20));
     report.consistency = sim.consistency();
     if std::env::var_os("RINGVPN_SIM_VERBOSE").is_some() {
-        for reason in ["cookie_sent", "rate_limited", "unknown_session", "handshake_replay"] {
+        for reason in [
+            "cookie_sent",
+            "rate_limited",
+            "unknown_session",
+            "handshake_replay",
+        ] {
             let per: Vec<u64> = (0..sim.len()).map(|i| sim.node_drops(i, reason)).collect();
             let busiest = per.iter().enumerate().max_by_key(|(_, n)| **n);
-            eprintln!("{reason}: total {}, busiest {busiest:?}", per.iter().sum::<u64>());
+            eprintln!(
+                "{reason}: total {}, busiest {busiest:?}",
+                per.iter().sum::<u64>()
+            );
         }
         // Who misses which true neighbour, and what the link to it is.
         let order = sim.ring_order();

@@ -17,6 +17,7 @@
 pub mod broadcast;
 pub mod claim;
 pub mod local;
+pub mod record;
 pub mod resolve;
 
 use crate::crypto::NodeKey;
@@ -135,13 +136,18 @@ impl VpnConfig {
 
     /// The DHT key under which `ip`'s holder is registered.
     pub fn ip_key(&self, ip: Ipv4Addr) -> crate::overlay::Addr {
-        let mut name = Vec::with_capacity(8 + self.network.len());
-        name.extend_from_slice(b"ip4\0");
-        name.extend_from_slice(self.network.as_bytes());
-        name.push(0);
-        name.extend_from_slice(&ip.octets());
-        crate::overlay::dht::key_of(&name)
+        ip_key(&self.network, ip)
     }
+}
+
+/// The DHT key under which `ip`'s holder is registered in `network`.
+pub fn ip_key(network: &str, ip: Ipv4Addr) -> crate::overlay::Addr {
+    let mut name = Vec::with_capacity(8 + network.len());
+    name.extend_from_slice(b"ip4\0");
+    name.extend_from_slice(network.as_bytes());
+    name.push(0);
+    name.extend_from_slice(&ip.octets());
+    crate::overlay::dht::key_of(&name)
 }
 
 /// A unique-local /96 for the network: fd + 40 bits of

@@ -7,7 +7,8 @@
 //!   0 op | 1 replica index | 2 status | 3 record count n | 4 request id (4) | 8 key (16)
 //!   op 1 put, 2 create: 24 owner (16) | 40 ttl secs (4) | 44 value length L (2) | 46 reserved (2) | 48 value
 //!   op 3 get, 4 remove: nothing more (remove: the routed source is the owner)
-//!   op 5 put reply: status; status 1 (exists) adds 24 holder (16)
+//!   op 5 put reply: status (0 ok, 1 exists, 2 full, 3 too big, 4 rate limited,
+//!     5 refused by policy); status 1 (exists) adds 24 holder (16)
 //!   op 6 get reply: n × record
 //! record: owner (16) | ttl secs remaining (4) | value length L (2) | reserved (2) | value
 //! copy (link kind 9): 0 kind | 1 count n | 2 reserved (2) | n × (key (16) | record)
@@ -45,6 +46,10 @@ pub enum Status {
     TooBig,
     /// The sender is over its request rate at this replica.
     RateLimited,
+    /// The replica's policy refuses the record (a signed address record
+    /// whose signature, key or certificate does not check out; in
+    /// certificate mode, anything else).
+    Refused,
 }
 
 impl Status {
@@ -55,6 +60,7 @@ impl Status {
             Status::Full => 2,
             Status::TooBig => 3,
             Status::RateLimited => 4,
+            Status::Refused => 5,
         }
     }
 }
@@ -191,6 +197,7 @@ impl DhtMsg {
                     (2, 0) => Status::Full,
                     (3, 0) => Status::TooBig,
                     (4, 0) => Status::RateLimited,
+                    (5, 0) => Status::Refused,
                     _ => return Err(Error),
                 };
                 Ok(DhtMsg::PutReply {

@@ -220,8 +220,9 @@ fn a_revocation_list_spreads_over_the_links_and_cuts_the_revoked_off() {
 /// but it claims the address the VPN gives it like everyone else.
 #[test]
 fn a_member_claiming_an_address_outside_its_certificate_is_refused() {
-    use super::tunnel::{received_marker, udp_frame, vip};
+    use super::tunnel::{received_marker, udp_frame, udp_frame_from, vip};
     use crate::sim::{scenario, NetConfig, Sim, SimCerts};
+    use crate::wire::dht::Record;
     let mut sim = Sim::new(21, NetConfig::default());
     sim.vpn = Some(crate::vpn::VpnConfig::new("sim"));
     sim.keep_frames = 64;
@@ -239,28 +240,61 @@ fn a_member_claiming_an_address_outside_its_certificate_is_refused() {
     scenario::run_until_consistent(&mut sim, Duration::from_secs(1), Duration::from_secs(60))
         .expect("a ring of certified members");
     sim.run_for(Duration::from_secs(20));
-    let (v1, v5) = (vip(&sim, 1), vip(&sim, 5));
-    assert_ne!(v5, "100.64.99.99".parse::<std::net::Ipv4Addr>().unwrap());
+    // The storing nodes refuse node 5's record: it holds no address.
+    let held = |sim: &Sim, i: usize| sim.node(i).vpn_status().and_then(|s| s.address);
+    assert_eq!(held(&sim, 5), None);
+    let refused: u64 = (0..6)
+        .map(|i| {
+            sim.node(i)
+                .overlay
+                .as_ref()
+                .unwrap()
+                .dht()
+                .stats
+                .refused_policy
+        })
+        .sum();
+    assert!(refused > 0);
     // An honest member is reached.
+    let v1 = vip(&sim, 1);
     let f = udp_frame(&sim, 0, v1, b"to-an-honest-member");
     sim.inject_frame(0, &f);
     sim.run_for(Duration::from_secs(3));
     assert!(received_marker(&mut sim, 1, b"to-an-honest-member"));
-    // The member whose certificate does not list its address is not:
-    // node 0 resolves it, learns its certificate and refuses.
-    let before = sim.node_drops(0, "claim_not_certified");
+    // Storing nodes that lie: every store gets node 5's own signed record
+    // for an address its certificate does not list. Resolvers check it
+    // again and refuse: nothing goes to node 5 for that address.
+    let squatted: std::net::Ipv4Addr = "100.64.7.7".parse().unwrap();
+    let key = crate::vpn::ip_key("sim", squatted);
+    let cert5 = sim.node(5).my_cert.clone();
+    let value = crate::vpn::record::sign(&sim.node(5).identity, squatted, &[], cert5.as_deref());
+    let record = Record {
+        owner: crate::overlay::Addr::of_key(&sim.node(5).public_key()),
+        ttl_secs: 300,
+        value: value.unwrap(),
+    };
+    for i in 0..6 {
+        sim.with_node(i, |n, now| {
+            let ov = n.overlay.as_mut().unwrap();
+            ov.dht_store_unchecked(now, key, &record);
+        });
+    }
     for k in 0..3 {
-        let f = udp_frame(&sim, 0, v5, format!("to-the-squatter-{k}").as_bytes());
+        let f = udp_frame(&sim, 0, squatted, format!("to-the-squatter-{k}").as_bytes());
         sim.inject_frame(0, &f);
         sim.run_for(Duration::from_secs(3));
     }
     assert!(!received_marker(&mut sim, 5, b"to-the-squatter"));
-    assert!(sim.node_drops(0, "claim_not_certified") > before);
-    // Nor is what it sends from that address delivered.
-    let before = sim.node_drops(1, "claim_not_certified");
-    let f = udp_frame(&sim, 5, v1, b"from-the-squatter");
+    let records_refused = |sim: &Sim, i: usize| {
+        let v = sim.node(i).vpn.as_ref().unwrap();
+        v.stats.records_refused
+    };
+    assert!(records_refused(&sim, 0) > 0);
+    // Nor is what node 5 sends from that address delivered: the receiver
+    // resolves the source and refuses the record the same way.
+    let f = udp_frame_from(&sim, 5, squatted, v1, b"from-the-squatter");
     sim.inject_frame(5, &f);
     sim.run_for(Duration::from_secs(3));
     assert!(!received_marker(&mut sim, 1, b"from-the-squatter"));
-    assert!(sim.node_drops(1, "claim_not_certified") > before);
+    assert!(records_refused(&sim, 1) > 0);
 }

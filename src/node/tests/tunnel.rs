@@ -45,12 +45,23 @@ pub(super) fn vip(sim: &Sim, i: usize) -> Ipv4Addr {
 }
 
 pub(super) fn udp_frame(sim: &Sim, i: usize, dst: Ipv4Addr, body: &[u8]) -> Vec<u8> {
+    udp_frame_from(sim, i, vip(sim, i), dst, body)
+}
+
+/// A UDP packet from node `i`'s host, from source address `src`.
+pub(super) fn udp_frame_from(
+    sim: &Sim,
+    i: usize,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    body: &[u8],
+) -> Vec<u8> {
     let mut f = Vec::new();
     f.extend_from_slice(&VIRTUAL_MAC.0);
     f.extend_from_slice(&host_mac(&sim.node(i).public_key()).0);
     f.extend_from_slice(&[8, 0]);
     let mut v4 = [0u8; 20];
-    ip::emit_v4_header(&mut v4, vip(sim, i), dst, ip::PROTO_UDP, 8 + body.len());
+    ip::emit_v4_header(&mut v4, src, dst, ip::PROTO_UDP, 8 + body.len());
     f.extend_from_slice(&v4);
     f.extend_from_slice(&[0x30, 0x39, 0x30, 0x39]);
     f.extend_from_slice(&((8 + body.len()) as u16).to_be_bytes());

@@ -88,6 +88,8 @@ pub struct DhtStats {
     pub refused_full: u64,
     pub refused_too_big: u64,
     pub refused_rate: u64,
+    /// Puts and copies the record policy refused.
+    pub refused_policy: u64,
     pub copies_sent: u64,
     pub copies_received: u64,
     pub repairs_sent: u64,
@@ -102,8 +104,16 @@ struct Registration {
     next_renew: Instant,
 }
 
+/// What a storing node accepts, beyond size and rate: the layer above
+/// the DHT knows what its values mean (the VPN checks its signed address
+/// records, see `vpn::record`).
+pub trait RecordPolicy {
+    fn admit(&self, key: Addr, record: &Record, now: Instant) -> bool;
+}
+
 pub struct Dht {
     store: Store,
+    policy: Option<Box<dyn RecordPolicy>>,
     ops: BTreeMap<u32, Op>,
     next_id: u32,
     events: Vec<Event>,
@@ -120,6 +130,7 @@ impl Dht {
     pub fn new(max_records: usize, now: Instant) -> Dht {
         Dht {
             store: Store::new(max_records),
+            policy: None,
             ops: BTreeMap::new(),
             next_id: 1,
             events: Vec::new(),
@@ -145,6 +156,31 @@ impl Dht {
 impl Overlay {
     pub fn dht(&self) -> &Dht {
         &self.dht
+    }
+
+    /// Sets what this node stores for others (see [`RecordPolicy`]).
+    pub fn set_record_policy(&mut self, policy: Box<dyn RecordPolicy>) {
+        self.dht.policy = Some(policy);
+    }
+
+    /// Stores a record here as a storing node that ignores the policy
+    /// would (tests: what resolvers do with what a liar returns).
+    #[cfg(test)]
+    pub(crate) fn dht_store_unchecked(&mut self, now: Instant, key: Addr, record: &Record) {
+        self.dht.store.put(now, key, record, false, |_| false);
+    }
+
+    /// Whether the record policy lets `record` be stored under `key`.
+    fn admitted(&mut self, key: Addr, record: &Record, now: Instant) -> bool {
+        let ok = self
+            .dht
+            .policy
+            .as_ref()
+            .map_or(true, |p| p.admit(key, record, now));
+        if !ok {
+            self.dht.stats.refused_policy += 1;
+        }
+        ok
     }
 
     /// Finished operations since the last call.
@@ -282,6 +318,8 @@ impl Overlay {
             } => {
                 let status = if !self.dht_allow(now, src) {
                     Status::RateLimited
+                } else if !self.admitted(key, &record, now) {
+                    Status::Refused
                 } else {
                     self.dht.stats.puts_served += 1;
                     // The owner may put for itself; anyone may repair a
@@ -479,6 +517,9 @@ impl Overlay {
             self.dht.stats.copies_received += 1;
             if r.ttl_secs == 0 {
                 self.dht.store.remove(key, r.owner);
+                continue;
+            }
+            if !self.admitted(key, &r, now) {
                 continue;
             }
             // Keep what we have if it lives longer (a fresher renewal).

@@ -117,6 +117,8 @@ pub struct Node {
     tcp_fallback: bool,
     /// Certificate mode (see `NodeConfig::trust`).
     trust: Option<crate::crypto::cert::Trust>,
+    /// A revocation list arriving in parts (see `trust`).
+    crl_in: Option<Box<trust::Reassembly>>,
     my_cert: Option<Vec<u8>>,
     /// Links crossed by the routed message being received.
     routed_hops: u8,
@@ -194,6 +196,7 @@ impl Node {
             nat: nat::NatObserver::default(),
             tcp_fallback: cfg.tcp_fallback,
             trust: cfg.trust,
+            crl_in: None,
             my_cert: cfg.cert,
             routed_hops: 0,
             #[cfg(test)]

@@ -6,18 +6,51 @@
 //! what it holds to each new link, so a list reaches every member within
 //! the overlay's diameter and late joiners get it on their first link. An
 //! older or equal list is ignored, so the flood stops by itself.
+//!
+//! A list is sent in parts of at most 1 KiB (a list may revoke up to 1024
+//! keys, 32 KiB): kind 10 | part index (1) | part count (1) | reserved (1)
+//! | the part. A node reassembles one list at a time (bounded memory:
+//! one list's worth); parts from another link wait their turn, or come
+//! again from another neighbour.
 
 use super::{DropReason, MsgType, Node, PeerIdx};
-use crate::crypto::cert::{CertError, Revocations};
+use crate::crypto::cert::{CertError, Revocations, MAX_REVOKED};
 use crate::time::Instant;
+use std::time::Duration;
 
-/// Link control kind of a revocation list.
+/// Link control kind of a revocation list part.
 pub const CTRL_REVOCATIONS: u8 = 10;
-/// Kind, 3 reserved bytes, then the encoded list.
+/// Kind, part index, part count, reserved; then the part.
 const HEADER: usize = 4;
-/// Lists up to this many keys travel over the links (one datagram);
-/// bigger ones are distributed as files.
-pub const MAX_GOSSIP_KEYS: usize = 32;
+/// Bytes of a list in one part (one datagram).
+pub const PART: usize = 1024;
+/// Parts of the largest list (MAX_REVOKED keys of 32 bytes, and its header).
+pub const MAX_PARTS: usize = (MAX_REVOKED * 32 + 256) / PART + 1;
+/// A list whose parts stop coming is given up after this.
+pub const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A list being put back together from its parts.
+pub struct Reassembly {
+    from: PeerIdx,
+    started: Instant,
+    count: usize,
+    got: Vec<bool>,
+    bytes: Vec<u8>,
+    last_len: usize,
+}
+
+impl Reassembly {
+    fn new(from: PeerIdx, started: Instant, count: usize) -> Reassembly {
+        Reassembly {
+            from,
+            started,
+            count,
+            got: vec![false; count],
+            bytes: vec![0; count * PART],
+            last_len: 0,
+        }
+    }
+}
 
 impl Node {
     /// Offers a revocation list (from the file, or from link `from`).
@@ -81,7 +114,7 @@ impl Node {
         self.unlink(now, p);
     }
 
-    /// Sends the lists we hold to link `p` (those small enough).
+    /// Sends the lists we hold to link `p`, each in parts.
     pub(super) fn send_revocations(&mut self, now: Instant, p: PeerIdx) {
         let Some(trust) = self.trust.as_ref() else {
             return;
@@ -89,25 +122,68 @@ impl Node {
         let lists: Vec<Vec<u8>> = trust
             .revocations
             .iter()
-            .filter(|r| r.revoked.len() <= MAX_GOSSIP_KEYS)
             .filter_map(|r| r.encode().ok())
             .collect();
         for bytes in lists {
-            let mut msg = Vec::with_capacity(HEADER + bytes.len());
-            msg.extend_from_slice(&[CTRL_REVOCATIONS, 0, 0, 0]);
-            msg.extend_from_slice(&bytes);
-            match self.pool.alloc_with(&msg) {
-                Some(buf) => self.send_to_peer(now, p, MsgType::Control, buf),
-                None => self.stats.count(DropReason::PoolEmpty),
+            let count = bytes.len().div_ceil(PART);
+            for (i, part) in bytes.chunks(PART).enumerate() {
+                let mut msg = Vec::with_capacity(HEADER + part.len());
+                msg.extend_from_slice(&[CTRL_REVOCATIONS, i as u8, count as u8, 0]);
+                msg.extend_from_slice(part);
+                match self.pool.alloc_with(&msg) {
+                    Some(buf) => self.send_to_peer(now, p, MsgType::Control, buf),
+                    None => self.stats.count(DropReason::PoolEmpty),
+                }
             }
         }
     }
 
-    /// A revocation list from link `p` (link control kind 10).
+    /// A part of a revocation list from link `p` (link control kind 10).
     pub(super) fn revocations_from(&mut self, now: Instant, p: PeerIdx, msg: &[u8]) {
-        let list = match msg.get(HEADER..).map(Revocations::decode) {
-            Some(Ok(l)) if l.revoked.len() <= MAX_GOSSIP_KEYS => l,
-            _ => return self.stats.count(DropReason::CertInvalid),
+        let (Some(&index), Some(&count), Some(part)) = (msg.get(1), msg.get(2), msg.get(HEADER..))
+        else {
+            return self.stats.count(DropReason::CertInvalid);
+        };
+        let (index, count) = (usize::from(index), usize::from(count));
+        let full = part.len() == PART;
+        let fits = index < count && (full || index + 1 == count) && !part.is_empty();
+        if count == 0 || count > MAX_PARTS || !fits {
+            return self.stats.count(DropReason::CertInvalid);
+        }
+        let busy = self.crl_in.as_ref().is_some_and(|r| {
+            (r.from != p || r.count != count)
+                && now.saturating_since(r.started) < REASSEMBLY_TIMEOUT
+        });
+        if busy {
+            // Another link's list is on its way: this one comes again
+            // from another neighbour, or on the next link.
+            return;
+        }
+        let mine = self
+            .crl_in
+            .as_ref()
+            .is_some_and(|r| r.from == p && r.count == count);
+        if !mine {
+            self.crl_in = Some(Box::new(Reassembly::new(p, now, count)));
+        }
+        let Some(r) = self.crl_in.as_mut() else {
+            return;
+        };
+        r.bytes[index * PART..index * PART + part.len()].copy_from_slice(part);
+        r.got[index] = true;
+        if index + 1 == count {
+            r.last_len = part.len();
+        }
+        if !r.got.iter().all(|&g| g) {
+            return;
+        }
+        let Some(r) = self.crl_in.take() else {
+            return;
+        };
+        let len = (r.count - 1) * PART + r.last_len;
+        let list = match Revocations::decode(&r.bytes[..len]) {
+            Ok(l) => l,
+            Err(_) => return self.stats.count(DropReason::CertInvalid),
         };
         match self.offer_revocations(now, list, Some(p)) {
             Ok(_) => {}

@@ -298,3 +298,49 @@ fn a_member_claiming_an_address_outside_its_certificate_is_refused() {
     assert!(!received_marker(&mut sim, 1, b"from-the-squatter"));
     assert!(records_refused(&sim, 1) > 0);
 }
+
+/// A list too big for one datagram (1,000 keys, 32 KiB) travels in parts
+/// and is put back together at each hop; a part that does not fit its
+/// list is refused.
+#[test]
+fn a_list_of_a_thousand_keys_travels_in_parts() {
+    let (mut net, ca_id) = line();
+    let mut revoked: Vec<NodeKey> = (0..999u32)
+        .map(|i| {
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&i.to_be_bytes());
+            k[4] = 0xee;
+            NodeKey(k)
+        })
+        .collect();
+    revoked.push(identity(3).public());
+    revoked.sort();
+    let list = Revocations {
+        issuer: NodeKey::default(),
+        serial: 7,
+        issued_at: T0,
+        revoked,
+        signature: [0; SIG_LEN],
+    }
+    .sign(&ca_id)
+    .unwrap();
+    assert!(list.encode().unwrap().len() > 32 * 1000);
+    let now = net.now;
+    assert_eq!(net.nodes[0].1.offer_revocations(now, list, None), Ok(true));
+    net.deliver(|_, _| true);
+    assert_eq!(serial(&net, 1), Some(7), "B put the parts together");
+    let b = &net.nodes[1].1;
+    assert!(b.trust.as_ref().unwrap().is_revoked(&identity(3).public()));
+    let to_c = b
+        .status(net.now)
+        .peers
+        .into_iter()
+        .find(|p| p.key == identity(3).public())
+        .unwrap();
+    assert_ne!(to_c.state, "up", "B cut C off");
+    // A part claiming more parts than a list can have is refused.
+    let a = &mut net.nodes[0].1;
+    let before = a.stats().drops(DropReason::CertInvalid);
+    a.revocations_from(now, PeerIdx(0), &[10, 0, 200, 0, 1, 2, 3]);
+    assert_eq!(a.stats().drops(DropReason::CertInvalid), before + 1);
+}

@@ -519,7 +519,7 @@ impl Node {
         peer.tx_bytes += payload_len as u64;
         peer.tx_packets += 1;
         let pending = peer.pending.is_some();
-        let to = crate::overlay::Addr::of_key(&peer.key);
+        let to = peer.addr;
         match via {
             Via::Endpoint(dst) => self.queue_transmit(dst, buf),
             Via::Overlay => self.send_routed_data(now, to, buf, None),

@@ -199,6 +199,9 @@ impl Sessions {
 pub struct Peer {
     pub name: String,
     pub key: NodeKey,
+    /// The peer's ring address (a hash of its key: computed once, not
+    /// per routed packet).
+    pub addr: crate::overlay::Addr,
     /// Met through the overlay or a bootstrap, not configured.
     pub dynamic: bool,
     /// Whether we want a link (configured peers always do).
@@ -302,6 +305,7 @@ impl Peer {
         Peer {
             name: cfg.name.clone(),
             key: cfg.key,
+            addr: crate::overlay::Addr::of_key(&cfg.key),
             dynamic: false,
             wanted: true,
             linked: false,

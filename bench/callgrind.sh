@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Instructions per packet for the full core path, counted by callgrind:
 # frame -> datagram at one node, datagram -> frame at the other (both ends
-# of one forwarded frame). Repeatable, unlike wall time on a shared machine.
+# of one forwarded frame), with static keys and in certificate mode.
+# Repeatable, unlike wall time on a shared machine.
 # The figure is (Ir of N+10000 round trips - Ir of N round trips) / 10000,
 # so set-up and handshake costs cancel out.
 set -euo pipefail
@@ -11,13 +12,18 @@ bin=$(cargo bench --no-run --bench datapath --message-format=json 2>/dev/null \
   | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | grep datapath | tail -1)
 [ -x "$bin" ] || { echo "cannot find the datapath bench binary" >&2; exit 1; }
 ir() {
-  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" --callgrind "$1" "$2" 2>&1 \
+  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" --callgrind "$@" 2>&1 \
     | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }
-echo "| frame size | instructions per forwarded frame (seal + open, both nodes) |"
-echo "|---:|---:|"
+echo "| frame size | static keys | certificates |"
+echo "|---:|---:|---:|"
 for size in 64 512 1400; do
-  base=$(ir "$size" 1000)
-  more=$(ir "$size" 11000)
-  echo "| $size B | $(( (more - base) / 10000 )) |"
+  row="| $size B"
+  for mode in "" --cert; do
+    base=$(ir "$size" 1000 $mode)
+    more=$(ir "$size" 11000 $mode)
+    row="$row | $(( (more - base) / 10000 ))"
+  done
+  echo "$row |"
 done
+echo "(instructions per forwarded frame: seal + open, both nodes)"

@@ -42,7 +42,7 @@ fn sessions() -> (Session, Session) {
 fn report(what: &str, size: usize, packets: u64, secs: f64) {
     let ns = secs * 1e9 / packets as f64;
     let gbps = (size as f64 * 8.0 * packets as f64) / secs / 1e9;
-    println!("{what:<24} {size:>5} B  {ns:>8.1} ns/packet  {gbps:>7.2} Gbit/s");
+    println!("{what:<30} {size:>5} B  {ns:>8.1} ns/packet  {gbps:>7.2} Gbit/s");
 }
 
 /// Enough packets for ~0.3 s per measurement.
@@ -104,10 +104,15 @@ fn bench_seal_open(size: usize) {
     report("open", size, opened, total);
 }
 
-fn nodes() -> (Node, Node, SocketAddr, SocketAddr) {
+/// Two linked nodes; `cert`: in certificate mode (a CA, a certificate
+/// each), else with static keys.
+fn nodes(cert: bool) -> (Node, Node, SocketAddr, SocketAddr) {
     let ea: SocketAddr = "198.18.0.1:5140".parse().unwrap();
     let eb: SocketAddr = "198.18.0.2:5140".parse().unwrap();
+    let ca = Identity::from_seed(&Seed([9; 32]));
     let mk = |me: u8, other: u8, ep: SocketAddr| {
+        let id = Identity::from_seed(&Seed([me; 32]));
+        let (trust, mine) = certified(&ca, &id);
         let cfg = NodeConfig {
             peers: vec![PeerConfig {
                 name: "p".into(),
@@ -115,9 +120,12 @@ fn nodes() -> (Node, Node, SocketAddr, SocketAddr) {
                 endpoint: Some(ep),
             }],
             pool_slots: 8192,
+            wall_origin_us: 2_000_000_000_000_000,
+            trust: cert.then_some(trust),
+            cert: cert.then_some(mine),
             ..NodeConfig::default()
         };
-        Node::new(Identity::from_seed(&Seed([me; 32])), cfg, Instant::ZERO)
+        Node::new(id, cfg, Instant::ZERO)
     };
     let (mut a, mut b) = (mk(1, 2, eb), mk(2, 1, ea));
     let now = Instant::from_millis(1);
@@ -127,7 +135,16 @@ fn nodes() -> (Node, Node, SocketAddr, SocketAddr) {
         move_all(&mut a, ea, &mut b);
         move_all(&mut b, eb, &mut a);
     }
+    assert!(a.stats().handshakes_completed + b.stats().handshakes_completed > 0);
     (a, b, ea, eb)
+}
+
+fn mode_name(cert: bool) -> &'static str {
+    if cert {
+        "certificates"
+    } else {
+        "static keys"
+    }
 }
 
 fn move_all(from: &mut Node, from_ep: SocketAddr, to: &mut Node) {
@@ -157,8 +174,9 @@ fn to_datagram(a: &mut Node, f: &[u8], now: Instant) -> ringvpn::node::Transmit 
     a.poll_transmit().unwrap()
 }
 
-fn bench_node_path(size: usize) {
-    let (mut a, mut b, ea, _) = nodes();
+fn bench_node_path(size: usize, cert: bool) {
+    let (mut a, mut b, ea, _) = nodes(cert);
+    let mode = mode_name(cert);
     let f = frame(size);
     let n = count_for(size);
     let now = Instant::from_millis(1);
@@ -168,7 +186,12 @@ fn bench_node_path(size: usize) {
         black_box(a.pool().data(&tx.buf));
         a.pool_mut().free(tx.buf);
     }
-    report("node frame->datagram", size, n, t.elapsed().as_secs_f64());
+    report(
+        &format!("frame->datagram, {mode}"),
+        size,
+        n,
+        t.elapsed().as_secs_f64(),
+    );
 
     let batch = 4096u64.min(n);
     let (mut done, mut total) = (0u64, 0.0);
@@ -189,13 +212,14 @@ fn bench_node_path(size: usize) {
         total += t.elapsed().as_secs_f64();
         done += batch;
     }
-    report("node datagram->frame", size, done, total);
+    report(&format!("datagram->frame, {mode}"), size, done, total);
 }
 
-/// `--callgrind SIZE COUNT`: COUNT full round trips (frame → datagram at A,
-/// datagram → frame at B), nothing else, for instruction counting.
-fn callgrind(size: usize, count: u64) {
-    let (mut a, mut b, ea, _) = nodes();
+/// `--callgrind SIZE COUNT [--cert]`: COUNT full round trips (frame →
+/// datagram at A, datagram → frame at B), nothing else, for instruction
+/// counting; `--cert`: the nodes are in certificate mode.
+fn callgrind(size: usize, count: u64, cert: bool) {
+    let (mut a, mut b, ea, _) = nodes(cert);
     let f = frame(size);
     let now = Instant::from_millis(1);
     for _ in 0..count {
@@ -278,7 +302,7 @@ fn main() {
             .get(i + 2)
             .and_then(|s| s.parse().ok())
             .unwrap_or(10_000);
-        return callgrind(size, count);
+        return callgrind(size, count, args.iter().any(|a| a == "--cert"));
     }
     if args.iter().any(|a| a == "--list") {
         return; // cargo test --benches asks for a listing
@@ -287,6 +311,7 @@ fn main() {
     println!("ringvpn data path, one core (payload = frame bytes)");
     for size in SIZES {
         bench_seal_open(size);
-        bench_node_path(size);
+        bench_node_path(size, false);
+        bench_node_path(size, true);
     }
 }

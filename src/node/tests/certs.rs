@@ -344,3 +344,45 @@ fn a_list_of_a_thousand_keys_travels_in_parts() {
     a.revocations_from(now, PeerIdx(0), &[10, 0, 200, 0, 1, 2, 3]);
     assert_eq!(a.stats().drops(DropReason::CertInvalid), before + 1);
 }
+
+/// A CA rollover: during the transition every node trusts both CAs, so a
+/// member already certified by the new CA links with one still on the
+/// old; a node that trusts only the old CA refuses the new certificate
+/// (which is why both stay in every CA file until every node has moved).
+#[test]
+fn during_a_ca_rollover_members_of_both_cas_link() {
+    let (old_id, old_cert) = ca(100, "office");
+    let (new_id, new_cert) = ca(101, "office");
+    let member = |me: u8, peer: (u8, &str), signer: &Identity, cas: Vec<Cert>| {
+        let mut n = node(me, &[peer], Timers::default());
+        n.trust = Some(Trust {
+            network: "office".into(),
+            cas,
+            revocations: vec![],
+        });
+        n.my_cert = Some(node_cert(signer, me, "office", VALID));
+        n
+    };
+    let both = vec![old_cert.clone(), new_cert.clone()];
+    let mut net = Net {
+        nodes: vec![
+            (ep(EP_A), member(1, (2, EP_B), &old_id, both.clone())),
+            (ep(EP_B), member(2, (1, EP_A), &new_id, both)),
+        ],
+        now: Instant::ZERO,
+    };
+    net.tick(Duration::ZERO);
+    net.deliver(|_, _| true);
+    assert!(net.up(0) && net.up(1), "old and new certificates link");
+    // Each side trusting only its own CA: refused.
+    let mut net = Net {
+        nodes: vec![
+            (ep(EP_A), member(1, (2, EP_B), &old_id, vec![old_cert])),
+            (ep(EP_B), member(2, (1, EP_A), &new_id, vec![new_cert])),
+        ],
+        now: Instant::ZERO,
+    };
+    net.tick(Duration::ZERO);
+    net.deliver(|_, _| true);
+    assert!(refused(&net, DropReason::CertUnknownCa));
+}

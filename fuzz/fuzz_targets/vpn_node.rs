@@ -11,8 +11,24 @@ use ringvpn::node::{Node, NodeConfig};
 use ringvpn::time::Instant;
 use std::net::SocketAddr;
 
+/// Both members are in certificate mode (one CA, network "fuzz"), so
+/// revocation list parts and certificate checks are reached too.
 fn node(me: u8, ep: SocketAddr, boot: Option<SocketAddr>) -> Node {
+    use ringvpn::crypto::cert::{Cert, Prefix, Trust};
+    let id = Identity::from_seed(&Seed([me; 32]));
+    let ca = Identity::from_seed(&Seed([99; 32]));
+    let valid = (1_000, 4_000_000_000);
+    let ca_cert = Cert::new_ca(&ca, "fuzz", "CA", valid).unwrap();
+    let ips = vec![Prefix::parse("100.64.0.0/10").unwrap()];
+    let mine = Cert::new_node(&ca, id.public(), "fuzz", "m", ips, vec![], valid).unwrap();
     let cfg = NodeConfig {
+        trust: Some(Trust {
+            network: "fuzz".into(),
+            cas: vec![ca_cert],
+            revocations: vec![],
+        }),
+        cert: Some(mine.encode().unwrap()),
+        wall_origin_us: 2_000_000_000_000_000,
         overlay: Some(ringvpn::overlay::OverlayConfig::default()),
         timers: ringvpn::overlay::link_timers(),
         bootstrap: boot.into_iter().collect(),
@@ -22,7 +38,7 @@ fn node(me: u8, ep: SocketAddr, boot: Option<SocketAddr>) -> Node {
         vpn: Some(ringvpn::vpn::VpnConfig::new("fuzz")),
         ..NodeConfig::default()
     };
-    Node::new(Identity::from_seed(&Seed([me; 32])), cfg, Instant::ZERO)
+    Node::new(id, cfg, Instant::ZERO)
 }
 
 fn pump(nodes: &mut [(SocketAddr, Node); 2], now: Instant) {

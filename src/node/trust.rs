@@ -140,13 +140,19 @@ impl Node {
 
     /// A part of a revocation list from link `p` (link control kind 10).
     pub(super) fn revocations_from(&mut self, now: Instant, p: PeerIdx, msg: &[u8]) {
+        if self.trust.is_none() {
+            // Lists mean nothing without certificates: nothing is kept.
+            return self.stats.count(DropReason::BadType);
+        }
         let (Some(&index), Some(&count), Some(part)) = (msg.get(1), msg.get(2), msg.get(HEADER..))
         else {
             return self.stats.count(DropReason::CertInvalid);
         };
         let (index, count) = (usize::from(index), usize::from(count));
+        // Every part but the last is exactly PART bytes; none is longer.
         let full = part.len() == PART;
-        let fits = index < count && (full || index + 1 == count) && !part.is_empty();
+        let last = index + 1 == count;
+        let fits = index < count && (full || last) && !part.is_empty() && part.len() <= PART;
         if count == 0 || count > MAX_PARTS || !fits {
             return self.stats.count(DropReason::CertInvalid);
         }

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::crypto::cert::{Cert, Prefix, Revocations, Trust, SIG_LEN};
+use crate::node::trust::PART;
 
 /// The Unix time the test nodes' clocks start at (see `node`).
 const T0: u64 = 1_700_000_000;
@@ -343,6 +344,11 @@ fn a_list_of_a_thousand_keys_travels_in_parts() {
     let before = a.stats().drops(DropReason::CertInvalid);
     a.revocations_from(now, PeerIdx(0), &[10, 0, 200, 0, 1, 2, 3]);
     assert_eq!(a.stats().drops(DropReason::CertInvalid), before + 1);
+    // So is a last part longer than a part can be (it would not fit).
+    let mut long = vec![10, 1, 2, 0];
+    long.extend_from_slice(&[0u8; PART + 1]);
+    a.revocations_from(now, PeerIdx(0), &long);
+    assert_eq!(a.stats().drops(DropReason::CertInvalid), before + 2);
 }
 
 /// A CA rollover: during the transition every node trusts both CAs, so a

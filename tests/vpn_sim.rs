@@ -53,27 +53,6 @@ fn addr(sim: &Sim, i: usize) -> Ipv4Addr {
     sim.node(i).vpn_status().unwrap().address.unwrap()
 }
 
-/// A UDP datagram from the host of node `i` to `dst`, as an Ethernet frame.
-fn udp_frame(sim: &Sim, i: usize, src: Ipv4Addr, dst: Ipv4Addr, body: &[u8]) -> Vec<u8> {
-    let mut f = Vec::new();
-    let dst_mac = if dst.is_broadcast() || dst.is_multicast() {
-        [0xff; 6]
-    } else {
-        VIRTUAL_MAC.0
-    };
-    f.extend_from_slice(&dst_mac);
-    f.extend_from_slice(&host_mac(&sim.node(i).public_key()).0);
-    f.extend_from_slice(&[8, 0]);
-    let mut v4 = [0u8; 20];
-    ip::emit_v4_header(&mut v4, src, dst, ip::PROTO_UDP, 8 + body.len());
-    f.extend_from_slice(&v4);
-    f.extend_from_slice(&[0x30, 0x39, 0x30, 0x39]);
-    f.extend_from_slice(&((8 + body.len()) as u16).to_be_bytes());
-    f.extend_from_slice(&[0, 0]);
-    f.extend_from_slice(body);
-    f
-}
-
 /// The UDP bodies of IPv4 frames node `i` wrote to its TAP.
 fn received(sim: &mut Sim, i: usize) -> Vec<Vec<u8>> {
     sim.take_frames(i)
@@ -102,7 +81,7 @@ fn members_reach_each_other_by_virtual_ip() {
         for k in 1..=4 {
             let j = (i + k * 7) % n;
             let body = format!("{i}->{j}");
-            let f = udp_frame(&sim, i, ips[i], ips[j], body.as_bytes());
+            let f = sim.host_udp_frame(i, ips[i], ips[j], body.as_bytes());
             sim.inject_frame(i, &f);
         }
     }
@@ -123,7 +102,7 @@ fn members_reach_each_other_by_virtual_ip() {
     // A second round, now resolved: arrives within a few round trips.
     for i in 0..n {
         let j = (i + 7) % n;
-        let f = udp_frame(&sim, i, ips[i], ips[j], b"again");
+        let f = sim.host_udp_frame(i, ips[i], ips[j], b"again");
         sim.inject_frame(i, &f);
     }
     sim.run_for(Duration::from_secs(2));
@@ -137,19 +116,19 @@ fn a_packet_with_another_members_source_is_dropped() {
     let mut sim = vpn_ring(n, 5);
     let (a, b, c) = (addr(&sim, 0), addr(&sim, 1), addr(&sim, 2));
     // Node 0's host claims node 1's address as its source, towards node 2.
-    let f = udp_frame(&sim, 0, b, c, b"forged");
+    let f = sim.host_udp_frame(0, b, c, b"forged");
     sim.inject_frame(0, &f);
     sim.run_for(Duration::from_secs(5));
     assert!(received(&mut sim, 2).is_empty());
     assert_eq!(sim.node_drops(2, "spoofed_source"), 1);
     // Its own address goes through.
-    let f = udp_frame(&sim, 0, a, c, b"honest");
+    let f = sim.host_udp_frame(0, a, c, b"honest");
     sim.inject_frame(0, &f);
     sim.run_for(Duration::from_secs(5));
     assert_eq!(received(&mut sim, 2), vec![b"honest".to_vec()]);
     // An address nobody holds: dropped after the lookup, counted.
     let nobody = Ipv4Addr::new(100, 99, 99, 99);
-    let f = udp_frame(&sim, 0, a, nobody, b"void");
+    let f = sim.host_udp_frame(0, a, nobody, b"void");
     sim.inject_frame(0, &f);
     sim.run_for(Duration::from_secs(8));
     assert_eq!(sim.node_drops(0, "unknown_ip"), 1);
@@ -161,9 +140,9 @@ fn broadcasts_reach_every_member_once() {
     let mut sim = vpn_ring(n, 7);
     let cfg = VpnConfig::new("sim");
     let src = addr(&sim, 0);
-    let f = udp_frame(&sim, 0, src, cfg.broadcast(), b"hello all");
+    let f = sim.host_udp_frame(0, src, cfg.broadcast(), b"hello all");
     sim.inject_frame(0, &f);
-    let f = udp_frame(&sim, 0, src, Ipv4Addr::new(224, 0, 0, 251), b"mdns");
+    let f = sim.host_udp_frame(0, src, Ipv4Addr::new(224, 0, 0, 251), b"mdns");
     sim.inject_frame(0, &f);
     sim.run_for(Duration::from_secs(5));
     for j in 1..n {

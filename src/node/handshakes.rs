@@ -242,15 +242,16 @@ impl Node {
     }
 
     pub(super) fn handle_init(&mut self, now: Instant, from: Path, buf: PacketBuf) {
-        let allowed = match from {
-            Path::Direct(ep) => match self.init_admission(now, ep, &buf) {
-                Ok(()) => true,
-                Err(reason) => return self.drop_buf(buf, reason),
-            },
-            Path::Overlay(_) => self.limiter.allow_path(from, now),
+        let admitted = match from {
+            Path::Direct(ep) => self.init_admission(now, ep, &buf),
+            Path::Overlay(_) => self
+                .limiter
+                .allow_path(from, now)
+                .then_some(())
+                .ok_or(DropReason::RateLimited),
         };
-        if !allowed {
-            return self.drop_buf(buf, DropReason::RateLimited);
+        if let Err(reason) = admitted {
+            return self.drop_buf(buf, reason);
         }
         let checked = self.check_init(now, self.pool.data(&buf));
         self.pool.free(buf);
@@ -276,17 +277,12 @@ impl Node {
             || init
                 .cookie()
                 .is_some_and(|c| self.cookies.valid(now, &self.sysrand, &from, c));
+        let limited = |ok: bool| ok.then_some(()).ok_or(DropReason::RateLimited);
         if proven {
-            return match self.limiter.allow_proven(from.ip(), now) {
-                true => Ok(()),
-                false => Err(DropReason::RateLimited),
-            };
+            return limited(self.limiter.allow_proven(from.ip(), now));
         }
         if !self.limiter.under_load(now) {
-            return match self.limiter.allow(from.ip(), now) {
-                true => Ok(()),
-                false => Err(DropReason::RateLimited),
-            };
+            return limited(self.limiter.allow(from.ip(), now));
         }
         let sender = init.sender();
         let Some(cookie) = self.cookies.reply(now, &self.sysrand, &from) else {

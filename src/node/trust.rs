@@ -33,7 +33,7 @@ pub const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Reassembly {
     from: PeerIdx,
     started: Instant,
-    count: usize,
+    /// One flag per part (their count is the list's).
     got: Vec<bool>,
     bytes: Vec<u8>,
     last_len: usize,
@@ -44,7 +44,6 @@ impl Reassembly {
         Reassembly {
             from,
             started,
-            count,
             got: vec![false; count],
             bytes: vec![0; count * PART],
             last_len: 0,
@@ -157,7 +156,7 @@ impl Node {
             return self.stats.count(DropReason::CertInvalid);
         }
         let busy = self.crl_in.as_ref().is_some_and(|r| {
-            (r.from != p || r.count != count)
+            (r.from != p || r.got.len() != count)
                 && now.saturating_since(r.started) < REASSEMBLY_TIMEOUT
         });
         if busy {
@@ -168,7 +167,7 @@ impl Node {
         let mine = self
             .crl_in
             .as_ref()
-            .is_some_and(|r| r.from == p && r.count == count);
+            .is_some_and(|r| r.from == p && r.got.len() == count);
         if !mine {
             self.crl_in = Some(Box::new(Reassembly::new(p, now, count)));
         }
@@ -186,7 +185,7 @@ impl Node {
         let Some(r) = self.crl_in.take() else {
             return;
         };
-        let len = (r.count - 1) * PART + r.last_len;
+        let len = (r.got.len() - 1) * PART + r.last_len;
         let list = match Revocations::decode(&r.bytes[..len]) {
             Ok(l) => l,
             Err(_) => return self.stats.count(DropReason::CertInvalid),

@@ -134,7 +134,6 @@ impl Node {
         }
     }
 
-    /// Queues the gratuitous ARP that announces the virtual router.
     /// What this node stores in the DHT for others: signed address
     /// records that check out against the current trust (called again
     /// when a revocation list is taken).
@@ -150,6 +149,8 @@ impl Node {
         }));
     }
 
+    /// Sets the DHT record policy and queues the gratuitous ARP that
+    /// announces the virtual router.
     pub(super) fn vpn_start(&mut self) {
         self.update_record_policy();
         let Some(v) = self.vpn.as_ref() else {

@@ -390,6 +390,30 @@ impl Sim {
         self.flush(i as u32);
     }
 
+    /// A UDP datagram from `src` to `dst` as node `i`'s host would write
+    /// it to its TAP: an Ethernet frame to the virtual router (or to
+    /// everyone, for a broadcast or multicast address).
+    pub fn host_udp_frame(&self, i: usize, src: Ipv4Addr, dst: Ipv4Addr, body: &[u8]) -> Vec<u8> {
+        use crate::wire::ip;
+        let dst_mac = if dst.is_broadcast() || dst.is_multicast() {
+            [0xff; 6]
+        } else {
+            crate::vpn::VIRTUAL_MAC.0
+        };
+        let mut f = Vec::with_capacity(14 + 28 + body.len());
+        f.extend_from_slice(&dst_mac);
+        f.extend_from_slice(&crate::vpn::host_mac(&self.node(i).public_key()).0);
+        f.extend_from_slice(&[8, 0]);
+        let mut v4 = [0u8; 20];
+        ip::emit_v4_header(&mut v4, src, dst, ip::PROTO_UDP, 8 + body.len());
+        f.extend_from_slice(&v4);
+        f.extend_from_slice(&[0x30, 0x39, 0x30, 0x39]);
+        f.extend_from_slice(&((8 + body.len()) as u16).to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(body);
+        f
+    }
+
     /// The frames node `i` wrote to its TAP since the last call.
     pub fn take_frames(&mut self, i: usize) -> Vec<Vec<u8>> {
         core::mem::take(&mut self.nodes[i].tap)

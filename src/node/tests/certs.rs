@@ -221,7 +221,7 @@ fn a_revocation_list_spreads_over_the_links_and_cuts_the_revoked_off() {
 /// but it claims the address the VPN gives it like everyone else.
 #[test]
 fn a_member_claiming_an_address_outside_its_certificate_is_refused() {
-    use super::tunnel::{received_marker, udp_frame, udp_frame_from, vip};
+    use super::tunnel::{received_marker, udp_frame, vip};
     use crate::sim::{scenario, NetConfig, Sim, SimCerts};
     use crate::wire::dht::Record;
     let mut sim = Sim::new(21, NetConfig::default());
@@ -293,7 +293,7 @@ fn a_member_claiming_an_address_outside_its_certificate_is_refused() {
     assert!(records_refused(&sim, 0) > 0);
     // Nor is what node 5 sends from that address delivered: the receiver
     // resolves the source and refuses the record the same way.
-    let f = udp_frame_from(&sim, 5, squatted, v1, b"from-the-squatter");
+    let f = sim.host_udp_frame(5, squatted, v1, b"from-the-squatter");
     sim.inject_frame(5, &f);
     sim.run_for(Duration::from_secs(3));
     assert!(!received_marker(&mut sim, 1, b"from-the-squatter"));

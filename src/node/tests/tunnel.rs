@@ -6,34 +6,38 @@
 
 use crate::sim::nat::{Geography, NatModel, SimNat};
 use crate::sim::{scenario, NetConfig, Sim};
-use crate::vpn::{host_mac, VpnConfig, VIRTUAL_MAC};
-use crate::wire::ip;
+use crate::vpn::VpnConfig;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 const A: usize = 4;
 const B: usize = 5;
 
-/// Four public members, then A and B behind NATs `a` and `b`.
-fn nat_vpn_sim(a: SimNat, b: SimNat, seed: u64) -> Sim {
+/// VPN members behind NATs of `kinds`, in geography, not yet run; each
+/// added with the bootstraps `boots` gives it.
+fn nat_members(
+    seed: u64,
+    kinds: &[SimNat],
+    mut boots: impl FnMut(&mut Sim, usize) -> Vec<std::net::SocketAddr>,
+) -> Sim {
     let mut sim = Sim::new(seed, NetConfig::default());
     sim.nat = Some(NatModel::new(seed));
     sim.geo = Some(Geography::new());
     sim.vpn = Some(VpnConfig::new("sim"));
     sim.keep_frames = 64;
-    let kinds = [
-        SimNat::Public,
-        SimNat::Public,
-        SimNat::Public,
-        SimNat::Public,
-        a,
-        b,
-    ];
     for (i, &k) in kinds.iter().enumerate() {
         sim.nat.as_mut().unwrap().set_kind(i as u32, k);
-        let boots = sim.random_bootstraps(3, None);
-        sim.add_node(boots);
+        let b = boots(&mut sim, i);
+        sim.add_node(b);
     }
+    sim
+}
+
+/// Four public members, then A and B behind NATs `a` and `b`.
+fn nat_vpn_sim(a: SimNat, b: SimNat, seed: u64) -> Sim {
+    use SimNat::Public;
+    let kinds = [Public, Public, Public, Public, a, b];
+    let mut sim = nat_members(seed, &kinds, |sim, _| sim.random_bootstraps(3, None));
     scenario::run_until_consistent(&mut sim, Duration::from_secs(1), Duration::from_secs(90))
         .expect("a consistent ring, tunnel edges included");
     sim.run_for(Duration::from_secs(20));
@@ -45,29 +49,7 @@ pub(super) fn vip(sim: &Sim, i: usize) -> Ipv4Addr {
 }
 
 pub(super) fn udp_frame(sim: &Sim, i: usize, dst: Ipv4Addr, body: &[u8]) -> Vec<u8> {
-    udp_frame_from(sim, i, vip(sim, i), dst, body)
-}
-
-/// A UDP packet from node `i`'s host, from source address `src`.
-pub(super) fn udp_frame_from(
-    sim: &Sim,
-    i: usize,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    body: &[u8],
-) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&VIRTUAL_MAC.0);
-    f.extend_from_slice(&host_mac(&sim.node(i).public_key()).0);
-    f.extend_from_slice(&[8, 0]);
-    let mut v4 = [0u8; 20];
-    ip::emit_v4_header(&mut v4, src, dst, ip::PROTO_UDP, 8 + body.len());
-    f.extend_from_slice(&v4);
-    f.extend_from_slice(&[0x30, 0x39, 0x30, 0x39]);
-    f.extend_from_slice(&((8 + body.len()) as u16).to_be_bytes());
-    f.extend_from_slice(&[0, 0]);
-    f.extend_from_slice(body);
-    f
+    sim.host_udp_frame(i, vip(sim, i), dst, body)
 }
 
 pub(super) fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -222,26 +204,15 @@ fn trace_logs() {
 fn first_packet_does_not_wait_for_the_punch() {
     let mut waits = Vec::new();
     for seed in 1..=10u64 {
-        let mut sim = Sim::new(seed, NetConfig::default());
-        sim.nat = Some(NatModel::new(seed));
-        sim.geo = Some(Geography::new());
-        sim.vpn = Some(VpnConfig::new("sim"));
-        sim.keep_frames = 64;
-        let kinds = [
-            SimNat::Public,
-            SimNat::Public,
-            SimNat::Symmetric,
-            SimNat::PortRestricted,
-        ];
-        for (i, &k) in kinds.iter().enumerate() {
-            sim.nat.as_mut().unwrap().set_kind(i as u32, k);
-            let boots = if i == 0 {
-                vec![]
-            } else {
-                vec![crate::sim::endpoint_of(0)]
-            };
-            sim.add_node(boots);
-        }
+        use SimNat::{PortRestricted, Public, Symmetric};
+        let kinds = [Public, Public, Symmetric, PortRestricted];
+        // Everyone joins through node 0.
+        let mut sim = nat_members(seed, &kinds, |_, i| {
+            (i > 0)
+                .then(|| crate::sim::endpoint_of(0))
+                .into_iter()
+                .collect()
+        });
         let holds = |sim: &Sim, i: usize| sim.node(i).vpn_status().and_then(|s| s.address);
         for _ in 0..600 {
             if holds(&sim, 2).is_some() && holds(&sim, 3).is_some() {

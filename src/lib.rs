@@ -21,6 +21,7 @@ pub mod crypto;
 pub mod json;
 pub mod lab;
 pub mod limit;
+pub mod net;
 pub mod node;
 pub mod overlay;
 pub mod pki;

@@ -59,6 +59,14 @@ pub fn render_text(st: &NodeStatus, d: &DaemonInfo) -> String {
         let a: Vec<String> = st.advertised.iter().map(|e| e.to_string()).collect();
         let _ = writeln!(o, "advertise {}", a.join(" "));
     }
+    if !st.underlay_excluded.is_empty() {
+        let a: Vec<String> = st.underlay_excluded.iter().map(|p| p.to_string()).collect();
+        let _ = writeln!(
+            o,
+            "never     {}  (the VPN's own: no underlay there)",
+            a.join(" ")
+        );
+    }
     if st.relayed_bytes > 0 {
         let _ = writeln!(o, "relayed   {} for others", bytes(st.relayed_bytes));
     }
@@ -182,6 +190,11 @@ pub fn render_json(st: &NodeStatus, d: &DaemonInfo) -> String {
         .iter()
         .map(|e| crate::json::quote(&e.to_string()))
         .collect();
+    let excluded: Vec<String> = st
+        .underlay_excluded
+        .iter()
+        .map(|p| crate::json::quote(&p.to_string()))
+        .collect();
     let mut n = Object::new(&mut node);
     n.str("key", &st.key.to_base64())
         .str("tap", &d.tap)
@@ -194,6 +207,7 @@ pub fn render_json(st: &NodeStatus, d: &DaemonInfo) -> String {
         .num("pool_high_water", st.pool_high_water)
         .str("nat", st.nat)
         .raw("advertised", &format!("[{}]", advertised.join(",")))
+        .raw("underlay_excluded", &format!("[{}]", excluded.join(",")))
         .num("relayed_bytes", st.relayed_bytes);
     n.end();
     let mut peers = String::from("[");

@@ -1,9 +1,11 @@
 #![no_main]
 //! Overlay messages: the routed header view, every routed message type, the
-//! neighbours and connection-list messages, and the routed data and ring
+//! neighbours, connection-list and endpoints messages, and the routed data and ring
 //! broadcast headers; what parses must re-emit to the same bytes.
 use libfuzzer_sys::fuzz_target;
-use ringvpn::wire::overlay::{Broadcast, ConnList, Neighbours, OverlayMsg, Routed, RoutedData};
+use ringvpn::wire::overlay::{
+    Broadcast, ConnList, EndpointList, Neighbours, OverlayMsg, Routed, RoutedData,
+};
 
 fuzz_target!(|bytes: &[u8]| {
     if let Ok(r) = Routed::new_checked(bytes) {
@@ -26,6 +28,11 @@ fuzz_target!(|bytes: &[u8]| {
         let mut out = Vec::new();
         l.emit(&mut out);
         assert_eq!(ConnList::parse(&out), Ok(l));
+    }
+    if let Ok(l) = EndpointList::parse(bytes) {
+        let mut out = Vec::new();
+        l.emit(&mut out);
+        assert_eq!(EndpointList::parse(&out), Ok(l));
     }
     if let Ok(d) = RoutedData::new_checked(bytes) {
         let _ = (d.hops(), d.ttl(), d.dst());

@@ -199,6 +199,7 @@ fn nat_matrix(args: &[String]) -> ExitCode {
     let mut o = Options::new();
     o.optopt("p", "pairs", "NAT type pairs (default: all 36)", "A:B,...");
     o.optopt("i", "iperf", "iperf3 seconds per cell (default 3)", "SECS");
+    o.optflag("", "listen-any", "members listen on 0.0.0.0:5140");
     let Some(m) = parse_options(&o, args) else {
         return ExitCode::from(2);
     };
@@ -210,7 +211,10 @@ fn nat_matrix(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut opts = matrix::CellOptions::default();
+    let mut opts = matrix::CellOptions {
+        listen_any: m.opt_present("listen-any"),
+        ..matrix::CellOptions::default()
+    };
     match m.opt_str("i").map(|v| v.parse::<u32>()) {
         None => {}
         Some(Ok(s)) => opts.iperf_secs = s,

@@ -31,51 +31,8 @@ pub const CLOCK_SKEW: u64 = 300;
 /// The domain separation of certificate signatures.
 const SIGNED_LABEL: &[u8] = b"ringvpn certificate v1\0";
 
-/// An address range a node may claim.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Prefix {
-    pub addr: IpAddr,
-    pub len: u8,
-}
-
-impl Prefix {
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip) {
-            (IpAddr::V4(p), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0);
-                u32::from(p) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(p), IpAddr::V6(a)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.len))
-                    .unwrap_or(0);
-                u128::from(p) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
-    }
-
-    /// Parses `ADDR` (a single address) or `ADDR/LEN`.
-    pub fn parse(s: &str) -> Option<Prefix> {
-        let (a, l) = match s.split_once('/') {
-            Some((a, l)) => (a, Some(l)),
-            None => (s, None),
-        };
-        let addr: IpAddr = a.parse().ok()?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let len = match l {
-            Some(l) => l.parse().ok().filter(|&l| l <= max)?,
-            None => max,
-        };
-        Some(Prefix { addr, len })
-    }
-}
-
-impl fmt::Display for Prefix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
-    }
-}
+/// An address range a node may claim (shared with the rest of the crate).
+pub use crate::net::Prefix;
 
 /// A certificate: a CA's own (kind CA, self-signed) or a node's.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,7 +5,10 @@
 //! and the ping RTT and iperf3 throughput over it.
 
 use super::nat::{NatLab, NatType};
+use super::trace::{PingTrace, Trace};
 use super::{err, LabAddress, NodeOptions};
+use crate::net::{Prefix, PrefixSet};
+use crate::wire::endpoint::Endpoint;
 use std::fmt::Write;
 use std::io;
 use std::path::Path;
@@ -46,9 +49,16 @@ pub struct Cell {
     pub expected: &'static str,
     /// The path host A's status shows for B at the end ("relayed via X").
     pub path: String,
+    /// From the start of the steady ping to its first reply.
     pub first_ping: Option<Duration>,
-    /// When the expected path was reached (from the first ping attempt).
+    /// When the expected path was reached (from the start of the ping).
     pub final_after: Option<Duration>,
+    /// The steady ping (every 100 ms while the path settles).
+    pub trace: Trace,
+    /// Endpoints inside the VPN that either host's status showed at any
+    /// time (a peer's endpoint or candidate, an advertised one): must be
+    /// none (issue 21).
+    pub in_vpn: Vec<String>,
     pub rtt_ms: Option<f64>,
     pub iperf_mbit: Option<f64>,
     /// A's explanation, when the path is not direct.
@@ -57,7 +67,11 @@ pub struct Cell {
 
 impl Cell {
     pub fn ok(&self) -> bool {
-        self.first_ping.is_some() && self.path.starts_with(self.expected)
+        self.first_ping.is_some()
+            && self.path.starts_with(self.expected)
+            && self.trace.sent > 0
+            && self.trace.lost() == 0
+            && self.in_vpn.is_empty()
     }
 }
 
@@ -66,6 +80,10 @@ pub struct CellOptions {
     pub iperf_secs: u32,
     /// How long the pair may take to reach its final path.
     pub path_timeout: Duration,
+    /// Every member listens on `0.0.0.0` (the README's example).
+    pub listen_any: bool,
+    /// Pings (one per 100 ms) sent while the path settles.
+    pub pings: u32,
 }
 
 impl Default for CellOptions {
@@ -73,6 +91,8 @@ impl Default for CellOptions {
         CellOptions {
             iperf_secs: 3,
             path_timeout: Duration::from_secs(45),
+            listen_any: false,
+            pings: 200,
         }
     }
 }
@@ -85,6 +105,33 @@ pub fn peer_field(status: &str, key_b64: &str, field: &str) -> Option<String> {
     let k = format!("\"{field}\":\"");
     let rest = &obj[obj.find(&k)? + k.len()..];
     Some(rest[..rest.find('"')?].to_string())
+}
+
+/// The prefixes of the lab's VPN (network `lab`): IPv4 and IPv6.
+pub fn lab_vpn_prefixes() -> PrefixSet {
+    let mut set = PrefixSet::default();
+    set.insert(Prefix::new(
+        std::net::Ipv4Addr::new(100, 64, 0, 0).into(),
+        10,
+    ));
+    set.insert(Prefix::new(
+        crate::vpn::default_ipv6_prefix("lab").into(),
+        96,
+    ));
+    set
+}
+
+/// Every endpoint a status JSON names (any quoted `ADDR:PORT` or
+/// `tcp:ADDR:PORT`) that lies inside `vpn`.
+pub fn endpoints_inside(status: &str, vpn: &PrefixSet) -> Vec<String> {
+    status
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter_map(|s| s.parse::<Endpoint>().ok().map(|e| (s, e)))
+        .filter(|(_, e)| vpn.contains(e.addr.ip()))
+        .map(|(s, _)| s.to_string())
+        .collect()
 }
 
 /// Runs one cell in a fresh lab (torn down when it ends).
@@ -100,6 +147,7 @@ pub fn run_cell(bin: &Path, a: NatType, b: NatType, o: &CellOptions) -> io::Resu
                 overlay: true,
                 bootstrap: vec![boot],
                 address: LabAddress::Static,
+                listen_any: o.listen_any,
                 ..NodeOptions::default()
             },
         )?;
@@ -108,30 +156,40 @@ pub fn run_cell(bin: &Path, a: NatType, b: NatType, o: &CellOptions) -> io::Resu
         lab.start(h)?;
     }
     lab.wait_vpn_held(&[ha, hb], Duration::from_secs(40))?;
-    let vip_b = lab.hosts[hb].vip.to_string();
+    let vip_b = lab.hosts[hb].vip;
     let key_b = lab.hosts[hb].key.to_base64();
-    let start = Instant::now();
-    let mut first_ping = None;
-    while start.elapsed() < Duration::from_secs(20) {
-        let out = lab.exec(ha, &["ping", "-n", "-q", "-c", "1", "-W", "1", &vip_b])?;
-        if out.status.success() {
-            first_ping = Some(start.elapsed());
-            break;
-        }
-    }
     let expected = expected_path(a, b);
-    // Traffic while the path settles (enough for an on-demand link too).
-    let mut pinger = lab.spawn(ha, &["ping", "-n", "-q", "-i", "0.2", &vip_b])?;
+    let vpn = lab_vpn_prefixes();
+    let mut in_vpn: Vec<String> = Vec::new();
+    let mut check = |status: &str| {
+        for e in endpoints_inside(status, &vpn) {
+            if !in_vpn.contains(&e) {
+                in_vpn.push(e);
+            }
+        }
+    };
+    // A steady ping from the moment both addresses are held: traffic must
+    // not wait for the punch or the tunnel, and nothing may be lost while
+    // the path moves.
+    let interval = Duration::from_millis(100);
+    let pinger = PingTrace::start(lab, ha, vip_b, o.pings, interval)?;
+    let start = Instant::now();
     let mut final_after = None;
     let mut path = String::from("-");
     let mut why = String::new();
     let verbose = std::env::var_os("RINGVPN_LAB_VERBOSE").is_some();
     let mut last_path = String::new();
-    while start.elapsed() < o.path_timeout + Duration::from_secs(20) {
+    let ping_time = interval * o.pings;
+    let mut trickle = None;
+    while start.elapsed() < o.path_timeout.max(ping_time) {
         if crate::shell::sys::interrupted() {
             break;
         }
+        if let Ok(st) = lab.status_json(hb) {
+            check(&st);
+        }
         if let Ok(st) = lab.status_json(ha) {
+            check(&st);
             path = peer_field(&st, &key_b, "path").unwrap_or_else(|| "-".into());
             why = peer_field(&st, &key_b, "why_not_direct").unwrap_or_default();
             if let Some(r) = peer_field(&st, &key_b, "relay") {
@@ -141,19 +199,26 @@ pub fn run_cell(bin: &Path, a: NatType, b: NatType, o: &CellOptions) -> io::Resu
                 eprintln!("  {:.1} s: {path} ({why})", start.elapsed().as_secs_f64());
                 last_path = path.clone();
             }
-            if path.starts_with(expected) && first_ping.is_some() {
+            if path.starts_with(expected) && final_after.is_none() {
                 final_after = Some(start.elapsed());
-                break;
             }
         }
-        if first_ping.is_some() && start.elapsed() > o.path_timeout {
+        if final_after.is_some() && start.elapsed() >= ping_time {
             break;
         }
-        std::thread::sleep(Duration::from_millis(200));
+        if start.elapsed() >= ping_time && trickle.is_none() {
+            // Still settling: keep traffic flowing (an on-demand link
+            // needs it) until the path is reached or time is up.
+            trickle = Some(lab.spawn(ha, &["ping", "-n", "-q", "-i", "0.2", &vip_b.to_string()])?);
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = pinger.kill();
-    let _ = pinger.wait();
-    let ping = lab.ping(ha, lab.hosts[hb].vip, 10, 56, false)?;
+    if let Some(mut t) = trickle {
+        let _ = t.kill();
+        let _ = t.wait();
+    }
+    let trace = pinger.finish()?;
+    let ping = lab.ping(ha, vip_b, 10, 56, false)?;
     let rtt_ms = (ping.received > 0).then_some(ping.avg_ms);
     let iperf_mbit = if o.iperf_secs > 0 && ping.received > 0 {
         lab.iperf3(ha, hb, o.iperf_secs, false)
@@ -162,6 +227,11 @@ pub fn run_cell(bin: &Path, a: NatType, b: NatType, o: &CellOptions) -> io::Resu
     } else {
         None
     };
+    for h in [ha, hb] {
+        if let Ok(st) = lab.status_json(h) {
+            check(&st);
+        }
+    }
     if verbose {
         for h in [ha, hb] {
             eprintln!(
@@ -184,8 +254,10 @@ pub fn run_cell(bin: &Path, a: NatType, b: NatType, o: &CellOptions) -> io::Resu
         b,
         expected,
         path,
-        first_ping,
+        first_ping: trace.first_reply,
         final_after,
+        trace,
+        in_vpn,
         rtt_ms,
         iperf_mbit,
         why,
@@ -201,23 +273,28 @@ pub fn render(cells: &[Cell]) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "{:<16} {:<16} {:<8} {:<28} {:>10} {:>10} {:>9} {:>10}  ok",
-        "A", "B", "expect", "path", "1st ping", "final", "rtt", "iperf3"
+        "{:<16} {:<16} {:<8} {:<28} {:>8} {:>7} {:>8} {:>6} {:>9} {:>10}  ok",
+        "A", "B", "expect", "path", "1st ping", "final", "replies", "gap", "rtt", "iperf3"
     );
     for c in cells {
         let _ = writeln!(
             o,
-            "{:<16} {:<16} {:<8} {:<28} {:>10} {:>10} {:>9} {:>10}  {}",
+            "{:<16} {:<16} {:<8} {:<28} {:>8} {:>7} {:>8} {:>6} {:>9} {:>10}  {}",
             c.a.name(),
             c.b.name(),
             c.expected,
             c.path,
             secs(c.first_ping),
             secs(c.final_after),
+            format!("{}/{}", c.trace.received, c.trace.sent),
+            secs(Some(c.trace.longest_gap)),
             c.rtt_ms.map_or("-".into(), |r| format!("{r:.2} ms")),
             c.iperf_mbit.map_or("-".into(), |m| format!("{m:.0} Mb/s")),
             if c.ok() { "yes" } else { "NO" }
         );
+        if !c.in_vpn.is_empty() {
+            let _ = writeln!(o, "    endpoints inside the VPN: {}", c.in_vpn.join(" "));
+        }
     }
     o
 }
@@ -267,5 +344,15 @@ mod tests {
         assert_eq!(peer_field(st, "BBB", "path").as_deref(), Some("relayed"));
         assert_eq!(peer_field(st, "BBB", "relay").as_deref(), Some("x"));
         assert_eq!(peer_field(st, "AAA", "relay"), None);
+        let st = r#"{"advertised":["198.19.2.2:5140","tcp:100.64.0.13:5140"],"peers":[{"endpoint":"100.100.0.102:5140","candidates":["[fd6d:347f:a583::6440:d]:5140","198.18.2.1:5140"]}]}"#;
+        let vpn = lab_vpn_prefixes();
+        assert_eq!(
+            endpoints_inside(st, &vpn),
+            [
+                "tcp:100.64.0.13:5140",
+                "100.100.0.102:5140",
+                "[fd6d:347f:a583::6440:d]:5140"
+            ]
+        );
     }
 }

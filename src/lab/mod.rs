@@ -19,6 +19,7 @@ pub mod demo;
 pub mod flood;
 pub mod matrix;
 pub mod nat;
+pub mod trace;
 
 use crate::config::write_new_key;
 use crate::crypto::{Identity, NodeKey, Seed};
@@ -118,6 +119,9 @@ pub struct NodeOptions {
     /// Indices of the hosts whose endpoints are given as bootstraps.
     pub bootstrap: Vec<usize>,
     pub address: LabAddress,
+    /// `listen = 0.0.0.0:5140` (the README's example: every interface
+    /// address is advertised) instead of the host's underlay address.
+    pub listen_any: bool,
     /// More `key = value` lines for the [node] section.
     pub extra: Vec<String>,
 }
@@ -131,6 +135,7 @@ impl Default for NodeOptions {
             overlay: false,
             bootstrap: Vec::new(),
             address: LabAddress::Static,
+            listen_any: false,
             extra: Vec::new(),
         }
     }
@@ -259,7 +264,11 @@ impl Lab {
         let mut c = String::new();
         let _ = writeln!(c, "# ringvpn lab host {i}\n[node]");
         let _ = writeln!(c, "key = {}", h.key_file.display());
-        let _ = writeln!(c, "listen = {}:{PORT}", h.underlay);
+        if o.listen_any {
+            let _ = writeln!(c, "listen = 0.0.0.0:{PORT}");
+        } else {
+            let _ = writeln!(c, "listen = {}:{PORT}", h.underlay);
+        }
         let _ = writeln!(c, "tap = rv0");
         match o.address {
             LabAddress::Static => {

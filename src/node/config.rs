@@ -91,6 +91,10 @@ pub struct NodeConfig {
     pub trust: Option<crate::crypto::cert::Trust>,
     /// Our own certificate (encoded), presented in every handshake.
     pub cert: Option<Vec<u8>>,
+    /// Networks the TAP device carries beyond the VPN's own subnets (the
+    /// static mode's `address`, routes we install): like those subnets,
+    /// never an underlay address (see `node::underlay`).
+    pub tap_prefixes: Vec<crate::net::Prefix>,
 }
 
 impl Default for NodeConfig {
@@ -111,6 +115,7 @@ impl Default for NodeConfig {
             max_peers: 256,
             vpn: None,
             tcp_fallback: false,
+            tap_prefixes: Vec::new(),
         }
     }
 }

@@ -336,12 +336,15 @@ impl Node {
     /// like one that came from its first candidate endpoint, under the same
     /// limits, and sent to every UDP candidate (one of them gets through;
     /// sending to all is also our half of a hole punch).
-    pub(super) fn answer_embedded_init(
-        &mut self,
-        now: Instant,
-        candidates: &[Endpoint],
-        init: &[u8],
-    ) {
+    pub(super) fn answer_embedded_init(&mut self, now: Instant, all: &[Endpoint], init: &[u8]) {
+        let candidates: Endpoints = all
+            .iter()
+            .filter(|c| self.underlay_ok(c))
+            .copied()
+            .collect();
+        for _ in candidates.len()..all.len() {
+            self.stats.count(DropReason::CandidateInVpn);
+        }
         let mut udp = candidates.iter().filter(|c| !c.tcp).copied();
         let Some(first) = udp.next() else {
             return self.stats.count(DropReason::NoEndpoint);
@@ -353,7 +356,7 @@ impl Node {
         let also: Endpoints = udp.take(MAX_CANDIDATES - 1).collect();
         if let Some(p) = self.respond_to(now, Path::Direct(first), checked, &also, true) {
             // Which candidate works is not known yet: later inits go to all.
-            self.add_candidates(p, candidates);
+            self.add_candidates(p, &candidates);
         }
     }
 

@@ -251,7 +251,13 @@ impl Node {
         // Linking again to a node we just closed: a fresh handshake, while
         // the old sessions still take what is in flight on them.
         self.touch(p);
-        self.add_candidates(p, &candidates);
+        let peer = &self.peers[usize::from(p.0)];
+        if !(peer.linked && peer.relay.is_none()) {
+            // A direct link needs no candidates; what others say of a
+            // linked peer's endpoints (gossip) may be older than what the
+            // peer told us itself.
+            self.add_candidates(p, &candidates);
+        }
         let peer = &mut self.peers[usize::from(p.0)];
         let reopen = peer.closing_since.take().is_some();
         peer.wanted = true;
@@ -296,6 +302,10 @@ impl Node {
     ) {
         let peer = &mut self.peers[usize::from(p.0)];
         for &c in candidates {
+            if self.underlay_guard.contains(c.addr.ip()) {
+                self.stats.count(DropReason::CandidateInVpn);
+                continue;
+            }
             if !peer.candidates.contains(&c) {
                 if peer.candidates.len() >= super::handshakes::MAX_CANDIDATES {
                     peer.candidates.remove(0);

@@ -22,6 +22,7 @@ pub mod stats;
 pub mod status;
 mod switch;
 pub mod trust;
+mod underlay;
 pub mod vpn;
 mod wakeups;
 
@@ -111,6 +112,8 @@ pub struct Node {
     vpn: Option<vpn::VpnState>,
     /// Our endpoints as configured (bound addresses, TCP listener) …
     local_endpoints: Vec<Endpoint>,
+    /// Prefixes the underlay never uses: the VPN's own (see `underlay`).
+    underlay_guard: crate::net::PrefixSet,
     /// … and as peers see them.
     nat: nat::NatObserver,
     /// Try TCP endpoints when UDP gets no answer.
@@ -175,6 +178,7 @@ impl Node {
             .map(|&endpoint| Boot::new(Endpoint::udp(endpoint), now, None))
             .collect();
         let public = identity.public();
+        let underlay_guard = underlay::guard(&cfg);
         let mut node = Node {
             identity,
             timers: cfg.timers,
@@ -192,7 +196,8 @@ impl Node {
                 .map(|v| vpn::VpnState::new(v, &public, now, !cfg.bootstrap.is_empty())),
             overlay,
             dht_results: VecDeque::new(),
-            local_endpoints: cfg.endpoints.clone(),
+            local_endpoints: Vec::new(),
+            underlay_guard,
             nat: nat::NatObserver::default(),
             tcp_fallback: cfg.tcp_fallback,
             trust: cfg.trust,
@@ -229,6 +234,7 @@ impl Node {
         for i in 0..node.peers.len() {
             node.touch(PeerIdx(i as u16));
         }
+        node.local_endpoints = node.outside_guard(&cfg.endpoints);
         node.rearm();
         node.update_advertised();
         node.vpn_start();
@@ -243,9 +249,9 @@ impl Node {
         self.boots_dirty = true;
     }
 
-    /// Tells the overlay what to advertise: our bound endpoints and the
-    /// reflexive ones peers report (and whether we look NATed).
-    pub(super) fn update_advertised(&mut self) {
+    /// What we advertise: our bound endpoints, the reflexive ones peers
+    /// report, then TCP; none inside the underlay guard.
+    fn advertised(&self) -> Vec<Endpoint> {
         let local = self.local_udp();
         let mut eps: Vec<Endpoint> = self
             .local_endpoints
@@ -257,7 +263,14 @@ impl Node {
             eps.push(Endpoint::udp(r));
         }
         eps.extend(self.local_endpoints.iter().filter(|e| e.tcp).copied());
-        let mapping = self.nat.mapping(&local);
+        eps.retain(|e| self.underlay_ok(e));
+        eps
+    }
+
+    /// Tells the overlay what to advertise (and whether we look NATed).
+    pub(super) fn update_advertised(&mut self) {
+        let eps = self.advertised();
+        let mapping = self.nat.mapping(&self.local_udp());
         if let Some(ov) = self.overlay.as_mut() {
             ov.set_endpoints(&eps);
             ov.set_behind_nat(mapping != nat::NatMapping::None);
@@ -268,24 +281,12 @@ impl Node {
     }
 
     /// Our reflexive endpoints changed: advertise the new ones. If our NAT
-    /// rebound, punches running on the old ones start again with them
-    /// (both sides).
+    /// rebound, we moved (see `underlay::moved`).
     pub(super) fn endpoints_changed(&mut self, now: Instant) {
         self.update_advertised();
-        if !self.nat.take_rebound() {
-            return;
+        if self.nat.take_rebound() {
+            self.moved(now);
         }
-        let Some(ov) = self.overlay.as_mut() else {
-            return;
-        };
-        for peer in &self.peers {
-            if peer.punching && peer.dynamic {
-                log::info!("punch to {} starts again from our new endpoints", peer.name);
-                let addr = crate::overlay::Addr::of_key(&peer.key);
-                ov.relink(now, addr, crate::overlay::table::reason::ONDEMAND);
-            }
-        }
-        self.run_overlay_actions(now);
     }
 
     /// A direct link went silent while we sent on it: our own NAT may have
@@ -410,7 +411,9 @@ impl Node {
     }
 
     fn queue_transmit(&mut self, dst: Endpoint, buf: PacketBuf) {
-        if self.transmits.len() >= MAX_QUEUED {
+        if !self.underlay_ok(&dst) {
+            self.drop_buf(buf, DropReason::UnderlayInVpn);
+        } else if self.transmits.len() >= MAX_QUEUED {
             self.drop_buf(buf, DropReason::QueueFull);
         } else {
             self.transmits.push_back(Transmit { dst, buf });
@@ -539,6 +542,10 @@ impl Node {
     }
 
     fn datagram_in(&mut self, now: Instant, from: Endpoint, buf: PacketBuf) {
+        if !self.underlay_ok(&from) {
+            // It came through our own VPN: never a path (see `underlay`).
+            return self.drop_buf(buf, DropReason::UnderlayInVpn);
+        }
         match wire::peek(self.pool.data(&buf)) {
             Err(PeekError::Truncated) => self.drop_buf(buf, DropReason::BadLength),
             Err(PeekError::Version) => self.drop_buf(buf, DropReason::BadVersion),
@@ -601,6 +608,9 @@ impl Node {
                 log::info!("peer {} moved to {}", peer.name, from);
                 peer.endpoint = Some(from);
                 self.boots_dirty = true;
+                if let (true, Some(ov)) = (peer.linked, self.overlay.as_mut()) {
+                    ov.on_peer_moved(p, from);
+                }
             }
             // It reached us directly: a direct path exists, whatever the
             // session was made over (a routed or tunnelled peer moves to it).
@@ -648,6 +658,9 @@ impl Node {
 
     fn handle_control(&mut self, now: Instant, p: PeerIdx, mut buf: PacketBuf) {
         let kind = self.pool.data(&buf).first().copied();
+        if kind == Some(wire::overlay::KIND_ENDPOINTS) {
+            return self.endpoints_from(now, p, buf);
+        }
         if kind == Some(trust::CTRL_REVOCATIONS) {
             let msg = self.pool.data(&buf).to_vec();
             self.pool.free(buf);

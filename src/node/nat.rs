@@ -78,6 +78,12 @@ impl NatObserver {
         before != (self.reflexive(&[]), self.mapping(&[]))
     }
 
+    /// Forgets every observation: they were made of an address we no
+    /// longer have (new ones come with the next answers and pongs).
+    pub fn forget(&mut self) {
+        self.seen.clear();
+    }
+
     /// Whether our NAT rebound since the last call.
     pub fn take_rebound(&mut self) -> bool {
         std::mem::take(&mut self.rebound)

@@ -88,6 +88,13 @@ pub enum DropReason {
     /// A handshake init set aside while under load: its source has not
     /// proven its address, and got a cookie reply instead of an answer.
     CookieSent,
+    /// A datagram to or from an underlay address inside our own VPN (its
+    /// subnets, the TAP's address, routes we install): underlay traffic
+    /// there would run through the tunnel it carries.
+    UnderlayInVpn,
+    /// An endpoint a peer advertised (or gossip named) inside our own
+    /// VPN: never tried, never used.
+    CandidateInVpn,
 }
 
 impl DropReason {
@@ -117,7 +124,7 @@ impl DropReason {
         }
     }
 
-    pub const ALL: [DropReason; 38] = [
+    pub const ALL: [DropReason; 40] = [
         DropReason::BadLength,
         DropReason::BadVersion,
         DropReason::BadType,
@@ -156,6 +163,8 @@ impl DropReason {
         DropReason::CertRevoked,
         DropReason::ClaimNotCertified,
         DropReason::CookieSent,
+        DropReason::UnderlayInVpn,
+        DropReason::CandidateInVpn,
     ];
 
     /// Stable snake_case name used by `ringvpn status` and its JSON.
@@ -199,6 +208,8 @@ impl DropReason {
             DropReason::CertRevoked => "cert_revoked",
             DropReason::ClaimNotCertified => "claim_not_certified",
             DropReason::CookieSent => "cookie_sent",
+            DropReason::UnderlayInVpn => "underlay_in_vpn",
+            DropReason::CandidateInVpn => "candidate_in_vpn",
         }
     }
 }

@@ -399,6 +399,14 @@ impl Overlay {
         }
     }
 
+    /// The peer on the other end of a link moved (authenticated traffic
+    /// came from a new endpoint): what we tell others about it follows.
+    pub fn on_peer_moved(&mut self, peer: PeerIdx, endpoint: Endpoint) {
+        if let Some(c) = self.table.by_peer_mut(peer) {
+            c.endpoint = endpoint;
+        }
+    }
+
     /// The link to `peer` is gone (dead, closed or refused).
     pub fn on_link_down(&mut self, now: Instant, peer: PeerIdx) {
         if let Some(addr) = self.table.by_peer(peer).map(|c| c.addr) {

@@ -8,6 +8,7 @@
 //! batch. The poll timeout is the node's next deadline.
 
 mod control;
+mod ifwatch;
 pub mod sys;
 mod tap;
 mod tcp;
@@ -30,6 +31,8 @@ const UDP: Token = Token(1);
 const SIGNAL: Token = Token(2);
 const CONTROL: Token = Token(3);
 const TCP_LISTEN: Token = Token(10);
+/// Interface address changes (netlink).
+const ADDRESSES: Token = Token(8);
 /// TCP connection tokens start here (control connections take 4 to 7).
 const TCP_FIRST: usize = 100;
 
@@ -94,6 +97,11 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let listen = udp.local_addr().unwrap_or(cfg.listen);
+    let local = ifwatch::LocalEndpoints::new(listen, tcp.local_addr(), tap.name());
+    if let Some(fd) = local.fd() {
+        reg.register(&mut SourceFd(&fd), ADDRESSES, Interest::READABLE)
+            .map_err(setup)?;
+    }
     let node_cfg = NodeConfig {
         peers: cfg.peers.clone(),
         wall_origin_us: wall.as_micros() as u64,
@@ -104,7 +112,12 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         }),
         ondemand_threshold: cfg.ondemand,
         bootstrap: cfg.bootstrap.clone(),
-        endpoints: local_endpoints(listen, tcp.local_addr()),
+        endpoints: local.current(),
+        tap_prefixes: cfg
+            .address
+            .map(|(ip, len)| crate::net::Prefix::new(ip.into(), len))
+            .into_iter()
+            .collect(),
         trust_any: cfg.overlay,
         vpn: vpn.clone(),
         tcp_fallback: cfg.tcp,
@@ -130,6 +143,8 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         cfg.peers.len()
     );
 
+    let mut local = local;
+    let mut addresses_notified = false;
     let mut events = Events::with_capacity(64);
     let (mut tap_more, mut udp_more, mut udp_writable) = (true, true, true);
     loop {
@@ -140,10 +155,12 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         } else {
             let watch = revocations.as_ref().map(|_| REVOCATIONS_EVERY);
             let node_t = node.poll_timeout().map(|t| t.saturating_since(now()));
-            match (node_t, watch) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
+            [watch, local.timeout()]
+                .into_iter()
+                .fold(node_t, |a, b| match (a, b) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                })
         };
         match poll.poll(&mut events, timeout) {
             Ok(()) => {}
@@ -164,6 +181,7 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
                     }
                 }
                 CONTROL => ctl.accept(poll.registry()),
+                ADDRESSES => addresses_notified = true,
                 TCP_LISTEN => tcp.accept(poll.registry(), now()),
                 t if tcp.owns(t) => {
                     tcp.ready(poll.registry(), t, &mut node, now());
@@ -212,6 +230,9 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         }
         if let Some(r) = revocations.as_mut() {
             r.check(&mut node, t);
+        }
+        if local.due(std::mem::take(&mut addresses_notified)) {
+            node.set_local_endpoints(t, &local.current());
         }
         // A claim settles on a DHT reply (a datagram) as often as on a timer.
         addresses.update(&node, tap.name(), vpn.as_ref())?;
@@ -325,33 +346,6 @@ impl RevocationFile {
             Err(e) => log::warn!("{e}"),
         }
     }
-}
-
-/// What we advertise: the listen address if it is a specific one, else
-/// every non-loopback interface address with the listen port (hosts behind
-/// the same NAT reach each other on these); and the TCP listener likewise.
-/// Reflexive endpoints, learned from peers, are added by the node.
-fn local_endpoints(
-    udp: std::net::SocketAddr,
-    tcp: Option<std::net::SocketAddr>,
-) -> Vec<crate::node::Endpoint> {
-    use crate::node::Endpoint;
-    let expand = |a: std::net::SocketAddr| -> Vec<std::net::SocketAddr> {
-        if !a.ip().is_unspecified() {
-            return vec![a];
-        }
-        sys::interface_addresses()
-            .into_iter()
-            .filter(|ip| !ip.is_loopback() && (a.is_ipv6() || ip.is_ipv4()))
-            .filter(|ip| !matches!(ip, std::net::IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80))
-            .map(|ip| std::net::SocketAddr::new(ip, a.port()))
-            .collect()
-    };
-    let mut out: Vec<Endpoint> = expand(udp).into_iter().map(Endpoint::udp).collect();
-    if let Some(t) = tcp {
-        out.extend(expand(t).into_iter().map(Endpoint::tcp));
-    }
-    out
 }
 
 /// Puts the claimed virtual address on the TAP once the DHT says it is ours.

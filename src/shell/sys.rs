@@ -392,8 +392,17 @@ pub fn release_free_memory() {
     }
 }
 
+/// An address configured on one of this host's interfaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceAddress {
+    pub interface: String,
+    pub ip: std::net::IpAddr,
+    pub up: bool,
+    pub loopback: bool,
+}
+
 /// Every address configured on this host's interfaces (getifaddrs).
-pub fn interface_addresses() -> Vec<std::net::IpAddr> {
+pub fn interface_addresses() -> Vec<InterfaceAddress> {
     let mut out = Vec::new();
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `head` with a list we free below.
@@ -404,28 +413,93 @@ pub fn interface_addresses() -> Vec<std::net::IpAddr> {
     while !cur.is_null() {
         // SAFETY: `cur` is a node of the list getifaddrs returned.
         let ifa = unsafe { &*cur };
-        if !ifa.ifa_addr.is_null() {
+        let ip = if ifa.ifa_addr.is_null() {
+            None
+        } else {
             // SAFETY: ifa_addr points to a sockaddr whose family says its type.
             let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
             if family == libc::AF_INET {
                 // SAFETY: an AF_INET address is a sockaddr_in.
                 let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                out.push(std::net::IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                Some(std::net::IpAddr::V4(Ipv4Addr::from(u32::from_be(
                     sin.sin_addr.s_addr,
-                ))));
+                ))))
             } else if family == libc::AF_INET6 {
                 // SAFETY: an AF_INET6 address is a sockaddr_in6.
                 let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
-                out.push(std::net::IpAddr::V6(std::net::Ipv6Addr::from(
+                Some(std::net::IpAddr::V6(std::net::Ipv6Addr::from(
                     sin6.sin6_addr.s6_addr,
-                )));
+                )))
+            } else {
+                None
             }
+        };
+        if let Some(ip) = ip {
+            // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+            let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
+            let flags = ifa.ifa_flags as libc::c_int;
+            out.push(InterfaceAddress {
+                interface: name.to_string_lossy().into_owned(),
+                ip,
+                up: flags & libc::IFF_UP != 0,
+                loopback: flags & libc::IFF_LOOPBACK != 0,
+            });
         }
         cur = ifa.ifa_next;
     }
     // SAFETY: the list came from getifaddrs and is freed once.
     unsafe { libc::freeifaddrs(head) };
     out
+}
+
+/// A netlink socket that becomes readable when an interface address is
+/// added or removed (IPv4 or IPv6). What the messages say is not read:
+/// they only tell the shell to look at the addresses again.
+pub fn address_change_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); the fd is owned by the OwnedFd below.
+    let fd = cvt(unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    })?;
+    // SAFETY: fd is a fresh descriptor we own.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_nl is plain data; zeroed is a valid start.
+    let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    sa.nl_groups = (libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV6_IFADDR) as u32;
+    // SAFETY: &sa is a valid sockaddr_nl of the size passed.
+    cvt(unsafe {
+        libc::bind(
+            fd,
+            (&sa as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    })?;
+    Ok(owned)
+}
+
+/// Reads and discards everything queued on a non-blocking socket.
+/// Returns whether anything was there (an overrun counts: something
+/// changed, we just do not know what).
+pub fn drain(fd: RawFd) -> bool {
+    let mut any = false;
+    let mut scratch = [0u8; 4096];
+    loop {
+        // SAFETY: scratch is valid for its length.
+        let n = unsafe { libc::recv(fd, scratch.as_mut_ptr().cast(), scratch.len(), 0) };
+        if n > 0 {
+            any = true;
+            continue;
+        }
+        if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOBUFS) {
+            any = true;
+            continue;
+        }
+        return any;
+    }
 }
 
 /// The effective user id (tests and the lab check for root).

@@ -103,6 +103,10 @@ pub struct Sim {
     pub nat: Option<nat::NatModel>,
     /// Per-pair latencies from positions (`None`: `net.latency` for all).
     pub geo: Option<nat::Geography>,
+    /// Count datagrams any node sends to this IP (tests: "nothing is ever
+    /// sent there"), in `watched`.
+    pub watch: Option<std::net::IpAddr>,
+    pub watched: u64,
 }
 
 thread_local! {
@@ -148,6 +152,8 @@ impl Sim {
             vpn: None,
             certs: None,
             keep_frames: 0,
+            watch: None,
+            watched: 0,
             nat: None,
             geo: None,
         }
@@ -454,6 +460,9 @@ impl Sim {
             n.node.pool_mut().free(t.buf);
             n.tx_bytes += bytes.len() as u64;
             n.tx_datagrams += 1;
+            if self.watch == Some(t.dst.addr.ip()) {
+                self.watched += 1;
+            }
             let lost = self.net.loss > 0.0
                 && (self.rng.next_u64() as f64 / u64::MAX as f64) < self.net.loss;
             let src = match self.nat.as_mut() {

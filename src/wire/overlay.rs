@@ -9,6 +9,7 @@
 //! | 4 | neighbours | kind, count, reasons, reserved; count × 52-byte node records |
 //! | 5 | leave | kind, 3 reserved: the sender is closing this link |
 //! | 6 | connection list | kind, count (≤ 64), 2 reserved; count × 8-byte address prefixes |
+//! | 11 | endpoints | kind, count (≤ 8), 2 reserved; count × 20-byte endpoints |
 //!
 //! Routed header (40 bytes):
 //! ```text
@@ -42,6 +43,8 @@ pub const KIND_CONN_LIST: u8 = 6;
 pub const KIND_ROUTED_DATA: u8 = 7;
 pub const KIND_BROADCAST: u8 = 8;
 pub const KIND_DHT_COPY: u8 = 9;
+/// Kind 10 is the revocation list parts (`node::trust`).
+pub const KIND_ENDPOINTS: u8 = 11;
 
 pub const ROUTED_HEADER_LEN: usize = 40;
 /// Routed flag: a right-of / left-of message has reached the node closest
@@ -599,6 +602,39 @@ impl Neighbours {
     }
 }
 
+/// An endpoints message: every endpoint the sender can be reached at now,
+/// sent over each session it has when the set changes (an interface
+/// address came or went, its NAT rebound). The whole set, not a change:
+/// the receiver replaces what it knew, so a withdrawn address is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EndpointList {
+    pub endpoints: Endpoints,
+}
+
+impl EndpointList {
+    pub fn parse(b: &[u8]) -> Result<EndpointList> {
+        if b.len() < 4 || b[0] != KIND_ENDPOINTS {
+            return Err(Error);
+        }
+        let n = usize::from(b[1]);
+        if n > MAX_ENDPOINTS || b.len() != 4 + n * endpoint::LEN {
+            return Err(Error);
+        }
+        let endpoints = b[4..]
+            .chunks_exact(endpoint::LEN)
+            .map(endpoint::parse_endpoint)
+            .collect::<Result<Endpoints>>()?;
+        Ok(EndpointList { endpoints })
+    }
+
+    /// Emits at most [`MAX_ENDPOINTS`] endpoints.
+    pub fn emit(&self, out: &mut Vec<u8>) {
+        let n = self.endpoints.len().min(MAX_ENDPOINTS);
+        out.extend_from_slice(&[KIND_ENDPOINTS, n as u8, 0, 0]);
+        emit_endpoints(&self.endpoints[..n], out);
+    }
+}
+
 /// A connection list: the top 64 bits of the ring address of each of the
 /// sender's connections, for neighbour-of-neighbour routing. 64 bits place
 /// a node to within 2^-64 of the ring, far finer than any node spacing, at
@@ -781,5 +817,36 @@ mod tests {
         let mut b = Vec::new();
         big.emit(&mut b);
         assert_eq!(ConnList::parse(&b).unwrap().prefixes.len(), MAX_CONN_LIST);
+    }
+
+    #[test]
+    fn endpoint_list_fixture() {
+        let l = EndpointList {
+            endpoints: [
+                Endpoint::udp("198.18.0.7:5140".parse().unwrap()),
+                Endpoint::tcp("[2001:db8::1]:9".parse().unwrap()),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let mut b = Vec::new();
+        l.emit(&mut b);
+        assert_eq!(b.len(), 4 + 2 * endpoint::LEN);
+        assert_eq!(&b[..4], &[11, 2, 0, 0]);
+        assert_eq!(&b[4..12], &[4, 0, 0x14, 0x14, 198, 18, 0, 7]);
+        assert_eq!(&b[24..28], &[6, 1, 0, 9]);
+        assert_eq!(EndpointList::parse(&b).unwrap(), l);
+        assert!(EndpointList::parse(&b[..b.len() - 1]).is_err());
+        let mut bad = b.clone();
+        bad[25] = 2; // an unknown transport flag
+        assert!(EndpointList::parse(&bad).is_err());
+        bad = b.clone();
+        bad[1] = 9;
+        bad.resize(4 + 9 * endpoint::LEN, 0);
+        assert!(EndpointList::parse(&bad).is_err(), "over the bound");
+        let empty = EndpointList::default();
+        let mut b = Vec::new();
+        empty.emit(&mut b);
+        assert_eq!(EndpointList::parse(&b).unwrap(), empty);
     }
 }

@@ -440,3 +440,4 @@ mod certs;
 mod flood;
 mod hostile_overlay;
 mod tunnel;
+mod underlay;

@@ -1,0 +1,162 @@
+//! The underlay never runs through the VPN it carries.
+//!
+//! A node listening on `0.0.0.0` advertises its interface addresses, and
+//! one of them is the TAP's own virtual address. A peer that punched
+//! towards it found a "direct path" that its kernel routed into its own
+//! TAP, over the overlay, to us — and both sides then moved their traffic
+//! onto a path that ran through the path it replaced, and lost it all
+//! (issue 21). The same holds for any address inside the VPN's subnets
+//! (IPv4 and the IPv6 /96) and anything else ringvpn routes into the TAP.
+//!
+//! So those prefixes (the *guard*) are never an underlay address, in
+//! four places:
+//! - what we advertise: our own endpoints and reflexive ones are filtered
+//!   before the overlay sees them;
+//! - what peers advertise: candidates in connect-to-me messages, gossip
+//!   and endpoint lists are refused (`candidate_in_vpn`);
+//! - what we send: a datagram to such an address is dropped
+//!   (`underlay_in_vpn`) — the last line, whatever path produced it;
+//! - what we receive: a datagram from such a source is dropped too, so a
+//!   tunnel through itself can never become a proven path, whatever a
+//!   peer advertises.
+//!
+//! The checks are a few prefix comparisons on values already at hand: no
+//! allocation, nothing per packet beyond them.
+//!
+//! Our endpoints change while we run (the shell reads the interfaces again
+//! when the kernel says an address came or went). A change is advertised
+//! as reflexive changes are — the overlay's next connect-to-me and gossip
+//! carry it, and punches under way start again from it — and every peer we
+//! have a session with gets the whole new set in an *endpoints* message, so
+//! a withdrawn address disappears from its candidates.
+
+use super::limiter::{OVERLAY_BURST, OVERLAY_RATE_PER_S};
+use super::{DropReason, Endpoint, MsgType, Node, NodeConfig, PeerIdx};
+use crate::buf::PacketBuf;
+use crate::net::{Prefix, PrefixSet};
+use crate::time::Instant;
+use crate::wire::overlay::EndpointList;
+
+/// The prefixes the underlay must never use, from the configuration.
+pub(super) fn guard(cfg: &NodeConfig) -> PrefixSet {
+    let mut g = PrefixSet::default();
+    if let Some(v) = cfg.vpn.as_ref().filter(|_| cfg.overlay.is_some()) {
+        g.insert(Prefix::new(v.subnet.0.into(), v.subnet.1));
+        if let Some(v6) = v.ipv6 {
+            g.insert(Prefix::new(v6.into(), 96));
+        }
+    }
+    for p in &cfg.tap_prefixes {
+        g.insert(*p);
+    }
+    g
+}
+
+impl Node {
+    /// Whether underlay traffic may go to (or come from) `ep`.
+    #[inline]
+    pub(super) fn underlay_ok(&self, ep: &Endpoint) -> bool {
+        !self.underlay_guard.contains(ep.addr.ip())
+    }
+
+    /// The prefixes the underlay never uses (shown by `status`).
+    pub fn underlay_guard(&self) -> &PrefixSet {
+        &self.underlay_guard
+    }
+
+    /// `eps` without the ones inside the guard.
+    pub(super) fn outside_guard(&self, eps: &[Endpoint]) -> Vec<Endpoint> {
+        eps.iter()
+            .filter(|e| self.underlay_ok(e))
+            .copied()
+            .collect()
+    }
+
+    /// The shell read our interface addresses again. If our endpoints
+    /// changed, they are advertised (and announced to every peer we have
+    /// a session with) at once.
+    pub fn set_local_endpoints(&mut self, now: Instant, eps: &[Endpoint]) {
+        let eps = self.outside_guard(eps);
+        if eps == self.local_endpoints {
+            return;
+        }
+        log::info!(
+            "our endpoints changed: {}",
+            eps.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        if self.local_endpoints.iter().any(|e| !eps.contains(e)) {
+            // An address went: what peers saw of us may have been its
+            // mapping, which nobody can reach now.
+            self.nat.forget();
+        }
+        self.local_endpoints = eps;
+        self.update_advertised();
+        self.moved(now);
+        self.rearm();
+    }
+
+    /// We can be reached somewhere else now (our addresses changed, or our
+    /// NAT rebound): punches under way start again from the new
+    /// endpoints, and every peer with a session learns the new set.
+    pub(super) fn moved(&mut self, now: Instant) {
+        if let Some(ov) = self.overlay.as_mut() {
+            for peer in &self.peers {
+                if peer.punching && peer.dynamic {
+                    log::info!("punch to {} starts again from our new endpoints", peer.name);
+                    ov.relink(now, peer.addr, crate::overlay::table::reason::ONDEMAND);
+                }
+            }
+        }
+        let mut msg = Vec::new();
+        EndpointList {
+            endpoints: self.advertised().into_iter().collect(),
+        }
+        .emit(&mut msg);
+        for i in 0..self.peers.len() {
+            if self.peers[i].sessions.current.is_none() {
+                continue;
+            }
+            match self.pool.alloc_with(&msg) {
+                Some(buf) => self.send_to_peer(now, PeerIdx(i as u16), MsgType::Control, buf),
+                None => self.stats.count(DropReason::PoolEmpty),
+            }
+        }
+        self.run_overlay_actions(now);
+    }
+
+    /// Peer `p` told us every endpoint it has now: they replace what we
+    /// knew (a withdrawn one is no longer tried). Charged to the peer's
+    /// overlay budget, like gossip.
+    pub(super) fn endpoints_from(&mut self, now: Instant, p: PeerIdx, buf: PacketBuf) {
+        let budget = &mut self.peers[usize::from(p.0)].overlay_budget;
+        if !budget.take(now, OVERLAY_RATE_PER_S, OVERLAY_BURST) {
+            return self.drop_buf(buf, DropReason::OverlayRateLimited);
+        }
+        let Ok(list) = EndpointList::parse(self.pool.data(&buf)) else {
+            return self.drop_buf(buf, DropReason::BadLength);
+        };
+        self.pool.free(buf);
+        let mut kept = smallvec::SmallVec::<[Endpoint; 8]>::new();
+        for e in list.endpoints {
+            if self.underlay_ok(&e) {
+                kept.push(e);
+            } else {
+                self.stats.count(DropReason::CandidateInVpn);
+            }
+        }
+        let peer = &mut self.peers[usize::from(p.0)];
+        log::debug!("{} can be reached at {:?}", peer.name, kept);
+        // Where we send now stays until traffic shows otherwise (roaming);
+        // an endpoint nothing has come from yet gives way to the new set.
+        if peer
+            .endpoint
+            .is_some_and(|e| peer.proven != Some(e) && !kept.contains(&e))
+        {
+            peer.endpoint = kept.iter().find(|c| !c.tcp).copied();
+        }
+        peer.candidates = kept;
+    }
+}

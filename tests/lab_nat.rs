@@ -9,6 +9,7 @@ mod common;
 
 use ringvpn::lab::matrix::{self, CellOptions};
 use ringvpn::lab::nat::{NatLab, NatType};
+use ringvpn::lab::trace::PingTrace;
 use ringvpn::lab::{Lab, LabAddress, NodeOptions};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -114,14 +115,16 @@ fn tunnel_survives_its_relay_being_killed() {
         lab.start(h).unwrap();
     }
     lab.wait_vpn_held(&[a, b], Duration::from_secs(40)).unwrap();
-    let vip_b = lab.hosts[b].vip.to_string();
-    // Traffic from the start (it must not wait for the tunnel).
-    let pinger = lab
-        .spawn_piped(
-            a,
-            &["ping", "-n", "-c", "600", "-i", "0.1", "-W", "1", &vip_b],
-        )
-        .unwrap();
+    // Traffic from the start (it must not wait for the tunnel), then
+    // through the tunnel, then through whatever replaces it.
+    let before = PingTrace::start(
+        lab,
+        a,
+        lab.hosts[b].vip,
+        100_000,
+        Duration::from_millis(100),
+    )
+    .unwrap();
     let t = wait_path(lab, a, b, "relayed", Duration::from_secs(45)).unwrap_or_else(|| {
         panic!(
             "no tunnel: {}\n{}",
@@ -135,52 +138,115 @@ fn tunnel_survives_its_relay_being_killed() {
         .copied()
         .find(|&h| lab.ring_addr(h).to_string() == relay_name)
         .unwrap_or_else(|| panic!("relay {relay_name} is not a public member"));
-    eprintln!("tunnel through h{r} after {t:?}");
     std::thread::sleep(Duration::from_secs(3));
+    let setup = before.stop().unwrap();
+    eprintln!(
+        "tunnel through h{r} after {t:?}; before the kill: {}/{} answered, first after {:?}, longest gap {:?}",
+        setup.received,
+        setup.sent,
+        setup.first_reply,
+        setup.longest_gap
+    );
+    // The relay dies mid-transfer (SIGKILL: no goodbye).
+    let pinger =
+        PingTrace::start(lab, a, lab.hosts[b].vip, 200, Duration::from_millis(100)).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
     lab.stop_hard(r);
     let killed = Instant::now();
-    // Traffic resumes through another neighbour.
     let mut resumed = None;
-    while killed.elapsed() < Duration::from_secs(60) {
+    while killed.elapsed() < Duration::from_secs(17) {
         let path = peer_field(lab, a, b, "path");
         let relay = peer_field(lab, a, b, "relay");
-        if path.as_deref() == Some("relayed") && relay.as_deref() != Some(relay_name.as_str()) {
+        if resumed.is_none()
+            && path.as_deref() == Some("relayed")
+            && relay.as_deref() != Some(relay_name.as_str())
+        {
             resumed = Some(killed.elapsed());
-            break;
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(100));
     }
-    let out = pinger.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let seqs: Vec<u32> = text
-        .lines()
-        .filter_map(|l| l.split("icmp_seq=").nth(1)?.split(' ').next()?.parse().ok())
-        .collect();
-    let window = seqs
-        .windows(2)
-        .map(|w| w[1].saturating_sub(w[0]))
-        .max()
-        .unwrap_or(0);
+    let trace = pinger.finish().unwrap();
     eprintln!(
-        "relay killed: new relay after {resumed:?}; longest gap in replies {:.1} s ({} of 600 answered)",
-        f64::from(window) * 0.1,
-        seqs.len(),
+        "relay h{r} killed: new relay after {resumed:?}; longest gap in replies {:.1} s ({} of {} answered)",
+        trace.longest_gap.as_secs_f64(),
+        trace.received,
+        trace.sent
     );
     assert!(
         resumed.is_some(),
         "no new relay: {}",
         lab.status_text(a).unwrap_or_default()
     );
+    // The loss window: the relay's silence noticed (max(1 s, 4 RTT)), the
+    // traffic moved to the ring, then to a new relay.
+    assert!(
+        trace.longest_gap < Duration::from_secs(3),
+        "loss window {:?}",
+        trace.longest_gap
+    );
+    assert!(
+        trace.received + 30 >= trace.sent,
+        "losses outside the window: {} of {}",
+        trace.received,
+        trace.sent
+    );
     let after = lab.ping(a, lab.hosts[b].vip, 5, 56, false).unwrap();
     assert!(after.all_ok(), "{after:?}");
-    // Every ping crossed but those of the loss window: first over the
-    // overlay, then through the tunnel, then the new one. The window is the
-    // relay check's 3 s (and its 1 s rhythm) plus a round trip or two.
-    assert!(window > 0 && f64::from(window) * 0.1 < 6.0, "loss window");
+}
+
+/// A direct path that goes dark in the middle (a firewall drops every
+/// packet between the two hosts; both still reach the public members):
+/// the traffic moves to the ring within seconds, then to a tunnel.
+#[test]
+fn a_black_holed_direct_path_fails_over() {
+    if !nat_lab_or_skip("a_black_holed_direct_path_fails_over") {
+        return;
+    }
+    let mut nl =
+        NatLab::new(Path::new(BIN), 2, &[(NatType::Open, 1), (NatType::Open, 1)]).expect("nat lab");
+    let p = nl.public.clone();
+    let (a, b) = (nl.sites[0].hosts[0], nl.sites[1].hosts[0]);
+    for (h, boot) in [(p[0], p[1]), (p[1], p[0]), (a, p[0]), (b, p[1])] {
+        nl.lab.configure(h, &overlay(boot)).unwrap();
+    }
+    for h in [p[0], p[1], a, b] {
+        nl.lab.start(h).unwrap();
+    }
+    nl.lab
+        .wait_vpn_held(&[a, b], Duration::from_secs(40))
+        .unwrap();
+    let pinger = PingTrace::start(
+        &nl.lab,
+        a,
+        nl.lab.hosts[b].vip,
+        200,
+        Duration::from_millis(100),
+    )
+    .unwrap();
+    let direct = wait_path(&nl.lab, a, b, "direct", Duration::from_secs(10));
     assert!(
-        seqs.len() as u32 + window >= 600 - 10,
-        "losses outside the window"
+        direct.is_some(),
+        "{}",
+        nl.lab.status_text(a).unwrap_or_default()
     );
+    std::thread::sleep(Duration::from_secs(4));
+    nl.cut(a, b).unwrap();
+    let trace = pinger.finish().unwrap();
+    let path = peer_field(&nl.lab, a, b, "path").unwrap_or_default();
+    eprintln!(
+        "direct path cut: longest gap in replies {:.1} s ({} of {} answered); path now {path}",
+        trace.longest_gap.as_secs_f64(),
+        trace.received,
+        trace.sent
+    );
+    assert!(
+        trace.longest_gap < Duration::from_secs(3),
+        "loss window {:?}",
+        trace.longest_gap
+    );
+    assert!(trace.received + 30 >= trace.sent, "{trace:?}");
+    let after = nl.lab.ping(a, nl.lab.hosts[b].vip, 5, 56, false).unwrap();
+    assert!(after.all_ok(), "{after:?}");
 }
 
 #[test]

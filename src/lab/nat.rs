@@ -229,6 +229,38 @@ impl NatLab {
         Ok(nat)
     }
 
+    /// Drops every packet between hosts `a` and `b` at `a`'s router (a
+    /// path gone dark in the middle; both still reach everyone else).
+    pub fn cut(&self, a: usize, b: usize) -> io::Result<()> {
+        let site = self
+            .sites
+            .iter()
+            .find(|s| s.hosts.contains(&a))
+            .ok_or_else(|| err(format!("host {a} is not behind a site's router")))?;
+        let (x, y) = (self.lab.hosts[a].underlay, self.lab.hosts[b].underlay);
+        for (src, dst) in [(x, y), (y, x)] {
+            run_cmd(Command::new("ip").args([
+                "netns",
+                "exec",
+                &site.router,
+                "nft",
+                "insert",
+                "rule",
+                "ip",
+                "natlab",
+                "forward",
+                "ip",
+                "saddr",
+                &src.to_string(),
+                "ip",
+                "daddr",
+                &dst.to_string(),
+                "drop",
+            ]))?;
+        }
+        Ok(())
+    }
+
     fn add_site(&mut self, pubns: &str, s: usize, kind: NatType, n: usize) -> io::Result<()> {
         let lab = &mut self.lab;
         let router = format!("{}r{s}", lab.prefix);

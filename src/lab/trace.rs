@@ -77,9 +77,10 @@ impl PingTrace {
         Ok(parse(&text, self.started, self.interval))
     }
 
-    /// Stops the ping now (kill) and reads what it saw so far.
-    pub fn stop(mut self) -> io::Result<Trace> {
-        let _ = self.child.kill();
+    /// Stops the ping now and reads what it saw so far (SIGINT: ping
+    /// prints its summary; `ip netns exec` passes the signal on).
+    pub fn stop(self) -> io::Result<Trace> {
+        let _ = crate::shell::sys::kill(self.child.id(), libc::SIGINT);
         self.finish()
     }
 }
@@ -88,8 +89,10 @@ impl PingTrace {
 /// icmp_seq=1 ttl=64 time=0.5 ms` per reply, and the summary line. The
 /// run ends one interval after the last request was sent.
 pub fn parse(text: &str, started: f64, interval: Duration) -> Trace {
-    let mut t = Trace::default();
-    t.sent = super::Ping::parse(text).sent;
+    let mut t = Trace {
+        sent: super::Ping::parse(text).sent,
+        ..Trace::default()
+    };
     for line in text.lines() {
         if !line.contains("icmp_seq=") || !line.contains(" from ") {
             continue;

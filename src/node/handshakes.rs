@@ -35,6 +35,13 @@ pub const MAX_CANDIDATES: usize = 8;
 /// Hole punching: the first retry after this, doubling up to the max.
 pub const PUNCH_RETRY_BASE: Duration = Duration::from_millis(250);
 pub const PUNCH_RETRY_MAX: Duration = Duration::from_secs(2);
+/// A punch that has not succeeded by this attempt (~0.75 s in) gets a
+/// tunnel edge built alongside: most punches that work do so in the first
+/// round trip, and the tunnel carries the traffic until the punch (which
+/// goes on) succeeds, or for good. Started with the second attempt (a
+/// quarter second in) when our own side makes a punch unlikely (see
+/// `punch_unlikely`).
+pub const TUNNEL_ALONGSIDE_ATTEMPT: u32 = 3;
 /// TCP endpoints are tried from this attempt on (UDP first).
 pub const TCP_AFTER_ATTEMPTS: u32 = 3;
 /// A bootstrap's TCP port is tried from this attempt on, while we have no
@@ -419,7 +426,7 @@ impl Node {
         if init.timestamp <= self.peers[usize::from(p.0)].last_init_timestamp {
             return self.answer_again(now, p, init.timestamp, from, also);
         }
-        self.withdraw_if_crossed(now, p, from, &init.peer);
+        self.withdraw_if_crossed(now, p, &init.peer);
         let Some(mut out) = self.pool.alloc() else {
             {
                 self.stats.count(DropReason::PoolEmpty);
@@ -601,20 +608,20 @@ impl Node {
     /// answers too, but the withdrawn side never completes that answer, so
     /// the pair ends with one live session instead of two crossed ones
     /// (which a third handshake could then split, each side sending on a
-    /// session the other had just evicted). Only a fresh first attempt to
-    /// the same endpoint counts as a crossing.
-    fn withdraw_if_crossed(&mut self, now: Instant, p: PeerIdx, from: Path, theirs: &NodeKey) {
+    /// session the other had just evicted). Only a fresh first attempt
+    /// counts as a crossing, whichever way each init went: a punch sends
+    /// its inits straight and over the overlay at once, and two sides that
+    /// each complete their own over a different path end on sessions the
+    /// other may evict (seen in the simulator as traffic lost for a second
+    /// after a pair's punch).
+    fn withdraw_if_crossed(&mut self, now: Instant, p: PeerIdx, theirs: &NodeKey) {
         let window = self.timers.handshake_retry_base;
         let ours = self.identity.public();
         let peer = &mut self.peers[usize::from(p.0)];
         let fresh = peer.pending.as_ref().is_some_and(|x| {
             x.attempts <= 1 && now.saturating_since(x.sent_at) < window && x.state.is_some()
         });
-        let same_path = match from {
-            Path::Direct(ep) => peer.endpoint == Some(ep) && !peer.routed,
-            Path::Overlay(_) => peer.routed,
-        };
-        if fresh && same_path && ours < *theirs {
+        if fresh && ours < *theirs {
             log::debug!("crossed handshake with {}: theirs goes ahead", peer.name);
             if let Some(pending) = peer.pending.take() {
                 // Its index stays registered until the answer comes.
@@ -816,7 +823,12 @@ impl Node {
             None => peer.routed = !peer.linked && peer.relay.is_none(),
         }
         if endpoint.is_some() {
-            // A direct path: a tunnel is no longer needed.
+            // A direct path, proven both ways: a tunnel is no longer
+            // needed, and whatever the old path's watch thought is moot.
+            self.peers[usize::from(p.0)].watch.reset();
+            if let Some(ov) = self.overlay.as_mut() {
+                ov.set_suspect(p, false);
+            }
             self.end_tunnel(p);
         }
         // The overlay copy of a punch's init answered first: the session
@@ -921,6 +933,42 @@ impl Node {
         }
     }
 
+    /// Whether the traffic (or the ring) needs the link being punched to
+    /// `p` enough to build a tunnel for it (`punching`: the attempt was a
+    /// punch for a routed peer's traffic).
+    fn punch_needed(&self, p: PeerIdx, punching: bool) -> bool {
+        let peer = &self.peers[usize::from(p.0)];
+        peer.relay.is_some()
+            || peer.ondemand
+            || (peer.routed && punching)
+            || self
+                .overlay
+                .as_ref()
+                .is_some_and(|ov| ov.would_keep(peer.addr))
+    }
+
+    /// Whether our own side makes a punch unlikely to work: a NAT that maps
+    /// each destination to a new port (only an open or cone peer could
+    /// answer it), or a network where only TCP gets through (every link we
+    /// have is over TCP).
+    fn punch_unlikely(&self) -> bool {
+        let symmetric = self.nat_mapping() == super::nat::NatMapping::EndpointDependent;
+        let mut links = self.peers.iter().filter(|q| q.linked && q.relay.is_none());
+        let tcp_only = self.linked_count > 0 && links.all(|q| q.endpoint.is_some_and(|e| e.tcp));
+        symmetric || tcp_only
+    }
+
+    /// The punch to `p` has not worked yet: a tunnel is built alongside it
+    /// (if the link is needed), so that the traffic does not wait for the
+    /// punch to give up. The punch goes on; if it succeeds, the pair moves
+    /// to the direct path and the tunnel ends.
+    fn tunnel_alongside(&mut self, now: Instant, p: PeerIdx) {
+        let peer = &self.peers[usize::from(p.0)];
+        if peer.relay.is_none() && self.punch_needed(p, peer.punching) {
+            self.start_tunnel(now, p);
+        }
+    }
+
     /// Our inits to `p` went unanswered. A punch that failed leaves the
     /// traffic where it is (routed, or in a tunnel) and, for a peer the
     /// overlay or the VPN needs, asks for a tunnel; other attempts give up.
@@ -933,11 +981,7 @@ impl Node {
             return;
         }
         peer.punch_failed = Some(now);
-        let addr = Addr::of_key(&peer.key);
-        let needed = peer.relay.is_some()
-            || peer.ondemand
-            || (peer.routed && was_punching)
-            || self.overlay.as_ref().is_some_and(|ov| ov.would_keep(addr));
+        let needed = self.punch_needed(p, was_punching);
         log::info!(
             "no direct path to {} after {} attempts{}",
             self.peers[usize::from(p.0)].name,
@@ -1022,6 +1066,20 @@ impl Node {
                 for buf in core::mem::take(&mut self.peers[usize::from(p.0)].waiting) {
                     self.drop_buf(buf, DropReason::NoSession);
                 }
+            }
+        }
+        // Only a punch both sides make (traffic asked for the link, both
+        // got each other's candidates): a one-sided attempt to link a
+        // ring node that failed gives way to a connect-to-me, not a tunnel.
+        let two_sided = matches!(t, Target::Peer(p) if self.peers[usize::from(p.0)].punching);
+        if let (Target::Peer(p), true) = (t, punching && two_sided) {
+            let alongside = if self.punch_unlikely() {
+                2
+            } else {
+                TUNNEL_ALONGSIDE_ATTEMPT
+            };
+            if attempts == alongside {
+                self.tunnel_alongside(now, p);
             }
         }
         let limit = if punching {

@@ -252,18 +252,24 @@ impl Node {
         // the old sessions still take what is in flight on them.
         self.touch(p);
         let peer = &self.peers[usize::from(p.0)];
-        if !(peer.linked && peer.relay.is_none()) {
-            // A direct link needs no candidates; what others say of a
-            // linked peer's endpoints (gossip) may be older than what the
-            // peer told us itself.
-            self.add_candidates(p, &candidates);
-        }
+        // A direct link needs no candidates; what others say of a linked
+        // peer's endpoints (gossip) may be older than what the peer told
+        // us itself.
+        let fresh = !(peer.linked && peer.relay.is_none()) && self.add_candidates(p, &candidates);
         let peer = &mut self.peers[usize::from(p.0)];
         let reopen = peer.closing_since.take().is_some();
         peer.wanted = true;
-        if peer.tunnel_wanted && !peer.linked {
-            // Punching failed lately; the tunnel is on its way (or its
-            // relay is being replaced) and retries direct by itself.
+        if peer.tunnel_wanted || peer.relay.is_some() {
+            // No direct path: a tunnel carries the link, or is on its way,
+            // and retries direct by itself. Candidates we did not have get
+            // a punch of their own now (the tunnel stays until it works).
+            if fresh && !peer.punching && peer.pending.is_none() {
+                peer.punching = true;
+                self.start_handshake(now, super::Target::Peer(p));
+            }
+            if self.peers[usize::from(p.0)].linked {
+                self.link_up(now, p);
+            }
             return;
         }
         if peer.routed && !peer.linked {
@@ -295,12 +301,14 @@ impl Node {
     }
 
     /// Remembers endpoints where `p` may be reached (the newest kept).
+    /// Returns whether any was new.
     pub(super) fn add_candidates(
         &mut self,
         p: PeerIdx,
         candidates: &[crate::wire::endpoint::Endpoint],
-    ) {
+    ) -> bool {
         let peer = &mut self.peers[usize::from(p.0)];
+        let mut fresh = false;
         for &c in candidates {
             if self.underlay_guard.contains(c.addr.ip()) {
                 self.stats.count(DropReason::CandidateInVpn);
@@ -311,11 +319,13 @@ impl Node {
                     peer.candidates.remove(0);
                 }
                 peer.candidates.push(c);
+                fresh = true;
             }
         }
         if peer.endpoint.is_none() {
             peer.endpoint = peer.candidates.iter().find(|c| !c.tcp).copied();
         }
+        fresh
     }
 
     /// Carries out what the overlay asked for.
@@ -399,6 +409,7 @@ impl Node {
             Route::Deliver => {
                 // Links crossed: each forward added a hop.
                 self.routed_hops = self.pool.data(&buf)[1].saturating_add(1);
+                self.routed_tunnel = tunnel.then_some(from);
                 self.pool.trim_front(&mut buf, ROUTED_DATA_HEADER_LEN);
                 match crate::wire::peek(self.pool.data(&buf)) {
                     Ok(MsgType::Frame | MsgType::Packet | MsgType::Control) => {

@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod cookies;
+mod failover;
 mod handshakes;
 pub mod limiter;
 mod links;
@@ -25,6 +26,7 @@ pub mod trust;
 mod underlay;
 pub mod vpn;
 mod wakeups;
+pub mod watch;
 
 use crate::buf::{PacketBuf, Pool};
 use crate::crypto::session::OpenError;
@@ -71,6 +73,13 @@ pub struct Transmit {
     pub dst: Endpoint,
     pub buf: PacketBuf,
 }
+
+/// How long a peer must have sent nothing valid (and had no handshake)
+/// before messages from it on an unknown session start a new handshake.
+const RESYNC_QUIET: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Extra rounds of peer timers in one `handle_timeout` (see there).
+const TIMER_ROUNDS: usize = 3;
 
 /// Output queue bound: a full batch in each direction with room to spare.
 /// The shell drains after every input, so a full queue means it is stuck.
@@ -123,8 +132,10 @@ pub struct Node {
     /// A revocation list arriving in parts (see `trust`).
     crl_in: Option<Box<trust::Reassembly>>,
     my_cert: Option<Vec<u8>>,
-    /// Links crossed by the routed message being received.
+    /// Links crossed by the routed message being received, and the relay
+    /// (the link) it came through if it came through a tunnel.
     routed_hops: u8,
+    routed_tunnel: Option<PeerIdx>,
     /// Tests: what this node saw of the tunnel messages it relayed (after
     /// its link's decryption), and whether to corrupt them.
     #[cfg(test)]
@@ -204,6 +215,7 @@ impl Node {
             crl_in: None,
             my_cert: cfg.cert,
             routed_hops: 0,
+            routed_tunnel: None,
             #[cfg(test)]
             relay_seen: Vec::new(),
             #[cfg(test)]
@@ -467,14 +479,23 @@ impl Node {
             Relay(PeerIdx),
         }
         // With the overlay, an endpoint nothing has come from yet (a punch
-        // candidate) is not used: the ring carries the traffic meanwhile.
+        // candidate) is not used: the ring carries the traffic meanwhile;
+        // nor is a direct path that stopped answering (`watch`): its data
+        // takes the ring while probes (link control) still go straight.
         let unproven = self.overlay.is_some()
             && peer.relay.is_none()
             && peer.endpoint.is_some()
             && peer.proven != peer.endpoint;
+        let detour = ty != MsgType::Control && peer.watch.is_suspect() && self.overlay.is_some();
+        let (relay, detour) = match peer.relay {
+            // A suspect or unproven tunnel: data takes the overlay, probes
+            // (link control) the tunnel.
+            Some(_) if detour || (ty != MsgType::Control && !peer.relay_proven) => (None, true),
+            r => (r, detour),
+        };
         let via = match (
-            peer.relay,
-            (peer.routed && !peer.linked) || unproven,
+            relay,
+            (peer.routed && !peer.linked) || unproven || detour,
             peer.endpoint,
         ) {
             (Some(r), _, _) => Via::Relay(r),
@@ -484,9 +505,18 @@ impl Node {
         };
         if ty != MsgType::Control {
             peer.last_tx = Some(now);
-            if peer.sent_data(now) {
-                self.wakeups.touch(p);
-            }
+        }
+        // Traffic (ours, or routed data we forward) and pings expect the
+        // path to answer; ring upkeep (one-way gossip) does not, and would
+        // only cost probes on quiet links.
+        let expects = ty != MsgType::Control
+            || matches!(
+                self.pool.data(&buf).first(),
+                Some(&(CTRL_PING | wire::overlay::KIND_ROUTED_DATA))
+            );
+        let watched = matches!(via, Via::Endpoint(_) | Via::Relay(_));
+        if watched && expects && peer.watch.sent(now) {
+            self.wakeups.touch(p);
         }
         let Some(session) = peer.sessions.current.as_mut() else {
             if ty == MsgType::Control {
@@ -567,6 +597,7 @@ impl Node {
             Err(_) => return self.drop_buf(buf, DropReason::BadLength),
         };
         let Some(&Target::Peer(p)) = self.by_index.get(&receiver) else {
+            self.resync_from(now, from);
             return self.drop_buf(buf, DropReason::UnknownSession);
         };
         let peer = &mut self.peers[usize::from(p.0)];
@@ -597,12 +628,31 @@ impl Node {
         }
         peer.last_rx = Some(now);
         peer.rx_hops = if from.is_some() { 1 } else { self.routed_hops };
+        // What came over the path we send on (straight, or through the
+        // tunnel's relay) shows it works; the peer's data coming over the
+        // overlay instead says it may not (see `watch`).
+        // Through our tunnel's relay, that is: the other side may still
+        // send through another (a relay being changed).
+        let tunnelled =
+            from.is_none() && self.routed_tunnel.is_some() && self.routed_tunnel == peer.relay;
+        if tunnelled {
+            peer.watch.heard(now);
+            peer.relay_proven = true;
+            peer.relay_chose = None;
+        }
+        let detoured = from.is_none()
+            && !tunnelled
+            && ty != MsgType::Control as u8
+            && peer.linked
+            && peer.watched_path()
+            && peer.watch.peer_detoured(now);
         let mut direct_now = false;
         if let Some(from) = from {
             // The first authenticated packet straight from this endpoint:
             // the path is proven, and the link can be up.
             direct_now |= peer.proven != Some(from) && !peer.linked;
             peer.proven = Some(from);
+            peer.watch.heard(now);
             if peer.endpoint != Some(from) {
                 // Authenticated traffic from a new address: the peer moved.
                 log::info!("peer {} moved to {}", peer.name, from);
@@ -617,6 +667,7 @@ impl Node {
             if peer.routed || peer.relay.is_some() {
                 peer.routed = false;
                 peer.punching = false;
+                peer.watch.reset();
                 direct_now = true;
             }
         }
@@ -624,6 +675,12 @@ impl Node {
         self.pool.trim_back(&mut buf, data::TAG_LEN);
         peer.rx_bytes += buf.len() as u64;
         peer.rx_packets += 1;
+        if detoured {
+            // The peer sends over the overlay what could come straight:
+            // does our way still reach it? (See `watch`.)
+            self.wakeups.touch(p);
+            self.send_ping(now, p);
+        }
         if direct_now {
             self.end_tunnel(p);
         }
@@ -654,6 +711,35 @@ impl Node {
             return self.drop_buf(buf, DropReason::QueueFull);
         }
         self.frames.push_back(buf);
+    }
+
+    /// A sealed message for a session we do not have, from `from`. If a
+    /// peer of ours sends from there and nothing valid has come from it for
+    /// a while, it is using a session we dropped (crossed handshakes can
+    /// evict one side's): a fresh handshake puts the two on one session
+    /// again, instead of the peer's traffic vanishing until a timeout. The
+    /// bytes are unauthenticated, so this only ever starts one handshake
+    /// (as a timer would), and never while the peer talks to us validly.
+    fn resync_from(&mut self, now: Instant, from: Option<Endpoint>) {
+        let Some(from) = from else {
+            return;
+        };
+        let Some(i) = self.peers.iter().position(|q| {
+            q.endpoint == Some(from)
+                && q.pending.is_none()
+                && q.sessions.current.is_some()
+                && q.last_rx
+                    .map_or(true, |t| now.saturating_since(t) >= RESYNC_QUIET)
+                && q.last_handshake
+                    .map_or(true, |t| now.saturating_since(t) >= RESYNC_QUIET)
+        }) else {
+            return;
+        };
+        log::info!(
+            "{} sends on a session we do not have: handshaking again",
+            self.peers[i].name
+        );
+        self.start_handshake(now, Target::Peer(PeerIdx(i as u16)));
     }
 
     fn handle_control(&mut self, now: Instant, p: PeerIdx, mut buf: PacketBuf) {
@@ -699,6 +785,10 @@ impl Node {
                     .then(|| wire::endpoint::parse(&self.pool.data(&buf)[CTRL_PING_LEN..]).ok())
                     .flatten();
                 self.pool.free(buf);
+                let peer = &self.peers[usize::from(p.0)];
+                if peer.rx_hops == 1 || (peer.relay.is_some() && self.routed_tunnel == peer.relay) {
+                    self.path_answered(now, p);
+                }
                 if let (Some(seen), Some(peer_ep)) = (observed, direct_udp) {
                     if self.nat.observe(peer_ep.addr, seen, now) {
                         self.endpoints_changed(now);
@@ -735,10 +825,7 @@ impl Node {
 
     /// Runs every timer that is due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(p) = self.wakeups.pop_due(now) {
-            self.peer_timers(now, p);
-            self.touch(p);
-        }
+        self.due_peer_timers(now);
         self.run_bootstraps(now);
         if let Some(ov) = self.overlay.as_mut() {
             ov.handle_timeout(now);
@@ -747,6 +834,25 @@ impl Node {
         self.run_overlay_actions(now);
         self.boots_dirty = true;
         self.rearm();
+        // A timer can change another peer (a relay given up moves the
+        // tunnels through it): what that made due runs now, not after a
+        // wake-up of its own. Bounded: each round only runs what the last
+        // one changed.
+        for _ in 0..TIMER_ROUNDS {
+            if !self.wakeups.next().is_some_and(|t| t <= now) {
+                break;
+            }
+            self.due_peer_timers(now);
+            self.run_overlay_actions(now);
+            self.rearm();
+        }
+    }
+
+    fn due_peer_timers(&mut self, now: Instant) {
+        while let Some(p) = self.wakeups.pop_due(now) {
+            self.peer_timers(now, p);
+            self.touch(p);
+        }
     }
 
     /// One peer's timers: session expiry, the end of a closing grace, a
@@ -785,6 +891,7 @@ impl Node {
             self.peers[i].ondemand_asked = None;
             self.ask_ondemand(now, p);
         }
+        self.watch_timers(now, p);
         // Tunnel and on-demand steps first: they can change what the
         // handshake below is for.
         self.tunnel_timers(now, p);
@@ -810,6 +917,29 @@ impl Node {
             // A routed session the VPN no longer uses: no more rekeys.
             self.peers[i].wanted = false;
         }
+    }
+
+    /// One peer's path state, for diagnosing the simulator's pairs.
+    pub fn debug_peer(&self, key: &NodeKey) -> String {
+        let Some(&p) = self.by_key.get(key) else {
+            return "not a peer".into();
+        };
+        let q = &self.peers[usize::from(p.0)];
+        format!(
+            "linked {} routed {} relay {:?} endpoint {:?} proven {:?} punching {} tunnel_wanted {} pending {} current {} watch {:?} last_rx {:?} last_tx {:?}",
+            q.linked,
+            q.routed,
+            q.relay.map(|r| self.peers[usize::from(r.0)].name.clone()),
+            q.endpoint,
+            q.proven,
+            q.punching,
+            q.tunnel_wanted,
+            q.pending.is_some(),
+            q.sessions.current.is_some(),
+            q.watch,
+            q.last_rx,
+            q.last_tx
+        )
     }
 
     /// Which timer is due when (for diagnosing a timer that never clears).

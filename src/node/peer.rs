@@ -26,15 +26,6 @@ pub const WAIT_ATTEMPTS: u32 = 3;
 /// flight still comes on it. After crossed handshakes the peer may keep
 /// sending on it; it then lives until it expires, as in WireGuard.
 pub const PREVIOUS_KEEP: Duration = Duration::from_secs(10);
-/// A direct path we send data on but hear nothing from for this long gets
-/// a ping at once (instead of at the keepalive interval). Checked once per
-/// period, not per packet: `Peer::sent_data`.
-pub const ANSWER_OVERDUE: Duration = Duration::from_millis(1500);
-/// ... and is dead when still nothing came back this long after hearing
-/// (and at least `ANSWER_PING_WAIT` after that ping): the loss window of a
-/// NAT rebinding, instead of `dead_after`.
-pub const ANSWER_DEAD: Duration = Duration::from_secs(3);
-pub const ANSWER_PING_WAIT: Duration = Duration::from_millis(1000);
 /// A routed session unused (no data either way) for this long is let go:
 /// no more rekeys, and it expires with its keys.
 pub const ROUTED_IDLE: Duration = Duration::from_secs(150);
@@ -228,9 +219,8 @@ pub struct Peer {
     /// never waits for the punch nor vanishes into a candidate that does
     /// not answer).
     pub proven: Option<Endpoint>,
-    /// First data sent on the direct path since which we wait for
-    /// anything to come back (see `ANSWER_OVERDUE`).
-    pub answer_check: Option<Instant>,
+    /// Whether the direct path still answers (see `node::watch`).
+    pub watch: super::watch::PathWatch,
     /// Endpoints to try when linking (local, reflexive and predicted ones,
     /// TCP): an init goes to all of them at once.
     pub candidates: SmallVec<[Endpoint; 8]>,
@@ -241,6 +231,10 @@ pub struct Peer {
     pub punch_failed: Option<Instant>,
     /// A tunnel edge: this link runs through our link to that peer.
     pub relay: Option<super::PeerIdx>,
+    /// Something from the peer came through the tunnel's relay: it carries
+    /// the pair (the relay links both). Until then data takes the overlay
+    /// and only probes go through the relay, as with an unproven endpoint.
+    pub relay_proven: bool,
     /// No direct path formed: a tunnel is wanted (asked for or in use).
     pub tunnel_wanted: bool,
     /// Links the last message from the peer crossed (1: direct).
@@ -261,6 +255,10 @@ pub struct Peer {
     pub relay_wanted: Option<NodeKey>,
     /// When we last asked this peer for a relay.
     pub relay_asked: Option<Instant>,
+    /// When we chose a relay for the pair ourselves, answering its query
+    /// while ours was out: settles crossed queries (see `relay`); cleared
+    /// once the tunnel carries the peer's traffic.
+    pub relay_chose: Option<Instant>,
     /// When a tunnel next tries a direct punch.
     pub direct_retry: Option<Instant>,
     /// We asked for an on-demand link (kept while VPN packets flow).
@@ -314,13 +312,14 @@ impl Peer {
             endpoint: cfg.endpoint.map(Endpoint::udp),
             routed: false,
             last_tx: None,
-            answer_check: None,
+            watch: Default::default(),
             proven: None,
             cert: None,
             candidates: SmallVec::new(),
             punching: false,
             punch_failed: None,
             relay: None,
+            relay_proven: false,
             tunnel_wanted: false,
             relay_probe: None,
             relay_failed: None,
@@ -330,6 +329,7 @@ impl Peer {
             rx_hops: 0,
             relay_wanted: None,
             relay_asked: None,
+            relay_chose: None,
             direct_retry: None,
             ondemand: false,
             ondemand_asked: None,
@@ -380,8 +380,13 @@ impl Peer {
 
     /// How traffic reaches the peer: "direct", "relayed" or "overlay".
     pub fn path_name(&self) -> &'static str {
+        // Data takes the overlay while the path is suspect (`watch`) or a
+        // new tunnel is not proven yet.
+        let detour = self.watch.is_suspect();
         match (self.relay, self.linked, self.routed) {
-            (Some(_), _, _) => "relayed",
+            (Some(_), _, _) if self.relay_proven && !detour => "relayed",
+            (Some(_), _, _) => "overlay",
+            (None, true, _) if detour => "overlay",
             (None, true, _) => "direct",
             (None, false, true) => "overlay",
             // A VPN peer with a direct session that is not (or no longer)
@@ -448,11 +453,9 @@ impl Peer {
     }
 
     /// Nothing heard for `dead_after` since the session began or since the
-    /// last message: the peer restarted, moved, or is gone. A direct path
-    /// that carries our traffic but brings nothing back, not even pongs to
-    /// the pings it gets for that (`ANSWER_OVERDUE`), is dead much sooner:
-    /// a NAT on the way lost its mapping, and the traffic should move to
-    /// the overlay while the pair punches again.
+    /// last message: the peer restarted, moved, or is gone. (A direct path
+    /// that stops answering the traffic we send is found much sooner, by
+    /// its watch: `node::watch`.)
     pub fn is_silent(&self, now: Instant, timers: &Timers) -> bool {
         let Some(cur) = &self.sessions.current else {
             return false;
@@ -461,57 +464,23 @@ impl Peer {
             return false; // the overlay's links are checked, not this path
         }
         let heard = self.last_rx.map_or(cur.created, |t| t.max(cur.created));
-        if let Some(dead) = self.overdue_dead_at() {
-            if now >= dead {
-                return true;
-            }
-        }
         now.saturating_since(heard) >= timers.dead_after
     }
 
-    /// The first data we sent on a direct path that nothing has come back
-    /// for since (None once anything is heard).
-    fn unanswered_since(&self) -> Option<Instant> {
-        let t = self.answer_check?;
-        if self.routed || self.relay.is_some() || self.closing_since.is_some() {
-            return None;
-        }
-        let cur = self.sessions.current.as_ref()?;
-        let heard = self.last_rx.map_or(cur.created, |h| h.max(cur.created));
-        (heard < t).then_some(t)
+    /// Whether we send straight to the peer's endpoint (not routed over the
+    /// overlay, not through a relay).
+    pub fn direct_path(&self) -> bool {
+        self.relay.is_none() && self.endpoint.is_some() && self.watched_path()
     }
 
-    /// When a direct path with overdue answers counts as dead: once a ping
-    /// sent for it went unanswered (see `ANSWER_DEAD`).
-    fn overdue_dead_at(&self) -> Option<Instant> {
-        let t = self.unanswered_since()?;
-        let pinged = self.last_ping.filter(|&p| p >= t)?;
-        Some((t + ANSWER_DEAD).max(pinged + ANSWER_PING_WAIT))
-    }
-
-    /// When the unanswered data needs a ping at once.
-    fn overdue_ping_at(&self) -> Option<Instant> {
-        let t = self.unanswered_since()?;
-        if self.last_ping.is_some_and(|p| p >= t) {
-            return None;
-        }
-        Some(t + ANSWER_OVERDUE)
-    }
-
-    /// Data is going out on a direct path: checks an answer comes back.
-    /// Returns whether the peer's deadline changed (once per check, not
-    /// per packet).
-    pub fn sent_data(&mut self, now: Instant) -> bool {
-        // A new check at most every `ANSWER_OVERDUE` (each re-arms the
-        // peer's timer).
-        let fresh = self.answer_check.map_or(true, |t| {
-            self.last_rx.is_some_and(|h| h >= t) && now.saturating_since(t) >= ANSWER_OVERDUE
-        });
-        if fresh && !self.routed && self.relay.is_none() {
-            self.answer_check = Some(now);
-            return true;
-        }
-        false
+    /// Whether we send to the peer over a path of our own choosing,
+    /// straight or through a tunnel's relay (not routed hop by hop over
+    /// the ring): the path its watch looks after.
+    pub fn watched_path(&self) -> bool {
+        !self.routed
+            && (self.relay.is_some() || self.endpoint.is_some())
+            && self.sessions.current.is_some()
+            && self.closing_since.is_none()
     }
 
     /// When to ping: a keepalive interval after both our last ping and the
@@ -524,12 +493,7 @@ impl Peer {
         let cur = self.sessions.current.as_ref()?;
         let heard = self.last_rx.map_or(cur.created, |t| t.max(cur.created));
         let pinged = self.last_ping.unwrap_or(cur.created);
-        let keepalive = heard.max(pinged) + timers.keepalive_interval;
-        // Sending with nothing coming back: ask sooner.
-        Some(
-            self.overdue_ping_at()
-                .map_or(keepalive, |o| o.min(keepalive)),
-        )
+        Some(heard.max(pinged) + timers.keepalive_interval)
     }
 
     /// The earliest moment this peer's timers need attention.
@@ -567,7 +531,11 @@ impl Peer {
             if let Some(t) = self.ping_due(timers) {
                 at(t);
             }
-            if let Some(t) = self.overdue_dead_at() {
+            if let Some(t) = self
+                .watch
+                .deadline(self.rtt)
+                .filter(|_| self.watched_path())
+            {
                 at(t);
             }
             if self.pending.is_none() && self.wanted {

@@ -41,7 +41,11 @@ pub const RELAY_CHECK_EVERY: Duration = Duration::from_secs(1);
 const RELAY_DEAD: Duration = Duration::from_secs(3);
 /// A relay given up is not offered or used again for this long.
 const RELAY_SHUNNED: Duration = Duration::from_secs(30);
-/// A relay query unanswered by then is sent again.
+/// A relay query unanswered by then is sent again. Not sooner: the other
+/// side may have had no relay to offer yet (its links' budgets and RTTs
+/// come with their first connection lists and pings), and a relay picked
+/// before those are known is a far one (the simulator's relay stretch
+/// went from 1.3 to 1.8 with 2 s).
 pub const QUERY_RETRY: Duration = Duration::from_secs(5);
 /// Time for a link to a chosen relay (a punch, at worst) beyond that.
 const RELAY_LINK_WAIT: Duration = Duration::from_secs(10);
@@ -199,9 +203,13 @@ impl Node {
                     log::debug!("relay offer from {src} not asked for");
                     return self.stats.count(DropReason::Unsolicited);
                 }
-                if asked && has && self.identity.public() < peer.key {
+                let chose = peer
+                    .relay_chose
+                    .is_some_and(|t| now.saturating_since(t) < QUERY_RETRY);
+                if chose && has && self.identity.public() < peer.key {
                     // Our queries crossed and each side chose: the choice
-                    // of the node with the lower key stands (ours).
+                    // of the node with the lower key stands (ours; the
+                    // other side takes our offer).
                     return;
                 }
                 let ours = self.relay_candidates(now, p);
@@ -342,7 +350,12 @@ impl Node {
             };
             ov.send_routed(now, Mode::Exact, src, &offer);
         }
-        self.peers[usize::from(p.0)].tunnel_wanted = true;
+        let peer = &mut self.peers[usize::from(p.0)];
+        peer.tunnel_wanted = true;
+        if peer.relay_asked.is_some() {
+            // Our own query is out too: crossed (see the offer's handling).
+            peer.relay_chose = Some(now);
+        }
         self.use_or_link_relay(now, p, relay);
         self.retry_if_no_relay(now, p);
     }
@@ -397,6 +410,11 @@ impl Node {
         if r == p || !relay.linked || relay.relay.is_some() || shunned {
             return;
         }
+        let peer = &self.peers[usize::from(p.0)];
+        if peer.linked && peer.direct_path() && peer.proven == peer.endpoint {
+            // The punch the tunnel was built alongside got there first.
+            return self.end_tunnel(p);
+        }
         log::info!(
             "{} tunnels through {}",
             self.peers[usize::from(p.0)].name,
@@ -408,6 +426,9 @@ impl Node {
         self.touch(p);
         let peer = &mut self.peers[usize::from(p.0)];
         let before = peer.relay.replace(r);
+        // Proven by the first message through it (the other side may not
+        // use it yet, or the relay may not reach it yet): a probe now.
+        peer.relay_proven = before == Some(r) && peer.relay_proven;
         peer.relay_asked = None;
         peer.relay_wanted = None;
         peer.routed = false;
@@ -419,6 +440,9 @@ impl Node {
         let peer = &self.peers[usize::from(p.0)];
         if peer.sessions.current.is_some() {
             self.link_up(now, p);
+            if !self.peers[usize::from(p.0)].relay_proven {
+                self.send_ping(now, p);
+            }
         } else if peer.pending.is_none() {
             self.start_handshake(now, super::Target::Peer(p));
         }
@@ -426,7 +450,7 @@ impl Node {
 
     /// Our reason to keep the link to relay `r` lapses when no tunnel runs
     /// through it any more.
-    fn release_relay(&mut self, r: PeerIdx) {
+    pub(super) fn release_relay(&mut self, r: PeerIdx) {
         if self.peers.iter().any(|peer| peer.relay == Some(r)) {
             return;
         }

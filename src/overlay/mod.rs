@@ -407,6 +407,14 @@ impl Overlay {
         }
     }
 
+    /// The link to `peer` stopped answering, or answers again (the node's
+    /// watch says): routing goes around a suspect link.
+    pub fn set_suspect(&mut self, peer: PeerIdx, suspect: bool) {
+        if let Some(c) = self.table.by_peer_mut(peer) {
+            c.suspect = suspect;
+        }
+    }
+
     /// The link to `peer` is gone (dead, closed or refused).
     pub fn on_link_down(&mut self, now: Instant, peer: PeerIdx) {
         if let Some(addr) = self.table.by_peer(peer).map(|c| c.addr) {

@@ -114,21 +114,20 @@ impl Overlay {
         } else {
             Self::metric(mode, dst, self.me)
         };
+        // A suspect link (it stopped answering) is routed around.
+        let usable = |c: &&super::table::Conn| Some(c.addr) != skip && !c.suspect;
         if !self.cfg.lookahead {
-            let best = match mode {
-                Mode::RightOf | Mode::LeftOf => self
-                    .table
-                    .iter()
-                    .filter(|c| Some(c.addr) != skip)
-                    .min_by_key(|c| Self::metric(mode, dst, c.addr)),
-                _ => self.table.closest_excluding(dst, skip),
-            }?;
+            let best = self
+                .table
+                .iter()
+                .filter(usable)
+                .min_by_key(|c| Self::metric(mode, dst, c.addr))?;
             return (Self::metric(mode, dst, best.addr) < mine).then_some(best.peer);
         }
         let prefix = |a: Addr| (a.0 >> 64) as u64;
         let (skip_p, me_p) = (skip.map(prefix), prefix(self.me));
         let mut best: Option<(u128, u128, PeerIdx)> = None;
-        for c in self.table.iter().filter(|c| Some(c.addr) != skip) {
+        for c in self.table.iter().filter(usable) {
             let m = Self::metric(mode, dst, c.addr);
             if m >= mine {
                 continue;
@@ -162,7 +161,7 @@ impl Overlay {
         let want = (dst.0 >> 64) as u64;
         self.table
             .iter()
-            .find(|c| Some(c.addr) != skip && c.nbrs.contains(&want))
+            .find(|c| Some(c.addr) != skip && !c.suspect && c.nbrs.contains(&want))
             .map(|c| c.peer)
     }
 
@@ -237,9 +236,12 @@ impl Overlay {
     }
 
     /// The first hop towards the node at `dst`, for routed data we start;
-    /// `None` if no connection is closer than we are (nobody there).
+    /// `None` if no connection is closer than we are (nobody there). Never
+    /// the link to `dst` itself: we route our own data to a node we link
+    /// to only when that link does not carry it (suspect, or a tunnel not
+    /// proven yet), so the ring takes it around.
     pub fn first_hop(&self, dst: Addr) -> Option<PeerIdx> {
-        self.pick_hop(Mode::Exact, dst, None, false).0
+        self.pick_hop(Mode::Exact, dst, Some(dst), false).0
     }
 
     /// The hop limit routed messages start with.

@@ -46,6 +46,9 @@ pub struct Conn {
     pub list_stale: bool,
     /// What the peer relays for others (KiB/s, 0: never), from its list.
     pub relay_kib: u16,
+    /// The link stopped answering (the node says): routing goes around
+    /// it while it is probed.
+    pub suspect: bool,
 }
 
 #[derive(Debug, Default)]
@@ -112,6 +115,7 @@ impl ConnTable {
                     nbrs: Vec::new(),
                     list_stale: false,
                     relay_kib: 0,
+                    suspect: false,
                 },
             ),
         }
@@ -136,6 +140,7 @@ impl ConnTable {
                     nbrs: Vec::new(),
                     list_stale: false,
                     relay_kib: 0,
+                    suspect: false,
                 },
             );
         }

@@ -7,6 +7,7 @@
 //! decision). Latency, loss, partitions and crashes are the network's; the
 //! metrics (ring consistency, route success, hops, bytes) read the nodes.
 
+pub mod failover;
 pub mod metrics;
 pub mod nat;
 pub mod scenario;
@@ -107,6 +108,10 @@ pub struct Sim {
     /// sent there"), in `watched`.
     pub watch: Option<std::net::IpAddr>,
     pub watched: u64,
+    /// Pairs of nodes (lower index first) whose direct datagrams vanish: a
+    /// path black-holed in the middle (a firewall rule, a broken route),
+    /// while both still reach everyone else.
+    pub blocked: std::collections::HashSet<(u32, u32)>,
 }
 
 thread_local! {
@@ -154,6 +159,7 @@ impl Sim {
             keep_frames: 0,
             watch: None,
             watched: 0,
+            blocked: Default::default(),
             nat: None,
             geo: None,
         }
@@ -469,8 +475,11 @@ impl Sim {
                 Some(m) => m.outbound(i, from, t.dst.addr),
                 None => from,
             };
+            let cut = |to: u32| {
+                !self.blocked.is_empty() && self.blocked.contains(&(i.min(to), i.max(to)))
+            };
             match self.route_datagram(src, t.dst.addr) {
-                Some(to) if !lost => {
+                Some(to) if !lost && !cut(to) => {
                     let jitter = self.rng.below(self.net.jitter.as_micros() as u64 + 1);
                     let latency = self.latency(i as usize, to as usize);
                     let at = self.now + latency + Duration::from_micros(jitter);

@@ -366,12 +366,47 @@ pub struct NatReport {
     pub relay_p90: f64,
 }
 
+/// `n` NAT types drawn from `mix` (the first five public: somebody must
+/// be a bootstrap).
+pub fn nat_kinds(n: usize, seed: u64, mix: NatMix) -> Vec<super::nat::SimNat> {
+    use super::nat::SimNat;
+    let total = mix.public + mix.full_cone + mix.port_restricted + mix.symmetric;
+    let mut pick = SeededRng::new(seed ^ 0x4b49_4e44);
+    (0..n)
+        .map(|i| {
+            if i < 5 {
+                return SimNat::Public;
+            }
+            let x = pick.below(1_000_000) as f64 / 1e6 * total;
+            if x < mix.public {
+                SimNat::Public
+            } else if x < mix.public + mix.full_cone {
+                SimNat::FullCone
+            } else if x < mix.public + mix.full_cone + mix.port_restricted {
+                SimNat::PortRestricted
+            } else {
+                SimNat::Symmetric
+            }
+        })
+        .collect()
+}
+
 /// Nodes behind the given NATs in five regions of realistic latency, all
 /// started at once, each knowing up to 5 public members that came before
 /// it (the first node must be public).
 pub fn nat_sim(kinds: &[super::nat::SimNat], seed: u64) -> Sim {
+    nat_sim_with(kinds, seed, None)
+}
+
+/// [`nat_sim`], every node a member of `vpn` if given.
+pub fn nat_sim_with(
+    kinds: &[super::nat::SimNat],
+    seed: u64,
+    vpn: Option<crate::vpn::VpnConfig>,
+) -> Sim {
     use super::nat::{Geography, NatModel};
     let mut sim = Sim::new(seed, NetConfig::default());
+    sim.vpn = vpn;
     sim.nat = Some(NatModel::new(seed ^ 0x4e41_5400));
     sim.geo = Some(Geography::new());
     for (i, &kind) in kinds.iter().enumerate() {
@@ -391,28 +426,10 @@ pub fn nat_sim(kinds: &[super::nat::SimNat], seed: u64) -> Sim {
 /// the relays chosen.
 pub fn nat_paths(n: usize, seed: u64, mix: NatMix, pairs: usize) -> NatReport {
     use super::nat::SimNat;
-    let total = mix.public + mix.full_cone + mix.port_restricted + mix.symmetric;
     let mut report = NatReport::default();
-    let mut pick = SeededRng::new(seed ^ 0x4b49_4e44);
-    let mut kinds = Vec::with_capacity(n);
-    for i in 0..n {
-        // The first five are public: somebody must be a bootstrap.
-        let kind = if i < 5 {
-            SimNat::Public
-        } else {
-            let x = pick.below(1_000_000) as f64 / 1e6 * total;
-            if x < mix.public {
-                SimNat::Public
-            } else if x < mix.public + mix.full_cone {
-                SimNat::FullCone
-            } else if x < mix.public + mix.full_cone + mix.port_restricted {
-                SimNat::PortRestricted
-            } else {
-                SimNat::Symmetric
-            }
-        };
+    let kinds = nat_kinds(n, seed, mix);
+    for &kind in &kinds {
         report.kinds[kind as usize] += 1;
-        kinds.push(kind);
     }
     let mut sim = nat_sim(&kinds, seed);
     report.consistent_after =

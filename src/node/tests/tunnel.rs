@@ -238,3 +238,49 @@ fn first_packet_does_not_wait_for_the_punch() {
     let worst = waits.iter().max().copied().unwrap_or_default();
     assert!(worst <= Duration::from_secs(2), "{waits:?}");
 }
+
+/// The direct path between two members goes dark in the middle (both
+/// still reach everyone else): their traffic moves to the overlay within
+/// the watch's bound (`node::watch`), then to whatever path forms.
+#[test]
+fn a_black_holed_direct_path_fails_over_within_seconds() {
+    trace_logs();
+    for (seed, a, b) in [
+        (21, SimNat::Public, SimNat::Public),
+        (22, SimNat::PortRestricted, SimNat::Public),
+    ] {
+        let mut sim = nat_vpn_sim(a, b, seed);
+        let kb = sim.node(B).public_key();
+        let (warm, run) = (50, 300);
+        let mut got = [vec![false; warm + run + 30], vec![false; warm + run + 30]];
+        sim.with_node(A, |n, now| n.link_on_demand(now, kb));
+        exchange(&mut sim, 0, warm, &mut got);
+        assert_eq!(sim.node(A).peer_path(&kb).map(|p| p.0), Some("direct"));
+        sim.blocked.insert((A as u32, B as u32));
+        exchange(&mut sim, warm, run, &mut got);
+        let lost: Vec<usize> = (warm..warm + run - 5)
+            .filter(|&k| !got[0][k] || !got[1][k])
+            .collect();
+        let gap = longest_run(&lost);
+        eprintln!(
+            "{a:?} <-> {b:?}: black hole: longest gap {gap:?}, {} of {run} steps lost",
+            lost.len()
+        );
+        assert!(gap < Duration::from_secs(3), "{gap:?}");
+    }
+}
+
+/// The longest run of consecutive step numbers in `lost`, as time.
+fn longest_run(lost: &[usize]) -> Duration {
+    let (mut best, mut run, mut prev) = (0, 0, None);
+    for &k in lost {
+        run = if prev == Some(k.wrapping_sub(1)) {
+            run + 1
+        } else {
+            1
+        };
+        best = best.max(run);
+        prev = Some(k);
+    }
+    Duration::from_millis(100 * best as u64)
+}

@@ -682,6 +682,8 @@ impl Node {
             self.send_ping(now, p);
         }
         if direct_now {
+            // The path changed: its watch (and other deadlines) with it.
+            self.wakeups.touch(p);
             self.end_tunnel(p);
         }
         if promoted || direct_now {
@@ -801,6 +803,8 @@ impl Node {
                         .replace(rtt)
                         .is_none();
                     self.peers[usize::from(p.0)].rtt = Some(rtt);
+                    // The watch's bounds scale with the RTT.
+                    self.wakeups.touch(p);
                     if first {
                         self.relay_rtt_known(now, p);
                     }

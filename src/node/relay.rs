@@ -426,9 +426,13 @@ impl Node {
         self.touch(p);
         let peer = &mut self.peers[usize::from(p.0)];
         let before = peer.relay.replace(r);
-        // Proven by the first message through it (the other side may not
-        // use it yet, or the relay may not reach it yet): a probe now.
-        peer.relay_proven = before == Some(r) && peer.relay_proven;
+        if before != Some(r) {
+            // A new path: proven by the first message through it (the
+            // other side may not use it yet, or the relay may not reach it
+            // yet: a probe goes now), and watched afresh.
+            peer.relay_proven = false;
+            peer.watch.reset();
+        }
         peer.relay_asked = None;
         peer.relay_wanted = None;
         peer.routed = false;

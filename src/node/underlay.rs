@@ -147,6 +147,7 @@ impl Node {
                 self.stats.count(DropReason::CandidateInVpn);
             }
         }
+        self.wakeups.touch(p);
         let peer = &mut self.peers[usize::from(p.0)];
         log::debug!("{} can be reached at {:?}", peer.name, kept);
         // Where we send now stays until traffic shows otherwise (roaming);

@@ -41,8 +41,22 @@ enum Failure {
 }
 
 fn main() -> ExitCode {
+    // Each line carries seconds since start: journald adds the wall time
+    // itself, and a foreground run or a lab log needs the order and the
+    // gaps between events (env_logger's clock needs a further crate).
+    let started = std::time::Instant::now();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .format_timestamp_millis()
+        .format(move |buf, r| {
+            use std::io::Write;
+            let t = started.elapsed().as_secs_f64();
+            writeln!(
+                buf,
+                "[{t:9.3} {:<5} {}] {}",
+                r.level(),
+                r.target(),
+                r.args()
+            )
+        })
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match dispatch(&args) {

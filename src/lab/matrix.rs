@@ -65,9 +65,18 @@ pub struct Cell {
     pub why: String,
 }
 
+/// The first reply may take this long: the ring carries traffic from the
+/// start, whatever the punch does (issue 12).
+pub const FIRST_PING_LIMIT: Duration = Duration::from_millis(200);
+/// A relayed cell reaches its tunnel within this (the tunnel is built
+/// alongside the punch, 0.75 s in).
+pub const RELAYED_FINAL_LIMIT: Duration = Duration::from_secs(4);
+
 impl Cell {
     pub fn ok(&self) -> bool {
-        self.first_ping.is_some()
+        self.first_ping.is_some_and(|t| t <= FIRST_PING_LIMIT)
+            && (self.expected != "relayed"
+                || self.final_after.is_some_and(|t| t < RELAYED_FINAL_LIMIT))
             && self.path.starts_with(self.expected)
             && self.trace.sent > 0
             && self.trace.lost() == 0
@@ -233,6 +242,7 @@ pub fn run_cell(bin: &Path, a: NatType, b: NatType, o: &CellOptions) -> io::Resu
         }
     }
     if verbose {
+        eprintln!("  unanswered pings (seq): {:?}", trace.unanswered);
         for h in [ha, hb] {
             eprintln!(
                 "--- host {h} status\n{}",

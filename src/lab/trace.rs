@@ -29,6 +29,8 @@ pub struct Trace {
     pub longest_gap: Duration,
     /// Seconds after the start at which each reply arrived.
     pub replies: Vec<f64>,
+    /// Sequence numbers (from 1) of the requests never answered.
+    pub unanswered: Vec<u32>,
 }
 
 impl Trace {
@@ -93,9 +95,18 @@ pub fn parse(text: &str, started: f64, interval: Duration) -> Trace {
         sent: super::Ping::parse(text).sent,
         ..Trace::default()
     };
+    let mut answered = vec![false; t.sent as usize + 1];
     for line in text.lines() {
         if !line.contains("icmp_seq=") || !line.contains(" from ") {
             continue;
+        }
+        let seq = line
+            .split("icmp_seq=")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|s| s.parse::<usize>().ok());
+        if let Some(a) = seq.and_then(|s| answered.get_mut(s)) {
+            *a = true;
         }
         let stamp = line
             .strip_prefix('[')
@@ -106,6 +117,7 @@ pub fn parse(text: &str, started: f64, interval: Duration) -> Trace {
         }
     }
     t.received = t.replies.len() as u32;
+    t.unanswered = (1..=t.sent).filter(|&s| !answered[s as usize]).collect();
     t.first_reply = t.replies.first().map(|&s| Duration::from_secs_f64(s));
     // The ends count as replies: silence at the start or the end is loss too.
     let mut marks = vec![0.0];
@@ -134,6 +146,10 @@ mod tests {
         assert_eq!((t.sent, t.received, t.lost()), (20, 4, 16));
         assert!((t.first_reply.unwrap().as_secs_f64() - 0.05).abs() < 1e-6);
         assert!((t.longest_gap.as_secs_f64() - 1.4).abs() < 1e-6);
+        assert_eq!(
+            t.unanswered,
+            [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 19, 20]
+        );
         // Nothing at all: the whole run is the gap.
         let none = "20 packets transmitted, 0 received, 100% packet loss\n";
         let t = parse(none, 100.0, Duration::from_millis(100));

@@ -890,7 +890,9 @@ impl Node {
     /// is our half of a hole punch. TCP candidates join from the third
     /// attempt, when UDP has had its chance.
     fn handshake_destinations(&self, t: Target, attempts: u32) -> Option<(Path, Endpoints)> {
-        let tcp_now = self.tcp_fallback && attempts >= TCP_AFTER_ATTEMPTS;
+        // Where every link we have runs over TCP, UDP has had its chance.
+        let udp_blocked = self.tcp_fallback && self.tcp_only();
+        let tcp_now = udp_blocked || (self.tcp_fallback && attempts >= TCP_AFTER_ATTEMPTS);
         match t {
             Target::Peer(p) => {
                 let peer = &self.peers[usize::from(p.0)];
@@ -911,6 +913,21 @@ impl Node {
                     for c in &peer.candidates {
                         if !all.contains(c) && (!c.tcp || tcp_now) && all.len() < MAX_CANDIDATES {
                             all.push(*c);
+                        }
+                    }
+                    // A member listens for TCP on its UDP port: when UDP
+                    // gets nowhere from here, its UDP candidates are worth
+                    // a TCP connection even if nobody has told us so.
+                    if udp_blocked {
+                        let udp = peer
+                            .endpoint
+                            .iter()
+                            .chain(&peer.candidates)
+                            .filter(|c| !c.tcp);
+                        for c in udp.map(|c| Endpoint::tcp(c.addr)) {
+                            if !all.contains(&c) && all.len() < MAX_CANDIDATES {
+                                all.push(c);
+                            }
                         }
                     }
                 }
@@ -953,9 +970,13 @@ impl Node {
     /// have is over TCP).
     fn punch_unlikely(&self) -> bool {
         let symmetric = self.nat_mapping() == super::nat::NatMapping::EndpointDependent;
+        symmetric || self.tcp_only()
+    }
+
+    /// Whether every link we have runs over TCP (a network that drops UDP).
+    fn tcp_only(&self) -> bool {
         let mut links = self.peers.iter().filter(|q| q.linked && q.relay.is_none());
-        let tcp_only = self.linked_count > 0 && links.all(|q| q.endpoint.is_some_and(|e| e.tcp));
-        symmetric || tcp_only
+        self.linked_count > 0 && links.all(|q| q.endpoint.is_some_and(|e| e.tcp))
     }
 
     /// The punch to `p` has not worked yet: a tunnel is built alongside it

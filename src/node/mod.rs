@@ -493,9 +493,12 @@ impl Node {
             Some(_) if detour || (ty != MsgType::Control && !peer.relay_proven) => (None, true),
             r => (r, detour),
         };
+        // A peer with no endpoint yet (a session made over the ring while
+        // a punch is still looking for one) is reached over the ring too.
+        let no_endpoint = peer.endpoint.is_none() && self.overlay.is_some();
         let via = match (
             relay,
-            (peer.routed && !peer.linked) || unproven || detour,
+            (peer.routed && !peer.linked) || unproven || detour || no_endpoint,
             peer.endpoint,
         ) {
             (Some(r), _, _) => Via::Relay(r),

@@ -175,13 +175,15 @@ impl Node {
             peers.push(Peer::new(pc));
         }
         let overlay = cfg.overlay.clone().map(|oc| {
-            Overlay::new(
+            let mut ov = Overlay::new(
                 identity.public(),
                 &cfg.endpoints,
                 oc,
                 cfg.rng_seed ^ 0x6f76,
                 now,
-            )
+            );
+            ov.set_wall_origin(cfg.wall_origin_us);
+            ov
         });
         let boots = cfg
             .bootstrap

@@ -584,13 +584,13 @@ impl Node {
                     holder: *holder,
                 };
                 if let Some(ov) = self.overlay.as_mut() {
-                    ov.dht_unregister(now, key);
+                    ov.dht_unregister(now, key, &self.identity);
                 }
             }
             (Outcome::Exists(_), AddressMode::Auto) => {
                 log::info!("virtual address {ip} is taken, trying another");
                 if let Some(ov) = self.overlay.as_mut() {
-                    ov.dht_unregister(now, key);
+                    ov.dht_unregister(now, key, &self.identity);
                 }
                 self.claim_next(now, attempt + 1);
             }
@@ -599,7 +599,7 @@ impl Node {
                 v.claim = Claim::Waiting;
                 v.next_claim = now + CLAIM_RETRY;
                 if let Some(ov) = self.overlay.as_mut() {
-                    ov.dht_unregister(now, key);
+                    ov.dht_unregister(now, key, &self.identity);
                 }
             }
         }

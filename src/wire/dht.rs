@@ -6,13 +6,21 @@
 //! request / reply (routed body):
 //!   0 op | 1 replica index | 2 status | 3 record count n | 4 request id (4) | 8 key (16)
 //!   op 1 put, 2 create: 24 owner (16) | 40 ttl secs (4) | 44 value length L (2) | 46 reserved (2) | 48 value
-//!   op 3 get, 4 remove: nothing more (remove: the routed source is the owner)
+//!   op 3 get: nothing more
+//!   op 4 remove: 24 remove proof (104)
+//! remove proof: owner's node key (32) | unix secs (8) | Ed25519 signature (64)
+//!   by that key over "ringvpn-dht-remove" ‖ DHT key (16) ‖ owner's key ‖ unix secs
 //!   op 5 put reply: status (0 ok, 1 exists, 2 full, 3 too big, 4 rate limited,
 //!     5 refused by policy); status 1 (exists) adds 24 holder (16)
 //!   op 6 get reply: n × record
 //! record: owner (16) | ttl secs remaining (4) | value length L (2) | reserved (2) | value
 //! copy (link kind 9): 0 kind | 1 count n | 2 reserved (2) | n × (key (16) | record)
+//!   a record with ttl 0 is a removal: its value is the owner's remove proof
 //! ```
+//!
+//! A remove is the owner's word, signed: the routed source of a message is
+//! whatever its sender wrote, so a remove authorised by it let any member
+//! delete any other's records (docs/SECURITY.md).
 //! Counts, lengths and the TTL are bounded; lengths must add up exactly.
 
 use super::{get_u16, get_u32, Error, Result};
@@ -65,6 +73,65 @@ impl Status {
     }
 }
 
+/// What the owner signs to remove its record: see [`RemoveProof`].
+pub const REMOVE_LABEL: &[u8] = b"ringvpn-dht-remove";
+pub const REMOVE_PROOF_LEN: usize = 32 + 8 + 64;
+const REMOVE_SIGNED_LEN: usize = REMOVE_LABEL.len() + 16 + 32 + 8;
+
+/// A remove's proof of origin: the owner's key (its ring address is
+/// derived from it), the owner's wall clock, and its signature over both
+/// and the DHT key. The time bounds replays (docs/SECURITY.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoveProof {
+    pub owner_key: [u8; 32],
+    pub unix_secs: u64,
+    pub sig: [u8; 64],
+}
+
+impl RemoveProof {
+    /// The bytes the owner signs for removing its record under `key`.
+    pub fn signed_bytes(
+        key: Addr,
+        owner_key: &[u8; 32],
+        unix_secs: u64,
+    ) -> [u8; REMOVE_SIGNED_LEN] {
+        let mut m = [0u8; REMOVE_SIGNED_LEN];
+        let (label, rest) = m.split_at_mut(REMOVE_LABEL.len());
+        label.copy_from_slice(REMOVE_LABEL);
+        rest[..16].copy_from_slice(&key.to_bytes());
+        rest[16..48].copy_from_slice(owner_key);
+        rest[48..].copy_from_slice(&unix_secs.to_be_bytes());
+        m
+    }
+
+    /// Parses exactly one proof.
+    pub fn parse(b: &[u8]) -> Result<RemoveProof> {
+        if b.len() != REMOVE_PROOF_LEN {
+            return Err(Error);
+        }
+        let mut p = RemoveProof {
+            owner_key: [0; 32],
+            unix_secs: u64::from_be_bytes(b[32..40].try_into().map_err(|_| Error)?),
+            sig: [0; 64],
+        };
+        p.owner_key.copy_from_slice(&b[..32]);
+        p.sig.copy_from_slice(&b[40..]);
+        Ok(p)
+    }
+
+    pub fn emit(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.owner_key);
+        out.extend_from_slice(&self.unix_secs.to_be_bytes());
+        out.extend_from_slice(&self.sig);
+    }
+
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(REMOVE_PROOF_LEN);
+        self.emit(&mut v);
+        v
+    }
+}
+
 /// One stored value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -97,6 +164,7 @@ pub enum DhtMsg {
         id: u32,
         replica: u8,
         key: Addr,
+        proof: RemoveProof,
     },
     PutReply {
         id: u32,
@@ -183,10 +251,12 @@ impl DhtMsg {
                     record,
                 })
             }
-            OP_GET | OP_REMOVE if rest.is_empty() => Ok(if op == OP_GET {
-                DhtMsg::Get { id, replica, key }
-            } else {
-                DhtMsg::Remove { id, replica, key }
+            OP_GET if rest.is_empty() => Ok(DhtMsg::Get { id, replica, key }),
+            OP_REMOVE => Ok(DhtMsg::Remove {
+                id,
+                replica,
+                key,
+                proof: RemoveProof::parse(rest)?,
             }),
             OP_PUT_REPLY => {
                 let status = match (status, rest.len()) {
@@ -259,7 +329,15 @@ impl DhtMsg {
                 emit_record(record, out);
             }
             DhtMsg::Get { id, replica, key } => head(out, OP_GET, *replica, 0, 0, *id, *key),
-            DhtMsg::Remove { id, replica, key } => head(out, OP_REMOVE, *replica, 0, 0, *id, *key),
+            DhtMsg::Remove {
+                id,
+                replica,
+                key,
+                proof,
+            } => {
+                head(out, OP_REMOVE, *replica, 0, 0, *id, *key);
+                proof.emit(out);
+            }
             DhtMsg::PutReply {
                 id,
                 replica,
@@ -390,6 +468,11 @@ mod tests {
                 id: 3,
                 replica: 1,
                 key: Addr(4),
+                proof: RemoveProof {
+                    owner_key: [9; 32],
+                    unix_secs: 1_800_000_000,
+                    sig: [3; 64],
+                },
             },
             DhtMsg::PutReply {
                 id: 4,

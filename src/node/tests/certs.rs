@@ -244,17 +244,7 @@ fn a_member_claiming_an_address_outside_its_certificate_is_refused() {
     // The storing nodes refuse node 5's record: it holds no address.
     let held = |sim: &Sim, i: usize| sim.node(i).vpn_status().and_then(|s| s.address);
     assert_eq!(held(&sim, 5), None);
-    let refused: u64 = (0..6)
-        .map(|i| {
-            sim.node(i)
-                .overlay
-                .as_ref()
-                .unwrap()
-                .dht()
-                .stats
-                .refused_policy
-        })
-        .sum();
+    let refused = super::hostile_members::dht_stat_sum(&sim, |s| s.refused_policy);
     assert!(refused > 0);
     // An honest member is reached.
     let v1 = vip(&sim, 1);

@@ -438,6 +438,7 @@ fn timeouts_are_reported() {
 
 mod certs;
 mod flood;
+mod hostile_members;
 mod hostile_overlay;
 mod tunnel;
 mod underlay;

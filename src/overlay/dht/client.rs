@@ -4,7 +4,7 @@
 use super::{QUORUM, REPLICAS};
 use crate::overlay::Addr;
 use crate::time::Instant;
-use crate::wire::dht::{Record, Status};
+use crate::wire::dht::{Record, RemoveProof, Status};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -20,7 +20,8 @@ pub enum OpKind {
     Get {
         first: bool,
     },
-    Remove,
+    /// Carries the owner's signed word for every replica.
+    Remove(RemoveProof),
 }
 
 /// How a finished operation went.
@@ -81,7 +82,7 @@ impl Op {
     /// will be waited for).
     pub fn decide(&self, timed_out: bool) -> Option<Outcome> {
         match &self.kind {
-            OpKind::Put { .. } | OpKind::Remove => {
+            OpKind::Put { .. } | OpKind::Remove(_) => {
                 let mut ok = 0;
                 let mut exists: BTreeMap<Addr, usize> = BTreeMap::new();
                 for r in self.replies.iter().flatten() {

@@ -19,6 +19,14 @@
 //! - **Hand-off:** when a node gets a new ring neighbour it copies to it the
 //!   records whose points that neighbour now brackets with it, so records
 //!   follow joins and survive crashes without waiting for renewal.
+//! - **Removes are signed** by the owner's key, over the key and the
+//!   owner's wall clock: a replica (and the pair's other node, which gets
+//!   the proof in the zero-TTL copy) checks the signature, that the key is
+//!   the record owner's, and that the time is within
+//!   [`REMOVE_FRESH_SECS`] of its own clock; the latest remove applied per
+//!   (key, owner) is remembered for as long, so a replayed one changes
+//!   nothing. The routed source is never the authority: it is whatever
+//!   the sender wrote (docs/SECURITY.md).
 //! - **Bounds:** values ≤ 1 KiB, records per node (`max_records`), requests
 //!   per source per second; each refusal is an explicit reply (`full`,
 //!   `too big`, `rate limited`), never a silently dropped accepted record.
@@ -27,11 +35,12 @@ pub mod client;
 pub mod store;
 
 use super::{Action, Overlay, Refused};
+use crate::crypto::{Identity, NodeKey};
 use crate::limit::KeyedBuckets;
 use crate::node::PeerIdx;
 use crate::overlay::Addr;
 use crate::time::Instant;
-use crate::wire::dht::{Copy, DhtMsg, Record, Records, Status, MAX_TTL_SECS};
+use crate::wire::dht::{Copy, DhtMsg, Record, Records, RemoveProof, Status, MAX_TTL_SECS};
 use crate::wire::overlay::{Mode, OverlayMsg};
 use client::{Event, Op, OpKind, Outcome, Reply};
 use std::collections::{BTreeMap, VecDeque};
@@ -63,6 +72,23 @@ const HANDOFF_BURST: usize = 16;
 const MAX_STRAYS_ROUTED: usize = 256;
 /// Hand-off items waiting at most (a bound, not a working figure).
 const MAX_HANDOFF: usize = 8192;
+/// A remove is accepted this far from the replica's clock, either way
+/// (clocks of members without NTP drift; a replay is refused by the
+/// remembered remove within the window, by the time beyond it).
+pub const REMOVE_FRESH_SECS: u64 = 300;
+/// Removes remembered against replay (a bound: beyond it the oldest go).
+const MAX_REMOVED: usize = 4096;
+
+/// What a remove's proof allows.
+enum RemoveCheck {
+    /// Not the owner's signature, or not recent (counted).
+    Refused,
+    /// The owner's, but no newer than a remove already applied: a replay
+    /// or a resend, answered without effect.
+    Stale,
+    /// Remove `owner`'s record.
+    Apply(Addr),
+}
 
 /// The `k`-th replica point of `key`.
 pub fn replica_point(key: Addr, k: usize) -> Addr {
@@ -90,6 +116,9 @@ pub struct DhtStats {
     pub refused_rate: u64,
     /// Puts and copies the record policy refused.
     pub refused_policy: u64,
+    /// Removes (and removal copies) whose proof did not check out: no
+    /// owner's signature, another owner, or a time outside the window.
+    pub refused_remove: u64,
     pub copies_sent: u64,
     pub copies_received: u64,
     pub repairs_sent: u64,
@@ -119,6 +148,10 @@ pub struct Dht {
     events: Vec<Event>,
     regs: BTreeMap<Addr, Registration>,
     sources: KeyedBuckets<Addr>,
+    /// The latest remove applied per (key, owner): its unix time.
+    removed: BTreeMap<(Addr, Addr), u64>,
+    /// This node's wall clock at `Instant::ZERO` (µs since 1970).
+    wall_origin_us: u64,
     handoff: VecDeque<(PeerIdx, Addr, Addr)>,
     /// Ring neighbours at the last hand-off sweep.
     swept: [Option<Addr>; 2],
@@ -136,6 +169,8 @@ impl Dht {
             events: Vec::new(),
             regs: BTreeMap::new(),
             sources: KeyedBuckets::new(SOURCE_SLOTS),
+            removed: BTreeMap::new(),
+            wall_origin_us: 0,
             handoff: VecDeque::new(),
             swept: [None, None],
             next_expire: now,
@@ -161,6 +196,12 @@ impl Overlay {
     /// Sets what this node stores for others (see [`RecordPolicy`]).
     pub fn set_record_policy(&mut self, policy: Box<dyn RecordPolicy>) {
         self.dht.policy = Some(policy);
+    }
+
+    /// `owner`'s live record under `key` in this node's store (tests).
+    #[cfg(test)]
+    pub(crate) fn dht_stored(&self, now: Instant, key: Addr, owner: Addr) -> Option<Record> {
+        self.dht.store.record(now, key, owner)
     }
 
     /// Stores a record here as a storing node that ignores the policy
@@ -212,9 +253,77 @@ impl Overlay {
         self.start_op(now, key, OpKind::Get { first })
     }
 
-    /// Removes this node's record under `key`.
-    pub fn dht_remove(&mut self, now: Instant, key: Addr) -> u32 {
-        self.start_op(now, key, OpKind::Remove)
+    /// Removes this node's record under `key`, signed with its identity
+    /// (`id`, the key this overlay was made with).
+    pub fn dht_remove(&mut self, now: Instant, key: Addr, id: &Identity) -> u32 {
+        let owner_key = id.public().0;
+        let unix_secs = self.wall_secs(now);
+        let sig = id.sign(&RemoveProof::signed_bytes(key, &owner_key, unix_secs));
+        let proof = RemoveProof {
+            owner_key,
+            unix_secs,
+            sig,
+        };
+        self.start_op(now, key, OpKind::Remove(proof))
+    }
+
+    /// Sets the wall clock removes are signed and checked with: the unix
+    /// time at `Instant::ZERO`, in µs (the node's clock comes from its
+    /// shell, like every time).
+    pub fn set_wall_origin(&mut self, origin_us: u64) {
+        self.dht.wall_origin_us = origin_us;
+    }
+
+    fn wall_secs(&self, now: Instant) -> u64 {
+        self.dht.wall_origin_us.saturating_add(now.as_micros()) / 1_000_000
+    }
+
+    /// Checks a remove's proof for `key`: the owner it names signed it,
+    /// recently. `Some(owner)` if the record should go; `None` (counted)
+    /// if the proof is bad; `Some` with nothing to do is folded in: a
+    /// proof no newer than the last remove applied changes nothing.
+    fn remove_checked(&mut self, now: Instant, key: Addr, proof: &RemoveProof) -> RemoveCheck {
+        let owner_key = NodeKey(proof.owner_key);
+        let owner = Addr::of_key(&owner_key);
+        let fresh = self.wall_secs(now).abs_diff(proof.unix_secs) <= REMOVE_FRESH_SECS;
+        let signed = || {
+            let m = RemoveProof::signed_bytes(key, &proof.owner_key, proof.unix_secs);
+            owner_key.verify(&m, &proof.sig)
+        };
+        if !fresh || !signed() {
+            self.dht.stats.refused_remove += 1;
+            return RemoveCheck::Refused;
+        }
+        match self.dht.removed.get(&(key, owner)) {
+            Some(&t) if t >= proof.unix_secs => RemoveCheck::Stale,
+            _ => RemoveCheck::Apply(owner),
+        }
+    }
+
+    /// Applies a checked remove: the record goes, the proof is remembered.
+    fn apply_remove(&mut self, now: Instant, key: Addr, owner: Addr, unix_secs: u64) {
+        self.dht.store.remove(key, owner);
+        if self.dht.removed.len() >= MAX_REMOVED {
+            let wall = self.wall_secs(now);
+            self.dht
+                .removed
+                .retain(|_, t| wall.saturating_sub(*t) <= REMOVE_FRESH_SECS);
+            if self.dht.removed.len() >= MAX_REMOVED {
+                // All within the window: the oldest proof goes (a replay of
+                // it could remove a renewed record once; its owner's next
+                // renewal brings the record back).
+                let oldest = self
+                    .dht
+                    .removed
+                    .iter()
+                    .min_by_key(|(_, t)| **t)
+                    .map(|(k, _)| *k);
+                if let Some(k) = oldest {
+                    self.dht.removed.remove(&k);
+                }
+            }
+        }
+        self.dht.removed.insert((key, owner), unix_secs);
     }
 
     /// Puts `value` now and renews it at half its TTL for as long as this
@@ -248,10 +357,10 @@ impl Overlay {
         Some(self.dht_put(now, key, value, ttl, create))
     }
 
-    /// Stops renewing `key` and removes our record.
-    pub fn dht_unregister(&mut self, now: Instant, key: Addr) {
+    /// Stops renewing `key` and removes our record (signed with `id`).
+    pub fn dht_unregister(&mut self, now: Instant, key: Addr, id: &Identity) {
         if self.dht.regs.remove(&key).is_some() {
-            self.dht_remove(now, key);
+            self.dht_remove(now, key, id);
         }
     }
 
@@ -292,7 +401,12 @@ impl Overlay {
                 record: record.clone(),
             },
             OpKind::Get { .. } => DhtMsg::Get { id, replica, key },
-            OpKind::Remove => DhtMsg::Remove { id, replica, key },
+            OpKind::Remove(proof) => DhtMsg::Remove {
+                id,
+                replica,
+                key,
+                proof: *proof,
+            },
         };
         self.send_routed(
             now,
@@ -342,14 +456,26 @@ impl Overlay {
                 };
                 self.send_routed(now, Mode::Exact, src, &OverlayMsg::Dht(reply));
             }
-            DhtMsg::Remove { id, replica, key } => {
-                let status = if self.dht_allow(now, src) {
-                    self.dht.store.remove(key, src);
-                    // The pair's other node holds a copy: it goes too.
-                    self.copy_removal(key, usize::from(replica), src);
-                    Status::Ok
-                } else {
+            DhtMsg::Remove {
+                id,
+                replica,
+                key,
+                proof,
+            } => {
+                let status = if !self.dht_allow(now, src) {
                     Status::RateLimited
+                } else {
+                    match self.remove_checked(now, key, &proof) {
+                        RemoveCheck::Refused => Status::Refused,
+                        RemoveCheck::Stale => Status::Ok,
+                        RemoveCheck::Apply(owner) => {
+                            self.apply_remove(now, key, owner, proof.unix_secs);
+                            // The pair's other node holds a copy: it goes
+                            // too, on the same proof.
+                            self.copy_removal(key, usize::from(replica), owner, &proof);
+                            Status::Ok
+                        }
+                    }
                 };
                 let reply = DhtMsg::PutReply {
                     id,
@@ -440,8 +566,8 @@ impl Overlay {
     }
 
     /// Tells the pair's other node that `owner` removed its record (a copy
-    /// with a zero TTL).
-    fn copy_removal(&mut self, key: Addr, k: usize, owner: Addr) {
+    /// with a zero TTL, carrying the owner's proof).
+    fn copy_removal(&mut self, key: Addr, k: usize, owner: Addr, proof: &RemoveProof) {
         let Some(peer) = self.pair_partner(key, k) else {
             return;
         };
@@ -452,7 +578,7 @@ impl Overlay {
                 Record {
                     owner,
                     ttl_secs: 0,
-                    value: Vec::new(),
+                    value: proof.to_vec(),
                 },
             )]
             .into_iter()
@@ -516,7 +642,15 @@ impl Overlay {
         for (key, r) in c.items {
             self.dht.stats.copies_received += 1;
             if r.ttl_secs == 0 {
-                self.dht.store.remove(key, r.owner);
+                // A removal: only on the owner's proof.
+                let proof = RemoveProof::parse(&r.value).ok();
+                match proof.map(|p| (self.remove_checked(now, key, &p), p)) {
+                    Some((RemoveCheck::Apply(owner), p)) if owner == r.owner => {
+                        self.apply_remove(now, key, owner, p.unix_secs);
+                    }
+                    Some((RemoveCheck::Refused | RemoveCheck::Stale, _)) => {}
+                    _ => self.dht.stats.refused_remove += 1,
+                }
                 continue;
             }
             if !self.admitted(key, &r, now) {
@@ -591,6 +725,10 @@ impl Overlay {
         if now >= self.dht.next_expire {
             self.dht.next_expire = now + Duration::from_secs(10);
             self.dht.store.expire(now);
+            let wall = self.wall_secs(now);
+            self.dht
+                .removed
+                .retain(|_, t| wall.saturating_sub(*t) <= REMOVE_FRESH_SECS);
         }
         self.handoff_sweep(now);
         self.send_handoff(now);

@@ -1,0 +1,242 @@
+//! Hostile members with valid certificates: a member is only who it
+//! proves to be. Each test plays one attack from a member of the ring and
+//! checks that it changes nothing it should not, and is counted.
+
+use super::tunnel::{received_marker, udp_frame, vip};
+use super::*;
+use crate::overlay::dht::client::Outcome;
+use crate::overlay::dht::{replica_point, DhtStats, REMOVE_FRESH_SECS, REPLICAS};
+use crate::overlay::Addr;
+use crate::sim::{scenario, NetConfig, Sim, SimCerts};
+use crate::wire::dht::{DhtMsg, Record, RemoveProof};
+use crate::wire::overlay::{emit_routed_header, Mode, OverlayMsg, MSG_DHT};
+
+const ATTACKER: usize = 5;
+const VICTIM: usize = 1;
+
+/// `n` certified members, every one holding its address.
+fn certified_members(n: usize, seed: u64) -> Sim {
+    let mut sim = Sim::new(seed, NetConfig::default());
+    sim.vpn = Some(crate::vpn::VpnConfig::new("sim"));
+    sim.keep_frames = 64;
+    sim.certs = Some(SimCerts {
+        ca_seed: [100; 32],
+        network: "sim".into(),
+        prefixes: Default::default(),
+    });
+    for _ in 0..n {
+        let boots = sim.random_bootstraps(3, None);
+        sim.add_node(boots);
+    }
+    scenario::run_until_consistent(&mut sim, Duration::from_secs(1), Duration::from_secs(60))
+        .expect("a ring of certified members");
+    for _ in 0..60 {
+        let held = |i| sim.node(i).vpn_status().and_then(|s| s.address).is_some();
+        if (0..n).all(held) {
+            break;
+        }
+        sim.run_for(Duration::from_secs(1));
+    }
+    sim
+}
+
+/// Has `from` send a routed DHT message that claims `src` as its source
+/// to `dst`, through every link it has.
+fn send_forged(sim: &mut Sim, from: usize, mode: Mode, src: Addr, dst: Addr, msg: DhtMsg) {
+    let mut b = Vec::new();
+    emit_routed_header(&mut b, mode, 64, src, dst, MSG_DHT);
+    OverlayMsg::Dht(msg).emit(&mut b);
+    sim.with_node(from, |n, now| {
+        for i in 0..n.peers.len() {
+            if n.peers[i].linked {
+                let buf = n.pool_mut().alloc_with(&b).unwrap();
+                n.send_to_peer(now, PeerIdx(i as u16), MsgType::Control, buf);
+            }
+        }
+    });
+}
+
+/// A remove of `key` to every replica point, in the name of `src`.
+fn remove_everywhere(sim: &mut Sim, from: usize, src: Addr, key: Addr, proof: RemoveProof) {
+    for k in 0..REPLICAS {
+        let msg = DhtMsg::Remove {
+            id: 77 + k as u32,
+            replica: k as u8,
+            key,
+            proof,
+        };
+        send_forged(sim, from, Mode::Closest, src, replica_point(key, k), msg);
+    }
+    sim.run_for(Duration::from_secs(2));
+}
+
+/// How many nodes store `owner`'s record under `key`.
+fn replicas_holding(sim: &Sim, key: Addr, owner: Addr) -> usize {
+    let now = sim.now();
+    (0..sim.len())
+        .filter(|&i| {
+            let ov = sim.node(i).overlay.as_ref().unwrap();
+            ov.dht_stored(now, key, owner).is_some()
+        })
+        .count()
+}
+
+/// The owners a DHT get of `key` by node `from` finds.
+fn owners_found(sim: &mut Sim, from: usize, key: Addr) -> Vec<Addr> {
+    let id = sim.with_node(from, |n, now| {
+        n.overlay.as_mut().unwrap().dht_get(now, key, false)
+    });
+    sim.run_for(Duration::from_secs(6));
+    let found = sim.take_dht_results(from).into_iter().find(|e| e.id == id);
+    match found.map(|e| e.outcome) {
+        Some(Outcome::Found(records)) => records.iter().map(|r| r.owner).collect(),
+        other => panic!("get of {key:?}: {other:?}"),
+    }
+}
+
+/// A DHT counter summed over every node.
+pub(super) fn dht_stat_sum(sim: &Sim, stat: impl Fn(&DhtStats) -> u64) -> u64 {
+    (0..sim.len())
+        .map(|i| stat(&sim.node(i).overlay.as_ref().unwrap().dht().stats))
+        .sum()
+}
+
+fn refused_removes(sim: &Sim) -> u64 {
+    dht_stat_sum(sim, |s| s.refused_remove)
+}
+
+/// Twelve certified members; the victim's address, its DHT key, the
+/// victim's ring address, and how many nodes store its record.
+fn victims_record(seed: u64) -> (Sim, std::net::Ipv4Addr, Addr, Addr, usize) {
+    let sim = certified_members(12, seed);
+    let ip = vip(&sim, VICTIM);
+    let key = crate::vpn::ip_key("sim", ip);
+    let victim = sim.addr(VICTIM);
+    let held = replicas_holding(&sim, key, victim);
+    (sim, ip, key, victim, held)
+}
+
+fn wall_secs(sim: &Sim, i: usize) -> u64 {
+    (sim.node(i).wall_origin_us + sim.now().as_micros()) / 1_000_000
+}
+
+/// The attack: member 5 removes member 1's address record in
+/// member 1's name, then creates the address for itself. Every form of
+/// the forged remove is refused (and counted), the record stays at every
+/// replica, a member that never talked to 1 reaches it, and 5's create
+/// finds the address taken.
+#[test]
+fn a_member_cannot_remove_or_take_over_anothers_address() {
+    let (mut sim, ip, key, victim, held) = victims_record(13);
+    assert!(held >= 8, "the record is replicated: {held}");
+    let attacker_id = &sim.node(ATTACKER).identity;
+    let t = wall_secs(&sim, ATTACKER);
+    // Signed by the attacker, in the victim's name (the routed source).
+    let own_key = attacker_id.public().0;
+    let signed_by_attacker = RemoveProof {
+        owner_key: own_key,
+        unix_secs: t,
+        sig: attacker_id.sign(&RemoveProof::signed_bytes(key, &own_key, t)),
+    };
+    // The victim's key with a signature the attacker cannot make.
+    let victim_key = sim.node(VICTIM).public_key().0;
+    let forged = RemoveProof {
+        owner_key: victim_key,
+        unix_secs: t,
+        sig: attacker_id.sign(&RemoveProof::signed_bytes(key, &victim_key, t)),
+    };
+    remove_everywhere(&mut sim, ATTACKER, victim, key, signed_by_attacker);
+    remove_everywhere(&mut sim, ATTACKER, victim, key, forged);
+    assert_eq!(replicas_holding(&sim, key, victim), held, "nothing removed");
+    assert_eq!(owners_found(&mut sim, 0, key), [victim]);
+    assert!(
+        refused_removes(&sim) >= REPLICAS as u64,
+        "forgeries are counted"
+    );
+    // A member that never talked to the victim resolves it and gets through.
+    let from = (0..sim.len())
+        .find(|&i| i != VICTIM && i != ATTACKER)
+        .unwrap();
+    let f = udp_frame(&sim, from, ip, b"still-reachable");
+    sim.inject_frame(from, &f);
+    sim.run_for(Duration::from_secs(3));
+    assert!(received_marker(&mut sim, VICTIM, b"still-reachable"));
+    // The take-over: the attacker's certificate covers the whole range, so
+    // its own record for the address is valid; the address is not free.
+    let cert5 = sim.node(ATTACKER).my_cert.clone();
+    let value =
+        crate::vpn::record::sign(&sim.node(ATTACKER).identity, ip, &[], cert5.as_deref()).unwrap();
+    let id = sim.with_node(ATTACKER, |n, now| {
+        n.overlay
+            .as_mut()
+            .unwrap()
+            .dht_put(now, key, &value, 300, true)
+    });
+    sim.run_for(Duration::from_secs(6));
+    let outcome = sim
+        .take_dht_results(ATTACKER)
+        .into_iter()
+        .find(|e| e.id == id)
+        .map(|e| e.outcome);
+    assert_eq!(outcome, Some(Outcome::Exists(victim)));
+}
+
+/// The owner's own remove works; captured and sent again after the owner
+/// registered anew (a replay), it changes nothing; one older than the
+/// window is refused.
+#[test]
+fn a_signed_remove_works_once_and_cannot_be_replayed() {
+    let (mut sim, _, key, victim, held) = victims_record(14);
+    let now = sim.now();
+    let record: Record = (0..sim.len())
+        .find_map(|i| {
+            sim.node(i)
+                .overlay
+                .as_ref()
+                .unwrap()
+                .dht_stored(now, key, victim)
+        })
+        .expect("a stored record");
+    let sign = |sim: &Sim, t: u64| {
+        let id = &sim.node(VICTIM).identity;
+        let k = id.public().0;
+        RemoveProof {
+            owner_key: k,
+            unix_secs: t,
+            sig: id.sign(&RemoveProof::signed_bytes(key, &k, t)),
+        }
+    };
+    // Too old: refused everywhere.
+    let old = sign(&sim, wall_secs(&sim, VICTIM) - REMOVE_FRESH_SECS - 60);
+    let before = refused_removes(&sim);
+    remove_everywhere(&mut sim, ATTACKER, victim, key, old);
+    assert_eq!(replicas_holding(&sim, key, victim), held);
+    assert!(refused_removes(&sim) > before);
+    // The owner gives the address up (stops renewing, removes): the
+    // record goes. The attacker saw the remove go by (Ed25519 signatures
+    // are deterministic: the same proof).
+    let t = wall_secs(&sim, VICTIM);
+    sim.with_node(VICTIM, |n, now| {
+        let ov = n.overlay.as_mut().unwrap();
+        ov.dht_unregister(now, key, &n.identity);
+    });
+    let proof = sign(&sim, t);
+    sim.run_for(Duration::from_secs(3));
+    assert_eq!(owners_found(&mut sim, 0, key), [], "removed");
+    // The owner puts it back; the same remove again is a replay.
+    sim.with_node(VICTIM, |n, now| {
+        let ov = n.overlay.as_mut().unwrap();
+        ov.dht_put(now, key, &record.value, 300, false)
+    });
+    sim.run_for(Duration::from_secs(3));
+    let again = replicas_holding(&sim, key, victim);
+    assert!(again >= 8, "put back: {again}");
+    sim.run_for(Duration::from_secs(10));
+    remove_everywhere(&mut sim, ATTACKER, victim, key, proof);
+    assert_eq!(
+        replicas_holding(&sim, key, victim),
+        again,
+        "a replay changes nothing"
+    );
+    assert_eq!(owners_found(&mut sim, 0, key), [victim]);
+}

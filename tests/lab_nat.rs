@@ -372,3 +372,50 @@ fn busy_pair_gets_an_on_demand_link_that_lapses_when_idle() {
     assert!(again.all_ok());
     assert_eq!(peer_field(&lab, a, b, "path").as_deref(), Some("overlay"));
 }
+
+/// An outsider opens more TCP connections to a public member than it has
+/// slots (64), and holds them: the member's TCP link to a UDP-blocked host
+/// (idle but for keepalives, the easiest to take for an idle connection)
+/// is never the one closed to make room. The member's view of the link's
+/// endpoint (the host's NAT port) shows whether the connection survived.
+#[test]
+fn tcp_connections_from_an_outsider_do_not_evict_a_link() {
+    if !nat_lab_or_skip("tcp_connections_from_an_outsider_do_not_evict_a_link") {
+        return;
+    }
+    let mut nl = NatLab::new(Path::new(BIN), 2, &[(NatType::UdpBlock, 1)]).expect("nat lab");
+    let p = nl.public.clone();
+    let u = nl.sites[0].hosts[0];
+    for (h, boot) in [(p[0], p[1]), (p[1], p[0]), (u, p[0])] {
+        nl.lab.configure(h, &overlay(boot)).unwrap();
+    }
+    for h in [p[0], p[1], u] {
+        nl.lab.start(h).unwrap();
+    }
+    nl.lab
+        .wait_vpn_held(&[u, p[0]], Duration::from_secs(40))
+        .unwrap();
+    let link = peer_field(&nl.lab, p[0], u, "endpoint").unwrap_or_default();
+    assert!(link.starts_with("tcp:"), "u links p0 over TCP: {link}");
+    let target = format!("{}:5140", nl.lab.hosts[p[0]].underlay);
+    let lab_bin = env!("CARGO_BIN_EXE_ringvpn-lab");
+    let out = nl
+        .lab
+        .spawn_piped(p[1], &[lab_bin, "tcp-hold", &target, "100", "8"])
+        .unwrap()
+        .wait_with_output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    let after = peer_field(&nl.lab, p[0], u, "endpoint").unwrap_or_default();
+    let ping = nl
+        .lab
+        .ping(u, nl.lab.hosts[p[0]].vip, 5, 56, false)
+        .unwrap();
+    eprintln!(
+        "outsider: {}; p0's link to u: {link} before, {after} after",
+        said.trim()
+    );
+    assert!(said.contains("connected 100"), "{said}");
+    assert_eq!(after, link, "the link's connection was closed");
+    assert!(ping.all_ok(), "{ping:?}");
+}

@@ -3,6 +3,7 @@
 
 use getopts::Options;
 use std::process::ExitCode;
+use std::time::Duration;
 
 const USAGE: &str = "\
 ringvpn-lab — a real network on one machine, in network namespaces (root)
@@ -50,6 +51,9 @@ Usage:
                                   holding VIP, print each mDNS datagram received on
                                   port 5353 for SECS seconds
   ringvpn-lab mdns-query VIP NAME     (lab helper) send one mDNS query for NAME from VIP
+  ringvpn-lab tcp-hold TARGET COUNT SECS  (lab helper) open COUNT TCP connections to
+                                  TARGET and hold them SECS seconds; print how many
+                                  connected and how many the target closed
   ringvpn-lab flood TARGET SECS SOURCE...  (lab helper) send hostile datagrams at full
                                   speed to TARGET (ip:port) for SECS seconds from each
                                   SOURCE address in turn: random bytes, replayed inits
@@ -84,6 +88,7 @@ fn main() -> ExitCode {
         Some("mdns-listen") => mdns_listen(&args[1..]),
         Some("mdns-query") => mdns_query(&args[1..]),
         Some("flood") => flood(&args[1..]),
+        Some("tcp-hold") => tcp_hold(&args[1..]),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             ExitCode::SUCCESS
@@ -764,4 +769,22 @@ fn flood(args: &[String]) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn tcp_hold(args: &[String]) -> ExitCode {
+    let target = args
+        .first()
+        .and_then(|t| t.parse::<std::net::SocketAddr>().ok());
+    let count = args.get(1).and_then(|s| s.parse::<usize>().ok());
+    let secs = args.get(2).and_then(|s| s.parse::<u64>().ok());
+    let (Some(target), Some(count), Some(secs)) = (target, count, secs) else {
+        eprintln!("ringvpn-lab: tcp-hold TARGET COUNT SECS");
+        return ExitCode::from(2);
+    };
+    let held = ringvpn::lab::flood::tcp_hold(target, count, Duration::from_secs(secs));
+    println!(
+        "connected {}, closed by the target {}",
+        held.connected, held.closed
+    );
+    ExitCode::SUCCESS
 }

@@ -161,3 +161,45 @@ mod tests {
         }
     }
 }
+
+/// What [`tcp_hold`] saw.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Held {
+    pub connected: usize,
+    /// Connections the target closed while they were held.
+    pub closed: usize,
+}
+
+/// Opens `count` TCP connections to `target` (an outsider filling a
+/// member's TCP slots: they never send a byte) and holds them for `hold`.
+pub fn tcp_hold(target: SocketAddr, count: usize, hold: Duration) -> Held {
+    let mut streams = Vec::new();
+    for _ in 0..count {
+        if let Ok(s) = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(1)) {
+            let _ = s.set_nonblocking(true);
+            streams.push(s);
+        }
+    }
+    let mut held = Held {
+        connected: streams.len(),
+        closed: 0,
+    };
+    let end = std::time::Instant::now() + hold;
+    let mut open = vec![true; streams.len()];
+    while std::time::Instant::now() < end {
+        for (s, o) in streams.iter_mut().zip(open.iter_mut()) {
+            let mut b = [0u8; 64];
+            let gone = match std::io::Read::read(s, &mut b) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+            };
+            if *o && gone {
+                *o = false;
+                held.closed += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    held
+}

@@ -95,6 +95,9 @@ pub enum DropReason {
     /// An endpoint a peer advertised (or gossip named) inside our own
     /// VPN: never tried, never used.
     CandidateInVpn,
+    /// A TCP connection refused (or a datagram for a new one dropped):
+    /// every connection slot carries a link.
+    TcpSlotsFull,
 }
 
 impl DropReason {
@@ -124,7 +127,7 @@ impl DropReason {
         }
     }
 
-    pub const ALL: [DropReason; 40] = [
+    pub const ALL: [DropReason; 41] = [
         DropReason::BadLength,
         DropReason::BadVersion,
         DropReason::BadType,
@@ -165,6 +168,7 @@ impl DropReason {
         DropReason::CookieSent,
         DropReason::UnderlayInVpn,
         DropReason::CandidateInVpn,
+        DropReason::TcpSlotsFull,
     ];
 
     /// Stable snake_case name used by `ringvpn status` and its JSON.
@@ -210,6 +214,7 @@ impl DropReason {
             DropReason::CookieSent => "cookie_sent",
             DropReason::UnderlayInVpn => "underlay_in_vpn",
             DropReason::CandidateInVpn => "candidate_in_vpn",
+            DropReason::TcpSlotsFull => "tcp_slots_full",
         }
     }
 }

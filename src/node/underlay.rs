@@ -60,6 +60,15 @@ impl Node {
     }
 
     /// The prefixes the underlay never uses (shown by `status`).
+    /// Whether an authenticated link runs over endpoint `e` (a peer's
+    /// traffic has come from it): the shell never closes such a TCP
+    /// connection to make room for a new one.
+    pub fn carries_link(&self, e: Endpoint) -> bool {
+        self.peers
+            .iter()
+            .any(|p| p.proven == Some(e) || (p.endpoint == Some(e) && p.sessions.current.is_some()))
+    }
+
     pub fn underlay_guard(&self) -> &PrefixSet {
         &self.underlay_guard
     }

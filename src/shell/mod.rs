@@ -182,7 +182,7 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
                 }
                 CONTROL => ctl.accept(poll.registry()),
                 ADDRESSES => addresses_notified = true,
-                TCP_LISTEN => tcp.accept(poll.registry(), now()),
+                TCP_LISTEN => tcp.accept(poll.registry(), &mut node, now()),
                 t if tcp.owns(t) => {
                     tcp.ready(poll.registry(), t, &mut node, now());
                     udp_writable =

@@ -17,7 +17,10 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// Connections at most (the least recently active goes first).
+/// Connections at most. When all are taken, the least recently active
+/// one that carries no link makes room; a connection that carries an
+/// authenticated link is never closed for a newcomer (64 connects from an
+/// outsider would otherwise cut every TCP link): the newcomer is refused.
 pub const MAX_CONNS: usize = 64;
 /// Bytes waiting to be written per connection at most (~170 full frames).
 const MAX_WRITE_BACKLOG: usize = 256 << 10;
@@ -72,7 +75,7 @@ impl Tcp {
     }
 
     /// Accepts every pending connection.
-    pub fn accept(&mut self, reg: &Registry, now: Instant) {
+    pub fn accept(&mut self, reg: &Registry, node: &mut Node, now: Instant) {
         loop {
             let Some(l) = self.listener.as_ref() else {
                 return;
@@ -80,7 +83,8 @@ impl Tcp {
             match l.accept() {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    self.insert(reg, stream, peer, true, now);
+                    // Refused: dropping the stream closes it.
+                    self.insert(reg, node, stream, peer, true, now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return,
@@ -91,6 +95,7 @@ impl Tcp {
     fn insert(
         &mut self,
         reg: &Registry,
+        node: &mut Node,
         mut stream: TcpStream,
         peer: SocketAddr,
         connected: bool,
@@ -102,11 +107,16 @@ impl Tcp {
         let slot = match self.conns.iter().position(Option::is_none) {
             Some(s) => s,
             None => {
-                let oldest = (0..MAX_CONNS)
-                    .min_by_key(|&i| self.conns[i].as_ref().map(|c| c.active))
-                    .unwrap_or(0);
-                self.close(reg, oldest);
-                oldest
+                let slots = self.conns.iter().enumerate().filter_map(|(i, c)| {
+                    let c = c.as_ref()?;
+                    Some((i, c.active, node.carries_link(Endpoint::tcp(c.peer))))
+                });
+                let Some(victim) = evictable(slots) else {
+                    node.count_drop(DropReason::TcpSlotsFull);
+                    return None;
+                };
+                self.close(reg, victim);
+                victim
             }
         };
         let token = Token(self.first_token + slot);
@@ -141,7 +151,7 @@ impl Tcp {
             Some(&s) => Some(s),
             None => TcpStream::connect(t.dst.addr)
                 .ok()
-                .and_then(|s| self.insert(reg, s, t.dst.addr, false, now)),
+                .and_then(|s| self.insert(reg, node, s, t.dst.addr, false, now)),
         };
         let Some(conn) = slot.and_then(|s| self.conns[s].as_mut()) else {
             node.count_drop(DropReason::NoEndpoint);
@@ -209,6 +219,16 @@ impl Tcp {
     }
 }
 
+/// Which of the taken slots (slot, last active, carries a link) makes
+/// room for a new connection: the least recently active that carries no
+/// link; none if every one does.
+fn evictable(slots: impl Iterator<Item = (usize, Instant, bool)>) -> Option<usize> {
+    slots
+        .filter(|&(_, _, link)| !link)
+        .min_by_key(|&(_, active, _)| active)
+        .map(|(i, _, _)| i)
+}
+
 /// Writes as much of the backlog as the socket takes.
 fn write_out(conn: &mut Conn) -> io::Result<()> {
     while !conn.wbuf.is_empty() {
@@ -247,4 +267,25 @@ fn deliver_frames(conn: &mut Conn, node: &mut Node, now: Instant) -> Result<(), 
     }
     conn.rbuf.drain(..at);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_carrying_a_link_is_never_evicted() {
+        let t = |ms| Instant::ZERO + Duration::from_millis(ms);
+        // The oldest without a link goes, however old the links are.
+        let slots = [
+            (0, t(1), true),
+            (1, t(5), false),
+            (2, t(3), false),
+            (3, t(2), true),
+        ];
+        assert_eq!(evictable(slots.into_iter()), Some(2));
+        // Every slot a link: the newcomer is refused.
+        let links = (0..MAX_CONNS).map(|i| (i, t(i as u64), true));
+        assert_eq!(evictable(links), None);
+    }
 }

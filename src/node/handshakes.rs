@@ -48,6 +48,14 @@ pub const TCP_AFTER_ATTEMPTS: u32 = 3;
 /// link: one unanswered UDP init (1 s) is enough to suspect a network that
 /// drops UDP, and a node that cannot join is useless.
 pub const BOOT_TCP_AFTER_ATTEMPTS: u32 = 2;
+/// An init no newer than the newest seen from a peer is a replay, unless
+/// nothing has come from the peer on any session for this long: then it
+/// may be the peer with a clock that went back (a router without a
+/// real-time clock, rebooted before NTP). Such an init is answered
+/// provisionally: it moves nothing (endpoint, replay guard) until the
+/// peer uses the session, which only the key's holder can. WireGuard
+/// instead refuses until the responder restarts.
+pub const CLOCK_BACK_QUIET: Duration = Duration::from_secs(15);
 /// First retransmission delay of a handshake routed over the overlay.
 pub const ROUTED_RETRY_BASE: Duration = Duration::from_secs(3);
 
@@ -423,9 +431,19 @@ impl Node {
             }
         };
         self.touch(p);
-        if init.timestamp <= self.peers[usize::from(p.0)].last_init_timestamp {
+        let peer = &self.peers[usize::from(p.0)];
+        let old = init.timestamp <= peer.last_init_timestamp;
+        let quiet = peer
+            .last_rx
+            .map_or(true, |t| now.saturating_since(t) >= CLOCK_BACK_QUIET);
+        let again = peer
+            .answer
+            .as_ref()
+            .is_some_and(|a| a.timestamp == init.timestamp);
+        if old && (again || !quiet) {
             return self.answer_again(now, p, init.timestamp, from, also);
         }
+        let provisional = old;
         self.withdraw_if_crossed(now, p, &init.peer);
         let Some(mut out) = self.pool.alloc() else {
             {
@@ -466,10 +484,13 @@ impl Node {
         };
         self.pool.set_len(&mut out, len);
         let peer = &mut self.peers[usize::from(p.0)];
-        peer.last_init_timestamp = init.timestamp;
+        if !provisional {
+            peer.last_init_timestamp = init.timestamp;
+        }
         let overlay = matches!(from, Path::Overlay(_));
         let answer = peer::Answer {
             timestamp: init.timestamp,
+            provisional: provisional.then_some(local_index),
             bytes: self.pool.data(&out).to_vec(),
             direct_sent: !overlay,
             overlay_sent: overlay,
@@ -479,6 +500,9 @@ impl Node {
             peer.cert = init.cert.clone().map(Box::new);
         }
         match endpoint {
+            // A provisional answer moves nothing: the session's first
+            // message (authenticated) moves the endpoint if it must.
+            _ if provisional => log::info!("{}: an init from an older clock, answered", peer.name),
             // An init that came over the overlay proves no path: traffic
             // stays where it is (routed, or in a tunnel) until the
             // initiator's first message arrives directly.

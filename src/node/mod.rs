@@ -624,6 +624,16 @@ impl Node {
             if let Some(old) = peer.sessions.promote(slot) {
                 self.by_index.remove(&old);
             }
+            // A session answered for an init from an older clock, now used
+            // by the key's holder: its time is the peer's time.
+            if let Some(a) = peer
+                .answer
+                .as_mut()
+                .filter(|a| a.provisional == Some(receiver))
+            {
+                peer.last_init_timestamp = a.timestamp;
+                a.provisional = None;
+            }
 
             // The first message on a session we answered comes one round
             // trip after our answer: the responder's RTT sample.

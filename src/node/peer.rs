@@ -45,6 +45,11 @@ pub struct Pending {
 /// as a replay of the other.
 pub struct Answer {
     pub timestamp: u64,
+    /// Answered although its timestamp was not newer than the newest seen
+    /// (the peer's clock went back, see `CLOCK_BACK_QUIET`): the local
+    /// index of the session, which moves the replay guard back only once
+    /// the peer has used it.
+    pub provisional: Option<u32>,
     pub bytes: Vec<u8>,
     pub direct_sent: bool,
     pub overlay_sent: bool,

@@ -355,6 +355,47 @@ fn replayed_init_does_not_reset_the_session() {
     assert_eq!(before, after);
 }
 
+/// B restarts with a clock an hour behind (a router without a real-time
+/// clock, before NTP): its inits are older than the newest A has seen.
+/// A refuses them as replays while the old session could still be B's,
+/// then answers provisionally, and the link is back; nothing moved until
+/// B used the session.
+#[test]
+fn a_peer_whose_clock_went_back_links_again() {
+    let mut net = established();
+    let mut b = node(2, &[(1, EP_A)], Timers::default());
+    b.wall_origin_us -= 3_600_000_000;
+    net.nodes[1].1 = b;
+    let mut up_after = None;
+    let mut inits = Vec::new();
+    for s in 1..=40 {
+        net.tick(Duration::from_secs(1));
+        net.deliver(|i, b| {
+            if i == 1 && b[1] == 1 {
+                inits.push(b.clone());
+            }
+            true
+        });
+        if up_after.is_none() && net.up(0) && net.up(1) {
+            up_after = Some(s);
+        }
+    }
+    let replays = net.nodes[0].1.stats().drops(DropReason::HandshakeReplay);
+    assert!(replays >= 1, "refused at first");
+    let after = up_after.expect("linked again");
+    assert!(after <= 20, "up after {after} s");
+    net.send_frame(1, &frame(MAC_A, MAC_B, b"from the past"));
+    net.deliver(|_, _| true);
+    assert_eq!(net.frames_out(0).len(), 1);
+    // The replay guard follows B's clock now: B's first init from the
+    // older clock, sent again while the link is alive, is a replay.
+    let a = &mut net.nodes[0].1;
+    let buf = a.pool_mut().alloc_with(&inits[0]).unwrap();
+    a.handle_datagram(net.now, ep(EP_B), buf);
+    assert_eq!(a.stats().drops(DropReason::HandshakeReplay), replays + 1);
+    assert!(net.up(0) && net.up(1));
+}
+
 #[test]
 fn unknown_key_is_refused() {
     // C knows A, but A does not know C.

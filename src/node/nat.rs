@@ -42,10 +42,18 @@ impl NatMapping {
     }
 }
 
+/// Two peers that changed what they see within this are a rebinding.
+const REBIND_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One vote per peer: a member can report anything about where it sees
+/// us, so what we advertise, the mapping we conclude and a rebinding all
+/// need two peers to agree (or no other peer to ask).
 #[derive(Default)]
 pub struct NatObserver {
     /// (peer endpoint, our endpoint as it saw it, when), oldest first.
     seen: SmallVec<[(SocketAddr, SocketAddr, Instant); KEPT]>,
+    /// Peers whose view of us changed lately (not yet a rebinding).
+    changed: SmallVec<[(SocketAddr, Instant); 2]>,
     /// A rebinding was seen and not yet acted upon.
     rebound: bool,
 }
@@ -60,15 +68,30 @@ impl NatObserver {
         let before = (self.reflexive(&[]), self.mapping(&[]));
         // Even a symmetric NAT keeps one mapping per destination: the same
         // peer seeing us somewhere new means our NAT lost its mappings (a
-        // reboot, a flush), and every older observation is stale.
-        let rebound = self
+        // reboot, a flush), and every older observation is stale — once a
+        // second peer says so too (one peer's word could be a lie meant
+        // to move us), or if it is the only peer we have.
+        let moved = self
             .seen
             .iter()
             .any(|(p, o, _)| *p == peer && *o != observed);
-        if rebound {
-            log::info!("our NAT mapping changed: {peer} now sees us at {observed}");
-            self.seen.clear();
-            self.rebound = true;
+        if moved {
+            self.changed
+                .retain(|(p, t)| *p != peer && now.saturating_since(*t) < REBIND_WINDOW);
+            let others = self.seen.iter().any(|(p, _, _)| *p != peer);
+            if !self.changed.is_empty() || !others {
+                log::info!("our NAT mapping changed: {peer} now sees us at {observed}");
+                let agreeing: SmallVec<[SocketAddr; 2]> =
+                    self.changed.drain(..).map(|(p, _)| p).collect();
+                // The peers that saw the move keep their new views.
+                self.seen.retain(|(p, _, _)| agreeing.contains(p));
+                self.rebound = true;
+            } else {
+                if self.changed.len() >= 2 {
+                    self.changed.remove(0);
+                }
+                self.changed.push((peer, now));
+            }
         }
         self.seen.retain(|(p, _, _)| *p != peer);
         if self.seen.len() >= KEPT {
@@ -82,6 +105,7 @@ impl NatObserver {
     /// longer have (new ones come with the next answers and pongs).
     pub fn forget(&mut self) {
         self.seen.clear();
+        self.changed.clear();
     }
 
     /// Whether our NAT rebound since the last call.
@@ -89,29 +113,47 @@ impl NatObserver {
         std::mem::take(&mut self.rebound)
     }
 
+    /// The endpoint a majority of peers (at least two) see us at.
+    fn agreed(&self) -> Option<SocketAddr> {
+        let n = self.seen.len();
+        self.seen
+            .iter()
+            .map(|&(_, o, _)| (o, self.seen.iter().filter(|(_, x, _)| *x == o).count()))
+            .find(|&(_, c)| c >= 2 && c * 2 > n)
+            .map(|(o, _)| o)
+    }
+
+    /// The newest observation whose address at least two peers (or the
+    /// only one) report: the address of a symmetric NAT, whose ports
+    /// differ per peer.
+    fn agreed_ip(&self) -> Option<SocketAddr> {
+        let votes = |ip| self.seen.iter().filter(|(_, o, _)| o.ip() == ip).count();
+        let need = self.seen.len().min(2);
+        self.seen
+            .iter()
+            .rev()
+            .map(|&(_, o, _)| o)
+            .find(|o| votes(o.ip()) >= need)
+    }
+
     /// The mapping, given the addresses we bound (`local`).
     pub fn mapping(&self, local: &[SocketAddr]) -> NatMapping {
-        let Some(&(_, last, _)) = self.seen.last() else {
-            return NatMapping::Unknown;
-        };
-        if self.seen.iter().all(|(_, o, _)| local.contains(o)) {
-            return NatMapping::None;
-        }
-        if self.seen.len() < 2 {
-            return NatMapping::Unknown;
-        }
-        if self.seen.iter().all(|(_, o, _)| *o == last) {
-            NatMapping::EndpointIndependent
-        } else {
-            NatMapping::EndpointDependent
+        match (self.seen.len(), self.agreed()) {
+            (0, _) => NatMapping::Unknown,
+            (1, _) if local.contains(&self.seen[0].1) => NatMapping::None,
+            (1, _) => NatMapping::Unknown,
+            (_, Some(o)) if local.contains(&o) => NatMapping::None,
+            (_, Some(_)) => NatMapping::EndpointIndependent,
+            (_, None) => NatMapping::EndpointDependent,
         }
     }
 
     /// The reflexive endpoints worth advertising (not among `local`): the
-    /// newest mapping, and for a symmetric NAT up to two predicted ports.
+    /// one peers agree on, or (a symmetric NAT) the newest at the agreed
+    /// address, with up to two predicted ports.
     pub fn reflexive(&self, local: &[SocketAddr]) -> SmallVec<[SocketAddr; 3]> {
         let mut out = SmallVec::new();
-        let Some(&(_, last, _)) = self.seen.last() else {
+        let Some(last) = self.agreed().or_else(|| self.agreed_ip()) else {
             return out;
         };
         if !local.contains(&last) {
@@ -199,19 +241,55 @@ mod tests {
     }
 
     #[test]
-    fn a_peer_seeing_us_move_means_our_nat_rebound() {
+    fn a_peer_seeing_us_move_means_our_nat_rebound_once_another_agrees() {
         let t = Instant::ZERO;
         let local: SocketAddr = "198.19.1.2:5140".parse().unwrap();
         let mut n = NatObserver::default();
         n.observe(ip(1), ep(40000), t);
         n.observe(ip(2), ep(40000), t);
         assert_eq!(n.mapping(&[local]), NatMapping::EndpointIndependent);
-        // The NAT rebooted: peer 1 sees a new port. That is not a
-        // symmetric NAT; the old observations are dropped.
-        assert!(n.observe(ip(1), ep(41234), t));
-        assert_eq!(n.reflexive(&[local]).as_slice(), &[ep(41234)]);
-        assert_eq!(n.mapping(&[local]), NatMapping::Unknown);
+        // The NAT rebooted: peer 1 sees a new port. One peer's word is not
+        // enough; a second one's is: that is not a symmetric NAT, and the
+        // old observations are dropped.
+        n.observe(ip(1), ep(41234), t);
+        assert!(!n.take_rebound());
         n.observe(ip(2), ep(41234), t);
+        assert!(n.take_rebound());
+        assert_eq!(n.reflexive(&[local]).as_slice(), &[ep(41234)]);
         assert_eq!(n.mapping(&[local]), NatMapping::EndpointIndependent);
+        // With a single peer, its word is all there is.
+        let mut n = NatObserver::default();
+        n.observe(ip(1), ep(40000), t);
+        n.observe(ip(1), ep(41234), t);
+        assert!(n.take_rebound());
+        assert_eq!(n.reflexive(&[local]).as_slice(), &[ep(41234)]);
+    }
+
+    /// One member reporting whatever it likes about where it sees us
+    /// (issue 13): what we advertise, the mapping and our punches do not
+    /// move while the others agree.
+    #[test]
+    fn one_lying_peer_does_not_steer_our_nat_view() {
+        let t = Instant::ZERO;
+        let local: SocketAddr = "198.19.1.2:5140".parse().unwrap();
+        let mut n = NatObserver::default();
+        for i in 1..=3 {
+            n.observe(ip(i), ep(40000), t);
+        }
+        for (k, lie) in [
+            ep(1111),
+            ep(2222),
+            "198.18.9.9:3333".parse().unwrap(),
+            ep(4444),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let later = t + std::time::Duration::from_secs(20 * k as u64);
+            n.observe(ip(9), lie, later);
+            assert_eq!(n.reflexive(&[local]).as_slice(), &[ep(40000)], "{lie}");
+            assert_eq!(n.mapping(&[local]), NatMapping::EndpointIndependent);
+            assert!(!n.take_rebound(), "{lie}");
+        }
     }
 }

@@ -307,7 +307,7 @@ impl Node {
             return self.drop_buf(buf, DropReason::NotInNetwork);
         };
         if !v.resolver.is_resolving(ip) {
-            if !v.resolver.can_start() {
+            if !v.resolver.can_start(dir) {
                 return self.drop_buf(buf, DropReason::ResolveQueueFull);
             }
             let key = v.cfg.ip_key(ip);
@@ -316,7 +316,7 @@ impl Node {
                 return self.drop_buf(buf, DropReason::NotInNetwork);
             };
             if let Some(v) = self.vpn.as_mut() {
-                v.resolver.start(ip, op);
+                v.resolver.start(ip, op, dir);
             }
             // Send the requests now (and take the answer at once if this
             // node holds a replica).
@@ -385,6 +385,15 @@ impl Node {
         };
         let Some(src) = src.filter(|ip| v.cfg.assignable(*ip)) else {
             return self.drop_buf(buf, DropReason::SpoofedSource);
+        };
+        // A source the sender's certificate does not list is refused
+        // before any lookup: a member sending from many addresses costs
+        // nothing but its own packets.
+        if !self.may_hold(p, Some(src)) {
+            return self.refuse_claim(p, buf);
+        }
+        let Some(v) = self.vpn.as_mut() else {
+            return self.drop_buf(buf, DropReason::BadType);
         };
         match v.resolver.answer(now, src) {
             Answer::Known(key) if key == self.peers[usize::from(p.0)].key => {

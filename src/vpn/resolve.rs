@@ -31,6 +31,12 @@ pub const MAX_CACHE: usize = 1024;
 /// Addresses being resolved at once, and packets kept for each.
 pub const MAX_LOOKUPS: usize = 32;
 pub const PACKETS_PER_LOOKUP: usize = 8;
+/// Lookups started to check the source of packets coming in, at most: a
+/// member sending from many addresses must not take every lookup (our own
+/// traffic going out keeps the other half)…
+pub const MAX_INBOUND_LOOKUPS: usize = MAX_LOOKUPS / 2;
+/// … nor more than its share of those.
+pub const INBOUND_LOOKUPS_PER_PEER: usize = 2;
 
 /// Which way a waiting packet goes once the lookup is done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +71,8 @@ pub enum Answer {
 
 struct Lookup {
     op: u32,
+    /// Started for a packet from this peer (checking its source).
+    for_peer: Option<PeerIdx>,
     packets: SmallVec<[(PacketBuf, Dir); PACKETS_PER_LOOKUP]>,
 }
 
@@ -96,17 +104,35 @@ impl Resolver {
         self.lookups.contains_key(&ip)
     }
 
-    /// Room for another lookup?
-    pub fn can_start(&self) -> bool {
-        self.lookups.len() < MAX_LOOKUPS
+    /// Room for another lookup for a packet going `dir`?
+    pub fn can_start(&self, dir: Dir) -> bool {
+        if self.lookups.len() >= MAX_LOOKUPS {
+            return false;
+        }
+        let Dir::In(p) = dir else {
+            return true;
+        };
+        let inbound = self.lookups.values().filter_map(|l| l.for_peer);
+        let (mut all, mut mine) = (0, 0);
+        for q in inbound {
+            all += 1;
+            mine += usize::from(q == p);
+        }
+        all < MAX_INBOUND_LOOKUPS && mine < INBOUND_LOOKUPS_PER_PEER
     }
 
-    /// Records that DHT operation `op` looks `ip` up.
-    pub fn start(&mut self, ip: Ipv4Addr, op: u32) {
+    /// Records that DHT operation `op` looks `ip` up, for a packet going
+    /// `dir`.
+    pub fn start(&mut self, ip: Ipv4Addr, op: u32, dir: Dir) {
+        let for_peer = match dir {
+            Dir::In(p) => Some(p),
+            Dir::Out => None,
+        };
         self.lookups.insert(
             ip,
             Lookup {
                 op,
+                for_peer,
                 packets: SmallVec::new(),
             },
         );
@@ -213,7 +239,7 @@ mod tests {
         let b = pool.alloc().unwrap();
         let b = r.park(ip, b, Dir::Out).unwrap_err();
         pool.free(b);
-        r.start(ip, 7);
+        r.start(ip, 7, Dir::Out);
         assert_eq!(r.ip_of_op(7), Some(ip));
         for _ in 0..PACKETS_PER_LOOKUP {
             r.park(ip, pool.alloc().unwrap(), Dir::Out).unwrap();
@@ -254,5 +280,31 @@ mod tests {
             r.insert(t, Ipv4Addr::from(0x6440_0000 + i), None);
         }
         assert!(r.cached() <= MAX_CACHE);
+    }
+
+    /// A member sending from many addresses (issue 13): its lookups are
+    /// capped, so are all inbound ones, and our own outgoing resolution
+    /// keeps room.
+    #[test]
+    fn inbound_lookups_are_budgeted_per_member() {
+        let mut r = Resolver::default();
+        let spoofer = Dir::In(PeerIdx(5));
+        let mut started = 0;
+        for i in 0..100u32 {
+            if r.can_start(spoofer) {
+                r.start(Ipv4Addr::from(0x6440_1000 + i), i, spoofer);
+                started += 1;
+            }
+        }
+        assert_eq!(started, INBOUND_LOOKUPS_PER_PEER);
+        // Many members at once fill only the inbound half.
+        for (i, p) in (100..200u32).zip(6..) {
+            let d = Dir::In(PeerIdx(p));
+            if r.can_start(d) {
+                r.start(Ipv4Addr::from(0x6440_1000 + i), i, d);
+            }
+        }
+        assert_eq!(r.resolving(), MAX_INBOUND_LOOKUPS);
+        assert!(r.can_start(Dir::Out), "outgoing resolution keeps room");
     }
 }

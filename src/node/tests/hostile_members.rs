@@ -240,3 +240,51 @@ fn a_signed_remove_works_once_and_cannot_be_replayed() {
     );
     assert_eq!(owners_found(&mut sim, 0, key), [victim]);
 }
+
+/// Member 5 sends a victim packets from 100 source addresses nobody holds
+/// (within its certificate's range, so only a lookup can tell). Each
+/// unknown source used to start a DHT lookup until all 32 were taken, and
+/// the victim's own traffic to a member it had not resolved yet failed
+/// with `resolve_queue_full`. Now the sender gets two lookups; the
+/// victim's traffic goes through.
+#[test]
+fn a_member_sending_from_many_addresses_cannot_exhaust_lookups() {
+    let (mut sim, ip1, _, _, _) = victims_record(15);
+    let victim_key = sim.node(VICTIM).public_key();
+    // A session between attacker and victim first.
+    let f = udp_frame(&sim, ATTACKER, ip1, b"hello");
+    sim.inject_frame(ATTACKER, &f);
+    sim.run_for(Duration::from_secs(3));
+    assert!(received_marker(&mut sim, VICTIM, b"hello"));
+    let lookups_before = sim.node(VICTIM).vpn.as_ref().unwrap().stats.lookups;
+    let packets: Vec<Vec<u8>> = (0..100u32)
+        .map(|i| {
+            let src = std::net::Ipv4Addr::from(0x6440_c800 + i);
+            sim.host_udp_frame(ATTACKER, src, ip1, b"spoofed")[14..].to_vec()
+        })
+        .collect();
+    for batch in packets.chunks(10) {
+        sim.with_node(ATTACKER, |n, now| {
+            let p = n.by_key[&victim_key];
+            for pkt in batch {
+                let buf = n.pool_mut().alloc_with(pkt).unwrap();
+                n.send_to_peer(now, p, MsgType::Packet, buf);
+            }
+        });
+        sim.run_for(Duration::from_millis(5));
+    }
+    // Meanwhile the victim talks to a member it never resolved.
+    let to = (0..sim.len())
+        .find(|&i| ![VICTIM, ATTACKER].contains(&i))
+        .unwrap();
+    let ip_to = vip(&sim, to);
+    let f = udp_frame(&sim, VICTIM, ip_to, b"own-traffic");
+    sim.inject_frame(VICTIM, &f);
+    sim.run_for(Duration::from_secs(3));
+    assert!(received_marker(&mut sim, to, b"own-traffic"));
+    let v = sim.node(VICTIM).vpn.as_ref().unwrap();
+    let started = v.stats.lookups - lookups_before;
+    assert!(started <= 3, "{started} lookups started");
+    assert!(!received_marker(&mut sim, VICTIM, b"spoofed"));
+    assert!(sim.node(VICTIM).stats().drops(DropReason::ResolveQueueFull) >= 90);
+}

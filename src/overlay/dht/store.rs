@@ -3,7 +3,7 @@
 use crate::overlay::Addr;
 use crate::time::Instant;
 use crate::wire::dht::{Record, Records, Status, MAX_RECORDS_PER_MSG, MAX_TTL_SECS, MAX_VALUE};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 struct Stored {
@@ -11,11 +11,24 @@ struct Stored {
     expires: Instant,
 }
 
+/// Records one owner may keep at this node: one member cannot fill a
+/// store that serves every member (the VPN needs one or two per member).
+pub const OWNER_QUOTA: usize = 64;
+/// Records looked at for a stray one when the store is full: a put to a
+/// full store costs this much at most, not a scan of every record.
+pub const STRAY_SCAN: usize = 32;
+
 /// Records by (key, owner): one value per owner per key, so an owner's
 /// renewal replaces its value (a node that moved updates its endpoints)
 /// and `create` can tell "mine" from "someone else's".
 pub struct Store {
     records: BTreeMap<(Addr, Addr), Stored>,
+    /// The same records by expiry: expired ones are found in O(log n).
+    by_expiry: BTreeSet<(Instant, Addr, Addr)>,
+    /// Records per owner (for [`OWNER_QUOTA`]).
+    per_owner: BTreeMap<Addr, usize>,
+    /// Where the next stray scan starts (it goes round the store).
+    scan_from: (Addr, Addr),
     limit: usize,
 }
 
@@ -23,6 +36,9 @@ impl Store {
     pub fn new(limit: usize) -> Store {
         Store {
             records: BTreeMap::new(),
+            by_expiry: BTreeSet::new(),
+            per_owner: BTreeMap::new(),
+            scan_from: (Addr(0), Addr(0)),
             limit,
         }
     }
@@ -36,15 +52,17 @@ impl Store {
     }
 
     /// Stores `r` under `key`. `create`: only if no other owner holds the
-    /// key. When full, a record this node is no longer responsible for
-    /// (`stray`) makes room; otherwise the put is refused with `Full`.
+    /// key. When full, an expired record, or one this node is no longer
+    /// responsible for (`stray`, among the next [`STRAY_SCAN`]) makes room;
+    /// otherwise the put is refused with `Full`, as is an owner's put
+    /// beyond its [`OWNER_QUOTA`].
     pub fn put(
         &mut self,
         now: Instant,
         key: Addr,
         r: &Record,
         create: bool,
-        mut stray: impl FnMut(Addr) -> bool,
+        stray: impl FnMut(Addr) -> bool,
     ) -> Status {
         if r.value.len() > MAX_VALUE || r.ttl_secs > MAX_TTL_SECS {
             return Status::TooBig;
@@ -60,27 +78,61 @@ impl Store {
             }
         }
         let id = (key, r.owner);
-        if !self.records.contains_key(&id) && self.records.len() >= self.limit {
-            let victim = self
-                .records
-                .iter()
-                .find(|(&(k, _), s)| s.expires <= now || stray(k))
-                .map(|(&id, _)| id);
-            match victim {
-                Some(v) => {
-                    self.records.remove(&v);
+        if !self.records.contains_key(&id) {
+            if self.per_owner.get(&r.owner).copied().unwrap_or(0) >= OWNER_QUOTA {
+                return Status::Full;
+            }
+            if self.records.len() >= self.limit {
+                match self.victim(now, stray) {
+                    Some(v) => self.remove(v.0, v.1),
+                    None => return Status::Full,
                 }
-                None => return Status::Full,
             }
         }
+        self.remove(key, r.owner);
+        let expires = now + Duration::from_secs(u64::from(r.ttl_secs));
         self.records.insert(
             id,
             Stored {
                 value: r.value.clone(),
-                expires: now + Duration::from_secs(u64::from(r.ttl_secs)),
+                expires,
             },
         );
+        self.by_expiry.insert((expires, key, r.owner));
+        *self.per_owner.entry(r.owner).or_default() += 1;
         Status::Ok
+    }
+
+    /// A record that may go to make room: the first to expire if it has,
+    /// else a stray among the next few (the scan goes round the store).
+    fn victim(
+        &mut self,
+        now: Instant,
+        mut stray: impl FnMut(Addr) -> bool,
+    ) -> Option<(Addr, Addr)> {
+        if let Some(&(t, k, o)) = self.by_expiry.first() {
+            if t <= now {
+                return Some((k, o));
+            }
+        }
+        let from = self.scan_from;
+        let ids = self
+            .records
+            .range(from..)
+            .chain(self.records.range(..from))
+            .map(|(&id, _)| id)
+            .take(STRAY_SCAN);
+        let mut last = from;
+        let mut found = None;
+        for id in ids {
+            last = id;
+            if stray(id.0) {
+                found = Some(id);
+                break;
+            }
+        }
+        self.scan_from = (last.0, Addr(last.1 .0.wrapping_add(1)));
+        found
     }
 
     /// The live records under `key` (at most one message's worth).
@@ -98,12 +150,25 @@ impl Store {
     }
 
     pub fn remove(&mut self, key: Addr, owner: Addr) {
-        self.records.remove(&(key, owner));
+        if let Some(s) = self.records.remove(&(key, owner)) {
+            self.by_expiry.remove(&(s.expires, key, owner));
+            if let Some(n) = self.per_owner.get_mut(&owner) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_owner.remove(&owner);
+                }
+            }
+        }
     }
 
     /// Drops expired records.
     pub fn expire(&mut self, now: Instant) {
-        self.records.retain(|_, s| s.expires > now);
+        while let Some(&(t, k, o)) = self.by_expiry.first() {
+            if t > now {
+                break;
+            }
+            self.remove(k, o);
+        }
     }
 
     /// Every live record, as (key, record), for hand-off.
@@ -215,5 +280,53 @@ mod tests {
         assert_eq!(s.len(), 2);
         let big = rec(1, &[0; MAX_VALUE + 1]);
         assert_eq!(s.put(t, Addr(4), &big, false, |_| true), Status::TooBig);
+    }
+
+    /// One member filling a store that serves everyone (issue 13): its
+    /// quota stops it, others still store, and a put to a full store looks
+    /// at a bounded number of records however big the store is.
+    #[test]
+    fn one_owner_cannot_fill_the_store_and_refusal_is_cheap() {
+        let t = Instant::ZERO;
+        let mut s = Store::new(4096);
+        let big = |owner| Record {
+            owner: Addr(owner),
+            ttl_secs: 3600,
+            value: vec![7; MAX_VALUE],
+        };
+        let mut stored = 0;
+        for k in 0..1000u128 {
+            if s.put(t, Addr(k), &big(666), false, |_| false) == Status::Ok {
+                stored += 1;
+            }
+        }
+        assert_eq!(stored, OWNER_QUOTA);
+        assert_eq!(
+            s.put(t, Addr(5000), &rec(1, b"mine"), false, |_| false),
+            Status::Ok
+        );
+        // Renewing a record it has is not a new one.
+        assert_eq!(s.put(t, Addr(0), &big(666), false, |_| false), Status::Ok);
+        // Many owners fill it; a put then looks at STRAY_SCAN records.
+        for o in 0..4096u128 {
+            s.put(t, Addr(10_000 + o), &big(1000 + o), false, |_| false);
+        }
+        assert_eq!(s.len(), 4096);
+        let mut looked = 0;
+        let st = s.put(t, Addr(99_999), &big(1), false, |_| {
+            looked += 1;
+            false
+        });
+        assert_eq!((st, looked), (Status::Full, STRAY_SCAN));
+        // Expired records make room first, found without a scan.
+        let later = t + Duration::from_secs(3601);
+        let mut looked = 0;
+        let st = s.put(later, Addr(99_999), &big(1), false, |_| {
+            looked += 1;
+            false
+        });
+        assert_eq!((st, looked), (Status::Ok, 0));
+        s.expire(later);
+        assert_eq!(s.len(), 1);
     }
 }

@@ -130,7 +130,7 @@ pub struct Node {
     /// Certificate mode (see `NodeConfig::trust`).
     trust: Option<crate::crypto::cert::Trust>,
     /// A revocation list arriving in parts (see `trust`).
-    crl_in: Option<Box<trust::Reassembly>>,
+    crl_in: Vec<trust::Reassembly>,
     my_cert: Option<Vec<u8>>,
     /// Links crossed by the routed message being received, and the relay
     /// (the link) it came through if it came through a tunnel.
@@ -214,7 +214,7 @@ impl Node {
             nat: nat::NatObserver::default(),
             tcp_fallback: cfg.tcp_fallback,
             trust: cfg.trust,
-            crl_in: None,
+            crl_in: Vec::new(),
             my_cert: cfg.cert,
             routed_hops: 0,
             routed_tunnel: None,

@@ -9,9 +9,10 @@
 //!
 //! A list is sent in parts of at most 1 KiB (a list may revoke up to 1024
 //! keys, 32 KiB): kind 10 | part index (1) | part count (1) | reserved (1)
-//! | the part. A node reassembles one list at a time (bounded memory:
-//! one list's worth); parts from another link wait their turn, or come
-//! again from another neighbour.
+//! | the part. A node reassembles a list per link, for up to
+//! [`REASSEMBLY_SLOTS`] links at once (bounded memory); a link that starts
+//! a list and never finishes it holds only its own slot, so one member
+//! sending bogus first parts cannot keep every other link's list out.
 
 use super::{DropReason, MsgType, Node, PeerIdx};
 use crate::crypto::cert::{CertError, Revocations, MAX_REVOKED};
@@ -28,6 +29,10 @@ pub const PART: usize = 1024;
 pub const MAX_PARTS: usize = (MAX_REVOKED * 32 + 256) / PART + 1;
 /// A list whose parts stop coming is given up after this.
 pub const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Links whose lists are put together at once (each at most one list's
+/// worth of memory, ~33 KiB); a further link takes the slot of the one
+/// that started longest ago once it has timed out.
+pub const REASSEMBLY_SLOTS: usize = 3;
 
 /// A list being put back together from its parts.
 pub struct Reassembly {
@@ -155,25 +160,33 @@ impl Node {
         if count == 0 || count > MAX_PARTS || !fits {
             return self.stats.count(DropReason::CertInvalid);
         }
-        let busy = self.crl_in.as_ref().is_some_and(|r| {
-            (r.from != p || r.got.len() != count)
-                && now.saturating_since(r.started) < REASSEMBLY_TIMEOUT
-        });
-        if busy {
-            // Another link's list is on its way: this one comes again
-            // from another neighbour, or on the next link.
-            return;
-        }
-        let mine = self
-            .crl_in
-            .as_ref()
-            .is_some_and(|r| r.from == p && r.got.len() == count);
-        if !mine {
-            self.crl_in = Some(Box::new(Reassembly::new(p, now, count)));
-        }
-        let Some(r) = self.crl_in.as_mut() else {
-            return;
+        // This link's slot (a new list from it starts over), a free
+        // one, or the one of a link whose list stopped coming.
+        let slots = &mut self.crl_in;
+        let at = match slots.iter().position(|r| r.from == p) {
+            Some(i) if slots[i].got.len() == count => i,
+            Some(i) => {
+                slots[i] = Reassembly::new(p, now, count);
+                i
+            }
+            None if slots.len() < REASSEMBLY_SLOTS => {
+                slots.push(Reassembly::new(p, now, count));
+                slots.len() - 1
+            }
+            None => {
+                let stale = (0..slots.len())
+                    .filter(|&i| now.saturating_since(slots[i].started) >= REASSEMBLY_TIMEOUT)
+                    .min_by_key(|&i| slots[i].started);
+                let Some(i) = stale else {
+                    // Every slot busy: this list comes again from another
+                    // neighbour, or on the next link.
+                    return;
+                };
+                slots[i] = Reassembly::new(p, now, count);
+                i
+            }
         };
+        let r = &mut slots[at];
         r.bytes[index * PART..index * PART + part.len()].copy_from_slice(part);
         r.got[index] = true;
         if index + 1 == count {
@@ -182,9 +195,7 @@ impl Node {
         if !r.got.iter().all(|&g| g) {
             return;
         }
-        let Some(r) = self.crl_in.take() else {
-            return;
-        };
+        let r = self.crl_in.swap_remove(at);
         let len = (r.got.len() - 1) * PART + r.last_len;
         let list = match Revocations::decode(&r.bytes[..len]) {
             Ok(l) => l,

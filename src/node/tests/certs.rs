@@ -345,6 +345,46 @@ fn a_list_of_a_thousand_keys_travels_in_parts() {
     assert_eq!(a.stats().drops(DropReason::CertInvalid), before + 2);
 }
 
+/// C keeps sending B first parts of a list that never comes whole (issue
+/// 13: one reassembly at a time let a member stall every list). A's real
+/// list, in parts, still gets through B, which has a slot per link.
+#[test]
+fn bogus_parts_from_one_link_do_not_stall_anothers_list() {
+    let (mut net, ca_id) = line();
+    let now = net.now;
+    let b_from_c = {
+        let b = &net.nodes[1].1;
+        PeerIdx(
+            b.peers
+                .iter()
+                .position(|p| p.key == identity(3).public())
+                .unwrap() as u16,
+        )
+    };
+    let mut bogus = vec![10, 0, 30, 0];
+    bogus.extend_from_slice(&[0x55; PART]);
+    net.nodes[1].1.revocations_from(now, b_from_c, &bogus);
+    let list = Revocations {
+        issuer: NodeKey::default(),
+        serial: 9,
+        issued_at: T0,
+        revoked: (0..200u32)
+            .map(|i| {
+                let mut k = [0u8; 32];
+                k[..4].copy_from_slice(&i.to_be_bytes());
+                NodeKey(k)
+            })
+            .collect(),
+        signature: [0; SIG_LEN],
+    }
+    .sign(&ca_id)
+    .unwrap();
+    assert!(list.encode().unwrap().len() > 2 * PART, "several parts");
+    assert_eq!(net.nodes[0].1.offer_revocations(now, list, None), Ok(true));
+    net.deliver(|_, _| true);
+    assert_eq!(serial(&net, 1), Some(9), "B took A's list");
+}
+
 /// A CA rollover: during the transition every node trusts both CAs, so a
 /// member already certified by the new CA links with one still on the
 /// old; a node that trusts only the old CA refuses the new certificate

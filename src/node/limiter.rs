@@ -21,6 +21,10 @@ pub const SOURCE_RATE_PER_S: u32 = 10;
 pub const SOURCE_BURST: u32 = 10;
 /// Distinct sources tracked; a fixed table, so memory is bounded.
 pub const SOURCE_SLOTS: usize = 64;
+/// Routed handshakes per second (and burst) arriving on one link: a ring
+/// neighbour forwards others' handshakes too, so several sources' worth.
+pub const ROUTED_VIA_RATE_PER_S: u32 = 50;
+pub const ROUTED_VIA_BURST: u32 = 100;
 /// New overlay links started per second, and burst: a node joining a
 /// ring makes ~15 links over a few seconds, a settled node ~1 a minute;
 /// a flood of connect-to-me requests or fake gossip cannot make it send
@@ -55,8 +59,14 @@ pub struct HandshakeLimiter {
     proven_global: Bucket,
     proven: KeyedBuckets<IpAddr>,
     loaded_until: Option<Instant>,
-    /// Handshakes routed to us over the overlay, by claimed source address.
+    /// Handshakes routed to us over the overlay, by claimed source address
+    /// (what the sender wrote)…
     routed: KeyedBuckets<crate::overlay::Addr>,
+    /// … and by the link they arrived on (which it cannot choose), with a
+    /// global budget of their own: routed inits have no cookie path, so
+    /// they must not drain the budget of inits that come directly.
+    routed_via: KeyedBuckets<super::PeerIdx>,
+    routed_global: Bucket,
     links: Bucket,
 }
 
@@ -69,6 +79,8 @@ impl HandshakeLimiter {
             proven: KeyedBuckets::new(SOURCE_SLOTS),
             loaded_until: None,
             routed: KeyedBuckets::new(SOURCE_SLOTS),
+            routed_via: KeyedBuckets::new(SOURCE_SLOTS),
+            routed_global: Bucket::full(GLOBAL_BURST, now),
             links: Bucket::full(LINK_BURST, now),
         }
     }
@@ -84,9 +96,17 @@ impl HandshakeLimiter {
             super::Path::Direct(ep) => self.allow(ep.ip(), now),
             super::Path::Overlay(src) => {
                 self.routed.take(src, now, SOURCE_RATE_PER_S, SOURCE_BURST)
-                    && self.global.take(now, GLOBAL_RATE_PER_S, GLOBAL_BURST)
+                    && self
+                        .routed_global
+                        .take(now, GLOBAL_RATE_PER_S, GLOBAL_BURST)
             }
         }
+    }
+
+    /// May a handshake routed to us through link `via` be looked at?
+    pub fn allow_routed_via(&mut self, via: super::PeerIdx, now: Instant) -> bool {
+        self.routed_via
+            .take(via, now, ROUTED_VIA_RATE_PER_S, ROUTED_VIA_BURST)
     }
 
     /// Whether the handshake budget runs low (a flood, or a crowd).
@@ -116,6 +136,28 @@ impl HandshakeLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Routed inits with a new claimed source each (issue 13): held to the
+    /// budget of the link they come on, and never at the expense of inits
+    /// that come directly.
+    #[test]
+    fn routed_inits_are_held_to_their_link_and_their_own_budget() {
+        use crate::node::{Path, PeerIdx};
+        use crate::overlay::Addr;
+        let t0 = Instant::ZERO;
+        let mut l = HandshakeLimiter::new(t0);
+        let via = PeerIdx(3);
+        let granted = (0..1000u128)
+            .filter(|&i| l.allow_routed_via(via, t0) && l.allow_path(Path::Overlay(Addr(i)), t0))
+            .count();
+        assert_eq!(granted, GLOBAL_BURST.min(ROUTED_VIA_BURST) as usize);
+        assert!(
+            l.allow_routed_via(PeerIdx(4), t0),
+            "another link has its own"
+        );
+        let direct: IpAddr = "198.18.0.7".parse().unwrap();
+        assert!(l.allow(direct, t0), "direct inits keep their budget");
+    }
 
     #[test]
     fn per_source_and_global_limits() {

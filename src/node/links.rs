@@ -365,7 +365,9 @@ impl Node {
                     }
                     Action::Link { key, candidates } => self.link_to(now, key, candidates),
                     Action::Close { peer } => self.close_link(now, peer),
-                    Action::Handshake { src, bytes } => self.routed_handshake(now, src, &bytes),
+                    Action::Handshake { src, via, bytes } => {
+                        self.routed_handshake(now, src, via, &bytes)
+                    }
                     Action::Relay { src, msg } => self.relay_message(now, src, *msg),
                 }
             }
@@ -423,7 +425,12 @@ impl Node {
     }
 
     /// A handshake message routed to us over the overlay.
-    fn routed_handshake(&mut self, now: Instant, src: Addr, bytes: &[u8]) {
+    fn routed_handshake(&mut self, now: Instant, src: Addr, via: Option<PeerIdx>, bytes: &[u8]) {
+        // Metered by the link it came on: the routed source is the
+        // sender's word, and rotating it must not buy more.
+        if via.is_some_and(|l| !self.limiter.allow_routed_via(l, now)) {
+            return self.stats.count(DropReason::RateLimited);
+        }
         let Some(buf) = self.pool.alloc_with(bytes) else {
             return self.stats.count(DropReason::PoolEmpty);
         };
@@ -501,7 +508,7 @@ impl Node {
                     self.run_overlay_actions(now);
                     return None;
                 }
-                Route::Deliver => ov.handle_delivered(now, self.pool.data(&buf)),
+                Route::Deliver => ov.handle_delivered(now, p, self.pool.data(&buf)),
                 Route::Drop(r) => Err(r),
             },
             Some(KIND_NEIGHBOURS) => ov.handle_neighbours(now, p, self.pool.data(&buf)),

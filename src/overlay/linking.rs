@@ -21,16 +21,26 @@ use crate::wire::overlay::{
 use smallvec::SmallVec;
 
 impl Overlay {
-    /// Handles a routed message delivered to this node.
-    pub fn handle_delivered(&mut self, now: Instant, msg: &[u8]) -> Result<(), Refused> {
+    /// Handles a routed message delivered to this node, arriving on the
+    /// link to `via`.
+    pub fn handle_delivered(
+        &mut self,
+        now: Instant,
+        via: PeerIdx,
+        msg: &[u8],
+    ) -> Result<(), Refused> {
         let r = Routed::new_checked(msg).map_err(|_| Refused::Malformed)?;
         let m = OverlayMsg::parse(r.msg_type(), r.payload()).map_err(|_| Refused::Malformed)?;
-        self.deliver(now, r.src(), r.hops(), m)
+        self.deliver(now, Some(via), r.src(), r.hops(), m)
     }
 
+    /// A routed message for us: `src` is what its sender wrote (see
+    /// docs/SECURITY.md), `via` the link it came on (`None`: our own), the
+    /// one thing about it we know; limits are keyed by that.
     pub(super) fn deliver(
         &mut self,
         now: Instant,
+        via: Option<PeerIdx>,
         src: Addr,
         hops: u8,
         msg: OverlayMsg,
@@ -121,8 +131,10 @@ impl Overlay {
                     self.echo_results.insert(nonce, (hops, rtt));
                 }
             }
-            OverlayMsg::Dht(m) => self.deliver_dht(now, src, hops, m),
-            OverlayMsg::Handshake(bytes) => self.actions.push(Action::Handshake { src, bytes }),
+            OverlayMsg::Dht(m) => self.deliver_dht(now, via, src, hops, m),
+            OverlayMsg::Handshake(bytes) => {
+                self.actions.push(Action::Handshake { src, via, bytes })
+            }
             m @ (OverlayMsg::RelayQuery { .. } | OverlayMsg::RelayOffer { .. }) => {
                 self.actions.push(Action::Relay {
                     src,

@@ -146,7 +146,11 @@ pub enum Action {
     Close { peer: PeerIdx },
     /// A handshake message routed to us by the node at `src` (the node
     /// holds the keys, so it answers).
-    Handshake { src: Addr, bytes: Vec<u8> },
+    Handshake {
+        src: Addr,
+        via: Option<PeerIdx>,
+        bytes: Vec<u8>,
+    },
     /// A relay query or offer from the node at `src` (the node knows the
     /// round-trip times of its links, so it answers).
     Relay { src: Addr, msg: Box<OverlayMsg> },

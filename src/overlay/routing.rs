@@ -53,7 +53,7 @@ impl Overlay {
                 _ if Self::skips_source(mode) => self.stats.unroutable += 1,
                 // Our own message, which we accept ourselves.
                 _ => {
-                    let _ = self.deliver(now, self.me, 0, msg.clone());
+                    let _ = self.deliver(now, None, self.me, 0, msg.clone());
                 }
             },
         }

@@ -142,3 +142,36 @@ fn malformed_and_forged_overlay_messages_are_counted_drops() {
         assert_eq!(n.pool().in_use(), 0);
     }
 }
+
+/// A peer writing a new routed source on each DHT request (issue 13): the
+/// per-source limit never sees the same source twice, but the requests
+/// share the budget of the link they come on.
+#[test]
+fn dht_requests_with_rotating_sources_share_their_links_budget() {
+    use crate::overlay::dht::LINK_BURST;
+    use crate::wire::dht::DhtMsg;
+    use crate::wire::overlay::MSG_DHT;
+    let mut net = overlay_pair();
+    let a = net.nodes[0].1.overlay().unwrap().addr();
+    let served = |net: &Net| net.nodes[0].1.overlay().unwrap().dht().stats.gets_served;
+    let before = served(&net);
+    for batch in 0..4u128 {
+        for i in 0..45u128 {
+            let mut m = Vec::new();
+            let src = Addr(0x5eed_0000 + batch * 1000 + i);
+            emit_routed_header(&mut m, Mode::Exact, 64, src, a, MSG_DHT);
+            OverlayMsg::Dht(DhtMsg::Get {
+                id: i as u32,
+                replica: 0,
+                key: a,
+            })
+            .emit(&mut m);
+            send_raw(&mut net, 1, &m);
+        }
+        net.deliver(|_, _| true);
+    }
+    let got = served(&net) - before;
+    assert!(got <= u64::from(LINK_BURST) + 1, "{got} of 180 served");
+    assert!(got >= 100, "{got}: honest volumes pass");
+    assert!(net.nodes[0].1.overlay().unwrap().dht().stats.refused_rate >= 25);
+}

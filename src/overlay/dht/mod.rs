@@ -62,9 +62,14 @@ const FIRST_RENEWAL: Duration = Duration::from_secs(15);
 /// Records this node keeps alive for itself.
 const MAX_REGISTRATIONS: usize = 64;
 /// Requests per second (and burst) one source may make of this replica.
+/// The source is what the sender wrote, so requests are also metered by
+/// the link they arrive on (which a sender cannot choose): rotating
+/// sources then buys nothing beyond the link's budget.
 const SOURCE_RATE_PER_S: u32 = 20;
 const SOURCE_BURST: u32 = 60;
 const SOURCE_SLOTS: usize = 64;
+pub const LINK_RATE_PER_S: u32 = 50;
+pub const LINK_BURST: u32 = 150;
 /// Hand-off copy messages sent per heartbeat (4 records each).
 const HANDOFF_BURST: usize = 16;
 /// Records routed to their replicas per sweep at most (the rest wait for
@@ -148,6 +153,7 @@ pub struct Dht {
     events: Vec<Event>,
     regs: BTreeMap<Addr, Registration>,
     sources: KeyedBuckets<Addr>,
+    links: KeyedBuckets<PeerIdx>,
     /// The latest remove applied per (key, owner): its unix time.
     removed: BTreeMap<(Addr, Addr), u64>,
     /// This node's wall clock at `Instant::ZERO` (µs since 1970).
@@ -169,6 +175,7 @@ impl Dht {
             events: Vec::new(),
             regs: BTreeMap::new(),
             sources: KeyedBuckets::new(SOURCE_SLOTS),
+            links: KeyedBuckets::new(SOURCE_SLOTS),
             removed: BTreeMap::new(),
             wall_origin_us: 0,
             handoff: VecDeque::new(),
@@ -421,7 +428,14 @@ impl Overlay {
     }
 
     /// A DHT message routed to us.
-    pub(super) fn deliver_dht(&mut self, now: Instant, src: Addr, hops: u8, msg: DhtMsg) {
+    pub(super) fn deliver_dht(
+        &mut self,
+        now: Instant,
+        via: Option<PeerIdx>,
+        src: Addr,
+        hops: u8,
+        msg: DhtMsg,
+    ) {
         match msg {
             DhtMsg::Put {
                 id,
@@ -430,7 +444,7 @@ impl Overlay {
                 create,
                 record,
             } => {
-                let status = if !self.dht_allow(now, src) {
+                let status = if !self.dht_allow(now, via, src) {
                     Status::RateLimited
                 } else if !self.admitted(key, &record, now) {
                     Status::Refused
@@ -462,7 +476,7 @@ impl Overlay {
                 key,
                 proof,
             } => {
-                let status = if !self.dht_allow(now, src) {
+                let status = if !self.dht_allow(now, via, src) {
                     Status::RateLimited
                 } else {
                     match self.remove_checked(now, key, &proof) {
@@ -486,7 +500,7 @@ impl Overlay {
                 self.send_routed(now, Mode::Exact, src, &OverlayMsg::Dht(reply));
             }
             DhtMsg::Get { id, replica, key } => {
-                let (status, records) = if self.dht_allow(now, src) {
+                let (status, records) = if self.dht_allow(now, via, src) {
                     self.dht.stats.gets_served += 1;
                     (Status::Ok, self.dht.store.get(now, key))
                 } else {
@@ -523,11 +537,15 @@ impl Overlay {
         }
     }
 
-    fn dht_allow(&mut self, now: Instant, src: Addr) -> bool {
-        let ok = self
-            .dht
-            .sources
-            .take(src, now, SOURCE_RATE_PER_S, SOURCE_BURST);
+    fn dht_allow(&mut self, now: Instant, via: Option<PeerIdx>, src: Addr) -> bool {
+        let link_ok = via.map_or(true, |l| {
+            self.dht.links.take(l, now, LINK_RATE_PER_S, LINK_BURST)
+        });
+        let ok = link_ok
+            && self
+                .dht
+                .sources
+                .take(src, now, SOURCE_RATE_PER_S, SOURCE_BURST);
         if !ok {
             self.dht.stats.refused_rate += 1;
         }

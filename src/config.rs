@@ -23,6 +23,7 @@
 //! ondemand = 8                   # overlay: VPN packets to a peer within 2 s that bring a
 //!                                # direct link (0: never)
 //! ondemand-idle = 60             # overlay: seconds without packets before it is let go
+//! max-peers = 1024               # members we hold a session with at once (each ~2.6 KiB)
 //! ca       = ca.crt              # certificate mode: trust this group CA (a file may hold
 //!                                # two CA certificates during a rollover)
 //! cert     = node.crt            # certificate mode: our certificate (needs `ca`)
@@ -56,6 +57,11 @@ pub const DEFAULT_OVERLAY_MTU: u16 = 1360;
 pub const MIN_MTU: u16 = 576;
 pub const MAX_MTU: u16 = 1800;
 
+/// Members a node holds a session with at once, unless `max-peers` says
+/// otherwise: a node many members talk to (a file server, a gateway)
+/// needs hundreds; each costs ~2.6 KiB (2.6 MiB in all).
+pub const DEFAULT_MAX_PEERS: u16 = 1024;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub key_file: PathBuf,
@@ -86,6 +92,8 @@ pub struct Config {
     /// On-demand links: packets within 2 s (0: off), and idle seconds.
     pub ondemand: u16,
     pub ondemand_idle: u32,
+    /// Members with a session at once (each costs ~2.6 KiB).
+    pub max_peers: u16,
     /// Certificate mode: the CA certificate file(s), our certificate, and
     /// the revocation list file (see docs/SECURITY.md).
     pub ca: Option<PathBuf>,
@@ -178,6 +186,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut relay_kib = crate::overlay::DEFAULT_RELAY_KIB;
     let mut ondemand = crate::node::ondemand::THRESHOLD;
     let mut ondemand_idle = crate::node::ondemand::IDLE.as_secs() as u32;
+    let mut max_peers = DEFAULT_MAX_PEERS;
     let (mut ca, mut cert, mut revocations) = (None, None, None);
     let mut overlay = false;
     let mut bootstrap = Vec::new();
@@ -299,6 +308,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                 ondemand = v
                     .parse()
                     .map_err(|_| bad("a packet count (0 turns it off)"))?
+            }
+            (Section::Node, "max-peers") => {
+                max_peers = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n >= 16)
+                    .ok_or_else(|| bad("a count from 16 to 65535"))?
             }
             (Section::Node, "ondemand-idle") => {
                 ondemand_idle = v
@@ -430,6 +446,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         relay_kib,
         ondemand,
         ondemand_idle,
+        max_peers,
         ca,
         cert,
         revocations,
@@ -545,6 +562,9 @@ mod tests {
         assert_eq!(c.peers.len(), 2);
         assert_eq!(c.peers[0].name, "b");
         assert_eq!(c.peers[1].endpoint, None);
+        assert_eq!(c.max_peers, DEFAULT_MAX_PEERS);
+        let c = p("[node]\nkey = k\nmax-peers = 4096\n").unwrap();
+        assert_eq!(c.max_peers, 4096);
     }
 
     #[test]
@@ -579,6 +599,10 @@ mod tests {
             (
                 "[node]\nkey=k\naddress = 100.64.0.1/33\n",
                 "/etc/ringvpn/a.conf:3: invalid address",
+            ),
+            (
+                "[node]\nkey=k\nmax-peers = 3\n",
+                "/etc/ringvpn/a.conf:3: invalid max-peers",
             ),
             (
                 "[node]\nkey=k\nnonsense\n",

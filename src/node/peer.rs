@@ -561,3 +561,17 @@ impl Peer {
         next
     }
 }
+
+#[cfg(test)]
+mod size_tests {
+    /// A member we talk to over the overlay costs its peer entry and one
+    /// session (docs/PERFORMANCE: memory per routed session); `max-peers`
+    /// is sized with it.
+    #[test]
+    fn a_routed_peer_costs_under_3_kib() {
+        let peer = std::mem::size_of::<super::Peer>();
+        let session = std::mem::size_of::<crate::crypto::session::Session>();
+        eprintln!("peer {peer} B + session {session} B");
+        assert!(peer + session <= 3 * 1024, "{peer} + {session}");
+    }
+}

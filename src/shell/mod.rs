@@ -111,6 +111,7 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
             ..Default::default()
         }),
         ondemand_threshold: cfg.ondemand,
+        max_peers: usize::from(cfg.max_peers),
         bootstrap: cfg.bootstrap.clone(),
         endpoints: local.current(),
         tap_prefixes: cfg

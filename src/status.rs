@@ -70,6 +70,9 @@ pub fn render_text(st: &NodeStatus, d: &DaemonInfo) -> String {
     if st.relayed_bytes > 0 {
         let _ = writeln!(o, "relayed   {} for others", bytes(st.relayed_bytes));
     }
+    if st.transit_bytes > 0 {
+        let _ = writeln!(o, "transit   {} routed for others", bytes(st.transit_bytes));
+    }
     let _ = writeln!(o, "peers     {} ({} up)", st.peers.len(), up);
     for p in &st.peers {
         let _ = writeln!(o, "\npeer {}  {}", p.name, p.key);
@@ -208,7 +211,8 @@ pub fn render_json(st: &NodeStatus, d: &DaemonInfo) -> String {
         .str("nat", st.nat)
         .raw("advertised", &format!("[{}]", advertised.join(",")))
         .raw("underlay_excluded", &format!("[{}]", excluded.join(",")))
-        .num("relayed_bytes", st.relayed_bytes);
+        .num("relayed_bytes", st.relayed_bytes)
+        .num("transit_bytes", st.transit_bytes);
     n.end();
     let mut peers = String::from("[");
     for (i, p) in st.peers.iter().enumerate() {

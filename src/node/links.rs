@@ -20,6 +20,12 @@ const ACTION_ROUNDS: usize = 8;
 /// Finished DHT operations kept for the caller to collect.
 const MAX_DHT_RESULTS: usize = 4096;
 
+/// Others' routed data (not tunnels: those have the relay budget) one
+/// link may have us forward, bytes per second and burst: far above what
+/// ring routing carries before a busy pair gets its own link, and a bound
+/// on what one member can make us carry.
+pub const TRANSIT_BYTES_PER_S: u32 = 64 << 20;
+
 impl Node {
     pub fn overlay(&self) -> Option<&Overlay> {
         self.overlay.as_ref()
@@ -407,7 +413,18 @@ impl Node {
                     self.drop_buf(buf, DropReason::RelayRefused)
                 }
             }
-            Route::Forward(next) => self.send_to_peer(now, next, MsgType::Control, buf),
+            Route::Forward(next) => {
+                // Transit for others, metered by the link it came on: a
+                // member cannot have us carry more than this for it.
+                let n = buf.len();
+                let budget = &mut self.peers[usize::from(from.0)].transit;
+                let rate = self.transit_rate;
+                if !budget.take_n(now, n as u32, rate, rate) {
+                    return self.drop_buf(buf, DropReason::TransitLimited);
+                }
+                self.stats.transit_bytes += n as u64;
+                self.send_to_peer(now, next, MsgType::Control, buf)
+            }
             Route::Deliver => {
                 // Links crossed: each forward added a hop.
                 self.routed_hops = self.pool.data(&buf)[1].saturating_add(1);

@@ -149,6 +149,9 @@ pub struct Node {
     /// Accept any key (an open overlay until certificates arrive).
     trust_any: bool,
     max_peers: usize,
+    /// Bytes per second of others' routed data one link may have us
+    /// forward (`links::TRANSIT_BYTES_PER_S`; tests set less).
+    transit_rate: u32,
     /// VPN packets within 2 s that bring an on-demand link (0: off).
     ondemand_threshold: u16,
     macs: MacTable,
@@ -228,6 +231,7 @@ impl Node {
             ),
             trust_any: cfg.trust_any,
             max_peers: cfg.max_peers,
+            transit_rate: links::TRANSIT_BYTES_PER_S,
             ondemand_threshold: cfg.ondemand_threshold,
             pool: Pool::new(cfg.pool_slots),
             peers,

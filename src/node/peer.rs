@@ -301,6 +301,8 @@ pub struct Peer {
     pub tx_packets: u64,
     /// Overlay messages this peer may still send us (see limiter).
     pub overlay_budget: Bucket,
+    /// Bytes of others' routed data this link may have us forward.
+    pub transit: Bucket,
 }
 
 impl Peer {
@@ -356,6 +358,7 @@ impl Peer {
             rx_packets: 0,
             tx_packets: 0,
             overlay_budget: Bucket::full(OVERLAY_BURST, Instant::ZERO),
+            transit: Bucket::full(super::links::TRANSIT_BYTES_PER_S, Instant::ZERO),
         }
     }
 

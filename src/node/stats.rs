@@ -98,6 +98,9 @@ pub enum DropReason {
     /// A TCP connection refused (or a datagram for a new one dropped):
     /// every connection slot carries a link.
     TcpSlotsFull,
+    /// Routed data we would forward for others over the ring, beyond the
+    /// budget of the link it came on (`TRANSIT_BYTES_PER_S`).
+    TransitLimited,
 }
 
 impl DropReason {
@@ -127,7 +130,7 @@ impl DropReason {
         }
     }
 
-    pub const ALL: [DropReason; 41] = [
+    pub const ALL: [DropReason; 42] = [
         DropReason::BadLength,
         DropReason::BadVersion,
         DropReason::BadType,
@@ -169,6 +172,7 @@ impl DropReason {
         DropReason::UnderlayInVpn,
         DropReason::CandidateInVpn,
         DropReason::TcpSlotsFull,
+        DropReason::TransitLimited,
     ];
 
     /// Stable snake_case name used by `ringvpn status` and its JSON.
@@ -215,6 +219,7 @@ impl DropReason {
             DropReason::UnderlayInVpn => "underlay_in_vpn",
             DropReason::CandidateInVpn => "candidate_in_vpn",
             DropReason::TcpSlotsFull => "tcp_slots_full",
+            DropReason::TransitLimited => "transit_limited",
         }
     }
 }
@@ -224,6 +229,9 @@ impl DropReason {
 pub struct Stats {
     drops: [u64; DropReason::ALL.len()],
     pub handshakes_completed: u64,
+    /// Routed data forwarded for others over the ring (not tunnels: those
+    /// are `relayed`).
+    pub transit_bytes: u64,
 }
 
 impl Default for Stats {
@@ -231,6 +239,7 @@ impl Default for Stats {
         Stats {
             drops: [0; DropReason::ALL.len()],
             handshakes_completed: 0,
+            transit_bytes: 0,
         }
     }
 }

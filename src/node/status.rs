@@ -112,6 +112,7 @@ pub struct NodeStatus {
     pub advertised: Vec<crate::wire::endpoint::Endpoint>,
     /// Bytes relayed for others' tunnels.
     pub relayed_bytes: u64,
+    pub transit_bytes: u64,
     /// Prefixes the underlay never uses (the VPN's own; see
     /// `node::underlay`).
     pub underlay_excluded: Vec<crate::net::Prefix>,
@@ -179,6 +180,7 @@ impl Node {
                 .as_ref()
                 .map_or_else(Vec::new, |ov| ov.endpoints().to_vec()),
             relayed_bytes: self.relayed_bytes(),
+            transit_bytes: self.stats.transit_bytes,
             underlay_excluded: self.underlay_guard().iter().copied().collect(),
         }
     }

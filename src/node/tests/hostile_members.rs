@@ -288,3 +288,51 @@ fn a_member_sending_from_many_addresses_cannot_exhaust_lookups() {
     assert!(!received_marker(&mut sim, VICTIM, b"spoofed"));
     assert!(sim.node(VICTIM).stats().drops(DropReason::ResolveQueueFull) >= 90);
 }
+
+/// Member 5 pushes routed data for a far node through one of its links
+/// as fast as it can (issue 13: transit was unmetered). The link's node
+/// forwards no more than its transit budget for that link, and counts the
+/// rest.
+#[test]
+fn transit_through_a_member_is_metered_per_upstream_link() {
+    use crate::wire::overlay::{emit_routed_data_header, ROUTED_DATA_HEADER_LEN};
+    let (mut sim, _, _, _, _) = victims_record(16);
+    let (via, via_key) = {
+        let n = sim.node(ATTACKER);
+        let i = n
+            .peers
+            .iter()
+            .position(|p| p.linked && p.relay.is_none())
+            .unwrap();
+        (PeerIdx(i as u16), n.peers[i].key)
+    };
+    let l = (0..sim.len())
+        .find(|&i| sim.node(i).public_key() == via_key)
+        .unwrap();
+    let far = (0..sim.len())
+        .find(|&i| ![ATTACKER, l].contains(&i))
+        .map(|i| sim.addr(i))
+        .unwrap();
+    const RATE: u32 = 100_000;
+    sim.with_node(l, |n, _| n.transit_rate = RATE);
+    let before = sim.node(l).stats().transit_bytes;
+    let mut msg = vec![0u8; ROUTED_DATA_HEADER_LEN + 1000];
+    emit_routed_data_header(&mut msg, 64, 0, far);
+    for _ in 0..40 {
+        sim.with_node(ATTACKER, |n, now| {
+            for _ in 0..10 {
+                let buf = n.pool_mut().alloc_with(&msg).unwrap();
+                n.send_to_peer(now, via, MsgType::Control, buf);
+            }
+        });
+        sim.run_for(Duration::from_millis(2));
+    }
+    sim.run_for(Duration::from_millis(500));
+    let forwarded = sim.node(l).stats().transit_bytes - before;
+    let limited = sim.node(l).stats().drops(DropReason::TransitLimited);
+    assert!(
+        forwarded <= u64::from(RATE) * 12 / 10,
+        "{forwarded} B forwarded"
+    );
+    assert!(limited >= 250, "{limited} refused of 400");
+}

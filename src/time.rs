@@ -50,6 +50,13 @@ impl Sub<Instant> for Instant {
     }
 }
 
+/// Unix seconds at `now`, for a clock whose `Instant::ZERO` was
+/// `origin_us` µs after 1970 (the shell reads the wall clock once; the
+/// core only ever adds to it).
+pub fn unix_secs(origin_us: u64, now: Instant) -> u64 {
+    origin_us.saturating_add(now.as_micros()) / 1_000_000
+}
+
 /// The earlier of two optional deadlines.
 pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {

@@ -160,7 +160,7 @@ impl Node {
 
     /// Unix seconds now (certificates' validity is wall-clock time).
     fn unix_secs(&self, now: Instant) -> u64 {
-        (self.wall_origin_us.saturating_add(now.as_micros())) / 1_000_000
+        crate::time::unix_secs(self.wall_origin_us, now)
     }
 
     /// Whether a peer presenting `key` (and `cert`) may link: in

@@ -166,7 +166,7 @@ impl Checker<'_> {
                 .cert
                 .as_ref()
                 .ok_or(RecordError::Cert(CertError::Malformed))?;
-            let unix = (self.wall_origin_us + now.as_micros()) / 1_000_000;
+            let unix = crate::time::unix_secs(self.wall_origin_us, now);
             trust
                 .check(cert, &r.holder, unix)
                 .map_err(RecordError::Cert)?;

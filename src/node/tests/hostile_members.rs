@@ -117,7 +117,7 @@ fn victims_record(seed: u64) -> (Sim, std::net::Ipv4Addr, Addr, Addr, usize) {
 }
 
 fn wall_secs(sim: &Sim, i: usize) -> u64 {
-    (sim.node(i).wall_origin_us + sim.now().as_micros()) / 1_000_000
+    crate::time::unix_secs(sim.node(i).wall_origin_us, sim.now())
 }
 
 /// The attack: member 5 removes member 1's address record in

@@ -282,13 +282,12 @@ impl Overlay {
     }
 
     fn wall_secs(&self, now: Instant) -> u64 {
-        self.dht.wall_origin_us.saturating_add(now.as_micros()) / 1_000_000
+        crate::time::unix_secs(self.dht.wall_origin_us, now)
     }
 
     /// Checks a remove's proof for `key`: the owner it names signed it,
-    /// recently. `Some(owner)` if the record should go; `None` (counted)
-    /// if the proof is bad; `Some` with nothing to do is folded in: a
-    /// proof no newer than the last remove applied changes nothing.
+    /// recently (a bad proof is counted), and it is newer than the last
+    /// remove applied for that key and owner.
     fn remove_checked(&mut self, now: Instant, key: Addr, proof: &RemoveProof) -> RemoveCheck {
         let owner_key = NodeKey(proof.owner_key);
         let owner = Addr::of_key(&owner_key);

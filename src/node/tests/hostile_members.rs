@@ -5,7 +5,7 @@
 use super::tunnel::{received_marker, udp_frame, vip};
 use super::*;
 use crate::overlay::dht::client::Outcome;
-use crate::overlay::dht::{replica_point, DhtStats, REMOVE_FRESH_SECS, REPLICAS};
+use crate::overlay::dht::{remove, replica_point, DhtStats, REMOVE_FRESH_SECS, REPLICAS};
 use crate::overlay::Addr;
 use crate::sim::{scenario, NetConfig, Sim, SimCerts};
 use crate::wire::dht::{DhtMsg, Record, RemoveProof};
@@ -132,12 +132,7 @@ fn a_member_cannot_remove_or_take_over_anothers_address() {
     let attacker_id = &sim.node(ATTACKER).identity;
     let t = wall_secs(&sim, ATTACKER);
     // Signed by the attacker, in the victim's name (the routed source).
-    let own_key = attacker_id.public().0;
-    let signed_by_attacker = RemoveProof {
-        owner_key: own_key,
-        unix_secs: t,
-        sig: attacker_id.sign(&RemoveProof::signed_bytes(key, &own_key, t)),
-    };
+    let signed_by_attacker = remove::sign(attacker_id, key, t);
     // The victim's key with a signature the attacker cannot make.
     let victim_key = sim.node(VICTIM).public_key().0;
     let forged = RemoveProof {
@@ -197,15 +192,7 @@ fn a_signed_remove_works_once_and_cannot_be_replayed() {
                 .dht_stored(now, key, victim)
         })
         .expect("a stored record");
-    let sign = |sim: &Sim, t: u64| {
-        let id = &sim.node(VICTIM).identity;
-        let k = id.public().0;
-        RemoveProof {
-            owner_key: k,
-            unix_secs: t,
-            sig: id.sign(&RemoveProof::signed_bytes(key, &k, t)),
-        }
-    };
+    let sign = |sim: &Sim, t: u64| remove::sign(&sim.node(VICTIM).identity, key, t);
     // Too old: refused everywhere.
     let old = sign(&sim, wall_secs(&sim, VICTIM) - REMOVE_FRESH_SECS - 60);
     let before = refused_removes(&sim);

@@ -19,23 +19,20 @@
 //! - **Hand-off:** when a node gets a new ring neighbour it copies to it the
 //!   records whose points that neighbour now brackets with it, so records
 //!   follow joins and survive crashes without waiting for renewal.
-//! - **Removes are signed** by the owner's key, over the key and the
-//!   owner's wall clock: a replica (and the pair's other node, which gets
-//!   the proof in the zero-TTL copy) checks the signature, that the key is
-//!   the record owner's, and that the time is within
-//!   [`REMOVE_FRESH_SECS`] of its own clock; the latest remove applied per
-//!   (key, owner) is remembered for as long, so a replayed one changes
-//!   nothing. The routed source is never the authority: it is whatever
-//!   the sender wrote (docs/SECURITY.md).
+//! - **Removes are signed** by the owner (`remove`): a replica, and the
+//!   pair's other node, which gets the proof in the zero-TTL copy, checks
+//!   it. The routed source is never the authority: it is whatever the
+//!   sender wrote (docs/SECURITY.md).
 //! - **Bounds:** values ≤ 1 KiB, records per node (`max_records`), requests
 //!   per source per second; each refusal is an explicit reply (`full`,
 //!   `too big`, `rate limited`), never a silently dropped accepted record.
 
 pub mod client;
+pub mod remove;
 pub mod store;
 
 use super::{Action, Overlay, Refused};
-use crate::crypto::{Identity, NodeKey};
+use crate::crypto::Identity;
 use crate::limit::KeyedBuckets;
 use crate::node::PeerIdx;
 use crate::overlay::Addr;
@@ -43,6 +40,8 @@ use crate::time::Instant;
 use crate::wire::dht::{Copy, DhtMsg, Record, Records, RemoveProof, Status, MAX_TTL_SECS};
 use crate::wire::overlay::{Mode, OverlayMsg};
 use client::{Event, Op, OpKind, Outcome, Reply};
+pub use remove::REMOVE_FRESH_SECS;
+use remove::{Removals, RemoveCheck};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 use store::Store;
@@ -77,24 +76,6 @@ const HANDOFF_BURST: usize = 16;
 const MAX_STRAYS_ROUTED: usize = 256;
 /// Hand-off items waiting at most (a bound, not a working figure).
 const MAX_HANDOFF: usize = 8192;
-/// A remove is accepted this far from the replica's clock, either way
-/// (clocks of members without NTP drift; a replay is refused by the
-/// remembered remove within the window, by the time beyond it).
-pub const REMOVE_FRESH_SECS: u64 = 300;
-/// Removes remembered against replay (a bound: beyond it the oldest go).
-const MAX_REMOVED: usize = 4096;
-
-/// What a remove's proof allows.
-enum RemoveCheck {
-    /// Not the owner's signature, or not recent (counted).
-    Refused,
-    /// The owner's, but no newer than a remove already applied: a replay
-    /// or a resend, answered without effect.
-    Stale,
-    /// Remove `owner`'s record.
-    Apply(Addr),
-}
-
 /// The `k`-th replica point of `key`.
 pub fn replica_point(key: Addr, k: usize) -> Addr {
     Addr(key.0.wrapping_add((k as u128) << 125))
@@ -154,8 +135,7 @@ pub struct Dht {
     regs: BTreeMap<Addr, Registration>,
     sources: KeyedBuckets<Addr>,
     links: KeyedBuckets<PeerIdx>,
-    /// The latest remove applied per (key, owner): its unix time.
-    removed: BTreeMap<(Addr, Addr), u64>,
+    removed: Removals,
     /// This node's wall clock at `Instant::ZERO` (µs since 1970).
     wall_origin_us: u64,
     handoff: VecDeque<(PeerIdx, Addr, Addr)>,
@@ -176,7 +156,7 @@ impl Dht {
             regs: BTreeMap::new(),
             sources: KeyedBuckets::new(SOURCE_SLOTS),
             links: KeyedBuckets::new(SOURCE_SLOTS),
-            removed: BTreeMap::new(),
+            removed: Removals::default(),
             wall_origin_us: 0,
             handoff: VecDeque::new(),
             swept: [None, None],
@@ -263,14 +243,7 @@ impl Overlay {
     /// Removes this node's record under `key`, signed with its identity
     /// (`id`, the key this overlay was made with).
     pub fn dht_remove(&mut self, now: Instant, key: Addr, id: &Identity) -> u32 {
-        let owner_key = id.public().0;
-        let unix_secs = self.wall_secs(now);
-        let sig = id.sign(&RemoveProof::signed_bytes(key, &owner_key, unix_secs));
-        let proof = RemoveProof {
-            owner_key,
-            unix_secs,
-            sig,
-        };
+        let proof = remove::sign(id, key, self.wall_secs(now));
         self.start_op(now, key, OpKind::Remove(proof))
     }
 
@@ -285,51 +258,20 @@ impl Overlay {
         crate::time::unix_secs(self.dht.wall_origin_us, now)
     }
 
-    /// Checks a remove's proof for `key`: the owner it names signed it,
-    /// recently (a bad proof is counted), and it is newer than the last
-    /// remove applied for that key and owner.
+    /// Checks a remove's proof for `key` (a bad one is counted).
     fn remove_checked(&mut self, now: Instant, key: Addr, proof: &RemoveProof) -> RemoveCheck {
-        let owner_key = NodeKey(proof.owner_key);
-        let owner = Addr::of_key(&owner_key);
-        let fresh = self.wall_secs(now).abs_diff(proof.unix_secs) <= REMOVE_FRESH_SECS;
-        let signed = || {
-            let m = RemoveProof::signed_bytes(key, &proof.owner_key, proof.unix_secs);
-            owner_key.verify(&m, &proof.sig)
-        };
-        if !fresh || !signed() {
+        let check = self.dht.removed.check(key, proof, self.wall_secs(now));
+        if check == RemoveCheck::Refused {
             self.dht.stats.refused_remove += 1;
-            return RemoveCheck::Refused;
         }
-        match self.dht.removed.get(&(key, owner)) {
-            Some(&t) if t >= proof.unix_secs => RemoveCheck::Stale,
-            _ => RemoveCheck::Apply(owner),
-        }
+        check
     }
 
     /// Applies a checked remove: the record goes, the proof is remembered.
     fn apply_remove(&mut self, now: Instant, key: Addr, owner: Addr, unix_secs: u64) {
         self.dht.store.remove(key, owner);
-        if self.dht.removed.len() >= MAX_REMOVED {
-            let wall = self.wall_secs(now);
-            self.dht
-                .removed
-                .retain(|_, t| wall.saturating_sub(*t) <= REMOVE_FRESH_SECS);
-            if self.dht.removed.len() >= MAX_REMOVED {
-                // All within the window: the oldest proof goes (a replay of
-                // it could remove a renewed record once; its owner's next
-                // renewal brings the record back).
-                let oldest = self
-                    .dht
-                    .removed
-                    .iter()
-                    .min_by_key(|(_, t)| **t)
-                    .map(|(k, _)| *k);
-                if let Some(k) = oldest {
-                    self.dht.removed.remove(&k);
-                }
-            }
-        }
-        self.dht.removed.insert((key, owner), unix_secs);
+        let wall = self.wall_secs(now);
+        self.dht.removed.remember(key, owner, unix_secs, wall);
     }
 
     /// Puts `value` now and renews it at half its TTL for as long as this
@@ -743,9 +685,7 @@ impl Overlay {
             self.dht.next_expire = now + Duration::from_secs(10);
             self.dht.store.expire(now);
             let wall = self.wall_secs(now);
-            self.dht
-                .removed
-                .retain(|_, t| wall.saturating_sub(*t) <= REMOVE_FRESH_SECS);
+            self.dht.removed.expire(wall);
         }
         self.handoff_sweep(now);
         self.send_handoff(now);

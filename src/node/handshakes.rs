@@ -368,11 +368,20 @@ impl Node {
             return self.stats.count(DropReason::RateLimited);
         }
         let checked = self.check_init(now, init);
-        let also: Endpoints = udp.take(MAX_CANDIDATES - 1).collect();
-        if let Some(p) = self.respond_to(now, Path::Direct(first), checked, &also, true) {
-            // Which candidate works is not known yet: later inits go to all.
-            self.add_candidates(p, &candidates);
+        // One answer per address: the candidates are the request's word,
+        // and an init copied into a request that names a victim's address
+        // at eight ports must not make eight datagrams.
+        let mut also = Endpoints::new();
+        for c in udp {
+            if c.ip() != first.ip() && also.iter().all(|a| a.ip() != c.ip()) {
+                also.push(c);
+            }
         }
+        also.truncate(MAX_CANDIDATES - 1);
+        // The candidates are kept for nothing more: they are the request's
+        // word (the init is not bound to them), and the requester's first
+        // message on the new session proves the path that works.
+        self.respond_to(now, Path::Direct(first), checked, &also, true);
     }
 
     fn check_init(
@@ -424,7 +433,9 @@ impl Node {
                 return None;
             }
         };
-        let Some(p) = self.find_or_add_peer(init.peer, endpoint) else {
+        // Where an embedded init's answer goes is the request's word, not
+        // the peer's address.
+        let Some(p) = self.find_or_add_peer(init.peer, endpoint.filter(|_| !embedded)) else {
             {
                 self.stats.count(DropReason::TooManyPeers);
                 return None;
@@ -503,14 +514,11 @@ impl Node {
             // A provisional answer moves nothing: the session's first
             // message (authenticated) moves the endpoint if it must.
             _ if provisional => log::info!("{}: an init from an older clock, answered", peer.name),
-            // An init that came over the overlay proves no path: traffic
-            // stays where it is (routed, or in a tunnel) until the
-            // initiator's first message arrives directly.
-            Some(ep) if embedded => {
-                if peer.endpoint.is_none() {
-                    peer.endpoint = Some(ep);
-                }
-            }
+            // An init that came over the overlay proves no path, and its
+            // candidates are the request's word: traffic stays where it is
+            // (routed, or in a tunnel, or nowhere yet) until the initiator's
+            // first message arrives directly.
+            Some(_) if embedded => {}
             // A tunnel stays until a direct path is proven (the initiator's
             // first message on this session, arriving directly, does it).
             Some(_) if peer.relay.is_some() => {}
@@ -1059,6 +1067,54 @@ impl Node {
             && peer.pending.is_some()
     }
 
+    /// A first link to `peer` that gossip or a request passing through
+    /// asked for: its candidates are what a message said, no more.
+    fn on_hearsay(peer: &Peer) -> bool {
+        peer.heard
+            && peer.dynamic
+            && !peer.punching
+            && !peer.routed
+            && !peer.tunnel_wanted
+            && peer.relay.is_none()
+            && !peer.linked
+    }
+
+    /// An attempt's destinations less the unproven addresses whose turn
+    /// has not come (`limiter::Probes`), one per address; `None` if none
+    /// is left (the attempt still counts, so a link to a made-up node
+    /// fails in its usual time).
+    fn aim_unproven(
+        &mut self,
+        now: Instant,
+        dst: Path,
+        also: &[Endpoint],
+    ) -> Option<(Path, Endpoints)> {
+        let Path::Direct(first) = dst else {
+            return Some((dst, also.iter().copied().collect()));
+        };
+        let mut kept = Endpoints::new();
+        for &e in core::iter::once(&first).chain(also) {
+            let ip = e.ip();
+            if kept.iter().any(|k| k.ip() == ip) {
+                continue;
+            }
+            if self.address_proven(ip) || self.probes.allow(ip, now) {
+                kept.push(e);
+            } else {
+                self.stats.count(DropReason::ProbeLimited);
+            }
+        }
+        let first = *kept.first()?;
+        Some((Path::Direct(first), kept.into_iter().skip(1).collect()))
+    }
+
+    /// An authenticated packet has come from `ip` (some peer's proven path).
+    fn address_proven(&self, ip: std::net::IpAddr) -> bool {
+        self.peers
+            .iter()
+            .any(|p| p.proven.is_some_and(|e| e.ip() == ip))
+    }
+
     /// A punch towards a peer we have no session with also sends its init
     /// over the overlay: whichever answer comes first makes the session,
     /// so traffic flows at once (routed) while the punch goes on.
@@ -1164,6 +1220,17 @@ impl Node {
             next_retry,
             attempts,
         });
+        // A link the overlay asked for on someone's say-so: addresses
+        // nobody proved get a handshake now and then, not one per attempt.
+        let hearsay =
+            matches!(t, Target::Peer(p) if Self::on_hearsay(&self.peers[usize::from(p.0)]));
+        let Some((dst, also)) = (if hearsay {
+            self.aim_unproven(now, dst, &also)
+        } else {
+            Some((dst, also))
+        }) else {
+            return;
+        };
         let Some(mut out) = self.pool.alloc() else {
             return self.stats.count(DropReason::PoolEmpty);
         };

@@ -50,6 +50,40 @@ pub const LOAD_MARK: u32 = 1;
 /// the flood drain it again, and load flicker on and off.
 pub const LOAD_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Handshakes to one address that nobody has proved (no authenticated
+/// packet ever came from it) and that only the overlay named: one per
+/// this long. A ring link to a real node needs one init (the answer proves
+/// the address, and retries to it are free again); a member naming a
+/// victim's address in gossip or a forged reply gets one datagram sent
+/// there per message at most, not an init per candidate and attempt.
+pub const PROBE_SPACING: std::time::Duration = std::time::Duration::from_secs(10);
+/// Unproven addresses remembered (the oldest recycled): a fixed table.
+pub const PROBE_SLOTS: usize = 256;
+
+/// When we last sent a handshake to each unproven address (see
+/// `PROBE_SPACING`).
+#[derive(Debug, Default)]
+pub struct Probes {
+    last: Vec<(IpAddr, Instant)>,
+}
+
+impl Probes {
+    /// May a handshake go to unproven `ip` now? (Taking the turn if so.)
+    pub fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
+        if let Some((_, t)) = self.last.iter_mut().find(|(a, _)| *a == ip) {
+            if now.saturating_since(*t) < PROBE_SPACING {
+                return false;
+            }
+            *t = now;
+        } else if self.last.len() < PROBE_SLOTS {
+            self.last.push((ip, now));
+        } else if let Some(oldest) = self.last.iter_mut().min_by_key(|(_, t)| *t) {
+            *oldest = (ip, now);
+        }
+        true
+    }
+}
+
 #[derive(Debug)]
 pub struct HandshakeLimiter {
     global: Bucket,

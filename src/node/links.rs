@@ -244,7 +244,7 @@ impl Node {
 
     /// Links to a node the overlay asked for, trying each of its candidate
     /// endpoints at once (our half of a hole punch).
-    fn link_to(&mut self, now: Instant, key: NodeKey, candidates: Endpoints) {
+    fn link_to(&mut self, now: Instant, key: NodeKey, candidates: Endpoints, hearsay: bool) {
         log::debug!(
             "{} link_to {} at {:?}",
             Addr::of_key(&self.identity.public()),
@@ -265,6 +265,8 @@ impl Node {
         let peer = &mut self.peers[usize::from(p.0)];
         let reopen = peer.closing_since.take().is_some();
         peer.wanted = true;
+        // Hearsay only while nothing better vouched for the peer.
+        peer.heard = hearsay && (peer.heard || peer.sessions.current.is_none());
         if peer.tunnel_wanted || peer.relay.is_some() {
             // No direct path: a tunnel carries the link, or is on its way,
             // and retries direct by itself. Candidates we did not have get
@@ -369,7 +371,11 @@ impl Node {
                     Action::AnswerInit { init, candidates } => {
                         self.answer_embedded_init(now, &candidates, &init)
                     }
-                    Action::Link { key, candidates } => self.link_to(now, key, candidates),
+                    Action::Link {
+                        key,
+                        candidates,
+                        hearsay,
+                    } => self.link_to(now, key, candidates, hearsay),
                     Action::Close { peer } => self.close_link(now, peer),
                     Action::Handshake { src, via, bytes } => {
                         self.routed_handshake(now, src, via, &bytes)

@@ -159,6 +159,8 @@ pub struct Node {
     frames: VecDeque<PacketBuf>,
     stats: Stats,
     limiter: HandshakeLimiter,
+    /// Handshakes to addresses only the overlay named (see `Probes`).
+    probes: limiter::Probes,
     cookies: cookies::Cookies,
     rng: SeededRng,
     sysrand: ring::rand::SystemRandom,
@@ -243,6 +245,7 @@ impl Node {
             frames: VecDeque::with_capacity(MAX_QUEUED.min(cfg.pool_slots as usize)),
             stats: Stats::default(),
             limiter: HandshakeLimiter::new(now),
+            probes: limiter::Probes::default(),
             cookies: cookies::Cookies::new(&ring::rand::SystemRandom::new(), now),
             rng: SeededRng::new(cfg.rng_seed),
             sysrand: ring::rand::SystemRandom::new(),

@@ -229,6 +229,9 @@ pub struct Peer {
     /// Endpoints to try when linking (local, reflexive and predicted ones,
     /// TCP): an init goes to all of them at once.
     pub candidates: SmallVec<[Endpoint; 8]>,
+    /// Only gossip (or a request passing through) named its candidates:
+    /// handshakes to them are rationed (`limiter::Probes`).
+    pub heard: bool,
     /// A direct link is being punched for a routed peer (its traffic stays
     /// on the overlay until the direct handshake completes).
     pub punching: bool,
@@ -323,6 +326,7 @@ impl Peer {
             proven: None,
             cert: None,
             candidates: SmallVec::new(),
+            heard: false,
             punching: false,
             punch_failed: None,
             relay: None,

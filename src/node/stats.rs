@@ -101,6 +101,10 @@ pub enum DropReason {
     /// Routed data we would forward for others over the ring, beyond the
     /// budget of the link it came on (`TRANSIT_BYTES_PER_S`).
     TransitLimited,
+    /// A handshake not sent to an address nobody proved (a candidate a
+    /// connect-to-me reply or gossip named): one per address per
+    /// `limiter::PROBE_SPACING`, so nobody can aim our handshakes.
+    ProbeLimited,
 }
 
 impl DropReason {
@@ -130,7 +134,7 @@ impl DropReason {
         }
     }
 
-    pub const ALL: [DropReason; 42] = [
+    pub const ALL: [DropReason; 43] = [
         DropReason::BadLength,
         DropReason::BadVersion,
         DropReason::BadType,
@@ -173,6 +177,7 @@ impl DropReason {
         DropReason::CandidateInVpn,
         DropReason::TcpSlotsFull,
         DropReason::TransitLimited,
+        DropReason::ProbeLimited,
     ];
 
     /// Stable snake_case name used by `ringvpn status` and its JSON.
@@ -220,6 +225,7 @@ impl DropReason {
             DropReason::CandidateInVpn => "candidate_in_vpn",
             DropReason::TcpSlotsFull => "tcp_slots_full",
             DropReason::TransitLimited => "transit_limited",
+            DropReason::ProbeLimited => "probe_limited",
         }
     }
 }

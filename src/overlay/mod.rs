@@ -140,8 +140,14 @@ pub enum Action {
         candidates: Endpoints,
     },
     /// Establish a link to this node, trying each candidate endpoint (no-op
-    /// if it is up or linking).
-    Link { key: NodeKey, candidates: Endpoints },
+    /// if it is up or linking). `hearsay`: nobody asked for it — gossip or
+    /// a request passing through named the node and its endpoints — so
+    /// handshakes go there sparingly (`node::limiter::Probes`).
+    Link {
+        key: NodeKey,
+        candidates: Endpoints,
+        hearsay: bool,
+    },
     /// Close the link to the peer (a leave message was queued before).
     Close { peer: PeerIdx },
     /// A handshake message routed to us by the node at `src` (the node
@@ -239,6 +245,9 @@ pub struct Overlay {
     pub stats: OverlayStats,
     dht: dht::Dht,
     behind_nat: bool,
+    /// Connect-to-me requests with our init that others' requests caused
+    /// (`link_back`).
+    link_backs: crate::limit::Bucket,
     /// Our relay budget is advertised (not behind a symmetric NAT).
     relay_offered: bool,
     /// Echo replies by nonce: (hops, rtt) for probes the caller started.
@@ -257,6 +266,10 @@ pub(super) const FAILED_FOR: Duration = Duration::from_secs(30);
 /// Connect-to-me purpose flag: the requester is behind a NAT, so the
 /// acceptor replies (with its endpoints) even when it answers the init.
 pub(super) const CTM_BEHIND_NAT: u8 = 0x80;
+/// Link-backs (see `link_back`) per second, and burst: ring repair needs
+/// a few; a stream of requests in made-up names gets no more.
+pub(super) const LINK_BACK_PER_S: u32 = 2;
+pub(super) const LINK_BACK_BURST: u32 = 8;
 /// Echo results kept for the caller (ring-ping, the simulator's probes).
 pub(super) const MAX_ECHO_RESULTS: usize = 4096;
 
@@ -295,6 +308,7 @@ impl Overlay {
             stats: OverlayStats::default(),
             dht: dht::Dht::new(dht_records, now),
             behind_nat: false,
+            link_backs: crate::limit::Bucket::full(LINK_BACK_BURST, now),
             relay_offered: true,
             echo_results: BTreeMap::new(),
         }
@@ -431,7 +445,14 @@ impl Overlay {
     }
 
     /// Records reasons for a link we are about to make.
-    fn want(&mut self, now: Instant, key: NodeKey, candidates: Endpoints, reasons: u8) {
+    fn want(
+        &mut self,
+        now: Instant,
+        key: NodeKey,
+        candidates: Endpoints,
+        reasons: u8,
+        hearsay: bool,
+    ) {
         let addr = Addr::of_key(&key);
         if key == self.key || candidates.is_empty() {
             return;
@@ -444,7 +465,11 @@ impl Overlay {
             return;
         }
         self.wanted.entry(addr).or_insert((0, now)).0 |= reasons;
-        self.actions.push(Action::Link { key, candidates });
+        self.actions.push(Action::Link {
+            key,
+            candidates,
+            hearsay,
+        });
     }
 
     /// Asks for a link to the node at exactly `addr` (which must exist): a
@@ -472,7 +497,7 @@ impl Overlay {
 
     /// Links to `key` at `candidates` for `reasons` (a relay we chose).
     pub fn link(&mut self, now: Instant, key: NodeKey, candidates: Endpoints, reasons: u8) {
-        self.want(now, key, candidates, reasons);
+        self.want(now, key, candidates, reasons, false);
     }
 
     /// Sets or clears one of our reasons for the link to `addr`.

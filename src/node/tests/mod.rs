@@ -481,5 +481,6 @@ mod certs;
 mod flood;
 mod hostile_members;
 mod hostile_overlay;
+mod reflection;
 mod tunnel;
 mod underlay;

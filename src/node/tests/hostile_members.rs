@@ -15,7 +15,7 @@ const ATTACKER: usize = 5;
 const VICTIM: usize = 1;
 
 /// `n` certified members, every one holding its address.
-fn certified_members(n: usize, seed: u64) -> Sim {
+pub(super) fn certified_members(n: usize, seed: u64) -> Sim {
     let mut sim = Sim::new(seed, NetConfig::default());
     sim.vpn = Some(crate::vpn::VpnConfig::new("sim"));
     sim.keep_frames = 64;

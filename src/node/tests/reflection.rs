@@ -7,7 +7,7 @@ use super::*;
 use crate::crypto::{Identity, Seed};
 use crate::overlay::table::reason;
 use crate::overlay::Addr;
-use crate::sim::{scenario, NetConfig, Sim, SimCerts};
+use crate::sim::Sim;
 use crate::wire::endpoint::Endpoint;
 use crate::wire::overlay::{
     emit_routed_header, Endpoints, Mode, Neighbours, NodeRecord, OverlayMsg, Records,
@@ -19,18 +19,7 @@ const ATTACKER: usize = 5;
 const VICTIM_IP: [u8; 4] = [198, 19, 66, 6];
 
 fn members(n: usize, seed: u64) -> Sim {
-    let mut sim = Sim::new(seed, NetConfig::default());
-    sim.certs = Some(SimCerts {
-        ca_seed: [100; 32],
-        network: "sim".into(),
-        prefixes: Default::default(),
-    });
-    for _ in 0..n {
-        let boots = sim.random_bootstraps(3, None);
-        sim.add_node(boots);
-    }
-    scenario::run_until_consistent(&mut sim, Duration::from_secs(1), Duration::from_secs(60))
-        .expect("a ring of certified members");
+    let mut sim = super::hostile_members::certified_members(n, seed);
     sim.run_for(Duration::from_secs(5));
     sim.watch = Some(std::net::IpAddr::from(VICTIM_IP));
     sim

@@ -8,7 +8,7 @@ const LINK_PURPOSES: u8 = reason::SHORTCUT | reason::ONDEMAND | reason::RELAY;
 
 use super::{
     reason, Action, Overlay, PendingCtm, Refused, CONN_LIST_BURST, CTM_BEHIND_NAT, FAILED_FOR,
-    LINK_BACK_BURST, LINK_BACK_PER_S, MAX_ECHO_RESULTS,
+    MAX_ECHO_RESULTS,
 };
 use crate::crypto::NodeKey;
 use crate::node::PeerIdx;
@@ -95,13 +95,16 @@ impl Overlay {
                         hearsay: false,
                     });
                 } else if !with_init {
-                    // Link from this side too, so that both sides send
-                    // (the hole punch): not to the endpoints it names,
-                    // which are only what the request says (anyone may
-                    // write anyone's address there), but with an init of
-                    // ours routed to it, which the node holding the key
-                    // answers at ours (docs/SECURITY.md).
-                    self.link_back(now, src, purpose & !CTM_BEHIND_NAT);
+                    // Link from this side too: both sides sending at once
+                    // is the hole punch. Its endpoints are only what the
+                    // request says (anyone may write anyone's address
+                    // there), so the attempt is hearsay: an address nobody
+                    // proved gets one handshake per 10 s (docs/SECURITY.md).
+                    self.actions.push(Action::Link {
+                        key,
+                        candidates: endpoints,
+                        hearsay: true,
+                    });
                 }
             }
             OverlayMsg::CtmReply {
@@ -390,28 +393,7 @@ impl Overlay {
         self.actions.push(Action::Send { peer, msg });
     }
 
-    /// Asks the node at exactly `addr` for a link with an init of ours
-    /// riding along: it answers at our endpoints (its answer is its half
-    /// of a hole punch). Held to `LINK_BACK_PER_S`, since requests from
-    /// others cause these.
-    fn link_back(&mut self, now: Instant, addr: Addr, purpose: u8) {
-        if self.link_backs.take(now, LINK_BACK_PER_S, LINK_BACK_BURST) {
-            self.send_ctm(now, Mode::Exact, addr, purpose, true);
-        }
-    }
-
     pub(super) fn ctm(&mut self, now: Instant, mode: Mode, target: Addr, purpose: u8) {
-        // A handshake init rides along when the answer is likely a node we
-        // are not linked to yet: shortcuts, and near checks while settling.
-        // Stable near checks find the neighbours we have, so they save the
-        // ~190 bytes per hop.
-        let settling = now.saturating_since(self.near_changed) < self.cfg.settle_time;
-        let wants_new_link = reason::SHORTCUT | reason::ONDEMAND | reason::RELAY;
-        let with_init = purpose & wants_new_link != 0 || settling;
-        self.send_ctm(now, mode, target, purpose, with_init);
-    }
-
-    fn send_ctm(&mut self, now: Instant, mode: Mode, target: Addr, purpose: u8, with_init: bool) {
         self.stats.ctm_sent += 1;
         self.pending.push(PendingCtm {
             purpose,
@@ -425,7 +407,13 @@ impl Overlay {
             endpoints: self.endpoints.clone(),
             init: Vec::new(),
         };
-        let init_for = with_init.then_some(purpose);
+        // A handshake init rides along when the answer is likely a node we
+        // are not linked to yet: shortcuts, and near checks while settling.
+        // Stable near checks find the neighbours we have, so they save the
+        // ~190 bytes per hop.
+        let settling = now.saturating_since(self.near_changed) < self.cfg.settle_time;
+        let wants_new_link = reason::SHORTCUT | reason::ONDEMAND | reason::RELAY;
+        let init_for = (purpose & wants_new_link != 0 || settling).then_some(purpose);
         // Looking for our own neighbours, start from a random connection:
         // greedy routing from our nearest link could end in the same false
         // pocket of a loopy ring that we are trying to get out of.

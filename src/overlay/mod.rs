@@ -245,9 +245,6 @@ pub struct Overlay {
     pub stats: OverlayStats,
     dht: dht::Dht,
     behind_nat: bool,
-    /// Connect-to-me requests with our init that others' requests caused
-    /// (`link_back`).
-    link_backs: crate::limit::Bucket,
     /// Our relay budget is advertised (not behind a symmetric NAT).
     relay_offered: bool,
     /// Echo replies by nonce: (hops, rtt) for probes the caller started.
@@ -266,10 +263,6 @@ pub(super) const FAILED_FOR: Duration = Duration::from_secs(30);
 /// Connect-to-me purpose flag: the requester is behind a NAT, so the
 /// acceptor replies (with its endpoints) even when it answers the init.
 pub(super) const CTM_BEHIND_NAT: u8 = 0x80;
-/// Link-backs (see `link_back`) per second, and burst: ring repair needs
-/// a few; a stream of requests in made-up names gets no more.
-pub(super) const LINK_BACK_PER_S: u32 = 2;
-pub(super) const LINK_BACK_BURST: u32 = 8;
 /// Echo results kept for the caller (ring-ping, the simulator's probes).
 pub(super) const MAX_ECHO_RESULTS: usize = 4096;
 
@@ -308,7 +301,6 @@ impl Overlay {
             stats: OverlayStats::default(),
             dht: dht::Dht::new(dht_records, now),
             behind_nat: false,
-            link_backs: crate::limit::Bucket::full(LINK_BACK_BURST, now),
             relay_offered: true,
             echo_results: BTreeMap::new(),
         }

@@ -60,10 +60,10 @@ fn key_near(sim: &Sim, i: usize, from_seed: &mut u8) -> NodeKey {
 
 /// Connect-to-me requests without an init, in made-up names, to ten
 /// members: before issue 13 each acceptor punched the eight endpoints
-/// (up to seven inits each). Now no acceptor sends a datagram to
-/// endpoints nobody vouched for.
+/// (560 datagrams in all). Now the endpoints are hearsay: one handshake
+/// per unproven address per 10 s.
 #[test]
-fn connect_to_me_without_an_init_reflects_nothing() {
+fn connect_to_me_without_an_init_draws_one_datagram_per_message_at_most() {
     let mut sim = members(12, 31);
     let via = first_link(&sim);
     let targets: Vec<usize> = (0..12).filter(|&i| i != ATTACKER).take(10).collect();
@@ -88,7 +88,13 @@ fn connect_to_me_without_an_init_reflects_nothing() {
         send_once(&mut sim, via, &b);
     }
     sim.run_for(Duration::from_secs(30));
-    assert_eq!(sim.watched, 0, "datagrams at the victim");
+    let messages = targets.len() as u64;
+    eprintln!("{} datagrams at the victim for {messages} messages", sim.watched);
+    assert!(
+        sim.watched <= messages,
+        "{} datagrams at the victim for {messages} messages",
+        sim.watched
+    );
 }
 
 /// Connect-to-me requests that carry the attacker's own valid init and
@@ -116,6 +122,7 @@ fn connect_to_me_with_an_init_is_answered_once_per_address() {
     }
     sim.run_for(Duration::from_secs(30));
     let messages = targets.len() as u64;
+    eprintln!("{} datagrams at the victim for {messages} messages", sim.watched);
     assert!(sim.watched > 0, "the answers do go out");
     assert!(
         sim.watched <= messages,
@@ -164,6 +171,7 @@ fn gossip_naming_a_victim_draws_at_most_one_datagram_per_message() {
         sim.run_for(Duration::from_secs(5));
     }
     sim.run_for(Duration::from_secs(20));
+    eprintln!("{} datagrams at the victim for {messages} messages", sim.watched);
     assert!(
         sim.watched <= messages,
         "{} datagrams at the victim for {messages} messages",

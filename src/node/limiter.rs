@@ -57,6 +57,8 @@ pub const LOAD_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
 /// victim's address in gossip or a forged reply gets one datagram sent
 /// there per message at most, not an init per candidate and attempt.
 pub const PROBE_SPACING: std::time::Duration = std::time::Duration::from_secs(10);
+/// Handshakes per unproven address in one `PROBE_SPACING`.
+pub const PROBES_PER_SPACING: u8 = 1;
 /// Unproven addresses remembered (the oldest recycled): a fixed table.
 pub const PROBE_SLOTS: usize = 256;
 
@@ -64,21 +66,24 @@ pub const PROBE_SLOTS: usize = 256;
 /// `PROBE_SPACING`).
 #[derive(Debug, Default)]
 pub struct Probes {
-    last: Vec<(IpAddr, Instant)>,
+    last: Vec<(IpAddr, Instant, u8)>,
 }
 
 impl Probes {
     /// May a handshake go to unproven `ip` now? (Taking the turn if so.)
     pub fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
-        if let Some((_, t)) = self.last.iter_mut().find(|(a, _)| *a == ip) {
-            if now.saturating_since(*t) < PROBE_SPACING {
+        if let Some((_, t, n)) = self.last.iter_mut().find(|(a, _, _)| *a == ip) {
+            if now.saturating_since(*t) >= PROBE_SPACING {
+                (*t, *n) = (now, 0);
+            }
+            if *n >= PROBES_PER_SPACING {
                 return false;
             }
-            *t = now;
+            *n += 1;
         } else if self.last.len() < PROBE_SLOTS {
-            self.last.push((ip, now));
-        } else if let Some(oldest) = self.last.iter_mut().min_by_key(|(_, t)| *t) {
-            *oldest = (ip, now);
+            self.last.push((ip, now, 1));
+        } else if let Some(oldest) = self.last.iter_mut().min_by_key(|(_, t, _)| *t) {
+            *oldest = (ip, now, 1);
         }
         true
     }

@@ -89,7 +89,10 @@ fn connect_to_me_without_an_init_draws_one_datagram_per_message_at_most() {
     }
     sim.run_for(Duration::from_secs(30));
     let messages = targets.len() as u64;
-    eprintln!("{} datagrams at the victim for {messages} messages", sim.watched);
+    eprintln!(
+        "{} datagrams at the victim for {messages} messages",
+        sim.watched
+    );
     assert!(
         sim.watched <= messages,
         "{} datagrams at the victim for {messages} messages",
@@ -122,7 +125,10 @@ fn connect_to_me_with_an_init_is_answered_once_per_address() {
     }
     sim.run_for(Duration::from_secs(30));
     let messages = targets.len() as u64;
-    eprintln!("{} datagrams at the victim for {messages} messages", sim.watched);
+    eprintln!(
+        "{} datagrams at the victim for {messages} messages",
+        sim.watched
+    );
     assert!(sim.watched > 0, "the answers do go out");
     assert!(
         sim.watched <= messages,
@@ -171,7 +177,10 @@ fn gossip_naming_a_victim_draws_at_most_one_datagram_per_message() {
         sim.run_for(Duration::from_secs(5));
     }
     sim.run_for(Duration::from_secs(20));
-    eprintln!("{} datagrams at the victim for {messages} messages", sim.watched);
+    eprintln!(
+        "{} datagrams at the victim for {messages} messages",
+        sim.watched
+    );
     assert!(
         sim.watched <= messages,
         "{} datagrams at the victim for {messages} messages",

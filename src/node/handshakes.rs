@@ -1067,54 +1067,6 @@ impl Node {
             && peer.pending.is_some()
     }
 
-    /// A first link to `peer` that gossip or a request passing through
-    /// asked for: its candidates are what a message said, no more.
-    fn on_hearsay(peer: &Peer) -> bool {
-        peer.heard
-            && peer.dynamic
-            && !peer.punching
-            && !peer.routed
-            && !peer.tunnel_wanted
-            && peer.relay.is_none()
-            && !peer.linked
-    }
-
-    /// An attempt's destinations less the unproven addresses whose turn
-    /// has not come (`limiter::Probes`), one per address; `None` if none
-    /// is left (the attempt still counts, so a link to a made-up node
-    /// fails in its usual time).
-    fn aim_unproven(
-        &mut self,
-        now: Instant,
-        dst: Path,
-        also: &[Endpoint],
-    ) -> Option<(Path, Endpoints)> {
-        let Path::Direct(first) = dst else {
-            return Some((dst, also.iter().copied().collect()));
-        };
-        let mut kept = Endpoints::new();
-        for &e in core::iter::once(&first).chain(also) {
-            let ip = e.ip();
-            if kept.iter().any(|k| k.ip() == ip) {
-                continue;
-            }
-            if self.address_proven(ip) || self.probes.allow(ip, now) {
-                kept.push(e);
-            } else {
-                self.stats.count(DropReason::ProbeLimited);
-            }
-        }
-        let first = *kept.first()?;
-        Some((Path::Direct(first), kept.into_iter().skip(1).collect()))
-    }
-
-    /// An authenticated packet has come from `ip` (some peer's proven path).
-    fn address_proven(&self, ip: std::net::IpAddr) -> bool {
-        self.peers
-            .iter()
-            .any(|p| p.proven.is_some_and(|e| e.ip() == ip))
-    }
-
     /// A punch towards a peer we have no session with also sends its init
     /// over the overlay: whichever answer comes first makes the session,
     /// so traffic flows at once (routed) while the punch goes on.

@@ -29,13 +29,19 @@
 //! carry it, and punches under way start again from it — and every peer we
 //! have a session with gets the whole new set in an *endpoints* message, so
 //! a withdrawn address disappears from its candidates.
+//!
+//! Nor is the underlay aimed by others: an address that only gossip or a
+//! passing request named, and that no authenticated packet has come from,
+//! gets one handshake per `limiter::PROBE_SPACING` (`aim_unproven`), so no
+//! member can turn our handshakes on a host (issue 13, reflection).
 
 use super::limiter::{OVERLAY_BURST, OVERLAY_RATE_PER_S};
-use super::{DropReason, Endpoint, MsgType, Node, NodeConfig, PeerIdx};
+use super::peer::Peer;
+use super::{DropReason, Endpoint, MsgType, Node, NodeConfig, Path, PeerIdx};
 use crate::buf::PacketBuf;
 use crate::net::{Prefix, PrefixSet};
 use crate::time::Instant;
-use crate::wire::overlay::EndpointList;
+use crate::wire::overlay::{EndpointList, Endpoints};
 
 /// The prefixes the underlay must never use, from the configuration.
 pub(super) fn guard(cfg: &NodeConfig) -> PrefixSet {
@@ -168,5 +174,53 @@ impl Node {
             peer.endpoint = kept.iter().find(|c| !c.tcp).copied();
         }
         peer.candidates = kept;
+    }
+
+    /// A first link to `peer` that gossip or a request passing through
+    /// asked for: its candidates are what a message said, no more.
+    pub(super) fn on_hearsay(peer: &Peer) -> bool {
+        peer.heard
+            && peer.dynamic
+            && !peer.punching
+            && !peer.routed
+            && !peer.tunnel_wanted
+            && peer.relay.is_none()
+            && !peer.linked
+    }
+
+    /// An attempt's destinations less the unproven addresses whose turn
+    /// has not come (`limiter::Probes`), one per address; `None` if none
+    /// is left (the attempt still counts, so a link to a made-up node
+    /// fails in its usual time).
+    pub(super) fn aim_unproven(
+        &mut self,
+        now: Instant,
+        dst: Path,
+        also: &[Endpoint],
+    ) -> Option<(Path, Endpoints)> {
+        let Path::Direct(first) = dst else {
+            return Some((dst, also.iter().copied().collect()));
+        };
+        let mut kept = Endpoints::new();
+        for &e in core::iter::once(&first).chain(also) {
+            let ip = e.ip();
+            if kept.iter().any(|k| k.ip() == ip) {
+                continue;
+            }
+            if self.address_proven(ip) || self.probes.allow(ip, now) {
+                kept.push(e);
+            } else {
+                self.stats.count(DropReason::ProbeLimited);
+            }
+        }
+        let first = *kept.first()?;
+        Some((Path::Direct(first), kept.into_iter().skip(1).collect()))
+    }
+
+    /// An authenticated packet has come from `ip` (some peer's proven path).
+    fn address_proven(&self, ip: std::net::IpAddr) -> bool {
+        self.peers
+            .iter()
+            .any(|p| p.proven.is_some_and(|e| e.ip() == ip))
     }
 }

@@ -46,6 +46,17 @@ fn send_once(sim: &mut Sim, via: PeerIdx, bytes: &[u8]) {
     });
 }
 
+/// The goal: no more datagrams at the victim than the attacker sent
+/// messages (printed, for the closing figures).
+fn at_most_one_per_message(sim: &Sim, messages: u64) {
+    let at_victim = sim.watched;
+    eprintln!("{at_victim} datagrams at the victim for {messages} messages");
+    assert!(
+        at_victim <= messages,
+        "{at_victim} datagrams at the victim for {messages} messages"
+    );
+}
+
 /// A key whose ring address `i`'s overlay would link to as a neighbour.
 fn key_near(sim: &Sim, i: usize, from_seed: &mut u8) -> NodeKey {
     loop {
@@ -89,15 +100,7 @@ fn connect_to_me_without_an_init_draws_one_datagram_per_message_at_most() {
     }
     sim.run_for(Duration::from_secs(30));
     let messages = targets.len() as u64;
-    eprintln!(
-        "{} datagrams at the victim for {messages} messages",
-        sim.watched
-    );
-    assert!(
-        sim.watched <= messages,
-        "{} datagrams at the victim for {messages} messages",
-        sim.watched
-    );
+    at_most_one_per_message(&sim, messages);
 }
 
 /// Connect-to-me requests that carry the attacker's own valid init and
@@ -125,16 +128,8 @@ fn connect_to_me_with_an_init_is_answered_once_per_address() {
     }
     sim.run_for(Duration::from_secs(30));
     let messages = targets.len() as u64;
-    eprintln!(
-        "{} datagrams at the victim for {messages} messages",
-        sim.watched
-    );
     assert!(sim.watched > 0, "the answers do go out");
-    assert!(
-        sim.watched <= messages,
-        "{} datagrams at the victim for {messages} messages",
-        sim.watched
-    );
+    at_most_one_per_message(&sim, messages);
 }
 
 /// Neighbour gossip naming made-up nodes near each receiver, all at the
@@ -177,15 +172,7 @@ fn gossip_naming_a_victim_draws_at_most_one_datagram_per_message() {
         sim.run_for(Duration::from_secs(5));
     }
     sim.run_for(Duration::from_secs(20));
-    eprintln!(
-        "{} datagrams at the victim for {messages} messages",
-        sim.watched
-    );
-    assert!(
-        sim.watched <= messages,
-        "{} datagrams at the victim for {messages} messages",
-        sim.watched
-    );
+    at_most_one_per_message(&sim, messages);
     // The ring is none the worse for it.
     assert_eq!(sim.consistency(), 1.0);
 }

@@ -9,6 +9,7 @@
 //! No socket, file or clock is touched here, which is why the same node runs
 //! in the mio shell, in the benchmarks and in the simulator.
 
+mod attempts;
 pub mod config;
 pub mod cookies;
 mod failover;

@@ -40,30 +40,44 @@ fn symmetric_and_port_restricted_share_one_relay() {
     assert_eq!(path(&sim, b, a), Some(ab), "the same relay both ways");
 }
 
-/// 300 nodes behind the default NAT mix: the ring is whole (tunnel edges
-/// where its neighbours cannot punch), every pair that can punch ends
-/// direct, nearly every other pair on a tunnel edge, and relays cost at
-/// most 1.5x the direct latency on average.
+/// 300 nodes behind the default NAT mix, four seeds: the ring is whole
+/// (tunnel edges where its neighbours cannot punch), every pair that can
+/// punch ends direct, nearly every other pair on a tunnel edge, and relays
+/// cost at most 1.5x the direct latency on average. The stretch is pooled
+/// over the seeds: one seed has only 12 to 22 relayed pairs, and its mean
+/// swings from 1.25 to 1.85 with any change to timing.
 #[test]
 fn nat_mix_at_300_nodes() {
     trace_logs();
-    let r = scenario::nat_paths(300, 3, scenario::NatMix::default(), 120);
-    eprintln!("{r:?}");
-    assert_eq!(r.consistency, 1.0, "ring consistency");
-    assert!(r.links_relayed > 0, "some ring links need tunnels");
+    let (mut stretch, mut relayed) = (0.0, 0);
+    for seed in 1..=4 {
+        let r = scenario::nat_paths(300, seed, scenario::NatMix::default(), 120);
+        eprintln!("seed {seed}: {r:?}");
+        assert_eq!(r.consistency, 1.0, "seed {seed}: ring consistency");
+        assert!(
+            r.links_relayed > 0,
+            "seed {seed}: some ring links need tunnels"
+        );
+        assert!(
+            r.punchable_direct * 100 >= r.punchable * 97,
+            "seed {seed}: {} of {} punchable pairs direct",
+            r.punchable_direct,
+            r.punchable
+        );
+        assert!(
+            r.pairs_other * 100 <= r.pairs * 3,
+            "seed {seed}: {} pairs on neither path",
+            r.pairs_other
+        );
+        assert!(r.pairs_relayed > 0);
+        stretch += r.stretch_mean * r.pairs_relayed as f64;
+        relayed += r.pairs_relayed;
+    }
+    let stretch = stretch / relayed as f64;
     assert!(
-        r.punchable_direct * 100 >= r.punchable * 97,
-        "{} of {} punchable pairs direct",
-        r.punchable_direct,
-        r.punchable
+        stretch <= 1.5,
+        "relay stretch {stretch:.2} over {relayed} pairs"
     );
-    assert!(
-        r.pairs_other * 100 <= r.pairs * 3,
-        "{} pairs on neither path",
-        r.pairs_other
-    );
-    assert!(r.pairs_relayed > 0);
-    assert!(r.stretch_mean <= 1.5, "relay stretch {:.2}", r.stretch_mean);
 }
 
 /// VPN pairs with traffic in a 200-node NAT mix (issue 12's scenarios in

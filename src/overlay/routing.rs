@@ -7,6 +7,10 @@ use crate::node::PeerIdx;
 use crate::time::Instant;
 use crate::wire::overlay::{emit_routed_header, Mode, OverlayMsg, Routed, RoutedData, FLAG_FINAL};
 
+/// How much farther from the destination than the closest connection a
+/// connection may be and still win by its neighbour list (lookahead).
+pub const LOOKAHEAD_SPREAD: u128 = 16;
+
 impl Overlay {
     /// Starts a routed message from this node.
     pub fn send_routed(&mut self, now: Instant, mode: Mode, dst: Addr, msg: &OverlayMsg) {
@@ -126,19 +130,33 @@ impl Overlay {
         }
         let prefix = |a: Addr| (a.0 >> 64) as u64;
         let (skip_p, me_p) = (skip.map(prefix), prefix(self.me));
+        let dst_p = Addr(u128::from(prefix(dst)) << 64);
+        // Lists are claims nobody checked: they may only reorder the
+        // connections about as close as the closest one, so a member that
+        // lists the whole ring gains a bounded share, not the ring's traffic.
+        let closest = self
+            .table
+            .iter()
+            .filter(usable)
+            .map(|c| Self::metric(mode, dst, c.addr))
+            .min()
+            .unwrap_or(u128::MAX);
+        let reach = closest
+            .saturating_mul(LOOKAHEAD_SPREAD)
+            .min(mine.saturating_sub(1));
         let mut best: Option<(u128, u128, PeerIdx)> = None;
         for c in self.table.iter().filter(usable) {
             let m = Self::metric(mode, dst, c.addr);
-            if m >= mine {
+            if m > reach {
                 continue;
             }
             // Scored at the lists' 64-bit precision, so that a connection
             // and the same node seen in another's list tie (and the direct
             // one, with the smaller exact metric, wins the tie).
-            let mut score = Self::metric(mode, dst, Addr(u128::from(prefix(c.addr)) << 64));
+            let mut score = Self::metric(mode, dst_p, Addr(u128::from(prefix(c.addr)) << 64));
             for &p in &c.nbrs {
                 if Some(p) != skip_p && p != me_p {
-                    score = score.min(Self::metric(mode, dst, Addr(u128::from(p) << 64)));
+                    score = score.min(Self::metric(mode, dst_p, Addr(u128::from(p) << 64)));
                 }
             }
             if best.map_or(true, |(bs, bm, _)| (score, m) < (bs, bm)) {
@@ -154,6 +172,11 @@ impl Overlay {
     /// cannot link to it (a symmetric NAT's, before its tunnel edges are
     /// up). The one hop that does not get closer is followed by the last
     /// hop; a stale list costs a bounce that the hop limit ends.
+    ///
+    /// Lists are unchecked claims, so the claimer nearest the destination
+    /// is chosen: the honest ones are the destination's other neighbours,
+    /// next door, and a member elsewhere that lists everyone wins only
+    /// where nobody else knows the way (and the message had no route).
     fn last_resort(&self, mode: Mode, dst: Addr, skip: Option<Addr>) -> Option<PeerIdx> {
         if mode != Mode::Exact || dst == self.me {
             return None;
@@ -161,7 +184,8 @@ impl Overlay {
         let want = (dst.0 >> 64) as u64;
         self.table
             .iter()
-            .find(|c| Some(c.addr) != skip && !c.suspect && c.nbrs.contains(&want))
+            .filter(|c| Some(c.addr) != skip && !c.suspect && c.nbrs.contains(&want))
+            .min_by_key(|c| c.addr.distance(dst))
             .map(|c| c.peer)
     }
 

@@ -67,7 +67,13 @@ fn lookahead_prefers_the_neighbour_whose_neighbours_are_closer() {
     let me = key(0);
     let dst = Addr::of_key(&me).offset(i128::MAX);
     let keys = by_distance(dst, 400);
-    let (a, b) = (keys[0], keys[5]);
+    // a and b about as close (a list may choose between those), a closer.
+    let d = |k: &NodeKey| Addr::of_key(k).distance(dst);
+    let (a, b) = keys
+        .windows(2)
+        .map(|w| (w[0], w[1]))
+        .find(|(a, b)| d(b) <= 2 * d(a))
+        .expect("two nodes about as close");
     let src = Addr(7);
     for (lookahead, want) in [(false, 0), (true, 1)] {
         let mut ov = node(me, &[a, b], lookahead);
@@ -98,6 +104,43 @@ fn lookahead_never_moves_away_from_the_destination() {
     tell_list(&mut ov, 0, &[dst]);
     let mut msg = routed(Mode::Closest, Addr(7), dst);
     assert_eq!(ov.route(&mut msg), Route::Deliver);
+}
+
+#[test]
+fn a_list_cannot_pull_a_message_to_a_connection_much_farther_than_the_closest() {
+    // Lists are unchecked claims: one that names the destination itself
+    // only reorders connections about as close as the closest one.
+    let dst = Addr(1 << 100);
+    let keys = by_distance(dst, 400);
+    let (me, near, far) = (keys[200], keys[0], keys[100]);
+    let spread = crate::overlay::routing::LOOKAHEAD_SPREAD;
+    assert!(Addr::of_key(&far).distance(dst) > spread * Addr::of_key(&near).distance(dst));
+    let mut ov = node(me, &[far, near], true);
+    tell_list(&mut ov, 0, &[dst]);
+    let mut msg = routed(Mode::Closest, Addr(7), dst);
+    assert_eq!(ov.route(&mut msg), Route::Forward(PeerIdx(1)));
+}
+
+#[test]
+fn last_resort_follows_the_claim_from_next_door() {
+    // We are the closest node to `target` we know, and not linked to it.
+    // A connection next door that lists it is the way in (a node behind a
+    // NAT its ring neighbours cannot reach); a far one that lists it too
+    // (every node, say) does not draw the message away.
+    let target = key(1000);
+    let dst = Addr::of_key(&target);
+    let keys = by_distance(dst, 400);
+    let (me, near) = (keys[0], keys[1]);
+    // The far liar sorts before the honest one in the table.
+    let far = *keys[300..]
+        .iter()
+        .find(|k| Addr::of_key(k) < Addr::of_key(&near))
+        .expect("a far node sorting first");
+    let mut ov = node(me, &[far, near], true);
+    tell_list(&mut ov, 0, &[dst]);
+    tell_list(&mut ov, 1, &[dst]);
+    let mut msg = routed(Mode::Exact, Addr(7), dst);
+    assert_eq!(ov.route(&mut msg), Route::Forward(PeerIdx(1)));
 }
 
 #[test]

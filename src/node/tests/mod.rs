@@ -481,6 +481,7 @@ mod certs;
 mod flood;
 mod hostile_members;
 mod hostile_overlay;
+mod poisoning;
 mod reflection;
 mod tunnel;
 mod underlay;

@@ -772,10 +772,15 @@ impl Node {
         if kind == Some(wire::overlay::KIND_ENDPOINTS) {
             return self.endpoints_from(now, p, buf);
         }
-        if kind == Some(trust::CTRL_REVOCATIONS) {
+        if kind == Some(trust::KIND_REVOCATION_PART) {
             let msg = self.pool.data(&buf).to_vec();
             self.pool.free(buf);
             return self.revocations_from(now, p, &msg);
+        }
+        if kind == Some(trust::KIND_REVOCATION_SERIALS) {
+            let msg = self.pool.data(&buf).to_vec();
+            self.pool.free(buf);
+            return self.serials_from(now, p, &msg);
         }
         if !matches!(kind, Some(CTRL_PING | CTRL_PONG)) {
             if let Some(buf) = self.handle_overlay_control(now, p, buf) {
@@ -940,6 +945,7 @@ impl Node {
         {
             self.send_ping(now, p);
         }
+        self.tell_serials(now, p);
         if self.peers[i].idle_at().is_some_and(|t| now >= t) {
             // A routed session the VPN no longer uses: no more rekeys.
             self.peers[i].wanted = false;

@@ -276,6 +276,8 @@ pub struct Peer {
     /// VPN packets sent in the current on-demand window, and its start.
     pub demand: u16,
     pub demand_since: Instant,
+    /// Revocation list serials told and lists sent on this link.
+    pub lists: super::trust::ListSync,
     pub sessions: Sessions,
     pub pending: Option<Pending>,
     /// Our init withdrawn for the peer's crossing one: its answer is
@@ -344,6 +346,7 @@ impl Peer {
             direct_retry: None,
             ondemand: false,
             ondemand_asked: None,
+            lists: Default::default(),
             demand: 0,
             demand_since: Instant::ZERO,
             sessions: Sessions::default(),

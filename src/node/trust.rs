@@ -1,30 +1,32 @@
 //! Certificate mode at run time: revocation lists taken, spread over the
 //! links, and enforced (links to revoked members close at once).
 //!
-//! A list travels as link control (kind 10): a node that takes a newer
-//! list from its file or from a peer passes it to every link, and sends
-//! what it holds to each new link, so a list reaches every member within
-//! the overlay's diameter and late joiners get it on their first link. An
-//! older or equal list is ignored, so the flood stops by itself.
+//! A list travels as link control in parts (`wire::trust`): a node that
+//! takes a newer list from its file or from a peer passes it to every
+//! link, and sends what it holds to each new link, so a list reaches every
+//! member within the overlay's diameter and late joiners get it on their
+//! first link. An older or equal list is ignored, so the flood stops by
+//! itself.
 //!
-//! A list is sent in parts of at most 1 KiB (a list may revoke up to 1024
-//! keys, 32 KiB): kind 10 | part index (1) | part count (1) | reserved (1)
-//! | the part. A node reassembles a list per link, for up to
-//! [`REASSEMBLY_SLOTS`] links at once (bounded memory); a link that starts
-//! a list and never finishes it holds only its own slot, so one member
-//! sending bogus first parts cannot keep every other link's list out.
+//! Parts can be lost, so pushing alone is not enough: every
+//! [`SERIALS_EVERY`] each node tells each link the serials it holds (at
+//! the link's next timer), and a link holding a newer list sends it, at
+//! most once per [`RESEND_SPACING`] per link. A list whose parts were lost
+//! arrives within about a minute; a member never pays more than one list
+//! per link per spacing for another's asking.
+//!
+//! A node reassembles a list per link, for up to [`REASSEMBLY_SLOTS`]
+//! links at once (bounded memory); a link that starts a list and never
+//! finishes it holds only its own slot, so one member sending bogus first
+//! parts cannot keep every other link's list out.
 
 use super::{DropReason, MsgType, Node, PeerIdx};
 use crate::crypto::cert::{CertError, Revocations, MAX_REVOKED};
 use crate::time::Instant;
+use crate::wire::trust::{RevocationPart, RevocationSerials, MAX_SERIALS};
+pub use crate::wire::trust::{KIND_REVOCATION_PART, KIND_REVOCATION_SERIALS, PART};
 use std::time::Duration;
 
-/// Link control kind of a revocation list part.
-pub const CTRL_REVOCATIONS: u8 = 10;
-/// Kind, part index, part count, reserved; then the part.
-const HEADER: usize = 4;
-/// Bytes of a list in one part (one datagram).
-pub const PART: usize = 1024;
 /// Parts of the largest list (MAX_REVOKED keys of 32 bytes, and its header).
 pub const MAX_PARTS: usize = (MAX_REVOKED * 32 + 256) / PART + 1;
 /// A list whose parts stop coming is given up after this.
@@ -33,6 +35,17 @@ pub const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// worth of memory, ~33 KiB); a further link takes the slot of the one
 /// that started longest ago once it has timed out.
 pub const REASSEMBLY_SLOTS: usize = 3;
+/// How often a link is told the serials we hold.
+pub const SERIALS_EVERY: Duration = Duration::from_secs(60);
+/// A link asking again gets our lists again only after this.
+pub const RESEND_SPACING: Duration = Duration::from_secs(30);
+
+/// Per link: when it was last told our serials and last sent our lists.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ListSync {
+    told: Option<Instant>,
+    sent: Option<Instant>,
+}
 
 /// A list being put back together from its parts.
 pub struct Reassembly {
@@ -123,6 +136,7 @@ impl Node {
         let Some(trust) = self.trust.as_ref() else {
             return;
         };
+        self.peers[usize::from(p.0)].lists.sent = Some(now);
         let lists: Vec<Vec<u8>> = trust
             .revocations
             .iter()
@@ -131,9 +145,13 @@ impl Node {
         for bytes in lists {
             let count = bytes.len().div_ceil(PART);
             for (i, part) in bytes.chunks(PART).enumerate() {
-                let mut msg = Vec::with_capacity(HEADER + part.len());
-                msg.extend_from_slice(&[CTRL_REVOCATIONS, i as u8, count as u8, 0]);
-                msg.extend_from_slice(part);
+                let mut msg = Vec::with_capacity(PART + 4);
+                RevocationPart {
+                    index: i as u8,
+                    count: count as u8,
+                    part,
+                }
+                .emit(&mut msg);
                 match self.pool.alloc_with(&msg) {
                     Some(buf) => self.send_to_peer(now, p, MsgType::Control, buf),
                     None => self.stats.count(DropReason::PoolEmpty),
@@ -142,22 +160,71 @@ impl Node {
         }
     }
 
-    /// A part of a revocation list from link `p` (link control kind 10).
+    /// Tells link `p` the serials of the lists we hold, if a while has
+    /// passed since we last did (called from the link's timers).
+    pub(super) fn tell_serials(&mut self, now: Instant, p: PeerIdx) {
+        let Some(trust) = self.trust.as_ref() else {
+            return;
+        };
+        let peer = &mut self.peers[usize::from(p.0)];
+        let due = peer
+            .lists
+            .told
+            .map_or(true, |t| now.saturating_since(t) >= SERIALS_EVERY);
+        if !peer.linked || !due {
+            return;
+        }
+        peer.lists.told = Some(now);
+        let serials = RevocationSerials {
+            lists: trust
+                .revocations
+                .iter()
+                .take(MAX_SERIALS)
+                .map(|r| (r.issuer, r.serial))
+                .collect(),
+        };
+        let mut msg = Vec::with_capacity(4 + MAX_SERIALS * 40);
+        serials.emit(&mut msg);
+        match self.pool.alloc_with(&msg) {
+            Some(buf) => self.send_to_peer(now, p, MsgType::Control, buf),
+            None => self.stats.count(DropReason::PoolEmpty),
+        }
+    }
+
+    /// Link `p` told us the serials it holds: if we hold a newer list (or
+    /// one it lacks), it gets our lists, unless it got them a moment ago.
+    pub(super) fn serials_from(&mut self, now: Instant, p: PeerIdx, msg: &[u8]) {
+        let Some(trust) = self.trust.as_ref() else {
+            return self.stats.count(DropReason::BadType);
+        };
+        let Ok(theirs) = RevocationSerials::parse(msg) else {
+            return self.stats.count(DropReason::BadLength);
+        };
+        let behind = trust
+            .revocations
+            .iter()
+            .any(|r| theirs.serial(&r.issuer).map_or(true, |s| s < r.serial));
+        let peer = &self.peers[usize::from(p.0)];
+        let spaced = peer
+            .lists
+            .sent
+            .map_or(true, |t| now.saturating_since(t) >= RESEND_SPACING);
+        if behind && spaced && peer.linked {
+            self.send_revocations(now, p);
+        }
+    }
+
+    /// A part of a revocation list from link `p`.
     pub(super) fn revocations_from(&mut self, now: Instant, p: PeerIdx, msg: &[u8]) {
         if self.trust.is_none() {
             // Lists mean nothing without certificates: nothing is kept.
             return self.stats.count(DropReason::BadType);
         }
-        let (Some(&index), Some(&count), Some(part)) = (msg.get(1), msg.get(2), msg.get(HEADER..))
-        else {
+        let Ok(RevocationPart { index, count, part }) = RevocationPart::parse(msg) else {
             return self.stats.count(DropReason::CertInvalid);
         };
         let (index, count) = (usize::from(index), usize::from(count));
-        // Every part but the last is exactly PART bytes; none is longer.
-        let full = part.len() == PART;
-        let last = index + 1 == count;
-        let fits = index < count && (full || last) && !part.is_empty() && part.len() <= PART;
-        if count == 0 || count > MAX_PARTS || !fits {
+        if count > MAX_PARTS {
             return self.stats.count(DropReason::CertInvalid);
         }
         // This link's slot (a new list from it starts over), a free

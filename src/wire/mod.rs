@@ -18,6 +18,7 @@ pub mod handshake;
 pub mod ip;
 pub mod ndp;
 pub mod overlay;
+pub mod trust;
 
 /// A message failed to parse. Deliberately a unit: the caller turns it into a
 /// counted drop, and a detailed reason would only help an attacker probe us.

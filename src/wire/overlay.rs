@@ -43,7 +43,7 @@ pub const KIND_CONN_LIST: u8 = 6;
 pub const KIND_ROUTED_DATA: u8 = 7;
 pub const KIND_BROADCAST: u8 = 8;
 pub const KIND_DHT_COPY: u8 = 9;
-/// Kind 10 is the revocation list parts (`node::trust`).
+/// Kinds 10 and 12 are certificate mode's (`wire::trust`).
 pub const KIND_ENDPOINTS: u8 = 11;
 
 pub const ROUTED_HEADER_LEN: usize = 40;

@@ -345,6 +345,25 @@ fn a_list_of_a_thousand_keys_travels_in_parts() {
     assert_eq!(a.stats().drops(DropReason::CertInvalid), before + 2);
 }
 
+/// A signed list of 200 made-up keys: several parts.
+fn list_of_200(ca_id: &Identity, serial: u64) -> Revocations {
+    Revocations {
+        issuer: NodeKey::default(),
+        serial,
+        issued_at: T0,
+        revoked: (0..200u32)
+            .map(|i| {
+                let mut k = [0u8; 32];
+                k[..4].copy_from_slice(&i.to_be_bytes());
+                NodeKey(k)
+            })
+            .collect(),
+        signature: [0; SIG_LEN],
+    }
+    .sign(ca_id)
+    .unwrap()
+}
+
 /// C keeps sending B first parts of a list that never comes whole (issue
 /// 13: one reassembly at a time let a member stall every list). A's real
 /// list, in parts, still gets through B, which has a slot per link.
@@ -364,25 +383,47 @@ fn bogus_parts_from_one_link_do_not_stall_anothers_list() {
     let mut bogus = vec![10, 0, 30, 0];
     bogus.extend_from_slice(&[0x55; PART]);
     net.nodes[1].1.revocations_from(now, b_from_c, &bogus);
-    let list = Revocations {
-        issuer: NodeKey::default(),
-        serial: 9,
-        issued_at: T0,
-        revoked: (0..200u32)
-            .map(|i| {
-                let mut k = [0u8; 32];
-                k[..4].copy_from_slice(&i.to_be_bytes());
-                NodeKey(k)
-            })
-            .collect(),
-        signature: [0; SIG_LEN],
-    }
-    .sign(&ca_id)
-    .unwrap();
+    let list = list_of_200(&ca_id, 9);
     assert!(list.encode().unwrap().len() > 2 * PART, "several parts");
     assert_eq!(net.nodes[0].1.offer_revocations(now, list, None), Ok(true));
     net.deliver(|_, _| true);
     assert_eq!(serial(&net, 1), Some(9), "B took A's list");
+}
+
+/// A list whose parts were lost on the way is not lost for good (issue
+/// 13: neighbours sent a list once, at the change or the link's start):
+/// each link tells the other the serials it holds about once a minute, and
+/// the one holding the newer list sends it; nothing is resent otherwise.
+#[test]
+fn a_list_whose_parts_were_lost_arrives_with_the_next_serials() {
+    let (mut net, ca_id) = line();
+    let list = list_of_200(&ca_id, 5);
+    let now = net.now;
+    assert_eq!(net.nodes[0].1.offer_revocations(now, list, None), Ok(true));
+    // The network loses A's second part.
+    let mut from_a = 0;
+    net.deliver(|i, _| {
+        from_a += usize::from(i == 0);
+        !(i == 0 && from_a == 2)
+    });
+    assert_eq!(serial(&net, 1), None, "B missed a part");
+    assert_eq!(serial(&net, 2), None);
+    for _ in 0..40 {
+        net.tick(Duration::from_secs(2));
+        net.deliver(|_, _| true);
+    }
+    assert_eq!(serial(&net, 1), Some(5), "B asked again by its serials");
+    assert_eq!(serial(&net, 2), Some(5), "and passed the list on");
+    // Everyone agrees now: a few minutes of serials, and no list again.
+    let mut parts = 0;
+    for _ in 0..100 {
+        net.tick(Duration::from_secs(2));
+        net.deliver(|_, b| {
+            parts += usize::from(b.len() > PART);
+            true
+        });
+    }
+    assert_eq!(parts, 0, "no list is sent blindly");
 }
 
 /// A CA rollover: during the transition every node trusts both CAs, so a

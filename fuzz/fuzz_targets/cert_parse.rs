@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use ringvpn::crypto::cert::{dearmour, Cert, Revocations, Trust, CERT_ARMOUR};
 use ringvpn::crypto::handshake::check_init_with;
-use ringvpn::crypto::NodeKey;
+use ringvpn::crypto::{Identity, Seed};
 
 fuzz_target!(|bytes: &[u8]| {
     if let Ok(c) = Cert::decode(bytes) {
@@ -25,7 +25,8 @@ fuzz_target!(|bytes: &[u8]| {
     if let Ok(text) = std::str::from_utf8(bytes) {
         let _ = dearmour(CERT_ARMOUR, text);
     }
-    let _ = check_init_with(bytes, NodeKey([7; 32]), |_, c| {
+    let me = Identity::from_seed(&Seed([7; 32]));
+    let _ = check_init_with(bytes, &me, |_, c| {
         let _ = c.map(|c| c.signature_ok());
         Ok(())
     });

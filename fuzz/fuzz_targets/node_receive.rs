@@ -35,7 +35,10 @@ fn pump(from: &mut Node, from_ep: SocketAddr, to: &mut Node) -> Option<Vec<u8>> 
 }
 
 fuzz_target!(|input: &[u8]| {
-    let (ea, eb): (SocketAddr, SocketAddr) = ("198.18.0.1:1".parse().unwrap(), "198.18.0.2:1".parse().unwrap());
+    let (ea, eb): (SocketAddr, SocketAddr) = (
+        "198.18.0.1:1".parse().unwrap(),
+        "198.18.0.2:1".parse().unwrap(),
+    );
     let mut a = node(1, 2, eb);
     let mut b = node(2, 1, ea);
     a.handle_timeout(Instant::ZERO);

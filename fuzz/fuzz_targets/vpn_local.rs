@@ -24,7 +24,8 @@ fuzz_target!(|bytes: &[u8]| {
             assert!(n <= out.len());
         }
     }
-    let _ = dhcp::Message::new_checked(bytes).map(|m| (m.msg_type(), m.requested_ip(), m.server_id()));
+    let _ =
+        dhcp::Message::new_checked(bytes).map(|m| (m.msg_type(), m.requested_ip(), m.server_id()));
     let _ = arp::Packet::new_checked(bytes).map(|p| (p.op(), p.sender_ip(), p.target_ip()));
     let _ = ndp::Solicit::new_checked(bytes).map(|s| s.target());
     let _ = (ip::destination(bytes), ip::source(bytes));

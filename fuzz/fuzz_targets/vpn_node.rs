@@ -68,8 +68,10 @@ fn pump(nodes: &mut [(SocketAddr, Node); 2], now: Instant) {
 }
 
 fuzz_target!(|input: &[u8]| {
-    let (ea, eb): (SocketAddr, SocketAddr) =
-        ("198.18.0.1:5140".parse().unwrap(), "198.18.0.2:5140".parse().unwrap());
+    let (ea, eb): (SocketAddr, SocketAddr) = (
+        "198.18.0.1:5140".parse().unwrap(),
+        "198.18.0.2:5140".parse().unwrap(),
+    );
     let mut nodes = [(ea, node(1, ea, None)), (eb, node(2, eb, Some(ea)))];
     let mut now = Instant::ZERO;
     for _ in 0..5 {
@@ -105,6 +107,10 @@ fuzz_target!(|input: &[u8]| {
     }
     // Parked packets (a lookup under way) are the only buffers held.
     for (_, n) in nodes.iter() {
-        assert!(n.pool().in_use() <= 40, "pool buffers leaked: {}", n.pool().in_use());
+        assert!(
+            n.pool().in_use() <= 40,
+            "pool buffers leaked: {}",
+            n.pool().in_use()
+        );
     }
 });

@@ -4,6 +4,11 @@ use ringvpn::wire::ethernet::Frame;
 
 fuzz_target!(|bytes: &[u8]| {
     if let Ok(f) = Frame::new_checked(bytes) {
-        let _ = (f.dst().is_multicast(), f.src(), f.ethertype(), f.payload().len());
+        let _ = (
+            f.dst().is_multicast(),
+            f.src(),
+            f.ethertype(),
+            f.payload().len(),
+        );
     }
 });

@@ -1,13 +1,39 @@
 //! The two-message handshake: build and check init and response.
 //!
-//! Functions here only compute; which peers are trusted, rate limits and
-//! session bookkeeping belong to the node.
+//! Each side signs its message with its Ed25519 node key and sends a fresh
+//! X25519 ephemeral; the session keys come from the ephemerals' shared
+//! secret and the transcript. Functions here only compute; which peers are
+//! trusted, rate limits and session bookkeeping belong to the node.
+//!
+//! **Sealed credentials.** A credential (a node key, or a certificate with
+//! a name, addresses and groups) says who is talking; sent in clear, any
+//! observer on the path learns it. So, as Noise and WireGuard do with the
+//! static key, it travels encrypted (`CredType::Sealed`):
+//!
+//! - in an init to a responder whose key we know, under X25519 of our
+//!   ephemeral and the responder's node key in Montgomery form (the
+//!   responder hint is then left empty: the sealing names the responder);
+//! - in every response to an initiator that asks for it (init flag 1),
+//!   under X25519 of the two ephemerals.
+//!
+//! Each signature also covers its sealing key, so an observer who holds a
+//! member's public key cannot test a handshake against it either. What is
+//! left in clear: indices, ephemerals, the init's timestamp, the observed
+//! endpoint, lengths — and the credential of an init to a responder whose
+//! key the initiator does not know (a bootstrap endpoint; inits riding in
+//! connect-to-me requests travel inside sealed overlay links). Nodes from
+//! before sealed credentials refuse type 3 as malformed; they send no
+//! flag, so they get clear responses, and a new node reads both.
 
 use super::cert::{Cert, CertError};
-use super::keys::{Identity, NodeKey};
+use super::keys::{x25519, x25519_public, Identity, NodeKey, Seed};
 use super::session::Session;
 use crate::time::Instant;
-use crate::wire::handshake::{CredType, InitPacket, InitRepr, RespPacket, RespRepr, SIG_LEN};
+use crate::wire::handshake::{
+    CredType, InitPacket, InitRepr, RespPacket, RespRepr, FLAG_SEALED_REPLY, MAX_CRED_LEN,
+    SEAL_OVERHEAD, SIG_LEN,
+};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use ring::agreement::{agree_ephemeral, EphemeralPrivateKey, UnparsedPublicKey, X25519};
 use ring::digest::{digest, Context, SHA256};
 use ring::hkdf;
@@ -17,6 +43,9 @@ const INIT_LABEL: &[u8] = b"ringvpn-init";
 const RESP_LABEL: &[u8] = b"ringvpn-resp";
 const KDF_I2R: &[u8] = b"ringvpn v1 initiator to responder";
 const KDF_R2I: &[u8] = b"ringvpn v1 responder to initiator";
+const SEAL_INIT: &[u8] = b"ringvpn sealed initiator credential";
+const SEAL_RESP: &[u8] = b"ringvpn sealed responder credential";
+const TAG_LEN: usize = 16;
 
 /// Why a handshake message was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +89,9 @@ impl<'a> Credential<'a> {
 
 /// The initiator's state between sending the init and getting the response.
 pub struct Initiator {
-    ephemeral: EphemeralPrivateKey,
+    /// Our X25519 ephemeral secret (wiped on drop): it serves twice, to
+    /// seal our credential and, with the responder's, for the session.
+    ephemeral: Seed,
     init_hash: [u8; 32],
     pub local_index: u32,
 }
@@ -74,6 +105,8 @@ pub struct ValidInit {
     pub timestamp: u64,
     ephemeral: [u8; 32],
     init_hash: [u8; 32],
+    /// The initiator reads a sealed credential in our response.
+    seal_reply: bool,
 }
 
 /// A verified response.
@@ -108,7 +141,8 @@ fn credential_key(cred_type: u8, cred: &[u8]) -> Result<(NodeKey, Option<Cert>),
             let cert = Cert::decode(cred).map_err(HandshakeError::Cert)?;
             Ok((cert.subject, Some(cert)))
         }
-        None => Err(HandshakeError::Malformed),
+        // Opened before this point; a sealed credential inside is nonsense.
+        Some(CredType::Sealed) | None => Err(HandshakeError::Malformed),
     }
 }
 
@@ -123,6 +157,93 @@ fn key_only(
             Err(HandshakeError::UnknownPeer)
         }
     }
+}
+
+/// A 32-byte key from `ikm`, for one purpose (`info`), salted.
+fn kdf32(salt: &[u8], ikm: &[u8], info: &[u8]) -> [u8; 32] {
+    struct Len32;
+    impl hkdf::KeyType for Len32 {
+        fn len(&self) -> usize {
+            32
+        }
+    }
+    let mut out = [0u8; 32];
+    hkdf::Salt::new(hkdf::HKDF_SHA256, salt)
+        .extract(ikm)
+        .expand(&[info], Len32)
+        .and_then(|okm| okm.fill(&mut out))
+        .expect("32 bytes is within HKDF's limit");
+    out
+}
+
+/// The key an init's credential is sealed with: X25519 of the initiator's
+/// ephemeral and the responder's node key, bound to both.
+fn init_seal_key(shared: &Seed, ephemeral: &[u8; 32], responder: &NodeKey) -> [u8; 32] {
+    let salt = signed_digest(SEAL_INIT, ephemeral, &responder.0);
+    kdf32(&salt, &shared.0, SEAL_INIT)
+}
+
+/// The key a response's credential is sealed with: from the ephemerals'
+/// shared secret, bound to the init.
+fn resp_seal_key(shared: &Seed, init_hash: &[u8; 32]) -> [u8; 32] {
+    kdf32(init_hash, &shared.0, SEAL_RESP)
+}
+
+/// Seals `body` (the inner credential type and credential, then
+/// [`TAG_LEN`] bytes of room) in place. Each key seals exactly one
+/// message, so the nonce is zero.
+fn seal(key: &[u8; 32], aad: &[u8], body: &mut [u8]) {
+    let key = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, key).expect("32-byte key"));
+    let (plain, tag_out) = body.split_at_mut(body.len() - TAG_LEN);
+    let tag = key
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key([0; 12]), Aad::from(aad), plain)
+        .expect("a credential is far below the AEAD's limit");
+    tag_out.copy_from_slice(tag.as_ref());
+}
+
+/// Opens a sealed credential into `out`: its inner type and bytes.
+fn open<'o>(
+    key: &[u8; 32],
+    aad: &[u8],
+    sealed: &[u8],
+    out: &'o mut [u8; MAX_CRED_LEN + SEAL_OVERHEAD],
+) -> Option<(u8, &'o [u8])> {
+    if sealed.len() < SEAL_OVERHEAD {
+        return None;
+    }
+    let buf = &mut out[..sealed.len()];
+    buf.copy_from_slice(sealed);
+    let key = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, key).expect("32-byte key"));
+    let plain = key
+        .open_in_place(Nonce::assume_unique_for_key([0; 12]), Aad::from(aad), buf)
+        .ok()?;
+    plain.split_first().map(|(&ty, cred)| (ty, cred))
+}
+
+/// The credential of a message: opened with `key` if sealed (`None` when
+/// it does not open: not for us, or altered), else as sent.
+fn read_credential(
+    cred_type: u8,
+    cred: &[u8],
+    aad: &[u8],
+    key: Option<&[u8; 32]>,
+) -> Result<(NodeKey, Option<Cert>), HandshakeError> {
+    if cred_type != CredType::Sealed as u8 {
+        return credential_key(cred_type, cred);
+    }
+    let key = key.ok_or(HandshakeError::Malformed)?;
+    let mut opened = [0u8; MAX_CRED_LEN + SEAL_OVERHEAD];
+    let (ty, inner) = open(key, aad, cred, &mut opened).ok_or(HandshakeError::NotForUs)?;
+    credential_key(ty, inner)
+}
+
+/// The body of a credential to seal: inner type, bytes, room for the tag.
+fn sealable(cred: Credential<'_>) -> Vec<u8> {
+    let mut body = Vec::with_capacity(cred.bytes.len() + SEAL_OVERHEAD);
+    body.push(cred.ty as u8);
+    body.extend_from_slice(cred.bytes);
+    body.resize(cred.bytes.len() + SEAL_OVERHEAD, 0);
+    body
 }
 
 /// A new X25519 key pair, used for exactly one handshake.
@@ -142,21 +263,18 @@ fn fresh_ephemeral(
 
 /// Derives the two session keys from the ephemeral DH and the transcript.
 fn derive(shared: &[u8], transcript: &[u8; 32]) -> ([u8; 32], [u8; 32]) {
-    struct Len32;
-    impl hkdf::KeyType for Len32 {
-        fn len(&self) -> usize {
-            32
-        }
-    }
-    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, transcript).extract(shared);
-    let mut i2r = [0u8; 32];
-    let mut r2i = [0u8; 32];
-    for (info, out) in [(KDF_I2R, &mut i2r), (KDF_R2I, &mut r2i)] {
-        prk.expand(&[info], Len32)
-            .and_then(|okm| okm.fill(out))
-            .expect("32 bytes is within HKDF's limit");
-    }
-    (i2r, r2i)
+    (
+        kdf32(transcript, shared, KDF_I2R),
+        kdf32(transcript, shared, KDF_R2I),
+    )
+}
+
+/// What a response's signature covers before its bytes: the init's hash,
+/// and the sealing key when the credential is sealed.
+fn resp_prefix(init_hash: &[u8; 32], seal_key: Option<&[u8; 32]>) -> Vec<u8> {
+    let mut prefix = init_hash.to_vec();
+    prefix.extend_from_slice(seal_key.map_or(&[][..], |k| &k[..]));
+    prefix
 }
 
 fn transcript(init_hash: &[u8; 32], resp_signed: &[u8]) -> [u8; 32] {
@@ -188,19 +306,43 @@ pub fn create_init_with(
     timestamp: u64,
     out: &mut [u8],
 ) -> Result<(Initiator, usize), HandshakeError> {
-    let (ephemeral, e_pub) = fresh_ephemeral(rng)?;
+    let mut ephemeral = Seed([0; 32]);
+    rng.fill(&mut ephemeral.0)
+        .map_err(|_| HandshakeError::Auth)?;
+    let e_pub = x25519_public(&ephemeral);
+    // To a known responder the credential goes sealed, and the hint stays
+    // empty (the sealing already names the responder).
+    let seal_key = match responder {
+        Some(r) => {
+            let to = r.dh_public().ok_or(HandshakeError::Auth)?;
+            let shared = x25519(&ephemeral, &to).ok_or(HandshakeError::Auth)?;
+            Some(init_seal_key(&shared, &e_pub, &r))
+        }
+        None => None,
+    };
+    let sealed = seal_key.map(|_| sealable(cred));
     let repr = InitRepr {
         sender: local_index,
-        responder_hint: responder.map_or([0; 32], |k| k.0),
+        responder_hint: [0; 32],
         ephemeral: e_pub,
         timestamp,
-        cred_type: cred.ty,
-        cred: cred.bytes,
+        cred_type: if sealed.is_some() {
+            CredType::Sealed
+        } else {
+            cred.ty
+        },
+        flags: FLAG_SEALED_REPLY,
+        cred: sealed.as_deref().unwrap_or(cred.bytes),
     };
     let len = repr.buffer_len();
     let out = out.get_mut(..len).ok_or(HandshakeError::Malformed)?;
     let at = repr.emit_unsigned(out);
-    let sig = id.sign(&signed_digest(INIT_LABEL, &[], &out[..at]));
+    if let Some(key) = &seal_key {
+        let (aad, body) = out.split_at_mut(84);
+        seal(key, aad, &mut body[..at - 84]);
+    }
+    let prefix = seal_key.as_ref().map_or(&[][..], |k| &k[..]);
+    let sig = id.sign(&signed_digest(INIT_LABEL, prefix, &out[..at]));
     out[at..].copy_from_slice(&sig);
     let init_hash = digest(&SHA256, out).as_ref().try_into().expect("32 bytes");
     Ok((
@@ -217,7 +359,7 @@ pub fn create_init_with(
 /// and verifies the signature.
 pub fn check_init(
     msg: &[u8],
-    me: NodeKey,
+    me: &Identity,
     trusted: impl Fn(&NodeKey) -> bool,
 ) -> Result<ValidInit, HandshakeError> {
     check_init_with(msg, me, key_only(trusted))
@@ -227,16 +369,28 @@ pub fn check_init(
 /// it refuses).
 pub fn check_init_with(
     msg: &[u8],
-    me: NodeKey,
+    me: &Identity,
     trusted: impl Fn(&NodeKey, Option<&Cert>) -> Result<(), HandshakeError>,
 ) -> Result<ValidInit, HandshakeError> {
     let p = InitPacket::new_checked(msg).map_err(|_| HandshakeError::Malformed)?;
-    if p.responder_hint() != &[0; 32] && p.responder_hint() != &me.0 {
+    if p.responder_hint() != &[0; 32] && p.responder_hint() != &me.public().0 {
         return Err(HandshakeError::NotForUs);
     }
-    let (peer, cert) = credential_key(p.cred_type(), p.cred())?;
+    let sealed = p.cred_type() == CredType::Sealed as u8;
+    let seal_key = if sealed {
+        let shared = me.dh(p.ephemeral()).ok_or(HandshakeError::NotForUs)?;
+        Some(init_seal_key(&shared, p.ephemeral(), &me.public()))
+    } else {
+        None
+    };
+    let (peer, cert) =
+        read_credential(p.cred_type(), p.cred(), p.before_cred(), seal_key.as_ref())?;
     trusted(&peer, cert.as_ref())?;
-    if !peer.verify(&signed_digest(INIT_LABEL, &[], p.signed()), p.signature()) {
+    let prefix = seal_key.as_ref().map_or(&[][..], |k| &k[..]);
+    if !peer.verify(
+        &signed_digest(INIT_LABEL, prefix, p.signed()),
+        p.signature(),
+    ) {
         return Err(HandshakeError::Auth);
     }
     Ok(ValidInit {
@@ -249,6 +403,7 @@ pub fn check_init_with(
             .as_ref()
             .try_into()
             .expect("32 bytes"),
+        seal_reply: sealed || p.flags() & FLAG_SEALED_REPLY != 0,
     })
 }
 
@@ -281,26 +436,40 @@ pub fn respond_with(
     out: &mut [u8],
 ) -> Result<(Session, usize), HandshakeError> {
     let (ephemeral, e_pub) = fresh_ephemeral(rng)?;
+    let shared = agree_ephemeral(
+        ephemeral,
+        &UnparsedPublicKey::new(&X25519, &init.ephemeral),
+        |s| Seed(s.try_into().expect("X25519 shares 32 bytes")),
+    )
+    .map_err(|_| HandshakeError::Auth)?;
+    let seal_key = init
+        .seal_reply
+        .then(|| resp_seal_key(&shared, &init.init_hash));
+    let sealed = seal_key.map(|_| sealable(cred));
     let repr = RespRepr {
         sender: local_index,
         receiver: init.sender,
         ephemeral: e_pub,
         observed,
-        cred_type: cred.ty,
-        cred: cred.bytes,
+        cred_type: if sealed.is_some() {
+            CredType::Sealed
+        } else {
+            cred.ty
+        },
+        cred: sealed.as_deref().unwrap_or(cred.bytes),
     };
     let len = repr.buffer_len();
     let out = out.get_mut(..len).ok_or(HandshakeError::Malformed)?;
     let at = repr.emit_unsigned(out);
-    let sig = id.sign(&signed_digest(RESP_LABEL, &init.init_hash, &out[..at]));
+    if let Some(key) = &seal_key {
+        let (aad, body) = out.split_at_mut(68);
+        seal(key, aad, &mut body[..at - 68]);
+    }
+    let prefix = resp_prefix(&init.init_hash, seal_key.as_ref());
+    let sig = id.sign(&signed_digest(RESP_LABEL, &prefix, &out[..at]));
     out[at..].copy_from_slice(&sig);
     let th = transcript(&init.init_hash, &out[..len - SIG_LEN]);
-    let (i2r, r2i) = agree_ephemeral(
-        ephemeral,
-        &UnparsedPublicKey::new(&X25519, &init.ephemeral),
-        |shared| derive(shared, &th),
-    )
-    .map_err(|_| HandshakeError::Auth)?;
+    let (i2r, r2i) = derive(&shared.0, &th);
     let session = Session::new(local_index, init.sender, r2i, i2r, now, false);
     Ok((session, len))
 }
@@ -336,22 +505,26 @@ pub fn finish_with(
     if p.receiver() != st.local_index {
         return Err(HandshakeError::Malformed);
     }
-    let (peer, cert) = credential_key(p.cred_type(), p.cred())?;
+    let shared = x25519(&st.ephemeral, p.ephemeral()).ok_or(HandshakeError::Auth)?;
+    let seal_key =
+        (p.cred_type() == CredType::Sealed as u8).then(|| resp_seal_key(&shared, &st.init_hash));
+    let (peer, cert) = read_credential(p.cred_type(), p.cred(), p.before_cred(), seal_key.as_ref())
+        .map_err(|e| match e {
+            // A response that does not open was altered or forged.
+            HandshakeError::NotForUs => HandshakeError::Auth,
+            e => e,
+        })?;
     trusted(&peer, cert.as_ref())?;
+    let prefix = resp_prefix(&st.init_hash, seal_key.as_ref());
     if !peer.verify(
-        &signed_digest(RESP_LABEL, &st.init_hash, p.signed()),
+        &signed_digest(RESP_LABEL, &prefix, p.signed()),
         p.signature(),
     ) {
         return Err(HandshakeError::Auth);
     }
     let th = transcript(&st.init_hash, p.signed());
     let st = state.take().ok_or(HandshakeError::Malformed)?;
-    let (i2r, r2i) = agree_ephemeral(
-        st.ephemeral,
-        &UnparsedPublicKey::new(&X25519, p.ephemeral()),
-        |shared| derive(shared, &th),
-    )
-    .map_err(|_| HandshakeError::Auth)?;
+    let (i2r, r2i) = derive(&shared.0, &th);
     Ok(Completed {
         peer,
         cert,
@@ -377,7 +550,7 @@ mod tests {
         let rng = SystemRandom::new();
         let mut m1 = [0u8; 512];
         let (st, n1) = create_init(a, &rng, 11, Some(b.public()), 1000, &mut m1).unwrap();
-        let valid = check_init(&m1[..n1], b.public(), |k| *k == a.public()).unwrap();
+        let valid = check_init(&m1[..n1], b, |k| *k == a.public()).unwrap();
         assert_eq!(
             (valid.peer, valid.sender, valid.timestamp),
             (a.public(), 11, 1000)
@@ -425,23 +598,112 @@ mod tests {
         let (_, n1) = create_init(&a, &rng, 1, Some(b.public()), 5, &mut m1).unwrap();
         let msg = &mut m1[..n1];
         assert_eq!(
-            check_init(msg, b.public(), |_| false).err(),
+            check_init(msg, &b, |_| false).err(),
             Some(HandshakeError::UnknownPeer)
         );
-        let other = Identity::from_seed(&Seed([3; 32])).public();
+        let other = Identity::from_seed(&Seed([3; 32]));
         assert_eq!(
-            check_init(msg, other, |_| true).err(),
+            check_init(msg, &other, |_| true).err(),
             Some(HandshakeError::NotForUs)
         );
-        msg[75] ^= 1; // timestamp
         assert_eq!(
-            check_init(msg, b.public(), |_| true).err(),
-            Some(HandshakeError::Auth)
-        );
-        assert_eq!(
-            check_init(&msg[..n1 - 1], b.public(), |_| true).err(),
+            check_init(&msg[..n1 - 1], &b, |_| true).err(),
             Some(HandshakeError::Malformed)
         );
+        // A clear init (to whoever is there) altered in flight.
+        let (_, n1) = create_init(&a, &rng, 1, None, 5, &mut m1).unwrap();
+        m1[75] ^= 1; // timestamp
+        assert_eq!(
+            check_init(&m1[..n1], &b, |_| true).err(),
+            Some(HandshakeError::Auth)
+        );
+    }
+
+    /// Where `needle` occurs in `hay`.
+    fn contains(hay: &[u8], needle: &[u8]) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn credentials_travel_sealed_and_signatures_cannot_be_tested() {
+        let (a, b) = ids();
+        let rng = SystemRandom::new();
+        let obs: SocketAddr = "198.18.0.1:1".parse().unwrap();
+        // To a known responder: the init names neither side.
+        let mut m1 = [0u8; 512];
+        let (st, n1) = create_init(&a, &rng, 1, Some(b.public()), 5, &mut m1).unwrap();
+        let init = &m1[..n1];
+        assert_eq!(init[80], CredType::Sealed as u8);
+        assert!(!contains(init, &a.public().0) && !contains(init, &b.public().0));
+        let p = InitPacket::new_checked(init).unwrap();
+        let plain = signed_digest(INIT_LABEL, &[], p.signed());
+        assert!(!a.public().verify(&plain, p.signature()), "signer hidden");
+        let valid = check_init(init, &b, |k| *k == a.public()).unwrap();
+        assert_eq!(valid.peer, a.public());
+        let mut m2 = [0u8; 512];
+        let (_, n2) = respond(&b, &rng, &valid, 2, obs, Instant::ZERO, &mut m2).unwrap();
+        assert_eq!(m2[64], CredType::Sealed as u8);
+        assert!(!contains(&m2[..n2], &b.public().0));
+        let done = finish(&mut Some(st), &m2[..n2], |_| true, Instant::ZERO).unwrap();
+        assert_eq!(done.peer, b.public());
+        // To whoever is there (a bootstrap endpoint): the init's credential
+        // is in clear, but the response is sealed all the same.
+        let (st, n1) = create_init(&a, &rng, 1, None, 6, &mut m1).unwrap();
+        assert!(contains(&m1[..n1], &a.public().0));
+        let valid = check_init(&m1[..n1], &b, |_| true).unwrap();
+        let (_, n2) = respond(&b, &rng, &valid, 2, obs, Instant::ZERO, &mut m2).unwrap();
+        assert!(!contains(&m2[..n2], &b.public().0));
+        assert!(finish(&mut Some(st), &m2[..n2], |_| true, Instant::ZERO).is_ok());
+    }
+
+    #[test]
+    fn a_sealed_init_opens_only_for_its_responder_and_only_unaltered() {
+        let (a, b) = ids();
+        let c = Identity::from_seed(&Seed([3; 32]));
+        let rng = SystemRandom::new();
+        let mut m1 = [0u8; 512];
+        let (_, n1) = create_init(&a, &rng, 1, Some(b.public()), 5, &mut m1).unwrap();
+        assert_eq!(
+            check_init(&m1[..n1], &c, |_| true).err(),
+            Some(HandshakeError::NotForUs)
+        );
+        for at in [4, 72, 90] {
+            let mut bad = m1;
+            bad[at] ^= 1; // header (associated data), timestamp, credential
+            assert_eq!(
+                check_init(&bad[..n1], &b, |_| true).err(),
+                Some(HandshakeError::NotForUs),
+                "byte {at}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_initiator_that_does_not_ask_gets_a_clear_response() {
+        // A node from before sealed credentials: clear init, no flag.
+        let (a, b) = ids();
+        let rng = SystemRandom::new();
+        let me = a.public();
+        let mut m1 = [0u8; 512];
+        let repr = InitRepr {
+            sender: 1,
+            responder_hint: [0; 32],
+            ephemeral: [9; 32],
+            timestamp: 5,
+            cred_type: CredType::PublicKey,
+            flags: 0,
+            cred: &me.0,
+        };
+        let n1 = repr.buffer_len();
+        let at = repr.emit_unsigned(&mut m1);
+        let sig = a.sign(&signed_digest(INIT_LABEL, &[], &m1[..at]));
+        m1[at..n1].copy_from_slice(&sig);
+        let valid = check_init(&m1[..n1], &b, |_| true).unwrap();
+        let mut m2 = [0u8; 512];
+        let obs: SocketAddr = "198.18.0.1:1".parse().unwrap();
+        let (_, n2) = respond(&b, &rng, &valid, 2, obs, Instant::ZERO, &mut m2).unwrap();
+        assert_eq!(m2[64], CredType::PublicKey as u8);
+        assert!(contains(&m2[..n2], &b.public().0));
     }
 
     #[test]
@@ -450,7 +712,7 @@ mod tests {
         let rng = SystemRandom::new();
         let mut m1 = [0u8; 512];
         let (st, n1) = create_init(&a, &rng, 1, None, 5, &mut m1).unwrap();
-        let valid = check_init(&m1[..n1], b.public(), |_| true).unwrap();
+        let valid = check_init(&m1[..n1], &b, |_| true).unwrap();
         let mut m2 = [0u8; 512];
         let obs: SocketAddr = "198.18.0.1:1".parse().unwrap();
         let (_, n2) = respond(&b, &rng, &valid, 2, obs, Instant::ZERO, &mut m2).unwrap();

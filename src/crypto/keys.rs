@@ -1,13 +1,35 @@
-//! Long-term node identities (Ed25519).
+//! Long-term node identities (Ed25519), and the same keys in X25519 form
+//! for sealing handshake credentials to a known responder.
 
 use crate::base64;
+use curve25519_dalek::{edwards::CompressedEdwardsY, montgomery::MontgomeryPoint};
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 
 /// A node's public key: its identity on the wire and in configs.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct NodeKey(pub [u8; 32]);
 
+/// X25519 (RFC 7748) of `secret` with `public`; `None` when the result is
+/// all zeros (a small-order point: no secret is shared).
+pub fn x25519(secret: &Seed, public: &[u8; 32]) -> Option<Seed> {
+    let shared = Seed(MontgomeryPoint(*public).mul_clamped(secret.0).to_bytes());
+    (shared.0 != [0; 32]).then_some(shared)
+}
+
+/// The X25519 public key of `secret`.
+pub fn x25519_public(secret: &Seed) -> [u8; 32] {
+    MontgomeryPoint::mul_base_clamped(secret.0).to_bytes()
+}
+
 impl NodeKey {
+    /// The key as an X25519 public key (the birational map from Edwards to
+    /// Montgomery form), to seal a credential to its holder; `None` if the
+    /// bytes are not a curve point.
+    pub fn dh_public(&self) -> Option<[u8; 32]> {
+        let point = CompressedEdwardsY(self.0).decompress()?;
+        Some(point.to_montgomery().to_bytes())
+    }
+
     /// Parses the base64 text form used in configs and by `ringvpn pubkey`.
     pub fn from_base64(s: &str) -> Option<NodeKey> {
         let v = base64::decode(s)?;
@@ -73,6 +95,10 @@ impl Seed {
 pub struct Identity {
     pair: Ed25519KeyPair,
     public: NodeKey,
+    /// The same key as an X25519 secret (the Ed25519 secret scalar), so
+    /// that an initiator who knows our node key can seal its credential
+    /// to us. Wiped on drop like a seed.
+    dh_secret: Seed,
 }
 
 impl Identity {
@@ -80,7 +106,22 @@ impl Identity {
         // from_seed_unchecked only fails on a wrong length, which the type rules out.
         let pair = Ed25519KeyPair::from_seed_unchecked(&seed.0).expect("32-byte seed");
         let public = NodeKey(pair.public_key().as_ref().try_into().expect("32-byte key"));
-        Identity { pair, public }
+        // RFC 8032: the secret scalar is the first half of SHA-512(seed),
+        // clamped (X25519 clamps it again, the same way).
+        let h = ring::digest::digest(&ring::digest::SHA512, &seed.0);
+        let mut dh_secret = Seed([0; 32]);
+        dh_secret.0.copy_from_slice(&h.as_ref()[..32]);
+        Identity {
+            pair,
+            public,
+            dh_secret,
+        }
+    }
+
+    /// X25519 of our key with `their_public` (a Montgomery u-coordinate);
+    /// `None` for a point of small order (an all-zero secret).
+    pub fn dh(&self, their_public: &[u8; 32]) -> Option<Seed> {
+        x25519(&self.dh_secret, their_public)
     }
 
     pub fn public(&self) -> NodeKey {
@@ -97,6 +138,38 @@ impl Identity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn x25519_matches_rfc7748() {
+        // RFC 7748, section 5.2, the first test vector.
+        let hex = |h: &str| -> [u8; 32] {
+            let mut out = [0u8; 32];
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap();
+            }
+            out
+        };
+        let scalar = Seed(hex(
+            "a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4",
+        ));
+        let u = hex("e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c");
+        let want = hex("c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552");
+        assert_eq!(x25519(&scalar, &u).unwrap().0, want);
+        assert!(x25519(&scalar, &[0; 32]).is_none(), "small order refused");
+    }
+
+    #[test]
+    fn node_keys_agree_in_x25519_form() {
+        let a = Identity::from_seed(&Seed([1; 32]));
+        let b = Identity::from_seed(&Seed([2; 32]));
+        let ab = a.dh(&b.public().dh_public().unwrap()).unwrap();
+        let ba = b.dh(&a.public().dh_public().unwrap()).unwrap();
+        assert_eq!(ab.0, ba.0);
+        // An ephemeral against a node key: what sealing an init does.
+        let e = Seed([7; 32]);
+        let to_b = x25519(&e, &b.public().dh_public().unwrap()).unwrap();
+        assert_eq!(b.dh(&x25519_public(&e)).unwrap().0, to_b.0);
+    }
 
     #[test]
     fn sign_verify_and_text_form() {

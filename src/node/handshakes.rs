@@ -392,7 +392,7 @@ impl Node {
     ) -> Result<handshake::ValidInit, HandshakeError> {
         let (trust_any, by_key) = (self.trust_any, &self.by_key);
         let (trust, unix) = (self.trust.as_ref(), self.unix_secs(now));
-        handshake::check_init_with(init, self.identity.public(), |k, cert| {
+        handshake::check_init_with(init, &self.identity, |k, cert| {
             Self::trust_check(trust, trust_any, by_key.contains_key(k), k, cert, unix)
         })
     }

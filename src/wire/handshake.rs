@@ -7,9 +7,9 @@
 //!  8..40   responder hint: the responder's node key, or zeros for "whoever is there"
 //!  40..72  initiator's ephemeral X25519 public key
 //!  72..80  timestamp (µs since the Unix epoch; strictly increasing per initiator)
-//!  80 credential type | 81 reserved | 82..84 credential length L
-//!  84..84+L credential
-//!  then 64  Ed25519 signature over "ringvpn-init" ‖ bytes 0..84+L
+//!  80 credential type | 81 flags | 82..84 credential length L
+//!  84..84+L credential (type 3: sealed to the responder, see below)
+//!  then 64  Ed25519 signature over "ringvpn-init" ‖ [sealing key] ‖ bytes 0..84+L
 //!  then, optionally, 16  cookie (from a cookie reply; not signed, not
 //!        part of the init proper: the same init goes to several endpoints,
 //!        and a cookie is for one)
@@ -23,9 +23,16 @@
 //!  44 observed family (4 or 6) | 45 reserved | 46..48 observed port
 //!  48..64  observed address (IPv4 in 48..52, rest zero)
 //!  64 credential type | 65 reserved | 66..68 credential length L
-//!  68..68+L credential
-//!  then 64  Ed25519 signature over "ringvpn-resp" ‖ SHA-256(init) ‖ bytes 0..68+L
+//!  68..68+L credential (type 3: sealed, see below)
+//!  then 64  Ed25519 signature over "ringvpn-resp" ‖ SHA-256(init) ‖ [sealing key] ‖ bytes 0..68+L
 //! ```
+//! A sealed credential (type 3) is the inner credential type (1) and the
+//! credential, ChaCha20-Poly1305-encrypted with the 16-byte tag appended
+//! (L = inner + 17), the message's bytes before it as associated data; the
+//! key comes from the handshake's Diffie-Hellman (crypto::handshake), and
+//! the signature covers it, so neither the credential nor the signer can
+//! be read or tested by a passive observer. Init flag 1: "seal your
+//! credential in the response" (set by every node that reads type 3).
 //! Cookie reply (responder under load → initiator), 24 bytes:
 //! ```text
 //!  0 version | 1 type=6 | 2..4 reserved
@@ -42,6 +49,10 @@ pub const SIG_LEN: usize = 64;
 pub const KEY_LEN: usize = 32;
 /// Upper bound on a credential; keeps every handshake inside one datagram.
 pub const MAX_CRED_LEN: usize = 1024;
+/// What sealing adds to a credential: its inner type and the AEAD tag.
+pub const SEAL_OVERHEAD: usize = 1 + 16;
+/// Init flag: the initiator reads a sealed credential in the response.
+pub const FLAG_SEALED_REPLY: u8 = 1;
 pub const INIT_FIXED_LEN: usize = 84 + SIG_LEN;
 pub const RESP_FIXED_LEN: usize = 68 + SIG_LEN;
 pub const COOKIE_LEN: usize = 16;
@@ -53,8 +64,10 @@ pub const COOKIE_REPLY_LEN: usize = 8 + COOKIE_LEN;
 pub enum CredType {
     /// A bare Ed25519 public key, trusted because it is in the config.
     PublicKey = 1,
-    /// Reserved for the CA-signed node certificate.
+    /// A CA-signed node certificate.
     Certificate = 2,
+    /// Either of the above, sealed (encrypted) for the other side.
+    Sealed = 3,
 }
 
 impl CredType {
@@ -62,6 +75,7 @@ impl CredType {
         match v {
             1 => Some(CredType::PublicKey),
             2 => Some(CredType::Certificate),
+            3 => Some(CredType::Sealed),
             _ => None,
         }
     }
@@ -94,7 +108,7 @@ fn check_exact(b: &[u8], fixed: usize, cred_len_at: usize) -> Result<usize> {
         return Err(Error);
     }
     let cred_len = usize::from(get_u16(b, cred_len_at));
-    if cred_len > MAX_CRED_LEN || b.len() != fixed + cred_len {
+    if cred_len > MAX_CRED_LEN + SEAL_OVERHEAD || b.len() != fixed + cred_len {
         return Err(Error);
     }
     Ok(cred_len)
@@ -149,8 +163,15 @@ impl<T: AsRef<[u8]>> InitPacket<T> {
     pub fn cred_type(&self) -> u8 {
         self.b()[80]
     }
+    pub fn flags(&self) -> u8 {
+        self.b()[81]
+    }
     pub fn cred(&self) -> &[u8] {
         cred_at(self.b(), 82)
+    }
+    /// The bytes before the credential: a sealed credential's associated data.
+    pub fn before_cred(&self) -> &[u8] {
+        &self.b()[..84]
     }
     /// The bytes covered by the signature (after its label).
     pub fn signed(&self) -> &[u8] {
@@ -188,6 +209,7 @@ pub struct InitRepr<'a> {
     pub ephemeral: [u8; KEY_LEN],
     pub timestamp: u64,
     pub cred_type: CredType,
+    pub flags: u8,
     pub cred: &'a [u8],
 }
 
@@ -206,7 +228,7 @@ impl InitRepr<'_> {
         out[40..72].copy_from_slice(&self.ephemeral);
         out[72..80].copy_from_slice(&self.timestamp.to_be_bytes());
         out[80] = self.cred_type as u8;
-        out[81] = 0;
+        out[81] = self.flags;
         out[82..84].copy_from_slice(&(self.cred.len() as u16).to_be_bytes());
         out[84..84 + self.cred.len()].copy_from_slice(self.cred);
         84 + self.cred.len()
@@ -252,6 +274,10 @@ impl<T: AsRef<[u8]>> RespPacket<T> {
     }
     pub fn cred(&self) -> &[u8] {
         cred_at(self.b(), 66)
+    }
+    /// The bytes before the credential: a sealed credential's associated data.
+    pub fn before_cred(&self) -> &[u8] {
+        &self.b()[..68]
     }
     pub fn signed(&self) -> &[u8] {
         split_signature(self.b()).0
@@ -307,6 +333,7 @@ mod tests {
             ephemeral: [9; 32],
             timestamp: 0x1122_3344_5566_7788,
             cred_type: CredType::PublicKey,
+            flags: FLAG_SEALED_REPLY,
             cred: &cred,
         };
         let mut out = vec![0u8; repr.buffer_len()];
@@ -316,13 +343,14 @@ mod tests {
         assert_eq!(&out[..8], &[1, 1, 0, 0, 1, 2, 3, 4]);
         assert_eq!(
             &out[72..84],
-            &[0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 1, 0, 0, 32]
+            &[0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 1, 1, 0, 32]
         );
         let p = InitPacket::new_checked(&out[..]).unwrap();
         assert_eq!(p.sender(), 0x0102_0304);
         assert_eq!(p.ephemeral(), &[9; 32]);
         assert_eq!(p.timestamp(), 0x1122_3344_5566_7788);
         assert_eq!(p.cred_type(), 1);
+        assert_eq!(p.flags(), FLAG_SEALED_REPLY);
         assert_eq!(p.cred(), &cred);
         assert_eq!(p.signature(), &[0x55; 64]);
         assert_eq!(p.signed().len(), 116);
@@ -375,10 +403,14 @@ mod tests {
         out[1] = 2;
         out[44] = 5;
         assert!(RespPacket::new_checked(&out[..]).is_err());
-        let mut init = vec![0u8; INIT_FIXED_LEN + MAX_CRED_LEN + 1];
-        init[0] = 1;
-        init[1] = 1;
-        init[82..84].copy_from_slice(&((MAX_CRED_LEN + 1) as u16).to_be_bytes());
-        assert!(InitPacket::new_checked(&init[..]).is_err());
+        // A sealed credential may be SEAL_OVERHEAD longer; no more.
+        let max = MAX_CRED_LEN + SEAL_OVERHEAD;
+        for (len, ok) in [(max, true), (max + 1, false)] {
+            let mut init = vec![0u8; INIT_FIXED_LEN + len];
+            init[0] = 1;
+            init[1] = 1;
+            init[82..84].copy_from_slice(&(len as u16).to_be_bytes());
+            assert_eq!(InitPacket::new_checked(&init[..]).is_ok(), ok, "{len}");
+        }
     }
 }

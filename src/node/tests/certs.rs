@@ -127,6 +127,11 @@ fn revoke(ca: &Identity, serial: u64, who: &[u8]) -> Revocations {
 
 /// A – B – C in a line, all certified by CA 100.
 fn line() -> (Net, Identity) {
+    line_seen_by(|_, _| true)
+}
+
+/// `line`, with every datagram of the set-up shown to `tap` first.
+fn line_seen_by(tap: impl FnMut(usize, &mut Vec<u8>) -> bool) -> (Net, Identity) {
     let (ca_id, ca_cert) = ca(100, "office");
     let mk = |me: u8, peers: &[(u8, &str)]| {
         let mut n = node(me, peers, Timers::default());
@@ -147,9 +152,41 @@ fn line() -> (Net, Identity) {
         now: Instant::ZERO,
     };
     net.tick(Duration::ZERO);
-    net.deliver(|_, _| true);
+    net.deliver(tap);
     assert!(net.up(0) && net.up(1) && net.up(2));
     (net, ca_id)
+}
+
+/// Members that know each other's keys link without a certificate (name,
+/// addresses, groups) or a node key crossing the wire in clear (issue 13:
+/// both handshake messages carried them).
+#[test]
+fn certificates_never_cross_the_wire_in_clear() {
+    let (ca_id, _) = ca(100, "office");
+    let secrets: Vec<Vec<u8>> = (1..=3u8)
+        .flat_map(|n| {
+            [
+                node_cert(&ca_id, n, "office", VALID),
+                identity(n).public().0.to_vec(),
+            ]
+        })
+        .collect();
+    let mut seen = 0;
+    let mut leaked = Vec::new();
+    line_seen_by(|_, b| {
+        seen += 1;
+        for s in &secrets {
+            if b.windows(s.len()).any(|w| w == &s[..]) {
+                leaked.push(b.len());
+            }
+        }
+        true
+    });
+    assert!(seen >= 4, "two handshakes at least");
+    assert!(
+        leaked.is_empty(),
+        "in clear in datagrams of {leaked:?} bytes"
+    );
 }
 
 fn serial(net: &Net, i: usize) -> Option<u64> {

@@ -118,6 +118,15 @@ impl Identity {
         }
     }
 
+    /// A secret for one purpose (`label`), derived from our private key:
+    /// values only this node can compute, stable across restarts.
+    pub fn derive_secret(&self, label: &[u8]) -> [u8; 32] {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(label);
+        ctx.update(&self.dh_secret.0);
+        ctx.finish().as_ref().try_into().expect("32 bytes")
+    }
+
     /// X25519 of our key with `their_public` (a Montgomery u-coordinate);
     /// `None` for a point of small order (an all-zero secret).
     pub fn dh(&self, their_public: &[u8; 32]) -> Option<Seed> {

@@ -189,6 +189,10 @@ impl Node {
                 now,
             );
             ov.set_wall_origin(cfg.wall_origin_us);
+            // Per start (the seed) and per node (the private key).
+            let mut label = b"ringvpn dht operation ids".to_vec();
+            label.extend_from_slice(&cfg.rng_seed.to_be_bytes());
+            ov.set_dht_id_key(identity.derive_secret(&label));
             ov
         });
         let boots = cfg

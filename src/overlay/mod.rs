@@ -280,7 +280,10 @@ impl Overlay {
         seed: u64,
         now: Instant,
     ) -> Overlay {
-        let dht_records = cfg.dht_records;
+        let mut dht = dht::Dht::new(cfg.dht_records, now);
+        // Unguessable DHT operation ids even before the node keys them.
+        let id_key = ring::digest::digest(&ring::digest::SHA256, &seed.to_be_bytes());
+        dht.set_id_key(id_key.as_ref().try_into().expect("32 bytes"));
         Overlay {
             me: Addr::of_key(&key),
             key,
@@ -299,7 +302,7 @@ impl Overlay {
             rng: SeededRng::new(seed),
             actions: Vec::new(),
             stats: OverlayStats::default(),
-            dht: dht::Dht::new(dht_records, now),
+            dht,
             behind_nat: false,
             relay_offered: true,
             echo_results: BTreeMap::new(),

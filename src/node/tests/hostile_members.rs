@@ -323,3 +323,66 @@ fn transit_through_a_member_is_metered_per_upstream_link() {
     );
     assert!(limited >= 250, "{limited} refused of 400");
 }
+
+/// A member that saw one of our DHT request ids (they pass through it on
+/// the way) answers our next requests before the replicas can: with ids
+/// counted up, its empty answers took every replica's slot and member 3
+/// found no owner for member 1's address. Ids are now a keyed hash only
+/// the asker can compute, and an answer for an id or key we are not
+/// waiting for is counted and dropped.
+#[test]
+fn a_member_cannot_answer_anothers_dht_requests_by_guessing_ids() {
+    const ASKER: usize = 3;
+    let (mut sim, _, key, victim, held) = victims_record(17);
+    assert!(held >= 4);
+    let seen = sim.node(ASKER).overlay().unwrap().dht().stats.ops_started;
+    let unmatched = |sim: &Sim| {
+        sim.node(ASKER)
+            .overlay()
+            .unwrap()
+            .dht()
+            .stats
+            .replies_unmatched
+    };
+    let before = unmatched(&sim);
+    let id = sim.with_node(ASKER, |n, now| {
+        n.overlay.as_mut().unwrap().dht_get(now, key, false)
+    });
+    // The next few ids after the last one seen, at every replica: "no
+    // record here".
+    let asker = sim.addr(ASKER);
+    let mut forged = 0;
+    for guess in seen as u32 + 1..=seen as u32 + 4 {
+        for k in 0..REPLICAS {
+            let msg = DhtMsg::GetReply {
+                id: guess,
+                replica: k as u8,
+                key,
+                status: crate::wire::dht::Status::Ok,
+                records: Default::default(),
+            };
+            send_forged(
+                &mut sim,
+                ATTACKER,
+                Mode::Exact,
+                replica_point(key, k),
+                asker,
+                msg,
+            );
+            forged += 1;
+        }
+    }
+    sim.run_for(Duration::from_secs(6));
+    let found = sim.take_dht_results(ASKER).into_iter().find(|e| e.id == id);
+    match found.map(|e| e.outcome) {
+        Some(Outcome::Found(records)) => {
+            assert!(records.iter().any(|r| r.owner == victim), "{records:?}")
+        }
+        other => panic!("the get was answered by the forger: {other:?}"),
+    }
+    assert!(
+        unmatched(&sim) >= before + forged,
+        "forged answers counted: {} of {forged}",
+        unmatched(&sim) - before
+    );
+}

@@ -42,6 +42,7 @@ use crate::wire::overlay::{Mode, OverlayMsg};
 use client::{Event, Op, OpKind, Outcome, Reply};
 pub use remove::REMOVE_FRESH_SECS;
 use remove::{Removals, RemoveCheck};
+use ring::digest::{Context, SHA256};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 use store::Store;
@@ -110,6 +111,9 @@ pub struct DhtStats {
     pub repairs_sent: u64,
     pub ops_started: u64,
     pub ops_failed: u64,
+    /// Replies that answer no operation of ours (late, repairs' answers,
+    /// duplicates, or forged with a guessed id or another key).
+    pub replies_unmatched: u64,
 }
 
 struct Registration {
@@ -130,7 +134,9 @@ pub struct Dht {
     store: Store,
     policy: Option<Box<dyn RecordPolicy>>,
     ops: BTreeMap<u32, Op>,
-    next_id: u32,
+    /// Operation ids: a keyed hash of a counter (see `start_op`).
+    id_key: [u8; 32],
+    ids_made: u64,
     events: Vec<Event>,
     regs: BTreeMap<Addr, Registration>,
     sources: KeyedBuckets<Addr>,
@@ -146,12 +152,29 @@ pub struct Dht {
 }
 
 impl Dht {
+    /// Keys the operation ids with a secret only this node knows (the
+    /// node derives it from its private key and a per-start seed), so
+    /// that nobody can tell our next id from the ones it saw.
+    pub fn set_id_key(&mut self, key: [u8; 32]) {
+        self.id_key = key;
+    }
+
+    fn next_op_id(&mut self) -> u32 {
+        self.ids_made += 1;
+        let mut ctx = Context::new(&SHA256);
+        ctx.update(&self.id_key);
+        ctx.update(&self.ids_made.to_be_bytes());
+        let d = ctx.finish();
+        u32::from_be_bytes(d.as_ref()[..4].try_into().expect("4 bytes"))
+    }
+
     pub fn new(max_records: usize, now: Instant) -> Dht {
         Dht {
             store: Store::new(max_records),
             policy: None,
             ops: BTreeMap::new(),
-            next_id: 1,
+            id_key: [0; 32],
+            ids_made: 0,
             events: Vec::new(),
             regs: BTreeMap::new(),
             sources: KeyedBuckets::new(SOURCE_SLOTS),
@@ -176,6 +199,11 @@ impl Dht {
 }
 
 impl Overlay {
+    /// Keys our DHT operation ids (see [`Dht::set_id_key`]).
+    pub fn set_dht_id_key(&mut self, key: [u8; 32]) {
+        self.dht.set_id_key(key);
+    }
+
     pub fn dht(&self) -> &Dht {
         &self.dht
     }
@@ -313,8 +341,16 @@ impl Overlay {
     }
 
     fn start_op(&mut self, now: Instant, key: Addr, kind: OpKind) -> u32 {
-        let id = self.dht.next_id;
-        self.dht.next_id = self.dht.next_id.wrapping_add(1).max(1);
+        // Random, not counted up: a reply is matched to its operation by
+        // id, and a member that could guess the next id could answer our
+        // requests before the replicas do (it takes a replica's slot).
+        // Only a node the request passes through learns the id.
+        let id = loop {
+            let id = self.dht.next_op_id();
+            if id != 0 && !self.dht.ops.contains_key(&id) {
+                break id;
+            }
+        };
         self.dht.stats.ops_started += 1;
         if self.dht.ops.len() >= MAX_OPS {
             self.dht.stats.ops_failed += 1;
@@ -459,20 +495,20 @@ impl Overlay {
             DhtMsg::PutReply {
                 id,
                 replica,
+                key,
                 status,
-                ..
-            } => self.on_reply(now, id, usize::from(replica), Reply::Put(status), hops),
+            } => self.on_reply(now, id, key, usize::from(replica), Reply::Put(status), hops),
             DhtMsg::GetReply {
                 id,
                 replica,
+                key,
                 status,
                 records,
-                ..
             } => {
                 // A rate-limited replica has not answered the question.
                 if status == Status::Ok {
                     let r = Reply::Get(records.into_vec());
-                    self.on_reply(now, id, usize::from(replica), r, hops);
+                    self.on_reply(now, id, key, usize::from(replica), r, hops);
                 }
             }
         }
@@ -547,11 +583,14 @@ impl Overlay {
         self.actions.push(Action::Send { peer, msg });
     }
 
-    fn on_reply(&mut self, now: Instant, id: u32, k: usize, reply: Reply, hops: u8) {
+    fn on_reply(&mut self, now: Instant, id: u32, key: Addr, k: usize, reply: Reply, hops: u8) {
         let Some(op) = self.dht.ops.get_mut(&id) else {
-            return; // late, or a repair's answer
+            // Late, a repair's answer, or a guess at an id.
+            self.dht.stats.replies_unmatched += 1;
+            return;
         };
-        if k >= REPLICAS || op.replies[k].is_some() {
+        if k >= REPLICAS || op.replies[k].is_some() || op.key != key {
+            self.dht.stats.replies_unmatched += 1;
             return;
         }
         op.replies[k] = Some(reply);

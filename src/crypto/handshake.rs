@@ -5,47 +5,26 @@
 //! secret and the transcript. Functions here only compute; which peers are
 //! trusted, rate limits and session bookkeeping belong to the node.
 //!
-//! **Sealed credentials.** A credential (a node key, or a certificate with
-//! a name, addresses and groups) says who is talking; sent in clear, any
-//! observer on the path learns it. So, as Noise and WireGuard do with the
-//! static key, it travels encrypted (`CredType::Sealed`):
-//!
-//! - in an init to a responder whose key we know, under X25519 of our
-//!   ephemeral and the responder's node key in Montgomery form (the
-//!   responder hint is then left empty: the sealing names the responder);
-//! - in every response to an initiator that asks for it (init flag 1),
-//!   under X25519 of the two ephemerals.
-//!
-//! Each signature also covers its sealing key, so an observer who holds a
-//! member's public key cannot test a handshake against it either. What is
-//! left in clear: indices, ephemerals, the init's timestamp, the observed
-//! endpoint, lengths — and the credential of an init to a responder whose
-//! key the initiator does not know (a bootstrap endpoint; inits riding in
-//! connect-to-me requests travel inside sealed overlay links). Nodes from
-//! before sealed credentials refuse type 3 as malformed; they send no
-//! flag, so they get clear responses, and a new node reads both.
+//! Credentials travel sealed where they can (`seal`: what, under which
+//! key, and what an observer still learns).
 
 use super::cert::{Cert, CertError};
 use super::keys::{x25519, x25519_public, Identity, NodeKey, Seed};
+use super::seal::{init_seal_key, kdf32, open, resp_seal_key, seal, sealable};
 use super::session::Session;
 use crate::time::Instant;
 use crate::wire::handshake::{
     CredType, InitPacket, InitRepr, RespPacket, RespRepr, FLAG_SEALED_REPLY, MAX_CRED_LEN,
     SEAL_OVERHEAD, SIG_LEN,
 };
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use ring::agreement::{agree_ephemeral, EphemeralPrivateKey, UnparsedPublicKey, X25519};
 use ring::digest::{digest, Context, SHA256};
-use ring::hkdf;
 use std::net::SocketAddr;
 
 const INIT_LABEL: &[u8] = b"ringvpn-init";
 const RESP_LABEL: &[u8] = b"ringvpn-resp";
 const KDF_I2R: &[u8] = b"ringvpn v1 initiator to responder";
 const KDF_R2I: &[u8] = b"ringvpn v1 responder to initiator";
-const SEAL_INIT: &[u8] = b"ringvpn sealed initiator credential";
-const SEAL_RESP: &[u8] = b"ringvpn sealed responder credential";
-const TAG_LEN: usize = 16;
 
 /// Why a handshake message was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,67 +138,6 @@ fn key_only(
     }
 }
 
-/// A 32-byte key from `ikm`, for one purpose (`info`), salted.
-fn kdf32(salt: &[u8], ikm: &[u8], info: &[u8]) -> [u8; 32] {
-    struct Len32;
-    impl hkdf::KeyType for Len32 {
-        fn len(&self) -> usize {
-            32
-        }
-    }
-    let mut out = [0u8; 32];
-    hkdf::Salt::new(hkdf::HKDF_SHA256, salt)
-        .extract(ikm)
-        .expand(&[info], Len32)
-        .and_then(|okm| okm.fill(&mut out))
-        .expect("32 bytes is within HKDF's limit");
-    out
-}
-
-/// The key an init's credential is sealed with: X25519 of the initiator's
-/// ephemeral and the responder's node key, bound to both.
-fn init_seal_key(shared: &Seed, ephemeral: &[u8; 32], responder: &NodeKey) -> [u8; 32] {
-    let salt = signed_digest(SEAL_INIT, ephemeral, &responder.0);
-    kdf32(&salt, &shared.0, SEAL_INIT)
-}
-
-/// The key a response's credential is sealed with: from the ephemerals'
-/// shared secret, bound to the init.
-fn resp_seal_key(shared: &Seed, init_hash: &[u8; 32]) -> [u8; 32] {
-    kdf32(init_hash, &shared.0, SEAL_RESP)
-}
-
-/// Seals `body` (the inner credential type and credential, then
-/// [`TAG_LEN`] bytes of room) in place. Each key seals exactly one
-/// message, so the nonce is zero.
-fn seal(key: &[u8; 32], aad: &[u8], body: &mut [u8]) {
-    let key = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, key).expect("32-byte key"));
-    let (plain, tag_out) = body.split_at_mut(body.len() - TAG_LEN);
-    let tag = key
-        .seal_in_place_separate_tag(Nonce::assume_unique_for_key([0; 12]), Aad::from(aad), plain)
-        .expect("a credential is far below the AEAD's limit");
-    tag_out.copy_from_slice(tag.as_ref());
-}
-
-/// Opens a sealed credential into `out`: its inner type and bytes.
-fn open<'o>(
-    key: &[u8; 32],
-    aad: &[u8],
-    sealed: &[u8],
-    out: &'o mut [u8; MAX_CRED_LEN + SEAL_OVERHEAD],
-) -> Option<(u8, &'o [u8])> {
-    if sealed.len() < SEAL_OVERHEAD {
-        return None;
-    }
-    let buf = &mut out[..sealed.len()];
-    buf.copy_from_slice(sealed);
-    let key = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, key).expect("32-byte key"));
-    let plain = key
-        .open_in_place(Nonce::assume_unique_for_key([0; 12]), Aad::from(aad), buf)
-        .ok()?;
-    plain.split_first().map(|(&ty, cred)| (ty, cred))
-}
-
 /// The credential of a message: opened with `key` if sealed (`None` when
 /// it does not open: not for us, or altered), else as sent.
 fn read_credential(
@@ -235,15 +153,6 @@ fn read_credential(
     let mut opened = [0u8; MAX_CRED_LEN + SEAL_OVERHEAD];
     let (ty, inner) = open(key, aad, cred, &mut opened).ok_or(HandshakeError::NotForUs)?;
     credential_key(ty, inner)
-}
-
-/// The body of a credential to seal: inner type, bytes, room for the tag.
-fn sealable(cred: Credential<'_>) -> Vec<u8> {
-    let mut body = Vec::with_capacity(cred.bytes.len() + SEAL_OVERHEAD);
-    body.push(cred.ty as u8);
-    body.extend_from_slice(cred.bytes);
-    body.resize(cred.bytes.len() + SEAL_OVERHEAD, 0);
-    body
 }
 
 /// A new X25519 key pair, used for exactly one handshake.
@@ -320,7 +229,7 @@ pub fn create_init_with(
         }
         None => None,
     };
-    let sealed = seal_key.map(|_| sealable(cred));
+    let sealed = seal_key.map(|_| sealable(cred.ty, cred.bytes));
     let repr = InitRepr {
         sender: local_index,
         responder_hint: [0; 32],
@@ -445,7 +354,7 @@ pub fn respond_with(
     let seal_key = init
         .seal_reply
         .then(|| resp_seal_key(&shared, &init.init_hash));
-    let sealed = seal_key.map(|_| sealable(cred));
+    let sealed = seal_key.map(|_| sealable(cred.ty, cred.bytes));
     let repr = RespRepr {
         sender: local_index,
         receiver: init.sender,

@@ -15,6 +15,7 @@ pub mod cert;
 pub mod handshake;
 pub mod keys;
 pub mod replay;
+mod seal;
 pub mod session;
 
 pub use keys::{Identity, NodeKey, Seed};

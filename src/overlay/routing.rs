@@ -120,6 +120,15 @@ impl Overlay {
         };
         // A suspect link (it stopped answering) is routed around.
         let usable = |c: &&super::table::Conn| Some(c.addr) != skip && !c.suspect;
+        // Next door to a node we cannot link (a symmetric NAT's ring
+        // neighbour), the greedy hop is its neighbour on the other side,
+        // which cannot either: a link that lists it is the way in.
+        if mode == Mode::Exact && dst != self.me && self.next_door(dst) {
+            let direct = self.table.get(dst).filter(usable);
+            if let (None, Some(p)) = (direct, self.last_resort(mode, dst, skip)) {
+                return Some(p);
+            }
+        }
         if !self.cfg.lookahead {
             let best = self
                 .table
@@ -187,6 +196,19 @@ impl Overlay {
             .filter(|c| Some(c.addr) != skip && !c.suspect && c.nbrs.contains(&want))
             .min_by_key(|c| c.addr.distance(dst))
             .map(|c| c.peer)
+    }
+
+    /// Whether `dst` would be our ring neighbour: no connection of ours
+    /// lies between us and it, on its side.
+    fn next_door(&self, dst: Addr) -> bool {
+        let (me, table) = (self.me, &self.table);
+        if me.right_dist(dst) <= me.left_dist(dst) {
+            let nearest = table.right_of(me, 1).next();
+            nearest.map_or(true, |c| me.right_dist(c.addr) >= me.right_dist(dst))
+        } else {
+            let nearest = table.left_of(me, 1).next();
+            nearest.map_or(true, |c| me.left_dist(c.addr) >= me.left_dist(dst))
+        }
     }
 
     /// Switches neighbour-of-neighbour lookahead (to compare with plain greedy).

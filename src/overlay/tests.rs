@@ -144,6 +144,46 @@ fn last_resort_follows_the_claim_from_next_door() {
 }
 
 #[test]
+fn next_door_to_a_node_we_cannot_link_a_link_that_lists_it_is_the_way_in() {
+    // Our right ring neighbour T cannot be linked by us or by its own
+    // right neighbour R (a symmetric NAT between port-restricted ones).
+    // Greedy would hand the message to R, a dead end; a far connection
+    // that lists T gets it there.
+    let t = Addr::of_key(&key(1000));
+    let mut keys: Vec<NodeKey> = (1..=400).map(key).collect();
+    keys.sort_by_key(|k| t.distance(Addr::of_key(k)));
+    let left = *keys
+        .iter()
+        .find(|k| t.left_dist(Addr::of_key(k)) < 1 << 127)
+        .unwrap();
+    let right = *keys
+        .iter()
+        .find(|k| t.right_dist(Addr::of_key(k)) < 1 << 127)
+        .unwrap();
+    // We sit on the side farther from T, so greedy prefers the other one.
+    let (me, other) = if t.distance(Addr::of_key(&left)) > t.distance(Addr::of_key(&right)) {
+        (left, right)
+    } else {
+        (right, left)
+    };
+    let far = *keys
+        .iter()
+        .rev()
+        .find(|k| **k != me && **k != other)
+        .unwrap();
+    let mut ov = node(me, &[other, far], true);
+    tell_list(&mut ov, 1, &[t]);
+    let mut msg = routed(Mode::Exact, Addr(7), t);
+    assert_eq!(ov.route(&mut msg), Route::Forward(PeerIdx(1)));
+    // Not next door (a connection lies between us and it): greedy as ever.
+    let mut ov = node(me, &[other, far], true);
+    tell_list(&mut ov, 1, &[Addr::of_key(&far).offset(1 << 70)]);
+    let beyond = Addr::of_key(&other).offset(if other == right { 1 << 90 } else { -(1 << 90) });
+    let mut msg = routed(Mode::Exact, Addr(7), beyond);
+    assert_eq!(ov.route(&mut msg), Route::Forward(PeerIdx(0)));
+}
+
+#[test]
 fn a_direct_connection_beats_the_same_node_seen_in_a_list() {
     // Lists carry 64-bit prefixes, which sit just below the full address;
     // the direct link must still win, or every last hop costs one more.

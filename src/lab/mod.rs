@@ -700,7 +700,10 @@ impl Lab {
         for ns in self.namespaces.drain(..).rev() {
             let _ = ip(&["netns", "del", &ns]);
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // RINGVPN_LAB_KEEP=1 keeps configs and daemon logs for a post-mortem.
+        if std::env::var_os("RINGVPN_LAB_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

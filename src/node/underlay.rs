@@ -189,9 +189,12 @@ impl Node {
     }
 
     /// An attempt's destinations less the unproven addresses whose turn
-    /// has not come (`limiter::Probes`), one per address; `None` if none
-    /// is left (the attempt still counts, so a link to a made-up node
-    /// fails in its usual time).
+    /// has not come (`limiter::Probes`), one endpoint per address and
+    /// transport; `None` if none is left (the attempt still counts, so a
+    /// link to a made-up node fails in its usual time). One turn covers a
+    /// UDP init and a TCP connection to the same address: where UDP is
+    /// blocked, the TCP candidate is the only one that can work (and a
+    /// connection sends nothing but a SYN until the address answers).
     pub(super) fn aim_unproven(
         &mut self,
         now: Instant,
@@ -204,10 +207,11 @@ impl Node {
         let mut kept = Endpoints::new();
         for &e in core::iter::once(&first).chain(also) {
             let ip = e.ip();
-            if kept.iter().any(|k| k.ip() == ip) {
+            if kept.iter().any(|k| k.ip() == ip && k.tcp == e.tcp) {
                 continue;
             }
-            if self.address_proven(ip) || self.probes.allow(ip, now) {
+            let turn_taken = kept.iter().any(|k| k.ip() == ip);
+            if turn_taken || self.address_proven(ip) || self.probes.allow(ip, now) {
                 kept.push(e);
             } else {
                 self.stats.count(DropReason::ProbeLimited);

@@ -141,3 +141,24 @@ fn candidates_inside_our_vpn_are_refused_and_never_tried() {
     assert_eq!(sim.watched, 0, "no datagram ever went inside the VPN");
     assert_eq!(sim.node_drops(b, "underlay_in_vpn"), 0);
 }
+
+/// Where UDP is blocked only TCP reaches a member, so an unproven
+/// address's one turn covers its UDP and its TCP endpoint: the lab's
+/// UDP-blocked pair, told of its second public member by gossip, tried
+/// only UDP and stayed off the ring's other side until a tunnel formed.
+#[test]
+fn one_turn_at_an_unproven_address_covers_its_udp_and_tcp_endpoints() {
+    let mut n = node(1, &[], Timers::default());
+    let udp = Endpoint::udp(ep("198.18.0.11:5140"));
+    let tcp = Endpoint::tcp(udp.addr);
+    let (dst, also) = n
+        .aim_unproven(Instant::ZERO, Path::Direct(udp), &[udp, tcp])
+        .unwrap();
+    assert_eq!(dst, Path::Direct(udp));
+    assert_eq!(also.as_slice(), &[tcp]);
+    // The turn is taken: the address gets nothing more for a while.
+    assert!(n
+        .aim_unproven(Instant::ZERO, Path::Direct(tcp), &[])
+        .is_none());
+    assert_eq!(n.stats().drops(DropReason::ProbeLimited), 1);
+}

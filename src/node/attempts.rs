@@ -11,7 +11,7 @@ use super::peer::{self, Peer, Pending};
 use super::{DropReason, Node, Path, PeerIdx, Target};
 use crate::buf::PacketBuf;
 use crate::crypto::handshake::{self, HandshakeError};
-use crate::overlay::Addr;
+use crate::overlay::{Addr, CtmId};
 use crate::rand::Rng;
 use crate::time::Instant;
 use crate::wire::endpoint::Endpoint;
@@ -29,7 +29,7 @@ impl Node {
 
     /// Sends a routed connect-to-me with a fresh init for whoever accepts
     /// it attached; the answer is a handshake response from that node.
-    pub(super) fn send_ctm(&mut self, now: Instant, peer: PeerIdx, mut msg: Vec<u8>, purpose: u8) {
+    pub(super) fn send_ctm(&mut self, now: Instant, peer: PeerIdx, mut msg: Vec<u8>, ctm: CtmId) {
         // A free slot, else the oldest (its answer, if any, is now ignored).
         let k = (0..CTM_INITS)
             .min_by_key(|&k| self.ctm_inits[k].as_ref().map(|p| p.sent_at))
@@ -62,7 +62,7 @@ impl Node {
             next_retry: now,
             attempts: 1,
         });
-        self.ctm_purposes[k] = purpose;
+        self.ctm_ids[k] = ctm;
         match self.pool.alloc_with(&msg) {
             Some(buf) => self.send_to_peer(now, peer, crate::wire::MsgType::Control, buf),
             None => self.stats.count(DropReason::PoolEmpty),

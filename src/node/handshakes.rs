@@ -741,9 +741,9 @@ impl Node {
                 Some(p) => {
                     self.by_index.insert(receiver, Target::Peer(p));
                     self.peers[usize::from(p.0)].wanted = true;
-                    let purpose = self.ctm_purposes[usize::from(k)];
+                    let ctm = self.ctm_ids[usize::from(k)];
                     if let Some(ov) = self.overlay.as_mut() {
-                        ov.ctm_linked(now, done.peer, purpose);
+                        ov.ctm_linked(now, done.peer, ctm);
                     }
                     p
                 }

@@ -365,9 +365,7 @@ impl Node {
                         Some(buf) => self.send_to_peer(now, peer, MsgType::Control, buf),
                         None => self.stats.count(DropReason::PoolEmpty),
                     },
-                    Action::SendCtm { peer, msg, purpose } => {
-                        self.send_ctm(now, peer, msg, purpose)
-                    }
+                    Action::SendCtm { peer, msg, ctm } => self.send_ctm(now, peer, msg, ctm),
                     Action::AnswerInit { init, candidates } => {
                         self.answer_embedded_init(now, &candidates, &init)
                     }

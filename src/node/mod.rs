@@ -116,7 +116,7 @@ pub struct Node {
     boots: Vec<Boot>,
     /// Handshakes riding in connect-to-me requests, and their purposes.
     ctm_inits: [Option<Pending>; handshakes::CTM_INITS],
-    ctm_purposes: [u8; handshakes::CTM_INITS],
+    ctm_ids: [crate::overlay::CtmId; handshakes::CTM_INITS],
     overlay: Option<Overlay>,
     /// The VPN over the overlay (overlay mode with a virtual network).
     vpn: Option<vpn::VpnState>,
@@ -190,9 +190,9 @@ impl Node {
             );
             ov.set_wall_origin(cfg.wall_origin_us);
             // Per start (the seed) and per node (the private key).
-            let mut label = b"ringvpn dht operation ids".to_vec();
+            let mut label = b"ringvpn request ids".to_vec();
             label.extend_from_slice(&cfg.rng_seed.to_be_bytes());
-            ov.set_dht_id_key(identity.derive_secret(&label));
+            ov.set_id_key(identity.derive_secret(&label));
             ov
         });
         let boots = cfg
@@ -211,7 +211,7 @@ impl Node {
             boots_dirty: true,
             boots,
             ctm_inits: Default::default(),
-            ctm_purposes: [0; handshakes::CTM_INITS],
+            ctm_ids: Default::default(),
             vpn: cfg
                 .vpn
                 .clone()

@@ -7,8 +7,8 @@ use super::addr::Addr;
 const LINK_PURPOSES: u8 = reason::SHORTCUT | reason::ONDEMAND | reason::RELAY;
 
 use super::{
-    reason, Action, Overlay, PendingCtm, Refused, CONN_LIST_BURST, CTM_BEHIND_NAT, FAILED_FOR,
-    MAX_ECHO_RESULTS,
+    reason, Action, CtmId, Overlay, PendingCtm, Refused, ANSWERED_KEPT, CONN_LIST_BURST,
+    CTM_BEHIND_NAT, FAILED_FOR, MAX_ECHO_RESULTS,
 };
 use crate::crypto::NodeKey;
 use crate::node::PeerIdx;
@@ -50,6 +50,7 @@ impl Overlay {
             OverlayMsg::CtmRequest {
                 purpose,
                 key,
+                token,
                 endpoints,
                 init,
             } => {
@@ -80,6 +81,7 @@ impl Overlay {
                 let reply = OverlayMsg::CtmReply {
                     purpose,
                     key: self.key,
+                    token,
                     endpoints: self.endpoints.clone(),
                     neighbours: self.records_near(src, Some(src)),
                 };
@@ -110,6 +112,7 @@ impl Overlay {
             OverlayMsg::CtmReply {
                 purpose,
                 key,
+                token,
                 endpoints,
                 neighbours,
             } => {
@@ -117,7 +120,7 @@ impl Overlay {
                     return Err(Refused::Forged);
                 }
                 let purpose = purpose & !CTM_BEHIND_NAT;
-                if !self.answered(purpose, src) {
+                if !self.answered(purpose, src, token) {
                     return Err(Refused::Unsolicited);
                 }
                 let reasons = purpose & LINK_PURPOSES;
@@ -167,9 +170,10 @@ impl Overlay {
 
     /// A connect-to-me we sent was answered by a handshake with `key`: the
     /// link that comes up gets the reasons the request was for.
-    pub fn ctm_linked(&mut self, now: Instant, key: NodeKey, purpose: u8) {
+    pub fn ctm_linked(&mut self, now: Instant, key: NodeKey, ctm: CtmId) {
         let addr = Addr::of_key(&key);
-        self.answered(purpose, addr);
+        let purpose = ctm.purpose;
+        self.answered(purpose, addr, ctm.token);
         let reasons = purpose & LINK_PURPOSES;
         match self.table.get_mut(addr) {
             Some(c) => c.mine |= reasons,
@@ -303,17 +307,29 @@ impl Overlay {
         }
     }
 
-    /// Takes one outstanding request for `purpose` off the list (the near
-    /// check sends two, right and left, each answered on its own); false
-    /// if there was none.
-    pub(super) fn answered(&mut self, purpose: u8, from: Addr) -> bool {
-        match self
-            .pending
-            .iter()
-            .position(|p| p.purpose == purpose && p.target.map_or(true, |t| t == from))
-        {
+    /// Takes the outstanding request for `purpose` that `token` names off
+    /// the list (the near check sends two, right and left, each answered
+    /// on its own); false if there was none. Only a node the request
+    /// passed through knows its token, so a reply in a made-up name gets
+    /// nothing (it would have had us punch its endpoints, `Unsolicited`).
+    /// A request can be answered twice — by the handshake answering its
+    /// init and by a reply (the requester is behind a NAT) — and the
+    /// second, whose neighbour records are worth having, is let in once.
+    pub(super) fn answered(&mut self, purpose: u8, from: Addr, token: u64) -> bool {
+        let matches = |p: &PendingCtm| {
+            p.purpose == purpose && p.token == token && p.target.map_or(true, |t| t == from)
+        };
+        if let Some(i) = self.pending.iter().position(matches) {
+            let p = self.pending.remove(i);
+            if self.answered_once.len() >= ANSWERED_KEPT {
+                self.answered_once.remove(0);
+            }
+            self.answered_once.push(p);
+            return true;
+        }
+        match self.answered_once.iter().position(matches) {
             Some(i) => {
-                self.pending.remove(i);
+                self.answered_once.remove(i);
                 true
             }
             None => false,
@@ -395,15 +411,18 @@ impl Overlay {
 
     pub(super) fn ctm(&mut self, now: Instant, mode: Mode, target: Addr, purpose: u8) {
         self.stats.ctm_sent += 1;
+        let token = self.ctm_ids.next();
         self.pending.push(PendingCtm {
             purpose,
             sent: now,
             target: (mode == Mode::Exact).then_some(target),
+            token,
         });
         let flags = if self.behind_nat { CTM_BEHIND_NAT } else { 0 };
         let msg = OverlayMsg::CtmRequest {
             purpose: purpose | flags,
             key: self.key,
+            token,
             endpoints: self.endpoints.clone(),
             init: Vec::new(),
         };
@@ -413,7 +432,8 @@ impl Overlay {
         // ~190 bytes per hop.
         let settling = now.saturating_since(self.near_changed) < self.cfg.settle_time;
         let wants_new_link = reason::SHORTCUT | reason::ONDEMAND | reason::RELAY;
-        let init_for = (purpose & wants_new_link != 0 || settling).then_some(purpose);
+        let init_for =
+            (purpose & wants_new_link != 0 || settling).then_some(CtmId { purpose, token });
         // Looking for our own neighbours, start from a random connection:
         // greedy routing from our nearest link could end in the same false
         // pocket of a loopy ring that we are trying to get out of.

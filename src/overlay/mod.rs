@@ -23,6 +23,7 @@ mod linking;
 mod maintain;
 mod routing;
 pub mod table;
+mod tokens;
 
 pub use addr::Addr;
 use table::{reason, ConnTable};
@@ -121,6 +122,14 @@ pub fn link_timers() -> crate::node::Timers {
 }
 
 /// What the overlay asks the node to do.
+/// Which connect-to-me of ours an embedded init belongs to: the node
+/// hands it back with the handshake that answers the init.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CtmId {
+    pub purpose: u8,
+    pub token: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Send this link-control payload to the peer.
@@ -130,7 +139,7 @@ pub enum Action {
     SendCtm {
         peer: PeerIdx,
         msg: Vec<u8>,
-        purpose: u8,
+        ctm: CtmId,
     },
     /// Answer a handshake init that came inside a connect-to-me request,
     /// sending the response straight to each of the requester's candidate
@@ -214,6 +223,9 @@ struct PendingCtm {
     /// The node asked, for a request to an exact address: only its answer
     /// counts (two on-demand requests must not take each other's).
     target: Option<Addr>,
+    /// The id the reply must echo (`tokens`): a reply in a made-up name
+    /// would send our handshakes to endpoints of the forger's choosing.
+    token: u64,
     sent: Instant,
 }
 
@@ -231,6 +243,8 @@ pub struct Overlay {
     /// costs one attempt, not one per message that repeats it).
     failed: SmallVec<[(Addr, Instant); FAILED_SLOTS]>,
     pending: SmallPending,
+    /// Requests answered once (see `answered`), the oldest dropped first.
+    answered_once: SmallPending,
     next_heartbeat: Instant,
     next_near_check: Instant,
     /// When our nearest neighbours last changed.
@@ -241,6 +255,8 @@ pub struct Overlay {
     /// … which was then.
     conns_sent: Instant,
     rng: SeededRng,
+    /// Connect-to-me ids.
+    ctm_ids: tokens::Tokens,
     actions: Vec<Action>,
     pub stats: OverlayStats,
     dht: dht::Dht,
@@ -252,6 +268,11 @@ pub struct Overlay {
 }
 
 type SmallPending = SmallVec<[PendingCtm; 8]>;
+/// Requests answered once that may still get their second answer.
+const ANSWERED_KEPT: usize = 8;
+
+/// Keeps connect-to-me ids apart from DHT operation ids (one key).
+const CTM_ID_DOMAIN: u8 = 1;
 
 /// Links being set up at once at most (near candidates, shortcuts and
 /// stitching need a handful; the cap bounds what gossip can start).
@@ -282,8 +303,11 @@ impl Overlay {
     ) -> Overlay {
         let mut dht = dht::Dht::new(cfg.dht_records, now);
         // Unguessable DHT operation ids even before the node keys them.
-        let id_key = ring::digest::digest(&ring::digest::SHA256, &seed.to_be_bytes());
-        dht.set_id_key(id_key.as_ref().try_into().expect("32 bytes"));
+        let id_key: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, &seed.to_be_bytes())
+            .as_ref()
+            .try_into()
+            .expect("32 bytes");
+        dht.set_id_key(id_key);
         Overlay {
             me: Addr::of_key(&key),
             key,
@@ -293,6 +317,7 @@ impl Overlay {
             wanted: BTreeMap::new(),
             failed: SmallVec::new(),
             pending: SmallPending::new(),
+            answered_once: SmallPending::new(),
             next_heartbeat: now,
             next_near_check: now,
             near_changed: now,
@@ -300,6 +325,7 @@ impl Overlay {
             conns_dirty: false,
             conns_sent: now,
             rng: SeededRng::new(seed),
+            ctm_ids: tokens::Tokens::new(id_key, CTM_ID_DOMAIN),
             actions: Vec::new(),
             stats: OverlayStats::default(),
             dht,

@@ -2,7 +2,7 @@
 //! lookahead, for messages we start and messages we forward.
 
 use super::addr::Addr;
-use super::{Action, Overlay, Refused, Route};
+use super::{Action, CtmId, Overlay, Refused, Route};
 use crate::node::PeerIdx;
 use crate::time::Instant;
 use crate::wire::overlay::{emit_routed_header, Mode, OverlayMsg, Routed, RoutedData, FLAG_FINAL};
@@ -27,7 +27,7 @@ impl Overlay {
         dst: Addr,
         msg: &OverlayMsg,
         via: Option<PeerIdx>,
-        init_for: Option<u8>,
+        init_for: Option<CtmId>,
     ) {
         let mut bytes = Vec::with_capacity(128);
         emit_routed_header(&mut bytes, mode, self.cfg.ttl, self.me, dst, msg.msg_type());
@@ -45,10 +45,10 @@ impl Overlay {
         };
         match hop {
             Some(peer) => self.actions.push(match init_for {
-                Some(purpose) => Action::SendCtm {
+                Some(ctm) => Action::SendCtm {
                     peer,
                     msg: bytes,
-                    purpose,
+                    ctm,
                 },
                 None => Action::Send { peer, msg: bytes },
             }),

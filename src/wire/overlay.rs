@@ -275,7 +275,7 @@ pub fn emit_routed_header(out: &mut Vec<u8>, mode: Mode, ttl: u8, src: Addr, dst
 /// holds the keys, adds the init).
 pub fn attach_init(routed_ctm: &mut Vec<u8>, init: &[u8]) -> Result<()> {
     let at = ROUTED_HEADER_LEN + 2;
-    if routed_ctm.len() < ROUTED_HEADER_LEN + 36
+    if routed_ctm.len() < ROUTED_HEADER_LEN + CTM_FIXED_LEN
         || routed_ctm[36] != MSG_CTM_REQUEST
         || routed_ctm[at..at + 2] != [0, 0]
         || init.len() > MAX_INIT
@@ -312,6 +312,10 @@ fn parse_record(b: &[u8]) -> Result<NodeRecord> {
 pub type Endpoints = SmallVec<[Endpoint; MAX_ENDPOINTS]>;
 pub type Records = SmallVec<[NodeRecord; MAX_NEIGHBOURS]>;
 
+/// A connect-to-me request's or reply's fixed part: purpose, two counts
+/// (or the init length), the key and the token.
+const CTM_FIXED_LEN: usize = 44;
+
 /// Routed message types.
 pub const MSG_CTM_REQUEST: u8 = 1;
 pub const MSG_CTM_REPLY: u8 = 2;
@@ -334,6 +338,8 @@ pub enum OverlayMsg {
     CtmRequest {
         purpose: u8,
         key: NodeKey,
+        /// The requester's id for this request, echoed by the reply.
+        token: u64,
         endpoints: Endpoints,
         /// A handshake init for whoever accepts (empty: none).
         init: Vec<u8>,
@@ -341,6 +347,8 @@ pub enum OverlayMsg {
     CtmReply {
         purpose: u8,
         key: NodeKey,
+        /// The request's token.
+        token: u64,
         endpoints: Endpoints,
         neighbours: Records,
     },
@@ -430,7 +438,7 @@ impl OverlayMsg {
     pub fn parse(ty: u8, b: &[u8]) -> Result<OverlayMsg> {
         match ty {
             MSG_CTM_REQUEST | MSG_CTM_REPLY => {
-                if b.len() < 36 {
+                if b.len() < CTM_FIXED_LEN {
                     return Err(Error);
                 }
                 let (purpose, n_ep) = (b[0], usize::from(b[1]));
@@ -442,19 +450,22 @@ impl OverlayMsg {
                 if n_ep > MAX_ENDPOINTS || n_nb > MAX_NEIGHBOURS || init_len > MAX_INIT {
                     return Err(Error);
                 }
-                if b.len() != 36 + n_ep * endpoint::LEN + n_nb * RECORD_LEN + init_len {
+                if b.len() != CTM_FIXED_LEN + n_ep * endpoint::LEN + n_nb * RECORD_LEN + init_len {
                     return Err(Error);
                 }
                 let key = NodeKey(b[4..36].try_into().map_err(|_| Error)?);
+                let token = get_u64(b, 36);
                 let mut endpoints = Endpoints::new();
                 for i in 0..n_ep {
-                    endpoints.push(endpoint::parse_endpoint(&b[36 + i * endpoint::LEN..])?);
+                    let at = CTM_FIXED_LEN + i * endpoint::LEN;
+                    endpoints.push(endpoint::parse_endpoint(&b[at..])?);
                 }
-                let at = 36 + n_ep * endpoint::LEN;
+                let at = CTM_FIXED_LEN + n_ep * endpoint::LEN;
                 if ty == MSG_CTM_REQUEST {
                     return Ok(OverlayMsg::CtmRequest {
                         purpose,
                         key,
+                        token,
                         endpoints,
                         init: b[at..].to_vec(),
                     });
@@ -466,6 +477,7 @@ impl OverlayMsg {
                 Ok(OverlayMsg::CtmReply {
                     purpose,
                     key,
+                    token,
                     endpoints,
                     neighbours,
                 })
@@ -509,18 +521,21 @@ impl OverlayMsg {
             OverlayMsg::CtmRequest {
                 purpose,
                 key,
+                token,
                 endpoints,
                 init,
             } => {
                 out.extend_from_slice(&[*purpose, endpoints.len() as u8]);
                 out.extend_from_slice(&(init.len() as u16).to_be_bytes());
                 out.extend_from_slice(&key.0);
+                out.extend_from_slice(&token.to_be_bytes());
                 emit_endpoints(endpoints, out);
                 out.extend_from_slice(init);
             }
             OverlayMsg::CtmReply {
                 purpose,
                 key,
+                token,
                 endpoints,
                 neighbours,
             } => {
@@ -531,6 +546,7 @@ impl OverlayMsg {
                     0,
                 ]);
                 out.extend_from_slice(&key.0);
+                out.extend_from_slice(&token.to_be_bytes());
                 emit_endpoints(endpoints, out);
                 for r in neighbours {
                     emit_record(r, out);
@@ -721,18 +737,21 @@ mod tests {
             OverlayMsg::CtmRequest {
                 purpose: 1,
                 key: NodeKey([7; 32]),
+                token: 0x0102_0304_0506_0708,
                 endpoints: [rec(1).endpoint, rec(2).endpoint].into_iter().collect(),
                 init: Vec::new(),
             },
             OverlayMsg::CtmRequest {
                 purpose: 1,
                 key: NodeKey([7; 32]),
+                token: 0x0102_0304_0506_0708,
                 endpoints: [rec(1).endpoint].into_iter().collect(),
                 init: vec![9; 180],
             },
             OverlayMsg::CtmReply {
                 purpose: 2,
                 key: NodeKey([8; 32]),
+                token: 9,
                 endpoints: [rec(3).endpoint].into_iter().collect(),
                 neighbours: [rec(4), rec(5)].into_iter().collect(),
             },
@@ -755,7 +774,7 @@ mod tests {
         }
         assert!(OverlayMsg::parse(99, &[]).is_err());
         let mut too_many = vec![1, 5, 0, 0];
-        too_many.extend_from_slice(&[0; 32 + 5 * 20]);
+        too_many.extend_from_slice(&[0; 40 + 5 * 20]);
         assert!(OverlayMsg::parse(MSG_CTM_REQUEST, &too_many).is_err());
     }
 
@@ -764,6 +783,7 @@ mod tests {
         let req = OverlayMsg::CtmRequest {
             purpose: 1,
             key: NodeKey([7; 32]),
+            token: 3,
             endpoints: [rec(1).endpoint].into_iter().collect(),
             init: Vec::new(),
         };

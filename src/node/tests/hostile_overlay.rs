@@ -112,12 +112,14 @@ fn malformed_and_forged_overlay_messages_are_counted_drops() {
             1 => OverlayMsg::CtmRequest {
                 purpose: 1,
                 key: identity(9).public(),
+                token: 0,
                 endpoints: [ep(EP_C).into()].into_iter().collect(),
                 init: Vec::new(),
             },
             _ => OverlayMsg::CtmReply {
                 purpose: 2,
                 key: identity(2).public(),
+                token: 0,
                 endpoints: [ep(EP_C).into()].into_iter().collect(),
                 neighbours: Default::default(),
             },

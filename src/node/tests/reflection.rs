@@ -11,7 +11,7 @@ use crate::sim::Sim;
 use crate::wire::endpoint::Endpoint;
 use crate::wire::overlay::{
     emit_routed_header, Endpoints, Mode, Neighbours, NodeRecord, OverlayMsg, Records,
-    MSG_CTM_REQUEST,
+    MSG_CTM_REPLY, MSG_CTM_REQUEST,
 };
 
 const ATTACKER: usize = 5;
@@ -92,6 +92,7 @@ fn connect_to_me_without_an_init_draws_one_datagram_per_message_at_most() {
         OverlayMsg::CtmRequest {
             purpose: reason::NEAR,
             key,
+            token: 0,
             endpoints: victim_endpoints(),
             init: Vec::new(),
         }
@@ -119,11 +120,16 @@ fn connect_to_me_with_an_init_is_answered_once_per_address() {
         OverlayMsg::CtmRequest {
             purpose: reason::SHORTCUT,
             key: me,
+            token: 0,
             endpoints: victim_endpoints(),
             init: Vec::new(),
         }
         .emit(&mut b);
-        sim.with_node(ATTACKER, |n, now| n.send_ctm(now, via, b, reason::SHORTCUT));
+        let ctm = crate::overlay::CtmId {
+            purpose: reason::SHORTCUT,
+            token: 0,
+        };
+        sim.with_node(ATTACKER, |n, now| n.send_ctm(now, via, b, ctm));
         sim.run_for(Duration::from_millis(200));
     }
     sim.run_for(Duration::from_secs(30));
@@ -175,4 +181,54 @@ fn gossip_naming_a_victim_draws_at_most_one_datagram_per_message() {
     at_most_one_per_message(&sim, messages);
     // The ring is none the worse for it.
     assert_eq!(sim.consistency(), 1.0);
+}
+
+/// Connect-to-me replies in the name of the member each target has just
+/// asked for a link, naming the victim: a reply had been taken for the
+/// outstanding request, and its endpoints got a full link attempt (seven
+/// rounds at all eight). Now a reply must echo the request's token, which
+/// only the request's path has seen: the forgeries get nothing at all.
+#[test]
+fn a_forged_connect_to_me_reply_draws_nothing() {
+    let mut sim = members(12, 34);
+    let via = first_link(&sim);
+    let mut messages = 0u64;
+    for t in (0..12).filter(|&i| i != ATTACKER) {
+        // A member `t` has no link to, which `t` now asks for one.
+        let Some(asked) = (0..12).find(|&j| {
+            let ov = sim.node(t).overlay.as_ref().unwrap();
+            j != t && j != ATTACKER && ov.table().get(sim.addr(j)).is_none()
+        }) else {
+            continue;
+        };
+        let (dst, src) = (sim.addr(t), sim.addr(asked));
+        sim.with_node(t, |n, now| {
+            n.overlay
+                .as_mut()
+                .unwrap()
+                .connect_to(now, src, reason::SHORTCUT);
+            n.run_overlay_actions(now);
+        });
+        for token in [0, 1, u64::MAX] {
+            let mut b = Vec::new();
+            emit_routed_header(&mut b, Mode::Exact, 64, src, dst, MSG_CTM_REPLY);
+            OverlayMsg::CtmReply {
+                purpose: reason::SHORTCUT,
+                key: sim.node(asked).public_key(),
+                token,
+                endpoints: victim_endpoints(),
+                neighbours: Records::new(),
+            }
+            .emit(&mut b);
+            send_once(&mut sim, via, &b);
+            messages += 1;
+        }
+    }
+    sim.run_for(Duration::from_secs(30));
+    assert!(messages >= 20, "{messages} forged replies");
+    eprintln!(
+        "{} datagrams at the victim for {messages} forged replies",
+        sim.watched
+    );
+    assert_eq!(sim.watched, 0);
 }

@@ -31,6 +31,7 @@ pub mod client;
 pub mod remove;
 pub mod store;
 
+use super::tokens::Tokens;
 use super::{Action, Overlay, Refused};
 use crate::crypto::Identity;
 use crate::limit::KeyedBuckets;
@@ -42,7 +43,6 @@ use crate::wire::overlay::{Mode, OverlayMsg};
 use client::{Event, Op, OpKind, Outcome, Reply};
 pub use remove::REMOVE_FRESH_SECS;
 use remove::{Removals, RemoveCheck};
-use ring::digest::{Context, SHA256};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 use store::Store;
@@ -130,13 +130,15 @@ pub trait RecordPolicy {
     fn admit(&self, key: Addr, record: &Record, now: Instant) -> bool;
 }
 
+/// Keeps DHT operation ids apart from other ids under the same key.
+const ID_DOMAIN: u8 = 0;
+
 pub struct Dht {
     store: Store,
     policy: Option<Box<dyn RecordPolicy>>,
     ops: BTreeMap<u32, Op>,
-    /// Operation ids: a keyed hash of a counter (see `start_op`).
-    id_key: [u8; 32],
-    ids_made: u64,
+    /// Operation ids (unguessable: see `overlay::tokens`).
+    ids: Tokens,
     events: Vec<Event>,
     regs: BTreeMap<Addr, Registration>,
     sources: KeyedBuckets<Addr>,
@@ -156,16 +158,11 @@ impl Dht {
     /// node derives it from its private key and a per-start seed), so
     /// that nobody can tell our next id from the ones it saw.
     pub fn set_id_key(&mut self, key: [u8; 32]) {
-        self.id_key = key;
+        self.ids.set_key(key, ID_DOMAIN);
     }
 
     fn next_op_id(&mut self) -> u32 {
-        self.ids_made += 1;
-        let mut ctx = Context::new(&SHA256);
-        ctx.update(&self.id_key);
-        ctx.update(&self.ids_made.to_be_bytes());
-        let d = ctx.finish();
-        u32::from_be_bytes(d.as_ref()[..4].try_into().expect("4 bytes"))
+        (self.ids.next() >> 32) as u32
     }
 
     pub fn new(max_records: usize, now: Instant) -> Dht {
@@ -173,8 +170,7 @@ impl Dht {
             store: Store::new(max_records),
             policy: None,
             ops: BTreeMap::new(),
-            id_key: [0; 32],
-            ids_made: 0,
+            ids: Tokens::new([0; 32], ID_DOMAIN),
             events: Vec::new(),
             regs: BTreeMap::new(),
             sources: KeyedBuckets::new(SOURCE_SLOTS),
@@ -199,9 +195,11 @@ impl Dht {
 }
 
 impl Overlay {
-    /// Keys our DHT operation ids (see [`Dht::set_id_key`]).
-    pub fn set_dht_id_key(&mut self, key: [u8; 32]) {
+    /// Keys our request ids — DHT operations and connect-to-me requests —
+    /// with a secret only this node knows (see `overlay::tokens`).
+    pub fn set_id_key(&mut self, key: [u8; 32]) {
         self.dht.set_id_key(key);
+        self.ctm_ids.set_key(key, super::CTM_ID_DOMAIN);
     }
 
     pub fn dht(&self) -> &Dht {

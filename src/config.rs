@@ -48,11 +48,7 @@ pub const DEFAULT_PORT: u16 = 5140;
 /// 1400 (IP packet) + 14 (Ethernet header inside) + 32 (link header and tag)
 /// + 8 (UDP) + 40 (IPv6) = 1494.
 pub const DEFAULT_MTU: u16 = 1400;
-/// In overlay mode the TAP carries IP packets and a packet may be routed
-/// over the overlay: 1360 (IP packet) + 32 (end-to-end header and tag) +
-/// 20 (routed data header) + 32 (link header and tag) + 8 (UDP) + 40
-/// (IPv6) = 1492, within a 1500-byte underlay.
-pub const DEFAULT_OVERLAY_MTU: u16 = 1360;
+pub use crate::vpn::DEFAULT_OVERLAY_MTU;
 /// MTU bounds: IPv4's minimum, and what a pool slot can hold.
 pub const MIN_MTU: u16 = 576;
 pub const MAX_MTU: u16 = 1800;
@@ -461,7 +457,7 @@ impl Config {
     /// link is dead after about 2.4 missed pings' worth of silence).
     pub fn timers(&self) -> crate::node::Timers {
         let mut t = if self.overlay {
-            crate::overlay::link_timers()
+            crate::node::Timers::overlay_links()
         } else {
             crate::node::Timers::default()
         };

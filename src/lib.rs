@@ -1,16 +1,28 @@
 //! ringvpn: a fully decentralized peer-to-peer VPN on a structured ring overlay.
 //!
-//! Layers, top to bottom (arrows point down only):
+//! Layers, bottom first; a module uses only the layers below it
+//! (`tests/layers.rs` checks it):
 //!
-//! - `shell`: the mio reactor; the only code with fds, syscalls and the OS
-//!   clock (`shell::sys` holds every `unsafe` block).
-//! - `node`: the sans-IO protocol core: `handle_*(now, …)` in, `poll_*` out.
-//! - `crypto`: identities, handshake, sessions, replay window.
-//! - `buf` and `wire`: the buffer pool and zero-copy views of every message.
-//!
-//! Beside them: `config` (the file format), `control` and `status` (the
-//! control socket and its replies), and `lab` (network namespaces for the
-//! demo, tests and benchmarks; it runs `ip` and is a tool, not the core).
+//! - small shared types: `ids` (peer handles), `time` (the virtual-or-real
+//!   instant), `rand`, `net` (prefixes), `base64`, `json`; `limit` (token
+//!   buckets);
+//! - `wire`: every message format as a zero-copy view, with the types
+//!   messages carry (`wire::addr` ring addresses, `wire::key` node keys);
+//! - `buf` (the packet pool) and `crypto` (identities, handshake, sessions,
+//!   sealed credentials, certificates);
+//! - `overlay`: the ring as a policy object — routing, linking, the DHT —
+//!   answering events with actions;
+//! - `vpn`: the VPN's policy on top of the overlay's DHT: address claims,
+//!   resolution, ARP/ND/DHCP answers, broadcast;
+//! - `node`: the sans-IO core that runs both policies: `handle_*(now, …)`
+//!   in, datagrams, frames and deadlines out; no sockets, files or clock;
+//! - drivers of the node and the operator's side: `sim` (the deterministic
+//!   many-node simulator), `config` (the file format), `control` and
+//!   `status` (the control socket), `sys` (the OS glue: every `unsafe`
+//!   block), `pki` (the group CA's tool);
+//! - `shell`: the mio reactor, the only code with fds and the OS clock;
+//! - `lab`: network namespaces for the demo, tests and benchmarks (it runs
+//!   `ip` and is a tool, not the core).
 #![deny(unsafe_code)]
 
 pub mod base64;
@@ -18,6 +30,7 @@ pub mod buf;
 pub mod config;
 pub mod control;
 pub mod crypto;
+pub mod ids;
 pub mod json;
 pub mod lab;
 pub mod limit;
@@ -29,6 +42,7 @@ pub mod rand;
 pub mod shell;
 pub mod sim;
 pub mod status;
+pub mod sys;
 pub mod time;
 pub mod vpn;
 pub mod wire;

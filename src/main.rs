@@ -337,7 +337,7 @@ fn cert(args: &[String]) -> Result<(), Failure> {
 fn lab(args: &[String]) -> Result<(), Failure> {
     let exe = std::env::current_exe().map_err(|e| Failure::Runtime(e.to_string()))?;
     let lab = exe.with_file_name("ringvpn-lab");
-    let err = ringvpn::shell::sys::exec(&lab, args);
+    let err = ringvpn::sys::exec(&lab, args);
     Err(Failure::Runtime(format!(
         "cannot run {}: {err}",
         lab.display()

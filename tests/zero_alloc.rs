@@ -143,7 +143,7 @@ impl Net {
             .map(|i| {
                 let cfg = NodeConfig {
                     overlay: Some(ringvpn::overlay::OverlayConfig::default()),
-                    timers: ringvpn::overlay::link_timers(),
+                    timers: ringvpn::node::Timers::overlay_links(),
                     bootstrap: if i == 0 { vec![] } else { vec![ep(i - 1)] },
                     endpoints: vec![ep(i).into()],
                     trust_any: true,

@@ -30,7 +30,7 @@ fn node(me: u8, ep: SocketAddr, boot: Option<SocketAddr>) -> Node {
         cert: Some(mine.encode().unwrap()),
         wall_origin_us: 2_000_000_000_000_000,
         overlay: Some(ringvpn::overlay::OverlayConfig::default()),
-        timers: ringvpn::overlay::link_timers(),
+        timers: ringvpn::node::Timers::overlay_links(),
         bootstrap: boot.into_iter().collect(),
         endpoints: vec![ep.into()],
         trust_any: true,

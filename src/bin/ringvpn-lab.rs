@@ -309,10 +309,10 @@ fn nat_matrix(args: &[String]) -> ExitCode {
     let Some(bin) = daemon_binary() else {
         return ExitCode::from(1);
     };
-    ringvpn::shell::sys::catch_interrupts();
+    ringvpn::sys::catch_interrupts();
     let mut cells = Vec::new();
     for (a, b) in pairs {
-        if ringvpn::shell::sys::interrupted() {
+        if ringvpn::sys::interrupted() {
             break;
         }
         eprintln!("cell {} ↔ {} …", a.name(), b.name());
@@ -417,7 +417,7 @@ fn sim(args: &[String]) -> ExitCode {
     }
     // Let leaves and surplus links be trimmed, then measure the steady state.
     s.run_for(Duration::from_secs(60));
-    ringvpn::shell::sys::release_free_memory();
+    ringvpn::sys::release_free_memory();
     let mem = rss_kib().saturating_sub(rss0) as f64 / n as f64;
     println!(
         "steady state: consistency {:.4} (design notes' crawl: {:.4}), {:.1} connections per node, ~{mem:.0} KiB per simulated node (process RSS / N)",

@@ -151,6 +151,23 @@ impl Pool {
         &mut self.slab[base + usize::from(buf.head)..base + SLOT_LEN]
     }
 
+    /// Where a read into each of `bufs` lands, as (pointer, capacity)
+    /// pairs all taken from one borrow of the slab: a batched receive hands
+    /// the kernel many buffers at once, which `&mut` slices cannot express.
+    /// The regions are the slots' spaces (distinct slots never overlap);
+    /// a handle from another pool that lies past this slab is left out.
+    /// The pointers are valid while the pool is not touched otherwise —
+    /// the caller holds `&mut Pool` for as long as it uses them.
+    pub fn spaces_raw(&mut self, bufs: &[PacketBuf], out: &mut impl Extend<(*mut u8, usize)>) {
+        let len = self.slab.len();
+        let base = self.slab.as_mut_ptr();
+        out.extend(bufs.iter().filter_map(|b| {
+            let start = b.slot as usize * SLOT_LEN + usize::from(b.head);
+            let end = (b.slot as usize + 1) * SLOT_LEN;
+            (end <= len).then(|| (base.wrapping_add(start), end - start))
+        }));
+    }
+
     /// Sets the payload length after a read into [`Pool::space_mut`].
     pub fn set_len(&self, buf: &mut PacketBuf, len: usize) {
         debug_assert!(usize::from(buf.head) + len <= SLOT_LEN);

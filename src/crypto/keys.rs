@@ -1,13 +1,10 @@
 //! Long-term node identities (Ed25519), and the same keys in X25519 form
 //! for sealing handshake credentials to a known responder.
 
-use crate::base64;
 use curve25519_dalek::{edwards::CompressedEdwardsY, montgomery::MontgomeryPoint};
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 
-/// A node's public key: its identity on the wire and in configs.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct NodeKey(pub [u8; 32]);
+pub use crate::wire::key::NodeKey;
 
 /// X25519 (RFC 7748) of `secret` with `public`; `None` when the result is
 /// all zeros (a small-order point: no secret is shared).
@@ -21,6 +18,7 @@ pub fn x25519_public(secret: &Seed) -> [u8; 32] {
     MontgomeryPoint::mul_base_clamped(secret.0).to_bytes()
 }
 
+/// What a public key can do (the type itself is the wire's).
 impl NodeKey {
     /// The key as an X25519 public key (the birational map from Edwards to
     /// Montgomery form), to seal a credential to its holder; `None` if the
@@ -30,33 +28,11 @@ impl NodeKey {
         Some(point.to_montgomery().to_bytes())
     }
 
-    /// Parses the base64 text form used in configs and by `ringvpn pubkey`.
-    pub fn from_base64(s: &str) -> Option<NodeKey> {
-        let v = base64::decode(s)?;
-        Some(NodeKey(v.try_into().ok()?))
-    }
-
-    pub fn to_base64(&self) -> String {
-        base64::encode(&self.0)
-    }
-
     /// Checks an Ed25519 signature by this key.
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
         UnparsedPublicKey::new(&ED25519, &self.0)
             .verify(msg, sig)
             .is_ok()
-    }
-}
-
-impl core::fmt::Debug for NodeKey {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "NodeKey({})", self.to_base64())
-    }
-}
-
-impl core::fmt::Display for NodeKey {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(&self.to_base64())
     }
 }
 

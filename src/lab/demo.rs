@@ -14,7 +14,7 @@ pub fn run(bin: &Path, n: usize) -> io::Result<()> {
     if let Some(why) = super::unavailable() {
         return Err(io::Error::other(format!("cannot run the lab: {why}")));
     }
-    crate::shell::sys::catch_interrupts();
+    crate::sys::catch_interrupts();
     println!("ringvpn lab demo: {n} hosts, each in its own network namespace");
     let mut lab = Lab::new(bin, n)?;
     let result = demo(&mut lab, n);
@@ -25,7 +25,7 @@ pub fn run(bin: &Path, n: usize) -> io::Result<()> {
 }
 
 fn interrupted() -> io::Result<()> {
-    if crate::shell::sys::interrupted() {
+    if crate::sys::interrupted() {
         return Err(io::Error::other("interrupted"));
     }
     Ok(())

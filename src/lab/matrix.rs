@@ -191,7 +191,7 @@ pub fn run_cell(bin: &Path, a: NatType, b: NatType, o: &CellOptions) -> io::Resu
     let ping_time = interval * o.pings;
     let mut trickle = None;
     while start.elapsed() < o.path_timeout.max(ping_time) {
-        if crate::shell::sys::interrupted() {
+        if crate::sys::interrupted() {
             break;
         }
         if let Ok(st) = lab.status_json(hb) {

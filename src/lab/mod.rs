@@ -61,7 +61,7 @@ fn ip(args: &[&str]) -> io::Result<()> {
 
 /// Why the lab cannot run here, or `None` if it can.
 pub fn unavailable() -> Option<String> {
-    if crate::shell::sys::euid() != 0 {
+    if crate::sys::euid() != 0 {
         return Some("the lab needs root (network namespaces, TAP devices)".into());
     }
     if !Path::new("/dev/net/tun").exists() {
@@ -378,7 +378,7 @@ impl Lab {
         let Some(mut child) = self.hosts[i].child.take() else {
             return;
         };
-        let _ = crate::shell::sys::kill(child.id(), libc::SIGTERM);
+        let _ = crate::sys::kill(child.id(), libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
@@ -487,7 +487,7 @@ impl Lab {
     pub fn wait_links_up(&self, i: usize, n: usize, timeout: Duration) -> io::Result<Duration> {
         let start = Instant::now();
         while start.elapsed() < timeout {
-            if crate::shell::sys::interrupted() {
+            if crate::sys::interrupted() {
                 return Err(err("interrupted"));
             }
             if self.links_up(i) >= n {
@@ -566,7 +566,7 @@ impl Lab {
     pub fn wait_vpn_held(&self, hosts: &[usize], timeout: Duration) -> io::Result<Duration> {
         let start = Instant::now();
         while start.elapsed() < timeout {
-            if crate::shell::sys::interrupted() {
+            if crate::sys::interrupted() {
                 return Err(err("interrupted"));
             }
             if hosts
@@ -671,7 +671,7 @@ impl Lab {
     pub fn wait_ring(&self, live: &[usize], timeout: Duration) -> io::Result<Duration> {
         let start = Instant::now();
         while start.elapsed() < timeout {
-            if crate::shell::sys::interrupted() {
+            if crate::sys::interrupted() {
                 return Err(err("interrupted"));
             }
             if live.iter().all(|&i| self.ring_consistent(i, live)) {

@@ -82,7 +82,7 @@ impl PingTrace {
     /// Stops the ping now and reads what it saw so far (SIGINT: ping
     /// prints its summary; `ip netns exec` passes the signal on).
     pub fn stop(self) -> io::Result<Trace> {
-        let _ = crate::shell::sys::kill(self.child.id(), libc::SIGINT);
+        let _ = crate::sys::kill(self.child.id(), libc::SIGINT);
         self.finish()
     }
 }

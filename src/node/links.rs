@@ -8,10 +8,12 @@ use crate::crypto::NodeKey;
 use crate::overlay::dht::client::Event as DhtEvent;
 use crate::overlay::{Action, Addr, Overlay, Route};
 use crate::time::Instant;
+use crate::wire::control::{
+    KIND_BROADCAST, KIND_CONN_LIST, KIND_DHT_COPY, KIND_LEAVE, KIND_NEIGHBOURS, KIND_ROUTED,
+    KIND_ROUTED_DATA, LEAVE,
+};
 use crate::wire::overlay::{
-    emit_routed_data_header, Endpoints, Mode, RoutedData, DATA_FLAG_TUNNEL, KIND_BROADCAST,
-    KIND_CONN_LIST, KIND_DHT_COPY, KIND_LEAVE, KIND_NEIGHBOURS, KIND_ROUTED, KIND_ROUTED_DATA,
-    ROUTED_DATA_HEADER_LEN,
+    emit_routed_data_header, Endpoints, Mode, RoutedData, DATA_FLAG_TUNNEL, ROUTED_DATA_HEADER_LEN,
 };
 use crate::wire::MsgType;
 
@@ -85,7 +87,7 @@ impl Node {
             .map(|i| PeerIdx(i as u16))
             .collect();
         for p in linked {
-            if let Some(buf) = self.pool.alloc_with(&[KIND_LEAVE, 0, 0, 0]) {
+            if let Some(buf) = self.pool.alloc_with(&LEAVE) {
                 self.send_to_peer(now, p, MsgType::Control, buf);
             }
         }

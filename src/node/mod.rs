@@ -36,7 +36,7 @@ use crate::overlay::Overlay;
 use crate::rand::SeededRng;
 use crate::time::Instant;
 pub use crate::wire::endpoint::Endpoint;
-use crate::wire::{self, data, ethernet, MsgType, PeekError};
+use crate::wire::{self, control, data, ethernet, MsgType, PeekError};
 pub use config::{NodeConfig, PeerConfig, Timers};
 use handshakes::Boot;
 use limiter::HandshakeLimiter;
@@ -46,9 +46,7 @@ use std::collections::{BTreeMap, VecDeque};
 use switch::MacTable;
 use wakeups::Wakeups;
 
-/// Index of a peer in the node's table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PeerIdx(pub u16);
+pub use crate::ids::PeerIdx;
 
 /// How a handshake reached us, or goes out: to an underlay endpoint, or
 /// routed over the overlay to (from) a ring address.
@@ -85,16 +83,6 @@ const TIMER_ROUNDS: usize = 3;
 /// Output queue bound: a full batch in each direction with room to spare.
 /// The shell drains after every input, so a full queue means it is stuck.
 pub const MAX_QUEUED: usize = 1024;
-
-/// Link-control message kinds (inside a sealed `Control` message).
-const CTRL_PING: u8 = 1;
-const CTRL_PONG: u8 = 2;
-/// kind, 3 reserved bytes, 8-byte echo timestamp (µs).
-const CTRL_PING_LEN: usize = 12;
-/// A pong to a ping that came straight from the peer adds the endpoint it
-/// came from (20 bytes): how a node sees its NAT mapping change (a router
-/// reboot) with no new handshake.
-const CTRL_PONG_OBSERVED_LEN: usize = CTRL_PING_LEN + wire::endpoint::LEN;
 
 pub struct Node {
     identity: Identity,
@@ -529,7 +517,7 @@ impl Node {
         let expects = ty != MsgType::Control
             || matches!(
                 self.pool.data(&buf).first(),
-                Some(&(CTRL_PING | wire::overlay::KIND_ROUTED_DATA))
+                Some(&(control::KIND_PING | control::KIND_ROUTED_DATA))
             );
         let watched = matches!(via, Via::Endpoint(_) | Via::Relay(_));
         if watched && expects && peer.watch.sent(now) {
@@ -773,51 +761,44 @@ impl Node {
 
     fn handle_control(&mut self, now: Instant, p: PeerIdx, mut buf: PacketBuf) {
         let kind = self.pool.data(&buf).first().copied();
-        if kind == Some(wire::overlay::KIND_ENDPOINTS) {
+        if kind == Some(control::KIND_ENDPOINTS) {
             return self.endpoints_from(now, p, buf);
         }
-        if kind == Some(trust::KIND_REVOCATION_PART) {
+        if kind == Some(control::KIND_REVOCATION_PART) {
             let msg = self.pool.data(&buf).to_vec();
             self.pool.free(buf);
             return self.revocations_from(now, p, &msg);
         }
-        if kind == Some(trust::KIND_REVOCATION_SERIALS) {
+        if kind == Some(control::KIND_REVOCATION_SERIALS) {
             let msg = self.pool.data(&buf).to_vec();
             self.pool.free(buf);
             return self.serials_from(now, p, &msg);
         }
-        if !matches!(kind, Some(CTRL_PING | CTRL_PONG)) {
+        if !matches!(kind, Some(control::KIND_PING | control::KIND_PONG)) {
             if let Some(buf) = self.handle_overlay_control(now, p, buf) {
                 self.drop_buf(buf, DropReason::BadType);
             }
             return;
         }
-        let msg = self.pool.data(&buf);
-        let len_ok = match kind {
-            Some(CTRL_PONG) => msg.len() == CTRL_PING_LEN || msg.len() == CTRL_PONG_OBSERVED_LEN,
-            _ => msg.len() == CTRL_PING_LEN,
-        };
-        if !len_ok {
+        let Ok(ping) = control::Ping::parse(self.pool.data(&buf)) else {
             return self.drop_buf(buf, DropReason::BadLength);
-        }
-        let (kind, stamp) = (msg[0], wire::get_u64(msg, 4));
+        };
+        let stamp = ping.stamp;
         // Where the message came from, when it came straight over UDP.
         let peer = &self.peers[usize::from(p.0)];
         let direct_udp = peer.endpoint.filter(|e| peer.rx_hops == 1 && !e.tcp);
-        match kind {
-            CTRL_PING => {
-                self.pool.data_mut(&buf)[0] = CTRL_PONG;
+        match ping.pong {
+            false => {
+                control::ping_to_pong(self.pool.data_mut(&buf));
                 if let Some(from) = direct_udp {
                     if let Some(out) = self.pool.append(&mut buf, wire::endpoint::LEN) {
-                        wire::endpoint::emit(&from.addr, out);
+                        control::emit_observed(&from.addr, out);
                     }
                 }
                 self.send_to_peer(now, p, MsgType::Control, buf);
             }
-            CTRL_PONG => {
-                let observed = (self.pool.data(&buf).len() == CTRL_PONG_OBSERVED_LEN)
-                    .then(|| wire::endpoint::parse(&self.pool.data(&buf)[CTRL_PING_LEN..]).ok())
-                    .flatten();
+            true => {
+                let observed = ping.observed;
                 self.pool.free(buf);
                 let peer = &self.peers[usize::from(p.0)];
                 if peer.rx_hops == 1 || (peer.relay.is_some() && self.routed_tunnel == peer.relay) {
@@ -842,16 +823,12 @@ impl Node {
                     }
                 }
             }
-            _ => self.drop_buf(buf, DropReason::BadType),
         }
     }
 
     fn send_ping(&mut self, now: Instant, p: PeerIdx) {
         self.peers[usize::from(p.0)].last_ping = Some(now);
-        let mut msg = [0u8; CTRL_PING_LEN];
-        msg[0] = CTRL_PING;
-        msg[4..].copy_from_slice(&now.as_micros().to_be_bytes());
-        match self.pool.alloc_with(&msg) {
+        match self.pool.alloc_with(&control::Ping::ping(now.as_micros())) {
             Some(buf) => self.send_to_peer(now, p, MsgType::Control, buf),
             None => self.stats.count(DropReason::PoolEmpty),
         }

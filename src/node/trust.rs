@@ -23,8 +23,8 @@
 use super::{DropReason, MsgType, Node, PeerIdx};
 use crate::crypto::cert::{CertError, Revocations, MAX_REVOKED};
 use crate::time::Instant;
+pub use crate::wire::trust::PART;
 use crate::wire::trust::{RevocationPart, RevocationSerials, MAX_SERIALS};
-pub use crate::wire::trust::{KIND_REVOCATION_PART, KIND_REVOCATION_SERIALS, PART};
 use std::time::Duration;
 
 /// Parts of the largest list (MAX_REVOKED keys of 32 bytes, and its header).

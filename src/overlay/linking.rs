@@ -1,7 +1,7 @@
 //! Messages that make links: connect-to-me requests and replies, routed
 //! echoes, neighbour gossip, connection lists and loop stitching.
 
-use super::addr::Addr;
+use crate::wire::addr::Addr;
 /// Connect-to-me purposes the new link keeps as a reason (near links are
 /// judged by position, not by why they were made).
 const LINK_PURPOSES: u8 = reason::SHORTCUT | reason::ONDEMAND | reason::RELAY;
@@ -11,7 +11,7 @@ use super::{
     CTM_BEHIND_NAT, FAILED_FOR, MAX_ECHO_RESULTS,
 };
 use crate::crypto::NodeKey;
-use crate::node::PeerIdx;
+use crate::ids::PeerIdx;
 use crate::rand::Rng;
 use crate::time::Instant;
 use crate::wire::overlay::{

@@ -1,12 +1,13 @@
 //! The heartbeat: reasons to keep each link, near checks, shortcut top-up
 //! and trimming of links nobody needs.
 
-use super::addr::Addr;
 use super::{reason, Action, Overlay, TRIM_BURST};
-use crate::node::PeerIdx;
+use crate::ids::PeerIdx;
 use crate::rand::Rng;
 use crate::time::Instant;
-use crate::wire::overlay::{Mode, KIND_LEAVE};
+use crate::wire::addr::Addr;
+use crate::wire::control::LEAVE;
+use crate::wire::overlay::Mode;
 use smallvec::SmallVec;
 use std::time::Duration;
 
@@ -136,7 +137,7 @@ impl Overlay {
         for peer in trim {
             self.actions.push(Action::Send {
                 peer,
-                msg: vec![KIND_LEAVE, 0, 0, 0],
+                msg: LEAVE.to_vec(),
             });
             self.actions.push(Action::Close { peer });
         }

@@ -17,7 +17,6 @@
 //! whose own connections (learnt from its connection list) get closest.
 //! Every hop still moves strictly closer, so a message cannot loop.
 
-pub mod addr;
 pub mod dht;
 mod linking;
 mod maintain;
@@ -25,11 +24,11 @@ mod routing;
 pub mod table;
 mod tokens;
 
-pub use addr::Addr;
+pub use crate::wire::addr::Addr;
 use table::{reason, ConnTable};
 
 use crate::crypto::NodeKey;
-use crate::node::PeerIdx;
+use crate::ids::PeerIdx;
 use crate::rand::SeededRng;
 use crate::time::Instant;
 use crate::wire::overlay::Endpoint;
@@ -109,19 +108,6 @@ impl Default for OverlayConfig {
     }
 }
 
-/// Link timers for overlay nodes: a link idle for 5 s is pinged, one
-/// silent for 12 s (two missed pings) is dead, so a crashed neighbour is
-/// replaced well within 30 s. Pings go only over idle links, keeping the
-/// cost near one small datagram per link per 5 s.
-pub fn link_timers() -> crate::node::Timers {
-    crate::node::Timers {
-        keepalive_interval: Duration::from_secs(5),
-        dead_after: Duration::from_secs(12),
-        ..crate::node::Timers::default()
-    }
-}
-
-/// What the overlay asks the node to do.
 /// Which connect-to-me of ours an embedded init belongs to: the node
 /// hands it back with the handshake that answers the init.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -130,6 +116,7 @@ pub struct CtmId {
     pub token: u64,
 }
 
+/// What the overlay asks the node to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Send this link-control payload to the peer.

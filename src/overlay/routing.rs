@@ -1,10 +1,10 @@
 //! Greedy routing: choosing the next hop, with neighbour-of-neighbour
 //! lookahead, for messages we start and messages we forward.
 
-use super::addr::Addr;
 use super::{Action, CtmId, Overlay, Refused, Route};
-use crate::node::PeerIdx;
+use crate::ids::PeerIdx;
 use crate::time::Instant;
+use crate::wire::addr::Addr;
 use crate::wire::overlay::{emit_routed_header, Mode, OverlayMsg, Routed, RoutedData, FLAG_FINAL};
 
 /// How much farther from the destination than the closest connection a

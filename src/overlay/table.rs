@@ -5,10 +5,10 @@
 //! side's; a link is closed only when neither side has a reason, so two
 //! nodes never fight over one link.
 
-use super::addr::Addr;
 use crate::crypto::NodeKey;
-use crate::node::PeerIdx;
+use crate::ids::PeerIdx;
 use crate::time::Instant;
+use crate::wire::addr::Addr;
 use crate::wire::overlay::Endpoint;
 
 /// Why a node keeps a connection (bit set).

@@ -223,7 +223,7 @@ fn conn_lists_are_sent_once_per_change() {
     let mut ov = node(key(0), &[key(1), key(2)], true);
     let lists = |ov: &mut Overlay| {
         ov.drain_actions()
-            .filter(|a| matches!(a, Action::Send { msg, .. } if msg[0] == crate::wire::overlay::KIND_CONN_LIST))
+            .filter(|a| matches!(a, Action::Send { msg, .. } if msg[0] == crate::wire::control::KIND_CONN_LIST))
             .count()
     };
     let t = Instant::ZERO + Duration::from_secs(3);

@@ -43,7 +43,7 @@ impl Control {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        let listener = super::sys::with_private_umask(|| UnixListener::bind(path))?;
+        let listener = crate::sys::with_private_umask(|| UnixListener::bind(path))?;
         Ok(Control {
             listener,
             path: path.to_path_buf(),

@@ -15,8 +15,8 @@
 //! [`FALLBACK_EVERY`] where netlink is not available. Reading is cheap
 //! (getifaddrs), and the node compares the new set with the old one.
 
-use super::sys;
 use crate::node::Endpoint;
+use crate::sys;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};

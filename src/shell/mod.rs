@@ -9,7 +9,7 @@
 
 mod control;
 mod ifwatch;
-pub mod sys;
+use crate::sys;
 mod tap;
 mod tcp;
 mod udp;

@@ -1,6 +1,6 @@
 //! The TAP device: Ethernet frames to and from the kernel.
 
-use super::sys;
+use crate::sys;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 

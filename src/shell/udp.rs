@@ -1,8 +1,8 @@
 //! The UDP socket that carries every link, with batched I/O.
 
-use super::sys::{self, MsgBatch, BATCH};
 use crate::buf::MAX_PAYLOAD;
 use crate::node::{DropReason, Node, Transmit};
+use crate::sys::{self, MsgBatch, BATCH};
 use crate::time::Instant;
 use smallvec::SmallVec;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -66,13 +66,10 @@ impl Udp {
     /// Receives one batch of datagrams into pool buffers and hands each to the node.
     pub fn recv_into(&mut self, node: &mut Node, now: Instant) -> io::Result<Recv> {
         let mut bufs: SmallVec<[_; BATCH]> = SmallVec::new();
-        let mut ptrs: SmallVec<[(*mut u8, usize); BATCH]> = SmallVec::new();
         while bufs.len() < BATCH {
             let Some(b) = node.pool_mut().alloc() else {
                 break;
             };
-            let space = node.pool_mut().space_mut(&b);
-            ptrs.push((space.as_mut_ptr(), MAX_PAYLOAD.min(space.len())));
             bufs.push(b);
         }
         if bufs.is_empty() {
@@ -84,7 +81,8 @@ impl Udp {
         let got = match sys::recv_batch(
             self.sock.as_raw_fd(),
             &mut self.rx,
-            &ptrs,
+            node.pool_mut(),
+            &bufs,
             &mut lens,
             &mut froms,
         ) {
@@ -137,14 +135,15 @@ impl Udp {
             if batch.is_empty() {
                 return Ok(true);
             }
-            let msgs: SmallVec<[(*const u8, usize, SocketAddr); BATCH]> = batch
-                .iter()
-                .map(|t| {
-                    let d = node.pool().data(&t.buf);
-                    (d.as_ptr(), d.len(), t.dst.addr)
-                })
-                .collect();
-            let sent = match sys::send_batch(self.sock.as_raw_fd(), &mut self.tx, &msgs) {
+            let result = {
+                let pool = node.pool();
+                let msgs: SmallVec<[(&[u8], SocketAddr); BATCH]> = batch
+                    .iter()
+                    .map(|t| (pool.data(&t.buf), t.dst.addr))
+                    .collect();
+                sys::send_batch(self.sock.as_raw_fd(), &mut self.tx, &msgs)
+            };
+            let sent = match result {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
@@ -182,7 +181,7 @@ impl Udp {
 
 fn set_pmtudisc_dont(sock: &Socket) -> io::Result<()> {
     // socket2 has no wrapper for IP_MTU_DISCOVER; set it with setsockopt.
-    super::sys::set_int_sockopt(
+    crate::sys::set_int_sockopt(
         sock.as_raw_fd(),
         libc::IPPROTO_IP,
         libc::IP_MTU_DISCOVER,

@@ -43,8 +43,6 @@ impl Default for NetConfig {
     }
 }
 
-pub use crate::overlay::link_timers as overlay_timers;
-
 struct SimNode {
     node: Node,
     endpoint: SocketAddr,
@@ -148,7 +146,7 @@ impl Sim {
             rng: SeededRng::new(seed),
             net,
             overlay: OverlayConfig::default(),
-            timers: overlay_timers(),
+            timers: crate::node::Timers::overlay_links(),
             pool_slots: 60,
             lost: 0,
             stuck_wakes: 0,

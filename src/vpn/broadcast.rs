@@ -7,8 +7,8 @@
 //! tables are consistent; a copy that arrives twice anyway (tables in
 //! flux) is recognised by (source, sequence) and dropped.
 
+use crate::ids::PeerIdx;
 use crate::limit::KeyedBuckets;
-use crate::node::PeerIdx;
 use crate::overlay::table::ConnTable;
 use crate::overlay::Addr;
 use crate::time::Instant;

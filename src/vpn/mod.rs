@@ -68,6 +68,12 @@ pub struct VpnConfig {
     pub mtu: u16,
 }
 
+/// In overlay mode the TAP carries IP packets and a packet may be routed
+/// over the overlay: 1360 (IP packet) + 32 (end-to-end header and tag) +
+/// 20 (routed data header) + 32 (link header and tag) + 8 (UDP) + 40
+/// (IPv6) = 1492, within a 1500-byte underlay.
+pub const DEFAULT_OVERLAY_MTU: u16 = 1360;
+
 impl VpnConfig {
     pub fn new(network: &str) -> VpnConfig {
         VpnConfig {
@@ -76,7 +82,7 @@ impl VpnConfig {
             address: AddressMode::Auto,
             ipv6: Some(default_ipv6_prefix(network)),
             dhcp: false,
-            mtu: crate::config::DEFAULT_OVERLAY_MTU,
+            mtu: DEFAULT_OVERLAY_MTU,
         }
     }
 

@@ -8,7 +8,7 @@
 
 use crate::buf::PacketBuf;
 use crate::crypto::NodeKey;
-use crate::node::PeerIdx;
+use crate::ids::PeerIdx;
 use crate::time::Instant;
 use smallvec::SmallVec;
 use std::collections::BTreeMap;

@@ -1,6 +1,6 @@
 //! DHT messages. Requests and replies travel as routed overlay messages
 //! (type [`MSG_DHT`](super::overlay::MSG_DHT)); hand-off copies between ring
-//! neighbours travel on the link (kind [`KIND_DHT_COPY`](super::overlay::KIND_DHT_COPY)).
+//! neighbours travel on the link (kind [`KIND_DHT_COPY`](super::control::KIND_DHT_COPY)).
 //!
 //! ```text
 //! request / reply (routed body):
@@ -23,8 +23,8 @@
 //! delete any other's records (docs/SECURITY.md).
 //! Counts, lengths and the TTL are bounded; lengths must add up exactly.
 
+use super::addr::Addr;
 use super::{get_u16, get_u32, Error, Result};
-use crate::overlay::Addr;
 use smallvec::SmallVec;
 
 /// The largest value a record holds (Brunet's limit).
@@ -382,7 +382,7 @@ pub struct Copy {
 
 impl Copy {
     pub fn parse(b: &[u8]) -> Result<Copy> {
-        if b.len() < 4 || b[0] != super::overlay::KIND_DHT_COPY {
+        if b.len() < 4 || b[0] != super::control::KIND_DHT_COPY {
             return Err(Error);
         }
         let n = usize::from(b[1]);
@@ -410,7 +410,7 @@ impl Copy {
 
     pub fn emit(&self, out: &mut Vec<u8>) {
         let n = self.items.len().min(MAX_RECORDS_PER_MSG);
-        out.extend_from_slice(&[super::overlay::KIND_DHT_COPY, n as u8, 0, 0]);
+        out.extend_from_slice(&[super::control::KIND_DHT_COPY, n as u8, 0, 0]);
         for (key, r) in &self.items[..n] {
             out.extend_from_slice(&key.to_bytes());
             emit_record(r, out);
@@ -551,7 +551,7 @@ mod tests {
         };
         let mut b = Vec::new();
         c.emit(&mut b);
-        assert_eq!(&b[..4], &[super::super::overlay::KIND_DHT_COPY, 2, 0, 0]);
+        assert_eq!(&b[..4], &[super::super::control::KIND_DHT_COPY, 2, 0, 0]);
         assert_eq!(Copy::parse(&b).unwrap(), c);
         assert!(Copy::parse(&b[..b.len() - 1]).is_err());
     }

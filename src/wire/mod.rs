@@ -8,7 +8,9 @@
 //! docs/PROTOCOL.md defines every byte; the tests at the end of each file are
 //! byte fixtures of that document.
 
+pub mod addr;
 pub mod arp;
+pub mod control;
 pub mod data;
 pub mod dhcp;
 pub mod dht;
@@ -16,6 +18,7 @@ pub mod endpoint;
 pub mod ethernet;
 pub mod handshake;
 pub mod ip;
+pub mod key;
 pub mod ndp;
 pub mod overlay;
 pub mod trust;

@@ -1,14 +1,13 @@
-//! Overlay messages, carried inside sealed link-control messages (type 4).
-//!
-//! The first byte of a control payload is its kind:
+//! Overlay messages, carried inside sealed link-control messages (type 4;
+//! every kind is listed in `wire::control`):
 //!
 //! | kind | name | layout |
 //! |---:|---|---|
-//! | 1, 2 | ping, pong | see docs/PROTOCOL.md (12 bytes) |
 //! | 3 | routed | 40-byte routed header, then an overlay message |
 //! | 4 | neighbours | kind, count, reasons, reserved; count × 52-byte node records |
-//! | 5 | leave | kind, 3 reserved: the sender is closing this link |
-//! | 6 | connection list | kind, count (≤ 64), 2 reserved; count × 8-byte address prefixes |
+//! | 6 | connection list | kind, count (≤ 64), relay budget (u16); count × 8-byte address prefixes |
+//! | 7 | routed data | 20-byte compact header (exact mode), then a sealed end-to-end message |
+//! | 8 | broadcast | header, then the broadcast packet |
 //! | 11 | endpoints | kind, count (≤ 8), 2 reserved; count × 20-byte endpoints |
 //!
 //! Routed header (40 bytes):
@@ -18,33 +17,28 @@
 //! ```
 //! Flags: bit 0 = final approach (see [`FLAG_FINAL`]).
 //! Node record (52 bytes): 32-byte node key, 20-byte endpoint.
-//! Routed messages:
-//! - type 1, connect-to-me request: purpose, endpoint count n (≤ 4), init
-//!   length L (u16, 0 = none), 32-byte requester key, n endpoints, then L
-//!   bytes of a handshake init addressed to "whoever is there": the node
-//!   that accepts the request answers it straight to the first endpoint, so
-//!   the new link costs one round trip after the request.
-//! - type 2, connect-to-me reply: purpose, endpoint count n (≤ 4), neighbour
-//!   count m (≤ 8), reserved, 32-byte responder key, n endpoints, m node records.
+//! Routed messages (docs/PROTOCOL.md has every byte):
+//! - type 1, connect-to-me request: purpose, endpoint count n (≤ 8), init
+//!   length L (u16, 0 = none), 32-byte requester key, 8-byte token, n
+//!   endpoints, then L bytes of a handshake init addressed to "whoever is
+//!   there": the node that accepts the request answers it straight to the
+//!   requester, so the new link costs one round trip after the request.
+//! - type 2, connect-to-me reply: purpose, endpoint count n (≤ 8), neighbour
+//!   count m (≤ 8), reserved, 32-byte responder key, the request's token, n
+//!   endpoints, m node records.
 //! - type 3, echo request / type 4, echo reply: 8-byte nonce, 8-byte timestamp.
+//! - type 5, DHT (`wire::dht`); type 6, a whole handshake message; types 7
+//!   and 8, relay query and offer.
 
+use super::addr::Addr;
 pub use super::endpoint::Endpoint;
+use super::key::NodeKey;
 use super::{endpoint, get_u16, get_u64, Error, Result};
-use crate::crypto::NodeKey;
-use crate::overlay::Addr;
 use smallvec::SmallVec;
 
-pub const KIND_PING: u8 = 1;
-pub const KIND_PONG: u8 = 2;
-pub const KIND_ROUTED: u8 = 3;
-pub const KIND_NEIGHBOURS: u8 = 4;
-pub const KIND_LEAVE: u8 = 5;
-pub const KIND_CONN_LIST: u8 = 6;
-pub const KIND_ROUTED_DATA: u8 = 7;
-pub const KIND_BROADCAST: u8 = 8;
-pub const KIND_DHT_COPY: u8 = 9;
-/// Kinds 10 and 12 are certificate mode's (`wire::trust`).
-pub const KIND_ENDPOINTS: u8 = 11;
+use super::control::{
+    KIND_BROADCAST, KIND_CONN_LIST, KIND_ENDPOINTS, KIND_NEIGHBOURS, KIND_ROUTED, KIND_ROUTED_DATA,
+};
 
 pub const ROUTED_HEADER_LEN: usize = 40;
 /// Routed flag: a right-of / left-of message has reached the node closest

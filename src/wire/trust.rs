@@ -7,14 +7,11 @@
 //! a newer one sends it: a list whose parts were lost, or that a node
 //! missed while away, arrives without anyone resending blindly.
 
+use super::control::{KIND_REVOCATION_PART, KIND_REVOCATION_SERIALS};
+use super::key::NodeKey;
 use super::{get_u64, Error, Result};
-use crate::crypto::NodeKey;
 use smallvec::SmallVec;
 
-/// Link control kind of a revocation list part.
-pub const KIND_REVOCATION_PART: u8 = 10;
-/// Link control kind of the serials a node holds.
-pub const KIND_REVOCATION_SERIALS: u8 = 12;
 /// Kind, part index, part count, reserved; then the part.
 pub const PART_HEADER: usize = 4;
 /// Bytes of a list in one part (every part but the last is this long).

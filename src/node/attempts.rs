@@ -1,10 +1,12 @@
 //! Handshakes we start: where each attempt goes, when it is retried, when
 //! a punch gives way to a tunnel, and the inits that ride in connect-to-me
-//! requests. Answering inits and completing our own is `handshakes`.
+//! requests. Answering inits is `handshakes`; completing our own,
+//! `completion`.
 
+use super::boots::BOOT_PAUSE;
 use super::handshakes::{
-    BOOT_PAUSE, BOOT_TCP_AFTER_ATTEMPTS, CTM_INITS, DYNAMIC_ATTEMPTS, MAX_CANDIDATES,
-    PUNCH_ATTEMPTS, PUNCH_RETRY_BASE, PUNCH_RETRY_MAX, ROUTED_RETRY_BASE, TCP_AFTER_ATTEMPTS,
+    BOOT_TCP_AFTER_ATTEMPTS, CTM_INITS, DYNAMIC_ATTEMPTS, MAX_CANDIDATES, PUNCH_ATTEMPTS,
+    PUNCH_RETRY_BASE, PUNCH_RETRY_MAX, ROUTED_RETRY_BASE, TCP_AFTER_ATTEMPTS,
     TUNNEL_ALONGSIDE_ATTEMPT,
 };
 use super::peer::{self, Peer, Pending};

@@ -17,6 +17,8 @@
 //! It echoes the init's sender index, so an off-path attacker cannot make
 //! a node hold a wrong cookie without guessing a 32-bit number.
 
+use super::{DropReason, Node, Target};
+use crate::buf::PacketBuf;
 use crate::limit::Bucket;
 use crate::time::Instant;
 use crate::wire::endpoint::Endpoint;
@@ -137,6 +139,45 @@ impl Cookies {
             .iter()
             .find(|(ep, _, at)| ep == to && now.saturating_since(*at) < COOKIE_LIFE)
             .map(|(_, c, _)| *c)
+    }
+}
+
+impl Node {
+    /// A cookie reply to one of our inits: the responder is under load and
+    /// wants our address proven. The cookie goes on our inits to that
+    /// endpoint from now on. A new cookie has the handshake retried at once
+    /// without using up an attempt (a punch's inits to other candidates
+    /// may still be answered: the pending init stays valid); a cookie for
+    /// an endpoint that already gave us one is only kept.
+    pub(super) fn handle_cookie_reply(&mut self, now: Instant, from: Endpoint, buf: PacketBuf) {
+        let parsed = crate::wire::handshake::parse_cookie_reply(self.pool.data(&buf));
+        let Ok((receiver, cookie)) = parsed else {
+            return self.drop_buf(buf, DropReason::BadLength);
+        };
+        self.pool.free(buf);
+        let target = match self.by_index.get(&receiver) {
+            Some(&Target::Ctm(_)) => return self.stats.count(DropReason::Unsolicited),
+            Some(&t) => t,
+            None => return self.stats.count(DropReason::UnknownSession),
+        };
+        let fresh = self.cookies.for_endpoint(now, &from).is_none();
+        let Some(pending) = self
+            .pending_slot(target)
+            .as_mut()
+            .filter(|x| x.local_index == receiver)
+        else {
+            return self.stats.count(DropReason::UnknownSession);
+        };
+        if fresh {
+            log::debug!("cookie from {from}: handshake retried with it");
+            pending.next_retry = now;
+            pending.attempts = pending.attempts.saturating_sub(1);
+        }
+        self.cookies.remember(now, from, cookie);
+        match target {
+            Target::Peer(p) => self.touch(p),
+            _ => self.boots_dirty = true,
+        }
     }
 }
 

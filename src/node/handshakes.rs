@@ -1,15 +1,15 @@
-//! Handshakes: answering inits, completing our own, and the peer table
-//! behind them (static peers, and dynamic ones met through the overlay or
-//! a bootstrap endpoint whose key we did not know). Starting and retrying
-//! our own attempts is `attempts`.
+//! Handshakes we answer: admission (rate limits, cookies), the trust
+//! check of the initiator's credential, the replay guard (with the clock
+//! that went back), and the answer — once per way an init came. Starting
+//! and retrying our own is `attempts`, completing them `completion`, the
+//! peer table `peers`.
 
-use super::peer::{self, Peer, Pending};
-use super::{DropReason, Node, Path, PeerConfig, PeerIdx, Target};
+use super::peer;
+use super::{DropReason, Node, Path, PeerIdx, Target};
 use crate::buf::PacketBuf;
-use crate::crypto::handshake::{self, Completed, HandshakeError};
+use crate::crypto::handshake::{self, HandshakeError};
 use crate::crypto::NodeKey;
 use crate::overlay::Addr;
-use crate::rand::Rng;
 use crate::time::Instant;
 use crate::wire::endpoint::Endpoint;
 use crate::wire::overlay::Endpoints;
@@ -20,12 +20,6 @@ use std::time::Duration;
 pub const DYNAMIC_ATTEMPTS: u32 = 4;
 /// Attempts while linking a node through NATs (~8 s of punching).
 pub const PUNCH_ATTEMPTS: u32 = 7;
-/// Pause between bootstrap rounds while we have no link at all.
-pub const BOOT_PAUSE: Duration = Duration::from_secs(5);
-/// Bootstrap (leaf) links to keep while joining (Brunet: 3). One is not
-/// enough: if every node links only its first bootstrap, nodes started
-/// together form separate components, each growing its own ring.
-pub const LEAVES: usize = 3;
 /// Connect-to-me handshakes in flight (near right, near left, shortcut,
 /// one spare); a new one replaces the oldest.
 pub const CTM_INITS: usize = 4;
@@ -60,83 +54,7 @@ pub const CLOCK_BACK_QUIET: Duration = Duration::from_secs(15);
 /// First retransmission delay of a handshake routed over the overlay.
 pub const ROUTED_RETRY_BASE: Duration = Duration::from_secs(3);
 
-/// Endpoints of past overlay links kept as extra bootstraps.
-pub const LEARNED_BOOTS: usize = 8;
-/// Failed rounds after which a learned endpoint is forgotten.
-pub const LEARNED_ROUNDS: u8 = 2;
-
-/// A bootstrap endpoint: we know where, not who.
-pub struct Boot {
-    pub endpoint: Endpoint,
-    pub pending: Option<Pending>,
-    pub next_try: Instant,
-    /// The peer this endpoint turned out to be, once linked.
-    pub peer: Option<PeerIdx>,
-    /// Learned from a past link rather than configured: tried only when we
-    /// are cut off (no links, or too few to be in a ring). A node whose
-    /// configured bootstraps are gone, or that joined through a node that
-    /// was itself cut off, finds its way back this way.
-    pub learned: Option<Learned>,
-}
-
-#[derive(Clone, Copy)]
-pub struct Learned {
-    pub at: Instant,
-    /// Failed rounds in a row; at LEARNED_ROUNDS the slot is free again.
-    pub failures: u8,
-}
-
-impl Boot {
-    pub fn new(endpoint: Endpoint, now: Instant, learned: Option<Learned>) -> Boot {
-        Boot {
-            endpoint,
-            pending: None,
-            next_try: now,
-            peer: None,
-            learned,
-        }
-    }
-
-    pub fn forgotten(&self) -> bool {
-        self.learned.is_some_and(|l| l.failures >= LEARNED_ROUNDS)
-    }
-}
-
 impl Node {
-    /// Remembers where an overlay link reached its peer, as a bootstrap
-    /// for later (the most recent LEARNED_BOOTS, configured ones aside).
-    pub(super) fn learn_boot(&mut self, now: Instant, endpoint: Endpoint) {
-        self.boots_dirty = true;
-        if let Some(b) = self.boots.iter_mut().find(|b| b.endpoint == endpoint) {
-            if let Some(l) = b.learned.as_mut() {
-                *l = Learned {
-                    at: now,
-                    failures: 0,
-                };
-            }
-            return;
-        }
-        let learned = Some(Learned {
-            at: now,
-            failures: 0,
-        });
-        let slots = self.boots.iter().filter(|b| b.learned.is_some()).count();
-        if slots < LEARNED_BOOTS {
-            self.boots.push(Boot::new(endpoint, now, learned));
-            return;
-        }
-        // Reuse a forgotten slot, else the oldest idle one.
-        let victim = (0..self.boots.len())
-            .filter(|&b| self.boots[b].learned.is_some() && self.boots[b].pending.is_none())
-            .min_by_key(|&b| {
-                let boot = &self.boots[b];
-                (!boot.forgotten(), boot.learned.map(|l| l.at))
-            });
-        if let Some(b) = victim {
-            self.boots[b] = Boot::new(endpoint, now, learned);
-        }
-    }
-
     pub(super) fn handshake_drop(&mut self, e: HandshakeError) {
         let reason = match e {
             HandshakeError::Malformed => DropReason::BadLength,
@@ -160,14 +78,14 @@ impl Node {
     }
 
     /// Unix seconds now (certificates' validity is wall-clock time).
-    fn unix_secs(&self, now: Instant) -> u64 {
+    pub(super) fn unix_secs(&self, now: Instant) -> u64 {
         crate::time::unix_secs(self.wall_origin_us, now)
     }
 
     /// Whether a peer presenting `key` (and `cert`) may link: in
     /// certificate mode its certificate must check out against our CAs;
     /// otherwise its key must be listed (or any key, in an open overlay).
-    fn trust_check(
+    pub(super) fn trust_check(
         trust: Option<&crate::crypto::cert::Trust>,
         open: bool,
         listed: bool,
@@ -192,69 +110,8 @@ impl Node {
         }
     }
 
-    fn is_trusted(&self, key: &NodeKey) -> bool {
+    pub(super) fn is_trusted(&self, key: &NodeKey) -> bool {
         self.trust_any || self.by_key.contains_key(key)
-    }
-
-    /// The peer for `key`, creating a dynamic one if policy allows and
-    /// there is room (reusing the slot of a forgotten dynamic peer).
-    pub(super) fn find_or_add_peer(
-        &mut self,
-        key: NodeKey,
-        endpoint: Option<Endpoint>,
-    ) -> Option<PeerIdx> {
-        if let Some(&p) = self.by_key.get(&key) {
-            return Some(p);
-        }
-        if key == self.identity.public() || !self.is_trusted(&key) {
-            return None;
-        }
-        let cfg = PeerConfig {
-            name: crate::overlay::Addr::of_key(&key).to_string(),
-            key,
-            endpoint: None,
-        };
-        let mut fresh = Peer::new(&cfg);
-        fresh.endpoint = endpoint;
-        fresh.dynamic = true;
-        let reusable = self.peers.iter().position(|p| {
-            p.dynamic
-                && !p.wanted
-                && !p.linked
-                && p.pending.is_none()
-                && p.sessions.current.is_none()
-                && p.sessions.next.is_none()
-                && p.sessions.next_alt.is_none()
-                && p.sessions.previous.is_none()
-                && p.waiting.is_empty()
-        });
-        let p = match reusable {
-            Some(i) => {
-                let old = self.peers[i].key;
-                self.by_key.remove(&old);
-                self.macs.forget_peer(PeerIdx(i as u16));
-                self.peers[i] = fresh;
-                // A bootstrap that had turned out to be the old peer no
-                // longer is.
-                for b in &mut self.boots {
-                    if b.peer == Some(PeerIdx(i as u16)) {
-                        b.peer = None;
-                    }
-                }
-                self.boots_dirty = true;
-                PeerIdx(i as u16)
-            }
-            None if self.peers.len() < self.max_peers => {
-                // Grown one at a time: peers are few and live long.
-                self.peers.reserve_exact(1);
-                self.peers.push(fresh);
-                PeerIdx((self.peers.len() - 1) as u16)
-            }
-            None => return None,
-        };
-        self.by_key.insert(key, p);
-        self.touch(p);
-        Some(p)
     }
 
     pub(super) fn handle_init(&mut self, now: Instant, from: Path, buf: PacketBuf) {
@@ -309,43 +166,6 @@ impl Node {
             None => self.stats.count(DropReason::PoolEmpty),
         }
         Err(DropReason::CookieSent)
-    }
-
-    /// A cookie reply to one of our inits: the responder is under load and
-    /// wants our address proven. The cookie goes on our inits to that
-    /// endpoint from now on. A new cookie has the handshake retried at once
-    /// without using up an attempt (a punch's inits to other candidates
-    /// may still be answered: the pending init stays valid); a cookie for
-    /// an endpoint that already gave us one is only kept.
-    pub(super) fn handle_cookie_reply(&mut self, now: Instant, from: Endpoint, buf: PacketBuf) {
-        let parsed = crate::wire::handshake::parse_cookie_reply(self.pool.data(&buf));
-        let Ok((receiver, cookie)) = parsed else {
-            return self.drop_buf(buf, DropReason::BadLength);
-        };
-        self.pool.free(buf);
-        let target = match self.by_index.get(&receiver) {
-            Some(&Target::Ctm(_)) => return self.stats.count(DropReason::Unsolicited),
-            Some(&t) => t,
-            None => return self.stats.count(DropReason::UnknownSession),
-        };
-        let fresh = self.cookies.for_endpoint(now, &from).is_none();
-        let Some(pending) = self
-            .pending_slot(target)
-            .as_mut()
-            .filter(|x| x.local_index == receiver)
-        else {
-            return self.stats.count(DropReason::UnknownSession);
-        };
-        if fresh {
-            log::debug!("cookie from {from}: handshake retried with it");
-            pending.next_retry = now;
-            pending.attempts = pending.attempts.saturating_sub(1);
-        }
-        self.cookies.remember(now, from, cookie);
-        match target {
-            Target::Peer(p) => self.touch(p),
-            _ => self.boots_dirty = true,
-        }
     }
 
     /// A handshake init that came inside a connect-to-me request: answered
@@ -631,203 +451,6 @@ impl Node {
                     ov.send_routed(now, crate::wire::overlay::Mode::Exact, dst, &msg);
                 }
                 self.run_overlay_actions(now);
-            }
-        }
-    }
-
-    /// Both sides started a handshake at once (an init from the peer while
-    /// our own fresh one is out): one link, decided by key order. The
-    /// smaller key withdraws its init and only answers; the larger key
-    /// answers too, but the withdrawn side never completes that answer, so
-    /// the pair ends with one live session instead of two crossed ones
-    /// (which a third handshake could then split, each side sending on a
-    /// session the other had just evicted). Only a fresh first attempt
-    /// counts as a crossing, whichever way each init went: a punch sends
-    /// its inits straight and over the overlay at once, and two sides that
-    /// each complete their own over a different path end on sessions the
-    /// other may evict (seen in the simulator as traffic lost for a second
-    /// after a pair's punch).
-    fn withdraw_if_crossed(&mut self, now: Instant, p: PeerIdx, theirs: &NodeKey) {
-        let window = self.timers.handshake_retry_base;
-        let ours = self.identity.public();
-        let peer = &mut self.peers[usize::from(p.0)];
-        let fresh = peer.pending.as_ref().is_some_and(|x| {
-            x.attempts <= 1 && now.saturating_since(x.sent_at) < window && x.state.is_some()
-        });
-        if fresh && ours < *theirs {
-            log::debug!("crossed handshake with {}: theirs goes ahead", peer.name);
-            if let Some(pending) = peer.pending.take() {
-                // Its index stays registered until the answer comes.
-                if let Some(old) = peer.withdrawn.replace(pending.local_index) {
-                    self.by_index.remove(&old);
-                }
-            }
-        }
-    }
-
-    pub(super) fn handle_resp(&mut self, now: Instant, from: Path, buf: PacketBuf) {
-        let receiver = match handshake::resp_receiver(self.pool.data(&buf)) {
-            Ok(r) => r,
-            Err(e) => {
-                self.pool.free(buf);
-                return self.handshake_drop(e);
-            }
-        };
-        let Some(&target) = self.by_index.get(&receiver) else {
-            return self.drop_buf(buf, DropReason::UnknownSession);
-        };
-        if let Target::Peer(p) = target {
-            let peer = &mut self.peers[usize::from(p.0)];
-            if peer.withdrawn == Some(receiver) {
-                peer.withdrawn = None;
-                self.by_index.remove(&receiver);
-                return self.pool.free(buf);
-            }
-        }
-        let expected = match target {
-            Target::Peer(p) => Some(self.peers[usize::from(p.0)].key),
-            Target::Boot(_) | Target::Ctm(_) => None,
-        };
-        let (trust_any, by_key) = (self.trust_any, &self.by_key);
-        let (trust, unix) = (self.trust.as_ref(), self.unix_secs(now));
-        let trusted = |k: &NodeKey, cert: Option<&crate::crypto::cert::Cert>| {
-            if expected.is_some_and(|e| *k != e) {
-                return Err(HandshakeError::UnknownPeer);
-            }
-            let listed = expected.is_some() || by_key.contains_key(k);
-            Self::trust_check(trust, trust_any, listed, k, cert, unix)
-        };
-        let pending = match target {
-            Target::Peer(p) => &mut self.peers[usize::from(p.0)].pending,
-            Target::Boot(b) => &mut self.boots[usize::from(b)].pending,
-            Target::Ctm(k) => &mut self.ctm_inits[usize::from(k)],
-        };
-        let Some(pend) = pending.as_mut().filter(|x| x.local_index == receiver) else {
-            return self.drop_buf(buf, DropReason::UnknownSession);
-        };
-        let result = handshake::finish_with(&mut pend.state, self.pool.data(&buf), trusted, now);
-        self.pool.free(buf);
-        let done = match result {
-            Ok(d) => d,
-            Err(e) => return self.handshake_drop(e),
-        };
-        let endpoint = match from {
-            Path::Direct(ep) => Some(ep),
-            Path::Overlay(src) if Addr::of_key(&done.peer) == src => None,
-            Path::Overlay(_) => return self.stats.count(DropReason::OverlayForged),
-        };
-        let sent_at = pend.sent_at;
-        *pending = None;
-        self.boots_dirty = true;
-        let p = match target {
-            Target::Peer(p) => p,
-            Target::Boot(b) => match self.find_or_add_peer(done.peer, endpoint) {
-                Some(p) => {
-                    self.by_index.insert(receiver, Target::Peer(p));
-                    self.peers[usize::from(p.0)].wanted = true;
-                    self.peers[usize::from(p.0)].leaf = true;
-                    self.boots[usize::from(b)].peer = Some(p);
-                    if let Some(l) = self.boots[usize::from(b)].learned.as_mut() {
-                        l.failures = 0;
-                    }
-                    p
-                }
-                None => {
-                    self.by_index.remove(&receiver);
-                    return self.stats.count(DropReason::TooManyPeers);
-                }
-            },
-            Target::Ctm(k) => match self.find_or_add_peer(done.peer, endpoint) {
-                Some(p) => {
-                    self.by_index.insert(receiver, Target::Peer(p));
-                    self.peers[usize::from(p.0)].wanted = true;
-                    let ctm = self.ctm_ids[usize::from(k)];
-                    if let Some(ov) = self.overlay.as_mut() {
-                        ov.ctm_linked(now, done.peer, ctm);
-                    }
-                    p
-                }
-                None => {
-                    self.by_index.remove(&receiver);
-                    return self.stats.count(DropReason::TooManyPeers);
-                }
-            },
-        };
-        self.complete_handshake(now, p, done, endpoint, sent_at);
-    }
-
-    /// `endpoint`: where the answer came from, `None` if over the overlay.
-    fn complete_handshake(
-        &mut self,
-        now: Instant,
-        p: PeerIdx,
-        done: Completed,
-        endpoint: Option<Endpoint>,
-        sent_at: Instant,
-    ) {
-        self.touch(p);
-        let peer = &mut self.peers[usize::from(p.0)];
-        if let Some(stale) = peer.pending.take() {
-            self.by_index.remove(&stale.local_index);
-        }
-        if done.cert.is_some() {
-            peer.cert = done.cert.clone().map(Box::new);
-        }
-        match endpoint {
-            Some(ep) => {
-                peer.endpoint = Some(ep);
-                peer.proven = Some(ep);
-                peer.routed = false;
-                peer.punching = false;
-                if !done.observed.ip().is_unspecified() {
-                    peer.observed = Some(done.observed);
-                }
-            }
-            None => peer.routed = !peer.linked && peer.relay.is_none(),
-        }
-        if endpoint.is_some() {
-            // A direct path, proven both ways: a tunnel is no longer
-            // needed, and whatever the old path's watch thought is moot.
-            self.peers[usize::from(p.0)].watch.reset();
-            if let Some(ov) = self.overlay.as_mut() {
-                ov.set_suspect(p, false);
-            }
-            self.end_tunnel(p);
-        }
-        // The overlay copy of a punch's init answered first: the session
-        // carries traffic over the overlay, and the punch goes on.
-        let resume_punch = endpoint.is_none() && self.peers[usize::from(p.0)].punching;
-        let peer = &mut self.peers[usize::from(p.0)];
-        peer.last_handshake = Some(now);
-        peer.rtt = Some(now.saturating_since(sent_at));
-        if let Some(old) = peer.sessions.install_initiated(done.session) {
-            self.by_index.remove(&old);
-        }
-
-        self.stats.handshakes_completed += 1;
-        log::info!("session with {} ({:?}) established", peer.name, endpoint);
-        if let Some(ep) = endpoint.filter(|e| !e.tcp) {
-            // Where this peer saw us: our reflexive endpoint, if any.
-            if self.nat.observe(ep.addr, done.observed, now) {
-                self.endpoints_changed(now);
-            }
-        }
-        // Confirm the session to the responder at once (it may not send on
-        // it before hearing from us), then release what waited for it.
-        self.send_ping(now, p);
-        self.release_waiting(now, p);
-        self.link_up(now, p);
-        if resume_punch && self.peers[usize::from(p.0)].pending.is_none() {
-            self.start_handshake(now, Target::Peer(p));
-        }
-    }
-
-    pub(super) fn new_index(&mut self, t: Target) -> u32 {
-        loop {
-            let idx = self.rng.next_u32();
-            if idx != 0 && !self.by_index.contains_key(&idx) {
-                self.by_index.insert(idx, t);
-                return idx;
             }
         }
     }

@@ -215,4 +215,69 @@ impl Node {
             ),
         }
     }
+
+    /// One peer's path state, for diagnosing the simulator's pairs.
+    pub fn debug_peer(&self, key: &NodeKey) -> String {
+        let Some(&p) = self.by_key.get(key) else {
+            return "not a peer".into();
+        };
+        let q = &self.peers[usize::from(p.0)];
+        format!(
+            "linked {} routed {} relay {:?} endpoint {:?} proven {:?} punching {} tunnel_wanted {} pending {} current {} watch {:?} last_rx {:?} last_tx {:?}",
+            q.linked,
+            q.routed,
+            q.relay.map(|r| self.peers[usize::from(r.0)].name.clone()),
+            q.endpoint,
+            q.proven,
+            q.punching,
+            q.tunnel_wanted,
+            q.pending.is_some(),
+            q.sessions.current.is_some(),
+            q.watch,
+            q.last_rx,
+            q.last_tx
+        )
+    }
+
+    /// Which timer is due when (for diagnosing a timer that never clears).
+    pub fn debug_deadlines(&self, now: Instant) -> String {
+        let mut out = format!(
+            "now {now:?} overlay {:?}\n",
+            self.overlay
+                .as_ref()
+                .map(crate::overlay::Overlay::poll_timeout)
+        );
+        for (i, p) in self.peers.iter().enumerate() {
+            if let Some(d) = p.deadline(&self.timers).filter(|d| *d <= now) {
+                out += &format!(
+                    "peer {i} {} due {d:?} ping_due {:?} last_rx {:?} last_ping {:?} created {:?}: wanted {} linked {} dynamic {} pending {} current {} endpoint {:?} relay {:?} tunnel_wanted {} relay_asked {:?} direct_retry {:?} ondemand {} punching {}\n",
+                    p.name,
+                    p.ping_due(&self.timers),
+                    p.last_rx,
+                    p.last_ping,
+                    p.sessions.current.as_ref().map(|c| c.created),
+                    p.wanted,
+                    p.linked,
+                    p.dynamic,
+                    p.pending.is_some(),
+                    p.sessions.current.is_some(),
+                    p.endpoint,
+                    p.relay,
+                    p.tunnel_wanted,
+                    p.relay_asked,
+                    p.direct_retry,
+                    p.ondemand,
+                    p.punching
+                );
+            }
+        }
+        for b in 0..self.boots.len() {
+            out += &format!(
+                "boot {b} due {:?} peer {:?}\n",
+                self.boot_due(b, self.boot_context().0, self.boot_context().1),
+                self.boots[b].peer
+            );
+        }
+        out
+    }
 }

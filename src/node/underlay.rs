@@ -227,4 +227,67 @@ impl Node {
             .iter()
             .any(|p| p.proven.is_some_and(|e| e.ip() == ip))
     }
+
+    /// What we advertise: our bound endpoints, the reflexive ones peers
+    /// report, then TCP; none inside the underlay guard.
+    pub(super) fn advertised(&self) -> Vec<Endpoint> {
+        let local = self.local_udp();
+        let mut eps: Vec<Endpoint> = self
+            .local_endpoints
+            .iter()
+            .filter(|e| !e.tcp)
+            .copied()
+            .collect();
+        for r in self.nat.reflexive(&local) {
+            eps.push(Endpoint::udp(r));
+        }
+        eps.extend(self.local_endpoints.iter().filter(|e| e.tcp).copied());
+        eps.retain(|e| self.underlay_ok(e));
+        eps
+    }
+
+    /// Tells the overlay what to advertise (and whether we look NATed).
+    pub(super) fn update_advertised(&mut self) {
+        let eps = self.advertised();
+        let mapping = self.nat.mapping(&self.local_udp());
+        if let Some(ov) = self.overlay.as_mut() {
+            ov.set_endpoints(&eps);
+            ov.set_behind_nat(mapping != super::nat::NatMapping::None);
+            // Behind a symmetric NAT a stranger cannot link to us to use
+            // us as a relay: we do not offer.
+            ov.set_relay_offered(mapping != super::nat::NatMapping::EndpointDependent);
+        }
+    }
+
+    /// Our reflexive endpoints changed: advertise the new ones. If our NAT
+    /// rebound, we moved (see `underlay::moved`).
+    pub(super) fn endpoints_changed(&mut self, now: Instant) {
+        self.update_advertised();
+        if self.nat.take_rebound() {
+            self.moved(now);
+        }
+    }
+
+    /// A direct link went silent while we sent on it: our own NAT may have
+    /// lost its mappings. Pings to every other direct link bring pongs
+    /// that say where they see us now.
+    pub(super) fn ping_direct_links(&mut self, now: Instant, except: PeerIdx) {
+        for i in 0..self.peers.len() {
+            let p = &self.peers[i];
+            let direct = p.linked && !p.routed && p.relay.is_none() && p.sessions.current.is_some();
+            if direct && i != usize::from(except.0) {
+                self.send_ping(now, PeerIdx(i as u16));
+                self.wakeups.touch(PeerIdx(i as u16));
+            }
+        }
+    }
+
+    /// The UDP addresses we bound (what "no NAT" looks like to peers).
+    pub(super) fn local_udp(&self) -> Vec<std::net::SocketAddr> {
+        self.local_endpoints
+            .iter()
+            .filter(|e| !e.tcp)
+            .map(|e| e.addr)
+            .collect()
+    }
 }

@@ -1,0 +1,161 @@
+//! Bootstrap endpoints: the configured ones and those learnt from members
+//! that linked to us, tried until the node has its place in the ring (and
+//! again when it is cut off).
+
+use super::peer::Pending;
+use super::{Node, PeerIdx, Target};
+use crate::time::Instant;
+use crate::wire::endpoint::Endpoint;
+use std::time::Duration;
+
+/// Pause between bootstrap rounds while we have no link at all.
+pub const BOOT_PAUSE: Duration = Duration::from_secs(5);
+/// Bootstrap (leaf) links to keep while joining (Brunet: 3). One is not
+/// enough: if every node links only its first bootstrap, nodes started
+/// together form separate components, each growing its own ring.
+pub const LEAVES: usize = 3;
+
+/// Endpoints of past overlay links kept as extra bootstraps.
+pub const LEARNED_BOOTS: usize = 8;
+/// Failed rounds after which a learned endpoint is forgotten.
+pub const LEARNED_ROUNDS: u8 = 2;
+
+/// A bootstrap endpoint: we know where, not who.
+pub struct Boot {
+    pub endpoint: Endpoint,
+    pub pending: Option<Pending>,
+    pub next_try: Instant,
+    /// The peer this endpoint turned out to be, once linked.
+    pub peer: Option<PeerIdx>,
+    /// Learned from a past link rather than configured: tried only when we
+    /// are cut off (no links, or too few to be in a ring). A node whose
+    /// configured bootstraps are gone, or that joined through a node that
+    /// was itself cut off, finds its way back this way.
+    pub learned: Option<Learned>,
+}
+
+#[derive(Clone, Copy)]
+pub struct Learned {
+    pub at: Instant,
+    /// Failed rounds in a row; at LEARNED_ROUNDS the slot is free again.
+    pub failures: u8,
+}
+
+impl Boot {
+    pub fn new(endpoint: Endpoint, now: Instant, learned: Option<Learned>) -> Boot {
+        Boot {
+            endpoint,
+            pending: None,
+            next_try: now,
+            peer: None,
+            learned,
+        }
+    }
+
+    pub fn forgotten(&self) -> bool {
+        self.learned.is_some_and(|l| l.failures >= LEARNED_ROUNDS)
+    }
+}
+
+impl Node {
+    /// Remembers where an overlay link reached its peer, as a bootstrap
+    /// for later (the most recent LEARNED_BOOTS, configured ones aside).
+    pub(super) fn learn_boot(&mut self, now: Instant, endpoint: Endpoint) {
+        self.boots_dirty = true;
+        if let Some(b) = self.boots.iter_mut().find(|b| b.endpoint == endpoint) {
+            if let Some(l) = b.learned.as_mut() {
+                *l = Learned {
+                    at: now,
+                    failures: 0,
+                };
+            }
+            return;
+        }
+        let learned = Some(Learned {
+            at: now,
+            failures: 0,
+        });
+        let slots = self.boots.iter().filter(|b| b.learned.is_some()).count();
+        if slots < LEARNED_BOOTS {
+            self.boots.push(Boot::new(endpoint, now, learned));
+            return;
+        }
+        // Reuse a forgotten slot, else the oldest idle one.
+        let victim = (0..self.boots.len())
+            .filter(|&b| self.boots[b].learned.is_some() && self.boots[b].pending.is_none())
+            .min_by_key(|&b| {
+                let boot = &self.boots[b];
+                (!boot.forgotten(), boot.learned.map(|l| l.at))
+            });
+        if let Some(b) = victim {
+            self.boots[b] = Boot::new(endpoint, now, learned);
+        }
+    }
+
+    /// Whether any link is up.
+    pub(super) fn any_linked(&self) -> bool {
+        self.linked_count > 0
+    }
+
+    /// No links, or too few to have a place in a ring: we may be on an
+    /// island (say, joined through a node that had itself lost the ring).
+    pub(super) fn cut_off(&self) -> bool {
+        !self.any_linked() || self.overlay.as_ref().is_some_and(|ov| ov.is_thin())
+    }
+
+    /// When bootstrap `b` needs a handshake next, if at all. Configured
+    /// endpoints are tried until `LEAVES` of them are linked; one that
+    /// failed is retried only while we have no link at all. Learned ones
+    /// are tried only while we are cut off. `leaves` and `cut_off` are the
+    /// node-wide facts, computed once by the caller.
+    pub(super) fn boot_due(&self, b: usize, leaves: usize, cut_off: bool) -> Option<Instant> {
+        let boot = &self.boots[b];
+        if let Some(pending) = &boot.pending {
+            return Some(pending.next_retry);
+        }
+        if boot
+            .peer
+            .is_some_and(|p| self.peers[usize::from(p.0)].linked)
+        {
+            return None;
+        }
+        if boot.learned.is_some() {
+            let usable = cut_off
+                && !boot.forgotten()
+                && !self
+                    .peers
+                    .iter()
+                    .any(|p| p.linked && p.endpoint == Some(boot.endpoint));
+            return usable.then_some(boot.next_try);
+        }
+        let stranded = !self.any_linked();
+        (stranded || (leaves < LEAVES && boot.peer.is_none())).then_some(boot.next_try)
+    }
+
+    /// Bootstrap leaves linked, and whether we are cut off.
+    pub(super) fn boot_context(&self) -> (usize, bool) {
+        let leaves = self
+            .boots
+            .iter()
+            .filter(|b| b.peer.is_some_and(|p| self.peers[usize::from(p.0)].linked))
+            .count();
+        (leaves, self.cut_off())
+    }
+
+    /// The earliest bootstrap deadline.
+    pub(super) fn boot_deadline(&self) -> Option<Instant> {
+        let (leaves, cut_off) = self.boot_context();
+        (0..self.boots.len())
+            .filter_map(|b| self.boot_due(b, leaves, cut_off))
+            .min()
+    }
+
+    pub(super) fn run_bootstraps(&mut self, now: Instant) {
+        for b in 0..self.boots.len() {
+            let (leaves, cut_off) = self.boot_context();
+            if self.boot_due(b, leaves, cut_off).is_some_and(|t| now >= t) {
+                self.start_handshake(now, Target::Boot(b as u16));
+            }
+        }
+    }
+}

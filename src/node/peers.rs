@@ -1,0 +1,90 @@
+//! The peer table: peers by index, by key and by session index. A peer
+//! is found or added here (configured ones first, dynamic ones in free or
+//! reclaimed slots), and every local session index is handed out here.
+
+use super::peer::Peer;
+use super::{Node, PeerConfig, PeerIdx, Target};
+use crate::crypto::NodeKey;
+use crate::rand::Rng;
+use crate::wire::endpoint::Endpoint;
+
+impl Node {
+    /// The peer for `key`, creating a dynamic one if policy allows and
+    /// there is room (reusing the slot of a forgotten dynamic peer).
+    pub(super) fn find_or_add_peer(
+        &mut self,
+        key: NodeKey,
+        endpoint: Option<Endpoint>,
+    ) -> Option<PeerIdx> {
+        if let Some(&p) = self.by_key.get(&key) {
+            return Some(p);
+        }
+        if key == self.identity.public() || !self.is_trusted(&key) {
+            return None;
+        }
+        let cfg = PeerConfig {
+            name: crate::overlay::Addr::of_key(&key).to_string(),
+            key,
+            endpoint: None,
+        };
+        let mut fresh = Peer::new(&cfg);
+        fresh.endpoint = endpoint;
+        fresh.dynamic = true;
+        let reusable = self.peers.iter().position(|p| {
+            p.dynamic
+                && !p.wanted
+                && !p.linked
+                && p.pending.is_none()
+                && p.sessions.current.is_none()
+                && p.sessions.next.is_none()
+                && p.sessions.next_alt.is_none()
+                && p.sessions.previous.is_none()
+                && p.waiting.is_empty()
+        });
+        let p = match reusable {
+            Some(i) => {
+                let old = self.peers[i].key;
+                self.by_key.remove(&old);
+                self.macs.forget_peer(PeerIdx(i as u16));
+                self.peers[i] = fresh;
+                // A bootstrap that had turned out to be the old peer no
+                // longer is.
+                for b in &mut self.boots {
+                    if b.peer == Some(PeerIdx(i as u16)) {
+                        b.peer = None;
+                    }
+                }
+                self.boots_dirty = true;
+                PeerIdx(i as u16)
+            }
+            None if self.peers.len() < self.max_peers => {
+                // Grown one at a time: peers are few and live long.
+                self.peers.reserve_exact(1);
+                self.peers.push(fresh);
+                PeerIdx((self.peers.len() - 1) as u16)
+            }
+            None => return None,
+        };
+        self.by_key.insert(key, p);
+        self.touch(p);
+        Some(p)
+    }
+
+    pub(super) fn new_index(&mut self, t: Target) -> u32 {
+        loop {
+            let idx = self.rng.next_u32();
+            if idx != 0 && !self.by_index.contains_key(&idx) {
+                self.by_index.insert(idx, t);
+                return idx;
+            }
+        }
+    }
+
+    /// Peer `p`'s timers may be due sooner than before (see `wakeups`).
+    /// Its state changed, so the bootstraps' may have too (they look at
+    /// which peers are linked, and where).
+    pub(super) fn touch(&mut self, p: PeerIdx) {
+        self.wakeups.touch(p);
+        self.boots_dirty = true;
+    }
+}

@@ -11,6 +11,7 @@
 
 mod attempts;
 mod boots;
+mod claims;
 mod completion;
 pub mod config;
 pub mod cookies;
@@ -30,6 +31,7 @@ pub mod status;
 mod switch;
 mod timers;
 pub mod trust;
+mod tunnel;
 mod underlay;
 pub mod vpn;
 mod wakeups;

@@ -28,19 +28,19 @@ use std::time::Duration;
 /// A tunnel tries a direct punch again this often.
 pub const DIRECT_RETRY: Duration = Duration::from_secs(60);
 /// Relays of the other side's list linked to on trial, beyond its choice.
-const PROBES: usize = 2;
+pub(super) const PROBES: usize = 2;
 /// Unanswered relay queries after which the peer is given up (it is
 /// likely gone; the ring asks for it again if it is not).
-const MAX_QUERIES: u8 = 3;
+pub(super) const MAX_QUERIES: u8 = 3;
 /// A tunnel that sends but has heard nothing back for this long checks
 /// its relay: pings it, and gives it up if the relay link has been silent
 /// for `RELAY_DEAD` (the loss window of a relay crash, instead of the
 /// link's own dead-peer time).
-const RELAY_QUIET: Duration = Duration::from_millis(1500);
+pub(super) const RELAY_QUIET: Duration = Duration::from_millis(1500);
 pub const RELAY_CHECK_EVERY: Duration = Duration::from_secs(1);
-const RELAY_DEAD: Duration = Duration::from_secs(3);
+pub(super) const RELAY_DEAD: Duration = Duration::from_secs(3);
 /// A relay given up is not offered or used again for this long.
-const RELAY_SHUNNED: Duration = Duration::from_secs(30);
+pub(super) const RELAY_SHUNNED: Duration = Duration::from_secs(30);
 /// A relay query unanswered by then is sent again. Not sooner: the other
 /// side may have had no relay to offer yet (its links' budgets and RTTs
 /// come with their first connection lists and pings), and a relay picked
@@ -51,7 +51,7 @@ pub const QUERY_RETRY: Duration = Duration::from_secs(5);
 const RELAY_LINK_WAIT: Duration = Duration::from_secs(10);
 /// `chosen` in an offer: the relay is the answerer's own link, first in
 /// its list.
-const OWN_CHOICE: u8 = 255;
+pub(super) const OWN_CHOICE: u8 = 255;
 /// Pairs tracked by the per-pair relay budget.
 const PAIRS: usize = 64;
 
@@ -93,7 +93,7 @@ impl RelayBudget {
 }
 
 /// RTTs in relay candidates are milliseconds; unknown counts as slow.
-fn rtt_ms(rtt: Option<Duration>) -> u16 {
+pub(super) fn rtt_ms(rtt: Option<Duration>) -> u16 {
     rtt.map_or(u16::MAX, |d| {
         d.as_millis().min(u128::from(u16::MAX - 1)) as u16
     })
@@ -102,7 +102,7 @@ fn rtt_ms(rtt: Option<Duration>) -> u16 {
 impl Node {
     /// Our links that could relay for a tunnel with `peer` (not the peer
     /// itself, not tunnels), with their RTTs and budgets, fastest first.
-    fn relay_candidates(&self, now: Instant, peer: PeerIdx) -> RelayCandidates {
+    pub(super) fn relay_candidates(&self, now: Instant, peer: PeerIdx) -> RelayCandidates {
         let Some(ov) = self.overlay.as_ref() else {
             return RelayCandidates::new();
         };
@@ -398,221 +398,6 @@ impl Node {
             .map(|i| PeerIdx(i as u16))
     }
 
-    /// Runs the link to `p` through our link to the node with `relay_key`.
-    fn use_relay(&mut self, now: Instant, p: PeerIdx, relay_key: NodeKey) {
-        let Some(&r) = self.by_key.get(&relay_key) else {
-            return;
-        };
-        let relay = &self.peers[usize::from(r.0)];
-        let shunned = relay
-            .relay_failed
-            .is_some_and(|t| now.saturating_since(t) < RELAY_SHUNNED);
-        if r == p || !relay.linked || relay.relay.is_some() || shunned {
-            return;
-        }
-        let peer = &self.peers[usize::from(p.0)];
-        if peer.linked && peer.direct_path() && peer.proven == peer.endpoint {
-            // The punch the tunnel was built alongside got there first.
-            return self.end_tunnel(p);
-        }
-        log::info!(
-            "{} tunnels through {}",
-            self.peers[usize::from(p.0)].name,
-            relay.name
-        );
-        if let Some(ov) = self.overlay.as_mut() {
-            ov.set_reason(Addr::of_key(&relay_key), reason::RELAY, true);
-        }
-        self.touch(p);
-        let peer = &mut self.peers[usize::from(p.0)];
-        let before = peer.relay.replace(r);
-        if before != Some(r) {
-            // A new path: proven by the first message through it (the
-            // other side may not use it yet, or the relay may not reach it
-            // yet: a probe goes now), and watched afresh.
-            peer.relay_proven = false;
-            peer.watch.reset();
-        }
-        peer.relay_asked = None;
-        peer.relay_wanted = None;
-        peer.routed = false;
-        peer.wanted = true;
-        peer.direct_retry = Some(now + DIRECT_RETRY);
-        if let Some(old) = before.filter(|&o| o != r) {
-            self.release_relay(old);
-        }
-        let peer = &self.peers[usize::from(p.0)];
-        if peer.sessions.current.is_some() {
-            self.link_up(now, p);
-            if !self.peers[usize::from(p.0)].relay_proven {
-                self.send_ping(now, p);
-            }
-        } else if peer.pending.is_none() {
-            self.start_handshake(now, super::Target::Peer(p));
-        }
-    }
-
-    /// Our reason to keep the link to relay `r` lapses when no tunnel runs
-    /// through it any more.
-    pub(super) fn release_relay(&mut self, r: PeerIdx) {
-        if self.peers.iter().any(|peer| peer.relay == Some(r)) {
-            return;
-        }
-        let addr = Addr::of_key(&self.peers[usize::from(r.0)].key);
-        if let Some(ov) = self.overlay.as_mut() {
-            ov.set_reason(addr, reason::RELAY, false);
-        }
-    }
-
-    /// The tunnel with `p` is no longer needed (a direct path formed, or
-    /// the link is gone).
-    pub(super) fn end_tunnel(&mut self, p: PeerIdx) {
-        let peer = &mut self.peers[usize::from(p.0)];
-        peer.relay_wanted = None;
-        peer.relay_asked = None;
-        peer.tunnel_wanted = false;
-        peer.relay_queries = 0;
-        peer.relay_offer = None;
-        if let Some(r) = peer.relay.take() {
-            log::info!("{}: tunnel ended", peer.name);
-            self.touch(p);
-            self.release_relay(r);
-        }
-    }
-
-    /// The relay the other side picked may be far from us (it knows only
-    /// its own RTTs). Links to its next fastest candidates too; once a
-    /// ping has measured ours, the tunnel moves to the one with the lowest
-    /// RTT sum (see `relay_rtt_known`). Probes that do not win are let go.
-    fn probe_relays(
-        &mut self,
-        now: Instant,
-        p: PeerIdx,
-        chosen: NodeKey,
-        theirs: &[RelayCandidate],
-    ) {
-        self.peers[usize::from(p.0)].relay_offer = Some(Box::new(theirs.iter().copied().collect()));
-        let mut by_rtt: Vec<&RelayCandidate> = theirs
-            .iter()
-            .filter(|c| {
-                c.budget_kib > 0 && c.node.key != chosen && c.node.key != self.identity.public()
-            })
-            .filter(|c| {
-                !self
-                    .by_key
-                    .get(&c.node.key)
-                    .is_some_and(|&r| self.peers[usize::from(r.0)].linked)
-            })
-            .collect();
-        by_rtt.sort_by_key(|c| c.rtt_ms);
-        for c in by_rtt.into_iter().take(PROBES) {
-            if let Some(ov) = self.overlay.as_mut() {
-                ov.connect_to(now, Addr::of_key(&c.node.key), reason::RELAY);
-            }
-        }
-        self.run_overlay_actions(now);
-    }
-
-    /// The first ping on link `r` measured its RTT: a tunnel whose other
-    /// side listed `r` moves to it if that makes the path at least 10%
-    /// shorter, and tells the other side; a probe link that does not win
-    /// loses its reason to be kept.
-    pub(super) fn relay_rtt_known(&mut self, now: Instant, r: PeerIdx) {
-        let key = self.peers[usize::from(r.0)].key;
-        let sum = |n: &Node, p: PeerIdx, via: PeerIdx| -> Option<u32> {
-            let offer = n.peers[usize::from(p.0)].relay_offer.as_ref()?;
-            let via_peer = &n.peers[usize::from(via.0)];
-            let theirs = offer.iter().find(|c| c.node.key == via_peer.key)?;
-            let ours = via_peer.rtt_pinged.or(via_peer.rtt)?;
-            Some(u32::from(theirs.rtt_ms) + rtt_ms(Some(ours)) as u32)
-        };
-        let tunnels: Vec<PeerIdx> = (0..self.peers.len())
-            .map(|i| PeerIdx(i as u16))
-            .filter(|&p| {
-                self.peers[usize::from(p.0)]
-                    .relay_offer
-                    .as_ref()
-                    .is_some_and(|o| o.iter().any(|c| c.node.key == key))
-            })
-            .collect();
-        let mut used = false;
-        for p in tunnels {
-            let Some(cur) = self.peers[usize::from(p.0)].relay else {
-                continue;
-            };
-            if cur == r {
-                used = true;
-                continue;
-            }
-            let (Some(new), Some(old)) = (sum(self, p, r), sum(self, p, cur)) else {
-                continue;
-            };
-            if new * 10 >= old * 9 || !self.peers[usize::from(r.0)].linked {
-                continue;
-            }
-            log::info!(
-                "{}: relay {} is closer ({new} ms vs {old} ms round trip)",
-                self.peers[usize::from(p.0)].name,
-                self.peers[usize::from(r.0)].name
-            );
-            self.use_relay(now, p, key);
-            used = true;
-            let mut list: RelayCandidates = self.relay_candidates(now, p);
-            if let Some(k) = list.iter().position(|c| c.node.key == key) {
-                let c = list.remove(k);
-                list.insert(0, c);
-                list.truncate(MAX_RELAY_CANDIDATES);
-                let dst = Addr::of_key(&self.peers[usize::from(p.0)].key);
-                if let Some(ov) = self.overlay.as_mut() {
-                    ov.send_routed(
-                        now,
-                        Mode::Exact,
-                        dst,
-                        &OverlayMsg::RelayOffer {
-                            chosen: OWN_CHOICE,
-                            candidates: list,
-                        },
-                    );
-                }
-            }
-        }
-        if !used {
-            self.release_relay(r);
-        }
-    }
-
-    /// A link came up: tunnels that waited for it as their relay use it.
-    pub(super) fn relay_link_up(&mut self, now: Instant, r: PeerIdx) {
-        let key = self.peers[usize::from(r.0)].key;
-        let waiting: Vec<PeerIdx> = (0..self.peers.len())
-            .map(|i| PeerIdx(i as u16))
-            .filter(|&p| self.peers[usize::from(p.0)].relay_wanted == Some(key))
-            .collect();
-        for p in waiting {
-            self.use_relay(now, p, key);
-        }
-    }
-
-    /// A link went down: tunnels through it lose their relay and look for
-    /// another at once (their traffic takes the overlay meanwhile).
-    pub(super) fn relay_link_down(&mut self, now: Instant, r: PeerIdx) {
-        let through: Vec<PeerIdx> = (0..self.peers.len())
-            .map(|i| PeerIdx(i as u16))
-            .filter(|&p| self.peers[usize::from(p.0)].relay == Some(r))
-            .collect();
-        for p in through {
-            log::info!("relay for {} is gone", self.peers[usize::from(p.0)].name);
-            self.peers[usize::from(p.0)].relay = None;
-            self.unlink(now, p);
-            // The session goes on over the overlay until a new relay (or a
-            // direct path) is found.
-            let peer = &mut self.peers[usize::from(p.0)];
-            peer.routed = peer.sessions.current.is_some();
-            peer.relay_asked = None;
-            self.start_tunnel(now, p);
-        }
-    }
-
     /// A tunnel data message passing through us: forwarded only to a node
     /// we are linked to, within our relay budget.
     pub(super) fn relay_allowed(
@@ -633,85 +418,5 @@ impl Node {
     /// Bytes relayed for others so far.
     pub fn relayed_bytes(&self) -> u64 {
         self.relay_budget.relayed_bytes
-    }
-
-    /// Tunnel timers for peer `p`: a periodic direct attempt.
-    /// A quiet tunnel checks its relay (see `RELAY_QUIET`).
-    fn check_relay(&mut self, now: Instant, p: PeerIdx) {
-        let peer = &self.peers[usize::from(p.0)];
-        let (Some(r), Some(t)) = (peer.relay, peer.relay_check_at()) else {
-            return;
-        };
-        if now < t {
-            return;
-        }
-        let peer = &mut self.peers[usize::from(p.0)];
-        peer.relay_probe = Some(now);
-        let heard_far = peer.last_rx.unwrap_or(Instant::ZERO);
-        let sending = peer.last_tx.is_some_and(|t| t > heard_far);
-        self.touch(p);
-        if !sending || now.saturating_since(heard_far) < RELAY_QUIET {
-            return; // traffic comes back through it
-        }
-        let relay = &self.peers[usize::from(r.0)];
-        let heard = relay.last_rx.unwrap_or(Instant::ZERO);
-        if now.saturating_since(heard) < RELAY_QUIET {
-            return; // the relay is alive: the far end is quiet, not it
-        }
-        if now.saturating_since(heard) >= RELAY_DEAD {
-            log::info!(
-                "relay {} silent for {:?}: tunnels move",
-                relay.name,
-                now.saturating_since(heard)
-            );
-            self.peers[usize::from(r.0)].relay_failed = Some(now);
-            return self.relay_link_down(now, r);
-        }
-        self.send_ping(now, r);
-    }
-
-    pub(super) fn tunnel_timers(&mut self, now: Instant, p: PeerIdx) {
-        self.check_relay(now, p);
-        let peer = &self.peers[usize::from(p.0)];
-        if peer.tunnel_wanted
-            && peer.relay.is_none()
-            && peer.tunnel_retry_at().is_some_and(|t| now >= t)
-        {
-            // The query or offer was lost, or the relay could not be
-            // linked: ask again, while the link is still wanted.
-            let addr = Addr::of_key(&peer.key);
-            let needed = peer.relay_queries < MAX_QUERIES
-                && (peer.ondemand
-                    || peer.routed
-                    || self.overlay.as_ref().is_some_and(|ov| ov.would_keep(addr)));
-            let peer = &mut self.peers[usize::from(p.0)];
-            peer.relay_asked = None;
-            peer.relay_wanted = None;
-            self.touch(p);
-            if needed {
-                self.start_tunnel(now, p);
-            } else {
-                peer_gives_up(&mut self.peers[usize::from(p.0)]);
-            }
-        }
-        let peer = &mut self.peers[usize::from(p.0)];
-        if peer.relay.is_some() && peer.direct_retry.is_some_and(|t| now >= t) {
-            peer.direct_retry = Some(now + DIRECT_RETRY);
-            self.touch(p);
-            let peer = &mut self.peers[usize::from(p.0)];
-            if !peer.candidates.is_empty() && peer.pending.is_none() {
-                peer.punching = true;
-                self.start_handshake(now, super::Target::Peer(p));
-            }
-        }
-    }
-}
-
-/// A tunnel no longer needed (the ring moved on) is not asked for again.
-fn peer_gives_up(peer: &mut super::peer::Peer) {
-    peer.tunnel_wanted = false;
-    peer.relay_queries = 0;
-    if !peer.linked && peer.sessions.current.is_none() {
-        peer.wanted = false;
     }
 }

@@ -257,10 +257,8 @@ impl Node {
         // Where an embedded init's answer goes is the request's word, not
         // the peer's address.
         let Some(p) = self.find_or_add_peer(init.peer, endpoint.filter(|_| !embedded)) else {
-            {
-                self.stats.count(DropReason::TooManyPeers);
-                return None;
-            }
+            self.stats.count(DropReason::TooManyPeers);
+            return None;
         };
         self.touch(p);
         let peer = &self.peers[usize::from(p.0)];
@@ -278,10 +276,8 @@ impl Node {
         let provisional = old;
         self.withdraw_if_crossed(now, p, &init.peer);
         let Some(mut out) = self.pool.alloc() else {
-            {
-                self.stats.count(DropReason::PoolEmpty);
-                return None;
-            }
+            self.stats.count(DropReason::PoolEmpty);
+            return None;
         };
         let local_index = self.new_index(Target::Peer(p));
         let (cred_type, cred) = self.credential();
@@ -308,10 +304,8 @@ impl Node {
             Err(e) => {
                 self.by_index.remove(&local_index);
                 self.pool.free(out);
-                {
-                    self.handshake_drop(e);
-                    return None;
-                }
+                self.handshake_drop(e);
+                return None;
             }
         };
         self.pool.set_len(&mut out, len);

@@ -55,6 +55,39 @@ use wakeups::Wakeups;
 
 pub use crate::ids::PeerIdx;
 
+/// How a sealed message reached us: the receive path's facts about it,
+/// passed along rather than kept in the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arrival {
+    /// Straight from this endpoint (one link crossed).
+    Direct(Endpoint),
+    /// Over the overlay after `hops` links; `tunnel`: as tunnel data
+    /// through this link of ours (the tunnel's relay).
+    Routed { hops: u8, tunnel: Option<PeerIdx> },
+}
+
+impl Arrival {
+    fn endpoint(self) -> Option<Endpoint> {
+        match self {
+            Arrival::Direct(e) => Some(e),
+            Arrival::Routed { .. } => None,
+        }
+    }
+
+    /// Links crossed (1: direct).
+    fn hops(self) -> u8 {
+        match self {
+            Arrival::Direct(_) => 1,
+            Arrival::Routed { hops, .. } => hops,
+        }
+    }
+
+    /// Came through `relay`, our tunnel's relay for the sender.
+    fn through_relay(self, relay: Option<PeerIdx>) -> bool {
+        matches!(self, Arrival::Routed { tunnel: Some(t), .. } if Some(t) == relay)
+    }
+}
+
 /// How a handshake reached us, or goes out: to an underlay endpoint, or
 /// routed over the overlay to (from) a ring address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,8 +163,6 @@ pub struct Node {
     my_cert: Option<Vec<u8>>,
     /// Links crossed by the routed message being received, and the relay
     /// (the link) it came through if it came through a tunnel.
-    routed_hops: u8,
-    routed_tunnel: Option<PeerIdx>,
     /// Tests: what this node saw of the tunnel messages it relayed (after
     /// its link's decryption), and whether to corrupt them.
     #[cfg(test)]
@@ -221,8 +252,6 @@ impl Node {
             trust: cfg.trust,
             crl_in: Vec::new(),
             my_cert: cfg.cert,
-            routed_hops: 0,
-            routed_tunnel: None,
             #[cfg(test)]
             relay_seen: Vec::new(),
             #[cfg(test)]

@@ -4,7 +4,7 @@
 //! pong here, the overlay's and certificate mode's kinds to theirs).
 
 use super::peer::Slot;
-use super::{DropReason, Node, Path, PeerIdx, Target, MAX_QUEUED, RESYNC_QUIET};
+use super::{Arrival, DropReason, Node, Path, PeerIdx, Target, MAX_QUEUED, RESYNC_QUIET};
 use crate::buf::PacketBuf;
 use crate::crypto::session::OpenError;
 use crate::time::Instant;
@@ -25,19 +25,15 @@ impl Node {
             Ok(MsgType::HandshakeResp) => self.handle_resp(now, Path::Direct(from), buf),
             Ok(MsgType::CookieReply) => self.handle_cookie_reply(now, from, buf),
             Ok(MsgType::Frame | MsgType::Control | MsgType::Packet) => {
-                self.handle_sealed(now, Some(from), buf)
+                self.handle_sealed(now, Arrival::Direct(from), buf)
             }
         }
     }
 
-    /// A sealed message, from an endpoint or (`from` = `None`) routed to
-    /// us over the overlay.
-    pub(super) fn handle_sealed(
-        &mut self,
-        now: Instant,
-        from: Option<Endpoint>,
-        mut buf: PacketBuf,
-    ) {
+    /// A sealed message, straight from an endpoint or routed to us over
+    /// the overlay (`arrival` says which).
+    pub(super) fn handle_sealed(&mut self, now: Instant, arrival: Arrival, mut buf: PacketBuf) {
+        let from = arrival.endpoint();
         let (receiver, counter, ty) = match data::Packet::new_checked(self.pool.data(&buf)) {
             Ok(pkt) => (pkt.receiver(), pkt.counter(), pkt.msg_type()),
             Err(_) => return self.drop_buf(buf, DropReason::BadLength),
@@ -83,14 +79,13 @@ impl Node {
             }
         }
         peer.last_rx = Some(now);
-        peer.rx_hops = if from.is_some() { 1 } else { self.routed_hops };
+        peer.rx_hops = arrival.hops();
         // What came over the path we send on (straight, or through the
         // tunnel's relay) shows it works; the peer's data coming over the
         // overlay instead says it may not (see `watch`).
         // Through our tunnel's relay, that is: the other side may still
         // send through another (a relay being changed).
-        let tunnelled =
-            from.is_none() && self.routed_tunnel.is_some() && self.routed_tunnel == peer.relay;
+        let tunnelled = arrival.through_relay(peer.relay);
         if tunnelled {
             peer.watch.heard(now);
             peer.relay_proven = true;
@@ -147,7 +142,7 @@ impl Node {
             self.link_up(now, p);
         }
         if ty == MsgType::Control as u8 {
-            return self.handle_control(now, p, buf);
+            return self.handle_control(now, p, arrival, buf);
         }
         if buf.is_empty() {
             return self.pool.free(buf); // keepalive
@@ -200,7 +195,13 @@ impl Node {
         self.start_handshake(now, Target::Peer(PeerIdx(i as u16)));
     }
 
-    pub(super) fn handle_control(&mut self, now: Instant, p: PeerIdx, mut buf: PacketBuf) {
+    pub(super) fn handle_control(
+        &mut self,
+        now: Instant,
+        p: PeerIdx,
+        arrival: Arrival,
+        mut buf: PacketBuf,
+    ) {
         let kind = self.pool.data(&buf).first().copied();
         if kind == Some(control::KIND_ENDPOINTS) {
             return self.endpoints_from(now, p, buf);
@@ -242,7 +243,7 @@ impl Node {
                 let observed = ping.observed;
                 self.pool.free(buf);
                 let peer = &self.peers[usize::from(p.0)];
-                if peer.rx_hops == 1 || (peer.relay.is_some() && self.routed_tunnel == peer.relay) {
+                if peer.rx_hops == 1 || arrival.through_relay(peer.relay) {
                     self.path_answered(now, p);
                 }
                 if let (Some(seen), Some(peer_ep)) = (observed, direct_udp) {

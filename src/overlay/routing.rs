@@ -37,8 +37,8 @@ impl Overlay {
             Some(peer) => Some(peer),
             None => {
                 let (hop, final_) = self.pick_hop(mode, dst, skip, false);
-                if final_ {
-                    bytes[37] |= FLAG_FINAL;
+                if let (true, Ok(mut r)) = (final_, Routed::new_checked(&mut bytes[..])) {
+                    r.set_flags(r.flags() | FLAG_FINAL);
                 }
                 hop
             }

@@ -436,14 +436,11 @@ impl Node {
                 let hops = RoutedData::new_checked(self.pool.data(&buf))
                     .map_or(0, |r| r.hops())
                     .saturating_add(1);
-                let arrival = super::Arrival::Routed {
-                    hops,
-                    tunnel: tunnel.then_some(from),
-                };
+                let arrival = super::Arrival::routed(hops, tunnel.then_some(from));
                 self.pool.trim_front(&mut buf, ROUTED_DATA_HEADER_LEN);
                 match crate::wire::peek(self.pool.data(&buf)) {
                     Ok(MsgType::Frame | MsgType::Packet | MsgType::Control) => {
-                        self.handle_sealed(now, arrival, buf)
+                        self.handle_sealed(now, &arrival, buf)
                     }
                     _ => self.drop_buf(buf, DropReason::OverlayMalformed),
                 }

@@ -56,35 +56,38 @@ use wakeups::Wakeups;
 pub use crate::ids::PeerIdx;
 
 /// How a sealed message reached us: the receive path's facts about it,
-/// passed along rather than kept in the node.
+/// passed along (by reference: the hot path compares the endpoint in
+/// place) rather than kept in the node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Arrival {
-    /// Straight from this endpoint (one link crossed).
-    Direct(Endpoint),
-    /// Over the overlay after `hops` links; `tunnel`: as tunnel data
-    /// through this link of ours (the tunnel's relay).
-    Routed { hops: u8, tunnel: Option<PeerIdx> },
+struct Arrival {
+    /// Straight from this endpoint (one link crossed); `None`: routed.
+    from: Option<Endpoint>,
+    /// Links crossed.
+    hops: u8,
+    /// Routed as tunnel data through this link of ours (a tunnel's relay).
+    tunnel: Option<PeerIdx>,
 }
 
 impl Arrival {
-    fn endpoint(self) -> Option<Endpoint> {
-        match self {
-            Arrival::Direct(e) => Some(e),
-            Arrival::Routed { .. } => None,
+    fn direct(from: Endpoint) -> Arrival {
+        Arrival {
+            from: Some(from),
+            hops: 1,
+            tunnel: None,
         }
     }
 
-    /// Links crossed (1: direct).
-    fn hops(self) -> u8 {
-        match self {
-            Arrival::Direct(_) => 1,
-            Arrival::Routed { hops, .. } => hops,
+    fn routed(hops: u8, tunnel: Option<PeerIdx>) -> Arrival {
+        Arrival {
+            from: None,
+            hops,
+            tunnel,
         }
     }
 
     /// Came through `relay`, our tunnel's relay for the sender.
     fn through_relay(self, relay: Option<PeerIdx>) -> bool {
-        matches!(self, Arrival::Routed { tunnel: Some(t), .. } if Some(t) == relay)
+        self.tunnel.is_some() && self.tunnel == relay
     }
 }
 

@@ -19,6 +19,7 @@ pub mod ethernet;
 pub mod handshake;
 pub mod ip;
 pub mod key;
+pub mod links;
 pub mod ndp;
 pub mod overlay;
 pub mod trust;

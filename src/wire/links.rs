@@ -120,15 +120,7 @@ impl ConnList {
 mod tests {
     use super::*;
     use crate::wire::endpoint::Endpoint;
-    use crate::wire::key::NodeKey;
-    use crate::wire::overlay::NodeRecord;
-
-    fn rec(n: u8) -> NodeRecord {
-        NodeRecord {
-            key: NodeKey([n; 32]),
-            endpoint: format!("198.18.0.{n}:5140").parse().unwrap(),
-        }
-    }
+    use crate::wire::overlay::tests::rec;
 
     #[test]
     fn neighbours_round_trip() {

@@ -578,10 +578,11 @@ pub(super) fn emit_endpoints(eps: &[Endpoint], out: &mut Vec<u8>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn rec(n: u8) -> NodeRecord {
+    /// A node record for fixtures (also `wire::links`'s).
+    pub(in crate::wire) fn rec(n: u8) -> NodeRecord {
         NodeRecord {
             key: NodeKey([n; 32]),
             endpoint: format!("198.18.0.{n}:5140").parse().unwrap(),

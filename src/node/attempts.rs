@@ -23,7 +23,7 @@ use std::time::Duration;
 impl Node {
     pub(super) fn pending_slot(&mut self, t: Target) -> &mut Option<Pending> {
         match t {
-            Target::Peer(p) => &mut self.peers[usize::from(p.0)].pending,
+            Target::Peer(p) => &mut self.peers[usize::from(p.0)].hs.pending,
             Target::Boot(b) => &mut self.boots[usize::from(b)].pending,
             Target::Ctm(k) => &mut self.ctm_inits[usize::from(k)],
         }
@@ -131,19 +131,21 @@ impl Node {
                 let peer = &self.peers[usize::from(p.0)];
                 // A routed session, or a tunnel's (its handshake takes the
                 // overlay; the relay carries only sealed messages).
-                let over_overlay =
-                    (peer.routed && !peer.linked) || peer.relay.is_some() || peer.tunnel_wanted;
-                if over_overlay && !peer.punching {
+                let over_overlay = (peer.is_routed() && !peer.is_linked())
+                    || peer.relay().is_some()
+                    || peer.tunnel.wanted;
+                if over_overlay && !peer.reach.punching {
                     return self
                         .overlay
                         .is_some()
                         .then(|| (Path::Overlay(Addr::of_key(&peer.key)), Endpoints::new()));
                 }
-                let linking = peer.punching || (!peer.linked && peer.sessions.current.is_none());
+                let linking =
+                    peer.reach.punching || (!peer.is_linked() && peer.sessions.current.is_none());
                 let mut all = Endpoints::new();
-                all.extend(peer.endpoint);
+                all.extend(peer.reach.endpoint);
                 if linking {
-                    for c in &peer.candidates {
+                    for c in &peer.reach.candidates {
                         if !all.contains(c) && (!c.tcp || tcp_now) && all.len() < MAX_CANDIDATES {
                             all.push(*c);
                         }
@@ -153,9 +155,10 @@ impl Node {
                     // a TCP connection even if nobody has told us so.
                     if udp_blocked {
                         let udp = peer
+                            .reach
                             .endpoint
                             .iter()
-                            .chain(&peer.candidates)
+                            .chain(&peer.reach.candidates)
                             .filter(|c| !c.tcp);
                         for c in udp.map(|c| Endpoint::tcp(c.addr)) {
                             if !all.contains(&c) && all.len() < MAX_CANDIDATES {
@@ -188,9 +191,9 @@ impl Node {
     /// punch for a routed peer's traffic).
     fn punch_needed(&self, p: PeerIdx, punching: bool) -> bool {
         let peer = &self.peers[usize::from(p.0)];
-        peer.relay.is_some()
-            || peer.ondemand
-            || (peer.routed && punching)
+        peer.relay().is_some()
+            || peer.demand.linked
+            || (peer.is_routed() && punching)
             || self
                 .overlay
                 .as_ref()
@@ -208,8 +211,11 @@ impl Node {
 
     /// Whether every link we have runs over TCP (a network that drops UDP).
     fn tcp_only(&self) -> bool {
-        let mut links = self.peers.iter().filter(|q| q.linked && q.relay.is_none());
-        self.linked_count > 0 && links.all(|q| q.endpoint.is_some_and(|e| e.tcp))
+        let mut links = self
+            .peers
+            .iter()
+            .filter(|q| q.is_linked() && q.relay().is_none());
+        self.linked_count > 0 && links.all(|q| q.reach.endpoint.is_some_and(|e| e.tcp))
     }
 
     /// The punch to `p` has not worked yet: a tunnel is built alongside it
@@ -218,7 +224,7 @@ impl Node {
     /// to the direct path and the tunnel ends.
     fn tunnel_alongside(&mut self, now: Instant, p: PeerIdx) {
         let peer = &self.peers[usize::from(p.0)];
-        if peer.relay.is_none() && self.punch_needed(p, peer.punching) {
+        if peer.relay().is_none() && self.punch_needed(p, peer.reach.punching) {
             self.start_tunnel(now, p);
         }
     }
@@ -228,13 +234,13 @@ impl Node {
     /// overlay or the VPN needs, asks for a tunnel; other attempts give up.
     fn punch_failed(&mut self, now: Instant, p: PeerIdx, punching: bool) {
         let peer = &mut self.peers[usize::from(p.0)];
-        let was_punching = peer.punching;
-        peer.punching = false;
+        let was_punching = peer.reach.punching;
+        peer.reach.punching = false;
         if !punching {
-            peer.wanted = false;
+            peer.role.wanted = false;
             return;
         }
-        peer.punch_failed = Some(now);
+        peer.reach.punch_failed = Some(now);
         let needed = self.punch_needed(p, was_punching);
         log::info!(
             "no direct path to {} after {} attempts{}",
@@ -243,16 +249,16 @@ impl Node {
             if needed { "" } else { ": giving up" }
         );
         if !needed {
-            self.peers[usize::from(p.0)].wanted = false;
+            self.peers[usize::from(p.0)].role.wanted = false;
             return;
         }
-        if self.peers[usize::from(p.0)].relay.is_none() {
+        if self.peers[usize::from(p.0)].relay().is_none() {
             self.start_tunnel(now, p);
         }
         // Meanwhile a session over the overlay carries the traffic (and
         // is the tunnel's once a relay is found).
         let peer = &self.peers[usize::from(p.0)];
-        if peer.sessions.current.is_none() && peer.pending.is_none() {
+        if peer.sessions.current.is_none() && peer.hs.pending.is_none() {
             self.start_handshake(now, Target::Peer(p));
         }
     }
@@ -260,12 +266,12 @@ impl Node {
     /// Our pending handshake with `peer` goes only to its endpoints (a
     /// first link, not a punch that copies its inits over the overlay).
     pub(super) fn linking_directly(peer: &Peer) -> bool {
-        peer.dynamic
-            && !peer.punching
-            && !peer.routed
-            && !peer.tunnel_wanted
-            && peer.relay.is_none()
-            && peer.pending.is_some()
+        peer.role.dynamic
+            && !peer.reach.punching
+            && !peer.is_routed()
+            && !peer.tunnel.wanted
+            && peer.relay().is_none()
+            && peer.hs.pending.is_some()
     }
 
     /// A punch towards a peer we have no session with also sends its init
@@ -274,7 +280,7 @@ impl Node {
     fn copy_over_overlay(&mut self, now: Instant, p: PeerIdx, dst: Path, out: &PacketBuf) {
         let peer = &self.peers[usize::from(p.0)];
         if !matches!(dst, Path::Direct(_))
-            || !peer.punching
+            || !peer.reach.punching
             || peer.sessions.current.is_some()
             || self.overlay.is_none()
         {
@@ -297,11 +303,12 @@ impl Node {
         let (hint, dynamic, punching) = match t {
             Target::Peer(p) => {
                 let peer = &self.peers[usize::from(p.0)];
-                let linking = peer.dynamic
-                    && (peer.punching || (!peer.linked && peer.sessions.current.is_none()));
+                let linking = peer.role.dynamic
+                    && (peer.reach.punching
+                        || (!peer.is_linked() && peer.sessions.current.is_none()));
                 (
                     Some(peer.key),
-                    peer.dynamic,
+                    peer.role.dynamic,
                     linking && matches!(dst, Path::Direct(_)),
                 )
             }
@@ -317,7 +324,7 @@ impl Node {
         }
         if let Target::Peer(p) = t {
             if attempts > peer::WAIT_ATTEMPTS {
-                for buf in core::mem::take(&mut self.peers[usize::from(p.0)].waiting) {
+                for buf in core::mem::take(&mut self.peers[usize::from(p.0)].hs.waiting) {
                     self.drop_buf(buf, DropReason::NoSession);
                 }
             }
@@ -325,7 +332,7 @@ impl Node {
         // Only a punch both sides make (traffic asked for the link, both
         // got each other's candidates): a one-sided attempt to link a
         // ring node that failed gives way to a connect-to-me, not a tunnel.
-        let two_sided = matches!(t, Target::Peer(p) if self.peers[usize::from(p.0)].punching);
+        let two_sided = matches!(t, Target::Peer(p) if self.peers[usize::from(p.0)].reach.punching);
         if let (Target::Peer(p), true) = (t, punching && two_sided) {
             let alongside = if self.punch_unlikely() {
                 2

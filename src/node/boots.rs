@@ -115,7 +115,7 @@ impl Node {
         }
         if boot
             .peer
-            .is_some_and(|p| self.peers[usize::from(p.0)].linked)
+            .is_some_and(|p| self.peers[usize::from(p.0)].is_linked())
         {
             return None;
         }
@@ -125,7 +125,7 @@ impl Node {
                 && !self
                     .peers
                     .iter()
-                    .any(|p| p.linked && p.endpoint == Some(boot.endpoint));
+                    .any(|p| p.is_linked() && p.reach.endpoint == Some(boot.endpoint));
             return usable.then_some(boot.next_try);
         }
         let stranded = !self.any_linked();
@@ -137,7 +137,10 @@ impl Node {
         let leaves = self
             .boots
             .iter()
-            .filter(|b| b.peer.is_some_and(|p| self.peers[usize::from(p.0)].linked))
+            .filter(|b| {
+                b.peer
+                    .is_some_and(|p| self.peers[usize::from(p.0)].is_linked())
+            })
             .count();
         (leaves, self.cut_off())
     }

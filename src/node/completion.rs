@@ -27,14 +27,14 @@ impl Node {
         let window = self.timers.handshake_retry_base;
         let ours = self.identity.public();
         let peer = &mut self.peers[usize::from(p.0)];
-        let fresh = peer.pending.as_ref().is_some_and(|x| {
+        let fresh = peer.hs.pending.as_ref().is_some_and(|x| {
             x.attempts <= 1 && now.saturating_since(x.sent_at) < window && x.state.is_some()
         });
         if fresh && ours < *theirs {
             log::debug!("crossed handshake with {}: theirs goes ahead", peer.name);
-            if let Some(pending) = peer.pending.take() {
+            if let Some(pending) = peer.hs.pending.take() {
                 // Its index stays registered until the answer comes.
-                if let Some(old) = peer.withdrawn.replace(pending.local_index) {
+                if let Some(old) = peer.hs.withdrawn.replace(pending.local_index) {
                     self.by_index.remove(&old);
                 }
             }
@@ -54,8 +54,8 @@ impl Node {
         };
         if let Target::Peer(p) = target {
             let peer = &mut self.peers[usize::from(p.0)];
-            if peer.withdrawn == Some(receiver) {
-                peer.withdrawn = None;
+            if peer.hs.withdrawn == Some(receiver) {
+                peer.hs.withdrawn = None;
                 self.by_index.remove(&receiver);
                 return self.pool.free(buf);
             }
@@ -74,7 +74,7 @@ impl Node {
             Self::trust_check(trust, trust_any, listed, k, cert, unix)
         };
         let pending = match target {
-            Target::Peer(p) => &mut self.peers[usize::from(p.0)].pending,
+            Target::Peer(p) => &mut self.peers[usize::from(p.0)].hs.pending,
             Target::Boot(b) => &mut self.boots[usize::from(b)].pending,
             Target::Ctm(k) => &mut self.ctm_inits[usize::from(k)],
         };
@@ -100,8 +100,8 @@ impl Node {
             Target::Boot(b) => match self.find_or_add_peer(done.peer, endpoint) {
                 Some(p) => {
                     self.by_index.insert(receiver, Target::Peer(p));
-                    self.peers[usize::from(p.0)].wanted = true;
-                    self.peers[usize::from(p.0)].leaf = true;
+                    self.peers[usize::from(p.0)].role.wanted = true;
+                    self.peers[usize::from(p.0)].role.leaf = true;
                     self.boots[usize::from(b)].peer = Some(p);
                     if let Some(l) = self.boots[usize::from(b)].learned.as_mut() {
                         l.failures = 0;
@@ -116,7 +116,7 @@ impl Node {
             Target::Ctm(k) => match self.find_or_add_peer(done.peer, endpoint) {
                 Some(p) => {
                     self.by_index.insert(receiver, Target::Peer(p));
-                    self.peers[usize::from(p.0)].wanted = true;
+                    self.peers[usize::from(p.0)].role.wanted = true;
                     let ctm = self.ctm_ids[usize::from(k)];
                     if let Some(ov) = self.overlay.as_mut() {
                         ov.ctm_linked(now, done.peer, ctm);
@@ -143,28 +143,28 @@ impl Node {
     ) {
         self.touch(p);
         let peer = &mut self.peers[usize::from(p.0)];
-        if let Some(stale) = peer.pending.take() {
+        if let Some(stale) = peer.hs.pending.take() {
             self.by_index.remove(&stale.local_index);
         }
         if done.cert.is_some() {
-            peer.cert = done.cert.clone().map(Box::new);
+            peer.trust.cert = done.cert.clone().map(Box::new);
         }
         match endpoint {
             Some(ep) => {
-                peer.endpoint = Some(ep);
-                peer.proven = Some(ep);
-                peer.routed = false;
-                peer.punching = false;
+                peer.reach.endpoint = Some(ep);
+                peer.reach.proven = Some(ep);
+                peer.go_direct();
+                peer.reach.punching = false;
                 if !done.observed.ip().is_unspecified() {
-                    peer.observed = Some(done.observed);
+                    peer.reach.observed = Some(done.observed);
                 }
             }
-            None => peer.routed = !peer.linked && peer.relay.is_none(),
+            None => peer.settle_without_endpoint(),
         }
         if endpoint.is_some() {
             // A direct path, proven both ways: a tunnel is no longer
             // needed, and whatever the old path's watch thought is moot.
-            self.peers[usize::from(p.0)].watch.reset();
+            self.peers[usize::from(p.0)].reach.watch.reset();
             if let Some(ov) = self.overlay.as_mut() {
                 ov.set_suspect(p, false);
             }
@@ -172,10 +172,10 @@ impl Node {
         }
         // The overlay copy of a punch's init answered first: the session
         // carries traffic over the overlay, and the punch goes on.
-        let resume_punch = endpoint.is_none() && self.peers[usize::from(p.0)].punching;
+        let resume_punch = endpoint.is_none() && self.peers[usize::from(p.0)].reach.punching;
         let peer = &mut self.peers[usize::from(p.0)];
-        peer.last_handshake = Some(now);
-        peer.rtt = Some(now.saturating_since(sent_at));
+        peer.hs.last_handshake = Some(now);
+        peer.live.rtt = Some(now.saturating_since(sent_at));
         if let Some(old) = peer.sessions.install_initiated(done.session) {
             self.by_index.remove(&old);
         }
@@ -193,7 +193,7 @@ impl Node {
         self.send_ping(now, p);
         self.release_waiting(now, p);
         self.link_up(now, p);
-        if resume_punch && self.peers[usize::from(p.0)].pending.is_none() {
+        if resume_punch && self.peers[usize::from(p.0)].hs.pending.is_none() {
             self.start_handshake(now, Target::Peer(p));
         }
     }

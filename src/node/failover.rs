@@ -13,13 +13,13 @@ impl Node {
         if !peer.watched_path() {
             return;
         }
-        let v = peer.watch.poll(now, peer.rtt);
+        let v = peer.reach.watch.poll(now, peer.live.rtt);
         if v != Verdict::Nothing {
             log::debug!(
                 "watch {}: {v:?} ({:?}, rtt {:?})",
                 peer.name,
-                peer.watch,
-                peer.rtt
+                peer.reach.watch,
+                peer.live.rtt
             );
         }
         match v {
@@ -36,7 +36,7 @@ impl Node {
         let peer = &self.peers[usize::from(p.0)];
         log::info!(
             "{} path to {} not answering: traffic takes the overlay",
-            if peer.relay.is_some() {
+            if peer.relay().is_some() {
                 "tunnelled"
             } else {
                 "direct"
@@ -44,14 +44,14 @@ impl Node {
             peer.name
         );
         self.send_ping(now, p);
-        if self.overlay.is_none() || self.peers[usize::from(p.0)].relay.is_some() {
+        if self.overlay.is_none() || self.peers[usize::from(p.0)].relay().is_some() {
             return;
         }
         if let Some(ov) = self.overlay.as_mut() {
             ov.set_suspect(p, true);
         }
-        if self.peers.iter().any(|q| q.relay == Some(p)) {
-            self.peers[usize::from(p.0)].relay_failed = Some(now);
+        if self.peers.iter().any(|q| q.relay() == Some(p)) {
+            self.peers[usize::from(p.0)].tunnel.failed_as_relay = Some(now);
             self.relay_link_down(now, p);
         }
     }
@@ -60,7 +60,7 @@ impl Node {
     /// traffic again.
     pub(super) fn path_answered(&mut self, now: Instant, p: PeerIdx) {
         let peer = &mut self.peers[usize::from(p.0)];
-        if !peer.watch.answered(now) {
+        if !peer.reach.watch.answered(now) {
             return;
         }
         log::info!("direct path to {} answers again", peer.name);
@@ -81,8 +81,8 @@ impl Node {
         }
         let i = usize::from(p.0);
         let peer = &mut self.peers[i];
-        peer.watch.reset();
-        if let Some(r) = peer.relay {
+        peer.reach.watch.reset();
+        if let Some(r) = peer.relay() {
             // The relay answers (else its own link's watch would have
             // moved us) but does not carry us to the peer: another relay,
             // not this one for a while.
@@ -91,29 +91,32 @@ impl Node {
                 self.peers[i].name,
                 self.peers[usize::from(r.0)].name
             );
-            self.peers[usize::from(r.0)].relay_failed = Some(now);
-            self.peers[i].relay = None;
+            self.peers[usize::from(r.0)].tunnel.failed_as_relay = Some(now);
+            self.peers[i].drop_tunnel();
             self.release_relay(r);
             self.unlink(now, p);
             let peer = &mut self.peers[i];
-            peer.routed = peer.sessions.current.is_some();
-            peer.relay_asked = None;
+            if peer.sessions.current.is_some() {
+                peer.route();
+            }
+            peer.tunnel.asked = None;
             return self.start_tunnel(now, p);
         }
         log::info!(
             "direct path to {} dead: traffic stays on the overlay, linking again",
             peer.name
         );
-        let needed = peer.ondemand
+        let needed = peer.demand.linked
             || peer
+                .live
                 .last_tx
                 .is_some_and(|t| now.saturating_since(t) < self.timers.dead_after);
-        peer.routed = true;
+        peer.route();
         self.wakeups.touch(p);
         self.unlink(now, p);
         if needed {
             self.ping_direct_links(now, p);
-            self.peers[i].ondemand_asked = None;
+            self.peers[i].demand.asked = None;
             self.ask_ondemand(now, p);
         }
     }

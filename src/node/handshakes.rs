@@ -262,11 +262,13 @@ impl Node {
         };
         self.touch(p);
         let peer = &self.peers[usize::from(p.0)];
-        let old = init.timestamp <= peer.last_init_timestamp;
+        let old = init.timestamp <= peer.hs.last_init_timestamp;
         let quiet = peer
+            .live
             .last_rx
             .map_or(true, |t| now.saturating_since(t) >= CLOCK_BACK_QUIET);
         let again = peer
+            .hs
             .answer
             .as_ref()
             .is_some_and(|a| a.timestamp == init.timestamp);
@@ -311,7 +313,7 @@ impl Node {
         self.pool.set_len(&mut out, len);
         let peer = &mut self.peers[usize::from(p.0)];
         if !provisional {
-            peer.last_init_timestamp = init.timestamp;
+            peer.hs.last_init_timestamp = init.timestamp;
         }
         let overlay = matches!(from, Path::Overlay(_));
         let answer = peer::Answer {
@@ -321,9 +323,9 @@ impl Node {
             direct_sent: !overlay,
             overlay_sent: overlay,
         };
-        peer.answer = Some(Box::new(answer));
+        peer.hs.answer = Some(Box::new(answer));
         if init.cert.is_some() {
-            peer.cert = init.cert.clone().map(Box::new);
+            peer.trust.cert = init.cert.clone().map(Box::new);
         }
         match endpoint {
             // A provisional answer moves nothing: the session's first
@@ -336,21 +338,21 @@ impl Node {
             Some(_) if embedded => {}
             // A tunnel stays until a direct path is proven (the initiator's
             // first message on this session, arriving directly, does it).
-            Some(_) if peer.relay.is_some() => {}
+            Some(_) if peer.relay().is_some() => {}
             Some(ep) => {
-                peer.endpoint = Some(ep);
-                peer.proven = Some(ep);
-                peer.routed = false;
-                peer.punching = false;
+                peer.reach.endpoint = Some(ep);
+                peer.reach.proven = Some(ep);
+                peer.go_direct();
+                peer.reach.punching = false;
             }
             // A routed handshake from a node we have a link with (or a
             // tunnel) keeps using it (the session is end to end either way).
-            None => peer.routed = !peer.linked && peer.relay.is_none(),
+            None => peer.settle_without_endpoint(),
         }
         let peer = &mut self.peers[usize::from(p.0)];
-        peer.wanted = true;
+        peer.role.wanted = true;
         // The peer links again right after a close: a new link, not the old.
-        peer.closing_since = None;
+        peer.end_closing();
         if let Some(old) = peer.sessions.install_responded(session) {
             self.by_index.remove(&old);
         }
@@ -375,7 +377,7 @@ impl Node {
     ) -> Option<PeerIdx> {
         let overlay = matches!(from, Path::Overlay(_));
         let peer = &mut self.peers[usize::from(p.0)];
-        let again = peer.answer.as_mut().filter(|a| {
+        let again = peer.hs.answer.as_mut().filter(|a| {
             a.timestamp == timestamp
                 && !(if overlay {
                     a.overlay_sent

@@ -42,7 +42,7 @@ impl Node {
     /// parsers with arbitrary bytes.
     #[cfg(feature = "fuzzing")]
     pub fn inject_control_for_fuzzing(&mut self, now: Instant, payload: &[u8]) {
-        let Some(p) = (0..self.peers.len()).find(|&i| self.peers[i].linked) else {
+        let Some(p) = (0..self.peers.len()).find(|&i| self.peers[i].is_linked()) else {
             return;
         };
         if let Some(buf) = self.pool.alloc_with(payload) {
@@ -83,7 +83,7 @@ impl Node {
     /// Tells every linked peer we are leaving (a graceful shutdown).
     pub fn leave(&mut self, now: Instant) {
         let linked: Vec<PeerIdx> = (0..self.peers.len())
-            .filter(|&i| self.peers[i].linked)
+            .filter(|&i| self.peers[i].is_linked())
             .map(|i| PeerIdx(i as u16))
             .collect();
         for p in linked {
@@ -96,7 +96,7 @@ impl Node {
 
     /// Sends the frames that waited for a session, in order.
     pub(super) fn release_waiting(&mut self, now: Instant, p: PeerIdx) {
-        let waiting = core::mem::take(&mut self.peers[usize::from(p.0)].waiting);
+        let waiting = core::mem::take(&mut self.peers[usize::from(p.0)].hs.waiting);
         // What waits is the TAP's traffic: IP packets for a VPN member,
         // Ethernet frames for the static switch.
         let ty = if self.vpn.is_some() {
@@ -124,25 +124,28 @@ impl Node {
         // it; nor is a session made over the overlay whose direct path is
         // not proven yet (a punch candidate): the ring would route into it.
         let unproven = self.overlay.is_some()
-            && peer.relay.is_none()
-            && peer.endpoint.is_some()
-            && peer.proven != peer.endpoint;
-        if peer.linked
-            || peer.routed
+            && peer.relay().is_none()
+            && peer.reach.endpoint.is_some()
+            && peer.reach.proven != peer.reach.endpoint;
+        if peer.is_linked()
+            || peer.is_routed()
             || unproven
             || peer.sessions.current.is_none()
-            || peer.closing_since.is_some()
+            || peer.closing_since().is_some()
         {
             return;
         }
-        peer.linked = true;
+        peer.mark_linked();
         self.linked_count += 1;
         self.boots_dirty = true;
         self.wakeups.touch(p);
         // A tunnel's peer is known by an endpoint it advertised, though
         // we cannot reach it there.
-        let endpoint = peer.endpoint.or_else(|| peer.candidates.first().copied());
-        let (key, leaf) = (peer.key, peer.leaf);
+        let endpoint = peer
+            .reach
+            .endpoint
+            .or_else(|| peer.reach.candidates.first().copied());
+        let (key, leaf) = (peer.key, peer.role.leaf);
         log::debug!(
             "{} link up {}",
             Addr::of_key(&self.identity.public()),
@@ -152,7 +155,7 @@ impl Node {
             ov.on_link_up(now, p, key, ep, leaf);
             self.learn_boot(now, ep);
         }
-        if self.peers[usize::from(p.0)].ondemand {
+        if self.peers[usize::from(p.0)].demand.linked {
             if let Some(ov) = self.overlay.as_mut() {
                 ov.set_reason(
                     Addr::of_key(&key),
@@ -171,7 +174,7 @@ impl Node {
     /// The peer lost its current session: tell the overlay once.
     pub(super) fn link_down(&mut self, now: Instant, p: PeerIdx) {
         let peer = &self.peers[usize::from(p.0)];
-        if !peer.linked || peer.sessions.current.is_some() {
+        if !peer.is_linked() || peer.sessions.current.is_some() {
             return;
         }
         self.unlink(now, p);
@@ -179,11 +182,15 @@ impl Node {
 
     /// Takes the link out of the overlay's table (and the MAC table).
     pub(super) fn unlink(&mut self, now: Instant, p: PeerIdx) {
+        self.unlink_into(now, p, None);
+    }
+
+    /// `unlink`, the link then closing since `closing` if given.
+    fn unlink_into(&mut self, now: Instant, p: PeerIdx, closing: Option<Instant>) {
         let peer = &mut self.peers[usize::from(p.0)];
-        if !peer.linked {
+        if !peer.mark_unlinked(closing) {
             return;
         }
-        peer.linked = false;
         self.linked_count -= 1;
         self.boots_dirty = true;
         self.wakeups.touch(p);
@@ -205,39 +212,38 @@ impl Node {
     /// handshakes or pings; the sessions go after a grace period.
     pub(super) fn close_link(&mut self, now: Instant, p: PeerIdx) {
         let peer = &mut self.peers[usize::from(p.0)];
-        if !peer.dynamic {
+        if !peer.role.dynamic {
             return; // configured peers are always wanted
         }
-        peer.wanted = false;
+        peer.role.wanted = false;
         self.wakeups.touch(p);
         log::debug!(
             "{} closing link {}",
             Addr::of_key(&self.identity.public()),
             Addr::of_key(&peer.key)
         );
-        if let Some(pending) = peer.pending.take() {
+        if let Some(pending) = peer.hs.pending.take() {
             self.by_index.remove(&pending.local_index);
         }
-        if peer.sessions.current.is_some() || peer.sessions.next.is_some() {
-            peer.closing_since.get_or_insert(now);
-        }
-        for buf in core::mem::take(&mut peer.waiting) {
+        let closing =
+            (peer.sessions.current.is_some() || peer.sessions.next.is_some()).then_some(now);
+        for buf in core::mem::take(&mut peer.hs.waiting) {
             self.drop_buf(buf, DropReason::NoSession);
         }
-        self.unlink(now, p);
+        self.unlink_into(now, p, closing);
     }
 
     /// Drops a closed link's sessions once its grace is over.
     pub(super) fn end_closing(&mut self, now: Instant, p: PeerIdx) {
         let peer = &mut self.peers[usize::from(p.0)];
-        let Some(since) = peer.closing_since else {
+        let Some(since) = peer.closing_since() else {
             return;
         };
         if now < since + super::peer::CLOSE_GRACE {
             return;
         }
         self.wakeups.touch(p);
-        peer.closing_since = None;
+        peer.end_closing();
         let by_index = &mut self.by_index;
         peer.sessions.clear(|idx| {
             by_index.remove(&idx);
@@ -263,47 +269,48 @@ impl Node {
         // A direct link needs no candidates; what others say of a linked
         // peer's endpoints (gossip) may be older than what the peer told
         // us itself.
-        let fresh = !(peer.linked && peer.relay.is_none()) && self.add_candidates(p, &candidates);
+        let fresh =
+            !(peer.is_linked() && peer.relay().is_none()) && self.add_candidates(p, &candidates);
         let peer = &mut self.peers[usize::from(p.0)];
-        let reopen = peer.closing_since.take().is_some();
-        peer.wanted = true;
+        let reopen = peer.end_closing();
+        peer.role.wanted = true;
         // Hearsay only while nothing better vouched for the peer.
-        peer.heard = hearsay && (peer.heard || peer.sessions.current.is_none());
-        if peer.tunnel_wanted || peer.relay.is_some() {
+        peer.reach.heard = hearsay && (peer.reach.heard || peer.sessions.current.is_none());
+        if peer.tunnel.wanted || peer.relay().is_some() {
             // No direct path: a tunnel carries the link, or is on its way,
             // and retries direct by itself. Candidates we did not have get
             // a punch of their own now (the tunnel stays until it works).
-            if fresh && !peer.punching && peer.pending.is_none() {
-                peer.punching = true;
+            if fresh && !peer.reach.punching && peer.hs.pending.is_none() {
+                peer.reach.punching = true;
                 self.start_handshake(now, super::Target::Peer(p));
             }
-            if self.peers[usize::from(p.0)].linked {
+            if self.peers[usize::from(p.0)].is_linked() {
                 self.link_up(now, p);
             }
             return;
         }
-        if peer.routed && !peer.linked {
+        if peer.is_routed() && !peer.is_linked() {
             // A VPN peer reached over the overlay: traffic stays on the
             // overlay while a direct link is punched; it moves when the
             // direct handshake completes.
-            if !peer.punching {
-                peer.punching = true;
-                if let Some(pending) = peer.pending.take() {
+            if !peer.reach.punching {
+                peer.reach.punching = true;
+                if let Some(pending) = peer.hs.pending.take() {
                     self.by_index.remove(&pending.local_index);
                 }
                 return self.start_handshake(now, super::Target::Peer(p));
             }
             return;
         }
-        if peer.linked {
+        if peer.is_linked() {
             // Already linked: make sure the overlay has it.
             return self.link_up(now, p);
         }
         let answered = peer.sessions.next.is_some();
         let idle = peer.sessions.current.is_none() && !answered;
-        if peer.pending.is_none() && (reopen || idle) {
+        if peer.hs.pending.is_none() && (reopen || idle) {
             if !self.limiter.allow_link(now) {
-                self.peers[usize::from(p.0)].wanted = false;
+                self.peers[usize::from(p.0)].role.wanted = false;
                 return self.stats.count(DropReason::RateLimited);
             }
             self.start_handshake(now, super::Target::Peer(p));
@@ -324,16 +331,16 @@ impl Node {
                 self.stats.count(DropReason::CandidateInVpn);
                 continue;
             }
-            if !peer.candidates.contains(&c) {
-                if peer.candidates.len() >= super::handshakes::MAX_CANDIDATES {
-                    peer.candidates.remove(0);
+            if !peer.reach.candidates.contains(&c) {
+                if peer.reach.candidates.len() >= super::handshakes::MAX_CANDIDATES {
+                    peer.reach.candidates.remove(0);
                 }
-                peer.candidates.push(c);
+                peer.reach.candidates.push(c);
                 fresh = true;
             }
         }
-        if peer.endpoint.is_none() {
-            peer.endpoint = peer.candidates.iter().find(|c| !c.tcp).copied();
+        if peer.reach.endpoint.is_none() {
+            peer.reach.endpoint = peer.reach.candidates.iter().find(|c| !c.tcp).copied();
         }
         fresh
     }
@@ -423,7 +430,7 @@ impl Node {
                 // Transit for others, metered by the link it came on: a
                 // member cannot have us carry more than this for it.
                 let n = buf.len();
-                let budget = &mut self.peers[usize::from(from.0)].transit;
+                let budget = &mut self.peers[usize::from(from.0)].budget.transit;
                 let rate = self.transit_rate;
                 if !budget.take_n(now, n as u32, rate, rate) {
                     return self.drop_buf(buf, DropReason::TransitLimited);
@@ -520,7 +527,7 @@ impl Node {
         {
             return Some(buf);
         }
-        let budget = &mut self.peers[usize::from(p.0)].overlay_budget;
+        let budget = &mut self.peers[usize::from(p.0)].budget.overlay;
         if !budget.take(now, OVERLAY_RATE_PER_S, OVERLAY_BURST) {
             self.drop_buf(buf, DropReason::OverlayRateLimited);
             return None;

@@ -35,15 +35,15 @@ impl Node {
     pub(super) fn count_demand(&mut self, now: Instant, p: PeerIdx) {
         let threshold = self.ondemand_threshold;
         let peer = &mut self.peers[usize::from(p.0)];
-        if peer.linked || peer.relay.is_some() || threshold == 0 {
+        if peer.is_linked() || peer.relay().is_some() || threshold == 0 {
             return;
         }
-        if now.saturating_since(peer.demand_since) > WINDOW {
-            peer.demand_since = now;
-            peer.demand = 0;
+        if now.saturating_since(peer.demand.since) > WINDOW {
+            peer.demand.since = now;
+            peer.demand.packets = 0;
         }
-        peer.demand = peer.demand.saturating_add(1);
-        if peer.demand >= threshold {
+        peer.demand.packets = peer.demand.packets.saturating_add(1);
+        if peer.demand.packets >= threshold {
             self.ask_ondemand(now, p);
         }
     }
@@ -56,7 +56,7 @@ impl Node {
             return false;
         };
         let peer = &mut self.peers[usize::from(p.0)];
-        peer.last_tx = Some(now);
+        peer.live.last_tx = Some(now);
         self.ask_ondemand(now, p);
         self.rearm();
         true
@@ -72,20 +72,21 @@ impl Node {
         let peer = &self.peers[usize::from(p.0)];
         Some((
             peer.path_name(),
-            peer.relay.map(|r| self.peers[usize::from(r.0)].key),
+            peer.relay().map(|r| self.peers[usize::from(r.0)].key),
         ))
     }
 
     pub(super) fn ask_ondemand(&mut self, now: Instant, p: PeerIdx) {
         let peer = &mut self.peers[usize::from(p.0)];
         let asked_lately = peer
-            .ondemand_asked
+            .demand
+            .asked
             .is_some_and(|t| now.saturating_since(t) < ASK_AGAIN);
-        if peer.linked || asked_lately || peer.punching || peer.tunnel_wanted {
+        if peer.is_linked() || asked_lately || peer.reach.punching || peer.tunnel.wanted {
             return;
         }
-        peer.ondemand_asked = Some(now);
-        peer.ondemand = true;
+        peer.demand.asked = Some(now);
+        peer.demand.linked = true;
         let addr = Addr::of_key(&peer.key);
         log::info!("traffic to {}: asking for a direct link", peer.name);
         self.make_room_for_ondemand(p);
@@ -100,19 +101,19 @@ impl Node {
     /// stops being on demand.
     fn make_room_for_ondemand(&mut self, except: PeerIdx) {
         let on: Vec<usize> = (0..self.peers.len())
-            .filter(|&i| i != usize::from(except.0) && self.peers[i].ondemand)
+            .filter(|&i| i != usize::from(except.0) && self.peers[i].demand.linked)
             .collect();
         if on.len() < MAX_LINKS {
             return;
         }
-        if let Some(&lru) = on.iter().min_by_key(|&&i| self.peers[i].last_tx) {
+        if let Some(&lru) = on.iter().min_by_key(|&&i| self.peers[i].live.last_tx) {
             self.drop_ondemand(PeerIdx(lru as u16));
         }
     }
 
     fn drop_ondemand(&mut self, p: PeerIdx) {
         let peer = &mut self.peers[usize::from(p.0)];
-        peer.ondemand = false;
+        peer.demand.linked = false;
         log::info!("on-demand link to {} is idle", peer.name);
         let addr = Addr::of_key(&peer.key);
         if let Some(ov) = self.overlay.as_mut() {

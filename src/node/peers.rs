@@ -28,18 +28,18 @@ impl Node {
             endpoint: None,
         };
         let mut fresh = Peer::new(&cfg);
-        fresh.endpoint = endpoint;
-        fresh.dynamic = true;
+        fresh.reach.endpoint = endpoint;
+        fresh.role.dynamic = true;
         let reusable = self.peers.iter().position(|p| {
-            p.dynamic
-                && !p.wanted
-                && !p.linked
-                && p.pending.is_none()
+            p.role.dynamic
+                && !p.role.wanted
+                && !p.is_linked()
+                && p.hs.pending.is_none()
                 && p.sessions.current.is_none()
                 && p.sessions.next.is_none()
                 && p.sessions.next_alt.is_none()
                 && p.sessions.previous.is_none()
-                && p.waiting.is_empty()
+                && p.hs.waiting.is_empty()
         });
         let p = match reusable {
             Some(i) => {

@@ -64,70 +64,71 @@ impl Node {
             // A session answered for an init from an older clock, now used
             // by the key's holder: its time is the peer's time.
             if let Some(a) = peer
+                .hs
                 .answer
                 .as_mut()
                 .filter(|a| a.provisional == Some(receiver))
             {
-                peer.last_init_timestamp = a.timestamp;
+                peer.hs.last_init_timestamp = a.timestamp;
                 a.provisional = None;
             }
 
             // The first message on a session we answered comes one round
             // trip after our answer: the responder's RTT sample.
-            if let (None, Some(cur)) = (peer.rtt, &peer.sessions.current) {
-                peer.rtt = Some(now.saturating_since(cur.created));
+            if let (None, Some(cur)) = (peer.live.rtt, &peer.sessions.current) {
+                peer.live.rtt = Some(now.saturating_since(cur.created));
             }
         }
-        peer.last_rx = Some(now);
-        peer.rx_hops = arrival.hops;
+        peer.live.last_rx = Some(now);
+        peer.live.rx_hops = arrival.hops;
         // What came over the path we send on (straight, or through the
         // tunnel's relay) shows it works; the peer's data coming over the
         // overlay instead says it may not (see `watch`).
         // Through our tunnel's relay, that is: the other side may still
         // send through another (a relay being changed).
-        let tunnelled = arrival.through_relay(peer.relay);
+        let tunnelled = arrival.through_relay(peer.relay());
         if tunnelled {
-            peer.watch.heard(now);
-            peer.relay_proven = true;
-            peer.relay_chose = None;
+            peer.reach.watch.heard(now);
+            peer.prove_tunnel();
+            peer.tunnel.chose = None;
         }
         let detoured = from.is_none()
             && !tunnelled
             && ty != MsgType::Control as u8
-            && peer.linked
+            && peer.is_linked()
             && peer.watched_path()
-            && peer.watch.peer_detoured(now);
+            && peer.reach.watch.peer_detoured(now);
         let mut direct_now = false;
         // (`from` is compared and stored as the `Option` it is: rebuilding
         // `Some(ep)` copied the endpoint each time, ~40 instructions a packet.)
         if let Some(ep) = *from {
             // The first authenticated packet straight from this endpoint:
             // the path is proven, and the link can be up.
-            direct_now |= peer.proven != *from && !peer.linked;
-            peer.proven = *from;
-            peer.watch.heard(now);
-            if peer.endpoint != *from {
+            direct_now |= peer.reach.proven != *from && !peer.is_linked();
+            peer.reach.proven = *from;
+            peer.reach.watch.heard(now);
+            if peer.reach.endpoint != *from {
                 // Authenticated traffic from a new address: the peer moved.
                 log::info!("peer {} moved to {}", peer.name, ep);
-                peer.endpoint = *from;
+                peer.reach.endpoint = *from;
                 self.boots_dirty = true;
-                if let (true, Some(ov)) = (peer.linked, self.overlay.as_mut()) {
+                if let (true, Some(ov)) = (peer.is_linked(), self.overlay.as_mut()) {
                     ov.on_peer_moved(p, ep);
                 }
             }
             // It reached us directly: a direct path exists, whatever the
             // session was made over (a routed or tunnelled peer moves to it).
-            if peer.routed || peer.relay.is_some() {
-                peer.routed = false;
-                peer.punching = false;
-                peer.watch.reset();
+            if peer.is_routed() || peer.relay().is_some() {
+                peer.go_direct();
+                peer.reach.punching = false;
+                peer.reach.watch.reset();
                 direct_now = true;
             }
         }
         self.pool.trim_front(&mut buf, data::HEADER_LEN);
         self.pool.trim_back(&mut buf, data::TAG_LEN);
-        peer.rx_bytes += buf.len() as u64;
-        peer.rx_packets += 1;
+        peer.traffic.rx_bytes += buf.len() as u64;
+        peer.traffic.rx_packets += 1;
         if detoured {
             // The peer sends over the overlay what could come straight:
             // does our way still reach it? (See `watch`.)
@@ -180,12 +181,14 @@ impl Node {
             return;
         };
         let Some(i) = self.peers.iter().position(|q| {
-            q.endpoint == Some(from)
-                && q.pending.is_none()
+            q.reach.endpoint == Some(from)
+                && q.hs.pending.is_none()
                 && q.sessions.current.is_some()
-                && q.last_rx
+                && q.live
+                    .last_rx
                     .map_or(true, |t| now.saturating_since(t) >= RESYNC_QUIET)
-                && q.last_handshake
+                && q.hs
+                    .last_handshake
                     .map_or(true, |t| now.saturating_since(t) >= RESYNC_QUIET)
         }) else {
             return;
@@ -230,7 +233,10 @@ impl Node {
         let stamp = ping.stamp;
         // Where the message came from, when it came straight over UDP.
         let peer = &self.peers[usize::from(p.0)];
-        let direct_udp = peer.endpoint.filter(|e| peer.rx_hops == 1 && !e.tcp);
+        let direct_udp = peer
+            .reach
+            .endpoint
+            .filter(|e| peer.live.rx_hops == 1 && !e.tcp);
         match ping.pong {
             false => {
                 control::ping_to_pong(self.pool.data_mut(&buf));
@@ -245,7 +251,7 @@ impl Node {
                 let observed = ping.observed;
                 self.pool.free(buf);
                 let peer = &self.peers[usize::from(p.0)];
-                if peer.rx_hops == 1 || arrival.through_relay(peer.relay) {
+                if peer.live.rx_hops == 1 || arrival.through_relay(peer.relay()) {
                     self.path_answered(now, p);
                 }
                 if let (Some(seen), Some(peer_ep)) = (observed, direct_udp) {
@@ -256,10 +262,11 @@ impl Node {
                 if stamp <= now.as_micros() {
                     let rtt = now.saturating_since(Instant::from_micros(stamp));
                     let first = self.peers[usize::from(p.0)]
+                        .live
                         .rtt_pinged
                         .replace(rtt)
                         .is_none();
-                    self.peers[usize::from(p.0)].rtt = Some(rtt);
+                    self.peers[usize::from(p.0)].live.rtt = Some(rtt);
                     // The watch's bounds scale with the RTT.
                     self.wakeups.touch(p);
                     if first {
@@ -271,7 +278,7 @@ impl Node {
     }
 
     pub(super) fn send_ping(&mut self, now: Instant, p: PeerIdx) {
-        self.peers[usize::from(p.0)].last_ping = Some(now);
+        self.peers[usize::from(p.0)].live.last_ping = Some(now);
         match self.pool.alloc_with(&control::Ping::ping(now.as_micros())) {
             Some(buf) => self.send_to_peer(now, p, MsgType::Control, buf),
             None => self.stats.count(DropReason::PoolEmpty),

@@ -112,9 +112,10 @@ impl Node {
             .filter(|c| {
                 let link = &self.peers[usize::from(c.peer.0)];
                 c.peer != peer
-                    && link.relay.is_none()
+                    && link.relay().is_none()
                     && link
-                        .relay_failed
+                        .tunnel
+                        .failed_as_relay
                         .map_or(true, |t| now.saturating_since(t) >= RELAY_SHUNNED)
             })
             .map(|c| RelayCandidate {
@@ -122,7 +123,7 @@ impl Node {
                     key: c.key,
                     endpoint: c.endpoint,
                 },
-                rtt_ms: rtt_ms(self.peers[usize::from(c.peer.0)].rtt),
+                rtt_ms: rtt_ms(self.peers[usize::from(c.peer.0)].live.rtt),
                 budget_kib: c.relay_kib,
             })
             .collect();
@@ -134,17 +135,18 @@ impl Node {
     /// `QUERY_RETRY` if nothing came of it).
     pub(super) fn start_tunnel(&mut self, now: Instant, p: PeerIdx) {
         let peer = &self.peers[usize::from(p.0)];
-        if peer.relay.is_some()
+        if peer.relay().is_some()
             || peer
-                .relay_asked
+                .tunnel
+                .asked
                 .is_some_and(|t| now.saturating_since(t) < QUERY_RETRY)
         {
             return;
         }
         let peer = &mut self.peers[usize::from(p.0)];
-        peer.relay_asked = Some(now);
-        peer.tunnel_wanted = true;
-        peer.relay_queries = peer.relay_queries.saturating_add(1);
+        peer.tunnel.asked = Some(now);
+        peer.tunnel.wanted = true;
+        peer.tunnel.queries = peer.tunnel.queries.saturating_add(1);
         self.touch(p);
         let Some(from) = self.own_record() else {
             return;
@@ -196,15 +198,16 @@ impl Node {
                     return self.stats.count(DropReason::Unsolicited);
                 };
                 let peer = &mut self.peers[usize::from(p.0)];
-                peer.relay_queries = 0;
-                let asked = peer.relay_asked.is_some();
-                let has = peer.relay.is_some() || peer.relay_wanted.is_some();
+                peer.tunnel.queries = 0;
+                let asked = peer.tunnel.asked.is_some();
+                let has = peer.relay().is_some() || peer.tunnel.linking_to.is_some();
                 if !asked && !has {
                     log::debug!("relay offer from {src} not asked for");
                     return self.stats.count(DropReason::Unsolicited);
                 }
                 let chose = peer
-                    .relay_chose
+                    .tunnel
+                    .chose
                     .is_some_and(|t| now.saturating_since(t) < QUERY_RETRY);
                 if chose && has && self.identity.public() < peer.key {
                     // Our queries crossed and each side chose: the choice
@@ -246,13 +249,13 @@ impl Node {
         let direct = |n: &Node, k: &NodeKey| {
             n.by_key.get(k).is_some_and(|&r| {
                 let r = &n.peers[usize::from(r.0)];
-                r.linked && r.relay.is_none()
+                r.is_linked() && r.relay().is_none()
             })
         };
         let tunnelled = self
             .by_key
             .get(&relay.key)
-            .is_some_and(|&r| self.peers[usize::from(r.0)].relay.is_some());
+            .is_some_and(|&r| self.peers[usize::from(r.0)].relay().is_some());
         if !tunnelled {
             self.use_or_link_relay(now, p, relay);
             if answer {
@@ -351,10 +354,10 @@ impl Node {
             ov.send_routed(now, Mode::Exact, src, &offer);
         }
         let peer = &mut self.peers[usize::from(p.0)];
-        peer.tunnel_wanted = true;
-        if peer.relay_asked.is_some() {
+        peer.tunnel.wanted = true;
+        if peer.tunnel.asked.is_some() {
             // Our own query is out too: crossed (see the offer's handling).
-            peer.relay_chose = Some(now);
+            peer.tunnel.chose = Some(now);
         }
         self.use_or_link_relay(now, p, relay);
         self.retry_if_no_relay(now, p);
@@ -364,8 +367,8 @@ impl Node {
     /// after the usual wait.
     fn retry_if_no_relay(&mut self, now: Instant, p: PeerIdx) {
         let peer = &mut self.peers[usize::from(p.0)];
-        if peer.tunnel_wanted && peer.relay.is_none() && peer.relay_asked.is_none() {
-            peer.relay_asked = Some(now);
+        if peer.tunnel.wanted && peer.relay().is_none() && peer.tunnel.asked.is_none() {
+            peer.tunnel.asked = Some(now);
             self.touch(p);
         }
     }
@@ -376,14 +379,14 @@ impl Node {
     fn use_or_link_relay(&mut self, now: Instant, p: PeerIdx, relay: NodeRecord) {
         let direct = self.by_key.get(&relay.key).is_some_and(|&r| {
             let r = &self.peers[usize::from(r.0)];
-            r.linked && r.relay.is_none()
+            r.is_linked() && r.relay().is_none()
         });
         if direct {
             return self.use_relay(now, p, relay.key);
         }
         let peer = &mut self.peers[usize::from(p.0)];
-        peer.relay_wanted = Some(relay.key);
-        peer.relay_asked = Some(now + RELAY_LINK_WAIT);
+        peer.tunnel.linking_to = Some(relay.key);
+        peer.tunnel.asked = Some(now + RELAY_LINK_WAIT);
         self.touch(p);
         if let Some(ov) = self.overlay.as_mut() {
             ov.connect_to(now, Addr::of_key(&relay.key), reason::RELAY);
@@ -409,7 +412,7 @@ impl Node {
         bytes: usize,
     ) -> bool {
         let next = &self.peers[usize::from(to.0)];
-        if !next.linked || next.relay.is_some() || Addr::of_key(&next.key) != dst {
+        if !next.is_linked() || next.relay().is_some() || Addr::of_key(&next.key) != dst {
             return false;
         }
         self.relay_budget.allow(now, from, to, bytes)

@@ -2,11 +2,19 @@
 //! any message to a peer by the path its state says — its endpoint, the
 //! overlay, or a tunnel's relay — sealed in place in its pool buffer.
 
-use super::{peer, DropReason, Node, PeerIdx, Target, Transmit, MAX_QUEUED};
+use super::peer::{self, Path};
+use super::{DropReason, Node, PeerIdx, Target, Transmit, MAX_QUEUED};
 use crate::buf::PacketBuf;
 use crate::time::Instant;
 use crate::wire::endpoint::Endpoint;
 use crate::wire::{control, data, ethernet, MsgType};
+
+/// Where a sealed message for a peer goes next.
+enum Via {
+    Endpoint(Endpoint),
+    Overlay,
+    Relay(PeerIdx),
+}
 
 impl Node {
     pub(super) fn frame_in(&mut self, now: Instant, buf: PacketBuf) {
@@ -45,44 +53,31 @@ impl Node {
         mut buf: PacketBuf,
     ) {
         let peer = &mut self.peers[usize::from(p.0)];
-        // A tunnel goes through its relay; a routed peer over the overlay
-        // (unless we have a link with it: the first hop would be itself);
-        // anything else straight to its endpoint.
-        enum Via {
-            Endpoint(Endpoint),
-            Overlay,
-            Relay(PeerIdx),
-        }
-        // With the overlay, an endpoint nothing has come from yet (a punch
-        // candidate) is not used: the ring carries the traffic meanwhile;
-        // nor is a direct path that stopped answering (`watch`): its data
-        // takes the ring while probes (link control) still go straight.
-        let unproven = self.overlay.is_some()
-            && peer.relay.is_none()
-            && peer.endpoint.is_some()
-            && peer.proven != peer.endpoint;
-        let detour = ty != MsgType::Control && peer.watch.is_suspect() && self.overlay.is_some();
-        let (relay, detour) = match peer.relay {
-            // A suspect or unproven tunnel: data takes the overlay, probes
-            // (link control) the tunnel.
-            Some(_) if detour || (ty != MsgType::Control && !peer.relay_proven) => (None, true),
-            r => (r, detour),
-        };
-        // A peer with no endpoint yet (a session made over the ring while
-        // a punch is still looking for one) is reached over the ring too.
-        let no_endpoint = peer.endpoint.is_none() && self.overlay.is_some();
-        let via = match (
-            relay,
-            (peer.routed && !peer.linked) || unproven || detour || no_endpoint,
-            peer.endpoint,
-        ) {
-            (Some(r), _, _) => Via::Relay(r),
-            (None, true, _) => Via::Overlay,
-            (None, false, Some(e)) => Via::Endpoint(e),
-            (None, false, None) => return self.drop_buf(buf, DropReason::NoEndpoint),
+        let data = ty != MsgType::Control;
+        let ring = self.overlay.is_some();
+        // A path that stopped answering (`watch`): its data takes the ring
+        // while probes (link control) still go the path's way.
+        let detour = data && ring && peer.reach.watch.is_suspect();
+        let via = match peer.path() {
+            // A tunnel goes through its relay, once proven and while it
+            // answers; probes always do.
+            Path::Tunnel { relay, proven } if !data || (proven && !detour) => Via::Relay(relay),
+            Path::Tunnel { .. } => Via::Overlay,
+            // Over the ring, unless we have a link with the peer (the
+            // first hop would be itself).
+            Path::Routed if !peer.is_linked() => Via::Overlay,
+            // Straight to the endpoint; with the ring, not to one nothing
+            // has come from yet (a punch candidate), nor on a detour, nor
+            // without one (a session made over the ring while a punch
+            // looks for it): the ring carries the traffic meanwhile.
+            _ => match peer.reach.endpoint {
+                Some(e) if !(ring && (peer.reach.proven != Some(e) || detour)) => Via::Endpoint(e),
+                _ if ring => Via::Overlay,
+                _ => return self.drop_buf(buf, DropReason::NoEndpoint),
+            },
         };
         if ty != MsgType::Control {
-            peer.last_tx = Some(now);
+            peer.live.last_tx = Some(now);
         }
         // Traffic (ours, or routed data we forward) and pings expect the
         // path to answer; ring upkeep (one-way gossip) does not, and would
@@ -93,7 +88,7 @@ impl Node {
                 Some(&(control::KIND_PING | control::KIND_ROUTED_DATA))
             );
         let watched = matches!(via, Via::Endpoint(_) | Via::Relay(_));
-        if watched && expects && peer.watch.sent(now) {
+        if watched && expects && peer.reach.watch.sent(now) {
             self.wakeups.touch(p);
         }
         let Some(session) = peer.sessions.current.as_mut() else {
@@ -101,12 +96,12 @@ impl Node {
                 // Link control is only meaningful on the session it was made for.
                 return self.drop_buf(buf, DropReason::NoSession);
             }
-            if peer.waiting.len() >= peer::MAX_WAITING {
-                let old = peer.waiting.remove(0);
+            if peer.hs.waiting.len() >= peer::MAX_WAITING {
+                let old = peer.hs.waiting.remove(0);
                 self.drop_buf(old, DropReason::NoSession);
             }
-            self.peers[usize::from(p.0)].waiting.push(buf);
-            if self.peers[usize::from(p.0)].pending.is_none() {
+            self.peers[usize::from(p.0)].hs.waiting.push(buf);
+            if self.peers[usize::from(p.0)].hs.pending.is_none() {
                 self.start_handshake(now, Target::Peer(p));
             }
             return;
@@ -127,9 +122,9 @@ impl Node {
         };
         t.copy_from_slice(&tag);
         let rekey = session.sent() >= self.timers.rekey_after_messages;
-        peer.tx_bytes += payload_len as u64;
-        peer.tx_packets += 1;
-        let pending = peer.pending.is_some();
+        peer.traffic.tx_bytes += payload_len as u64;
+        peer.traffic.tx_packets += 1;
+        let pending = peer.hs.pending.is_some();
         let to = peer.addr;
         match via {
             Via::Endpoint(dst) => self.queue_transmit(dst, buf),

@@ -126,24 +126,25 @@ impl Node {
             .map(|p| PeerStatus {
                 name: p.name.clone(),
                 key: p.key,
-                endpoint: p.endpoint,
+                endpoint: p.reach.endpoint,
                 state: p.state(now, &self.timers).name(),
                 path: p.path_name(),
-                relay: p.relay.map(|r| self.peers[usize::from(r.0)].name.clone()),
-                hops: p.rx_hops,
-                candidates: p.candidates.to_vec(),
+                relay: p.relay().map(|r| self.peers[usize::from(r.0)].name.clone()),
+                hops: p.live.rx_hops,
+                candidates: p.reach.candidates.to_vec(),
                 why_not_direct: self.why_not_direct(p, now),
-                linked: p.linked,
+                linked: p.is_linked(),
                 last_handshake_ago: p
+                    .hs
                     .last_handshake
                     .max(p.sessions.current.as_ref().map(|s| s.created))
                     .map(|t| now.saturating_since(t)),
-                rtt: p.rtt,
-                observed: p.observed,
-                rx_bytes: p.rx_bytes,
-                tx_bytes: p.tx_bytes,
-                rx_packets: p.rx_packets,
-                tx_packets: p.tx_packets,
+                rtt: p.live.rtt,
+                observed: p.reach.observed,
+                rx_bytes: p.traffic.rx_bytes,
+                tx_bytes: p.traffic.tx_bytes,
+                rx_packets: p.traffic.rx_packets,
+                tx_packets: p.traffic.tx_packets,
             })
             .collect();
         NodeStatus {
@@ -191,23 +192,27 @@ impl Node {
         if p.path_name() == "direct" {
             return String::new();
         }
-        let tried = p.candidates.len();
-        let failed = p.punch_failed.map(|t| {
+        let tried = p.reach.candidates.len();
+        let failed = p.reach.punch_failed.map(|t| {
             format!(
                 "no answer to {PUNCH_ATTEMPTS} inits sent to {tried} candidate endpoint(s), {} s ago",
                 now.saturating_since(t).as_secs()
             )
         });
-        let retry = p.direct_retry.filter(|_| p.relay.is_some()).map(|t| {
-            format!(
-                "; next direct try in {} s",
-                t.saturating_since(now).as_secs()
-            )
-        });
-        match (p.punching, failed) {
+        let retry = p
+            .tunnel
+            .direct_retry
+            .filter(|_| p.relay().is_some())
+            .map(|t| {
+                format!(
+                    "; next direct try in {} s",
+                    t.saturating_since(now).as_secs()
+                )
+            });
+        match (p.reach.punching, failed) {
             (true, _) => format!("punching: inits going to {tried} candidate endpoint(s)"),
             (false, Some(f)) => f + &retry.unwrap_or_default(),
-            (false, None) if p.relay.is_some() => "tunnel asked for by the other side".into(),
+            (false, None) if p.relay().is_some() => "tunnel asked for by the other side".into(),
             (false, None) => format!(
                 "no direct link asked for yet (on-demand after {} packets in {} s)",
                 super::ondemand::THRESHOLD,
@@ -224,18 +229,18 @@ impl Node {
         let q = &self.peers[usize::from(p.0)];
         format!(
             "linked {} routed {} relay {:?} endpoint {:?} proven {:?} punching {} tunnel_wanted {} pending {} current {} watch {:?} last_rx {:?} last_tx {:?}",
-            q.linked,
-            q.routed,
-            q.relay.map(|r| self.peers[usize::from(r.0)].name.clone()),
-            q.endpoint,
-            q.proven,
-            q.punching,
-            q.tunnel_wanted,
-            q.pending.is_some(),
+            q.is_linked(),
+            q.is_routed(),
+            q.relay().map(|r| self.peers[usize::from(r.0)].name.clone()),
+            q.reach.endpoint,
+            q.reach.proven,
+            q.reach.punching,
+            q.tunnel.wanted,
+            q.hs.pending.is_some(),
             q.sessions.current.is_some(),
-            q.watch,
-            q.last_rx,
-            q.last_tx
+            q.reach.watch,
+            q.live.last_rx,
+            q.live.last_tx
         )
     }
 
@@ -253,21 +258,21 @@ impl Node {
                     "peer {i} {} due {d:?} ping_due {:?} last_rx {:?} last_ping {:?} created {:?}: wanted {} linked {} dynamic {} pending {} current {} endpoint {:?} relay {:?} tunnel_wanted {} relay_asked {:?} direct_retry {:?} ondemand {} punching {}\n",
                     p.name,
                     p.ping_due(&self.timers),
-                    p.last_rx,
-                    p.last_ping,
+                    p.live.last_rx,
+                    p.live.last_ping,
                     p.sessions.current.as_ref().map(|c| c.created),
-                    p.wanted,
-                    p.linked,
-                    p.dynamic,
-                    p.pending.is_some(),
+                    p.role.wanted,
+                    p.is_linked(),
+                    p.role.dynamic,
+                    p.hs.pending.is_some(),
                     p.sessions.current.is_some(),
-                    p.endpoint,
-                    p.relay,
-                    p.tunnel_wanted,
-                    p.relay_asked,
-                    p.direct_retry,
-                    p.ondemand,
-                    p.punching
+                    p.reach.endpoint,
+                    p.relay(),
+                    p.tunnel.wanted,
+                    p.tunnel.asked,
+                    p.tunnel.direct_retry,
+                    p.demand.linked,
+                    p.reach.punching
                 );
             }
         }

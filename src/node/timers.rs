@@ -23,7 +23,7 @@ impl Node {
         peer.sessions.expire(now, timers.reject_after_time, |idx| {
             by_index.remove(&idx);
         });
-        if peer.closing_since.is_some() {
+        if peer.closing_since().is_some() {
             self.end_closing(now, p);
         }
         let timers = &self.timers;
@@ -38,15 +38,16 @@ impl Node {
             // Our traffic needs it: a NAT on the way may have lost its
             // mapping, and only a fresh exchange of candidates over the
             // overlay (both sides punching again) finds the new one.
-            relink = peer.ondemand
+            relink = peer.demand.linked
                 || peer
+                    .live
                     .last_tx
                     .is_some_and(|t| now.saturating_since(t) < timers.dead_after);
         }
         self.link_down(now, p);
         if relink && self.overlay.is_some() {
             self.ping_direct_links(now, p);
-            self.peers[i].ondemand_asked = None;
+            self.peers[i].demand.asked = None;
             self.ask_ondemand(now, p);
         }
         self.watch_timers(now, p);
@@ -55,7 +56,7 @@ impl Node {
         self.tunnel_timers(now, p);
         self.ondemand_timers(now, p);
         let peer = &self.peers[i];
-        match &peer.pending {
+        match &peer.hs.pending {
             Some(pending) if now >= pending.next_retry => {
                 self.start_handshake(now, Target::Peer(p))
             }
@@ -74,7 +75,7 @@ impl Node {
         self.tell_serials(now, p);
         if self.peers[i].idle_at().is_some_and(|t| now >= t) {
             // A routed session the VPN no longer uses: no more rekeys.
-            self.peers[i].wanted = false;
+            self.peers[i].role.wanted = false;
         }
     }
 

@@ -101,7 +101,7 @@ impl Node {
         }
         for i in 0..self.peers.len() {
             let p = PeerIdx(i as u16);
-            if self.peers[i].linked && Some(p) != from {
+            if self.peers[i].is_linked() && Some(p) != from {
                 self.send_revocations(now, p);
             }
         }
@@ -115,16 +115,16 @@ impl Node {
     fn cut_off_revoked(&mut self, now: Instant, p: PeerIdx) {
         let peer = &mut self.peers[usize::from(p.0)];
         log::warn!("{} is revoked: link closed", peer.name);
-        peer.wanted = false;
-        peer.closing_since = None;
-        if let Some(pending) = peer.pending.take() {
+        peer.role.wanted = false;
+        peer.end_closing();
+        if let Some(pending) = peer.hs.pending.take() {
             self.by_index.remove(&pending.local_index);
         }
         let by_index = &mut self.by_index;
         peer.sessions.clear(|idx| {
             by_index.remove(&idx);
         });
-        for buf in core::mem::take(&mut peer.waiting) {
+        for buf in core::mem::take(&mut peer.hs.waiting) {
             self.drop_buf(buf, DropReason::CertRevoked);
         }
         self.touch(p);
@@ -136,7 +136,7 @@ impl Node {
         let Some(trust) = self.trust.as_ref() else {
             return;
         };
-        self.peers[usize::from(p.0)].lists.sent = Some(now);
+        self.peers[usize::from(p.0)].trust.lists.sent = Some(now);
         let lists: Vec<Vec<u8>> = trust
             .revocations
             .iter()
@@ -168,13 +168,14 @@ impl Node {
         };
         let peer = &mut self.peers[usize::from(p.0)];
         let due = peer
+            .trust
             .lists
             .told
             .map_or(true, |t| now.saturating_since(t) >= SERIALS_EVERY);
-        if !peer.linked || !due {
+        if !peer.is_linked() || !due {
             return;
         }
-        peer.lists.told = Some(now);
+        peer.trust.lists.told = Some(now);
         let serials = RevocationSerials {
             lists: trust
                 .revocations
@@ -206,10 +207,11 @@ impl Node {
             .any(|r| theirs.serial(&r.issuer).map_or(true, |s| s < r.serial));
         let peer = &self.peers[usize::from(p.0)];
         let spaced = peer
+            .trust
             .lists
             .sent
             .map_or(true, |t| now.saturating_since(t) >= RESEND_SPACING);
-        if behind && spaced && peer.linked {
+        if behind && spaced && peer.is_linked() {
             self.send_revocations(now, p);
         }
     }

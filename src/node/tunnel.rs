@@ -24,13 +24,14 @@ impl Node {
         };
         let relay = &self.peers[usize::from(r.0)];
         let shunned = relay
-            .relay_failed
+            .tunnel
+            .failed_as_relay
             .is_some_and(|t| now.saturating_since(t) < RELAY_SHUNNED);
-        if r == p || !relay.linked || relay.relay.is_some() || shunned {
+        if r == p || !relay.is_linked() || relay.relay().is_some() || shunned {
             return;
         }
         let peer = &self.peers[usize::from(p.0)];
-        if peer.linked && peer.direct_path() && peer.proven == peer.endpoint {
+        if peer.is_linked() && peer.direct_path() && peer.reach.proven == peer.reach.endpoint {
             // The punch the tunnel was built alongside got there first.
             return self.end_tunnel(p);
         }
@@ -44,29 +45,27 @@ impl Node {
         }
         self.touch(p);
         let peer = &mut self.peers[usize::from(p.0)];
-        let before = peer.relay.replace(r);
+        // A new relay is a new path: proven by the first message through
+        // it (the other side may not use it yet, or the relay may not
+        // reach it yet: a probe goes now), and watched afresh.
+        let before = peer.enter_tunnel(r);
         if before != Some(r) {
-            // A new path: proven by the first message through it (the
-            // other side may not use it yet, or the relay may not reach it
-            // yet: a probe goes now), and watched afresh.
-            peer.relay_proven = false;
-            peer.watch.reset();
+            peer.reach.watch.reset();
         }
-        peer.relay_asked = None;
-        peer.relay_wanted = None;
-        peer.routed = false;
-        peer.wanted = true;
-        peer.direct_retry = Some(now + DIRECT_RETRY);
+        peer.tunnel.asked = None;
+        peer.tunnel.linking_to = None;
+        peer.role.wanted = true;
+        peer.tunnel.direct_retry = Some(now + DIRECT_RETRY);
         if let Some(old) = before.filter(|&o| o != r) {
             self.release_relay(old);
         }
         let peer = &self.peers[usize::from(p.0)];
         if peer.sessions.current.is_some() {
             self.link_up(now, p);
-            if !self.peers[usize::from(p.0)].relay_proven {
+            if !self.peers[usize::from(p.0)].relay_proven() {
                 self.send_ping(now, p);
             }
-        } else if peer.pending.is_none() {
+        } else if peer.hs.pending.is_none() {
             self.start_handshake(now, super::Target::Peer(p));
         }
     }
@@ -74,7 +73,7 @@ impl Node {
     /// Our reason to keep the link to relay `r` lapses when no tunnel runs
     /// through it any more.
     pub(super) fn release_relay(&mut self, r: PeerIdx) {
-        if self.peers.iter().any(|peer| peer.relay == Some(r)) {
+        if self.peers.iter().any(|peer| peer.relay() == Some(r)) {
             return;
         }
         let addr = Addr::of_key(&self.peers[usize::from(r.0)].key);
@@ -87,12 +86,12 @@ impl Node {
     /// the link is gone).
     pub(super) fn end_tunnel(&mut self, p: PeerIdx) {
         let peer = &mut self.peers[usize::from(p.0)];
-        peer.relay_wanted = None;
-        peer.relay_asked = None;
-        peer.tunnel_wanted = false;
-        peer.relay_queries = 0;
-        peer.relay_offer = None;
-        if let Some(r) = peer.relay.take() {
+        peer.tunnel.linking_to = None;
+        peer.tunnel.asked = None;
+        peer.tunnel.wanted = false;
+        peer.tunnel.queries = 0;
+        peer.tunnel.offer = None;
+        if let Some(r) = peer.drop_tunnel() {
             log::info!("{}: tunnel ended", peer.name);
             self.touch(p);
             self.release_relay(r);
@@ -110,7 +109,8 @@ impl Node {
         chosen: NodeKey,
         theirs: &[RelayCandidate],
     ) {
-        self.peers[usize::from(p.0)].relay_offer = Some(Box::new(theirs.iter().copied().collect()));
+        self.peers[usize::from(p.0)].tunnel.offer =
+            Some(Box::new(theirs.iter().copied().collect()));
         let mut by_rtt: Vec<&RelayCandidate> = theirs
             .iter()
             .filter(|c| {
@@ -120,7 +120,7 @@ impl Node {
                 !self
                     .by_key
                     .get(&c.node.key)
-                    .is_some_and(|&r| self.peers[usize::from(r.0)].linked)
+                    .is_some_and(|&r| self.peers[usize::from(r.0)].is_linked())
             })
             .collect();
         by_rtt.sort_by_key(|c| c.rtt_ms);
@@ -139,24 +139,25 @@ impl Node {
     pub(super) fn relay_rtt_known(&mut self, now: Instant, r: PeerIdx) {
         let key = self.peers[usize::from(r.0)].key;
         let sum = |n: &Node, p: PeerIdx, via: PeerIdx| -> Option<u32> {
-            let offer = n.peers[usize::from(p.0)].relay_offer.as_ref()?;
+            let offer = n.peers[usize::from(p.0)].tunnel.offer.as_ref()?;
             let via_peer = &n.peers[usize::from(via.0)];
             let theirs = offer.iter().find(|c| c.node.key == via_peer.key)?;
-            let ours = via_peer.rtt_pinged.or(via_peer.rtt)?;
+            let ours = via_peer.live.rtt_pinged.or(via_peer.live.rtt)?;
             Some(u32::from(theirs.rtt_ms) + rtt_ms(Some(ours)) as u32)
         };
         let tunnels: Vec<PeerIdx> = (0..self.peers.len())
             .map(|i| PeerIdx(i as u16))
             .filter(|&p| {
                 self.peers[usize::from(p.0)]
-                    .relay_offer
+                    .tunnel
+                    .offer
                     .as_ref()
                     .is_some_and(|o| o.iter().any(|c| c.node.key == key))
             })
             .collect();
         let mut used = false;
         for p in tunnels {
-            let Some(cur) = self.peers[usize::from(p.0)].relay else {
+            let Some(cur) = self.peers[usize::from(p.0)].relay() else {
                 continue;
             };
             if cur == r {
@@ -166,7 +167,7 @@ impl Node {
             let (Some(new), Some(old)) = (sum(self, p, r), sum(self, p, cur)) else {
                 continue;
             };
-            if new * 10 >= old * 9 || !self.peers[usize::from(r.0)].linked {
+            if new * 10 >= old * 9 || !self.peers[usize::from(r.0)].is_linked() {
                 continue;
             }
             log::info!(
@@ -205,7 +206,7 @@ impl Node {
         let key = self.peers[usize::from(r.0)].key;
         let waiting: Vec<PeerIdx> = (0..self.peers.len())
             .map(|i| PeerIdx(i as u16))
-            .filter(|&p| self.peers[usize::from(p.0)].relay_wanted == Some(key))
+            .filter(|&p| self.peers[usize::from(p.0)].tunnel.linking_to == Some(key))
             .collect();
         for p in waiting {
             self.use_relay(now, p, key);
@@ -217,17 +218,19 @@ impl Node {
     pub(super) fn relay_link_down(&mut self, now: Instant, r: PeerIdx) {
         let through: Vec<PeerIdx> = (0..self.peers.len())
             .map(|i| PeerIdx(i as u16))
-            .filter(|&p| self.peers[usize::from(p.0)].relay == Some(r))
+            .filter(|&p| self.peers[usize::from(p.0)].relay() == Some(r))
             .collect();
         for p in through {
             log::info!("relay for {} is gone", self.peers[usize::from(p.0)].name);
-            self.peers[usize::from(p.0)].relay = None;
+            self.peers[usize::from(p.0)].drop_tunnel();
             self.unlink(now, p);
             // The session goes on over the overlay until a new relay (or a
             // direct path) is found.
             let peer = &mut self.peers[usize::from(p.0)];
-            peer.routed = peer.sessions.current.is_some();
-            peer.relay_asked = None;
+            if peer.sessions.current.is_some() {
+                peer.route();
+            }
+            peer.tunnel.asked = None;
             self.start_tunnel(now, p);
         }
     }
@@ -236,22 +239,22 @@ impl Node {
     /// A quiet tunnel checks its relay (see `RELAY_QUIET`).
     pub(super) fn check_relay(&mut self, now: Instant, p: PeerIdx) {
         let peer = &self.peers[usize::from(p.0)];
-        let (Some(r), Some(t)) = (peer.relay, peer.relay_check_at()) else {
+        let (Some(r), Some(t)) = (peer.relay(), peer.relay_check_at()) else {
             return;
         };
         if now < t {
             return;
         }
         let peer = &mut self.peers[usize::from(p.0)];
-        peer.relay_probe = Some(now);
-        let heard_far = peer.last_rx.unwrap_or(Instant::ZERO);
-        let sending = peer.last_tx.is_some_and(|t| t > heard_far);
+        peer.tunnel.probed = Some(now);
+        let heard_far = peer.live.last_rx.unwrap_or(Instant::ZERO);
+        let sending = peer.live.last_tx.is_some_and(|t| t > heard_far);
         self.touch(p);
         if !sending || now.saturating_since(heard_far) < RELAY_QUIET {
             return; // traffic comes back through it
         }
         let relay = &self.peers[usize::from(r.0)];
-        let heard = relay.last_rx.unwrap_or(Instant::ZERO);
+        let heard = relay.live.last_rx.unwrap_or(Instant::ZERO);
         if now.saturating_since(heard) < RELAY_QUIET {
             return; // the relay is alive: the far end is quiet, not it
         }
@@ -261,7 +264,7 @@ impl Node {
                 relay.name,
                 now.saturating_since(heard)
             );
-            self.peers[usize::from(r.0)].relay_failed = Some(now);
+            self.peers[usize::from(r.0)].tunnel.failed_as_relay = Some(now);
             return self.relay_link_down(now, r);
         }
         self.send_ping(now, r);
@@ -270,20 +273,20 @@ impl Node {
     pub(super) fn tunnel_timers(&mut self, now: Instant, p: PeerIdx) {
         self.check_relay(now, p);
         let peer = &self.peers[usize::from(p.0)];
-        if peer.tunnel_wanted
-            && peer.relay.is_none()
+        if peer.tunnel.wanted
+            && peer.relay().is_none()
             && peer.tunnel_retry_at().is_some_and(|t| now >= t)
         {
             // The query or offer was lost, or the relay could not be
             // linked: ask again, while the link is still wanted.
             let addr = Addr::of_key(&peer.key);
-            let needed = peer.relay_queries < MAX_QUERIES
-                && (peer.ondemand
-                    || peer.routed
+            let needed = peer.tunnel.queries < MAX_QUERIES
+                && (peer.demand.linked
+                    || peer.is_routed()
                     || self.overlay.as_ref().is_some_and(|ov| ov.would_keep(addr)));
             let peer = &mut self.peers[usize::from(p.0)];
-            peer.relay_asked = None;
-            peer.relay_wanted = None;
+            peer.tunnel.asked = None;
+            peer.tunnel.linking_to = None;
             self.touch(p);
             if needed {
                 self.start_tunnel(now, p);
@@ -292,12 +295,12 @@ impl Node {
             }
         }
         let peer = &mut self.peers[usize::from(p.0)];
-        if peer.relay.is_some() && peer.direct_retry.is_some_and(|t| now >= t) {
-            peer.direct_retry = Some(now + DIRECT_RETRY);
+        if peer.relay().is_some() && peer.tunnel.direct_retry.is_some_and(|t| now >= t) {
+            peer.tunnel.direct_retry = Some(now + DIRECT_RETRY);
             self.touch(p);
             let peer = &mut self.peers[usize::from(p.0)];
-            if !peer.candidates.is_empty() && peer.pending.is_none() {
-                peer.punching = true;
+            if !peer.reach.candidates.is_empty() && peer.hs.pending.is_none() {
+                peer.reach.punching = true;
                 self.start_handshake(now, super::Target::Peer(p));
             }
         }
@@ -306,9 +309,9 @@ impl Node {
 
 /// A tunnel no longer needed (the ring moved on) is not asked for again.
 fn peer_gives_up(peer: &mut super::peer::Peer) {
-    peer.tunnel_wanted = false;
-    peer.relay_queries = 0;
-    if !peer.linked && peer.sessions.current.is_none() {
-        peer.wanted = false;
+    peer.tunnel.wanted = false;
+    peer.tunnel.queries = 0;
+    if !peer.is_linked() && peer.sessions.current.is_none() {
+        peer.role.wanted = false;
     }
 }

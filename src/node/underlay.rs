@@ -70,9 +70,10 @@ impl Node {
     /// traffic has come from it): the shell never closes such a TCP
     /// connection to make room for a new one.
     pub fn carries_link(&self, e: Endpoint) -> bool {
-        self.peers
-            .iter()
-            .any(|p| p.proven == Some(e) || (p.endpoint == Some(e) && p.sessions.current.is_some()))
+        self.peers.iter().any(|p| {
+            p.reach.proven == Some(e)
+                || (p.reach.endpoint == Some(e) && p.sessions.current.is_some())
+        })
     }
 
     pub fn underlay_guard(&self) -> &PrefixSet {
@@ -119,7 +120,7 @@ impl Node {
     pub(super) fn moved(&mut self, now: Instant) {
         if let Some(ov) = self.overlay.as_mut() {
             for peer in &self.peers {
-                if peer.punching && peer.dynamic {
+                if peer.reach.punching && peer.role.dynamic {
                     log::info!("punch to {} starts again from our new endpoints", peer.name);
                     ov.relink(now, peer.addr, crate::overlay::table::reason::ONDEMAND);
                 }
@@ -146,7 +147,7 @@ impl Node {
     /// knew (a withdrawn one is no longer tried). Charged to the peer's
     /// overlay budget, like gossip.
     pub(super) fn endpoints_from(&mut self, now: Instant, p: PeerIdx, buf: PacketBuf) {
-        let budget = &mut self.peers[usize::from(p.0)].overlay_budget;
+        let budget = &mut self.peers[usize::from(p.0)].budget.overlay;
         if !budget.take(now, OVERLAY_RATE_PER_S, OVERLAY_BURST) {
             return self.drop_buf(buf, DropReason::OverlayRateLimited);
         }
@@ -168,24 +169,25 @@ impl Node {
         // Where we send now stays until traffic shows otherwise (roaming);
         // an endpoint nothing has come from yet gives way to the new set.
         if peer
+            .reach
             .endpoint
-            .is_some_and(|e| peer.proven != Some(e) && !kept.contains(&e))
+            .is_some_and(|e| peer.reach.proven != Some(e) && !kept.contains(&e))
         {
-            peer.endpoint = kept.iter().find(|c| !c.tcp).copied();
+            peer.reach.endpoint = kept.iter().find(|c| !c.tcp).copied();
         }
-        peer.candidates = kept;
+        peer.reach.candidates = kept;
     }
 
     /// A first link to `peer` that gossip or a request passing through
     /// asked for: its candidates are what a message said, no more.
     pub(super) fn on_hearsay(peer: &Peer) -> bool {
-        peer.heard
-            && peer.dynamic
-            && !peer.punching
-            && !peer.routed
-            && !peer.tunnel_wanted
-            && peer.relay.is_none()
-            && !peer.linked
+        peer.reach.heard
+            && peer.role.dynamic
+            && !peer.reach.punching
+            && !peer.is_routed()
+            && !peer.tunnel.wanted
+            && peer.relay().is_none()
+            && !peer.is_linked()
     }
 
     /// An attempt's destinations less the unproven addresses whose turn
@@ -225,7 +227,7 @@ impl Node {
     fn address_proven(&self, ip: std::net::IpAddr) -> bool {
         self.peers
             .iter()
-            .any(|p| p.proven.is_some_and(|e| e.ip() == ip))
+            .any(|p| p.reach.proven.is_some_and(|e| e.ip() == ip))
     }
 
     /// What we advertise: our bound endpoints, the reflexive ones peers
@@ -274,7 +276,10 @@ impl Node {
     pub(super) fn ping_direct_links(&mut self, now: Instant, except: PeerIdx) {
         for i in 0..self.peers.len() {
             let p = &self.peers[i];
-            let direct = p.linked && !p.routed && p.relay.is_none() && p.sessions.current.is_some();
+            let direct = p.is_linked()
+                && !p.is_routed()
+                && p.relay().is_none()
+                && p.sessions.current.is_some();
             if direct && i != usize::from(except.0) {
                 self.send_ping(now, PeerIdx(i as u16));
                 self.wakeups.touch(PeerIdx(i as u16));

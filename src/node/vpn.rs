@@ -214,7 +214,7 @@ impl Node {
         if self.trust.is_none() {
             return true;
         }
-        match (&self.peers[usize::from(p.0)].cert, ip) {
+        match (&self.peers[usize::from(p.0)].trust.cert, ip) {
             (Some(c), Some(ip)) => c.allows(IpAddr::V4(ip)),
             (Some(_), None) => false,
             (None, _) => true,
@@ -291,21 +291,21 @@ impl Node {
             return self.refuse_claim(p, buf);
         }
         let peer = &mut self.peers[usize::from(p.0)];
-        if !peer.linked && peer.sessions.current.is_none() {
-            if peer.pending.is_none() {
+        if !peer.is_linked() && peer.sessions.current.is_none() {
+            if peer.hs.pending.is_none() {
                 // No link: an end-to-end session over the overlay.
-                peer.routed = true;
+                peer.route();
             } else if Self::linking_directly(peer) && self.overlay.is_some() {
                 // A direct link is being punched and traffic must not wait
                 // for it: the punch goes on, its inits now also over the
                 // overlay, and the first answer carries the traffic.
-                peer.punching = true;
+                peer.reach.punching = true;
                 self.start_handshake(now, Target::Peer(p));
             }
         }
         let peer = &mut self.peers[usize::from(p.0)];
-        if !peer.wanted {
-            peer.wanted = true;
+        if !peer.role.wanted {
+            peer.role.wanted = true;
             self.touch(p);
         }
         if let Some(v) = self.vpn.as_mut() {

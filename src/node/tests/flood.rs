@@ -24,7 +24,7 @@ fn a_peer_links_through_a_spoofed_init_flood() {
     // Node 1 knows node 0's key but not where it is: only node 0 can
     // start the link, and its init meets node 1 under load.
     let mut passive = node(2, &[(1, EP_A)], Timers::default());
-    passive.peers[0].endpoint = None;
+    passive.peers[0].reach.endpoint = None;
     net.nodes[1].1 = passive;
     let init = outsider_init(1);
     // 10,000 inits a second, each from another address, for 2 s; node 0

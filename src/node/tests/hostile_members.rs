@@ -48,7 +48,7 @@ fn send_forged(sim: &mut Sim, from: usize, mode: Mode, src: Addr, dst: Addr, msg
     OverlayMsg::Dht(msg).emit(&mut b);
     sim.with_node(from, |n, now| {
         for i in 0..n.peers.len() {
-            if n.peers[i].linked {
+            if n.peers[i].is_linked() {
                 let buf = n.pool_mut().alloc_with(&b).unwrap();
                 n.send_to_peer(now, PeerIdx(i as u16), MsgType::Control, buf);
             }
@@ -289,7 +289,7 @@ fn transit_through_a_member_is_metered_per_upstream_link() {
         let i = n
             .peers
             .iter()
-            .position(|p| p.linked && p.relay.is_none())
+            .position(|p| p.is_linked() && p.relay().is_none())
             .unwrap();
         (PeerIdx(i as u16), n.peers[i].key)
     };

@@ -220,7 +220,12 @@ fn lost_handshakes_are_retransmitted_with_backoff() {
         net.tick(Duration::from_millis(250));
     }
     assert_eq!(sent, 0);
-    let attempts = net.nodes[0].1.peers[0].pending.as_ref().unwrap().attempts;
+    let attempts = net.nodes[0].1.peers[0]
+        .hs
+        .pending
+        .as_ref()
+        .unwrap()
+        .attempts;
     // 10 s with 1, 2, 4, 8 s backoff (+ jitter): 4 or 5 attempts, not 40.
     assert!((3..=5).contains(&attempts), "attempts {attempts}");
     // When the network heals, the link comes up at the next retry.
@@ -418,7 +423,7 @@ fn restart_and_roaming_reestablish_the_link() {
     net.tick(Duration::from_secs(1));
     net.deliver(|_, _| true);
     assert!(net.up(1));
-    assert_eq!(net.nodes[0].1.peers[0].endpoint, Some(new_b.into()));
+    assert_eq!(net.nodes[0].1.peers[0].reach.endpoint, Some(new_b.into()));
     net.send_frame(0, &frame(MAC_B, MAC_A, b"after restart"));
     net.deliver(|_, _| true);
     assert_eq!(net.frames_out(1).len(), 1);

@@ -33,7 +33,7 @@ fn poisoned_list(sim: &Sim) -> Vec<u8> {
 fn claim(sim: &mut Sim, list: &[u8]) {
     sim.with_node(ATTACKER, |n, now| {
         for i in 0..n.peers.len() {
-            if n.peers[i].linked {
+            if n.peers[i].is_linked() {
                 let buf = n.pool_mut().alloc_with(list).unwrap();
                 n.send_to_peer(now, PeerIdx(i as u16), MsgType::Control, buf);
             }

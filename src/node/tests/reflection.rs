@@ -35,7 +35,7 @@ fn victim_endpoints() -> Endpoints {
 /// The attacker's first link: where its routed messages enter the ring.
 fn first_link(sim: &Sim) -> PeerIdx {
     let n = sim.node(ATTACKER);
-    let i = n.peers.iter().position(|p| p.linked).unwrap();
+    let i = n.peers.iter().position(|p| p.is_linked()).unwrap();
     PeerIdx(i as u16)
 }
 
@@ -150,7 +150,7 @@ fn gossip_naming_a_victim_draws_at_most_one_datagram_per_message() {
         let links: Vec<(PeerIdx, NodeKey)> = {
             let n = sim.node(ATTACKER);
             (0..n.peers.len())
-                .filter(|&i| n.peers[i].linked)
+                .filter(|&i| n.peers[i].is_linked())
                 .map(|i| (PeerIdx(i as u16), n.peers[i].key))
                 .collect()
         };

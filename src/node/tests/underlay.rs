@@ -37,14 +37,17 @@ fn a_datagram_from_inside_our_vpn_is_dropped_and_counted() {
     assert_eq!(a.stats().drops(DropReason::UnderlayInVpn), 1);
     assert!(net.frames_out(0).is_empty());
     let a = &mut net.nodes[0].1;
-    assert_eq!(a.peers[0].endpoint, Some(Endpoint::udp(ep(EP_B))));
+    assert_eq!(a.peers[0].reach.endpoint, Some(Endpoint::udp(ep(EP_B))));
     // The same bytes from a real address are a genuine packet from a peer
     // that moved: accepted (the check above is what stopped them).
     let real: SocketAddr = "198.18.0.9:5140".parse().unwrap();
     let buf = a.pool_mut().alloc_with(&captured[0]).unwrap();
     a.handle_datagram(net.now, real, buf);
     assert_eq!(net.frames_out(0), vec![f]);
-    assert_eq!(net.nodes[0].1.peers[0].endpoint, Some(Endpoint::udp(real)));
+    assert_eq!(
+        net.nodes[0].1.peers[0].reach.endpoint,
+        Some(Endpoint::udp(real))
+    );
 }
 
 #[test]
@@ -53,7 +56,7 @@ fn nothing_is_sent_to_an_address_inside_our_vpn() {
     let a = &mut net.nodes[0].1;
     a.underlay_guard.insert(vpn_prefix());
     // A peer configured (or roamed, before the guard) inside the VPN.
-    a.peers[0].endpoint = Some(Endpoint::udp("100.64.0.2:5140".parse().unwrap()));
+    a.peers[0].reach.endpoint = Some(Endpoint::udp("100.64.0.2:5140".parse().unwrap()));
     net.send_frame(0, &frame(MAC_B, MAC_A, b"would loop"));
     let mut sent = 0;
     net.deliver(|_, _| {

@@ -1,0 +1,346 @@
+//! One member we know: its identity, its link and path (the state
+//! machines in `path`), and the state each concern keeps about it, in
+//! small parts owned by the modules that use them: direct reachability
+//! and punching (`Reach`), tunnels (`TunnelPlan`), on-demand links
+//! (`Demand`), handshakes (`HandshakeState`, `Sessions`), liveness and
+//! round trips (`Liveness`), counters and budgets.
+
+mod parts;
+mod path;
+mod sessions;
+
+pub(super) use parts::{
+    Budgets, Demand, HandshakeState, Liveness, PeerTrust, Reach, Role, Traffic, TunnelPlan,
+};
+pub(super) use path::{Link, Path};
+pub use sessions::{Answer, Pending, Sessions, Slot};
+
+use super::config::{PeerConfig, Timers};
+use super::limiter::{Bucket, OVERLAY_BURST};
+use crate::crypto::NodeKey;
+use crate::time::Instant;
+use crate::wire::addr::Addr;
+use crate::wire::endpoint::Endpoint;
+use std::time::Duration;
+
+/// Frames kept while a handshake runs: enough for a TCP SYN and its
+/// retransmissions or a ping burst, small enough to bound memory.
+pub const MAX_WAITING: usize = 16;
+/// How long a closed link's sessions still accept messages: a little more
+/// than a round trip on a slow path, so messages crossing the leave are
+/// delivered rather than dropped as unknown sessions.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Handshake attempts after which waiting frames are given up.
+pub const WAIT_ATTEMPTS: u32 = 3;
+/// A replaced session is dropped once nothing has arrived on it for this
+/// long (and its successor is this old): after a rekey only what was in
+/// flight still comes on it. After crossed handshakes the peer may keep
+/// sending on it; it then lives until it expires, as in WireGuard.
+pub const PREVIOUS_KEEP: Duration = Duration::from_secs(10);
+/// A routed session unused (no data either way) for this long is let go:
+/// no more rekeys, and it expires with its keys.
+pub const ROUTED_IDLE: Duration = Duration::from_secs(150);
+
+/// Link state shown by `ringvpn status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// A session exists and traffic was heard recently.
+    Up,
+    /// Handshaking.
+    Connecting,
+    /// No session and nothing under way (e.g. no endpoint known).
+    Down,
+}
+
+impl LinkState {
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkState::Up => "up",
+            LinkState::Connecting => "connecting",
+            LinkState::Down => "down",
+        }
+    }
+}
+
+/// A member we know. Link and path are private: they change only through
+/// the transitions in `path`.
+pub struct Peer {
+    pub(super) name: String,
+    pub(super) key: NodeKey,
+    /// The peer's ring address (a hash of its key: computed once, not
+    /// per routed packet).
+    pub(super) addr: Addr,
+    pub(super) role: Role,
+    link: Link,
+    path: Path,
+    pub(super) reach: Reach,
+    pub(super) tunnel: TunnelPlan,
+    pub(super) demand: Demand,
+    pub(super) sessions: Sessions,
+    pub(super) hs: HandshakeState,
+    pub(super) live: Liveness,
+    pub(super) traffic: Traffic,
+    pub(super) budget: Budgets,
+    pub(super) trust: PeerTrust,
+}
+
+impl Peer {
+    pub fn new(cfg: &PeerConfig) -> Peer {
+        Peer {
+            name: cfg.name.clone(),
+            key: cfg.key,
+            addr: Addr::of_key(&cfg.key),
+            role: Role {
+                dynamic: false,
+                wanted: true,
+                leaf: false,
+            },
+            link: Link::Down,
+            path: Path::Direct,
+            reach: Reach {
+                endpoint: cfg.endpoint.map(Endpoint::udp),
+                ..Reach::default()
+            },
+            tunnel: TunnelPlan::default(),
+            demand: Demand::default(),
+            sessions: Sessions::default(),
+            hs: HandshakeState::default(),
+            live: Liveness::default(),
+            traffic: Traffic::default(),
+            budget: Budgets {
+                overlay: Bucket::full(OVERLAY_BURST, Instant::ZERO),
+                transit: Bucket::full(super::links::TRANSIT_BYTES_PER_S, Instant::ZERO),
+            },
+            trust: PeerTrust::default(),
+        }
+    }
+
+    /// When a tunnel next looks at its relay (every `RELAY_CHECK_EVERY`;
+    /// the data path never moves this deadline).
+    pub fn relay_check_at(&self) -> Option<Instant> {
+        self.relay()?;
+        Some(
+            self.tunnel
+                .probed
+                .map_or(Instant::ZERO, |t| t + super::relay::RELAY_CHECK_EVERY),
+        )
+    }
+
+    /// When a wanted tunnel that has no relay yet asks again.
+    pub fn tunnel_retry_at(&self) -> Option<Instant> {
+        if !self.tunnel.wanted || self.relay().is_some() {
+            return None;
+        }
+        self.tunnel.asked.map(|t| t + super::relay::QUERY_RETRY)
+    }
+
+    /// When an on-demand link with no VPN packets sent goes idle.
+    pub fn ondemand_idle_at(&self, timers: &Timers) -> Option<Instant> {
+        self.demand
+            .linked
+            .then(|| self.live.last_tx.unwrap_or(Instant::ZERO) + timers.ondemand_idle)
+    }
+
+    /// How traffic reaches the peer: "direct", "relayed" or "overlay".
+    pub fn path_name(&self) -> &'static str {
+        // Data takes the overlay while the path is suspect (`watch`) or a
+        // new tunnel is not proven yet.
+        let detour = self.reach.watch.is_suspect();
+        match self.path {
+            Path::Tunnel { proven: true, .. } if !detour => "relayed",
+            Path::Tunnel { .. } => "overlay",
+            _ if self.is_linked() && detour => "overlay",
+            _ if self.is_linked() => "direct",
+            Path::Routed => "overlay",
+            // A VPN peer with a direct session that is not (or no longer)
+            // an overlay link; or none at all.
+            Path::Direct if self.sessions.current.is_some() => "direct",
+            Path::Direct => "none",
+        }
+    }
+
+    pub fn state(&self, now: Instant, timers: &Timers) -> LinkState {
+        let heard = self
+            .live
+            .last_rx
+            .is_some_and(|t| now.saturating_since(t) < timers.dead_after);
+        if self.sessions.current.is_some() && heard {
+            LinkState::Up
+        } else if self.hs.pending.is_some() {
+            LinkState::Connecting
+        } else {
+            LinkState::Down
+        }
+    }
+
+    /// Whether handshakes can go anywhere: an endpoint, or the overlay.
+    pub fn reachable(&self) -> bool {
+        self.reach.endpoint.is_some() || self.is_routed()
+    }
+
+    /// When a routed session goes idle (no data either way since).
+    pub fn idle_at(&self) -> Option<Instant> {
+        if !self.is_routed() || !self.role.wanted {
+            return None;
+        }
+        let last = self.live.last_rx.max(self.live.last_tx)?;
+        Some(last + ROUTED_IDLE)
+    }
+
+    /// Should we start a handshake now (absent a pending one)?
+    pub fn needs_handshake(&self, now: Instant, timers: &Timers) -> bool {
+        if !self.reachable() || !self.role.wanted {
+            return false;
+        }
+        let Some(cur) = &self.sessions.current else {
+            // We answered the peer's handshake and wait for its first
+            // message on it; starting our own would only cross the two.
+            return !self
+                .sessions
+                .next
+                .as_ref()
+                .is_some_and(|n| now.saturating_since(n.created) < timers.handshake_retry_max);
+        };
+        let age = now.saturating_since(cur.created);
+        let rekey_at = Self::rekey_age(cur.initiator, timers);
+        age >= rekey_at || cur.sent() >= timers.rekey_after_messages || self.is_silent(now, timers)
+    }
+
+    /// Session age at which to rekey. The initiator rekeys on time; the
+    /// responder only if the initiator failed to, so the two rarely race.
+    fn rekey_age(initiator: bool, timers: &Timers) -> std::time::Duration {
+        if initiator {
+            timers.rekey_after_time
+        } else {
+            timers.rekey_after_time + timers.keepalive_interval
+        }
+    }
+
+    /// Nothing heard for `dead_after` since the session began or since the
+    /// last message: the peer restarted, moved, or is gone. (A direct path
+    /// that stops answering the traffic we send is found much sooner, by
+    /// its watch: `node::watch`.)
+    pub fn is_silent(&self, now: Instant, timers: &Timers) -> bool {
+        let Some(cur) = &self.sessions.current else {
+            return false;
+        };
+        if self.is_routed() {
+            return false; // the overlay's links are checked, not this path
+        }
+        let heard = self
+            .live
+            .last_rx
+            .map_or(cur.created, |t| t.max(cur.created));
+        now.saturating_since(heard) >= timers.dead_after
+    }
+
+    /// Whether we send straight to the peer's endpoint (not routed over the
+    /// overlay, not through a relay).
+    pub fn direct_path(&self) -> bool {
+        self.relay().is_none() && self.reach.endpoint.is_some() && self.watched_path()
+    }
+
+    /// Whether we send to the peer over a path of our own choosing,
+    /// straight or through a tunnel's relay (not routed hop by hop over
+    /// the ring): the path its watch looks after.
+    pub fn watched_path(&self) -> bool {
+        !self.is_routed()
+            && (self.relay().is_some() || self.reach.endpoint.is_some())
+            && self.sessions.current.is_some()
+            && self.closing_since().is_none()
+    }
+
+    /// When to ping: a keepalive interval after both our last ping and the
+    /// last thing we heard. A link that carries traffic is never pinged,
+    /// and one side's ping keeps the other side quiet.
+    pub fn ping_due(&self, timers: &Timers) -> Option<Instant> {
+        if self.closing_since().is_some() || self.is_routed() {
+            return None;
+        }
+        let cur = self.sessions.current.as_ref()?;
+        let heard = self
+            .live
+            .last_rx
+            .map_or(cur.created, |t| t.max(cur.created));
+        let pinged = self.live.last_ping.unwrap_or(cur.created);
+        Some(heard.max(pinged) + timers.keepalive_interval)
+    }
+
+    /// The earliest moment this peer's timers need attention.
+    pub fn deadline(&self, timers: &Timers) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut at = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        if let Some(p) = &self.hs.pending {
+            at(p.next_retry);
+        }
+        if let Some(t) = self.closing_since() {
+            at(t + CLOSE_GRACE);
+        }
+        if let Some(t) = self.sessions.oldest_created() {
+            at(t + timers.reject_after_time);
+        }
+        if let (Some(cur), Some(prev)) = (&self.sessions.current, &self.sessions.previous) {
+            at(prev.last_rx().max(cur.created) + PREVIOUS_KEEP);
+        }
+        if let Some(t) = self.idle_at() {
+            at(t);
+        }
+        if let (Some(_), Some(t)) = (self.relay(), self.tunnel.direct_retry) {
+            at(t);
+        }
+        if let Some(t) = self.ondemand_idle_at(timers) {
+            at(t);
+        }
+        if let Some(t) = self.tunnel_retry_at() {
+            at(t);
+        }
+        if let Some(t) = self.relay_check_at() {
+            at(t);
+        }
+        if let Some(cur) = &self.sessions.current {
+            if let Some(t) = self.ping_due(timers) {
+                at(t);
+            }
+            if let Some(t) = self
+                .reach
+                .watch
+                .deadline(self.live.rtt)
+                .filter(|_| self.watched_path())
+            {
+                at(t);
+            }
+            if self.hs.pending.is_none() && self.role.wanted {
+                at(cur.created + Self::rekey_age(cur.initiator, timers));
+                if !self.is_routed() {
+                    let heard = self
+                        .live
+                        .last_rx
+                        .map_or(cur.created, |t| t.max(cur.created));
+                    at(heard + timers.dead_after);
+                }
+            }
+        } else if self.hs.pending.is_none() && self.reachable() && self.role.wanted {
+            // Now, or once an unconfirmed answered session has waited enough.
+            at(self
+                .sessions
+                .next
+                .as_ref()
+                .map_or(Instant::ZERO, |n| n.created + timers.handshake_retry_max));
+        }
+        next
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// A member we talk to over the overlay costs its peer entry and one
+    /// session (docs/PERFORMANCE: memory per routed session); `max-peers`
+    /// is sized with it.
+    #[test]
+    fn a_routed_peer_costs_under_3_kib() {
+        let peer = std::mem::size_of::<super::Peer>();
+        let session = std::mem::size_of::<crate::crypto::session::Session>();
+        eprintln!("peer {peer} B + session {session} B");
+        assert!(peer + session <= 3 * 1024, "{peer} + {session}");
+    }
+}

@@ -1,0 +1,149 @@
+//! A peer's handshake and session slots: what a handshake leaves behind
+//! (the pending init, our answer to the peer's) and the three sessions a
+//! rekey rotates through.
+
+use crate::crypto::handshake::Initiator;
+use crate::crypto::Session;
+use crate::time::Instant;
+use std::time::Duration;
+
+/// An init we sent and are waiting to hear back on.
+pub struct Pending {
+    pub state: Option<Initiator>,
+    pub local_index: u32,
+    pub sent_at: Instant,
+    pub next_retry: Instant,
+    pub attempts: u32,
+}
+
+/// The answer to the newest init from a peer. The same init may arrive
+/// twice, directly and over the overlay; each way is answered once, with
+/// the same bytes (one session), so whichever arrives first is not refused
+/// as a replay of the other.
+pub struct Answer {
+    pub timestamp: u64,
+    /// Answered although its timestamp was not newer than the newest seen
+    /// (the peer's clock went back, see `CLOCK_BACK_QUIET`): the local
+    /// index of the session, which moves the replay guard back only once
+    /// the peer has used it.
+    pub provisional: Option<u32>,
+    pub bytes: Vec<u8>,
+    pub direct_sent: bool,
+    pub overlay_sent: bool,
+}
+
+/// Three session slots, as in WireGuard: `current` sends; `next` is a
+/// responder session not yet confirmed by the initiator's first message;
+/// `previous` still receives what was in flight during a rekey.
+#[derive(Default)]
+/// Sessions are boxed: ~1.4 KiB each (two AEAD keys and a replay window),
+/// so a peer without sessions costs a few hundred bytes, not 4 KiB. Boxes
+/// are made per handshake, never per packet.
+pub struct Sessions {
+    pub current: Option<Box<Session>>,
+    pub previous: Option<Box<Session>>,
+    pub next: Option<Box<Session>>,
+    /// The answered session `next` replaced, still unconfirmed: a peer with
+    /// two inits in flight (a retry, or a link and a connect-to-me at once)
+    /// may go on with either, and the one it completes must be found.
+    pub next_alt: Option<Box<Session>>,
+}
+
+/// Which slot a received message matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    Current,
+    Previous,
+    Next,
+    NextAlt,
+}
+
+impl Sessions {
+    pub fn find_mut(&mut self, index: u32) -> Option<(Slot, &mut Session)> {
+        for (slot, s) in [
+            (Slot::Current, &mut self.current),
+            (Slot::Next, &mut self.next),
+            (Slot::NextAlt, &mut self.next_alt),
+            (Slot::Previous, &mut self.previous),
+        ] {
+            if let Some(s) = s.as_mut().filter(|s| s.local_index == index) {
+                return Some((slot, s));
+            }
+        }
+        None
+    }
+
+    /// Installs a session we initiated: it sends at once. Returns the index
+    /// of the session pushed out, to unregister.
+    pub fn install_initiated(&mut self, s: Session) -> Option<u32> {
+        let evicted = self.previous.take().map(|p| p.local_index);
+        self.previous = self.current.take();
+        self.current = Some(Box::new(s));
+        evicted
+    }
+
+    /// Installs a responder session in `next` (the one there moves to
+    /// `next_alt`); returns the index evicted.
+    pub fn install_responded(&mut self, s: Session) -> Option<u32> {
+        let old = self.next.replace(Box::new(s))?;
+        self.next_alt.replace(old).map(|n| n.local_index)
+    }
+
+    /// The initiator used an answered session (`slot` is `Next` or
+    /// `NextAlt`): it becomes current. Returns the index evicted.
+    pub fn promote(&mut self, slot: Slot) -> Option<u32> {
+        let n = match slot {
+            Slot::Next => self.next.take(),
+            Slot::NextAlt => self.next_alt.take(),
+            _ => None,
+        }?;
+        let evicted = self.previous.take().map(|p| p.local_index);
+        self.previous = self.current.replace(n);
+        evicted
+    }
+
+    /// Drops sessions older than `max_age`, and a replaced session once the
+    /// current one is `PREVIOUS_KEEP` old; calls `gone` with each index.
+    pub fn expire(&mut self, now: Instant, max_age: Duration, mut gone: impl FnMut(u32)) {
+        if let (Some(cur), Some(prev)) = (&self.current, &self.previous) {
+            if now >= prev.last_rx().max(cur.created) + super::PREVIOUS_KEEP {
+                gone(prev.local_index);
+                self.previous = None;
+            }
+        }
+        for slot in [
+            &mut self.current,
+            &mut self.previous,
+            &mut self.next,
+            &mut self.next_alt,
+        ] {
+            if slot
+                .as_ref()
+                .is_some_and(|s| now.saturating_since(s.created) >= max_age)
+            {
+                gone(slot.take().map_or(0, |s| s.local_index));
+            }
+        }
+    }
+
+    /// Drops every session; calls `gone` with each index.
+    pub fn clear(&mut self, mut gone: impl FnMut(u32)) {
+        for slot in [
+            &mut self.current,
+            &mut self.previous,
+            &mut self.next,
+            &mut self.next_alt,
+        ] {
+            if let Some(s) = slot.take() {
+                gone(s.local_index);
+            }
+        }
+    }
+
+    pub fn oldest_created(&self) -> Option<Instant> {
+        [&self.current, &self.previous, &self.next, &self.next_alt]
+            .iter()
+            .filter_map(|s| s.as_ref().map(|s| s.created))
+            .min()
+    }
+}

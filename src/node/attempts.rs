@@ -24,8 +24,8 @@ impl Node {
     pub(super) fn pending_slot(&mut self, t: Target) -> &mut Option<Pending> {
         match t {
             Target::Peer(p) => &mut self.peers[usize::from(p.0)].hs.pending,
-            Target::Boot(b) => &mut self.boots[usize::from(b)].pending,
-            Target::Ctm(k) => &mut self.ctm_inits[usize::from(k)],
+            Target::Boot(b) => &mut self.strangers.boots[usize::from(b)].pending,
+            Target::Ctm(k) => &mut self.strangers.ctm_inits[usize::from(k)],
         }
     }
 
@@ -34,15 +34,15 @@ impl Node {
     pub(super) fn send_ctm(&mut self, now: Instant, peer: PeerIdx, mut msg: Vec<u8>, ctm: CtmId) {
         // A free slot, else the oldest (its answer, if any, is now ignored).
         let k = (0..CTM_INITS)
-            .min_by_key(|&k| self.ctm_inits[k].as_ref().map(|p| p.sent_at))
+            .min_by_key(|&k| self.strangers.ctm_inits[k].as_ref().map(|p| p.sent_at))
             .unwrap_or(0);
-        if let Some(old) = self.ctm_inits[k].take() {
-            self.by_index.remove(&old.local_index);
+        if let Some(old) = self.strangers.ctm_inits[k].take() {
+            self.index.by_session.remove(&old.local_index);
         }
         let t = Target::Ctm(k as u8);
         let local_index = self.new_index(t);
         let Some(scratch) = self.pool.alloc() else {
-            self.by_index.remove(&local_index);
+            self.index.by_session.remove(&local_index);
             return self.stats.count(DropReason::PoolEmpty);
         };
         let made = self.write_init(now, &scratch, local_index, None);
@@ -54,17 +54,17 @@ impl Node {
         });
         self.pool.free(scratch);
         let Ok(state) = attached else {
-            self.by_index.remove(&local_index);
+            self.index.by_session.remove(&local_index);
             return;
         };
-        self.ctm_inits[k] = Some(Pending {
+        self.strangers.ctm_inits[k] = Some(Pending {
             state: Some(state),
             local_index,
             sent_at: now,
             next_retry: now,
             attempts: 1,
         });
-        self.ctm_ids[k] = ctm;
+        self.strangers.ctm_ids[k] = ctm;
         match self.pool.alloc_with(&msg) {
             Some(buf) => self.send_to_peer(now, peer, crate::wire::MsgType::Control, buf),
             None => self.stats.count(DropReason::PoolEmpty),
@@ -87,7 +87,7 @@ impl Node {
         handshake::create_init_with(
             &self.identity,
             cred,
-            &self.sysrand,
+            &self.env.sysrand,
             local_index,
             hint,
             timestamp,
@@ -97,8 +97,9 @@ impl Node {
 
     /// Init timestamps strictly increase, also across restarts (wall clock).
     fn next_timestamp(&mut self, now: Instant) -> u64 {
-        let timestamp = (self.wall_origin_us + now.as_micros()).max(self.last_timestamp + 1);
-        self.last_timestamp = timestamp;
+        let timestamp =
+            (self.env.wall_origin_us + now.as_micros()).max(self.env.last_timestamp + 1);
+        self.env.last_timestamp = timestamp;
         timestamp
     }
 
@@ -114,7 +115,7 @@ impl Node {
             .saturating_mul(1 << attempts.saturating_sub(1).min(16))
             .min(self.timers.handshake_retry_max);
         // Up to 25% jitter so peers that started together do not stay in lockstep.
-        let jitter = self.rng.below(d.as_micros() as u64 / 4 + 1);
+        let jitter = self.env.rng.below(d.as_micros() as u64 / 4 + 1);
         d + Duration::from_micros(jitter)
     }
 
@@ -124,8 +125,8 @@ impl Node {
     /// attempt, when UDP has had its chance.
     fn handshake_destinations(&self, t: Target, attempts: u32) -> Option<(Path, Endpoints)> {
         // Where every link we have runs over TCP, UDP has had its chance.
-        let udp_blocked = self.tcp_fallback && self.tcp_only();
-        let tcp_now = udp_blocked || (self.tcp_fallback && attempts >= TCP_AFTER_ATTEMPTS);
+        let udp_blocked = self.settings.tcp_fallback && self.tcp_only();
+        let tcp_now = udp_blocked || (self.settings.tcp_fallback && attempts >= TCP_AFTER_ATTEMPTS);
         match t {
             Target::Peer(p) => {
                 let peer = &self.peers[usize::from(p.0)];
@@ -173,10 +174,10 @@ impl Node {
             Target::Boot(b) => {
                 // No UDP answer from a bootstrap and no link at all: the
                 // network may drop UDP; try its TCP port too.
-                let ep = self.boots[usize::from(b)].endpoint;
+                let ep = self.strangers.boots[usize::from(b)].endpoint;
                 let mut also = Endpoints::new();
-                let boot_tcp = self.tcp_fallback && attempts >= BOOT_TCP_AFTER_ATTEMPTS;
-                if boot_tcp && !ep.tcp && self.linked_count == 0 {
+                let boot_tcp = self.settings.tcp_fallback && attempts >= BOOT_TCP_AFTER_ATTEMPTS;
+                if boot_tcp && !ep.tcp && self.index.linked == 0 {
                     also.push(Endpoint::tcp(ep.addr));
                 }
                 Some((Path::Direct(ep), also))
@@ -215,7 +216,7 @@ impl Node {
             .peers
             .iter()
             .filter(|q| q.is_linked() && q.relay().is_none());
-        self.linked_count > 0 && links.all(|q| q.reach.endpoint.is_some_and(|e| e.tcp))
+        self.index.linked > 0 && links.all(|q| q.reach.endpoint.is_some_and(|e| e.tcp))
     }
 
     /// The punch to `p` has not worked yet: a tunnel is built alongside it
@@ -316,11 +317,11 @@ impl Node {
         };
         match t {
             Target::Peer(p) => self.touch(p),
-            _ => self.boots_dirty = true,
+            _ => self.strangers.boots_dirty = true,
         }
         let attempts = self.pending_slot(t).as_ref().map_or(0, |x| x.attempts) + 1;
         if let Some(old) = self.pending_slot(t).take() {
-            self.by_index.remove(&old.local_index);
+            self.index.by_session.remove(&old.local_index);
         }
         if let Target::Peer(p) = t {
             if attempts > peer::WAIT_ATTEMPTS {
@@ -352,7 +353,7 @@ impl Node {
             match t {
                 Target::Peer(p) => self.punch_failed(now, p, punching),
                 Target::Boot(b) => {
-                    let boot = &mut self.boots[usize::from(b)];
+                    let boot = &mut self.strangers.boots[usize::from(b)];
                     boot.next_try = now + BOOT_PAUSE;
                     if let Some(l) = boot.learned.as_mut() {
                         l.failures += 1;

@@ -20,6 +20,20 @@ pub const LEARNED_BOOTS: usize = 8;
 /// Failed rounds after which a learned endpoint is forgotten.
 pub const LEARNED_ROUNDS: u8 = 2;
 
+/// Handshakes with nodes not in the peer table yet: bootstrap endpoints
+/// (we know where, not who) and inits riding in connect-to-me requests.
+pub(super) struct Strangers {
+    pub(super) boots: Vec<Boot>,
+    /// When a bootstrap needs a handshake next, recomputed after an input
+    /// that may change it (`boots_dirty`: a link or a bootstrap handshake
+    /// changed), so that data packets never pay for it.
+    pub(super) boot_wake: Option<Instant>,
+    pub(super) boots_dirty: bool,
+    /// Handshakes riding in connect-to-me requests, and their purposes.
+    pub(super) ctm_inits: [Option<Pending>; super::handshakes::CTM_INITS],
+    pub(super) ctm_ids: [crate::overlay::CtmId; super::handshakes::CTM_INITS],
+}
+
 /// A bootstrap endpoint: we know where, not who.
 pub struct Boot {
     pub endpoint: Endpoint,
@@ -61,8 +75,13 @@ impl Node {
     /// Remembers where an overlay link reached its peer, as a bootstrap
     /// for later (the most recent LEARNED_BOOTS, configured ones aside).
     pub(super) fn learn_boot(&mut self, now: Instant, endpoint: Endpoint) {
-        self.boots_dirty = true;
-        if let Some(b) = self.boots.iter_mut().find(|b| b.endpoint == endpoint) {
+        self.strangers.boots_dirty = true;
+        if let Some(b) = self
+            .strangers
+            .boots
+            .iter_mut()
+            .find(|b| b.endpoint == endpoint)
+        {
             if let Some(l) = b.learned.as_mut() {
                 *l = Learned {
                     at: now,
@@ -75,26 +94,34 @@ impl Node {
             at: now,
             failures: 0,
         });
-        let slots = self.boots.iter().filter(|b| b.learned.is_some()).count();
+        let slots = self
+            .strangers
+            .boots
+            .iter()
+            .filter(|b| b.learned.is_some())
+            .count();
         if slots < LEARNED_BOOTS {
-            self.boots.push(Boot::new(endpoint, now, learned));
+            self.strangers.boots.push(Boot::new(endpoint, now, learned));
             return;
         }
         // Reuse a forgotten slot, else the oldest idle one.
-        let victim = (0..self.boots.len())
-            .filter(|&b| self.boots[b].learned.is_some() && self.boots[b].pending.is_none())
+        let victim = (0..self.strangers.boots.len())
+            .filter(|&b| {
+                self.strangers.boots[b].learned.is_some()
+                    && self.strangers.boots[b].pending.is_none()
+            })
             .min_by_key(|&b| {
-                let boot = &self.boots[b];
+                let boot = &self.strangers.boots[b];
                 (!boot.forgotten(), boot.learned.map(|l| l.at))
             });
         if let Some(b) = victim {
-            self.boots[b] = Boot::new(endpoint, now, learned);
+            self.strangers.boots[b] = Boot::new(endpoint, now, learned);
         }
     }
 
     /// Whether any link is up.
     pub(super) fn any_linked(&self) -> bool {
-        self.linked_count > 0
+        self.index.linked > 0
     }
 
     /// No links, or too few to have a place in a ring: we may be on an
@@ -109,7 +136,7 @@ impl Node {
     /// are tried only while we are cut off. `leaves` and `cut_off` are the
     /// node-wide facts, computed once by the caller.
     pub(super) fn boot_due(&self, b: usize, leaves: usize, cut_off: bool) -> Option<Instant> {
-        let boot = &self.boots[b];
+        let boot = &self.strangers.boots[b];
         if let Some(pending) = &boot.pending {
             return Some(pending.next_retry);
         }
@@ -135,6 +162,7 @@ impl Node {
     /// Bootstrap leaves linked, and whether we are cut off.
     pub(super) fn boot_context(&self) -> (usize, bool) {
         let leaves = self
+            .strangers
             .boots
             .iter()
             .filter(|b| {
@@ -148,13 +176,13 @@ impl Node {
     /// The earliest bootstrap deadline.
     pub(super) fn boot_deadline(&self) -> Option<Instant> {
         let (leaves, cut_off) = self.boot_context();
-        (0..self.boots.len())
+        (0..self.strangers.boots.len())
             .filter_map(|b| self.boot_due(b, leaves, cut_off))
             .min()
     }
 
     pub(super) fn run_bootstraps(&mut self, now: Instant) {
-        for b in 0..self.boots.len() {
+        for b in 0..self.strangers.boots.len() {
             let (leaves, cut_off) = self.boot_context();
             if self.boot_due(b, leaves, cut_off).is_some_and(|t| now >= t) {
                 self.start_handshake(now, Target::Boot(b as u16));

@@ -48,8 +48,8 @@ impl Node {
         };
         ov.set_record_policy(Box::new(record::AddressPolicy {
             network: network.unwrap_or_default(),
-            trust: self.trust.clone(),
-            wall_origin_us: self.wall_origin_us,
+            trust: self.certs.trust.clone(),
+            wall_origin_us: self.env.wall_origin_us,
         }));
     }
 
@@ -65,7 +65,7 @@ impl Node {
         };
         let n = local::gratuitous_arp(self.pool.space_mut(&buf), &v.cfg);
         self.pool.set_len(&mut buf, n);
-        self.frames.push_back(buf);
+        self.out.frames.push_back(buf);
     }
 
     /// A finished DHT operation: a lookup or our address claim. Returns the
@@ -78,8 +78,8 @@ impl Node {
             // Every record is checked again here: a storing node may lie.
             let checker = record::Checker {
                 network: &v.cfg.network,
-                trust: self.trust.as_ref(),
-                wall_origin_us: self.wall_origin_us,
+                trust: self.certs.trust.as_ref(),
+                wall_origin_us: self.env.wall_origin_us,
             };
             let mut forged = 0;
             let holder = match &e.outcome {
@@ -191,7 +191,7 @@ impl Node {
             }
             AddressMode::Auto => v.cfg.guess(ov.addr().0, attempt),
         };
-        let cert = self.my_cert.as_deref();
+        let cert = self.certs.mine.as_deref();
         let Some(value) = record::sign(&self.identity, ip, ov.endpoints(), cert) else {
             log::error!("certificate too long for an address record: address not claimed");
             v.claim = Claim::Exhausted;
@@ -209,7 +209,7 @@ impl Node {
 
     /// The VPN's timers: start the claim once we have our place in the ring.
     pub(super) fn vpn_timers(&mut self, now: Instant) {
-        let linked = self.linked_count > 0;
+        let linked = self.index.linked > 0;
         let Some(v) = self.vpn.as_mut() else {
             return;
         };
@@ -236,7 +236,7 @@ impl Node {
         }
         let t = match v.first_link {
             Some(t) => t + CLAIM_SETTLE,
-            None if v.joining && self.linked_count == 0 => v.started + CLAIM_ALONE_AFTER,
+            None if v.joining && self.index.linked == 0 => v.started + CLAIM_ALONE_AFTER,
             None if v.joining => Instant::ZERO,
             None => v.started,
         };

@@ -35,7 +35,7 @@ impl Node {
             if let Some(pending) = peer.hs.pending.take() {
                 // Its index stays registered until the answer comes.
                 if let Some(old) = peer.hs.withdrawn.replace(pending.local_index) {
-                    self.by_index.remove(&old);
+                    self.index.by_session.remove(&old);
                 }
             }
         }
@@ -49,14 +49,14 @@ impl Node {
                 return self.handshake_drop(e);
             }
         };
-        let Some(&target) = self.by_index.get(&receiver) else {
+        let Some(&target) = self.index.by_session.get(&receiver) else {
             return self.drop_buf(buf, DropReason::UnknownSession);
         };
         if let Target::Peer(p) = target {
             let peer = &mut self.peers[usize::from(p.0)];
             if peer.hs.withdrawn == Some(receiver) {
                 peer.hs.withdrawn = None;
-                self.by_index.remove(&receiver);
+                self.index.by_session.remove(&receiver);
                 return self.pool.free(buf);
             }
         }
@@ -64,8 +64,8 @@ impl Node {
             Target::Peer(p) => Some(self.peers[usize::from(p.0)].key),
             Target::Boot(_) | Target::Ctm(_) => None,
         };
-        let (trust_any, by_key) = (self.trust_any, &self.by_key);
-        let (trust, unix) = (self.trust.as_ref(), self.unix_secs(now));
+        let (trust_any, by_key) = (self.settings.trust_any, &self.index.by_key);
+        let (trust, unix) = (self.certs.trust.as_ref(), self.unix_secs(now));
         let trusted = |k: &NodeKey, cert: Option<&crate::crypto::cert::Cert>| {
             if expected.is_some_and(|e| *k != e) {
                 return Err(HandshakeError::UnknownPeer);
@@ -75,8 +75,8 @@ impl Node {
         };
         let pending = match target {
             Target::Peer(p) => &mut self.peers[usize::from(p.0)].hs.pending,
-            Target::Boot(b) => &mut self.boots[usize::from(b)].pending,
-            Target::Ctm(k) => &mut self.ctm_inits[usize::from(k)],
+            Target::Boot(b) => &mut self.strangers.boots[usize::from(b)].pending,
+            Target::Ctm(k) => &mut self.strangers.ctm_inits[usize::from(k)],
         };
         let Some(pend) = pending.as_mut().filter(|x| x.local_index == receiver) else {
             return self.drop_buf(buf, DropReason::UnknownSession);
@@ -94,37 +94,37 @@ impl Node {
         };
         let sent_at = pend.sent_at;
         *pending = None;
-        self.boots_dirty = true;
+        self.strangers.boots_dirty = true;
         let p = match target {
             Target::Peer(p) => p,
             Target::Boot(b) => match self.find_or_add_peer(done.peer, endpoint) {
                 Some(p) => {
-                    self.by_index.insert(receiver, Target::Peer(p));
+                    self.index.by_session.insert(receiver, Target::Peer(p));
                     self.peers[usize::from(p.0)].role.wanted = true;
                     self.peers[usize::from(p.0)].role.leaf = true;
-                    self.boots[usize::from(b)].peer = Some(p);
-                    if let Some(l) = self.boots[usize::from(b)].learned.as_mut() {
+                    self.strangers.boots[usize::from(b)].peer = Some(p);
+                    if let Some(l) = self.strangers.boots[usize::from(b)].learned.as_mut() {
                         l.failures = 0;
                     }
                     p
                 }
                 None => {
-                    self.by_index.remove(&receiver);
+                    self.index.by_session.remove(&receiver);
                     return self.stats.count(DropReason::TooManyPeers);
                 }
             },
             Target::Ctm(k) => match self.find_or_add_peer(done.peer, endpoint) {
                 Some(p) => {
-                    self.by_index.insert(receiver, Target::Peer(p));
+                    self.index.by_session.insert(receiver, Target::Peer(p));
                     self.peers[usize::from(p.0)].role.wanted = true;
-                    let ctm = self.ctm_ids[usize::from(k)];
+                    let ctm = self.strangers.ctm_ids[usize::from(k)];
                     if let Some(ov) = self.overlay.as_mut() {
                         ov.ctm_linked(now, done.peer, ctm);
                     }
                     p
                 }
                 None => {
-                    self.by_index.remove(&receiver);
+                    self.index.by_session.remove(&receiver);
                     return self.stats.count(DropReason::TooManyPeers);
                 }
             },
@@ -144,7 +144,7 @@ impl Node {
         self.touch(p);
         let peer = &mut self.peers[usize::from(p.0)];
         if let Some(stale) = peer.hs.pending.take() {
-            self.by_index.remove(&stale.local_index);
+            self.index.by_session.remove(&stale.local_index);
         }
         if done.cert.is_some() {
             peer.trust.cert = done.cert.clone().map(Box::new);
@@ -177,14 +177,14 @@ impl Node {
         peer.hs.last_handshake = Some(now);
         peer.live.rtt = Some(now.saturating_since(sent_at));
         if let Some(old) = peer.sessions.install_initiated(done.session) {
-            self.by_index.remove(&old);
+            self.index.by_session.remove(&old);
         }
 
         self.stats.handshakes_completed += 1;
         log::info!("session with {} ({:?}) established", peer.name, endpoint);
         if let Some(ep) = endpoint.filter(|e| !e.tcp) {
             // Where this peer saw us: our reflexive endpoint, if any.
-            if self.nat.observe(ep.addr, done.observed, now) {
+            if self.underlay.nat.observe(ep.addr, done.observed, now) {
                 self.endpoints_changed(now);
             }
         }

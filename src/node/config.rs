@@ -66,6 +66,29 @@ impl Timers {
     }
 }
 
+/// The policy knobs a running node consults (from `NodeConfig`).
+pub(super) struct Settings {
+    pub(super) trust_any: bool,
+    pub(super) max_peers: usize,
+    /// Bytes per second of others' routed data one link may have us
+    /// forward (`links::TRANSIT_BYTES_PER_S`; tests set less).
+    pub(super) transit_rate: u32,
+    pub(super) ondemand_threshold: u16,
+    pub(super) tcp_fallback: bool,
+}
+
+impl From<&NodeConfig> for Settings {
+    fn from(cfg: &NodeConfig) -> Settings {
+        Settings {
+            trust_any: cfg.trust_any,
+            max_peers: cfg.max_peers,
+            transit_rate: super::links::TRANSIT_BYTES_PER_S,
+            ondemand_threshold: cfg.ondemand_threshold,
+            tcp_fallback: cfg.tcp_fallback,
+        }
+    }
+}
+
 /// Everything the core is built from.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {

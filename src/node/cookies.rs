@@ -155,12 +155,12 @@ impl Node {
             return self.drop_buf(buf, DropReason::BadLength);
         };
         self.pool.free(buf);
-        let target = match self.by_index.get(&receiver) {
+        let target = match self.index.by_session.get(&receiver) {
             Some(&Target::Ctm(_)) => return self.stats.count(DropReason::Unsolicited),
             Some(&t) => t,
             None => return self.stats.count(DropReason::UnknownSession),
         };
-        let fresh = self.cookies.for_endpoint(now, &from).is_none();
+        let fresh = self.guards.cookies.for_endpoint(now, &from).is_none();
         let Some(pending) = self
             .pending_slot(target)
             .as_mut()
@@ -173,10 +173,10 @@ impl Node {
             pending.next_retry = now;
             pending.attempts = pending.attempts.saturating_sub(1);
         }
-        self.cookies.remember(now, from, cookie);
+        self.guards.cookies.remember(now, from, cookie);
         match target {
             Target::Peer(p) => self.touch(p),
-            _ => self.boots_dirty = true,
+            _ => self.strangers.boots_dirty = true,
         }
     }
 }

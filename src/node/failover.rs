@@ -64,7 +64,7 @@ impl Node {
             return;
         }
         log::info!("direct path to {} answers again", peer.name);
-        self.wakeups.touch(p);
+        self.index.wakeups.touch(p);
         if let Some(ov) = self.overlay.as_mut() {
             ov.set_suspect(p, false);
         }
@@ -112,7 +112,7 @@ impl Node {
                 .last_tx
                 .is_some_and(|t| now.saturating_since(t) < self.timers.dead_after);
         peer.route();
-        self.wakeups.touch(p);
+        self.index.wakeups.touch(p);
         self.unlink(now, p);
         if needed {
             self.ping_direct_links(now, p);

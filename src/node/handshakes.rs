@@ -79,7 +79,7 @@ impl Node {
 
     /// Unix seconds now (certificates' validity is wall-clock time).
     pub(super) fn unix_secs(&self, now: Instant) -> u64 {
-        crate::time::unix_secs(self.wall_origin_us, now)
+        crate::time::unix_secs(self.env.wall_origin_us, now)
     }
 
     /// Whether a peer presenting `key` (and `cert`) may link: in
@@ -104,20 +104,21 @@ impl Node {
     /// What we present in handshakes: our certificate, or our key.
     pub(super) fn credential(&self) -> (crate::wire::handshake::CredType, Vec<u8>) {
         use crate::wire::handshake::CredType;
-        match &self.my_cert {
+        match &self.certs.mine {
             Some(c) => (CredType::Certificate, c.clone()),
             None => (CredType::PublicKey, self.identity.public().0.to_vec()),
         }
     }
 
     pub(super) fn is_trusted(&self, key: &NodeKey) -> bool {
-        self.trust_any || self.by_key.contains_key(key)
+        self.settings.trust_any || self.index.by_key.contains_key(key)
     }
 
     pub(super) fn handle_init(&mut self, now: Instant, from: Path, buf: PacketBuf) {
         let admitted = match from {
             Path::Direct(ep) => self.init_admission(now, ep, &buf),
             Path::Overlay(_) => self
+                .guards
                 .limiter
                 .allow_path(from, now)
                 .then_some(())
@@ -149,16 +150,16 @@ impl Node {
         let proven = from.tcp
             || init
                 .cookie()
-                .is_some_and(|c| self.cookies.valid(now, &self.sysrand, &from, c));
+                .is_some_and(|c| self.guards.cookies.valid(now, &self.env.sysrand, &from, c));
         let limited = |ok: bool| ok.then_some(()).ok_or(DropReason::RateLimited);
         if proven {
-            return limited(self.limiter.allow_proven(from.ip(), now));
+            return limited(self.guards.limiter.allow_proven(from.ip(), now));
         }
-        if !self.limiter.under_load(now) {
-            return limited(self.limiter.allow(from.ip(), now));
+        if !self.guards.limiter.under_load(now) {
+            return limited(self.guards.limiter.allow(from.ip(), now));
         }
         let sender = init.sender();
-        let Some(cookie) = self.cookies.reply(now, &self.sysrand, &from) else {
+        let Some(cookie) = self.guards.cookies.reply(now, &self.env.sysrand, &from) else {
             return Err(DropReason::RateLimited);
         };
         match self.pool.alloc_with(&emit_cookie_reply(sender, &cookie)) {
@@ -185,7 +186,7 @@ impl Node {
         let Some(first) = udp.next() else {
             return self.stats.count(DropReason::NoEndpoint);
         };
-        if !self.limiter.allow(first.ip(), now) {
+        if !self.guards.limiter.allow(first.ip(), now) {
             return self.stats.count(DropReason::RateLimited);
         }
         let checked = self.check_init(now, init);
@@ -210,8 +211,8 @@ impl Node {
         now: Instant,
         init: &[u8],
     ) -> Result<handshake::ValidInit, HandshakeError> {
-        let (trust_any, by_key) = (self.trust_any, &self.by_key);
-        let (trust, unix) = (self.trust.as_ref(), self.unix_secs(now));
+        let (trust_any, by_key) = (self.settings.trust_any, &self.index.by_key);
+        let (trust, unix) = (self.certs.trust.as_ref(), self.unix_secs(now));
         handshake::check_init_with(init, &self.identity, |k, cert| {
             Self::trust_check(trust, trust_any, by_key.contains_key(k), k, cert, unix)
         })
@@ -294,7 +295,7 @@ impl Node {
                 ty: cred_type,
                 bytes: &cred,
             },
-            &self.sysrand,
+            &self.env.sysrand,
             &init,
             local_index,
             observed,
@@ -304,7 +305,7 @@ impl Node {
         let (session, len) = match result {
             Ok(r) => r,
             Err(e) => {
-                self.by_index.remove(&local_index);
+                self.index.by_session.remove(&local_index);
                 self.pool.free(out);
                 self.handshake_drop(e);
                 return None;
@@ -354,7 +355,7 @@ impl Node {
         // The peer links again right after a close: a new link, not the old.
         peer.end_closing();
         if let Some(old) = peer.sessions.install_responded(session) {
-            self.by_index.remove(&old);
+            self.index.by_session.remove(&old);
         }
         log::debug!("handshake from {} ({:?}) answered", peer.name, from);
         self.send_handshake_to_all(now, from, also, out);
@@ -425,7 +426,7 @@ impl Node {
     fn queue_handshake(&mut self, now: Instant, to: Endpoint, mut out: PacketBuf) {
         let init =
             self.pool.data(&out).get(1) == Some(&(crate::wire::MsgType::HandshakeInit as u8));
-        if let Some(cookie) = self.cookies.for_endpoint(now, &to).filter(|_| init) {
+        if let Some(cookie) = self.guards.cookies.for_endpoint(now, &to).filter(|_| init) {
             match self.pool.append(&mut out, cookie.len()) {
                 Some(space) => space.copy_from_slice(&cookie),
                 None => return self.drop_buf(out, DropReason::BadLength),

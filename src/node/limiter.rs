@@ -89,6 +89,17 @@ impl Probes {
     }
 }
 
+/// What keeps the node from being spent by others: handshake rates,
+/// probes at unproven addresses, cookies, and relaying for others.
+pub(super) struct Guards {
+    pub(super) limiter: HandshakeLimiter,
+    /// Handshakes to addresses only the overlay named (see `Probes`).
+    pub(super) probes: Probes,
+    pub(super) cookies: super::cookies::Cookies,
+    /// What we spend relaying others' tunnels.
+    pub(super) relay_budget: super::relay::RelayBudget,
+}
+
 #[derive(Debug)]
 pub struct HandshakeLimiter {
     global: Bucket,

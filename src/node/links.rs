@@ -67,7 +67,7 @@ impl Node {
     /// caller's own, started through [`Node::with_overlay`]); the oldest
     /// go first if they are not collected.
     pub fn take_dht_results(&mut self) -> std::collections::vec_deque::Drain<'_, DhtEvent> {
-        self.dht_results.drain(..)
+        self.out.dht_results.drain(..)
     }
 
     /// Sends a routed echo towards `dst` (a ring ping); the reply lands in
@@ -107,7 +107,7 @@ impl Node {
         for buf in waiting {
             // Its certificate is known now: the address must be in it.
             if ty == MsgType::Packet
-                && self.trust.is_some()
+                && self.certs.trust.is_some()
                 && !self.may_hold(p, self.packet_dst(&buf))
             {
                 self.refuse_claim(p, buf);
@@ -136,9 +136,9 @@ impl Node {
             return;
         }
         peer.mark_linked();
-        self.linked_count += 1;
-        self.boots_dirty = true;
-        self.wakeups.touch(p);
+        self.index.linked += 1;
+        self.strangers.boots_dirty = true;
+        self.index.wakeups.touch(p);
         // A tunnel's peer is known by an endpoint it advertised, though
         // we cannot reach it there.
         let endpoint = peer
@@ -165,7 +165,7 @@ impl Node {
             }
         }
         self.relay_link_up(now, p);
-        if self.trust.is_some() {
+        if self.certs.trust.is_some() {
             self.send_revocations(now, p);
         }
         self.run_overlay_actions(now);
@@ -191,15 +191,15 @@ impl Node {
         if !peer.mark_unlinked(closing) {
             return;
         }
-        self.linked_count -= 1;
-        self.boots_dirty = true;
-        self.wakeups.touch(p);
+        self.index.linked -= 1;
+        self.strangers.boots_dirty = true;
+        self.index.wakeups.touch(p);
         log::debug!(
             "{} link down {}",
             Addr::of_key(&self.identity.public()),
             Addr::of_key(&peer.key)
         );
-        self.macs.forget_peer(p);
+        self.index.macs.forget_peer(p);
         if let Some(ov) = self.overlay.as_mut() {
             ov.on_link_down(now, p);
         }
@@ -216,14 +216,14 @@ impl Node {
             return; // configured peers are always wanted
         }
         peer.role.wanted = false;
-        self.wakeups.touch(p);
+        self.index.wakeups.touch(p);
         log::debug!(
             "{} closing link {}",
             Addr::of_key(&self.identity.public()),
             Addr::of_key(&peer.key)
         );
         if let Some(pending) = peer.hs.pending.take() {
-            self.by_index.remove(&pending.local_index);
+            self.index.by_session.remove(&pending.local_index);
         }
         let closing =
             (peer.sessions.current.is_some() || peer.sessions.next.is_some()).then_some(now);
@@ -242,9 +242,9 @@ impl Node {
         if now < since + super::peer::CLOSE_GRACE {
             return;
         }
-        self.wakeups.touch(p);
+        self.index.wakeups.touch(p);
         peer.end_closing();
-        let by_index = &mut self.by_index;
+        let by_index = &mut self.index.by_session;
         peer.sessions.clear(|idx| {
             by_index.remove(&idx);
         });
@@ -296,7 +296,7 @@ impl Node {
             if !peer.reach.punching {
                 peer.reach.punching = true;
                 if let Some(pending) = peer.hs.pending.take() {
-                    self.by_index.remove(&pending.local_index);
+                    self.index.by_session.remove(&pending.local_index);
                 }
                 return self.start_handshake(now, super::Target::Peer(p));
             }
@@ -309,7 +309,7 @@ impl Node {
         let answered = peer.sessions.next.is_some();
         let idle = peer.sessions.current.is_none() && !answered;
         if peer.hs.pending.is_none() && (reopen || idle) {
-            if !self.limiter.allow_link(now) {
+            if !self.guards.limiter.allow_link(now) {
                 self.peers[usize::from(p.0)].role.wanted = false;
                 return self.stats.count(DropReason::RateLimited);
             }
@@ -327,7 +327,7 @@ impl Node {
         let peer = &mut self.peers[usize::from(p.0)];
         let mut fresh = false;
         for &c in candidates {
-            if self.underlay_guard.contains(c.addr.ip()) {
+            if self.underlay.guard.contains(c.addr.ip()) {
                 self.stats.count(DropReason::CandidateInVpn);
                 continue;
             }
@@ -356,10 +356,10 @@ impl Node {
                 let Some(e) = self.vpn_dht_event(now, e) else {
                     continue;
                 };
-                if self.dht_results.len() >= MAX_DHT_RESULTS {
-                    self.dht_results.pop_front();
+                if self.out.dht_results.len() >= MAX_DHT_RESULTS {
+                    self.out.dht_results.pop_front();
                 }
-                self.dht_results.push_back(e);
+                self.out.dht_results.push_back(e);
             }
             let Some(ov) = self.overlay.as_mut() else {
                 return;
@@ -414,8 +414,8 @@ impl Node {
                 if dst.is_ok_and(|dst| self.relay_allowed(now, from, next, dst, len)) {
                     #[cfg(test)]
                     {
-                        self.relay_seen.push(self.pool.data(&buf).to_vec());
-                        if self.relay_tamper {
+                        self.relay_tap.seen.push(self.pool.data(&buf).to_vec());
+                        if self.relay_tap.tamper {
                             if let Some(b) = self.pool.data_mut(&buf).last_mut() {
                                 *b ^= 1;
                             }
@@ -431,7 +431,7 @@ impl Node {
                 // member cannot have us carry more than this for it.
                 let n = buf.len();
                 let budget = &mut self.peers[usize::from(from.0)].budget.transit;
-                let rate = self.transit_rate;
+                let rate = self.settings.transit_rate;
                 if !budget.take_n(now, n as u32, rate, rate) {
                     return self.drop_buf(buf, DropReason::TransitLimited);
                 }
@@ -460,7 +460,7 @@ impl Node {
     fn routed_handshake(&mut self, now: Instant, src: Addr, via: Option<PeerIdx>, bytes: &[u8]) {
         // Metered by the link it came on: the routed source is the
         // sender's word, and rotating it must not buy more.
-        if via.is_some_and(|l| !self.limiter.allow_routed_via(l, now)) {
+        if via.is_some_and(|l| !self.guards.limiter.allow_routed_via(l, now)) {
             return self.stats.count(DropReason::RateLimited);
         }
         let Some(buf) = self.pool.alloc_with(bytes) else {

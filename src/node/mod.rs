@@ -45,9 +45,10 @@ use crate::time::Instant;
 pub use crate::wire::endpoint::Endpoint;
 use crate::wire::MsgType;
 use boots::Boot;
+use config::Settings;
 pub use config::{NodeConfig, PeerConfig, Timers};
 use limiter::HandshakeLimiter;
-use peer::{Peer, Pending};
+use peer::Peer;
 pub use stats::{DropReason, Stats};
 use std::collections::{BTreeMap, VecDeque};
 use switch::MacTable;
@@ -127,71 +128,47 @@ const TIMER_ROUNDS: usize = 3;
 /// The shell drains after every input, so a full queue means it is stuck.
 pub const MAX_QUEUED: usize = 1024;
 
+/// A member of the network, sans IO: datagrams, frames and the clock go
+/// in; datagrams, frames, events and the next deadline come out. Its
+/// state is grouped by concern; each group's type lives with the module
+/// that owns it.
 pub struct Node {
     identity: Identity,
     timers: Timers,
+    settings: Settings,
     pool: Pool,
     peers: Vec<Peer>,
-    /// Links up (peers with `linked`), so "any link?" costs nothing.
-    linked_count: usize,
-    /// Peer deadlines, so timers visit only the peers that are due.
-    wakeups: Wakeups,
-    /// When a bootstrap needs a handshake next, recomputed after an input
-    /// that may change it (`boots_dirty`: a link or a bootstrap handshake
-    /// changed), so that data packets never pay for it.
-    boot_wake: Option<Instant>,
-    boots_dirty: bool,
-    by_key: BTreeMap<NodeKey, PeerIdx>,
-    /// Our session (and pending handshake) indices → peer or bootstrap.
-    by_index: BTreeMap<u32, Target>,
-    boots: Vec<Boot>,
-    /// Handshakes riding in connect-to-me requests, and their purposes.
-    ctm_inits: [Option<Pending>; handshakes::CTM_INITS],
-    ctm_ids: [crate::overlay::CtmId; handshakes::CTM_INITS],
+    /// Ways to find a peer: by key, session index, MAC, deadline.
+    index: peers::PeerIndex,
+    /// Handshakes with nodes not in the peer table yet.
+    strangers: boots::Strangers,
     overlay: Option<Overlay>,
     /// The VPN over the overlay (overlay mode with a virtual network).
     vpn: Option<vpn::VpnState>,
-    /// Our endpoints as configured (bound addresses, TCP listener) …
-    local_endpoints: Vec<Endpoint>,
-    /// Prefixes the underlay never uses: the VPN's own (see `underlay`).
-    underlay_guard: crate::net::PrefixSet,
-    /// … and as peers see them.
-    nat: nat::NatObserver,
-    /// Try TCP endpoints when UDP gets no answer.
-    tcp_fallback: bool,
-    /// Certificate mode (see `NodeConfig::trust`).
-    trust: Option<crate::crypto::cert::Trust>,
-    /// A revocation list arriving in parts (see `trust`).
-    crl_in: Vec<trust::Reassembly>,
-    my_cert: Option<Vec<u8>>,
-    /// Links crossed by the routed message being received, and the relay
-    /// (the link) it came through if it came through a tunnel.
-    /// Tests: what this node saw of the tunnel messages it relayed (after
-    /// its link's decryption), and whether to corrupt them.
+    underlay: underlay::Underlay,
+    certs: trust::Certs,
+    guards: limiter::Guards,
+    out: Outbox,
+    stats: Stats,
+    env: Env,
+    /// Tests: what this node saw of the tunnel messages it relayed
+    /// (after its link's decryption), and whether to corrupt them.
     #[cfg(test)]
-    relay_seen: Vec<Vec<u8>>,
-    #[cfg(test)]
-    relay_tamper: bool,
-    /// What we spend relaying others' tunnels.
-    relay_budget: relay::RelayBudget,
-    /// Finished DHT operations for the caller (see `take_dht_results`).
-    dht_results: VecDeque<crate::overlay::dht::client::Event>,
-    /// Accept any key (an open overlay until certificates arrive).
-    trust_any: bool,
-    max_peers: usize,
-    /// Bytes per second of others' routed data one link may have us
-    /// forward (`links::TRANSIT_BYTES_PER_S`; tests set less).
-    transit_rate: u32,
-    /// VPN packets within 2 s that bring an on-demand link (0: off).
-    ondemand_threshold: u16,
-    macs: MacTable,
+    relay_tap: relay::Tap,
+}
+
+/// What the node has produced and the caller has not taken yet. Every
+/// queued datagram and frame holds a pool buffer: never more than the pool.
+struct Outbox {
     transmits: VecDeque<Transmit>,
     frames: VecDeque<PacketBuf>,
-    stats: Stats,
-    limiter: HandshakeLimiter,
-    /// Handshakes to addresses only the overlay named (see `Probes`).
-    probes: limiter::Probes,
-    cookies: cookies::Cookies,
+    /// Finished DHT operations for the caller (see `take_dht_results`).
+    dht_results: VecDeque<crate::overlay::dht::client::Event>,
+}
+
+/// What the node draws from its surroundings: randomness, and the wall
+/// clock's origin for handshake timestamps.
+struct Env {
     rng: SeededRng,
     sysrand: ring::rand::SystemRandom,
     wall_origin_us: u64,
@@ -233,61 +210,68 @@ impl Node {
         let underlay_guard = underlay::guard(&cfg);
         let mut node = Node {
             identity,
+            settings: Settings::from(&cfg),
             timers: cfg.timers,
-            linked_count: 0,
-            wakeups: Wakeups::default(),
-            boot_wake: None,
-            boots_dirty: true,
-            boots,
-            ctm_inits: Default::default(),
-            ctm_ids: Default::default(),
             vpn: cfg
                 .vpn
                 .clone()
                 .filter(|_| overlay.is_some())
                 .map(|v| vpn::VpnState::new(v, &public, now, !cfg.bootstrap.is_empty())),
             overlay,
-            dht_results: VecDeque::new(),
-            local_endpoints: Vec::new(),
-            underlay_guard,
-            nat: nat::NatObserver::default(),
-            tcp_fallback: cfg.tcp_fallback,
-            trust: cfg.trust,
-            crl_in: Vec::new(),
-            my_cert: cfg.cert,
-            #[cfg(test)]
-            relay_seen: Vec::new(),
-            #[cfg(test)]
-            relay_tamper: false,
-            relay_budget: relay::RelayBudget::new(
-                cfg.overlay.as_ref().map_or(0, |o| o.relay_kib),
-                now,
-            ),
-            trust_any: cfg.trust_any,
-            max_peers: cfg.max_peers,
-            transit_rate: links::TRANSIT_BYTES_PER_S,
-            ondemand_threshold: cfg.ondemand_threshold,
+            underlay: underlay::Underlay {
+                local: Vec::new(),
+                guard: underlay_guard,
+                nat: nat::NatObserver::default(),
+            },
+            certs: trust::Certs {
+                trust: cfg.trust,
+                crl_in: Vec::new(),
+                mine: cfg.cert,
+            },
+            guards: limiter::Guards {
+                limiter: HandshakeLimiter::new(now),
+                probes: limiter::Probes::default(),
+                cookies: cookies::Cookies::new(&ring::rand::SystemRandom::new(), now),
+                relay_budget: relay::RelayBudget::new(
+                    cfg.overlay.as_ref().map_or(0, |o| o.relay_kib),
+                    now,
+                ),
+            },
             pool: Pool::new(cfg.pool_slots),
             peers,
-            by_key,
-            by_index: BTreeMap::new(),
-            macs: MacTable::default(),
-            // Every queued item holds a pool buffer: never more than the pool.
-            transmits: VecDeque::with_capacity(MAX_QUEUED.min(cfg.pool_slots as usize)),
-            frames: VecDeque::with_capacity(MAX_QUEUED.min(cfg.pool_slots as usize)),
+            index: peers::PeerIndex {
+                by_key,
+                by_session: BTreeMap::new(),
+                macs: MacTable::default(),
+                wakeups: Wakeups::default(),
+                linked: 0,
+            },
+            strangers: boots::Strangers {
+                boots,
+                boot_wake: None,
+                boots_dirty: true,
+                ctm_inits: Default::default(),
+                ctm_ids: Default::default(),
+            },
+            out: Outbox {
+                transmits: VecDeque::with_capacity(MAX_QUEUED.min(cfg.pool_slots as usize)),
+                frames: VecDeque::with_capacity(MAX_QUEUED.min(cfg.pool_slots as usize)),
+                dht_results: VecDeque::new(),
+            },
             stats: Stats::default(),
-            limiter: HandshakeLimiter::new(now),
-            probes: limiter::Probes::default(),
-            cookies: cookies::Cookies::new(&ring::rand::SystemRandom::new(), now),
-            rng: SeededRng::new(cfg.rng_seed),
-            sysrand: ring::rand::SystemRandom::new(),
-            wall_origin_us: cfg.wall_origin_us,
-            last_timestamp: 0,
+            env: Env {
+                rng: SeededRng::new(cfg.rng_seed),
+                sysrand: ring::rand::SystemRandom::new(),
+                wall_origin_us: cfg.wall_origin_us,
+                last_timestamp: 0,
+            },
+            #[cfg(test)]
+            relay_tap: Default::default(),
         };
         for i in 0..node.peers.len() {
             node.touch(PeerIdx(i as u16));
         }
-        node.local_endpoints = node.outside_guard(&cfg.endpoints);
+        node.underlay.local = node.outside_guard(&cfg.endpoints);
         node.rearm();
         node.update_advertised();
         node.vpn_start();
@@ -296,7 +280,7 @@ impl Node {
 
     /// What peers' answers say about the NAT in front of us.
     pub fn nat_mapping(&self) -> nat::NatMapping {
-        self.nat.mapping(&self.local_udp())
+        self.underlay.nat.mapping(&self.local_udp())
     }
 
     pub fn public_key(&self) -> NodeKey {
@@ -333,30 +317,33 @@ impl Node {
 
     /// Next datagram to send. Drain after every `handle_*` call.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        self.out.transmits.pop_front()
     }
 
     /// Puts back a datagram the shell could not send yet (socket full), to
     /// be sent first next time.
     pub fn unpoll_transmit(&mut self, t: Transmit) {
-        self.transmits.push_front(t);
+        self.out.transmits.push_front(t);
     }
 
     /// Datagrams waiting to be sent.
     pub fn transmits_queued(&self) -> usize {
-        self.transmits.len()
+        self.out.transmits.len()
     }
 
     /// Next frame to write to the TAP. Drain after every `handle_*` call.
     pub fn poll_frame(&mut self) -> Option<PacketBuf> {
-        self.frames.pop_front()
+        self.out.frames.pop_front()
     }
 
     /// When [`Node::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let overlay = self.overlay.as_ref().map(Overlay::poll_timeout);
-        let peers = self.wakeups.next();
-        let t = crate::time::earliest(crate::time::earliest(peers, overlay), self.boot_wake);
+        let peers = self.index.wakeups.next();
+        let t = crate::time::earliest(
+            crate::time::earliest(peers, overlay),
+            self.strangers.boot_wake,
+        );
         crate::time::earliest(t, self.vpn_deadline())
     }
 
@@ -387,14 +374,14 @@ impl Node {
         }
         self.vpn_timers(now);
         self.run_overlay_actions(now);
-        self.boots_dirty = true;
+        self.strangers.boots_dirty = true;
         self.rearm();
         // A timer can change another peer (a relay given up moves the
         // tunnels through it): what that made due runs now, not after a
         // wake-up of its own. Bounded: each round only runs what the last
         // one changed.
         for _ in 0..TIMER_ROUNDS {
-            if !self.wakeups.next().is_some_and(|t| t <= now) {
+            if !self.index.wakeups.next().is_some_and(|t| t <= now) {
                 break;
             }
             self.due_peer_timers(now);

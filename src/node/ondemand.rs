@@ -33,7 +33,7 @@ const ASK_AGAIN: Duration = Duration::from_secs(30);
 impl Node {
     /// A VPN packet went to peer `p`: counts it towards an on-demand link.
     pub(super) fn count_demand(&mut self, now: Instant, p: PeerIdx) {
-        let threshold = self.ondemand_threshold;
+        let threshold = self.settings.ondemand_threshold;
         let peer = &mut self.peers[usize::from(p.0)];
         if peer.is_linked() || peer.relay().is_some() || threshold == 0 {
             return;
@@ -68,7 +68,7 @@ impl Node {
         &self,
         key: &crate::crypto::NodeKey,
     ) -> Option<(&'static str, Option<crate::crypto::NodeKey>)> {
-        let &p = self.by_key.get(key)?;
+        let &p = self.index.by_key.get(key)?;
         let peer = &self.peers[usize::from(p.0)];
         Some((
             peer.path_name(),

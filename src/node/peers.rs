@@ -3,10 +3,26 @@
 //! reclaimed slots), and every local session index is handed out here.
 
 use super::peer::Peer;
+use super::switch::MacTable;
+use super::wakeups::Wakeups;
 use super::{Node, PeerConfig, PeerIdx, Target};
 use crate::crypto::NodeKey;
 use crate::rand::Rng;
 use crate::wire::endpoint::Endpoint;
+use std::collections::BTreeMap;
+
+/// Ways to find a peer other than its place in the table.
+pub(super) struct PeerIndex {
+    pub(super) by_key: BTreeMap<NodeKey, PeerIdx>,
+    /// Our session (and pending handshake) indices → peer or bootstrap.
+    pub(super) by_session: BTreeMap<u32, Target>,
+    /// Which peer a MAC was last seen behind (switch mode).
+    pub(super) macs: MacTable,
+    /// Peer deadlines, so timers visit only the peers that are due.
+    pub(super) wakeups: Wakeups,
+    /// Links up (peers whose link is `Up`), so "any link?" costs nothing.
+    pub(super) linked: usize,
+}
 
 impl Node {
     /// The peer for `key`, creating a dynamic one if policy allows and
@@ -16,7 +32,7 @@ impl Node {
         key: NodeKey,
         endpoint: Option<Endpoint>,
     ) -> Option<PeerIdx> {
-        if let Some(&p) = self.by_key.get(&key) {
+        if let Some(&p) = self.index.by_key.get(&key) {
             return Some(p);
         }
         if key == self.identity.public() || !self.is_trusted(&key) {
@@ -44,20 +60,20 @@ impl Node {
         let p = match reusable {
             Some(i) => {
                 let old = self.peers[i].key;
-                self.by_key.remove(&old);
-                self.macs.forget_peer(PeerIdx(i as u16));
+                self.index.by_key.remove(&old);
+                self.index.macs.forget_peer(PeerIdx(i as u16));
                 self.peers[i] = fresh;
                 // A bootstrap that had turned out to be the old peer no
                 // longer is.
-                for b in &mut self.boots {
+                for b in &mut self.strangers.boots {
                     if b.peer == Some(PeerIdx(i as u16)) {
                         b.peer = None;
                     }
                 }
-                self.boots_dirty = true;
+                self.strangers.boots_dirty = true;
                 PeerIdx(i as u16)
             }
-            None if self.peers.len() < self.max_peers => {
+            None if self.peers.len() < self.settings.max_peers => {
                 // Grown one at a time: peers are few and live long.
                 self.peers.reserve_exact(1);
                 self.peers.push(fresh);
@@ -65,16 +81,16 @@ impl Node {
             }
             None => return None,
         };
-        self.by_key.insert(key, p);
+        self.index.by_key.insert(key, p);
         self.touch(p);
         Some(p)
     }
 
     pub(super) fn new_index(&mut self, t: Target) -> u32 {
         loop {
-            let idx = self.rng.next_u32();
-            if idx != 0 && !self.by_index.contains_key(&idx) {
-                self.by_index.insert(idx, t);
+            let idx = self.env.rng.next_u32();
+            if idx != 0 && !self.index.by_session.contains_key(&idx) {
+                self.index.by_session.insert(idx, t);
                 return idx;
             }
         }
@@ -84,7 +100,7 @@ impl Node {
     /// Its state changed, so the bootstraps' may have too (they look at
     /// which peers are linked, and where).
     pub(super) fn touch(&mut self, p: PeerIdx) {
-        self.wakeups.touch(p);
-        self.boots_dirty = true;
+        self.index.wakeups.touch(p);
+        self.strangers.boots_dirty = true;
     }
 }

@@ -38,7 +38,7 @@ impl Node {
             Ok(pkt) => (pkt.receiver(), pkt.counter(), pkt.msg_type()),
             Err(_) => return self.drop_buf(buf, DropReason::BadLength),
         };
-        let Some(&Target::Peer(p)) = self.by_index.get(&receiver) else {
+        let Some(&Target::Peer(p)) = self.index.by_session.get(&receiver) else {
             self.resync_from(now, *from);
             return self.drop_buf(buf, DropReason::UnknownSession);
         };
@@ -57,9 +57,9 @@ impl Node {
         }
         let promoted = matches!(slot, Slot::Next | Slot::NextAlt);
         if promoted {
-            self.wakeups.touch(p);
+            self.index.wakeups.touch(p);
             if let Some(old) = peer.sessions.promote(slot) {
-                self.by_index.remove(&old);
+                self.index.by_session.remove(&old);
             }
             // A session answered for an init from an older clock, now used
             // by the key's holder: its time is the peer's time.
@@ -111,7 +111,7 @@ impl Node {
                 // Authenticated traffic from a new address: the peer moved.
                 log::info!("peer {} moved to {}", peer.name, ep);
                 peer.reach.endpoint = *from;
-                self.boots_dirty = true;
+                self.strangers.boots_dirty = true;
                 if let (true, Some(ov)) = (peer.is_linked(), self.overlay.as_mut()) {
                     ov.on_peer_moved(p, ep);
                 }
@@ -132,12 +132,12 @@ impl Node {
         if detoured {
             // The peer sends over the overlay what could come straight:
             // does our way still reach it? (See `watch`.)
-            self.wakeups.touch(p);
+            self.index.wakeups.touch(p);
             self.send_ping(now, p);
         }
         if direct_now {
             // The path changed: its watch (and other deadlines) with it.
-            self.wakeups.touch(p);
+            self.index.wakeups.touch(p);
             self.end_tunnel(p);
         }
         if promoted || direct_now {
@@ -162,11 +162,11 @@ impl Node {
             Ok(f) => f.src(),
             Err(_) => return self.drop_buf(buf, DropReason::BadFrame),
         };
-        self.macs.learn(src, p, now);
-        if self.frames.len() >= MAX_QUEUED {
+        self.index.macs.learn(src, p, now);
+        if self.out.frames.len() >= MAX_QUEUED {
             return self.drop_buf(buf, DropReason::QueueFull);
         }
-        self.frames.push_back(buf);
+        self.out.frames.push_back(buf);
     }
 
     /// A sealed message for a session we do not have, from `from`. If a
@@ -255,7 +255,7 @@ impl Node {
                     self.path_answered(now, p);
                 }
                 if let (Some(seen), Some(peer_ep)) = (observed, direct_udp) {
-                    if self.nat.observe(peer_ep.addr, seen, now) {
+                    if self.underlay.nat.observe(peer_ep.addr, seen, now) {
                         self.endpoints_changed(now);
                     }
                 }
@@ -268,7 +268,7 @@ impl Node {
                         .is_none();
                     self.peers[usize::from(p.0)].live.rtt = Some(rtt);
                     // The watch's bounds scale with the RTT.
-                    self.wakeups.touch(p);
+                    self.index.wakeups.touch(p);
                     if first {
                         self.relay_rtt_known(now, p);
                     }

@@ -247,12 +247,13 @@ impl Node {
         answer: bool,
     ) {
         let direct = |n: &Node, k: &NodeKey| {
-            n.by_key.get(k).is_some_and(|&r| {
+            n.index.by_key.get(k).is_some_and(|&r| {
                 let r = &n.peers[usize::from(r.0)];
                 r.is_linked() && r.relay().is_none()
             })
         };
         let tunnelled = self
+            .index
             .by_key
             .get(&relay.key)
             .is_some_and(|&r| self.peers[usize::from(r.0)].relay().is_some());
@@ -377,7 +378,7 @@ impl Node {
     /// links to it first (a connect-to-me, so that it punches towards us
     /// too) and tunnels when it is up, or asks again if it never is.
     fn use_or_link_relay(&mut self, now: Instant, p: PeerIdx, relay: NodeRecord) {
-        let direct = self.by_key.get(&relay.key).is_some_and(|&r| {
+        let direct = self.index.by_key.get(&relay.key).is_some_and(|&r| {
             let r = &self.peers[usize::from(r.0)];
             r.is_linked() && r.relay().is_none()
         });
@@ -415,11 +416,19 @@ impl Node {
         if !next.is_linked() || next.relay().is_some() || Addr::of_key(&next.key) != dst {
             return false;
         }
-        self.relay_budget.allow(now, from, to, bytes)
+        self.guards.relay_budget.allow(now, from, to, bytes)
     }
 
     /// Bytes relayed for others so far.
     pub fn relayed_bytes(&self) -> u64 {
-        self.relay_budget.relayed_bytes
+        self.guards.relay_budget.relayed_bytes
     }
+}
+
+/// Tests: a relay's view of the tunnel messages it forwards.
+#[cfg(test)]
+#[derive(Default)]
+pub(super) struct Tap {
+    pub(super) seen: Vec<Vec<u8>>,
+    pub(super) tamper: bool,
 }

@@ -25,7 +25,7 @@ impl Node {
             Ok(f) => f.dst(),
             Err(_) => return self.drop_buf(buf, DropReason::BadFrame),
         };
-        if let Some(p) = self.macs.lookup(dst, now) {
+        if let Some(p) = self.index.macs.lookup(dst, now) {
             return self.send_to_peer(now, p, MsgType::Frame, buf);
         }
         // Broadcast, multicast or unknown unicast: flood to every peer.
@@ -89,7 +89,7 @@ impl Node {
             );
         let watched = matches!(via, Via::Endpoint(_) | Via::Relay(_));
         if watched && expects && peer.reach.watch.sent(now) {
-            self.wakeups.touch(p);
+            self.index.wakeups.touch(p);
         }
         let Some(session) = peer.sessions.current.as_mut() else {
             if ty == MsgType::Control {
@@ -139,10 +139,10 @@ impl Node {
     pub(super) fn queue_transmit(&mut self, dst: Endpoint, buf: PacketBuf) {
         if !self.underlay_ok(&dst) {
             self.drop_buf(buf, DropReason::UnderlayInVpn);
-        } else if self.transmits.len() >= MAX_QUEUED {
+        } else if self.out.transmits.len() >= MAX_QUEUED {
             self.drop_buf(buf, DropReason::QueueFull);
         } else {
-            self.transmits.push_back(Transmit { dst, buf });
+            self.out.transmits.push_back(Transmit { dst, buf });
         }
     }
 }

@@ -223,7 +223,7 @@ impl Node {
 
     /// One peer's path state, for diagnosing the simulator's pairs.
     pub fn debug_peer(&self, key: &NodeKey) -> String {
-        let Some(&p) = self.by_key.get(key) else {
+        let Some(&p) = self.index.by_key.get(key) else {
             return "not a peer".into();
         };
         let q = &self.peers[usize::from(p.0)];
@@ -276,11 +276,11 @@ impl Node {
                 );
             }
         }
-        for b in 0..self.boots.len() {
+        for b in 0..self.strangers.boots.len() {
             out += &format!(
                 "boot {b} due {:?} peer {:?}\n",
                 self.boot_due(b, self.boot_context().0, self.boot_context().1),
-                self.boots[b].peer
+                self.strangers.boots[b].peer
             );
         }
         out

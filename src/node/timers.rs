@@ -7,7 +7,7 @@ use crate::time::Instant;
 
 impl Node {
     pub(super) fn due_peer_timers(&mut self, now: Instant) {
-        while let Some(p) = self.wakeups.pop_due(now) {
+        while let Some(p) = self.index.wakeups.pop_due(now) {
             self.peer_timers(now, p);
             self.touch(p);
         }
@@ -18,7 +18,7 @@ impl Node {
     pub(super) fn peer_timers(&mut self, now: Instant, p: PeerIdx) {
         let i = usize::from(p.0);
         let timers = &self.timers;
-        let by_index = &mut self.by_index;
+        let by_index = &mut self.index.by_session;
         let peer = &mut self.peers[i];
         peer.sessions.expire(now, timers.reject_after_time, |idx| {
             by_index.remove(&idx);
@@ -27,7 +27,7 @@ impl Node {
             self.end_closing(now, p);
         }
         let timers = &self.timers;
-        let by_index = &mut self.by_index;
+        let by_index = &mut self.index.by_session;
         let peer = &mut self.peers[i];
         let mut relink = false;
         if peer.is_silent(now, timers) {
@@ -83,22 +83,25 @@ impl Node {
     /// of every input, so `poll_timeout` is a lookup.
     pub(super) fn rearm(&mut self) {
         let (peers, timers) = (&self.peers, &self.timers);
-        self.wakeups
+        self.index
+            .wakeups
             .rearm(|p| peers[usize::from(p.0)].deadline(timers));
         #[cfg(debug_assertions)]
-        self.wakeups
+        self.index
+            .wakeups
             .check(|p| peers[usize::from(p.0)].deadline(timers), peers.len());
-        if self.boots_dirty {
-            self.boots_dirty = false;
-            self.boot_wake = self.boot_deadline();
+        if self.strangers.boots_dirty {
+            self.strangers.boots_dirty = false;
+            self.strangers.boot_wake = self.boot_deadline();
         }
         debug_assert_eq!(
-            self.boot_wake,
+            self.strangers.boot_wake,
             self.boot_deadline(),
             "bootstrap state changed without boots_dirty: linked {} thin {:?} boots {:?}",
-            self.linked_count,
+            self.index.linked,
             self.overlay.as_ref().map(|o| o.table().len()),
-            self.boots
+            self.strangers
+                .boots
                 .iter()
                 .map(|b| (
                     b.endpoint,

@@ -40,6 +40,16 @@ pub const SERIALS_EVERY: Duration = Duration::from_secs(60);
 /// A link asking again gets our lists again only after this.
 pub const RESEND_SPACING: Duration = Duration::from_secs(30);
 
+/// Certificate mode's state (`None` trust: open or static-key mode).
+pub(super) struct Certs {
+    /// The CAs we trust and their revocation lists (`NodeConfig::trust`).
+    pub(super) trust: Option<crate::crypto::cert::Trust>,
+    /// A revocation list arriving in parts.
+    pub(super) crl_in: Vec<Reassembly>,
+    /// Our own certificate, encoded.
+    pub(super) mine: Option<Vec<u8>>,
+}
+
 /// Per link: when it was last told our serials and last sent our lists.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ListSync {
@@ -80,7 +90,7 @@ impl Node {
         list: Revocations,
         from: Option<PeerIdx>,
     ) -> Result<bool, CertError> {
-        let Some(trust) = self.trust.as_mut() else {
+        let Some(trust) = self.certs.trust.as_mut() else {
             return Ok(false);
         };
         let (serial, count) = (list.serial, list.revoked.len());
@@ -92,6 +102,7 @@ impl Node {
         for i in 0..self.peers.len() {
             let p = PeerIdx(i as u16);
             if self
+                .certs
                 .trust
                 .as_ref()
                 .is_some_and(|t| t.is_revoked(&self.peers[i].key))
@@ -118,9 +129,9 @@ impl Node {
         peer.role.wanted = false;
         peer.end_closing();
         if let Some(pending) = peer.hs.pending.take() {
-            self.by_index.remove(&pending.local_index);
+            self.index.by_session.remove(&pending.local_index);
         }
-        let by_index = &mut self.by_index;
+        let by_index = &mut self.index.by_session;
         peer.sessions.clear(|idx| {
             by_index.remove(&idx);
         });
@@ -133,7 +144,7 @@ impl Node {
 
     /// Sends the lists we hold to link `p`, each in parts.
     pub(super) fn send_revocations(&mut self, now: Instant, p: PeerIdx) {
-        let Some(trust) = self.trust.as_ref() else {
+        let Some(trust) = self.certs.trust.as_ref() else {
             return;
         };
         self.peers[usize::from(p.0)].trust.lists.sent = Some(now);
@@ -163,7 +174,7 @@ impl Node {
     /// Tells link `p` the serials of the lists we hold, if a while has
     /// passed since we last did (called from the link's timers).
     pub(super) fn tell_serials(&mut self, now: Instant, p: PeerIdx) {
-        let Some(trust) = self.trust.as_ref() else {
+        let Some(trust) = self.certs.trust.as_ref() else {
             return;
         };
         let peer = &mut self.peers[usize::from(p.0)];
@@ -195,7 +206,7 @@ impl Node {
     /// Link `p` told us the serials it holds: if we hold a newer list (or
     /// one it lacks), it gets our lists, unless it got them a moment ago.
     pub(super) fn serials_from(&mut self, now: Instant, p: PeerIdx, msg: &[u8]) {
-        let Some(trust) = self.trust.as_ref() else {
+        let Some(trust) = self.certs.trust.as_ref() else {
             return self.stats.count(DropReason::BadType);
         };
         let Ok(theirs) = RevocationSerials::parse(msg) else {
@@ -218,7 +229,7 @@ impl Node {
 
     /// A part of a revocation list from link `p`.
     pub(super) fn revocations_from(&mut self, now: Instant, p: PeerIdx, msg: &[u8]) {
-        if self.trust.is_none() {
+        if self.certs.trust.is_none() {
             // Lists mean nothing without certificates: nothing is kept.
             return self.stats.count(DropReason::BadType);
         }
@@ -231,7 +242,7 @@ impl Node {
         }
         // This link's slot (a new list from it starts over), a free
         // one, or the one of a link whose list stopped coming.
-        let slots = &mut self.crl_in;
+        let slots = &mut self.certs.crl_in;
         let at = match slots.iter().position(|r| r.from == p) {
             Some(i) if slots[i].got.len() == count => i,
             Some(i) => {
@@ -264,7 +275,7 @@ impl Node {
         if !r.got.iter().all(|&g| g) {
             return;
         }
-        let r = self.crl_in.swap_remove(at);
+        let r = self.certs.crl_in.swap_remove(at);
         let len = (r.got.len() - 1) * PART + r.last_len;
         let list = match Revocations::decode(&r.bytes[..len]) {
             Ok(l) => l,

@@ -19,7 +19,7 @@ use crate::wire::overlay::{
 impl Node {
     /// Runs the link to `p` through our link to the node with `relay_key`.
     pub(super) fn use_relay(&mut self, now: Instant, p: PeerIdx, relay_key: NodeKey) {
-        let Some(&r) = self.by_key.get(&relay_key) else {
+        let Some(&r) = self.index.by_key.get(&relay_key) else {
             return;
         };
         let relay = &self.peers[usize::from(r.0)];
@@ -118,6 +118,7 @@ impl Node {
             })
             .filter(|c| {
                 !self
+                    .index
                     .by_key
                     .get(&c.node.key)
                     .is_some_and(|&r| self.peers[usize::from(r.0)].is_linked())

@@ -36,12 +36,23 @@
 //! member can turn our handshakes on a host (issue 13, reflection).
 
 use super::limiter::{OVERLAY_BURST, OVERLAY_RATE_PER_S};
+use super::nat::NatObserver;
 use super::peer::Peer;
 use super::{DropReason, Endpoint, MsgType, Node, NodeConfig, Path, PeerIdx};
 use crate::buf::PacketBuf;
 use crate::net::{Prefix, PrefixSet};
 use crate::time::Instant;
 use crate::wire::overlay::{EndpointList, Endpoints};
+
+/// Our side of the underlay.
+pub(super) struct Underlay {
+    /// Our endpoints as configured (bound addresses, TCP listener) …
+    pub(super) local: Vec<Endpoint>,
+    /// … and as peers see them.
+    pub(super) nat: NatObserver,
+    /// Prefixes the underlay never uses: the VPN's own.
+    pub(super) guard: PrefixSet,
+}
 
 /// The prefixes the underlay must never use, from the configuration.
 pub(super) fn guard(cfg: &NodeConfig) -> PrefixSet {
@@ -62,7 +73,7 @@ impl Node {
     /// Whether underlay traffic may go to (or come from) `ep`.
     #[inline]
     pub(super) fn underlay_ok(&self, ep: &Endpoint) -> bool {
-        !self.underlay_guard.contains(ep.addr.ip())
+        !self.underlay.guard.contains(ep.addr.ip())
     }
 
     /// The prefixes the underlay never uses (shown by `status`).
@@ -77,7 +88,7 @@ impl Node {
     }
 
     pub fn underlay_guard(&self) -> &PrefixSet {
-        &self.underlay_guard
+        &self.underlay.guard
     }
 
     /// `eps` without the ones inside the guard.
@@ -93,7 +104,7 @@ impl Node {
     /// a session with) at once.
     pub fn set_local_endpoints(&mut self, now: Instant, eps: &[Endpoint]) {
         let eps = self.outside_guard(eps);
-        if eps == self.local_endpoints {
+        if eps == self.underlay.local {
             return;
         }
         log::info!(
@@ -103,12 +114,12 @@ impl Node {
                 .collect::<Vec<_>>()
                 .join(" ")
         );
-        if self.local_endpoints.iter().any(|e| !eps.contains(e)) {
+        if self.underlay.local.iter().any(|e| !eps.contains(e)) {
             // An address went: what peers saw of us may have been its
             // mapping, which nobody can reach now.
-            self.nat.forget();
+            self.underlay.nat.forget();
         }
-        self.local_endpoints = eps;
+        self.underlay.local = eps;
         self.update_advertised();
         self.moved(now);
         self.rearm();
@@ -163,7 +174,7 @@ impl Node {
                 self.stats.count(DropReason::CandidateInVpn);
             }
         }
-        self.wakeups.touch(p);
+        self.index.wakeups.touch(p);
         let peer = &mut self.peers[usize::from(p.0)];
         log::debug!("{} can be reached at {:?}", peer.name, kept);
         // Where we send now stays until traffic shows otherwise (roaming);
@@ -213,7 +224,7 @@ impl Node {
                 continue;
             }
             let turn_taken = kept.iter().any(|k| k.ip() == ip);
-            if turn_taken || self.address_proven(ip) || self.probes.allow(ip, now) {
+            if turn_taken || self.address_proven(ip) || self.guards.probes.allow(ip, now) {
                 kept.push(e);
             } else {
                 self.stats.count(DropReason::ProbeLimited);
@@ -235,15 +246,16 @@ impl Node {
     pub(super) fn advertised(&self) -> Vec<Endpoint> {
         let local = self.local_udp();
         let mut eps: Vec<Endpoint> = self
-            .local_endpoints
+            .underlay
+            .local
             .iter()
             .filter(|e| !e.tcp)
             .copied()
             .collect();
-        for r in self.nat.reflexive(&local) {
+        for r in self.underlay.nat.reflexive(&local) {
             eps.push(Endpoint::udp(r));
         }
-        eps.extend(self.local_endpoints.iter().filter(|e| e.tcp).copied());
+        eps.extend(self.underlay.local.iter().filter(|e| e.tcp).copied());
         eps.retain(|e| self.underlay_ok(e));
         eps
     }
@@ -251,7 +263,7 @@ impl Node {
     /// Tells the overlay what to advertise (and whether we look NATed).
     pub(super) fn update_advertised(&mut self) {
         let eps = self.advertised();
-        let mapping = self.nat.mapping(&self.local_udp());
+        let mapping = self.underlay.nat.mapping(&self.local_udp());
         if let Some(ov) = self.overlay.as_mut() {
             ov.set_endpoints(&eps);
             ov.set_behind_nat(mapping != super::nat::NatMapping::None);
@@ -265,7 +277,7 @@ impl Node {
     /// rebound, we moved (see `underlay::moved`).
     pub(super) fn endpoints_changed(&mut self, now: Instant) {
         self.update_advertised();
-        if self.nat.take_rebound() {
+        if self.underlay.nat.take_rebound() {
             self.moved(now);
         }
     }
@@ -282,14 +294,15 @@ impl Node {
                 && p.sessions.current.is_some();
             if direct && i != usize::from(except.0) {
                 self.send_ping(now, PeerIdx(i as u16));
-                self.wakeups.touch(PeerIdx(i as u16));
+                self.index.wakeups.touch(PeerIdx(i as u16));
             }
         }
     }
 
     /// The UDP addresses we bound (what "no NAT" looks like to peers).
     pub(super) fn local_udp(&self) -> Vec<std::net::SocketAddr> {
-        self.local_endpoints
+        self.underlay
+            .local
             .iter()
             .filter(|e| !e.tcp)
             .map(|e| e.addr)

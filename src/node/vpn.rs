@@ -168,10 +168,10 @@ impl Node {
     }
 
     fn push_frame(&mut self, buf: PacketBuf) {
-        if self.frames.len() >= super::MAX_QUEUED {
+        if self.out.frames.len() >= super::MAX_QUEUED {
             return self.drop_buf(buf, DropReason::QueueFull);
         }
-        self.frames.push_back(buf);
+        self.out.frames.push_back(buf);
     }
 
     fn answer_dhcp(&mut self, request: PacketBuf, req: local::DhcpRequest) {
@@ -211,7 +211,7 @@ impl Node {
     /// (no handshake): packets then wait for the session, and are checked
     /// again when they are released.
     pub(super) fn may_hold(&self, p: PeerIdx, ip: Option<Ipv4Addr>) -> bool {
-        if self.trust.is_none() {
+        if self.certs.trust.is_none() {
             return true;
         }
         match (&self.peers[usize::from(p.0)].trust.cert, ip) {
@@ -287,7 +287,7 @@ impl Node {
             return self.drop_buf(buf, DropReason::TooManyPeers);
         };
         // Certificate mode only: parsing the destination costs nothing else.
-        if self.trust.is_some() && !self.may_hold(p, self.packet_dst(&buf)) {
+        if self.certs.trust.is_some() && !self.may_hold(p, self.packet_dst(&buf)) {
             return self.refuse_claim(p, buf);
         }
         let peer = &mut self.peers[usize::from(p.0)];

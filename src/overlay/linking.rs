@@ -20,6 +20,23 @@ use crate::wire::overlay::{
 };
 use smallvec::SmallVec;
 
+/// Links being made.
+pub(super) struct Linking {
+    /// Reasons to give links that are being set up, by address (at most
+    /// MAX_WANTED).
+    pub(super) wanted: std::collections::BTreeMap<Addr, (u8, Instant)>,
+    /// Nodes a link to which was asked for and never came up, and when:
+    /// gossip naming them is ignored for FAILED_FOR (a fake or dead record
+    /// costs one attempt, not one per message that repeats it).
+    pub(super) failed: SmallVec<[(Addr, Instant); super::FAILED_SLOTS]>,
+    /// Connect-to-me requests out.
+    pub(super) pending: super::SmallPending,
+    /// Requests answered once (see `answered`), the oldest dropped first.
+    pub(super) answered_once: super::SmallPending,
+    /// Connect-to-me ids.
+    pub(super) ctm_ids: super::tokens::Tokens,
+}
+
 impl Overlay {
     /// Handles a routed message delivered to this node, arriving on the
     /// link to `via`.
@@ -177,7 +194,7 @@ impl Overlay {
         let reasons = purpose & LINK_PURPOSES;
         match self.table.get_mut(addr) {
             Some(c) => c.mine |= reasons,
-            None => self.wanted.entry(addr).or_insert((0, now)).0 |= reasons,
+            None => self.linking.wanted.entry(addr).or_insert((0, now)).0 |= reasons,
         }
     }
 
@@ -195,7 +212,8 @@ impl Overlay {
     /// two chains of a loopy ring together: the last hops of a greedy route
     /// to an address run through the nodes next to it.
     pub(super) fn link_if_nearer(&mut self, src: Addr, payload: &[u8]) {
-        if src == self.me || self.table.get(src).is_some() || self.wanted.contains_key(&src) {
+        if src == self.me || self.table.get(src).is_some() || self.linking.wanted.contains_key(&src)
+        {
             return;
         }
         if !self.would_be_near(src) {
@@ -248,9 +266,9 @@ impl Overlay {
     /// `conn_list_interval`), and each heartbeat serves a few of them, so a
     /// busy moment costs a bounded burst of messages and buffers.
     pub(super) fn send_conn_lists(&mut self, now: Instant) {
-        if self.conns_dirty && now >= self.conns_sent + self.cfg.conn_list_interval {
-            self.conns_dirty = false;
-            self.conns_sent = now;
+        if self.upkeep.conns_dirty && now >= self.upkeep.conns_sent + self.cfg.conn_list_interval {
+            self.upkeep.conns_dirty = false;
+            self.upkeep.conns_sent = now;
             self.table.iter_mut().for_each(|c| c.list_stale = true);
         }
         let stale: SmallVec<[PeerIdx; CONN_LIST_BURST]> = self
@@ -273,7 +291,7 @@ impl Overlay {
                 .take(MAX_CONN_LIST)
                 .map(|c| (c.addr.0 >> 64) as u64)
                 .collect(),
-            relay_kib: if self.relay_offered {
+            relay_kib: if self.upkeep.relay_offered {
                 self.cfg.relay_kib
             } else {
                 0
@@ -293,7 +311,10 @@ impl Overlay {
     pub(super) fn consider_neighbours(&mut self, now: Instant, records: &[NodeRecord]) {
         for rec in records {
             let a = Addr::of_key(&rec.key);
-            if rec.key == self.key || self.table.get(a).is_some() || self.wanted.contains_key(&a) {
+            if rec.key == self.key
+                || self.table.get(a).is_some()
+                || self.linking.wanted.contains_key(&a)
+            {
                 continue;
             }
             if self.recently_failed(now, a) {
@@ -319,17 +340,17 @@ impl Overlay {
         let matches = |p: &PendingCtm| {
             p.purpose == purpose && p.token == token && p.target.map_or(true, |t| t == from)
         };
-        if let Some(i) = self.pending.iter().position(matches) {
-            let p = self.pending.remove(i);
-            if self.answered_once.len() >= ANSWERED_KEPT {
-                self.answered_once.remove(0);
+        if let Some(i) = self.linking.pending.iter().position(matches) {
+            let p = self.linking.pending.remove(i);
+            if self.linking.answered_once.len() >= ANSWERED_KEPT {
+                self.linking.answered_once.remove(0);
             }
-            self.answered_once.push(p);
+            self.linking.answered_once.push(p);
             return true;
         }
-        match self.answered_once.iter().position(matches) {
+        match self.linking.answered_once.iter().position(matches) {
             Some(i) => {
-                self.answered_once.remove(i);
+                self.linking.answered_once.remove(i);
                 true
             }
             None => false,
@@ -338,7 +359,8 @@ impl Overlay {
 
     /// A link to `a` was asked for lately and never came up.
     pub(super) fn recently_failed(&self, now: Instant, a: Addr) -> bool {
-        self.failed
+        self.linking
+            .failed
             .iter()
             .any(|&(f, t)| f == a && now.saturating_since(t) < FAILED_FOR)
     }
@@ -350,7 +372,11 @@ impl Overlay {
         let keep = reason::NEAR | reason::ONDEMAND;
         self.would_be_near(a)
             || self.table.get(a).is_some_and(|c| c.mine & keep != 0)
-            || self.wanted.get(&a).is_some_and(|(r, _)| r & keep != 0)
+            || self
+                .linking
+                .wanted
+                .get(&a)
+                .is_some_and(|(r, _)| r & keep != 0)
     }
 
     /// Would `a` be among the `near_wanted` nearest going right or going
@@ -364,7 +390,7 @@ impl Overlay {
             self.table
                 .iter()
                 .map(|c| c.addr)
-                .chain(self.wanted.keys().copied())
+                .chain(self.linking.wanted.keys().copied())
         };
         let closer_right = known().filter(|&x| me.right_dist(x) < rd).count();
         let closer_left = known().filter(|&x| me.left_dist(x) < ld).count();
@@ -411,14 +437,18 @@ impl Overlay {
 
     pub(super) fn ctm(&mut self, now: Instant, mode: Mode, target: Addr, purpose: u8) {
         self.stats.ctm_sent += 1;
-        let token = self.ctm_ids.next();
-        self.pending.push(PendingCtm {
+        let token = self.linking.ctm_ids.next();
+        self.linking.pending.push(PendingCtm {
             purpose,
             sent: now,
             target: (mode == Mode::Exact).then_some(target),
             token,
         });
-        let flags = if self.behind_nat { CTM_BEHIND_NAT } else { 0 };
+        let flags = if self.upkeep.behind_nat {
+            CTM_BEHIND_NAT
+        } else {
+            0
+        };
         let msg = OverlayMsg::CtmRequest {
             purpose: purpose | flags,
             key: self.key,
@@ -430,7 +460,7 @@ impl Overlay {
         // are not linked to yet: shortcuts, and near checks while settling.
         // Stable near checks find the neighbours we have, so they save the
         // ~190 bytes per hop.
-        let settling = now.saturating_since(self.near_changed) < self.cfg.settle_time;
+        let settling = now.saturating_since(self.upkeep.near_changed) < self.cfg.settle_time;
         let wants_new_link = reason::SHORTCUT | reason::ONDEMAND | reason::RELAY;
         let init_for =
             (purpose & wants_new_link != 0 || settling).then_some(CtmId { purpose, token });

@@ -11,6 +11,22 @@ use crate::wire::overlay::Mode;
 use smallvec::SmallVec;
 use std::time::Duration;
 
+/// The heartbeat's schedule, and what it last saw and sent.
+pub(super) struct Upkeep {
+    pub(super) next_heartbeat: Instant,
+    pub(super) next_near_check: Instant,
+    /// When our nearest neighbours last changed.
+    pub(super) near_changed: Instant,
+    pub(super) near_snapshot: [Option<Addr>; 2],
+    /// Our connection list changed since we last sent it …
+    pub(super) conns_dirty: bool,
+    /// … which was then.
+    pub(super) conns_sent: Instant,
+    pub(super) behind_nat: bool,
+    /// Our relay budget is advertised (not behind a symmetric NAT).
+    pub(super) relay_offered: bool,
+}
+
 impl Overlay {
     /// Recomputes our reasons for every link.
     pub(super) fn update_reasons(&mut self, now: Instant) {
@@ -39,18 +55,20 @@ impl Overlay {
 
     /// Runs the maintenance if it is due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if now < self.next_heartbeat {
+        if now < self.upkeep.next_heartbeat {
             return;
         }
-        self.next_heartbeat = now + self.cfg.heartbeat;
+        self.upkeep.next_heartbeat = now + self.cfg.heartbeat;
         self.update_reasons(now);
         let timeout = self.cfg.ctm_timeout;
-        self.pending
+        self.linking
+            .pending
             .retain(|p| now.saturating_since(p.sent) < timeout);
         // Links asked for that did not come up in time stop holding their
         // place, and are remembered as failed.
         let link_timeout = self.cfg.link_timeout;
         let expired: SmallVec<[Addr; 8]> = self
+            .linking
             .wanted
             .iter()
             .filter(|(_, (_, t))| now.saturating_since(*t) >= link_timeout)
@@ -58,7 +76,7 @@ impl Overlay {
             .take(8)
             .collect();
         for a in expired {
-            self.wanted.remove(&a);
+            self.linking.wanted.remove(&a);
             self.note_failed(now, a);
         }
         if self.table.is_empty() {
@@ -77,19 +95,25 @@ impl Overlay {
         // Near: ask the ring who is closest to us; often while our
         // neighbourhood is changing, rarely once it has been stable.
         let snapshot = [self.left(), self.right()];
-        if snapshot != self.near_snapshot {
-            self.near_snapshot = snapshot;
-            self.near_changed = now;
+        if snapshot != self.upkeep.near_snapshot {
+            self.upkeep.near_snapshot = snapshot;
+            self.upkeep.near_changed = now;
         }
-        if now >= self.next_near_check && !self.pending.iter().any(|p| p.purpose == reason::NEAR) {
-            let settling = now.saturating_since(self.near_changed) < self.cfg.settle_time;
+        if now >= self.upkeep.next_near_check
+            && !self
+                .linking
+                .pending
+                .iter()
+                .any(|p| p.purpose == reason::NEAR)
+        {
+            let settling = now.saturating_since(self.upkeep.near_changed) < self.cfg.settle_time;
             let every = if settling {
                 self.cfg.near_check_fast
             } else {
                 self.cfg.near_check
             };
             let jitter = self.rng.below(every.as_micros() as u64 / 4 + 1);
-            self.next_near_check = now + every + Duration::from_micros(jitter);
+            self.upkeep.next_near_check = now + every + Duration::from_micros(jitter);
             // Both sides separately: "closest to me" alone is answered by
             // the nearer side and never crosses a gap on the other.
             self.ctm(now, Mode::RightOf, self.me, reason::NEAR);
@@ -101,7 +125,11 @@ impl Overlay {
             .iter()
             .filter(|c| c.mine & reason::SHORTCUT != 0)
             .count();
-        let asking = self.pending.iter().any(|p| p.purpose == reason::SHORTCUT);
+        let asking = self
+            .linking
+            .pending
+            .iter()
+            .any(|p| p.purpose == reason::SHORTCUT);
         if have < self.desired_shortcuts() && !asking {
             let target = self.shortcut_target();
             self.ctm(now, Mode::Closest, target, reason::SHORTCUT);
@@ -111,7 +139,7 @@ impl Overlay {
         // Trim links nobody needs. While the neighbourhood is settling the
         // next nearest (up to near_kept a side) are spared: they are the
         // spares a crash of a near neighbour falls back on.
-        let settling = now.saturating_since(self.near_changed) < self.cfg.settle_time;
+        let settling = now.saturating_since(self.upkeep.near_changed) < self.cfg.settle_time;
         let k = self.cfg.near_kept;
         let spare: Vec<Addr> = if settling {
             self.table
@@ -159,16 +187,16 @@ impl Overlay {
 
     /// Remembers a failed link target (the oldest entry makes room).
     fn note_failed(&mut self, now: Instant, a: Addr) {
-        if let Some(e) = self.failed.iter_mut().find(|(f, _)| *f == a) {
+        if let Some(e) = self.linking.failed.iter_mut().find(|(f, _)| *f == a) {
             e.1 = now;
             return;
         }
-        if self.failed.len() >= super::FAILED_SLOTS {
-            let oldest = (0..self.failed.len())
-                .min_by_key(|&i| self.failed[i].1)
+        if self.linking.failed.len() >= super::FAILED_SLOTS {
+            let oldest = (0..self.linking.failed.len())
+                .min_by_key(|&i| self.linking.failed[i].1)
                 .unwrap_or(0);
-            self.failed.swap_remove(oldest);
+            self.linking.failed.swap_remove(oldest);
         }
-        self.failed.push((a, now));
+        self.linking.failed.push((a, now));
     }
 }

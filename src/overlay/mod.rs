@@ -222,34 +222,14 @@ pub struct Overlay {
     cfg: OverlayConfig,
     table: ConnTable,
     endpoints: Endpoints,
-    /// Reasons to give links that are being set up, by address (at most
-    /// MAX_WANTED).
-    wanted: BTreeMap<Addr, (u8, Instant)>,
-    /// Nodes a link to which was asked for and never came up, and when:
-    /// gossip naming them is ignored for FAILED_FOR (a fake or dead record
-    /// costs one attempt, not one per message that repeats it).
-    failed: SmallVec<[(Addr, Instant); FAILED_SLOTS]>,
-    pending: SmallPending,
-    /// Requests answered once (see `answered`), the oldest dropped first.
-    answered_once: SmallPending,
-    next_heartbeat: Instant,
-    next_near_check: Instant,
-    /// When our nearest neighbours last changed.
-    near_changed: Instant,
-    near_snapshot: [Option<Addr>; 2],
-    /// Our connection list changed since we last sent it …
-    conns_dirty: bool,
-    /// … which was then.
-    conns_sent: Instant,
+    /// Links being made: wanted, failed, connect-to-me requests out.
+    linking: linking::Linking,
+    /// The heartbeat's schedule and what it last saw and sent.
+    upkeep: maintain::Upkeep,
     rng: SeededRng,
-    /// Connect-to-me ids.
-    ctm_ids: tokens::Tokens,
     actions: Vec<Action>,
     pub stats: OverlayStats,
     dht: dht::Dht,
-    behind_nat: bool,
-    /// Our relay budget is advertised (not behind a symmetric NAT).
-    relay_offered: bool,
     /// Echo replies by nonce: (hops, rtt) for probes the caller started.
     pub echo_results: BTreeMap<u64, (u8, Duration)>,
 }
@@ -301,23 +281,27 @@ impl Overlay {
             cfg,
             table: ConnTable::default(),
             endpoints: endpoints.iter().take(MAX_ENDPOINTS).copied().collect(),
-            wanted: BTreeMap::new(),
-            failed: SmallVec::new(),
-            pending: SmallPending::new(),
-            answered_once: SmallPending::new(),
-            next_heartbeat: now,
-            next_near_check: now,
-            near_changed: now,
-            near_snapshot: [None, None],
-            conns_dirty: false,
-            conns_sent: now,
+            linking: linking::Linking {
+                wanted: BTreeMap::new(),
+                failed: SmallVec::new(),
+                pending: SmallPending::new(),
+                answered_once: SmallPending::new(),
+                ctm_ids: tokens::Tokens::new(id_key, CTM_ID_DOMAIN),
+            },
+            upkeep: maintain::Upkeep {
+                next_heartbeat: now,
+                next_near_check: now,
+                near_changed: now,
+                near_snapshot: [None, None],
+                conns_dirty: false,
+                conns_sent: now,
+                behind_nat: false,
+                relay_offered: true,
+            },
             rng: SeededRng::new(seed),
-            ctm_ids: tokens::Tokens::new(id_key, CTM_ID_DOMAIN),
             actions: Vec::new(),
             stats: OverlayStats::default(),
             dht,
-            behind_nat: false,
-            relay_offered: true,
             echo_results: BTreeMap::new(),
         }
     }
@@ -345,7 +329,7 @@ impl Overlay {
     }
 
     pub fn poll_timeout(&self) -> Instant {
-        self.next_heartbeat
+        self.upkeep.next_heartbeat
     }
 
     /// The nearest connection on the right (successor) and left (predecessor).
@@ -403,14 +387,14 @@ impl Overlay {
         let addr = Addr::of_key(&key);
         let first = self.table.is_empty();
         self.table.insert(key, peer, endpoint, now);
-        self.conns_dirty = true;
+        self.upkeep.conns_dirty = true;
         if leaf {
             if let Some(c) = self.table.get_mut(addr) {
                 c.mine |= reason::LEAF;
             }
         }
-        self.failed.retain(|(f, _)| *f != addr);
-        if let Some((reasons, _)) = self.wanted.remove(&addr) {
+        self.linking.failed.retain(|(f, _)| *f != addr);
+        if let Some((reasons, _)) = self.linking.wanted.remove(&addr) {
             if let Some(c) = self.table.get_mut(addr) {
                 c.mine |= reasons;
             }
@@ -420,8 +404,8 @@ impl Overlay {
         self.send_neighbours(peer, addr, true);
         if first {
             // Our first link (a bootstrap): find our place at once.
-            self.next_near_check = now;
-            self.next_heartbeat = now;
+            self.upkeep.next_near_check = now;
+            self.upkeep.next_heartbeat = now;
         }
     }
 
@@ -445,10 +429,13 @@ impl Overlay {
     pub fn on_link_down(&mut self, now: Instant, peer: PeerIdx) {
         if let Some(addr) = self.table.by_peer(peer).map(|c| c.addr) {
             self.table.remove(addr);
-            self.conns_dirty = true;
+            self.upkeep.conns_dirty = true;
             self.update_reasons(now);
             // A hole next to us: look again soon.
-            self.next_near_check = self.next_near_check.min(now + Duration::from_millis(200));
+            self.upkeep.next_near_check = self
+                .upkeep
+                .next_near_check
+                .min(now + Duration::from_millis(200));
         }
     }
 
@@ -469,10 +456,10 @@ impl Overlay {
             c.mine |= reasons;
             return;
         }
-        if self.wanted.len() >= MAX_WANTED && !self.wanted.contains_key(&addr) {
+        if self.linking.wanted.len() >= MAX_WANTED && !self.linking.wanted.contains_key(&addr) {
             return;
         }
-        self.wanted.entry(addr).or_insert((0, now)).0 |= reasons;
+        self.linking.wanted.entry(addr).or_insert((0, now)).0 |= reasons;
         self.actions.push(Action::Link {
             key,
             candidates,
@@ -494,6 +481,7 @@ impl Overlay {
     /// The purpose is what we want the link for, else `fallback`.
     pub fn relink(&mut self, now: Instant, addr: Addr, fallback: u8) {
         let mine = self
+            .linking
             .wanted
             .get(&addr)
             .map(|w| w.0)
@@ -530,14 +518,14 @@ impl Overlay {
     /// we learn the acceptor's endpoints and punch towards it.
     /// Whether our relay budget is offered to others (see `relay_kib`).
     pub fn set_relay_offered(&mut self, offered: bool) {
-        if self.relay_offered != offered {
-            self.relay_offered = offered;
-            self.conns_dirty = true;
+        if self.upkeep.relay_offered != offered {
+            self.upkeep.relay_offered = offered;
+            self.upkeep.conns_dirty = true;
         }
     }
 
     pub fn set_behind_nat(&mut self, behind: bool) {
-        self.behind_nat = behind;
+        self.upkeep.behind_nat = behind;
     }
 }
 

@@ -313,5 +313,5 @@ fn fake_neighbour_claims_cost_one_attempt_each() {
     let retried = links(&mut ov);
     assert!(retried <= 4, "{retried}");
     assert!(ov.stats.records_ignored >= tried as u64);
-    assert!(ov.wanted.len() <= MAX_WANTED);
+    assert!(ov.linking.wanted.len() <= MAX_WANTED);
 }

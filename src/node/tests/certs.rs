@@ -42,10 +42,10 @@ fn pair(b_cert: Option<Vec<u8>>, revoked: Option<Revocations>) -> Net {
         revocations: revoked.into_iter().collect(),
     };
     let mut a = node(1, &[(2, EP_B)], Timers::default());
-    a.trust = Some(trust);
-    a.my_cert = Some(node_cert(&ca_id, 1, "office", VALID));
+    a.certs.trust = Some(trust);
+    a.certs.mine = Some(node_cert(&ca_id, 1, "office", VALID));
     let mut b = node(2, &[(1, EP_A)], Timers::default());
-    b.my_cert = b_cert;
+    b.certs.mine = b_cert;
     let mut net = Net {
         nodes: vec![(ep(EP_A), a), (ep(EP_B), b)],
         now: Instant::ZERO,
@@ -135,12 +135,12 @@ fn line_seen_by(tap: impl FnMut(usize, &mut Vec<u8>) -> bool) -> (Net, Identity)
     let (ca_id, ca_cert) = ca(100, "office");
     let mk = |me: u8, peers: &[(u8, &str)]| {
         let mut n = node(me, peers, Timers::default());
-        n.trust = Some(Trust {
+        n.certs.trust = Some(Trust {
             network: "office".into(),
             cas: vec![ca_cert.clone()],
             revocations: vec![],
         });
-        n.my_cert = Some(node_cert(&ca_id, me, "office", VALID));
+        n.certs.mine = Some(node_cert(&ca_id, me, "office", VALID));
         n
     };
     let mut net = Net {
@@ -190,7 +190,7 @@ fn certificates_never_cross_the_wire_in_clear() {
 }
 
 fn serial(net: &Net, i: usize) -> Option<u64> {
-    let t = net.nodes[i].1.trust.as_ref()?;
+    let t = net.nodes[i].1.certs.trust.as_ref()?;
     t.revocations.first().map(|r| r.serial)
 }
 
@@ -294,7 +294,7 @@ fn a_member_claiming_an_address_outside_its_certificate_is_refused() {
     // again and refuse: nothing goes to node 5 for that address.
     let squatted: std::net::Ipv4Addr = "100.64.7.7".parse().unwrap();
     let key = crate::vpn::ip_key("sim", squatted);
-    let cert5 = sim.node(5).my_cert.clone();
+    let cert5 = sim.node(5).certs.mine.clone();
     let value = crate::vpn::record::sign(&sim.node(5).identity, squatted, &[], cert5.as_deref());
     let record = Record {
         owner: crate::overlay::Addr::of_key(&sim.node(5).public_key()),
@@ -362,7 +362,12 @@ fn a_list_of_a_thousand_keys_travels_in_parts() {
     net.deliver(|_, _| true);
     assert_eq!(serial(&net, 1), Some(7), "B put the parts together");
     let b = &net.nodes[1].1;
-    assert!(b.trust.as_ref().unwrap().is_revoked(&identity(3).public()));
+    assert!(b
+        .certs
+        .trust
+        .as_ref()
+        .unwrap()
+        .is_revoked(&identity(3).public()));
     let to_c = b
         .status(net.now)
         .peers
@@ -473,12 +478,12 @@ fn during_a_ca_rollover_members_of_both_cas_link() {
     let (new_id, new_cert) = ca(101, "office");
     let member = |me: u8, peer: (u8, &str), signer: &Identity, cas: Vec<Cert>| {
         let mut n = node(me, &[peer], Timers::default());
-        n.trust = Some(Trust {
+        n.certs.trust = Some(Trust {
             network: "office".into(),
             cas,
             revocations: vec![],
         });
-        n.my_cert = Some(node_cert(signer, me, "office", VALID));
+        n.certs.mine = Some(node_cert(signer, me, "office", VALID));
         n
     };
     let both = vec![old_cert.clone(), new_cert.clone()];

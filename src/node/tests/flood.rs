@@ -78,6 +78,7 @@ fn a_peer_links_through_a_spoofed_init_flood() {
     let ep_b = Endpoint::udp(ep(EP_B));
     assert!(net.nodes[0]
         .1
+        .guards
         .cookies
         .for_endpoint(net.now, &ep_b)
         .is_some());

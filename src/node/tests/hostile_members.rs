@@ -117,7 +117,7 @@ fn victims_record(seed: u64) -> (Sim, std::net::Ipv4Addr, Addr, Addr, usize) {
 }
 
 fn wall_secs(sim: &Sim, i: usize) -> u64 {
-    crate::time::unix_secs(sim.node(i).wall_origin_us, sim.now())
+    crate::time::unix_secs(sim.node(i).env.wall_origin_us, sim.now())
 }
 
 /// The attack: member 5 removes member 1's address record in
@@ -158,7 +158,7 @@ fn a_member_cannot_remove_or_take_over_anothers_address() {
     assert!(received_marker(&mut sim, VICTIM, b"still-reachable"));
     // The take-over: the attacker's certificate covers the whole range, so
     // its own record for the address is valid; the address is not free.
-    let cert5 = sim.node(ATTACKER).my_cert.clone();
+    let cert5 = sim.node(ATTACKER).certs.mine.clone();
     let value =
         crate::vpn::record::sign(&sim.node(ATTACKER).identity, ip, &[], cert5.as_deref()).unwrap();
     let id = sim.with_node(ATTACKER, |n, now| {
@@ -252,7 +252,7 @@ fn a_member_sending_from_many_addresses_cannot_exhaust_lookups() {
         .collect();
     for batch in packets.chunks(10) {
         sim.with_node(ATTACKER, |n, now| {
-            let p = n.by_key[&victim_key];
+            let p = n.index.by_key[&victim_key];
             for pkt in batch {
                 let buf = n.pool_mut().alloc_with(pkt).unwrap();
                 n.send_to_peer(now, p, MsgType::Packet, buf);
@@ -301,7 +301,7 @@ fn transit_through_a_member_is_metered_per_upstream_link() {
         .map(|i| sim.addr(i))
         .unwrap();
     const RATE: u32 = 100_000;
-    sim.with_node(l, |n, _| n.transit_rate = RATE);
+    sim.with_node(l, |n, _| n.settings.transit_rate = RATE);
     let before = sim.node(l).stats().transit_bytes;
     let mut msg = vec![0u8; ROUTED_DATA_HEADER_LEN + 1000];
     emit_routed_data_header(&mut msg, 64, 0, far);

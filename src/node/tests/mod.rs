@@ -286,7 +286,7 @@ fn rekey_by_time_and_expiry() {
     }
     assert!(net.nodes[0].1.peers[0].sessions.current.is_none());
     assert!(
-        net.nodes[0].1.by_index.len() <= 1,
+        net.nodes[0].1.index.by_session.len() <= 1,
         "only the pending init index remains"
     );
 }
@@ -369,7 +369,7 @@ fn replayed_init_does_not_reset_the_session() {
 fn a_peer_whose_clock_went_back_links_again() {
     let mut net = established();
     let mut b = node(2, &[(1, EP_A)], Timers::default());
-    b.wall_origin_us -= 3_600_000_000;
+    b.env.wall_origin_us -= 3_600_000_000;
     net.nodes[1].1 = b;
     let mut up_after = None;
     let mut inits = Vec::new();

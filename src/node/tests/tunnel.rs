@@ -94,7 +94,7 @@ fn relay_forwards_only_ciphertext_and_cannot_alter_it() {
         received_marker(&mut sim, B, marker),
         "delivered through the relay"
     );
-    let seen = std::mem::take(&mut sim.node_mut(r).relay_seen);
+    let seen = std::mem::take(&mut sim.node_mut(r).relay_tap.seen);
     assert!(!seen.is_empty(), "it went through the relay");
     assert!(
         seen.iter().all(|m| !contains(m, marker)),
@@ -103,7 +103,7 @@ fn relay_forwards_only_ciphertext_and_cannot_alter_it() {
     assert!(sim.node(r).relayed_bytes() > 0);
     // A relay that flips a bit: B refuses the message and counts it.
     let auth_before = sim.node_drops(B, "auth_failure");
-    sim.node_mut(r).relay_tamper = true;
+    sim.node_mut(r).relay_tap.tamper = true;
     let f = udp_frame(&sim, A, dst, b"tampered-in-flight");
     sim.inject_frame(A, &f);
     sim.run_for(Duration::from_secs(2));

@@ -16,7 +16,7 @@ fn vpn_prefix() -> Prefix {
 #[test]
 fn a_datagram_from_inside_our_vpn_is_dropped_and_counted() {
     let mut net = established();
-    net.nodes[0].1.underlay_guard.insert(vpn_prefix());
+    net.nodes[0].1.underlay.guard.insert(vpn_prefix());
     // Node 1's next frame, as if it had come through node 0's own tunnel
     // (from node 1's virtual address): dropped before anything looks at
     // it, so the peer does not "move" there.
@@ -54,7 +54,7 @@ fn a_datagram_from_inside_our_vpn_is_dropped_and_counted() {
 fn nothing_is_sent_to_an_address_inside_our_vpn() {
     let mut net = established();
     let a = &mut net.nodes[0].1;
-    a.underlay_guard.insert(vpn_prefix());
+    a.underlay.guard.insert(vpn_prefix());
     // A peer configured (or roamed, before the guard) inside the VPN.
     a.peers[0].reach.endpoint = Some(Endpoint::udp("100.64.0.2:5140".parse().unwrap()));
     net.send_frame(0, &frame(MAC_B, MAC_A, b"would loop"));
@@ -134,7 +134,7 @@ fn candidates_inside_our_vpn_are_refused_and_never_tried() {
     list.emit(&mut msg);
     let before = sim.node_drops(b, "candidate_in_vpn");
     sim.with_node(b, |n, now| {
-        let p = n.by_key[&ka];
+        let p = n.index.by_key[&ka];
         let buf = n.pool_mut().alloc_with(&msg).unwrap();
         n.endpoints_from(now, p, buf);
     });

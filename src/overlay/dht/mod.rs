@@ -199,7 +199,7 @@ impl Overlay {
     /// with a secret only this node knows (see `overlay::tokens`).
     pub fn set_id_key(&mut self, key: [u8; 32]) {
         self.dht.set_id_key(key);
-        self.ctm_ids.set_key(key, super::CTM_ID_DOMAIN);
+        self.linking.ctm_ids.set_key(key, super::CTM_ID_DOMAIN);
     }
 
     pub fn dht(&self) -> &Dht {

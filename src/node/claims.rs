@@ -2,9 +2,8 @@
 //! automatic or DHCP's), renewed, moved on a conflict, and what the shell
 //! is told about it; the VPN's DHT events and timers.
 
-use super::{DropReason, Node};
+use super::{DropReason, Event, Node};
 use crate::overlay::dht::client::{Event as DhtEvent, Outcome};
-use crate::overlay::Addr;
 use crate::time::Instant;
 use crate::vpn::claim::{self, Claim};
 use crate::vpn::local;
@@ -25,17 +24,10 @@ const CLAIM_ALONE_AFTER: Duration = Duration::from_secs(10);
 const CLAIM_RETRY: Duration = Duration::from_secs(5);
 
 impl Node {
-    /// The virtual IPv4 address we hold (claimed in the DHT), if any.
+    /// The virtual IPv4 address we hold (claimed in the DHT), if any: a
+    /// query (status, tests); the shell acts on [`Event::AddressHeld`].
     pub fn held_address(&self) -> Option<Ipv4Addr> {
         self.vpn.as_ref()?.claim.held()
-    }
-
-    /// Another node holds our static address: the daemon refuses to run.
-    pub fn address_conflict(&self) -> Option<(Ipv4Addr, Addr)> {
-        match self.vpn.as_ref()?.claim {
-            Claim::Conflict { ip, holder } => Some((ip, holder)),
-            _ => None,
-        }
     }
 
     /// What this node stores in the DHT for others: signed address
@@ -149,6 +141,7 @@ impl Node {
             (Outcome::Stored, _) => {
                 log::info!("virtual address {ip} claimed");
                 v.claim = Claim::Held { ip };
+                self.push_event(Event::AddressHeld(ip));
             }
             (Outcome::Exists(holder), AddressMode::Static(_)) => {
                 log::error!("virtual address {ip} is held by node {}", holder.to_hex());
@@ -159,6 +152,10 @@ impl Node {
                 if let Some(ov) = self.overlay.as_mut() {
                     ov.dht_unregister(now, key, &self.identity);
                 }
+                self.push_event(Event::AddressConflict {
+                    ip,
+                    holder: *holder,
+                });
             }
             (Outcome::Exists(_), AddressMode::Auto) => {
                 log::info!("virtual address {ip} is taken, trying another");

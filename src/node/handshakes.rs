@@ -447,7 +447,6 @@ impl Node {
                 if let Some(ov) = self.overlay.as_mut() {
                     ov.send_routed(now, crate::wire::overlay::Mode::Exact, dst, &msg);
                 }
-                self.run_overlay_actions(now);
             }
         }
     }

@@ -2,6 +2,7 @@
 //! (send, link, close) and the overlay's control messages on links.
 
 use super::limiter::{OVERLAY_BURST, OVERLAY_RATE_PER_S};
+use super::Event;
 use super::{DropReason, Node, PeerIdx};
 use crate::buf::PacketBuf;
 use crate::crypto::NodeKey;
@@ -19,8 +20,6 @@ use crate::wire::MsgType;
 
 /// Rounds of overlay actions run per input (actions can cause actions).
 const ACTION_ROUNDS: usize = 8;
-/// Finished DHT operations kept for the caller to collect.
-const MAX_DHT_RESULTS: usize = 4096;
 
 /// Others' routed data (not tunnels: those have the relay budget) one
 /// link may have us forward, bytes per second and burst: far above what
@@ -58,26 +57,17 @@ impl Node {
         f: impl FnOnce(&mut Overlay) -> R,
     ) -> Option<R> {
         let r = f(self.overlay.as_mut()?);
-        self.run_overlay_actions(now);
-        self.rearm();
+        self.settle(now);
         Some(r)
     }
 
-    /// Finished DHT operations nobody inside the node was waiting for (the
-    /// caller's own, started through [`Node::with_overlay`]); the oldest
-    /// go first if they are not collected.
-    pub fn take_dht_results(&mut self) -> std::collections::vec_deque::Drain<'_, DhtEvent> {
-        self.out.dht_results.drain(..)
-    }
-
-    /// Sends a routed echo towards `dst` (a ring ping); the reply lands in
-    /// `overlay().echo_results` under `nonce`.
+    /// Sends a routed echo towards `dst` (a ring ping); the reply comes
+    /// back as [`Event::Echo`] with `nonce`.
     pub fn overlay_echo(&mut self, now: Instant, dst: Addr, mode: Mode, nonce: u64) {
         if let Some(ov) = self.overlay.as_mut() {
             ov.echo(now, dst, mode, nonce);
         }
-        self.run_overlay_actions(now);
-        self.rearm();
+        self.settle(now);
     }
 
     /// Tells every linked peer we are leaving (a graceful shutdown).
@@ -91,7 +81,7 @@ impl Node {
                 self.send_to_peer(now, p, MsgType::Control, buf);
             }
         }
-        self.rearm();
+        self.settle(now);
     }
 
     /// Sends the frames that waited for a session, in order.
@@ -168,7 +158,6 @@ impl Node {
         if self.certs.trust.is_some() {
             self.send_revocations(now, p);
         }
-        self.run_overlay_actions(now);
     }
 
     /// The peer lost its current session: tell the overlay once.
@@ -205,7 +194,6 @@ impl Node {
         }
         self.end_tunnel(p);
         self.relay_link_down(now, p);
-        self.run_overlay_actions(now);
     }
 
     /// Closes a dynamic link: out of the overlay at once, no more
@@ -345,28 +333,18 @@ impl Node {
         fresh
     }
 
-    /// Carries out what the overlay asked for.
+    /// Carries out what the overlay asked for; only `settle` calls it.
     pub(super) fn run_overlay_actions(&mut self, now: Instant) {
         for _ in 0..ACTION_ROUNDS {
-            let Some(ov) = self.overlay.as_mut() else {
+            let Some(ov) = self.overlay.as_mut().filter(|ov| ov.has_output()) else {
                 return;
             };
             let events: Vec<DhtEvent> = ov.dht_events().collect();
-            for e in events {
-                let Some(e) = self.vpn_dht_event(now, e) else {
-                    continue;
-                };
-                if self.out.dht_results.len() >= MAX_DHT_RESULTS {
-                    self.out.dht_results.pop_front();
-                }
-                self.out.dht_results.push_back(e);
-            }
-            let Some(ov) = self.overlay.as_mut() else {
-                return;
-            };
             let actions: Vec<Action> = ov.drain_actions().collect();
-            if actions.is_empty() {
-                return;
+            for e in events {
+                if let Some(e) = self.vpn_dht_event(now, e) {
+                    self.push_event(Event::Dht(e));
+                }
             }
             for a in actions {
                 match a {
@@ -388,6 +366,9 @@ impl Node {
                         self.routed_handshake(now, src, via, &bytes)
                     }
                     Action::Relay { src, msg } => self.relay_message(now, src, *msg),
+                    Action::Echoed { nonce, hops, rtt } => {
+                        self.push_event(Event::Echo { nonce, hops, rtt })
+                    }
                 }
             }
         }
@@ -516,7 +497,6 @@ impl Node {
         }
         if kind == Some(KIND_BROADCAST) && self.vpn.is_some() {
             self.broadcast_in(now, buf);
-            self.run_overlay_actions(now);
             return None;
         }
         if self.overlay.is_none()
@@ -537,7 +517,6 @@ impl Node {
             Some(KIND_ROUTED) => match ov.route(self.pool.data_mut(&buf)) {
                 Route::Forward(next) => {
                     self.send_to_peer(now, next, MsgType::Control, buf);
-                    self.run_overlay_actions(now);
                     return None;
                 }
                 Route::Deliver => ov.handle_delivered(now, p, self.pool.data(&buf)),
@@ -556,7 +535,6 @@ impl Node {
             Ok(()) => self.pool.free(buf),
             Err(r) => self.drop_buf(buf, DropReason::of_refusal(r)),
         }
-        self.run_overlay_actions(now);
         None
     }
 }

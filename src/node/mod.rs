@@ -15,6 +15,7 @@ mod claims;
 mod completion;
 pub mod config;
 pub mod cookies;
+mod events;
 mod failover;
 mod handshakes;
 pub mod limiter;
@@ -47,6 +48,7 @@ use crate::wire::MsgType;
 use boots::Boot;
 use config::Settings;
 pub use config::{NodeConfig, PeerConfig, Timers};
+pub use events::Event;
 use limiter::HandshakeLimiter;
 use peer::Peer;
 pub use stats::{DropReason, Stats};
@@ -162,8 +164,8 @@ pub struct Node {
 struct Outbox {
     transmits: VecDeque<Transmit>,
     frames: VecDeque<PacketBuf>,
-    /// Finished DHT operations for the caller (see `take_dht_results`).
-    dht_results: VecDeque<crate::overlay::dht::client::Event>,
+    /// Everything else for the caller (see `events`).
+    events: VecDeque<Event>,
 }
 
 /// What the node draws from its surroundings: randomness, and the wall
@@ -256,7 +258,7 @@ impl Node {
             out: Outbox {
                 transmits: VecDeque::with_capacity(MAX_QUEUED.min(cfg.pool_slots as usize)),
                 frames: VecDeque::with_capacity(MAX_QUEUED.min(cfg.pool_slots as usize)),
-                dht_results: VecDeque::new(),
+                events: VecDeque::new(),
             },
             stats: Stats::default(),
             env: Env {
@@ -338,6 +340,10 @@ impl Node {
 
     /// When [`Node::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        // Actions left after `settle`'s rounds (a long cascade) run at once.
+        if self.overlay.as_ref().is_some_and(Overlay::has_output) {
+            return Some(Instant::ZERO);
+        }
         let overlay = self.overlay.as_ref().map(Overlay::poll_timeout);
         let peers = self.index.wakeups.next();
         let t = crate::time::earliest(
@@ -352,7 +358,7 @@ impl Node {
     /// A frame read from the TAP device.
     pub fn handle_frame(&mut self, now: Instant, buf: PacketBuf) {
         self.frame_in(now, buf);
-        self.rearm();
+        self.settle(now);
     }
 
     // ----- inputs: network side -----
@@ -360,7 +366,7 @@ impl Node {
     /// A datagram received from `from`.
     pub fn handle_datagram(&mut self, now: Instant, from: impl Into<Endpoint>, buf: PacketBuf) {
         self.datagram_in(now, from.into(), buf);
-        self.rearm();
+        self.settle(now);
     }
 
     // ----- timers -----
@@ -373,9 +379,8 @@ impl Node {
             ov.handle_timeout(now);
         }
         self.vpn_timers(now);
-        self.run_overlay_actions(now);
         self.strangers.boots_dirty = true;
-        self.rearm();
+        self.settle(now);
         // A timer can change another peer (a relay given up moves the
         // tunnels through it): what that made due runs now, not after a
         // wake-up of its own. Bounded: each round only runs what the last
@@ -385,8 +390,7 @@ impl Node {
                 break;
             }
             self.due_peer_timers(now);
-            self.run_overlay_actions(now);
-            self.rearm();
+            self.settle(now);
         }
     }
 }

@@ -58,7 +58,7 @@ impl Node {
         let peer = &mut self.peers[usize::from(p.0)];
         peer.live.last_tx = Some(now);
         self.ask_ondemand(now, p);
-        self.rearm();
+        self.settle(now);
         true
     }
 
@@ -94,7 +94,6 @@ impl Node {
             ov.connect_to(now, addr, reason::ONDEMAND);
         }
         self.touch(p);
-        self.run_overlay_actions(now);
     }
 
     /// Keeps at most `MAX_LINKS` on-demand links: the one idle longest

@@ -392,7 +392,6 @@ impl Node {
         if let Some(ov) = self.overlay.as_mut() {
             ov.connect_to(now, Addr::of_key(&relay.key), reason::RELAY);
         }
-        self.run_overlay_actions(now);
     }
 
     fn peer_at(&self, a: Addr) -> Option<PeerIdx> {

@@ -116,7 +116,7 @@ impl Node {
                 self.send_revocations(now, p);
             }
         }
-        self.rearm();
+        self.settle(now);
         Ok(true)
     }
 

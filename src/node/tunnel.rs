@@ -130,7 +130,6 @@ impl Node {
                 ov.connect_to(now, Addr::of_key(&c.node.key), reason::RELAY);
             }
         }
-        self.run_overlay_actions(now);
     }
 
     /// The first ping on link `r` measured its RTT: a tunnel whose other

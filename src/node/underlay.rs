@@ -122,7 +122,7 @@ impl Node {
         self.underlay.local = eps;
         self.update_advertised();
         self.moved(now);
-        self.rearm();
+        self.settle(now);
     }
 
     /// We can be reached somewhere else now (our addresses changed, or our
@@ -151,7 +151,6 @@ impl Node {
                 None => self.stats.count(DropReason::PoolEmpty),
             }
         }
-        self.run_overlay_actions(now);
     }
 
     /// Peer `p` told us every endpoint it has now: they replace what we

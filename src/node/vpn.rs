@@ -260,16 +260,11 @@ impl Node {
             let Some(op) = self.overlay.as_mut().map(|ov| ov.dht_get(now, key, true)) else {
                 return self.drop_buf(buf, DropReason::NotInNetwork);
             };
+            // The requests go out, and a replica of our own answers, when
+            // the input settles.
             if let Some(v) = self.vpn.as_mut() {
                 v.resolver.start(ip, op, dir);
             }
-            // Send the requests now (and take the answer at once if this
-            // node holds a replica).
-            let v = self.vpn.as_mut().expect("checked above");
-            if let Err(buf) = v.resolver.park(ip, buf, dir) {
-                self.drop_buf(buf, DropReason::ResolveQueueFull);
-            }
-            return self.run_overlay_actions(now);
         }
         let v = self.vpn.as_mut().expect("checked above");
         if let Err(buf) = v.resolver.park(ip, buf, dir) {

@@ -8,7 +8,7 @@ const LINK_PURPOSES: u8 = reason::SHORTCUT | reason::ONDEMAND | reason::RELAY;
 
 use super::{
     reason, Action, CtmId, Overlay, PendingCtm, Refused, ANSWERED_KEPT, CONN_LIST_BURST,
-    CTM_BEHIND_NAT, FAILED_FOR, MAX_ECHO_RESULTS,
+    CTM_BEHIND_NAT, FAILED_FOR,
 };
 use crate::crypto::NodeKey;
 use crate::ids::PeerIdx;
@@ -163,9 +163,7 @@ impl Overlay {
                 self.stats.echo_replies += 1;
                 self.stats.echo_reply_hops += u64::from(hops);
                 let rtt = now.saturating_since(Instant::from_micros(stamp));
-                if self.echo_results.len() < MAX_ECHO_RESULTS {
-                    self.echo_results.insert(nonce, (hops, rtt));
-                }
+                self.actions.push(Action::Echoed { nonce, hops, rtt });
             }
             OverlayMsg::Dht(m) => self.deliver_dht(now, via, src, hops, m),
             OverlayMsg::Handshake(bytes) => {

@@ -156,6 +156,8 @@ pub enum Action {
     /// A relay query or offer from the node at `src` (the node knows the
     /// round-trip times of its links, so it answers).
     Relay { src: Addr, msg: Box<OverlayMsg> },
+    /// An echo we sent came back (for the caller: a ring ping).
+    Echoed { nonce: u64, hops: u8, rtt: Duration },
 }
 
 /// What to do with a routed message that arrived on a link.
@@ -230,8 +232,6 @@ pub struct Overlay {
     actions: Vec<Action>,
     pub stats: OverlayStats,
     dht: dht::Dht,
-    /// Echo replies by nonce: (hops, rtt) for probes the caller started.
-    pub echo_results: BTreeMap<u64, (u8, Duration)>,
 }
 
 type SmallPending = SmallVec<[PendingCtm; 8]>;
@@ -251,8 +251,6 @@ pub(super) const FAILED_FOR: Duration = Duration::from_secs(30);
 /// Connect-to-me purpose flag: the requester is behind a NAT, so the
 /// acceptor replies (with its endpoints) even when it answers the init.
 pub(super) const CTM_BEHIND_NAT: u8 = 0x80;
-/// Echo results kept for the caller (ring-ping, the simulator's probes).
-pub(super) const MAX_ECHO_RESULTS: usize = 4096;
 
 /// Connection lists sent per heartbeat at most.
 pub(super) const CONN_LIST_BURST: usize = 8;
@@ -302,7 +300,6 @@ impl Overlay {
             actions: Vec::new(),
             stats: OverlayStats::default(),
             dht,
-            echo_results: BTreeMap::new(),
         }
     }
 
@@ -324,6 +321,12 @@ impl Overlay {
     }
 
     /// Takes the actions produced so far.
+    /// Whether anything waits for the node: actions or finished DHT
+    /// operations (a few loads: asked after every input).
+    pub fn has_output(&self) -> bool {
+        !self.actions.is_empty() || self.has_events()
+    }
+
     pub fn drain_actions(&mut self) -> std::vec::Drain<'_, Action> {
         self.actions.drain(..)
     }

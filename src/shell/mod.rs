@@ -17,7 +17,7 @@ mod udp;
 use crate::buf::MAX_PAYLOAD;
 use crate::config::Config;
 use crate::crypto::Identity;
-use crate::node::{DropReason, Node, NodeConfig};
+use crate::node::{DropReason, Event, Node, NodeConfig};
 use crate::status::{render_json, render_text, DaemonInfo};
 use crate::time::Instant;
 use mio::unix::SourceFd;
@@ -146,6 +146,7 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
 
     let mut local = local;
     let mut addresses_notified = false;
+    let mut echoes = Echoes::default();
     let mut events = Events::with_capacity(64);
     let (mut tap_more, mut udp_more, mut udp_writable) = (true, true, true);
     loop {
@@ -193,7 +194,7 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
                     if ev.is_readable() {
                         if let control::Request::Line(slot, line) = ctl.readable(t, poll.registry())
                         {
-                            let reply = control_request(&mut node, &line, &info, now());
+                            let reply = control_request(&mut node, &line, &info, &echoes, now());
                             ctl.reply(slot, reply, poll.registry());
                         }
                     }
@@ -235,8 +236,20 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         if local.due(std::mem::take(&mut addresses_notified)) {
             node.set_local_endpoints(t, &local.current());
         }
-        // A claim settles on a DHT reply (a datagram) as often as on a timer.
-        addresses.update(&node, tap.name(), vpn.as_ref())?;
+        while let Some(e) = node.poll_event() {
+            match e {
+                Event::AddressHeld(ip) => addresses.held(ip, tap.name(), vpn.as_ref())?,
+                Event::AddressConflict { ip, holder } => {
+                    return Err(format!(
+                        "virtual address {ip} is already held by node {} (ring address); choose another address or `address = auto`",
+                        holder.to_hex()
+                    ))
+                }
+                Event::Echo { nonce, hops, rtt } => echoes.insert(nonce, hops, rtt),
+                // The daemon starts no DHT operations of its own.
+                Event::Dht(_) => {}
+            }
+        }
         udp_writable = flush(&tap, &mut udp, &mut tcp, poll.registry(), &mut node, t)?;
     }
 }
@@ -356,25 +369,15 @@ struct AddressWatch {
 }
 
 impl AddressWatch {
-    fn update(
+    /// Our address is claimed: it goes on the TAP (and its IPv6 twin),
+    /// unless it was configured there at start.
+    fn held(
         &mut self,
-        node: &Node,
+        ip: std::net::Ipv4Addr,
         tap: &str,
         vpn: Option<&crate::vpn::VpnConfig>,
     ) -> Result<(), String> {
         let Some(vpn) = vpn else {
-            return Ok(());
-        };
-        if self.v4_done && self.v6_done && node.address_conflict().is_none() {
-            return Ok(());
-        }
-        if let Some((ip, holder)) = node.address_conflict() {
-            return Err(format!(
-                "virtual address {ip} is already held by node {} (ring address); choose another address or `address = auto`",
-                holder.to_hex()
-            ));
-        }
-        let Some(ip) = node.held_address() else {
             return Ok(());
         };
         if !self.v4_done {
@@ -398,8 +401,40 @@ impl AddressWatch {
     }
 }
 
+/// Ring-ping answers, for `ring-result` (the oldest forgotten first).
+#[derive(Default)]
+struct Echoes(
+    std::collections::BTreeMap<u64, (u8, Duration)>,
+    std::collections::VecDeque<u64>,
+);
+
+impl Echoes {
+    const KEPT: usize = 1024;
+
+    fn insert(&mut self, nonce: u64, hops: u8, rtt: Duration) {
+        if self.1.len() >= Self::KEPT {
+            if let Some(old) = self.1.pop_front() {
+                self.0.remove(&old);
+            }
+        }
+        if self.0.insert(nonce, (hops, rtt)).is_none() {
+            self.1.push_back(nonce);
+        }
+    }
+
+    fn get(&self, nonce: u64) -> Option<(u8, Duration)> {
+        self.0.get(&nonce).copied()
+    }
+}
+
 /// Answers one control request line (see `crate::control`).
-fn control_request(node: &mut Node, line: &str, info: &DaemonInfo, now: Instant) -> String {
+fn control_request(
+    node: &mut Node,
+    line: &str,
+    info: &DaemonInfo,
+    echoes: &Echoes,
+    now: Instant,
+) -> String {
     let words: Vec<&str> = line.split_whitespace().collect();
     match words.as_slice() {
         ["status"] => render_text(&node.status(now), info),
@@ -415,10 +450,7 @@ fn control_request(node: &mut Node, line: &str, info: &DaemonInfo, now: Instant)
             }
         }
         ["ring-result", nonce] => {
-            let result = nonce
-                .parse::<u64>()
-                .ok()
-                .and_then(|n| node.overlay()?.echo_results.get(&n).copied());
+            let result = nonce.parse::<u64>().ok().and_then(|n| echoes.get(n));
             match result {
                 Some((hops, rtt)) => format!(
                     "hops {} rtt_ms {:.3}\n",

@@ -154,11 +154,7 @@ impl Sim {
         let mut hops = Vec::new();
         let mut rtts = Vec::new();
         for (s, nonce) in sent {
-            if let Some(&(h, rtt)) = self
-                .node(s)
-                .overlay()
-                .and_then(|o| o.echo_results.get(&nonce))
-            {
+            if let Some((h, rtt)) = self.echo_result(s, nonce) {
                 hops.push(u32::from(h) + 1);
                 rtts.push(rtt);
             }

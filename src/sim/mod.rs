@@ -13,7 +13,7 @@ pub mod nat;
 pub mod scenario;
 
 use crate::crypto::{Identity, Seed};
-use crate::node::{Node, NodeConfig, Timers};
+use crate::node::{Event as NodeEvent, Node, NodeConfig, Timers};
 use crate::overlay::{Addr, OverlayConfig};
 use crate::rand::{Rng, SeededRng};
 use crate::time::Instant;
@@ -53,6 +53,11 @@ struct SimNode {
     tx_datagrams: u64,
     /// Frames written to the TAP, kept when `Sim::keep_frames` > 0.
     tap: Vec<Vec<u8>>,
+    /// The node's events since the test last took them: DHT results and
+    /// echo replies by nonce (the node's own queue is bounded; these are
+    /// as many as the test asked for).
+    dht: Vec<crate::overlay::dht::client::Event>,
+    echoes: std::collections::BTreeMap<u64, (u8, Duration)>,
 }
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -266,6 +271,8 @@ impl Sim {
             tx_bytes: 0,
             tx_datagrams: 0,
             tap: Vec::new(),
+            dht: Vec::new(),
+            echoes: Default::default(),
         });
         self.by_endpoint.insert(endpoint, i);
         self.schedule_wake(i, self.now);
@@ -431,7 +438,12 @@ impl Sim {
 
     /// Node `i`'s finished DHT operations since the last call.
     pub fn take_dht_results(&mut self, i: usize) -> Vec<crate::overlay::dht::client::Event> {
-        self.nodes[i].node.take_dht_results().collect()
+        core::mem::take(&mut self.nodes[i].dht)
+    }
+
+    /// The echo reply node `i` got for `nonce`: links crossed and RTT.
+    pub fn echo_result(&self, i: usize, nonce: u64) -> Option<(u8, Duration)> {
+        self.nodes[i].echoes.get(&nonce).copied()
     }
 
     /// Sends a routed echo from `src` to the node with `dst`'s address.
@@ -502,6 +514,15 @@ impl Sim {
                 n.tap.push(n.node.pool().data(&f).to_vec());
             }
             n.node.pool_mut().free(f);
+        }
+        while let Some(e) = n.node.poll_event() {
+            match e {
+                NodeEvent::Dht(e) => n.dht.push(e),
+                NodeEvent::Echo { nonce, hops, rtt } => {
+                    n.echoes.insert(nonce, (hops, rtt));
+                }
+                NodeEvent::AddressHeld(_) | NodeEvent::AddressConflict { .. } => {}
+            }
         }
         if let Some(d) = n.node.poll_timeout() {
             // Never in the past: a deadline the node did not clear is

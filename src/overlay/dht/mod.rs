@@ -237,6 +237,10 @@ impl Overlay {
         ok
     }
 
+    pub(in crate::overlay) fn has_events(&self) -> bool {
+        !self.dht.events.is_empty()
+    }
+
     /// Finished operations since the last call.
     pub fn dht_events(&mut self) -> std::vec::Drain<'_, Event> {
         self.dht.events.drain(..)

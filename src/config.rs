@@ -37,7 +37,11 @@
 //! ```
 //! Every mistake is reported as `FILE:LINE: what is wrong`.
 
-use crate::crypto::{NodeKey, Seed};
+mod parse;
+
+pub use parse::parse;
+
+use crate::crypto::Seed;
 use crate::node::PeerConfig;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -138,318 +142,6 @@ pub fn parse_cidr(v: &str) -> Option<(Ipv4Addr, u8)> {
     let (ip, prefix) = v.split_once('/')?;
     let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32)?;
     Some((ip.parse().ok()?, prefix))
-}
-
-/// Where some settings were given, for errors found after reading.
-#[derive(Default)]
-struct Lines {
-    address: usize,
-    subnet: usize,
-}
-
-/// A [peer] section being read: its first line, name, key, endpoint.
-type PeerDraft = (usize, Option<String>, Option<NodeKey>, Option<SocketAddr>);
-
-#[derive(PartialEq)]
-enum Section {
-    None,
-    Node,
-    Peer,
-}
-
-pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-    let err = |line: usize, msg: String| ConfigError {
-        file: path.to_path_buf(),
-        line,
-        msg,
-    };
-    let base = path.parent().unwrap_or(Path::new("."));
-    let mut key_file = None;
-    let mut listen = SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT));
-    let mut tap = String::from("ringvpn0");
-    let mut address = None;
-    let mut auto_address = false;
-    let mut mtu = None;
-    let mut network = String::from("ringvpn");
-    let mut subnet = None;
-    let mut ipv6: Option<Option<Ipv6Addr>> = None;
-    let mut dhcp = false;
-    let mut tcp = true;
-    let mut lines = Lines::default();
-    let mut control = None;
-    let mut fwmark = None;
-    let mut keepalive = None;
-    let mut relay_kib = crate::overlay::DEFAULT_RELAY_KIB;
-    let mut ondemand = crate::node::ondemand::THRESHOLD;
-    let mut ondemand_idle = crate::node::ondemand::IDLE.as_secs() as u32;
-    let mut max_peers = DEFAULT_MAX_PEERS;
-    let (mut ca, mut cert, mut revocations) = (None, None, None);
-    let mut overlay = false;
-    let mut bootstrap = Vec::new();
-    let mut peers: Vec<PeerDraft> = Vec::new();
-    let mut section = Section::None;
-
-    for (i, raw) in text.lines().enumerate() {
-        let n = i + 1;
-        let line = raw.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        if line.starts_with('[') {
-            section = match line {
-                "[node]" => Section::Node,
-                "[peer]" => {
-                    peers.push((n, None, None, None));
-                    Section::Peer
-                }
-                _ => {
-                    return Err(err(
-                        n,
-                        format!("unknown section {line} (expected [node] or [peer])"),
-                    ))
-                }
-            };
-            continue;
-        }
-        let Some((k, v)) = line.split_once('=') else {
-            return Err(err(n, format!("expected `key = value`, found {line:?}")));
-        };
-        let (k, v) = (k.trim(), v.trim());
-        let bad = |what: &str| err(n, format!("invalid {k} {v:?}: expected {what}"));
-        match (&section, k) {
-            (Section::Node, "key") => key_file = Some(base.join(v)),
-            (Section::Node, "listen") => listen = v.parse().map_err(|_| bad("ADDRESS:PORT"))?,
-            (Section::Node, "tap") => {
-                if v.is_empty() || v.len() > 15 || v.contains('/') {
-                    return Err(bad("an interface name of 1 to 15 characters"));
-                }
-                tap = v.to_string();
-            }
-            (Section::Node, "address") if v == "auto" => {
-                auto_address = true;
-                lines.address = n;
-            }
-            (Section::Node, "address") => {
-                lines.address = n;
-                address = Some(
-                    parse_cidr(v)
-                        .or_else(|| Some((v.parse().ok()?, 0)))
-                        .ok_or_else(|| bad("IPV4/PREFIX, e.g. 100.64.0.10/10, or auto"))?,
-                )
-            }
-            (Section::Node, "mtu") => {
-                mtu = Some(
-                    v.parse()
-                        .ok()
-                        .filter(|m| (MIN_MTU..=MAX_MTU).contains(m))
-                        .ok_or_else(|| bad(&format!("a number from {MIN_MTU} to {MAX_MTU}")))?,
-                )
-            }
-            (Section::Node, "network") => {
-                if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_graphic()) {
-                    return Err(bad("a name of 1 to 64 printable characters"));
-                }
-                network = v.to_string();
-            }
-            (Section::Node, "subnet") => {
-                lines.subnet = n;
-                subnet = Some(
-                    parse_cidr(v)
-                        .filter(|(_, p)| (8..=30).contains(p))
-                        .ok_or_else(|| bad("IPV4/PREFIX with a prefix of 8 to 30"))?,
-                )
-            }
-            (Section::Node, "ipv6") => {
-                ipv6 = match v {
-                    "auto" => None,
-                    "off" => Some(None),
-                    _ => {
-                        let (ip, p) = v.split_once('/').unwrap_or((v, "96"));
-                        let ip: Ipv6Addr = ip
-                            .parse()
-                            .map_err(|_| bad("auto, off or an IPv6 /96 prefix"))?;
-                        if p != "96" {
-                            return Err(bad("auto, off or an IPv6 /96 prefix"));
-                        }
-                        Some(Some(ip))
-                    }
-                }
-            }
-            (Section::Node, "tcp") => {
-                tcp = match v {
-                    "on" | "yes" | "true" => true,
-                    "off" | "no" | "false" => false,
-                    _ => return Err(bad("on or off")),
-                }
-            }
-            (Section::Node, "dhcp") => {
-                dhcp = match v {
-                    "on" | "yes" | "true" => true,
-                    "off" | "no" | "false" => false,
-                    _ => return Err(bad("on or off")),
-                }
-            }
-            (Section::Node, "keepalive") => {
-                keepalive = Some(
-                    v.parse()
-                        .ok()
-                        .filter(|s| (1..=60).contains(s))
-                        .ok_or_else(|| bad("seconds from 1 to 60"))?,
-                )
-            }
-            (Section::Node, "relay") => {
-                relay_kib = v.parse().map_err(|_| bad("KiB/s from 0 to 65535"))?
-            }
-            (Section::Node, "ondemand") => {
-                ondemand = v
-                    .parse()
-                    .map_err(|_| bad("a packet count (0 turns it off)"))?
-            }
-            (Section::Node, "max-peers") => {
-                max_peers = v
-                    .parse()
-                    .ok()
-                    .filter(|n| *n >= 16)
-                    .ok_or_else(|| bad("a count from 16 to 65535"))?
-            }
-            (Section::Node, "ondemand-idle") => {
-                ondemand_idle = v
-                    .parse()
-                    .ok()
-                    .filter(|s| *s >= 1)
-                    .ok_or_else(|| bad("seconds (at least 1)"))?
-            }
-            (Section::Node, "ca") => ca = Some(base.join(v)),
-            (Section::Node, "cert") => cert = Some(base.join(v)),
-            (Section::Node, "revocations") => revocations = Some(base.join(v)),
-            (Section::Node, "control") => control = Some(base.join(v)),
-            (Section::Node, "fwmark") => fwmark = Some(v.parse().map_err(|_| bad("a number"))?),
-            (Section::Node, "overlay") => {
-                overlay = match v {
-                    "on" | "yes" | "true" => true,
-                    "off" | "no" | "false" => false,
-                    _ => return Err(bad("on or off")),
-                }
-            }
-            (Section::Node, "bootstrap") => {
-                for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                    bootstrap.push(
-                        part.parse()
-                            .map_err(|_| bad("ADDRESS:PORT[, ADDRESS:PORT …]"))?,
-                    );
-                }
-                overlay = true;
-            }
-            (Section::Peer, "name") => peers.last_mut().expect("in [peer]").1 = Some(v.to_string()),
-            (Section::Peer, "public-key") => {
-                peers.last_mut().expect("in [peer]").2 = Some(
-                    NodeKey::from_base64(v).ok_or_else(|| bad("a base64 Ed25519 public key"))?,
-                )
-            }
-            (Section::Peer, "endpoint") => {
-                peers.last_mut().expect("in [peer]").3 =
-                    Some(v.parse().map_err(|_| bad("ADDRESS:PORT"))?)
-            }
-            (Section::None, _) => return Err(err(n, format!("{k} outside a section"))),
-            _ => return Err(err(n, format!("unknown key {k}"))),
-        }
-    }
-    let key_file = key_file.ok_or_else(|| err(0, "[node] needs `key = FILE`".into()))?;
-    if ca.is_some() != cert.is_some() {
-        return Err(err(
-            0,
-            "certificate mode needs both `ca = FILE` and `cert = FILE`".into(),
-        ));
-    }
-    if revocations.is_some() && ca.is_none() {
-        return Err(err(
-            0,
-            "`revocations` needs certificate mode (`ca`, `cert`)".into(),
-        ));
-    }
-    let mut out = Vec::new();
-    for (n, name, key, endpoint) in peers {
-        let key = key.ok_or_else(|| err(n, "[peer] needs `public-key`".into()))?;
-        let name = name.unwrap_or_else(|| key.to_base64()[..8].to_string());
-        out.push(PeerConfig {
-            name,
-            key,
-            endpoint,
-        });
-    }
-    let control = control.unwrap_or_else(|| PathBuf::from(format!("/run/ringvpn/{tap}.sock")));
-    // The virtual network (overlay mode): the subnet is given, or that of
-    // a static address with a prefix, or the default 100.64.0.0/10.
-    let subnet = match (subnet, address) {
-        (Some(s), _) => s,
-        (None, Some((ip, p))) if p >= 8 => (ip, p),
-        _ => (Ipv4Addr::new(100, 64, 0, 0), 10),
-    };
-    if overlay {
-        if let Some((ip, p)) = address {
-            let vpn = crate::vpn::VpnConfig {
-                subnet,
-                ..crate::vpn::VpnConfig::new(&network)
-            };
-            if !vpn.assignable(ip) || (p != 0 && p != subnet.1) {
-                return Err(err(
-                    lines.address,
-                    format!(
-                        "address {ip} is not a host address of the subnet {}/{} (the first address, {}, is the virtual router's)",
-                        subnet.0,
-                        subnet.1,
-                        vpn.gateway()
-                    ),
-                ));
-            }
-        }
-        if address.is_none() && !auto_address && !dhcp {
-            auto_address = true;
-        }
-    } else if auto_address || dhcp {
-        let n = if auto_address { lines.address } else { 0 };
-        return Err(err(
-            n,
-            "`address = auto` and `dhcp` need the overlay (`overlay = on` or a bootstrap)".into(),
-        ));
-    }
-    let address = address.map(|(ip, p)| (ip, if p == 0 { subnet.1 } else { p }));
-    let ipv6 = match ipv6 {
-        None => Some(crate::vpn::default_ipv6_prefix(&network)),
-        Some(p) => p,
-    };
-    let mtu = mtu.unwrap_or(if overlay {
-        DEFAULT_OVERLAY_MTU
-    } else {
-        DEFAULT_MTU
-    });
-    let _ = lines.subnet;
-    Ok(Config {
-        key_file,
-        listen,
-        tap,
-        address,
-        auto_address,
-        mtu,
-        network,
-        subnet,
-        ipv6,
-        dhcp,
-        tcp,
-        control,
-        fwmark,
-        keepalive,
-        relay_kib,
-        ondemand,
-        ondemand_idle,
-        max_peers,
-        ca,
-        cert,
-        revocations,
-        overlay,
-        bootstrap,
-        peers: out,
-    })
 }
 
 impl Config {
@@ -603,6 +295,19 @@ mod tests {
             (
                 "[node]\nkey=k\nnonsense\n",
                 "/etc/ringvpn/a.conf:3: expected `key = value`",
+            ),
+            // Checks across keys still name the line of the key at fault.
+            (
+                "[node]\nkey=k\noverlay = on\n\naddress = 100.64.0.0/10\n",
+                "/etc/ringvpn/a.conf:5: address 100.64.0.0 is not a host address",
+            ),
+            (
+                "[node]\nkey=k\naddress = auto\n",
+                "/etc/ringvpn/a.conf:3: `address = auto` and `dhcp` need the overlay",
+            ),
+            (
+                "[node]\nkey=k\ncert = c\n",
+                "/etc/ringvpn/a.conf: certificate mode needs both",
             ),
         ];
         for (text, want) in cases {

@@ -8,6 +8,7 @@
 //! batch. The poll timeout is the node's next deadline.
 
 mod control;
+mod daemon;
 mod ifwatch;
 use crate::sys;
 mod tap;
@@ -16,15 +17,12 @@ mod udp;
 
 use crate::buf::MAX_PAYLOAD;
 use crate::config::Config;
-use crate::crypto::Identity;
-use crate::node::{DropReason, Event, Node, NodeConfig};
+use crate::node::{DropReason, Node};
 use crate::status::{render_json, render_text, DaemonInfo};
 use crate::time::Instant;
-use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::Token;
 use std::io;
-use std::os::fd::AsRawFd;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 const TAP: Token = Token(0);
 const UDP: Token = Token(1);
@@ -40,218 +38,8 @@ const TCP_FIRST: usize = 100;
 const TURN_BUDGET: usize = 16;
 
 /// Runs the daemon until SIGINT or SIGTERM.
-pub fn run(mut cfg: Config) -> Result<(), String> {
-    let seed = crate::config::load_key(&cfg.key_file)?;
-    let identity = Identity::from_seed(&seed);
-    drop(seed);
-    let key = identity.public();
-    let trust = load_trust(&mut cfg, &key)?;
-    let vpn = cfg.vpn();
-    // In overlay mode a static address is configured at once (the claim
-    // runs meanwhile; a conflict stops the daemon); an automatic one once
-    // claimed; with DHCP the host configures it.
-    let tap_addr = if cfg.dhcp { None } else { cfg.address };
-    // Derived from the key: it survives restarts, so neighbours' caches
-    // stay valid.
-    let mac = crate::vpn::host_mac(&key).0;
-    let tap = tap::Tap::open(&cfg.tap, cfg.mtu, mac, tap_addr)
-        .map_err(|e| format!("cannot create TAP device {}: {e}", cfg.tap))?;
-    let mut addresses = AddressWatch {
-        v4_done: tap_addr.is_some() || cfg.dhcp,
-        v6_done: !vpn.as_ref().is_some_and(|v| v.ipv6.is_some()),
-    };
-    let mut udp = udp::Udp::bind(cfg.listen, cfg.fwmark)
-        .map_err(|e| format!("cannot bind UDP {}: {e}", cfg.listen))?;
-    let tcp_addr = cfg.tcp.then(|| udp.local_addr().unwrap_or(cfg.listen));
-    let mut tcp = tcp::Tcp::bind(tcp_addr, TCP_FIRST)
-        .map_err(|e| format!("cannot listen on TCP {}: {e}", cfg.listen))?;
-    let mut ctl = control::Control::bind(&cfg.control, CONTROL.0)
-        .map_err(|e| format!("cannot bind control socket {}: {e}", cfg.control.display()))?;
-    let signals = sys::termination_signalfd().map_err(|e| format!("cannot set up signals: {e}"))?;
-
-    let mut poll = Poll::new().map_err(|e| format!("cannot create poll: {e}"))?;
-    let reg = poll.registry();
-    let setup = |e: io::Error| format!("cannot register with poll: {e}");
-    reg.register(&mut SourceFd(&tap.raw_fd()), TAP, Interest::READABLE)
-        .map_err(setup)?;
-    reg.register(udp.source(), UDP, Interest::READABLE | Interest::WRITABLE)
-        .map_err(setup)?;
-    reg.register(
-        &mut SourceFd(&signals.as_raw_fd()),
-        SIGNAL,
-        Interest::READABLE,
-    )
-    .map_err(setup)?;
-    reg.register(ctl.listener(), CONTROL, Interest::READABLE)
-        .map_err(setup)?;
-    if let Some(l) = tcp.listener() {
-        reg.register(l, TCP_LISTEN, Interest::READABLE)
-            .map_err(setup)?;
-    }
-
-    let mut revocations = cfg.revocations.clone().map(RevocationFile::new);
-
-    let clock = std::time::Instant::now();
-    let now = || Instant::from_micros(clock.elapsed().as_micros() as u64);
-    let wall = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let listen = udp.local_addr().unwrap_or(cfg.listen);
-    let local = ifwatch::LocalEndpoints::new(listen, tcp.local_addr(), tap.name());
-    if let Some(fd) = local.fd() {
-        reg.register(&mut SourceFd(&fd), ADDRESSES, Interest::READABLE)
-            .map_err(setup)?;
-    }
-    let node_cfg = NodeConfig {
-        peers: cfg.peers.clone(),
-        wall_origin_us: wall.as_micros() as u64,
-        rng_seed: crate::rand::SeededRng::from_os().next_seed(),
-        overlay: cfg.overlay.then(|| crate::overlay::OverlayConfig {
-            relay_kib: cfg.relay_kib,
-            ..Default::default()
-        }),
-        ondemand_threshold: cfg.ondemand,
-        max_peers: usize::from(cfg.max_peers),
-        bootstrap: cfg.bootstrap.clone(),
-        endpoints: local.current(),
-        tap_prefixes: cfg
-            .address
-            .map(|(ip, len)| crate::net::Prefix::new(ip.into(), len))
-            .into_iter()
-            .collect(),
-        trust_any: cfg.overlay,
-        vpn: vpn.clone(),
-        tcp_fallback: cfg.tcp,
-        timers: cfg.timers(),
-        trust: trust.as_ref().map(|(t, _)| t.clone()),
-        cert: trust.map(|(_, c)| c),
-        ..NodeConfig::default()
-    };
-    let mut node = Node::new(identity, node_cfg, now());
-    let info = DaemonInfo {
-        tap: tap.name().to_string(),
-        address: cfg.address.map(|(ip, p)| format!("{ip}/{p}")),
-        mtu: cfg.mtu,
-        listen: udp
-            .local_addr()
-            .map_or(cfg.listen.to_string(), |a| a.to_string()),
-    };
-    log::info!(
-        "node {} up on {} ({}), {} peers",
-        key,
-        info.tap,
-        info.listen,
-        cfg.peers.len()
-    );
-
-    let mut local = local;
-    let mut addresses_notified = false;
-    let mut echoes = Echoes::default();
-    let mut events = Events::with_capacity(64);
-    let (mut tap_more, mut udp_more, mut udp_writable) = (true, true, true);
-    loop {
-        // Spin again at once only if there is work we are allowed to do: TAP
-        // data waits while the socket is full (the writable event wakes us).
-        let timeout = if udp_more || (tap_more && udp_writable) {
-            Some(Duration::ZERO)
-        } else {
-            let watch = revocations.as_ref().map(|_| REVOCATIONS_EVERY);
-            let node_t = node.poll_timeout().map(|t| t.saturating_since(now()));
-            [watch, local.timeout()]
-                .into_iter()
-                .fold(node_t, |a, b| match (a, b) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                })
-        };
-        match poll.poll(&mut events, timeout) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("poll failed: {e}")),
-        }
-        for ev in events.iter() {
-            match ev.token() {
-                TAP => tap_more = true,
-                UDP => {
-                    udp_more |= ev.is_readable();
-                    udp_writable |= ev.is_writable();
-                }
-                SIGNAL => {
-                    if let Some(sig) = sys::read_signal(signals.as_raw_fd()) {
-                        log::info!("signal {sig}: shutting down");
-                        return Ok(());
-                    }
-                }
-                CONTROL => ctl.accept(poll.registry()),
-                ADDRESSES => addresses_notified = true,
-                TCP_LISTEN => tcp.accept(poll.registry(), &mut node, now()),
-                t if tcp.owns(t) => {
-                    tcp.ready(poll.registry(), t, &mut node, now());
-                    udp_writable =
-                        flush(&tap, &mut udp, &mut tcp, poll.registry(), &mut node, now())?;
-                }
-                t if ctl.owns(t) => {
-                    if ev.is_readable() {
-                        if let control::Request::Line(slot, line) = ctl.readable(t, poll.registry())
-                        {
-                            let reply = control_request(&mut node, &line, &info, &echoes, now());
-                            ctl.reply(slot, reply, poll.registry());
-                        }
-                    }
-                    if ev.is_writable() {
-                        ctl.writable(t, poll.registry());
-                    }
-                }
-                _ => {}
-            }
-        }
-
-        for _ in 0..TURN_BUDGET {
-            if !(udp_more || (tap_more && udp_writable)) {
-                break;
-            }
-            let t = now();
-            if udp_more {
-                udp_more = matches!(
-                    udp.recv_into(&mut node, t)
-                        .map_err(|e| format!("UDP receive failed: {e}"))?,
-                    udp::Recv::More
-                );
-            }
-            // Read the TAP only while the socket can take what we send:
-            // backpressure reaches the kernel's TAP queue, not our pool.
-            if tap_more && udp_writable {
-                tap_more = read_tap(&tap, &mut node, t);
-            }
-            udp_writable = flush(&tap, &mut udp, &mut tcp, poll.registry(), &mut node, t)?;
-        }
-        let t = now();
-        if node.poll_timeout().is_some_and(|d| d <= t) {
-            node.handle_timeout(t);
-            tcp.expire(poll.registry(), t);
-        }
-        if let Some(r) = revocations.as_mut() {
-            r.check(&mut node, t);
-        }
-        if local.due(std::mem::take(&mut addresses_notified)) {
-            node.set_local_endpoints(t, &local.current());
-        }
-        while let Some(e) = node.poll_event() {
-            match e {
-                Event::AddressHeld(ip) => addresses.held(ip, tap.name(), vpn.as_ref())?,
-                Event::AddressConflict { ip, holder } => {
-                    return Err(format!(
-                        "virtual address {ip} is already held by node {} (ring address); choose another address or `address = auto`",
-                        holder.to_hex()
-                    ))
-                }
-                Event::Echo { nonce, hops, rtt } => echoes.insert(nonce, hops, rtt),
-                // The daemon starts no DHT operations of its own.
-                Event::Dht(_) => {}
-            }
-        }
-        udp_writable = flush(&tap, &mut udp, &mut tcp, poll.registry(), &mut node, t)?;
-    }
+pub fn run(cfg: Config) -> Result<(), String> {
+    daemon::Daemon::setup(cfg)?.run()
 }
 
 /// How often the revocation list file is looked at.

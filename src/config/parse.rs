@@ -1,0 +1,387 @@
+//! Reading the configuration file: a line loop, one method per section
+//! that takes a key, and `finish`, where the defaults and checks that
+//! depend on several keys are applied. Every error names its line.
+
+use super::{
+    parse_cidr, Config, ConfigError, DEFAULT_MAX_PEERS, DEFAULT_MTU, DEFAULT_OVERLAY_MTU,
+    DEFAULT_PORT, MAX_MTU, MIN_MTU,
+};
+use crate::crypto::NodeKey;
+use crate::node::PeerConfig;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// A [peer] section being read: its first line, name, key, endpoint.
+#[derive(Default)]
+struct PeerDraft {
+    line: usize,
+    name: Option<String>,
+    key: Option<NodeKey>,
+    endpoint: Option<SocketAddr>,
+}
+
+#[derive(PartialEq)]
+enum Section {
+    None,
+    Node,
+    Peer,
+}
+
+/// What the file said so far, before the defaults that depend on other
+/// keys (the MTU and subnet on the mode, the IPv6 prefix on the name).
+struct Draft {
+    /// Relative paths are relative to the file's directory.
+    base: PathBuf,
+    key_file: Option<PathBuf>,
+    listen: SocketAddr,
+    tap: String,
+    address: Option<(Ipv4Addr, u8)>,
+    /// The line `address` was on, for errors found at the end.
+    address_line: usize,
+    auto_address: bool,
+    mtu: Option<u16>,
+    network: String,
+    subnet: Option<(Ipv4Addr, u8)>,
+    /// `None`: auto; `Some(None)`: off.
+    ipv6: Option<Option<Ipv6Addr>>,
+    dhcp: bool,
+    tcp: bool,
+    control: Option<PathBuf>,
+    fwmark: Option<u32>,
+    keepalive: Option<u16>,
+    relay_kib: u16,
+    ondemand: u16,
+    ondemand_idle: u32,
+    max_peers: u16,
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    revocations: Option<PathBuf>,
+    overlay: bool,
+    bootstrap: Vec<SocketAddr>,
+    peers: Vec<PeerDraft>,
+}
+
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let err = |line: usize, msg: String| ConfigError {
+        file: path.to_path_buf(),
+        line,
+        msg,
+    };
+    let mut draft = Draft::new(path.parent().unwrap_or(Path::new(".")));
+    let mut section = Section::None;
+    for (i, raw) in text.lines().enumerate() {
+        let n = i + 1;
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        if line.starts_with('[') {
+            section = match line {
+                "[node]" => Section::Node,
+                "[peer]" => {
+                    draft.peers.push(PeerDraft {
+                        line: n,
+                        ..PeerDraft::default()
+                    });
+                    Section::Peer
+                }
+                _ => {
+                    return Err(err(
+                        n,
+                        format!("unknown section {line} (expected [node] or [peer])"),
+                    ))
+                }
+            };
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            return Err(err(n, format!("expected `key = value`, found {line:?}")));
+        };
+        let (k, v) = (k.trim(), v.trim());
+        let taken = match section {
+            Section::Node => draft.node(k, v, n),
+            Section::Peer => draft.peer(k, v),
+            Section::None => return Err(err(n, format!("{k} outside a section"))),
+        };
+        match taken {
+            Ok(true) => {}
+            Ok(false) => return Err(err(n, format!("unknown key {k}"))),
+            Err(what) => return Err(err(n, format!("invalid {k} {v:?}: expected {what}"))),
+        }
+    }
+    draft.finish().map_err(|(line, msg)| err(line, msg))
+}
+
+/// `on`/`off` and their usual spellings.
+fn on_off(v: &str) -> Result<bool, String> {
+    match v {
+        "on" | "yes" | "true" => Ok(true),
+        "off" | "no" | "false" => Ok(false),
+        _ => Err("on or off".into()),
+    }
+}
+
+impl Draft {
+    fn new(base: &Path) -> Draft {
+        Draft {
+            base: base.to_path_buf(),
+            key_file: None,
+            listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
+            tap: String::from("ringvpn0"),
+            address: None,
+            address_line: 0,
+            auto_address: false,
+            mtu: None,
+            network: String::from("ringvpn"),
+            subnet: None,
+            ipv6: None,
+            dhcp: false,
+            tcp: true,
+            control: None,
+            fwmark: None,
+            keepalive: None,
+            relay_kib: crate::overlay::DEFAULT_RELAY_KIB,
+            ondemand: crate::node::ondemand::THRESHOLD,
+            ondemand_idle: crate::node::ondemand::IDLE.as_secs() as u32,
+            max_peers: DEFAULT_MAX_PEERS,
+            ca: None,
+            cert: None,
+            revocations: None,
+            overlay: false,
+            bootstrap: Vec::new(),
+            peers: Vec::new(),
+        }
+    }
+
+    /// A `[node]` key on line `n`: false if there is no such key, the
+    /// expected form if the value is wrong.
+    fn node(&mut self, k: &str, v: &str, n: usize) -> Result<bool, String> {
+        let path = || self.base.join(v);
+        match k {
+            "key" => self.key_file = Some(path()),
+            "listen" => self.listen = v.parse().map_err(|_| "ADDRESS:PORT")?,
+            "tap" => {
+                if v.is_empty() || v.len() > 15 || v.contains('/') {
+                    return Err("an interface name of 1 to 15 characters".into());
+                }
+                self.tap = v.to_string();
+            }
+            "address" => {
+                self.address_line = n;
+                if v == "auto" {
+                    self.auto_address = true;
+                } else {
+                    self.address = Some(
+                        parse_cidr(v)
+                            .or_else(|| Some((v.parse().ok()?, 0)))
+                            .ok_or("IPV4/PREFIX, e.g. 100.64.0.10/10, or auto")?,
+                    );
+                }
+            }
+            "mtu" => {
+                self.mtu = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|m| (MIN_MTU..=MAX_MTU).contains(m))
+                        .ok_or_else(|| format!("a number from {MIN_MTU} to {MAX_MTU}"))?,
+                )
+            }
+            "network" => {
+                if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err("a name of 1 to 64 printable characters".into());
+                }
+                self.network = v.to_string();
+            }
+            "subnet" => {
+                self.subnet = Some(
+                    parse_cidr(v)
+                        .filter(|(_, p)| (8..=30).contains(p))
+                        .ok_or("IPV4/PREFIX with a prefix of 8 to 30")?,
+                )
+            }
+            "ipv6" => {
+                self.ipv6 = match v {
+                    "auto" => None,
+                    "off" => Some(None),
+                    _ => {
+                        let wrong = "auto, off or an IPv6 /96 prefix";
+                        let (ip, p) = v.split_once('/').unwrap_or((v, "96"));
+                        let ip: Ipv6Addr = ip.parse().map_err(|_| wrong)?;
+                        if p != "96" {
+                            return Err(wrong.into());
+                        }
+                        Some(Some(ip))
+                    }
+                }
+            }
+            "tcp" => self.tcp = on_off(v)?,
+            "dhcp" => self.dhcp = on_off(v)?,
+            "overlay" => self.overlay = on_off(v)?,
+            "keepalive" => {
+                self.keepalive = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|s| (1..=60).contains(s))
+                        .ok_or("seconds from 1 to 60")?,
+                )
+            }
+            "relay" => self.relay_kib = v.parse().map_err(|_| "KiB/s from 0 to 65535")?,
+            "ondemand" => {
+                self.ondemand = v.parse().map_err(|_| "a packet count (0 turns it off)")?
+            }
+            "max-peers" => {
+                self.max_peers = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n >= 16)
+                    .ok_or("a count from 16 to 65535")?
+            }
+            "ondemand-idle" => {
+                self.ondemand_idle = v
+                    .parse()
+                    .ok()
+                    .filter(|s| *s >= 1)
+                    .ok_or("seconds (at least 1)")?
+            }
+            "ca" => self.ca = Some(path()),
+            "cert" => self.cert = Some(path()),
+            "revocations" => self.revocations = Some(path()),
+            "control" => self.control = Some(path()),
+            "fwmark" => self.fwmark = Some(v.parse().map_err(|_| "a number")?),
+            "bootstrap" => {
+                for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    let ep = part.parse().map_err(|_| "ADDRESS:PORT[, ADDRESS:PORT …]")?;
+                    self.bootstrap.push(ep);
+                }
+                self.overlay = true;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// A `[peer]` key (in the last section opened).
+    fn peer(&mut self, k: &str, v: &str) -> Result<bool, String> {
+        let peer = self.peers.last_mut().expect("in [peer]");
+        match k {
+            "name" => peer.name = Some(v.to_string()),
+            "public-key" => {
+                peer.key = Some(NodeKey::from_base64(v).ok_or("a base64 Ed25519 public key")?)
+            }
+            "endpoint" => peer.endpoint = Some(v.parse().map_err(|_| "ADDRESS:PORT")?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The defaults and checks that depend on several keys. Errors are
+    /// (line, message); line 0 is the file as a whole.
+    fn finish(self) -> Result<Config, (usize, String)> {
+        let key_file = self
+            .key_file
+            .ok_or((0, "[node] needs `key = FILE`".to_string()))?;
+        if self.ca.is_some() != self.cert.is_some() {
+            return Err((
+                0,
+                "certificate mode needs both `ca = FILE` and `cert = FILE`".into(),
+            ));
+        }
+        if self.revocations.is_some() && self.ca.is_none() {
+            return Err((
+                0,
+                "`revocations` needs certificate mode (`ca`, `cert`)".into(),
+            ));
+        }
+        let mut peers = Vec::new();
+        for p in self.peers {
+            let key = p
+                .key
+                .ok_or((p.line, "[peer] needs `public-key`".to_string()))?;
+            let name = p.name.unwrap_or_else(|| key.to_base64()[..8].to_string());
+            peers.push(PeerConfig {
+                name,
+                key,
+                endpoint: p.endpoint,
+            });
+        }
+        let tap = self.tap;
+        let control = self
+            .control
+            .unwrap_or_else(|| PathBuf::from(format!("/run/ringvpn/{tap}.sock")));
+        // The virtual network (overlay mode): the subnet is given, or that
+        // of a static address with a prefix, or the default 100.64.0.0/10.
+        let subnet = match (self.subnet, self.address) {
+            (Some(s), _) => s,
+            (None, Some((ip, p))) if p >= 8 => (ip, p),
+            _ => (Ipv4Addr::new(100, 64, 0, 0), 10),
+        };
+        let mut auto_address = self.auto_address;
+        if self.overlay {
+            if let Some((ip, p)) = self.address {
+                let vpn = crate::vpn::VpnConfig {
+                    subnet,
+                    ..crate::vpn::VpnConfig::new(&self.network)
+                };
+                if !vpn.assignable(ip) || (p != 0 && p != subnet.1) {
+                    return Err((
+                        self.address_line,
+                        format!(
+                            "address {ip} is not a host address of the subnet {}/{} (the first address, {}, is the virtual router's)",
+                            subnet.0,
+                            subnet.1,
+                            vpn.gateway()
+                        ),
+                    ));
+                }
+            }
+            if self.address.is_none() && !auto_address && !self.dhcp {
+                auto_address = true;
+            }
+        } else if auto_address || self.dhcp {
+            let n = if auto_address { self.address_line } else { 0 };
+            return Err((
+                n,
+                "`address = auto` and `dhcp` need the overlay (`overlay = on` or a bootstrap)"
+                    .into(),
+            ));
+        }
+        let address = self
+            .address
+            .map(|(ip, p)| (ip, if p == 0 { subnet.1 } else { p }));
+        let ipv6 = match self.ipv6 {
+            None => Some(crate::vpn::default_ipv6_prefix(&self.network)),
+            Some(p) => p,
+        };
+        let mtu = self.mtu.unwrap_or(if self.overlay {
+            DEFAULT_OVERLAY_MTU
+        } else {
+            DEFAULT_MTU
+        });
+        Ok(Config {
+            key_file,
+            listen: self.listen,
+            tap,
+            address,
+            auto_address,
+            mtu,
+            network: self.network,
+            subnet,
+            ipv6,
+            dhcp: self.dhcp,
+            tcp: self.tcp,
+            control,
+            fwmark: self.fwmark,
+            keepalive: self.keepalive,
+            relay_kib: self.relay_kib,
+            ondemand: self.ondemand,
+            ondemand_idle: self.ondemand_idle,
+            max_peers: self.max_peers,
+            ca: self.ca,
+            cert: self.cert,
+            revocations: self.revocations,
+            overlay: self.overlay,
+            bootstrap: self.bootstrap,
+            peers,
+        })
+    }
+}

@@ -1,0 +1,344 @@
+//! The daemon: set up once (key, trust, TAP, sockets, poll, node), then
+//! one loop turn after another — wait, take the ready sources, move
+//! batches between TAP, sockets and node, run what is due, act on the
+//! node's events.
+
+use super::{
+    control, flush, ifwatch, load_trust, read_tap, sys, tap, tcp, udp, AddressWatch, Echoes,
+    RevocationFile, ADDRESSES, CONTROL, SIGNAL, TAP, TCP_FIRST, TCP_LISTEN, TURN_BUDGET, UDP,
+};
+use crate::config::Config;
+use crate::crypto::Identity;
+use crate::node::{Event, Node, NodeConfig};
+use crate::status::DaemonInfo;
+use crate::time::Instant;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Everything the loop owns.
+pub(super) struct Daemon {
+    node: Node,
+    tap: tap::Tap,
+    udp: udp::Udp,
+    tcp: tcp::Tcp,
+    ctl: control::Control,
+    signals: OwnedFd,
+    poll: Poll,
+    local: ifwatch::LocalEndpoints,
+    revocations: Option<RevocationFile>,
+    vpn: Option<crate::vpn::VpnConfig>,
+    addresses: AddressWatch,
+    echoes: Echoes,
+    info: DaemonInfo,
+    clock: std::time::Instant,
+    /// "Maybe more" flags of the edge-triggered sources, and whether the
+    /// UDP socket can take more.
+    tap_more: bool,
+    udp_more: bool,
+    udp_writable: bool,
+    addresses_notified: bool,
+}
+
+impl Daemon {
+    /// Opens and registers everything; any failure is a clear error.
+    pub(super) fn setup(mut cfg: Config) -> Result<Daemon, String> {
+        let seed = crate::config::load_key(&cfg.key_file)?;
+        let identity = Identity::from_seed(&seed);
+        drop(seed);
+        let key = identity.public();
+        let trust = load_trust(&mut cfg, &key)?;
+        let vpn = cfg.vpn();
+        // In overlay mode a static address is configured at once (the
+        // claim runs meanwhile; a conflict stops the daemon); an automatic
+        // one once claimed; with DHCP the host configures it.
+        let tap_addr = if cfg.dhcp { None } else { cfg.address };
+        // Derived from the key: it survives restarts, so neighbours'
+        // caches stay valid.
+        let mac = crate::vpn::host_mac(&key).0;
+        let tap = tap::Tap::open(&cfg.tap, cfg.mtu, mac, tap_addr)
+            .map_err(|e| format!("cannot create TAP device {}: {e}", cfg.tap))?;
+        let addresses = AddressWatch {
+            v4_done: tap_addr.is_some() || cfg.dhcp,
+            v6_done: !vpn.as_ref().is_some_and(|v| v.ipv6.is_some()),
+        };
+        let udp = udp::Udp::bind(cfg.listen, cfg.fwmark)
+            .map_err(|e| format!("cannot bind UDP {}: {e}", cfg.listen))?;
+        let tcp_addr = cfg.tcp.then(|| udp.local_addr().unwrap_or(cfg.listen));
+        let tcp = tcp::Tcp::bind(tcp_addr, TCP_FIRST)
+            .map_err(|e| format!("cannot listen on TCP {}: {e}", cfg.listen))?;
+        let ctl = control::Control::bind(&cfg.control, CONTROL.0)
+            .map_err(|e| format!("cannot bind control socket {}: {e}", cfg.control.display()))?;
+        let signals =
+            sys::termination_signalfd().map_err(|e| format!("cannot set up signals: {e}"))?;
+        let listen = udp.local_addr().unwrap_or(cfg.listen);
+        let local = ifwatch::LocalEndpoints::new(listen, tcp.local_addr(), tap.name());
+        let mut d = Daemon {
+            node: Node::new(
+                identity,
+                node_config(&cfg, &vpn, trust, &local),
+                Instant::ZERO,
+            ),
+            info: DaemonInfo {
+                tap: tap.name().to_string(),
+                address: cfg.address.map(|(ip, p)| format!("{ip}/{p}")),
+                mtu: cfg.mtu,
+                listen: listen.to_string(),
+            },
+            tap,
+            udp,
+            tcp,
+            ctl,
+            signals,
+            poll: Poll::new().map_err(|e| format!("cannot create poll: {e}"))?,
+            local,
+            revocations: cfg.revocations.clone().map(RevocationFile::new),
+            vpn,
+            addresses,
+            echoes: Echoes::default(),
+            clock: std::time::Instant::now(),
+            tap_more: true,
+            udp_more: true,
+            udp_writable: true,
+            addresses_notified: false,
+        };
+        d.register()?;
+        log::info!(
+            "node {} up on {} ({}), {} peers",
+            key,
+            d.info.tap,
+            d.info.listen,
+            cfg.peers.len()
+        );
+        Ok(d)
+    }
+
+    fn register(&mut self) -> Result<(), String> {
+        let reg = self.poll.registry();
+        let setup = |e: io::Error| format!("cannot register with poll: {e}");
+        reg.register(&mut SourceFd(&self.tap.raw_fd()), TAP, Interest::READABLE)
+            .map_err(setup)?;
+        reg.register(
+            self.udp.source(),
+            UDP,
+            Interest::READABLE | Interest::WRITABLE,
+        )
+        .map_err(setup)?;
+        reg.register(
+            &mut SourceFd(&self.signals.as_raw_fd()),
+            SIGNAL,
+            Interest::READABLE,
+        )
+        .map_err(setup)?;
+        reg.register(self.ctl.listener(), CONTROL, Interest::READABLE)
+            .map_err(setup)?;
+        if let Some(l) = self.tcp.listener() {
+            reg.register(l, TCP_LISTEN, Interest::READABLE)
+                .map_err(setup)?;
+        }
+        if let Some(fd) = self.local.fd() {
+            reg.register(&mut SourceFd(&fd), ADDRESSES, Interest::READABLE)
+                .map_err(setup)?;
+        }
+        Ok(())
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_micros(self.clock.elapsed().as_micros() as u64)
+    }
+
+    /// Loop turns until SIGINT or SIGTERM (Ok) or a fatal error.
+    pub(super) fn run(mut self) -> Result<(), String> {
+        let mut events = Events::with_capacity(64);
+        loop {
+            match self.poll.poll(&mut events, self.wait()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(format!("poll failed: {e}")),
+            }
+            for ev in events.iter() {
+                if self.ready(ev)? {
+                    return Ok(());
+                }
+            }
+            self.pump()?;
+            self.upkeep()?;
+        }
+    }
+
+    /// How long the poll may wait: not at all while there is work we are
+    /// allowed to do (TAP data waits while the socket is full: the
+    /// writable event wakes us), else until the next deadline.
+    fn wait(&self) -> Option<Duration> {
+        if self.udp_more || (self.tap_more && self.udp_writable) {
+            return Some(Duration::ZERO);
+        }
+        let watch = self.revocations.as_ref().map(|_| super::REVOCATIONS_EVERY);
+        let now = self.now();
+        let node_t = self.node.poll_timeout().map(|t| t.saturating_since(now));
+        [watch, self.local.timeout()]
+            .into_iter()
+            .fold(node_t, |a, b| match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            })
+    }
+
+    /// One ready source. True when a signal says stop.
+    fn ready(&mut self, ev: &mio::event::Event) -> Result<bool, String> {
+        let now = self.now();
+        match ev.token() {
+            TAP => self.tap_more = true,
+            UDP => {
+                self.udp_more |= ev.is_readable();
+                self.udp_writable |= ev.is_writable();
+            }
+            SIGNAL => {
+                if let Some(sig) = sys::read_signal(self.signals.as_raw_fd()) {
+                    log::info!("signal {sig}: shutting down");
+                    return Ok(true);
+                }
+            }
+            CONTROL => self.ctl.accept(self.poll.registry()),
+            ADDRESSES => self.addresses_notified = true,
+            TCP_LISTEN => self.tcp.accept(self.poll.registry(), &mut self.node, now),
+            t if self.tcp.owns(t) => {
+                self.tcp.ready(self.poll.registry(), t, &mut self.node, now);
+                self.flush(now)?;
+            }
+            t if self.ctl.owns(t) => {
+                if ev.is_readable() {
+                    if let control::Request::Line(slot, line) =
+                        self.ctl.readable(t, self.poll.registry())
+                    {
+                        let reply = super::control_request(
+                            &mut self.node,
+                            &line,
+                            &self.info,
+                            &self.echoes,
+                            now,
+                        );
+                        self.ctl.reply(slot, reply, self.poll.registry());
+                    }
+                }
+                if ev.is_writable() {
+                    self.ctl.writable(t, self.poll.registry());
+                }
+            }
+            _ => {}
+        }
+        Ok(false)
+    }
+
+    /// Moves batches between the sockets, the TAP and the node, a bounded
+    /// number per turn so timers and control get a look.
+    fn pump(&mut self) -> Result<(), String> {
+        for _ in 0..TURN_BUDGET {
+            if !(self.udp_more || (self.tap_more && self.udp_writable)) {
+                break;
+            }
+            let t = self.now();
+            if self.udp_more {
+                let more = self
+                    .udp
+                    .recv_into(&mut self.node, t)
+                    .map_err(|e| format!("UDP receive failed: {e}"))?;
+                self.udp_more = matches!(more, udp::Recv::More);
+            }
+            // Read the TAP only while the socket can take what we send:
+            // backpressure reaches the kernel's TAP queue, not our pool.
+            if self.tap_more && self.udp_writable {
+                self.tap_more = read_tap(&self.tap, &mut self.node, t);
+            }
+            self.flush(t)?;
+        }
+        Ok(())
+    }
+
+    /// What is due: the node's timers, the revocation file, our
+    /// addresses; then the node's events, and what all that produced.
+    fn upkeep(&mut self) -> Result<(), String> {
+        let t = self.now();
+        if self.node.poll_timeout().is_some_and(|d| d <= t) {
+            self.node.handle_timeout(t);
+            self.tcp.expire(self.poll.registry(), t);
+        }
+        if let Some(r) = self.revocations.as_mut() {
+            r.check(&mut self.node, t);
+        }
+        if self.local.due(std::mem::take(&mut self.addresses_notified)) {
+            self.node.set_local_endpoints(t, &self.local.current());
+        }
+        while let Some(e) = self.node.poll_event() {
+            self.event(e)?;
+        }
+        self.flush(t)
+    }
+
+    fn event(&mut self, e: Event) -> Result<(), String> {
+        match e {
+            Event::AddressHeld(ip) => self.addresses.held(ip, self.tap.name(), self.vpn.as_ref()),
+            Event::AddressConflict { ip, holder } => Err(format!(
+                "virtual address {ip} is already held by node {} (ring address); choose another address or `address = auto`",
+                holder.to_hex()
+            )),
+            Event::Echo { nonce, hops, rtt } => {
+                self.echoes.insert(nonce, hops, rtt);
+                Ok(())
+            }
+            // The daemon starts no DHT operations of its own.
+            Event::Dht(_) => Ok(()),
+        }
+    }
+
+    fn flush(&mut self, now: Instant) -> Result<(), String> {
+        self.udp_writable = flush(
+            &self.tap,
+            &mut self.udp,
+            &mut self.tcp,
+            self.poll.registry(),
+            &mut self.node,
+            now,
+        )?;
+        Ok(())
+    }
+}
+
+/// The core's configuration from the file's.
+fn node_config(
+    cfg: &Config,
+    vpn: &Option<crate::vpn::VpnConfig>,
+    trust: Option<(crate::crypto::cert::Trust, Vec<u8>)>,
+    local: &ifwatch::LocalEndpoints,
+) -> NodeConfig {
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    NodeConfig {
+        peers: cfg.peers.clone(),
+        wall_origin_us: wall.as_micros() as u64,
+        rng_seed: crate::rand::SeededRng::from_os().next_seed(),
+        overlay: cfg.overlay.then(|| crate::overlay::OverlayConfig {
+            relay_kib: cfg.relay_kib,
+            ..Default::default()
+        }),
+        ondemand_threshold: cfg.ondemand,
+        max_peers: usize::from(cfg.max_peers),
+        bootstrap: cfg.bootstrap.clone(),
+        endpoints: local.current(),
+        tap_prefixes: cfg
+            .address
+            .map(|(ip, len)| crate::net::Prefix::new(ip.into(), len))
+            .into_iter()
+            .collect(),
+        trust_any: cfg.overlay,
+        vpn: vpn.clone(),
+        tcp_fallback: cfg.tcp,
+        timers: cfg.timers(),
+        trust: trust.as_ref().map(|(t, _)| t.clone()),
+        cert: trust.map(|(_, c)| c),
+        ..NodeConfig::default()
+    }
+}

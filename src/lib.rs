@@ -12,10 +12,13 @@
 //!   sealed credentials, certificates);
 //! - `overlay`: the ring as a policy object — routing, linking, the DHT —
 //!   answering events with actions;
-//! - `vpn`: the VPN's policy on top of the overlay's DHT: address claims,
-//!   resolution, ARP/ND/DHCP answers, broadcast;
-//! - `node`: the sans-IO core that runs both policies: `handle_*(now, …)`
-//!   in, datagrams, frames and deadlines out; no sockets, files or clock;
+//! - `vpn`: the VPN as a policy object (`vpn::Vpn`) on top of the
+//!   overlay's DHT: address claims, resolution, ARP/ND/DHCP answers,
+//!   broadcast — each packet answered with what to do with it;
+//! - `node`: the sans-IO core that runs both policies and owns peers and
+//!   sessions: `handle_*(now, …)` in; datagrams and frames (zero-copy
+//!   queues), events and the next deadline out; no sockets, files or
+//!   clock;
 //! - drivers of the node and the operator's side: `sim` (the deterministic
 //!   many-node simulator), `config` (the file format), `control` and
 //!   `status` (the control socket), `sys` (the OS glue: every `unsafe`

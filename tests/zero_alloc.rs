@@ -215,7 +215,13 @@ fn ip_frame(n: &Node, src: std::net::Ipv4Addr, dst: std::net::Ipv4Addr) -> Vec<u
     f.extend_from_slice(&[8, 0]);
     let body = [0x5au8; 1300];
     let mut v4 = [0u8; 20];
-    ringvpn::wire::ip::emit_v4_header(&mut v4, src, dst, 17, 8 + body.len());
+    ringvpn::wire::ip::V4Repr {
+        src,
+        dst,
+        proto: 17,
+        payload_len: 8 + body.len(),
+    }
+    .emit(&mut v4);
     f.extend_from_slice(&v4);
     f.extend_from_slice(&[0x30, 0x39, 0x30, 0x39]);
     f.extend_from_slice(&((8 + body.len()) as u16).to_be_bytes());

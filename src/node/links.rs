@@ -96,10 +96,7 @@ impl Node {
         };
         for buf in waiting {
             // Its certificate is known now: the address must be in it.
-            if ty == MsgType::Packet
-                && self.certs.trust.is_some()
-                && !self.may_hold(p, self.packet_dst(&buf))
-            {
+            if ty == MsgType::Packet && !self.may_receive(p, &buf) {
                 self.refuse_claim(p, buf);
                 continue;
             }

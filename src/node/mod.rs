@@ -11,7 +11,6 @@
 
 mod attempts;
 mod boots;
-mod claims;
 mod completion;
 pub mod config;
 pub mod cookies;
@@ -146,7 +145,7 @@ pub struct Node {
     strangers: boots::Strangers,
     overlay: Option<Overlay>,
     /// The VPN over the overlay (overlay mode with a virtual network).
-    vpn: Option<vpn::VpnState>,
+    vpn: Option<crate::vpn::Vpn>,
     underlay: underlay::Underlay,
     certs: trust::Certs,
     guards: limiter::Guards,
@@ -218,7 +217,7 @@ impl Node {
                 .vpn
                 .clone()
                 .filter(|_| overlay.is_some())
-                .map(|v| vpn::VpnState::new(v, &public, now, !cfg.bootstrap.is_empty())),
+                .map(|v| crate::vpn::Vpn::new(v, &public, now, !cfg.bootstrap.is_empty())),
             overlay,
             underlay: underlay::Underlay {
                 local: Vec::new(),

@@ -92,7 +92,7 @@ pub struct VpnStatus {
     pub holder: Option<Addr>,
     pub cached: usize,
     pub resolving: usize,
-    pub stats: super::vpn::VpnStats,
+    pub stats: crate::vpn::VpnStats,
 }
 
 #[derive(Debug, Clone)]

@@ -422,7 +422,13 @@ impl Sim {
         f.extend_from_slice(&crate::vpn::host_mac(&self.node(i).public_key()).0);
         f.extend_from_slice(&[8, 0]);
         let mut v4 = [0u8; 20];
-        ip::emit_v4_header(&mut v4, src, dst, ip::PROTO_UDP, 8 + body.len());
+        ip::V4Repr {
+            src,
+            dst,
+            proto: ip::PROTO_UDP,
+            payload_len: 8 + body.len(),
+        }
+        .emit(&mut v4);
         f.extend_from_slice(&v4);
         f.extend_from_slice(&[0x30, 0x39, 0x30, 0x39]);
         f.extend_from_slice(&((8 + body.len()) as u16).to_be_bytes());

@@ -3,16 +3,18 @@
 //! overlay), DHCP, and the gratuitous ARP at start.
 
 use super::{VpnConfig, VIRTUAL_MAC};
-use crate::wire::ethernet::{Frame, Mac, HEADER_LEN as ETH_LEN};
+use crate::wire::ethernet::{self, Frame, Mac, HEADER_LEN as ETH_LEN};
 use crate::wire::ip::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, PROTO_ICMPV6};
 use crate::wire::{arp, dhcp, ndp};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-/// Writes an Ethernet header into `out[..14]`.
-pub fn emit_ethernet(out: &mut [u8], dst: Mac, src: Mac, ethertype: u16) {
-    out[..6].copy_from_slice(&dst.0);
-    out[6..12].copy_from_slice(&src.0);
-    out[12..14].copy_from_slice(&ethertype.to_be_bytes());
+/// The Ethernet header of an answer from the virtual router.
+fn header_to(dst: Mac, ethertype: u16) -> ethernet::Repr {
+    ethernet::Repr {
+        dst,
+        src: VIRTUAL_MAC,
+        ethertype,
+    }
 }
 
 /// What the frame asked and whether it was answered.
@@ -45,14 +47,14 @@ pub fn answer_arp(frame: &mut [u8], vpn: &VpnConfig, own: Option<Ipv4Addr>) -> L
     }
     let asker = p.sender_mac();
     p.make_reply(VIRTUAL_MAC);
-    emit_ethernet(frame, asker, VIRTUAL_MAC, ETHERTYPE_ARP);
+    header_to(asker, ETHERTYPE_ARP).emit(frame);
     Local::Answered
 }
 
 /// A gratuitous ARP for the virtual router's address (`vpn.gateway()`),
 /// sent when the node starts so the host learns the virtual MAC at once.
 pub fn gratuitous_arp(out: &mut [u8], vpn: &VpnConfig) -> usize {
-    emit_ethernet(out, Mac::BROADCAST, VIRTUAL_MAC, ETHERTYPE_ARP);
+    header_to(Mac::BROADCAST, ETHERTYPE_ARP).emit(out);
     arp::emit_gratuitous(&mut out[ETH_LEN..], VIRTUAL_MAC, vpn.gateway());
     ETH_LEN + arp::LEN
 }
@@ -94,15 +96,15 @@ pub fn answer_ndp(frame: &mut [u8], vpn: &VpnConfig, own: Option<Ipv6Addr>) -> O
     if frame.len() < total {
         return Some(Local::Ignored);
     }
-    emit_ethernet(frame, asker, VIRTUAL_MAC, ETHERTYPE_IPV6);
-    ip::emit_v6_header(
-        &mut frame[ETH_LEN..],
-        target,
-        src,
-        PROTO_ICMPV6,
-        255,
-        ndp::NA_LEN as u16,
-    );
+    header_to(asker, ETHERTYPE_IPV6).emit(frame);
+    ip::V6Repr {
+        src: target,
+        dst: src,
+        next_header: PROTO_ICMPV6,
+        hop_limit: 255,
+        payload_len: ndp::NA_LEN as u16,
+    }
+    .emit(&mut frame[ETH_LEN..]);
     ndp::emit_advert(
         &mut frame[ETH_LEN + ip::V6_HEADER_LEN..],
         target,
@@ -203,19 +205,21 @@ pub fn dhcp_reply(
     }
     // To the client's MAC; the IP destination is the limited broadcast
     // (the client has no address yet), which every client accepts.
-    emit_ethernet(out, chaddr, VIRTUAL_MAC, ETHERTYPE_IPV4);
-    ip::emit_v4_header(
-        &mut out[ETH_LEN..],
-        gateway,
-        Ipv4Addr::BROADCAST,
-        ip::PROTO_UDP,
-        udp_len,
-    );
+    header_to(chaddr, ETHERTYPE_IPV4).emit(out);
+    ip::V4Repr {
+        src: gateway,
+        dst: Ipv4Addr::BROADCAST,
+        proto: ip::PROTO_UDP,
+        payload_len: udp_len,
+    }
+    .emit(&mut out[ETH_LEN..]);
     let u = &mut out[ETH_LEN + ip::V4_HEADER_LEN..];
-    u[..2].copy_from_slice(&dhcp::SERVER_PORT.to_be_bytes());
-    u[2..4].copy_from_slice(&dhcp::CLIENT_PORT.to_be_bytes());
-    u[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-    u[6..8].copy_from_slice(&[0, 0]); // no UDP checksum (allowed over IPv4)
+    ip::UdpRepr {
+        src_port: dhcp::SERVER_PORT,
+        dst_port: dhcp::CLIENT_PORT,
+        payload_len: dhcp_len,
+    }
+    .emit(u);
     reply.emit(&mut u[ip::UDP_HEADER_LEN..]);
     Some(total)
 }
@@ -273,7 +277,14 @@ mod tests {
         body.extend_from_slice(&[1, 1]);
         body.extend_from_slice(&HOST.0);
         let mut v6 = [0u8; 40];
-        ip::emit_v6_header(&mut v6, src, "ff02::1:ff00:c".parse().unwrap(), 58, 255, 32);
+        ip::V6Repr {
+            src,
+            dst: "ff02::1:ff00:c".parse().unwrap(),
+            next_header: 58,
+            hop_limit: 255,
+            payload_len: 32,
+        }
+        .emit(&mut v6);
         f.extend_from_slice(&v6);
         f.extend_from_slice(&body);
         f
@@ -324,13 +335,13 @@ mod tests {
         f.extend_from_slice(&HOST.0);
         f.extend_from_slice(&[8, 0]);
         let mut v4 = [0u8; 20];
-        ip::emit_v4_header(
-            &mut v4,
-            Ipv4Addr::UNSPECIFIED,
-            Ipv4Addr::BROADCAST,
-            17,
-            u.len(),
-        );
+        ip::V4Repr {
+            src: Ipv4Addr::UNSPECIFIED,
+            dst: Ipv4Addr::BROADCAST,
+            proto: 17,
+            payload_len: u.len(),
+        }
+        .emit(&mut v4);
         f.extend_from_slice(&v4);
         f.extend_from_slice(&u);
         f

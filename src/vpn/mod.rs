@@ -16,9 +16,12 @@
 
 pub mod broadcast;
 pub mod claim;
+mod engine;
 pub mod local;
 pub mod record;
 pub mod resolve;
+
+pub use engine::{Action, Discard, Judge, Members, Out, Signer, Vpn, VpnStats};
 
 use crate::crypto::NodeKey;
 use crate::wire::ethernet::Mac;

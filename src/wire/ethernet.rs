@@ -28,6 +28,28 @@ impl core::fmt::Display for Mac {
     }
 }
 
+/// An Ethernet II header to write (the smoltcp `Repr` style: a plain
+/// value, `buffer_len` bytes emitted into the caller's buffer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repr {
+    pub dst: Mac,
+    pub src: Mac,
+    pub ethertype: u16,
+}
+
+impl Repr {
+    pub const fn buffer_len(&self) -> usize {
+        HEADER_LEN
+    }
+
+    /// Writes the header into `out[..HEADER_LEN]`.
+    pub fn emit(&self, out: &mut [u8]) {
+        out[..6].copy_from_slice(&self.dst.0);
+        out[6..12].copy_from_slice(&self.src.0);
+        out[12..14].copy_from_slice(&self.ethertype.to_be_bytes());
+    }
+}
+
 /// A view of an Ethernet frame.
 #[derive(Debug)]
 pub struct Frame<T: AsRef<[u8]>> {

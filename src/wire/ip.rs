@@ -92,18 +92,56 @@ impl<T: AsRef<[u8]>> V4<T> {
     }
 }
 
-/// Writes a 20-byte IPv4 header (no options, DF clear, TTL 64) with its
-/// checksum into `out[..20]`.
-pub fn emit_v4_header(out: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload: usize) {
-    let total = (V4_HEADER_LEN + payload) as u16;
-    out[..V4_HEADER_LEN].copy_from_slice(&[
-        0x45, 0, 0, 0, 0, 0, 0, 0, 64, proto, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    ]);
-    out[2..4].copy_from_slice(&total.to_be_bytes());
-    out[12..16].copy_from_slice(&src.octets());
-    out[16..20].copy_from_slice(&dst.octets());
-    let c = checksum_finish(checksum_add(0, &out[..V4_HEADER_LEN]));
-    out[10..12].copy_from_slice(&c.to_be_bytes());
+/// An IPv4 header to write: no options, DF clear, TTL 64, checksummed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct V4Repr {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub proto: u8,
+    /// Bytes after the header.
+    pub payload_len: usize,
+}
+
+impl V4Repr {
+    pub const fn buffer_len(&self) -> usize {
+        V4_HEADER_LEN
+    }
+
+    /// Writes the header into `out[..V4_HEADER_LEN]`.
+    pub fn emit(&self, out: &mut [u8]) {
+        let total = (V4_HEADER_LEN + self.payload_len) as u16;
+        out[..V4_HEADER_LEN].copy_from_slice(&[
+            0x45, 0, 0, 0, 0, 0, 0, 0, 64, self.proto, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ]);
+        out[2..4].copy_from_slice(&total.to_be_bytes());
+        out[12..16].copy_from_slice(&self.src.octets());
+        out[16..20].copy_from_slice(&self.dst.octets());
+        let c = checksum_finish(checksum_add(0, &out[..V4_HEADER_LEN]));
+        out[10..12].copy_from_slice(&c.to_be_bytes());
+    }
+}
+
+/// A UDP header to write, without a checksum (allowed over IPv4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpRepr {
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// Bytes after the header.
+    pub payload_len: usize,
+}
+
+impl UdpRepr {
+    pub const fn buffer_len(&self) -> usize {
+        UDP_HEADER_LEN
+    }
+
+    /// Writes the header into `out[..UDP_HEADER_LEN]`.
+    pub fn emit(&self, out: &mut [u8]) {
+        out[..2].copy_from_slice(&self.src_port.to_be_bytes());
+        out[2..4].copy_from_slice(&self.dst_port.to_be_bytes());
+        out[4..6].copy_from_slice(&((UDP_HEADER_LEN + self.payload_len) as u16).to_be_bytes());
+        out[6..8].copy_from_slice(&[0, 0]);
+    }
 }
 
 /// A view of an IPv6 packet (fixed header and payload; extension headers
@@ -158,12 +196,29 @@ impl<T: AsRef<[u8]>> V6<T> {
     }
 }
 
-/// Writes a 40-byte IPv6 header into `out[..40]`.
-pub fn emit_v6_header(out: &mut [u8], src: Ipv6Addr, dst: Ipv6Addr, next: u8, hops: u8, len: u16) {
-    out[..8].copy_from_slice(&[0x60, 0, 0, 0, 0, 0, next, hops]);
-    out[4..6].copy_from_slice(&len.to_be_bytes());
-    out[8..24].copy_from_slice(&src.octets());
-    out[24..40].copy_from_slice(&dst.octets());
+/// An IPv6 fixed header to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct V6Repr {
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub next_header: u8,
+    pub hop_limit: u8,
+    /// Bytes after the header.
+    pub payload_len: u16,
+}
+
+impl V6Repr {
+    pub const fn buffer_len(&self) -> usize {
+        V6_HEADER_LEN
+    }
+
+    /// Writes the header into `out[..V6_HEADER_LEN]`.
+    pub fn emit(&self, out: &mut [u8]) {
+        out[..8].copy_from_slice(&[0x60, 0, 0, 0, 0, 0, self.next_header, self.hop_limit]);
+        out[4..6].copy_from_slice(&self.payload_len.to_be_bytes());
+        out[8..24].copy_from_slice(&self.src.octets());
+        out[24..40].copy_from_slice(&self.dst.octets());
+    }
 }
 
 /// The destination of an IP packet (what the node routes on), if the bytes
@@ -258,13 +313,13 @@ mod tests {
     #[test]
     fn construct_v4_header_with_a_valid_checksum() {
         let mut out = [0u8; 20];
-        emit_v4_header(
-            &mut out,
-            Ipv4Addr::new(100, 64, 0, 1),
-            Ipv4Addr::new(255, 255, 255, 255),
-            PROTO_UDP,
-            300,
-        );
+        V4Repr {
+            src: Ipv4Addr::new(100, 64, 0, 1),
+            dst: Ipv4Addr::new(255, 255, 255, 255),
+            proto: PROTO_UDP,
+            payload_len: 300,
+        }
+        .emit(&mut out);
         assert_eq!(checksum_finish(checksum_add(0, &out)), 0, "verifies");
         let p = V4::new_checked(&[&out[..], &[0u8; 300][..]].concat()).map(|p| p.total_len());
         assert_eq!(p, Ok(320));
@@ -275,7 +330,14 @@ mod tests {
         let (s, d): (Ipv6Addr, Ipv6Addr) =
             ("fd00::1".parse().unwrap(), "ff02::fb".parse().unwrap());
         let mut b = [0u8; 48];
-        emit_v6_header(&mut b, s, d, PROTO_UDP, 255, 8);
+        V6Repr {
+            src: s,
+            dst: d,
+            next_header: PROTO_UDP,
+            hop_limit: 255,
+            payload_len: 8,
+        }
+        .emit(&mut b);
         let p = V6::new_checked(&b[..]).unwrap();
         assert_eq!(
             (p.src(), p.dst(), p.next_header(), p.hop_limit()),

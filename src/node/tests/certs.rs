@@ -315,13 +315,13 @@ fn a_member_claiming_an_address_outside_its_certificate_is_refused() {
     assert!(!received_marker(&mut sim, 5, b"to-the-squatter"));
     let records_refused = |sim: &Sim, i: usize| {
         let v = sim.node(i).vpn.as_ref().unwrap();
-        v.stats.records_refused
+        v.stats().records_refused
     };
     assert!(records_refused(&sim, 0) > 0);
     // Nor is what node 5 sends from that address delivered: the receiver
     // sees that node 5's certificate does not list the source, before
     // any lookup.
-    let lookups = |sim: &Sim| sim.node(1).vpn.as_ref().unwrap().stats.lookups;
+    let lookups = |sim: &Sim| sim.node(1).vpn.as_ref().unwrap().stats().lookups;
     let before = lookups(&sim);
     let f = sim.host_udp_frame(5, squatted, v1, b"from-the-squatter");
     sim.inject_frame(5, &f);

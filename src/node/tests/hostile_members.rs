@@ -243,7 +243,7 @@ fn a_member_sending_from_many_addresses_cannot_exhaust_lookups() {
     sim.inject_frame(ATTACKER, &f);
     sim.run_for(Duration::from_secs(3));
     assert!(received_marker(&mut sim, VICTIM, b"hello"));
-    let lookups_before = sim.node(VICTIM).vpn.as_ref().unwrap().stats.lookups;
+    let lookups_before = sim.node(VICTIM).vpn.as_ref().unwrap().stats().lookups;
     let packets: Vec<Vec<u8>> = (0..100u32)
         .map(|i| {
             let src = std::net::Ipv4Addr::from(0x6440_c800 + i);
@@ -270,7 +270,7 @@ fn a_member_sending_from_many_addresses_cannot_exhaust_lookups() {
     sim.run_for(Duration::from_secs(3));
     assert!(received_marker(&mut sim, to, b"own-traffic"));
     let v = sim.node(VICTIM).vpn.as_ref().unwrap();
-    let started = v.stats.lookups - lookups_before;
+    let started = v.stats().lookups - lookups_before;
     assert!(started <= 3, "{started} lookups started");
     assert!(!received_marker(&mut sim, VICTIM, b"spoofed"));
     assert!(sim.node(VICTIM).stats().drops(DropReason::ResolveQueueFull) >= 90);

@@ -1,0 +1,632 @@
+//! The VPN as a policy object, in the shape of `Overlay`: it owns the
+//! address claim, resolution, the answers to the host's ARP/ND/DHCP and
+//! the broadcast policy, and knows nothing of peers, sessions or sockets.
+//!
+//! Packets are the data path, so each input returns what to do with its
+//! packet by value ([`Out`]: send it to a member, write it to the TAP,
+//! pass a broadcast on, drop it) and never queues or allocates for it.
+//! Work that is not about the packet at hand — packets a finished lookup
+//! released, our address held or lost — comes back as [`Action`]s the
+//! node drains after each input. The DHT is asked directly (the overlay
+//! is the layer below; its messages go out with the overlay's actions),
+//! and what only the node knows — which member a peer is, what its
+//! certificate allows — is asked through [`Members`].
+//!
+//! Headers are added in place in the packet's pool buffer: the Ethernet
+//! header in front of a packet for the host, the broadcast header in front
+//! of a group packet for the ring.
+
+use super::broadcast::{BroadcastState, Refusal};
+use super::claim::Claim;
+use super::local::{self, Local};
+use super::resolve::{Answer, Dir, Resolver};
+use super::{group_mac, AddressMode, VpnConfig, VIRTUAL_MAC};
+use crate::buf::{PacketBuf, Pool};
+use crate::crypto::{Identity, NodeKey};
+use crate::ids::PeerIdx;
+use crate::overlay::dht::client::Event as DhtEvent;
+use crate::overlay::{Addr, Overlay};
+use crate::time::Instant;
+use crate::wire::ethernet::{self, Frame, Mac, HEADER_LEN as ETH_LEN};
+use crate::wire::ip::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
+use crate::wire::overlay::{emit_broadcast_header, Broadcast, BROADCAST_HEADER_LEN};
+use std::net::{IpAddr, Ipv4Addr};
+
+/// VPN counters for status.
+#[derive(Debug, Clone, Default)]
+pub struct VpnStats {
+    pub lookups: u64,
+    pub lookups_failed: u64,
+    /// Address records a lookup returned that did not check out (forged,
+    /// misplaced, or not certified for the address).
+    pub records_refused: u64,
+    /// Packets handed on for a member, and delivered to the host.
+    pub packets_out: u64,
+    pub packets_in: u64,
+    pub broadcasts_sent: u64,
+    pub broadcasts_delivered: u64,
+    pub local_answers: u64,
+}
+
+/// Why the VPN let a packet go (the node counts each by reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Discard {
+    BadFrame,
+    /// For the virtual router itself, or a host question we do not answer.
+    LocalOnly,
+    NotInNetwork,
+    /// Nobody holds the destination (or it is ours).
+    UnknownIp,
+    ResolveQueueFull,
+    /// The sender does not hold the source address.
+    SpoofedSource,
+    /// Member `from` sent from (or was sent to at) an address its
+    /// certificate does not list.
+    NotCertified(PeerIdx),
+    BroadcastDuplicate,
+    BroadcastRateLimited,
+    BroadcastMalformed,
+    PoolEmpty,
+}
+
+/// What to do with a packet now.
+pub enum Out {
+    /// Seal it for the member with this key and send it.
+    Send {
+        key: NodeKey,
+        buf: PacketBuf,
+    },
+    /// Write it to the TAP.
+    Frame(PacketBuf),
+    /// Pass this ring broadcast on to our links in the arc up to `end`,
+    /// then (if `deliver`) give it back through [`Vpn::deliver_group`].
+    Broadcast {
+        buf: PacketBuf,
+        end: Addr,
+        deliver: bool,
+    },
+    /// It waits for a lookup of its address.
+    Parked,
+    Drop(PacketBuf, Discard),
+}
+
+/// What the VPN asks of the node besides the packet at hand.
+pub enum Action {
+    /// A packet a finished lookup released.
+    Packet(Out),
+    /// Our virtual IPv4 address is ours (for the caller).
+    Held(Ipv4Addr),
+    /// Another member holds our static address (for the caller).
+    Conflict { ip: Ipv4Addr, holder: Addr },
+}
+
+/// What the node knows of its peers that VPN policy depends on.
+pub trait Members {
+    /// The member behind peer `p`.
+    fn key(&self, p: PeerIdx) -> NodeKey;
+    /// Whether `p` may hold `ip` (certificate mode; yes otherwise, and
+    /// while its certificate is not known yet).
+    fn may_hold(&self, p: PeerIdx, ip: Ipv4Addr) -> bool;
+}
+
+/// The node's own credentials, for signing our address record.
+pub struct Signer<'a> {
+    pub identity: &'a Identity,
+    pub cert: Option<&'a [u8]>,
+}
+
+/// What DHT results are judged and acted on with: who our peers are,
+/// how to check a record, how to sign ours.
+pub struct Judge<'a, M> {
+    pub members: &'a M,
+    pub checker: super::record::Checker<'a>,
+    pub signer: Signer<'a>,
+}
+
+pub struct Vpn {
+    pub(super) cfg: VpnConfig,
+    /// Our ring address: the source of our broadcasts.
+    me: Addr,
+    pub(super) claim: Claim,
+    pub(super) timing: super::claim::Timing,
+    pub(super) resolver: Resolver,
+    bcast: BroadcastState,
+    host_mac: Mac,
+    pub(super) stats: VpnStats,
+    pub(super) actions: Vec<Action>,
+}
+
+impl Vpn {
+    /// `joining`: bootstraps were configured, so the claim waits for the
+    /// ring.
+    pub fn new(cfg: VpnConfig, key: &NodeKey, now: Instant, joining: bool) -> Vpn {
+        Vpn {
+            cfg,
+            me: Addr::of_key(key),
+            claim: Claim::Waiting,
+            timing: super::claim::Timing::new(now, joining),
+            resolver: Resolver::default(),
+            bcast: BroadcastState::default(),
+            host_mac: super::host_mac(key),
+            stats: VpnStats::default(),
+            actions: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &VpnConfig {
+        &self.cfg
+    }
+
+    pub fn claim(&self) -> Claim {
+        self.claim
+    }
+
+    pub fn resolver(&self) -> &Resolver {
+        &self.resolver
+    }
+
+    pub fn stats(&self) -> &VpnStats {
+        &self.stats
+    }
+
+    /// Work for the node: drained after every input.
+    pub fn drain_actions(&mut self) -> std::vec::Drain<'_, Action> {
+        self.actions.drain(..)
+    }
+
+    /// Our IPv4 address: held, or configured while the claim runs.
+    pub fn own_v4(&self) -> Option<Ipv4Addr> {
+        match (self.claim.held(), self.cfg.address) {
+            (Some(ip), _) => Some(ip),
+            (None, AddressMode::Static(ip)) => Some(ip),
+            _ => None,
+        }
+    }
+
+    /// The gratuitous ARP that announces the virtual router, at start.
+    pub fn announce(&self, pool: &mut Pool) -> Option<PacketBuf> {
+        let mut buf = pool.alloc()?;
+        let n = local::gratuitous_arp(pool.space_mut(&buf), &self.cfg);
+        pool.set_len(&mut buf, n);
+        Some(buf)
+    }
+
+    /// Whether `dst` is a broadcast or multicast destination.
+    fn is_group(&self, dst: IpAddr) -> bool {
+        match dst {
+            IpAddr::V4(v4) => v4.is_multicast() || v4.is_broadcast() || v4 == self.cfg.broadcast(),
+            IpAddr::V6(v6) => v6.is_multicast(),
+        }
+    }
+
+    /// The IPv4 address an IP packet is for (an IPv6 one's embedded
+    /// address in the network's /96).
+    pub fn packet_dst(&self, packet: &[u8]) -> Option<Ipv4Addr> {
+        match ip::destination(packet)? {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(a) => self.cfg.v4_of(a),
+        }
+    }
+
+    // ----- from the host -----
+
+    /// A frame the host wrote to the TAP.
+    pub fn from_host(
+        &mut self,
+        now: Instant,
+        ov: &mut Overlay,
+        pool: &mut Pool,
+        mut buf: PacketBuf,
+    ) -> Out {
+        let own4 = self.own_v4();
+        let own6 = own4.and_then(|ip| self.cfg.v6_of(ip));
+        let Ok(ethertype) = Frame::new_checked(pool.data(&buf)).map(|f| f.ethertype()) else {
+            return Out::Drop(buf, Discard::BadFrame);
+        };
+        match ethertype {
+            ETHERTYPE_ARP => {
+                return match local::answer_arp(pool.data_mut(&buf), &self.cfg, own4) {
+                    Local::Answered => self.answer_host(buf),
+                    Local::Ignored => Out::Drop(buf, Discard::LocalOnly),
+                };
+            }
+            ETHERTYPE_IPV6 => match local::answer_ndp(pool.data_mut(&buf), &self.cfg, own6) {
+                Some(Local::Answered) => return self.answer_host(buf),
+                Some(Local::Ignored) => return Out::Drop(buf, Discard::LocalOnly),
+                None => {}
+            },
+            ETHERTYPE_IPV4 => {
+                if let Some(req) = local::dhcp_request(pool.data(&buf)) {
+                    return self.answer_dhcp(pool, buf, req);
+                }
+            }
+            _ => return Out::Drop(buf, Discard::BadFrame),
+        }
+        pool.trim_front(&mut buf, ETH_LEN);
+        let Some(dst) = ip::destination(pool.data(&buf)) else {
+            return Out::Drop(buf, Discard::BadFrame);
+        };
+        if self.is_group(dst) {
+            return self.broadcast_out(now, pool, buf);
+        }
+        let v4 = match dst {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(v6) => self.cfg.v4_of(v6),
+        };
+        match v4 {
+            Some(ip) if self.cfg.assignable(ip) => self.toward_member(now, ov, ip, buf),
+            Some(ip) if ip == self.cfg.gateway() => Out::Drop(buf, Discard::LocalOnly),
+            _ => Out::Drop(buf, Discard::NotInNetwork),
+        }
+    }
+
+    /// An answer (rewritten in place) back to the host.
+    fn answer_host(&mut self, buf: PacketBuf) -> Out {
+        self.stats.local_answers += 1;
+        Out::Frame(buf)
+    }
+
+    fn answer_dhcp(&mut self, pool: &mut Pool, request: PacketBuf, req: local::DhcpRequest) -> Out {
+        // Only once the address is ours: the client retries until then.
+        let Some(ip) = self.claim.held().filter(|_| self.cfg.dhcp) else {
+            return Out::Drop(request, Discard::LocalOnly);
+        };
+        // The reply is written over the request (what it asked is in `req`).
+        let mut out = request;
+        match local::dhcp_reply(pool.space_mut(&out), &self.cfg, req, ip) {
+            Some(n) => {
+                pool.set_len(&mut out, n);
+                self.answer_host(out)
+            }
+            None => Out::Drop(out, Discard::LocalOnly),
+        }
+    }
+
+    /// An IP packet for the holder of `ip`: to it if known, parked while
+    /// the DHT is asked, dropped if nobody holds it.
+    fn toward_member(
+        &mut self,
+        now: Instant,
+        ov: &mut Overlay,
+        ip: Ipv4Addr,
+        buf: PacketBuf,
+    ) -> Out {
+        match self.resolver.answer(now, ip) {
+            Answer::Known(key) => self.send(key, buf),
+            Answer::Absent => Out::Drop(buf, Discard::UnknownIp),
+            Answer::Unknown => self.resolve_then(now, ov, ip, buf, Dir::Out),
+        }
+    }
+
+    fn send(&mut self, key: NodeKey, buf: PacketBuf) -> Out {
+        self.stats.packets_out += 1;
+        Out::Send { key, buf }
+    }
+
+    /// Parks `buf` until `ip` is resolved, starting the lookup if needed
+    /// (its requests go out with the overlay's actions).
+    fn resolve_then(
+        &mut self,
+        now: Instant,
+        ov: &mut Overlay,
+        ip: Ipv4Addr,
+        buf: PacketBuf,
+        dir: Dir,
+    ) -> Out {
+        if !self.resolver.is_resolving(ip) {
+            if !self.resolver.can_start(dir) {
+                return Out::Drop(buf, Discard::ResolveQueueFull);
+            }
+            self.stats.lookups += 1;
+            let op = ov.dht_get(now, self.cfg.ip_key(ip), true);
+            self.resolver.start(ip, op, dir);
+        }
+        match self.resolver.park(ip, buf, dir) {
+            Ok(()) => Out::Parked,
+            Err(buf) => Out::Drop(buf, Discard::ResolveQueueFull),
+        }
+    }
+
+    // ----- from members -----
+
+    /// An IP packet from peer `p`: for the host only if `p` holds the
+    /// packet's source address.
+    pub fn from_member(
+        &mut self,
+        now: Instant,
+        ov: &mut Overlay,
+        pool: &mut Pool,
+        members: &impl Members,
+        p: PeerIdx,
+        buf: PacketBuf,
+    ) -> Out {
+        let src = match ip::source(pool.data(&buf)) {
+            Some(IpAddr::V4(v4)) => Some(v4),
+            Some(IpAddr::V6(v6)) => self.cfg.v4_of(v6),
+            None => return Out::Drop(buf, Discard::BadFrame),
+        };
+        let Some(src) = src.filter(|ip| self.cfg.assignable(*ip)) else {
+            return Out::Drop(buf, Discard::SpoofedSource);
+        };
+        // A source the sender's certificate does not list is refused
+        // before any lookup: a member sending from many addresses costs
+        // nothing but its own packets.
+        if !members.may_hold(p, src) {
+            return Out::Drop(buf, Discard::NotCertified(p));
+        }
+        match self.resolver.answer(now, src) {
+            Answer::Known(key) if key == members.key(p) => self.to_host(pool, buf),
+            Answer::Known(_) | Answer::Absent => Out::Drop(buf, Discard::SpoofedSource),
+            Answer::Unknown => self.resolve_then(now, ov, src, buf, Dir::In(p)),
+        }
+    }
+
+    /// An IP packet for the host: an Ethernet header goes in front in
+    /// place, from the virtual MAC to the host (or to the group's MAC).
+    pub fn to_host(&mut self, pool: &mut Pool, mut buf: PacketBuf) -> Out {
+        let (dst, ethertype) = match ip::destination(pool.data(&buf)) {
+            Some(d @ IpAddr::V4(_)) => (d, ETHERTYPE_IPV4),
+            Some(d @ IpAddr::V6(_)) => (d, ETHERTYPE_IPV6),
+            None => return Out::Drop(buf, Discard::BadFrame),
+        };
+        let to = if self.is_group(dst) {
+            group_mac(dst)
+        } else {
+            self.host_mac
+        };
+        self.stats.packets_in += 1;
+        let Some(hdr) = pool.prepend(&mut buf, ETH_LEN) else {
+            return Out::Drop(buf, Discard::BadFrame);
+        };
+        ethernet::Repr {
+            dst: to,
+            src: VIRTUAL_MAC,
+            ethertype,
+        }
+        .emit(hdr);
+        Out::Frame(buf)
+    }
+
+    // ----- broadcast -----
+
+    /// A group packet from the host: to every member, from us.
+    fn broadcast_out(&mut self, now: Instant, pool: &mut Pool, mut buf: PacketBuf) -> Out {
+        let seq = self.bcast.next_seq();
+        if self.bcast.accept(now, self.me, seq).is_err() {
+            return Out::Drop(buf, Discard::BroadcastRateLimited);
+        }
+        self.stats.broadcasts_sent += 1;
+        let Some(hdr) = pool.prepend(&mut buf, BROADCAST_HEADER_LEN) else {
+            return Out::Drop(buf, Discard::BadFrame);
+        };
+        emit_broadcast_header(hdr, self.me, seq, self.me);
+        Out::Broadcast {
+            buf,
+            end: self.me,
+            deliver: false,
+        }
+    }
+
+    /// A ring broadcast from a link: passed on within its arc, and
+    /// delivered if it is new.
+    pub fn broadcast_in(&mut self, now: Instant, pool: &Pool, buf: PacketBuf) -> Out {
+        let Ok(b) = Broadcast::new_checked(pool.data(&buf)) else {
+            return Out::Drop(buf, Discard::BroadcastMalformed);
+        };
+        let (src, seq, end) = (b.src(), b.seq(), b.end());
+        if src == self.me {
+            return Out::Drop(buf, Discard::BroadcastDuplicate);
+        }
+        match self.bcast.accept(now, src, seq) {
+            Ok(()) => Out::Broadcast {
+                buf,
+                end,
+                deliver: true,
+            },
+            Err(Refusal::Duplicate) => Out::Drop(buf, Discard::BroadcastDuplicate),
+            Err(Refusal::RateLimited) => Out::Drop(buf, Discard::BroadcastRateLimited),
+        }
+    }
+
+    /// A broadcast passed on, header stripped, for the host: only group
+    /// packets travel this way (a unicast one would bypass the check that
+    /// its sender holds its source address).
+    pub fn deliver_group(&mut self, pool: &mut Pool, buf: PacketBuf) -> Out {
+        let group = ip::destination(pool.data(&buf)).is_some_and(|d| self.is_group(d));
+        if !group {
+            return Out::Drop(buf, Discard::SpoofedSource);
+        }
+        self.stats.broadcasts_delivered += 1;
+        self.to_host(pool, buf)
+    }
+
+    // ----- DHT results -----
+
+    /// A finished DHT operation: a lookup or our address claim (the
+    /// packets it releases and what it changes become actions). Gives
+    /// the event back if it was neither.
+    pub fn dht_event(
+        &mut self,
+        now: Instant,
+        ov: &mut Overlay,
+        pool: &mut Pool,
+        ctx: &Judge<impl Members>,
+        e: DhtEvent,
+    ) -> Option<DhtEvent> {
+        if let Some(ip) = self.resolver.ip_of_op(e.id) {
+            self.lookup_done(now, pool, ctx.members, &ctx.checker, ip, &e);
+            return None;
+        }
+        self.claim_event(now, ov, &ctx.signer, e)
+    }
+
+    fn lookup_done(
+        &mut self,
+        now: Instant,
+        pool: &mut Pool,
+        members: &impl Members,
+        checker: &super::record::Checker,
+        ip: Ipv4Addr,
+        e: &DhtEvent,
+    ) {
+        use crate::overlay::dht::client::Outcome;
+        // Every record is checked again here: a storing node may lie.
+        let mut forged = 0;
+        let holder = match &e.outcome {
+            Outcome::Found(records) => records
+                .iter()
+                .filter_map(|r| match checker.check(e.key, r.owner, &r.value, now) {
+                    Ok(rec) => Some((r.ttl_secs, rec.holder)),
+                    Err(_) => {
+                        forged += 1;
+                        None
+                    }
+                })
+                .max_by_key(|(ttl, _)| *ttl)
+                .map(|(_, key)| key),
+            _ => None,
+        };
+        self.stats.records_refused += forged;
+        if holder.is_none() {
+            self.stats.lookups_failed += 1;
+        }
+        for (buf, dir) in self.resolver.complete(now, ip, holder) {
+            let out = match (dir, holder) {
+                (Dir::Out, Some(key)) => self.send(key, buf),
+                (Dir::Out, None) => Out::Drop(buf, Discard::UnknownIp),
+                (Dir::In(p), Some(key)) if members.key(p) == key => {
+                    if members.may_hold(p, ip) {
+                        self.to_host(pool, buf)
+                    } else {
+                        Out::Drop(buf, Discard::NotCertified(p))
+                    }
+                }
+                (Dir::In(_), _) => Out::Drop(buf, Discard::SpoofedSource),
+            };
+            self.actions.push(Action::Packet(out));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The policy object alone: no node, no peers, a bare overlay for its
+    //! DHT. What the node does with each `Out` is the node's tests'.
+    use super::*;
+    use crate::overlay::OverlayConfig;
+    use crate::wire::ip::{UdpRepr, V4Repr, PROTO_UDP};
+
+    struct OneMember(NodeKey, bool);
+
+    impl Members for OneMember {
+        fn key(&self, _: PeerIdx) -> NodeKey {
+            self.0
+        }
+        fn may_hold(&self, _: PeerIdx, _: Ipv4Addr) -> bool {
+            self.1
+        }
+    }
+
+    fn setup() -> (Vpn, Overlay, Pool) {
+        let key = Identity::from_seed(&crate::crypto::keys::Seed([7; 32])).public();
+        let mut cfg = VpnConfig::new("test");
+        cfg.address = AddressMode::Static(Ipv4Addr::new(100, 64, 0, 1));
+        let vpn = Vpn::new(cfg, &key, Instant::ZERO, false);
+        let ov = Overlay::new(key, &[], OverlayConfig::default(), 1, Instant::ZERO);
+        (vpn, ov, Pool::new(16))
+    }
+
+    /// An IPv4 UDP packet (no Ethernet header) from `src` to `dst`.
+    fn packet(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+        let mut p = vec![0u8; 20 + 8 + 4];
+        V4Repr {
+            src,
+            dst,
+            proto: PROTO_UDP,
+            payload_len: 12,
+        }
+        .emit(&mut p);
+        UdpRepr {
+            src_port: 9,
+            dst_port: 9,
+            payload_len: 4,
+        }
+        .emit(&mut p[20..]);
+        p
+    }
+
+    fn frame(vpn: &Vpn, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+        let mut f = vec![0u8; 14];
+        ethernet::Repr {
+            dst: VIRTUAL_MAC,
+            src: vpn.host_mac,
+            ethertype: ETHERTYPE_IPV4,
+        }
+        .emit(&mut f);
+        f.extend_from_slice(&packet(src, dst));
+        f
+    }
+
+    #[test]
+    fn a_packet_for_an_unknown_member_waits_for_one_lookup() {
+        let (mut vpn, mut ov, mut pool) = setup();
+        let (me, them) = (Ipv4Addr::new(100, 64, 0, 1), Ipv4Addr::new(100, 64, 0, 2));
+        for _ in 0..2 {
+            let buf = pool.alloc_with(&frame(&vpn, me, them)).unwrap();
+            let out = vpn.from_host(Instant::ZERO, &mut ov, &mut pool, buf);
+            assert!(matches!(out, Out::Parked));
+        }
+        assert_eq!(vpn.stats().lookups, 1, "one lookup for both packets");
+        assert_eq!(vpn.resolver().resolving(), 1);
+    }
+
+    #[test]
+    fn a_packet_for_the_virtual_router_or_outside_the_network_is_dropped() {
+        let (mut vpn, mut ov, mut pool) = setup();
+        let me = Ipv4Addr::new(100, 64, 0, 1);
+        let gateway = vpn.config().gateway();
+        for (dst, why) in [
+            (gateway, Discard::LocalOnly),
+            (Ipv4Addr::new(198, 18, 0, 1), Discard::NotInNetwork),
+        ] {
+            let buf = pool.alloc_with(&frame(&vpn, me, dst)).unwrap();
+            match vpn.from_host(Instant::ZERO, &mut ov, &mut pool, buf) {
+                Out::Drop(buf, got) => {
+                    assert_eq!(got, why);
+                    pool.free(buf);
+                }
+                _ => panic!("{dst} not dropped"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_member_sending_from_an_address_it_may_not_hold_is_refused_before_a_lookup() {
+        let (mut vpn, mut ov, mut pool) = setup();
+        let them = OneMember(
+            Identity::from_seed(&crate::crypto::keys::Seed([8; 32])).public(),
+            false,
+        );
+        let p = packet(Ipv4Addr::new(100, 64, 0, 9), Ipv4Addr::new(100, 64, 0, 1));
+        let buf = pool.alloc_with(&p).unwrap();
+        let out = vpn.from_member(Instant::ZERO, &mut ov, &mut pool, &them, PeerIdx(3), buf);
+        assert!(matches!(
+            out,
+            Out::Drop(_, Discard::NotCertified(PeerIdx(3)))
+        ));
+        assert_eq!(vpn.stats().lookups, 0);
+    }
+
+    #[test]
+    fn a_packet_for_the_host_gets_its_ethernet_header_in_place() {
+        let (mut vpn, _, mut pool) = setup();
+        let p = packet(Ipv4Addr::new(100, 64, 0, 9), Ipv4Addr::new(100, 64, 0, 1));
+        let buf = pool.alloc_with(&p).unwrap();
+        let Out::Frame(buf) = vpn.to_host(&mut pool, buf) else {
+            panic!("not for the host");
+        };
+        let f = Frame::new_checked(pool.data(&buf)).unwrap();
+        assert_eq!((f.dst(), f.src()), (vpn.host_mac, VIRTUAL_MAC));
+        assert_eq!(&pool.data(&buf)[14..], &p[..]);
+    }
+}

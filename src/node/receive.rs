@@ -221,6 +221,12 @@ impl Node {
             self.pool.free(buf);
             return self.serials_from(now, p, &msg);
         }
+        // Routed data is carried by links. Inside a message that was itself
+        // routed it would open a third seal: the receive path has exactly
+        // two (the link's, then the end-to-end one inside routed data).
+        if kind == Some(control::KIND_ROUTED_DATA) && arrival.from.is_none() {
+            return self.drop_buf(buf, DropReason::OverlayMalformed);
+        }
         if !matches!(kind, Some(control::KIND_PING | control::KIND_PONG)) {
             if let Some(buf) = self.handle_overlay_control(now, p, buf) {
                 self.drop_buf(buf, DropReason::BadType);

@@ -324,6 +324,59 @@ fn transit_through_a_member_is_metered_per_upstream_link() {
     assert!(limited >= 250, "{limited} refused of 400");
 }
 
+/// Member 5 sends routed data inside its end-to-end session with a member
+/// it has no link with. Routed data rides on links only: the receiver
+/// refuses to open a third seal (link, end to end, and this), so it does
+/// not forward the inner message, and counts it.
+#[test]
+fn routed_data_inside_an_end_to_end_session_is_refused() {
+    use crate::wire::overlay::{emit_routed_data_header, ROUTED_DATA_HEADER_LEN};
+    let (mut sim, _, _, _, _) = victims_record(17);
+    // A member the attacker has no link with, reached over the ring.
+    let target = (0..sim.len())
+        .find(|&i| {
+            let key = sim.node(i).public_key();
+            i != ATTACKER
+                && !sim
+                    .node(ATTACKER)
+                    .peers
+                    .iter()
+                    .any(|p| p.key == key && p.is_linked())
+        })
+        .expect("a member the attacker is not linked with");
+    let ip = vip(&sim, target);
+    let f = udp_frame(&sim, ATTACKER, ip, b"session");
+    sim.inject_frame(ATTACKER, &f);
+    sim.run_for(Duration::from_secs(3));
+    assert!(received_marker(&mut sim, target, b"session"));
+    let key = sim.node(target).public_key();
+    let p = sim.node(ATTACKER).index.by_key[&key];
+    assert!(sim.node(ATTACKER).peers[usize::from(p.0)].is_routed());
+    let far = (0..sim.len())
+        .find(|&i| ![ATTACKER, target].contains(&i))
+        .map(|i| sim.addr(i))
+        .unwrap();
+    let mut msg = vec![0u8; ROUTED_DATA_HEADER_LEN + 100];
+    emit_routed_data_header(&mut msg, 64, 0, far);
+    let (transit, refused) = {
+        let n = sim.node(target);
+        (
+            n.stats().transit_bytes,
+            n.stats().drops(DropReason::OverlayMalformed),
+        )
+    };
+    sim.with_node(ATTACKER, |n, now| {
+        for _ in 0..5 {
+            let buf = n.pool_mut().alloc_with(&msg).unwrap();
+            n.send_to_peer(now, p, MsgType::Control, buf);
+        }
+    });
+    sim.run_for(Duration::from_secs(1));
+    let n = sim.node(target);
+    assert_eq!(n.stats().transit_bytes, transit, "nothing forwarded");
+    assert!(n.stats().drops(DropReason::OverlayMalformed) >= refused + 5);
+}
+
 /// A member that saw one of our DHT request ids (they pass through it on
 /// the way) answers our next requests before the replicas can: with ids
 /// counted up, its empty answers took every replica's slot and member 3

@@ -19,7 +19,10 @@ pub mod demo;
 pub mod flood;
 pub mod matrix;
 pub mod nat;
+mod observe;
 pub mod trace;
+
+pub use observe::{json_number_after, Ping};
 
 use crate::config::write_new_key;
 use crate::crypto::{Identity, NodeKey, Seed};
@@ -468,63 +471,6 @@ impl Lab {
         )
     }
 
-    pub fn status_json(&self, i: usize) -> io::Result<String> {
-        crate::control::query(&self.hosts[i].control, "status --json")
-    }
-
-    pub fn status_text(&self, i: usize) -> io::Result<String> {
-        crate::control::query(&self.hosts[i].control, "status")
-    }
-
-    /// How many of host `i`'s peers are up.
-    pub fn links_up(&self, i: usize) -> usize {
-        self.status_json(i)
-            .map(|s| s.matches("\"state\":\"up\"").count())
-            .unwrap_or(0)
-    }
-
-    /// Waits until host `i` has `n` links up; returns the time it took.
-    pub fn wait_links_up(&self, i: usize, n: usize, timeout: Duration) -> io::Result<Duration> {
-        let start = Instant::now();
-        while start.elapsed() < timeout {
-            if crate::sys::interrupted() {
-                return Err(err("interrupted"));
-            }
-            if self.links_up(i) >= n {
-                return Ok(start.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Err(err(format!(
-            "host {i}: {} of {n} links up after {timeout:?}\n{}",
-            self.links_up(i),
-            self.log_tail(i)
-        )))
-    }
-
-    /// Pings `dst` from host `i`: `count` echo requests of `size` bytes of
-    /// payload, optionally with Don't Fragment set.
-    pub fn ping(
-        &self,
-        i: usize,
-        dst: impl Into<std::net::IpAddr>,
-        count: u32,
-        size: u16,
-        dont_fragment: bool,
-    ) -> io::Result<Ping> {
-        let dst = dst.into();
-        let (c, s, d) = (count.to_string(), size.to_string(), dst.to_string());
-        let mut args = vec![
-            "ping", "-n", "-q", "-c", &c, "-i", "0.2", "-W", "3", "-s", &s,
-        ];
-        if dont_fragment {
-            args.extend(["-M", "do"]);
-        }
-        args.push(&d);
-        let out = self.exec(i, &args)?;
-        Ok(Ping::parse(&String::from_utf8_lossy(&out.stdout)))
-    }
-
     /// Sets a sysctl inside host `i`'s namespace.
     pub fn sysctl(&self, i: usize, key: &str, value: &str) -> io::Result<()> {
         run_cmd(
@@ -553,40 +499,6 @@ impl Lab {
         Ok(())
     }
 
-    /// A string field of the `"vpn"` object in host `i`'s status.
-    pub fn vpn_field(&self, i: usize, field: &str) -> Option<String> {
-        let st = self.status_json(i).ok()?;
-        let vpn = &st[st.find("\"vpn\":{")?..];
-        let key = format!("\"{field}\":\"");
-        let rest = &vpn[vpn.find(&key)? + key.len()..];
-        Some(rest[..rest.find('"')?].to_string())
-    }
-
-    /// Waits until every host in `hosts` holds its virtual address.
-    pub fn wait_vpn_held(&self, hosts: &[usize], timeout: Duration) -> io::Result<Duration> {
-        let start = Instant::now();
-        while start.elapsed() < timeout {
-            if crate::sys::interrupted() {
-                return Err(err("interrupted"));
-            }
-            if hosts
-                .iter()
-                .all(|&i| self.vpn_field(i, "state").as_deref() == Some("held"))
-            {
-                return Ok(start.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let states: Vec<String> = hosts
-            .iter()
-            .map(|&i| format!("h{i}: {:?}", self.vpn_field(i, "state")))
-            .collect();
-        Err(err(format!(
-            "addresses not held after {timeout:?}: {}",
-            states.join(", ")
-        )))
-    }
-
     /// Adds another underlay address (in 198.18.0.0/16) to host `i`.
     pub fn add_address(&self, i: usize, addr: Ipv4Addr) -> io::Result<()> {
         let ns = &self.hosts[i].ns;
@@ -599,13 +511,6 @@ impl Lab {
             "dev",
             "eth0",
         ])
-    }
-
-    /// Host `i`'s daemon's resident memory in KiB (VmRSS), if it runs.
-    pub fn rss_kib(&self, i: usize) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid(i)?)).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-        line.split_whitespace().nth(1)?.parse().ok()
     }
 
     /// Whether host `i`'s daemon has exited; its log tail if so.
@@ -621,75 +526,6 @@ impl Lab {
         } else {
             None
         }
-    }
-
-    /// TCP throughput from host `i` to host `j` over the VPN (iperf3), in bit/s.
-    pub fn iperf3(&self, i: usize, j: usize, secs: u32, reverse: bool) -> io::Result<f64> {
-        let vip = self.hosts[j].vip.to_string();
-        let mut server = self.spawn(j, &["iperf3", "-s", "-1", "-B", &vip])?;
-        std::thread::sleep(Duration::from_millis(300));
-        let t = secs.to_string();
-        let mut args = vec!["iperf3", "-c", &vip, "-t", &t, "-J"];
-        if reverse {
-            args.push("-R");
-        }
-        let out = self.exec(i, &args);
-        let _ = server.kill();
-        let _ = server.wait();
-        let text = String::from_utf8_lossy(&out?.stdout).into_owned();
-        json_number_after(&text, "\"sum_received\"", "\"bits_per_second\"").ok_or_else(|| {
-            err(format!(
-                "iperf3 gave no result: {}",
-                text.chars().take(300).collect::<String>()
-            ))
-        })
-    }
-
-    /// Host `i`'s ring address (from its key).
-    pub fn ring_addr(&self, i: usize) -> crate::overlay::Addr {
-        crate::overlay::Addr::of_key(&self.hosts[i].key)
-    }
-
-    /// Whether host `i`'s status shows its true ring neighbours among the
-    /// `live` hosts (by ring address).
-    pub fn ring_consistent(&self, i: usize, live: &[usize]) -> bool {
-        let mut ring: Vec<crate::overlay::Addr> = live.iter().map(|&j| self.ring_addr(j)).collect();
-        ring.sort();
-        let me = self.ring_addr(i);
-        let Some(k) = ring.iter().position(|&a| a == me) else {
-            return false;
-        };
-        let n = ring.len();
-        let (left, right) = (ring[(k + n - 1) % n].to_hex(), ring[(k + 1) % n].to_hex());
-        self.status_json(i).is_ok_and(|s| {
-            s.contains(&format!("\"left\":\"{left}\""))
-                && s.contains(&format!("\"right\":\"{right}\""))
-        })
-    }
-
-    /// Waits until every host in `live` shows its true ring neighbours.
-    pub fn wait_ring(&self, live: &[usize], timeout: Duration) -> io::Result<Duration> {
-        let start = Instant::now();
-        while start.elapsed() < timeout {
-            if crate::sys::interrupted() {
-                return Err(err("interrupted"));
-            }
-            if live.iter().all(|&i| self.ring_consistent(i, live)) {
-                return Ok(start.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let bad: Vec<usize> = live
-            .iter()
-            .copied()
-            .filter(|&i| !self.ring_consistent(i, live))
-            .collect();
-        let first = bad
-            .first()
-            .map_or(String::new(), |&i| self.status_json(i).unwrap_or_default());
-        Err(err(format!(
-            "ring not consistent after {timeout:?}; wrong neighbours at hosts {bad:?}; status of the first: {first}"
-        )))
     }
 
     /// Tears everything down (also done by `Drop`).
@@ -729,59 +565,6 @@ fn reap_stale() {
         if rest.split('-').count() >= 3 && !Path::new(&format!("/proc/{pid}")).exists() {
             let _ = ip(&["netns", "del", name]);
         }
-    }
-}
-
-/// Finds `"key": NUMBER` after `anchor` in a JSON text.
-pub fn json_number_after(text: &str, anchor: &str, key: &str) -> Option<f64> {
-    let rest = &text[text.find(anchor)?..];
-    let rest = &rest[rest.find(key)? + key.len()..];
-    let rest = rest.trim_start().strip_prefix(':')?.trim_start();
-    let end = rest
-        .find(|c: char| !(c.is_ascii_digit() || "+-.eE".contains(c)))
-        .unwrap_or(rest.len());
-    rest[..end].parse().ok()
-}
-
-/// The summary lines of `ping -q`.
-#[derive(Debug, Clone, Default)]
-pub struct Ping {
-    pub sent: u32,
-    pub received: u32,
-    pub min_ms: f64,
-    pub avg_ms: f64,
-}
-
-impl Ping {
-    pub fn parse(out: &str) -> Ping {
-        let mut p = Ping::default();
-        for line in out.lines() {
-            if line.contains("packets transmitted") {
-                let nums: Vec<u32> = line
-                    .split(|c: char| !c.is_ascii_digit())
-                    .filter_map(|s| s.parse().ok())
-                    .collect();
-                if nums.len() >= 2 {
-                    p.sent = nums[0];
-                    p.received = nums[1];
-                }
-            }
-            if let Some(stats) = line.split(" = ").nth(1).filter(|_| line.starts_with("rtt")) {
-                let v: Vec<f64> = stats
-                    .split(['/', ' '])
-                    .filter_map(|s| s.parse().ok())
-                    .collect();
-                if v.len() >= 2 {
-                    p.min_ms = v[0];
-                    p.avg_ms = v[1];
-                }
-            }
-        }
-        p
-    }
-
-    pub fn all_ok(&self) -> bool {
-        self.sent > 0 && self.received == self.sent
     }
 }
 

@@ -331,6 +331,7 @@ impl Node {
     }
 
     /// Carries out what the overlay asked for; only `settle` calls it.
+    #[inline(never)]
     pub(super) fn run_overlay_actions(&mut self, now: Instant) {
         for _ in 0..ACTION_ROUNDS {
             let Some(ov) = self.overlay.as_mut().filter(|ov| ov.has_output()) else {

@@ -323,6 +323,7 @@ impl Overlay {
     /// Takes the actions produced so far.
     /// Whether anything waits for the node: actions or finished DHT
     /// operations (a few loads: asked after every input).
+    #[inline]
     pub fn has_output(&self) -> bool {
         !self.actions.is_empty() || self.has_events()
     }

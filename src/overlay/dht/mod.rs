@@ -239,6 +239,7 @@ impl Overlay {
         ok
     }
 
+    #[inline]
     pub(in crate::overlay) fn has_events(&self) -> bool {
         !self.dht.events.is_empty()
     }

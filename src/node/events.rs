@@ -9,9 +9,9 @@
 //! hand, so no input can leave work behind by forgetting to.
 
 use super::Node;
-use crate::overlay::Overlay;
 use crate::overlay::dht::client::Event as DhtEvent;
 use crate::overlay::Addr;
+use crate::overlay::Overlay;
 use crate::time::Instant;
 use std::net::Ipv4Addr;
 use std::time::Duration;

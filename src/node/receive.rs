@@ -221,10 +221,14 @@ impl Node {
             self.pool.free(buf);
             return self.serials_from(now, p, &msg);
         }
-        // Routed data is carried by links. Inside a message that was itself
-        // routed it would open a third seal: the receive path has exactly
-        // two (the link's, then the end-to-end one inside routed data).
-        if kind == Some(control::KIND_ROUTED_DATA) && arrival.from.is_none() {
+        // Routed data is carried by links: direct ones, and tunnel edges
+        // (whose messages arrive as tunnel data through the relay). Inside
+        // an end-to-end session routed over the ring it would have the
+        // receive path open yet another seal for nothing a link needs.
+        if kind == Some(control::KIND_ROUTED_DATA)
+            && arrival.from.is_none()
+            && arrival.tunnel.is_none()
+        {
             return self.drop_buf(buf, DropReason::OverlayMalformed);
         }
         if !matches!(kind, Some(control::KIND_PING | control::KIND_PONG)) {

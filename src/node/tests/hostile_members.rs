@@ -325,9 +325,10 @@ fn transit_through_a_member_is_metered_per_upstream_link() {
 }
 
 /// Member 5 sends routed data inside its end-to-end session with a member
-/// it has no link with. Routed data rides on links only: the receiver
-/// refuses to open a third seal (link, end to end, and this), so it does
-/// not forward the inner message, and counts it.
+/// it has no link with. Routed data rides on links (direct or tunnel
+/// edges) only: the receiver does not forward the inner message, and
+/// counts it. (The tunnel-edge case is `failover_at_200_nodes`'s and the
+/// tunnel tests': ring traffic crosses tunnel edges.)
 #[test]
 fn routed_data_inside_an_end_to_end_session_is_refused() {
     use crate::wire::overlay::{emit_routed_data_header, ROUTED_DATA_HEADER_LEN};

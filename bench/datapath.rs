@@ -61,7 +61,12 @@ fn bench_seal_open(size: usize) {
         let mut p = pool.alloc_with(&frame).unwrap();
         let c = a.next_counter().unwrap();
         let hdr = pool.prepend(&mut p, data::HEADER_LEN).unwrap();
-        data::emit_header(hdr, MsgType::Frame, a.remote_index, c);
+        data::HeaderRepr {
+            ty: MsgType::Frame,
+            receiver: a.remote_index,
+            counter: c,
+        }
+        .emit(hdr);
         let bytes = pool.data_mut(&p);
         let (h, body) = bytes.split_at_mut(data::HEADER_LEN);
         let tag = a.seal(c, h, body);
@@ -83,7 +88,12 @@ fn bench_seal_open(size: usize) {
         for _ in 0..batch {
             let c = a.next_counter().unwrap();
             let mut m = vec![0u8; data::HEADER_LEN + size + data::TAG_LEN];
-            data::emit_header(&mut m, MsgType::Frame, b.local_index, c);
+            data::HeaderRepr {
+                ty: MsgType::Frame,
+                receiver: b.local_index,
+                counter: c,
+            }
+            .emit(&mut m);
             let (h, body) = m.split_at_mut(data::HEADER_LEN);
             frame.copy_from_slice(&body[..size]);
             let tag = a.seal(c, h, &mut body[..size]);

@@ -113,7 +113,12 @@ impl Node {
         let Some(hdr) = self.pool.prepend(&mut buf, data::HEADER_LEN) else {
             return self.drop_buf(buf, DropReason::BadFrame);
         };
-        data::emit_header(hdr, ty, session.remote_index, counter);
+        data::HeaderRepr {
+            ty,
+            receiver: session.remote_index,
+            counter,
+        }
+        .emit(hdr);
         let bytes = self.pool.data_mut(&buf);
         let (hdr, payload) = bytes.split_at_mut(data::HEADER_LEN);
         let tag = session.seal(counter, hdr, &mut payload[..payload_len]);

@@ -29,7 +29,7 @@ use crate::overlay::{Addr, Overlay};
 use crate::time::Instant;
 use crate::wire::ethernet::{self, Frame, Mac, HEADER_LEN as ETH_LEN};
 use crate::wire::ip::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
-use crate::wire::overlay::{emit_broadcast_header, Broadcast, BROADCAST_HEADER_LEN};
+use crate::wire::overlay::{Broadcast, BroadcastRepr, BROADCAST_HEADER_LEN};
 use std::net::{IpAddr, Ipv4Addr};
 
 /// VPN counters for status.
@@ -399,7 +399,12 @@ impl Vpn {
         let Some(hdr) = pool.prepend(&mut buf, BROADCAST_HEADER_LEN) else {
             return Out::Drop(buf, Discard::BadFrame);
         };
-        emit_broadcast_header(hdr, self.me, seq, self.me);
+        BroadcastRepr {
+            src: self.me,
+            seq,
+            end: self.me,
+        }
+        .emit(hdr);
         Out::Broadcast {
             buf,
             end: self.me,

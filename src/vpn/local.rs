@@ -55,7 +55,11 @@ pub fn answer_arp(frame: &mut [u8], vpn: &VpnConfig, own: Option<Ipv4Addr>) -> L
 /// sent when the node starts so the host learns the virtual MAC at once.
 pub fn gratuitous_arp(out: &mut [u8], vpn: &VpnConfig) -> usize {
     header_to(Mac::BROADCAST, ETHERTYPE_ARP).emit(out);
-    arp::emit_gratuitous(&mut out[ETH_LEN..], VIRTUAL_MAC, vpn.gateway());
+    arp::GratuitousRepr {
+        mac: VIRTUAL_MAC,
+        ip: vpn.gateway(),
+    }
+    .emit(&mut out[ETH_LEN..]);
     ETH_LEN + arp::LEN
 }
 
@@ -105,12 +109,12 @@ pub fn answer_ndp(frame: &mut [u8], vpn: &VpnConfig, own: Option<Ipv6Addr>) -> O
         payload_len: ndp::NA_LEN as u16,
     }
     .emit(&mut frame[ETH_LEN..]);
-    ndp::emit_advert(
-        &mut frame[ETH_LEN + ip::V6_HEADER_LEN..],
+    ndp::AdvertRepr {
         target,
-        VIRTUAL_MAC,
-        src,
-    );
+        mac: VIRTUAL_MAC,
+        to: src,
+    }
+    .emit(&mut frame[ETH_LEN + ip::V6_HEADER_LEN..]);
     Some(Local::Answered)
 }
 

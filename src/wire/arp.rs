@@ -70,13 +70,26 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
-/// Writes a gratuitous ARP reply announcing `ip` at `mac` (28 bytes).
-pub fn emit_gratuitous(out: &mut [u8], mac: Mac, ip: Ipv4Addr) {
-    out[..8].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, OP_REPLY as u8]);
-    out[8..14].copy_from_slice(&mac.0);
-    out[14..18].copy_from_slice(&ip.octets());
-    out[18..24].copy_from_slice(&[0xff; 6]);
-    out[24..28].copy_from_slice(&ip.octets());
+/// A gratuitous ARP reply announcing `ip` at `mac`.
+#[derive(Debug, Clone, Copy)]
+pub struct GratuitousRepr {
+    pub mac: Mac,
+    pub ip: Ipv4Addr,
+}
+
+impl GratuitousRepr {
+    pub const fn buffer_len(&self) -> usize {
+        28
+    }
+
+    /// Writes the ARP body into `out[..28]`.
+    pub fn emit(&self, out: &mut [u8]) {
+        out[..8].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, OP_REPLY as u8]);
+        out[8..14].copy_from_slice(&self.mac.0);
+        out[14..18].copy_from_slice(&self.ip.octets());
+        out[18..24].copy_from_slice(&[0xff; 6]);
+        out[24..28].copy_from_slice(&self.ip.octets());
+    }
 }
 
 #[cfg(test)]
@@ -114,7 +127,11 @@ mod tests {
     #[test]
     fn gratuitous() {
         let mut b = [0u8; 28];
-        emit_gratuitous(&mut b, Mac([2; 6]), Ipv4Addr::new(100, 64, 0, 10));
+        GratuitousRepr {
+            mac: Mac([2; 6]),
+            ip: Ipv4Addr::new(100, 64, 0, 10),
+        }
+        .emit(&mut b);
         let p = Packet::new_checked(&b[..]).unwrap();
         assert_eq!(p.op(), OP_REPLY);
         assert_eq!(p.sender_ip(), p.target_ip());

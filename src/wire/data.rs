@@ -67,14 +67,30 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 }
 
-/// Writes a header into `out[..HEADER_LEN]`.
-pub fn emit_header(out: &mut [u8], ty: MsgType, receiver: u32, counter: u64) {
-    out[0] = VERSION;
-    out[1] = ty as u8;
-    out[2] = 0;
-    out[3] = 0;
-    out[field::RECEIVER].copy_from_slice(&receiver.to_be_bytes());
-    out[field::COUNTER].copy_from_slice(&counter.to_be_bytes());
+/// A data message header to write (prepended in place before sealing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderRepr {
+    pub ty: MsgType,
+    /// The receiver's session index.
+    pub receiver: u32,
+    pub counter: u64,
+}
+
+impl HeaderRepr {
+    pub const fn buffer_len(&self) -> usize {
+        HEADER_LEN
+    }
+
+    /// Writes the header into `out[..HEADER_LEN]`.
+    #[inline]
+    pub fn emit(&self, out: &mut [u8]) {
+        out[0] = VERSION;
+        out[1] = self.ty as u8;
+        out[2] = 0;
+        out[3] = 0;
+        out[field::RECEIVER].copy_from_slice(&self.receiver.to_be_bytes());
+        out[field::COUNTER].copy_from_slice(&self.counter.to_be_bytes());
+    }
 }
 
 #[cfg(test)]
@@ -101,7 +117,12 @@ mod tests {
     #[test]
     fn construct() {
         let mut out = [0xaau8; 32];
-        emit_header(&mut out, MsgType::Frame, 0xdead_beef, 258);
+        HeaderRepr {
+            ty: MsgType::Frame,
+            receiver: 0xdead_beef,
+            counter: 258,
+        }
+        .emit(&mut out);
         assert_eq!(out, FIXTURE);
     }
 

@@ -57,28 +57,43 @@ impl<T: AsRef<[u8]>> Solicit<T> {
     }
 }
 
-/// Writes a solicited advertisement "`target` is at `mac`", from `target`
-/// to `to`, into `icmp[..NA_LEN]` with its checksum.
-pub fn emit_advert(icmp: &mut [u8], target: Ipv6Addr, mac: Mac, to: Ipv6Addr) {
-    icmp[..8].copy_from_slice(&[
-        TYPE_NEIGHBOUR_ADVERT,
-        0,
-        0,
-        0,
-        FLAG_SOLICITED | FLAG_OVERRIDE,
-        0,
-        0,
-        0,
-    ]);
-    icmp[8..24].copy_from_slice(&target.octets());
-    icmp[24] = OPT_TARGET_LLA;
-    icmp[25] = 1;
-    icmp[26..32].copy_from_slice(&mac.0);
-    let sum = checksum_add(
-        pseudo_v6(&target, &to, PROTO_ICMPV6, NA_LEN as u32),
-        &icmp[..NA_LEN],
-    );
-    icmp[2..4].copy_from_slice(&checksum_finish(sum).to_be_bytes());
+/// A solicited advertisement "`target` is at `mac`", from `target` to
+/// `to` (the checksum covers both addresses).
+#[derive(Debug, Clone, Copy)]
+pub struct AdvertRepr {
+    pub target: Ipv6Addr,
+    pub mac: Mac,
+    pub to: Ipv6Addr,
+}
+
+impl AdvertRepr {
+    pub const fn buffer_len(&self) -> usize {
+        NA_LEN
+    }
+
+    /// Writes the ICMPv6 message into `icmp[..NA_LEN]` with its checksum.
+    pub fn emit(&self, icmp: &mut [u8]) {
+        let AdvertRepr { target, mac, to } = *self;
+        icmp[..8].copy_from_slice(&[
+            TYPE_NEIGHBOUR_ADVERT,
+            0,
+            0,
+            0,
+            FLAG_SOLICITED | FLAG_OVERRIDE,
+            0,
+            0,
+            0,
+        ]);
+        icmp[8..24].copy_from_slice(&target.octets());
+        icmp[24] = OPT_TARGET_LLA;
+        icmp[25] = 1;
+        icmp[26..32].copy_from_slice(&mac.0);
+        let sum = checksum_add(
+            pseudo_v6(&target, &to, PROTO_ICMPV6, NA_LEN as u32),
+            &icmp[..NA_LEN],
+        );
+        icmp[2..4].copy_from_slice(&checksum_finish(sum).to_be_bytes());
+    }
 }
 
 #[cfg(test)]
@@ -103,7 +118,12 @@ mod tests {
 
         let to: Ipv6Addr = "fd00::6440:a".parse().unwrap();
         let mut na = [0u8; NA_LEN];
-        emit_advert(&mut na, target, Mac([2, 1, 2, 3, 4, 5]), to);
+        AdvertRepr {
+            target,
+            mac: Mac([2, 1, 2, 3, 4, 5]),
+            to,
+        }
+        .emit(&mut na);
         assert_eq!((na[0], na[4], na[24], na[25]), (136, 0x60, 2, 1));
         assert_eq!(&na[26..], &[2, 1, 2, 3, 4, 5]);
         // The checksum verifies over the pseudo-header.

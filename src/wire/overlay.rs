@@ -242,18 +242,49 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Broadcast<T> {
     }
 }
 
-/// Writes a broadcast header into `out[..40]`.
-pub fn emit_broadcast_header(out: &mut [u8], src: Addr, seq: u32, end: Addr) {
-    out[..4].copy_from_slice(&[KIND_BROADCAST, 0, 0, 0]);
-    out[4..20].copy_from_slice(&src.to_bytes());
-    out[20..24].copy_from_slice(&seq.to_be_bytes());
-    out[24..40].copy_from_slice(&end.to_bytes());
+/// A ring broadcast header to write (prepended in place; hops start at 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BroadcastRepr {
+    pub src: Addr,
+    pub seq: u32,
+    /// The end of the arc this copy covers.
+    pub end: Addr,
 }
 
-/// Writes a routed data header into `out[..20]`.
-pub fn emit_routed_data_header(out: &mut [u8], ttl: u8, flags: u8, dst: Addr) {
-    out[..4].copy_from_slice(&[KIND_ROUTED_DATA, 0, ttl, flags]);
-    out[4..20].copy_from_slice(&dst.to_bytes());
+impl BroadcastRepr {
+    pub const fn buffer_len(&self) -> usize {
+        BROADCAST_HEADER_LEN
+    }
+
+    /// Writes the header into `out[..BROADCAST_HEADER_LEN]`.
+    pub fn emit(&self, out: &mut [u8]) {
+        out[..4].copy_from_slice(&[KIND_BROADCAST, 0, 0, 0]);
+        out[4..20].copy_from_slice(&self.src.to_bytes());
+        out[20..24].copy_from_slice(&self.seq.to_be_bytes());
+        out[24..40].copy_from_slice(&self.end.to_bytes());
+    }
+}
+
+/// A routed data header to write (prepended in place; hops start at 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoutedDataRepr {
+    pub ttl: u8,
+    /// `DATA_FLAG_*`.
+    pub flags: u8,
+    pub dst: Addr,
+}
+
+impl RoutedDataRepr {
+    pub const fn buffer_len(&self) -> usize {
+        ROUTED_DATA_HEADER_LEN
+    }
+
+    /// Writes the header into `out[..ROUTED_DATA_HEADER_LEN]`.
+    #[inline]
+    pub fn emit(&self, out: &mut [u8]) {
+        out[..4].copy_from_slice(&[KIND_ROUTED_DATA, 0, self.ttl, self.flags]);
+        out[4..20].copy_from_slice(&self.dst.to_bytes());
+    }
 }
 
 /// Appends a routed header to `out`.

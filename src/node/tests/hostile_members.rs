@@ -282,7 +282,7 @@ fn a_member_sending_from_many_addresses_cannot_exhaust_lookups() {
 /// rest.
 #[test]
 fn transit_through_a_member_is_metered_per_upstream_link() {
-    use crate::wire::overlay::{emit_routed_data_header, ROUTED_DATA_HEADER_LEN};
+    use crate::wire::overlay::{RoutedDataRepr, ROUTED_DATA_HEADER_LEN};
     let (mut sim, _, _, _, _) = victims_record(16);
     let (via, via_key) = {
         let n = sim.node(ATTACKER);
@@ -304,7 +304,12 @@ fn transit_through_a_member_is_metered_per_upstream_link() {
     sim.with_node(l, |n, _| n.settings.transit_rate = RATE);
     let before = sim.node(l).stats().transit_bytes;
     let mut msg = vec![0u8; ROUTED_DATA_HEADER_LEN + 1000];
-    emit_routed_data_header(&mut msg, 64, 0, far);
+    RoutedDataRepr {
+        ttl: 64,
+        flags: 0,
+        dst: far,
+    }
+    .emit(&mut msg);
     for _ in 0..40 {
         sim.with_node(ATTACKER, |n, now| {
             for _ in 0..10 {
@@ -331,7 +336,7 @@ fn transit_through_a_member_is_metered_per_upstream_link() {
 /// tunnel tests': ring traffic crosses tunnel edges.)
 #[test]
 fn routed_data_inside_an_end_to_end_session_is_refused() {
-    use crate::wire::overlay::{emit_routed_data_header, ROUTED_DATA_HEADER_LEN};
+    use crate::wire::overlay::{RoutedDataRepr, ROUTED_DATA_HEADER_LEN};
     let (mut sim, _, _, _, _) = victims_record(17);
     // A member the attacker has no link with, reached over the ring.
     let target = (0..sim.len())
@@ -358,7 +363,12 @@ fn routed_data_inside_an_end_to_end_session_is_refused() {
         .map(|i| sim.addr(i))
         .unwrap();
     let mut msg = vec![0u8; ROUTED_DATA_HEADER_LEN + 100];
-    emit_routed_data_header(&mut msg, 64, 0, far);
+    RoutedDataRepr {
+        ttl: 64,
+        flags: 0,
+        dst: far,
+    }
+    .emit(&mut msg);
     let (transit, refused) = {
         let n = sim.node(target);
         (

@@ -14,7 +14,7 @@ use crate::wire::control::{
     KIND_ROUTED_DATA, LEAVE,
 };
 use crate::wire::overlay::{
-    emit_routed_data_header, Endpoints, Mode, RoutedData, DATA_FLAG_TUNNEL, ROUTED_DATA_HEADER_LEN,
+    Endpoints, Mode, RoutedData, RoutedDataRepr, DATA_FLAG_TUNNEL, ROUTED_DATA_HEADER_LEN,
 };
 use crate::wire::MsgType;
 
@@ -391,15 +391,6 @@ impl Node {
                 let len = buf.len();
                 let dst = RoutedData::new_checked(self.pool.data(&buf)).map(|r| r.dst());
                 if dst.is_ok_and(|dst| self.relay_allowed(now, from, next, dst, len)) {
-                    #[cfg(test)]
-                    {
-                        self.relay_tap.seen.push(self.pool.data(&buf).to_vec());
-                        if self.relay_tap.tamper {
-                            if let Some(b) = self.pool.data_mut(&buf).last_mut() {
-                                *b ^= 1;
-                            }
-                        }
-                    }
                     self.send_to_peer(now, next, MsgType::Control, buf)
                 } else {
                     self.drop_buf(buf, DropReason::RelayRefused)
@@ -476,7 +467,7 @@ impl Node {
         let Some(hdr) = self.pool.prepend(&mut buf, ROUTED_DATA_HEADER_LEN) else {
             return self.drop_buf(buf, DropReason::BadFrame);
         };
-        emit_routed_data_header(hdr, ttl, flags, dst);
+        RoutedDataRepr { ttl, flags, dst }.emit(hdr);
         self.send_to_peer(now, hop, MsgType::Control, buf);
     }
 

@@ -152,10 +152,6 @@ pub struct Node {
     out: Outbox,
     stats: Stats,
     env: Env,
-    /// Tests: what this node saw of the tunnel messages it relayed
-    /// (after its link's decryption), and whether to corrupt them.
-    #[cfg(test)]
-    relay_tap: relay::Tap,
 }
 
 /// What the node has produced and the caller has not taken yet. Every
@@ -266,8 +262,6 @@ impl Node {
                 wall_origin_us: cfg.wall_origin_us,
                 last_timestamp: 0,
             },
-            #[cfg(test)]
-            relay_tap: Default::default(),
         };
         for i in 0..node.peers.len() {
             node.touch(PeerIdx(i as u16));

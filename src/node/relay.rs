@@ -423,11 +423,3 @@ impl Node {
         self.guards.relay_budget.relayed_bytes
     }
 }
-
-/// Tests: a relay's view of the tunnel messages it forwards.
-#[cfg(test)]
-#[derive(Default)]
-pub(super) struct Tap {
-    pub(super) seen: Vec<Vec<u8>>,
-    pub(super) tamper: bool,
-}

@@ -115,6 +115,11 @@ pub struct Sim {
     /// path black-holed in the middle (a firewall rule, a broken route),
     /// while both still reach everyone else.
     pub blocked: std::collections::HashSet<(u32, u32)>,
+    /// Datagrams from node `.0` to node `.1` are held here instead of
+    /// delivered (source as sent, bytes): a test reads or rewrites what is
+    /// on the wire, then hands them on with `deliver_raw`.
+    pub hold: Option<(u32, u32)>,
+    pub held: Vec<(SocketAddr, Vec<u8>)>,
 }
 
 thread_local! {
@@ -163,6 +168,8 @@ impl Sim {
             watch: None,
             watched: 0,
             blocked: Default::default(),
+            hold: None,
+            held: Vec::new(),
             nat: None,
             geo: None,
         }
@@ -381,12 +388,6 @@ impl Sim {
         r
     }
 
-    /// Node `i` itself (tests reach into it).
-    #[cfg(test)]
-    pub(crate) fn node_mut(&mut self, i: usize) -> &mut Node {
-        &mut self.nodes[i].node
-    }
-
     /// Runs `f` on node `i` and sends what it produced.
     pub fn with_node<R>(&mut self, i: usize, f: impl FnOnce(&mut Node, Instant) -> R) -> R {
         let now = self.now;
@@ -442,6 +443,20 @@ impl Sim {
         core::mem::take(&mut self.nodes[i].tap)
     }
 
+    /// Delivers `bytes` to node `to` now, as if sent from `from`.
+    pub fn deliver_raw(&mut self, to: usize, from: SocketAddr, bytes: Vec<u8>) {
+        self.seq += 1;
+        self.queue.push(Reverse((
+            self.now,
+            self.seq,
+            Event::Deliver {
+                to: to as u32,
+                from,
+                bytes,
+            },
+        )));
+    }
+
     /// Node `i`'s finished DHT operations since the last call.
     pub fn take_dht_results(&mut self, i: usize) -> Vec<crate::overlay::dht::client::Event> {
         core::mem::take(&mut self.nodes[i].dht)
@@ -495,6 +510,7 @@ impl Sim {
                 !self.blocked.is_empty() && self.blocked.contains(&(i.min(to), i.max(to)))
             };
             match self.route_datagram(src, t.dst.addr) {
+                Some(to) if self.hold == Some((i, to)) => self.held.push((src, bytes)),
                 Some(to) if !lost && !cut(to) => {
                     let jitter = self.rng.below(self.net.jitter.as_micros() as u64 + 1);
                     let latency = self.latency(i as usize, to as usize);

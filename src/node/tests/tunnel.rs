@@ -83,9 +83,8 @@ fn relay_forwards_only_ciphertext_and_cannot_alter_it() {
         Some(("relayed", Some(relay))),
         "both directions use the same relay"
     );
-    // A packet with a marker crosses the tunnel; the relay saw the
-    // message, but not the marker.
-    let marker = b"the-relay-must-not-read-this";
+    // A packet crosses the tunnel.
+    let marker = b"through-the-relay";
     let dst = vip(&sim, B);
     let f = udp_frame(&sim, A, dst, marker);
     sim.inject_frame(A, &f);
@@ -94,21 +93,111 @@ fn relay_forwards_only_ciphertext_and_cannot_alter_it() {
         received_marker(&mut sim, B, marker),
         "delivered through the relay"
     );
-    let seen = std::mem::take(&mut sim.node_mut(r).relay_tap.seen);
-    assert!(!seen.is_empty(), "it went through the relay");
-    assert!(
-        seen.iter().all(|m| !contains(m, marker)),
-        "the relay saw plaintext"
-    );
     assert!(sim.node(r).relayed_bytes() > 0);
-    // A relay that flips a bit: B refuses the message and counts it.
+    // What the relay reads, seen on the wire: A's datagrams to it opened
+    // with the relay's own link session. Tunnel data, not the marker.
+    let (ka, kr, kb) = (
+        sim.node(A).public_key(),
+        sim.node(r).public_key(),
+        sim.node(B).public_key(),
+    );
+    sim.hold = Some((A as u32, r as u32));
+    let marker = b"the-relay-reads-only-this-much";
+    let f = udp_frame(&sim, A, dst, marker);
+    sim.inject_frame(A, &f);
+    sim.run_for(Duration::from_millis(300));
+    let held = std::mem::take(&mut sim.held);
+    sim.hold = None;
+    let read: Vec<Vec<u8>> = held
+        .iter()
+        .filter_map(|(_, d)| open_as(sim.node(r), &ka, d))
+        .collect();
+    assert!(
+        read.iter().any(|m| is_tunnel_data(m)),
+        "tunnel data went to the relay"
+    );
+    assert!(
+        read.iter().all(|m| !contains(m, marker)),
+        "the relay read plaintext"
+    );
+    for (from, d) in held {
+        sim.deliver_raw(r, from, d);
+    }
+    sim.run_for(Duration::from_secs(2));
+    assert!(received_marker(&mut sim, B, marker), "then delivered");
+    // A relay that alters what it forwards (one bit of the inner message,
+    // its link to B sealed again properly): B refuses it and counts it.
     let auth_before = sim.node_drops(B, "auth_failure");
-    sim.node_mut(r).relay_tap.tamper = true;
+    sim.hold = Some((r as u32, B as u32));
     let f = udp_frame(&sim, A, dst, b"tampered-in-flight");
     sim.inject_frame(A, &f);
+    sim.run_for(Duration::from_millis(300));
+    let held = std::mem::take(&mut sim.held);
+    sim.hold = None;
+    let mut altered = 0;
+    for (from, d) in held {
+        let d = match open_as(sim.node(B), &kr, &d) {
+            Some(mut m) if is_tunnel_data(&m) => {
+                *m.last_mut().unwrap() ^= 1;
+                altered += 1;
+                seal_as(sim.node(r), &kb, &d, &m)
+            }
+            _ => d,
+        };
+        sim.deliver_raw(B, from, d);
+    }
     sim.run_for(Duration::from_secs(2));
+    assert!(altered > 0, "tunnel data came through the relay");
     assert!(!received_marker(&mut sim, B, b"tampered-in-flight"));
     assert!(sim.node_drops(B, "auth_failure") > auth_before);
+}
+
+/// Whether a link-control payload is tunnel data (routed data with the
+/// tunnel flag).
+fn is_tunnel_data(m: &[u8]) -> bool {
+    use crate::wire::overlay::DATA_FLAG_TUNNEL;
+    m.first() == Some(&crate::wire::control::KIND_ROUTED_DATA)
+        && m.get(3).is_some_and(|f| f & DATA_FLAG_TUNNEL != 0)
+}
+
+/// What `n` reads in a datagram its link with `from` carried: opened with
+/// its own session, its replay window untouched.
+fn open_as(
+    n: &crate::node::Node,
+    from: &crate::crypto::NodeKey,
+    datagram: &[u8],
+) -> Option<Vec<u8>> {
+    use crate::wire::data::{Packet, HEADER_LEN, TAG_LEN};
+    let p = Packet::new_checked(datagram).ok()?;
+    let (receiver, counter) = (p.receiver(), p.counter());
+    let peer = &n.peers[usize::from(n.index.by_key.get(from)?.0)];
+    let s = [&peer.sessions.current, &peer.sessions.previous]
+        .into_iter()
+        .flatten()
+        .find(|s| s.local_index == receiver)?;
+    let (hdr, body) = datagram.split_at(HEADER_LEN);
+    let mut body = body.to_vec();
+    s.peek_open(counter, hdr, &mut body).ok()?;
+    body.truncate(body.len() - TAG_LEN);
+    Some(body)
+}
+
+/// `plain` sealed again by `n` for its link with `to`, with the header of
+/// `original` (same counter: it replaces that datagram).
+fn seal_as(
+    n: &crate::node::Node,
+    to: &crate::crypto::NodeKey,
+    original: &[u8],
+    plain: &[u8],
+) -> Vec<u8> {
+    use crate::wire::data::{Packet, HEADER_LEN};
+    let counter = Packet::new_checked(original).unwrap().counter();
+    let peer = &n.peers[usize::from(n.index.by_key[to].0)];
+    let s = peer.sessions.current.as_ref().unwrap();
+    let hdr = &original[..HEADER_LEN];
+    let mut body = plain.to_vec();
+    let tag = s.seal(counter, hdr, &mut body);
+    [hdr, &body[..], &tag[..]].concat()
 }
 
 /// Sends one numbered VPN packet each way every 100 ms for `steps` steps

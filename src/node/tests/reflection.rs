@@ -203,11 +203,7 @@ fn a_forged_connect_to_me_reply_draws_nothing() {
         };
         let (dst, src) = (sim.addr(t), sim.addr(asked));
         sim.with_node(t, |n, now| {
-            n.overlay
-                .as_mut()
-                .unwrap()
-                .connect_to(now, src, reason::SHORTCUT);
-            n.run_overlay_actions(now);
+            n.with_overlay(now, |ov| ov.connect_to(now, src, reason::SHORTCUT));
         });
         for token in [0, 1, u64::MAX] {
             let mut b = Vec::new();

@@ -3,11 +3,19 @@
 //! Inputs are `handle_*(now, …)` calls: a frame read from the TAP, a datagram
 //! received from an endpoint, or a timer. Outputs are drained with `poll_*`
 //! after every input: datagrams to send ([`Node::poll_transmit`]), frames to
-//! write to the TAP ([`Node::poll_frame`]) and the next deadline
+//! write to the TAP ([`Node::poll_frame`]), everything else the caller
+//! should know ([`Node::poll_event`]) and the next deadline
 //! ([`Node::poll_timeout`]). The node owns the buffer pool; handles travel
 //! through it and back to [`Pool::free`] when the caller has done the I/O.
 //! No socket, file or clock is touched here, which is why the same node runs
 //! in the mio shell, in the benchmarks and in the simulator.
+//!
+//! The node is a dispatcher: the ring's policy is `Overlay`'s and the
+//! VPN's is `vpn::Vpn`'s; both answer with actions the node carries out
+//! (`links`, `vpn`), drained once per input by `settle` (`events`). What
+//! the node keeps itself — peers and their sessions, handshakes, paths,
+//! tunnels — lives in one file per job; a peer's link and path are the
+//! state machines in `peer/path.rs`.
 
 mod attempts;
 mod boots;

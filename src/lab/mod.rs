@@ -125,7 +125,7 @@ pub struct NodeOptions {
     /// `listen = 0.0.0.0:5140` (the README's example: every interface
     /// address is advertised) instead of the host's underlay address.
     pub listen_any: bool,
-    /// More `key = value` lines for the [node] section.
+    /// More `key = value` lines for the `[node]` section.
     pub extra: Vec<String>,
 }
 

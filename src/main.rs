@@ -21,7 +21,8 @@ Usage:
   ringvpn ca init --network NET [--name NAME] [--days D] KEYFILE CERTFILE
                                   a new group CA: private key (mode 0600) and CA certificate
   ringvpn cert sign --ca-key KEY --ca CERT --pubkey NODEKEY --name NAME
-                    [--ip ADDR[/LEN] ...] [--group G ...] [--days D] [--not-before UNIX] OUT
+                    [--ip ADDR[/LEN] ...] [--group G ...] [--routes PREFIX,...]
+                    [--days D] [--not-before UNIX] OUT
                                   sign a node certificate (for the CA's network)
   ringvpn cert show [--json] FILE show a certificate (or each one in a CA file)
   ringvpn cert revoke --ca-key KEY [--list FILE] NODEKEY... 
@@ -245,6 +246,12 @@ fn cert(args: &[String]) -> Result<(), Failure> {
             o.reqopt("", "name", "the node's name", "NAME");
             o.optmulti("", "ip", "an address or prefix it may claim", "ADDR[/LEN]");
             o.optmulti("", "group", "a group it belongs to", "G");
+            o.optmulti(
+                "",
+                "routes",
+                "prefixes it may carry traffic for (0.0.0.0/0,::/0: an exit gateway)",
+                "PREFIX,...",
+            );
             o.optopt("", "days", "validity in days (default 365)", "D");
             o.optopt(
                 "",
@@ -262,11 +269,28 @@ fn cert(args: &[String]) -> Result<(), Failure> {
                         .ok_or_else(|| Failure::Usage(format!("--ip {s:?}: not ADDR[/LEN]")))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            let routes = m
+                .opt_strs("routes")
+                .iter()
+                .flat_map(|s| s.split(','))
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    Prefix::parse(s)
+                        .filter(|p| s.contains('/') && p.is_network())
+                        .ok_or_else(|| {
+                            Failure::Usage(format!(
+                                "--routes {s:?}: not a network prefix (e.g. 198.19.5.0/24, 0.0.0.0/0, ::/0)"
+                            ))
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             let req = pki::SignRequest {
                 subject: key_arg(&m.opt_str("pubkey").unwrap_or_default())?,
                 name: m.opt_str("name").unwrap_or_default(),
                 prefixes,
                 groups: m.opt_strs("group"),
+                routes,
                 not_before: number(&m, "not-before", pki::unix_now())?,
                 days: number(&m, "days", 365)?,
             };

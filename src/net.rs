@@ -53,6 +53,21 @@ impl Prefix {
         };
         Some(Prefix { addr, len })
     }
+
+    /// Whether the address has no bits set past the length (198.19.5.0/24,
+    /// not 198.19.5.7/24): a route names a network, not a host in it.
+    pub fn is_network(&self) -> bool {
+        match self.addr {
+            IpAddr::V4(a) => {
+                let host = u32::MAX.checked_shr(u32::from(self.len)).unwrap_or(0);
+                u32::from(a) & host == 0
+            }
+            IpAddr::V6(a) => {
+                let host = u128::MAX.checked_shr(u32::from(self.len)).unwrap_or(0);
+                u128::from(a) & host == 0
+            }
+        }
+    }
 }
 
 impl fmt::Display for Prefix {

@@ -88,6 +88,8 @@ pub struct SignRequest {
     pub name: String,
     pub prefixes: Vec<Prefix>,
     pub groups: Vec<String>,
+    /// Prefixes it may carry traffic for (docs/PROTOCOL.md: version 2).
+    pub routes: Vec<Prefix>,
     pub not_before: u64,
     pub days: u64,
 }
@@ -114,8 +116,12 @@ pub fn sign(ca_key: &Path, ca_cert: &Path, req: SignRequest) -> Result<Cert, Str
         req.groups,
         valid,
     )
+    .and_then(|c| match req.routes.is_empty() {
+        true => Ok(c),
+        false => c.with_routes(req.routes, &id),
+    })
     .map_err(|_| {
-        "name and groups must be printable (name ≤ 64 bytes, ≤ 8 groups of ≤ 32), ≤ 8 prefixes"
+        "name and groups must be printable (name ≤ 64 bytes, ≤ 8 groups of ≤ 32), ≤ 8 prefixes, ≤ 16 routes"
             .to_string()
     })
 }
@@ -200,7 +206,7 @@ pub fn show_text(c: &Cert, now: u64) -> String {
         }
     };
     format!(
-        "{kind}\n  name        {}\n  network     {}\n  key         {}\n  issuer      {}\n  not before  {}\n  not after   {}  ({state} now)\n  addresses   {}\n  groups      {}\n",
+        "{kind}\n  name        {}\n  network     {}\n  key         {}\n  issuer      {}\n  not before  {}\n  not after   {}  ({state} now)\n  addresses   {}\n  groups      {}\n  routes      {}\n",
         c.name,
         c.network,
         c.subject,
@@ -209,6 +215,7 @@ pub fn show_text(c: &Cert, now: u64) -> String {
         utc(c.not_after),
         list(c.prefixes.iter().map(|p| p.to_string()).collect()),
         list(c.groups.clone()),
+        list(c.routes.iter().map(|p| p.to_string()).collect()),
     )
 }
 
@@ -234,7 +241,11 @@ pub fn show_json(c: &Cert) -> String {
             "addresses",
             &arr(c.prefixes.iter().map(|p| p.to_string()).collect()),
         )
-        .raw("groups", &arr(c.groups.clone()));
+        .raw("groups", &arr(c.groups.clone()))
+        .raw(
+            "routes",
+            &arr(c.routes.iter().map(|p| p.to_string()).collect()),
+        );
     o.end();
     out.push('\n');
     out

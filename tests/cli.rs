@@ -163,6 +163,51 @@ fn ca_init_cert_sign_show_and_revoke() {
         json.contains("\"addresses\":[\"100.64.0.10/32\"]")
             && json.contains("\"groups\":[\"staff\"]")
     );
+    assert!(json.contains("\"routes\":[]"), "{json}");
+    // A gateway's certificate: the prefixes it may route, as the issue's
+    // example writes them.
+    let gateway = |out: &str, routes: &str| {
+        ringvpn(&[
+            "cert",
+            "sign",
+            "--ca-key",
+            &p("ca.key"),
+            "--ca",
+            &p("ca.crt"),
+            "--pubkey",
+            node,
+            "--name",
+            "gw",
+            "--ip",
+            "100.64.0.11",
+            "--routes",
+            routes,
+            &p(out),
+        ])
+    };
+    let out = gateway("gw.crt", "0.0.0.0/0,::/0,198.19.5.0/24");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(ringvpn(&["cert", "show", &p("gw.crt")]).stdout).unwrap();
+    assert!(
+        text.contains("routes      0.0.0.0/0, ::/0, 198.19.5.0/24"),
+        "{text}"
+    );
+    let json =
+        String::from_utf8(ringvpn(&["cert", "show", "--json", &p("gw.crt")]).stdout).unwrap();
+    assert!(
+        json.contains("\"routes\":[\"0.0.0.0/0\",\"::/0\",\"198.19.5.0/24\"]"),
+        "{json}"
+    );
+    // A host address in a route, or no length: a clear error naming it.
+    for bad in ["198.19.5.7/24", "198.19.5.0"] {
+        let out = gateway("bad.crt", bad);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(bad));
+    }
     // Bad input: a clear error, exit 2.
     assert_eq!(sign("bad.crt", "100.64.0.0/40").status.code(), Some(2));
     std::fs::write(

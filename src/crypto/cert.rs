@@ -11,8 +11,13 @@ use crate::base64;
 use std::fmt;
 use std::net::IpAddr;
 
-/// Encoding version.
+/// Encoding versions. Version 2 adds the prefixes a node may route for
+/// others (exit gateways, subnet routers); a certificate without any is
+/// encoded as version 1, byte for byte as before, so certificates signed
+/// before routes existed still verify and older nodes read new ones that
+/// route nothing.
 pub const VERSION: u8 = 1;
+pub const VERSION_ROUTES: u8 = 2;
 /// What a signed object is.
 pub const KIND_CA: u8 = 1;
 pub const KIND_NODE: u8 = 2;
@@ -21,6 +26,7 @@ pub const KIND_REVOCATIONS: u8 = 3;
 pub const MAX_TEXT: usize = 64;
 pub const MAX_GROUP: usize = 32;
 pub const MAX_PREFIXES: usize = 8;
+pub const MAX_ROUTES: usize = 16;
 pub const MAX_GROUPS: usize = 8;
 pub const MAX_REVOKED: usize = 1024;
 pub const SIG_LEN: usize = 64;
@@ -50,6 +56,9 @@ pub struct Cert {
     /// Addresses the node may claim (none for a CA).
     pub prefixes: Vec<Prefix>,
     pub groups: Vec<String>,
+    /// Prefixes the node may carry traffic for: 0.0.0.0/0 and ::/0 for an
+    /// exit gateway, a LAN behind a subnet router (none for a CA).
+    pub routes: Vec<Prefix>,
     pub signature: [u8; SIG_LEN],
 }
 
@@ -139,6 +148,49 @@ impl<'a> Reader<'a> {
         }
         Ok(s.to_string())
     }
+    /// A count, then that many prefixes (family 4 or 6, length, address).
+    fn prefixes(&mut self, max: usize) -> Result<Vec<Prefix>, CertError> {
+        let n = usize::from(self.u8()?);
+        if n > max {
+            return Err(CertError::Malformed);
+        }
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (family, len) = (self.u8()?, self.u8()?);
+            let addr = match family {
+                4 if len <= 32 => {
+                    let a: [u8; 4] = self.take(4)?.try_into().map_err(|_| CertError::Malformed)?;
+                    IpAddr::from(a)
+                }
+                6 if len <= 128 => {
+                    let a: [u8; 16] = self
+                        .take(16)?
+                        .try_into()
+                        .map_err(|_| CertError::Malformed)?;
+                    IpAddr::from(a)
+                }
+                _ => return Err(CertError::Malformed),
+            };
+            out.push(Prefix { addr, len });
+        }
+        Ok(out)
+    }
+}
+
+fn push_prefixes(out: &mut Vec<u8>, prefixes: &[Prefix]) {
+    out.push(prefixes.len() as u8);
+    for p in prefixes {
+        match p.addr {
+            IpAddr::V4(a) => {
+                out.extend_from_slice(&[4, p.len]);
+                out.extend_from_slice(&a.octets());
+            }
+            IpAddr::V6(a) => {
+                out.extend_from_slice(&[6, p.len]);
+                out.extend_from_slice(&a.octets());
+            }
+        }
+    }
 }
 
 /// Names are printable, without control characters or spaces at the ends.
@@ -225,6 +277,7 @@ impl Cert {
             name: name.into(),
             prefixes: Vec::new(),
             groups: Vec::new(),
+            routes: Vec::new(),
             signature: [0; SIG_LEN],
         }
         .sign(ca)
@@ -250,9 +303,16 @@ impl Cert {
             name: name.into(),
             prefixes,
             groups,
+            routes: Vec::new(),
             signature: [0; SIG_LEN],
         }
         .sign(ca)
+    }
+
+    /// The same certificate allowed to route `routes`, signed again.
+    pub fn with_routes(mut self, routes: Vec<Prefix>, ca: &Identity) -> Result<Cert, CertError> {
+        self.routes = routes;
+        self.sign(ca)
     }
 
     /// The encoding without the signature (what is signed).
@@ -262,6 +322,8 @@ impl Cert {
             && valid_text(&self.name)
             && self.name.len() <= MAX_TEXT
             && self.prefixes.len() <= MAX_PREFIXES
+            && self.routes.len() <= MAX_ROUTES
+            && (self.kind == KIND_NODE || self.routes.is_empty())
             && self.groups.len() <= MAX_GROUPS
             && self
                 .groups
@@ -270,29 +332,25 @@ impl Cert {
         if !texts_ok || !matches!(self.kind, KIND_CA | KIND_NODE) {
             return Err(CertError::Malformed);
         }
-        let mut out = vec![VERSION, self.kind];
+        let version = if self.routes.is_empty() {
+            VERSION
+        } else {
+            VERSION_ROUTES
+        };
+        let mut out = vec![version, self.kind];
         out.extend_from_slice(&self.subject.0);
         out.extend_from_slice(&self.issuer.0);
         out.extend_from_slice(&self.not_before.to_be_bytes());
         out.extend_from_slice(&self.not_after.to_be_bytes());
         push_text(&mut out, &self.network);
         push_text(&mut out, &self.name);
-        out.push(self.prefixes.len() as u8);
-        for p in &self.prefixes {
-            match p.addr {
-                IpAddr::V4(a) => {
-                    out.extend_from_slice(&[4, p.len]);
-                    out.extend_from_slice(&a.octets());
-                }
-                IpAddr::V6(a) => {
-                    out.extend_from_slice(&[6, p.len]);
-                    out.extend_from_slice(&a.octets());
-                }
-            }
-        }
+        push_prefixes(&mut out, &self.prefixes);
         out.push(self.groups.len() as u8);
         for g in &self.groups {
             push_text(&mut out, g);
+        }
+        if version == VERSION_ROUTES {
+            push_prefixes(&mut out, &self.routes);
         }
         Ok(out)
     }
@@ -312,7 +370,8 @@ impl Cert {
     /// Parses the binary encoding (no signature check: see `Trust`).
     pub fn decode(b: &[u8]) -> Result<Cert, CertError> {
         let mut r = Reader { b, at: 0 };
-        if r.u8()? != VERSION {
+        let version = r.u8()?;
+        if !matches!(version, VERSION | VERSION_ROUTES) {
             return Err(CertError::Malformed);
         }
         let kind = r.u8()?;
@@ -325,26 +384,7 @@ impl Cert {
         let not_after = r.u64()?;
         let network = r.text(MAX_TEXT)?;
         let name = r.text(MAX_TEXT)?;
-        let np = usize::from(r.u8()?);
-        if np > MAX_PREFIXES {
-            return Err(CertError::Malformed);
-        }
-        let mut prefixes = Vec::with_capacity(np);
-        for _ in 0..np {
-            let (family, len) = (r.u8()?, r.u8()?);
-            let addr = match family {
-                4 if len <= 32 => {
-                    let a: [u8; 4] = r.take(4)?.try_into().map_err(|_| CertError::Malformed)?;
-                    IpAddr::from(a)
-                }
-                6 if len <= 128 => {
-                    let a: [u8; 16] = r.take(16)?.try_into().map_err(|_| CertError::Malformed)?;
-                    IpAddr::from(a)
-                }
-                _ => return Err(CertError::Malformed),
-            };
-            prefixes.push(Prefix { addr, len });
-        }
+        let prefixes = r.prefixes(MAX_PREFIXES)?;
         let ng = usize::from(r.u8()?);
         if ng > MAX_GROUPS {
             return Err(CertError::Malformed);
@@ -352,6 +392,15 @@ impl Cert {
         let mut groups = Vec::with_capacity(ng);
         for _ in 0..ng {
             groups.push(r.text(MAX_GROUP)?);
+        }
+        // Version 2 has at least one route (none is version 1: one
+        // encoding per certificate), and only node certificates route.
+        let routes = match version {
+            VERSION_ROUTES => r.prefixes(MAX_ROUTES)?,
+            _ => Vec::new(),
+        };
+        if version == VERSION_ROUTES && (routes.is_empty() || kind != KIND_NODE) {
+            return Err(CertError::Malformed);
         }
         let signature: [u8; SIG_LEN] = r
             .take(SIG_LEN)?
@@ -373,6 +422,7 @@ impl Cert {
             name,
             prefixes,
             groups,
+            routes,
             signature,
         })
     }
@@ -385,6 +435,16 @@ impl Cert {
     /// Whether this node may claim `ip`.
     pub fn allows(&self, ip: IpAddr) -> bool {
         self.prefixes.iter().any(|p| p.contains(ip))
+    }
+
+    /// Whether this node may carry traffic for all of `prefix`: one of its
+    /// routes covers it (0.0.0.0/0 covers every IPv4 prefix).
+    pub fn may_route(&self, prefix: &Prefix) -> bool {
+        self.routes.iter().any(|r| {
+            r.addr.is_ipv4() == prefix.addr.is_ipv4()
+                && r.len <= prefix.len
+                && r.contains(prefix.addr)
+        })
     }
 }
 
@@ -619,6 +679,112 @@ mod tests {
             (1_000, 100_000),
         )
         .unwrap()
+    }
+
+    /// A certificate that routes nothing is encoded as before (version 1):
+    /// certificates signed before routes existed still verify, and older
+    /// nodes read new ones.
+    #[test]
+    fn routes_are_version_2_and_only_when_present() {
+        let (id, _) = ca(1);
+        let member = Identity::from_seed(&Seed([9; 32])).public();
+        let plain = node_cert(&id, member, "office");
+        let bytes = plain.encode().unwrap();
+        assert_eq!(bytes[0], VERSION);
+        let routes = vec![
+            Prefix::parse("0.0.0.0/0").unwrap(),
+            Prefix::parse("198.19.5.0/24").unwrap(),
+        ];
+        let gw = plain.clone().with_routes(routes.clone(), &id).unwrap();
+        let gw_bytes = gw.encode().unwrap();
+        assert_eq!(gw_bytes[0], VERSION_ROUTES);
+        let back = Cert::decode(&gw_bytes).unwrap();
+        assert_eq!(back, gw);
+        assert!(back.signature_ok());
+        assert_eq!(back.routes, routes);
+        // The routes are signed: changing one breaks the signature.
+        let mut forged = back.clone();
+        forged.routes[1] = Prefix::parse("198.19.6.0/24").unwrap();
+        assert!(!forged.signature_ok());
+        // Removing every route makes a version 1 body the CA never signed.
+        let mut stripped = back;
+        stripped.routes.clear();
+        assert!(!stripped.signature_ok());
+    }
+
+    #[test]
+    fn a_route_covers_its_own_family_and_longer_prefixes_only() {
+        let (id, _) = ca(1);
+        let member = Identity::from_seed(&Seed([9; 32])).public();
+        let p = |s: &str| Prefix::parse(s).unwrap();
+        let site = node_cert(&id, member, "office")
+            .with_routes(vec![p("198.19.5.0/24")], &id)
+            .unwrap();
+        assert!(site.may_route(&p("198.19.5.0/24")));
+        assert!(site.may_route(&p("198.19.5.128/25")));
+        assert!(!site.may_route(&p("198.19.0.0/16")), "wider than granted");
+        assert!(!site.may_route(&p("198.19.6.0/24")));
+        assert!(!site.may_route(&p("0.0.0.0/0")));
+        let exit = node_cert(&id, member, "office")
+            .with_routes(vec![p("0.0.0.0/0")], &id)
+            .unwrap();
+        assert!(exit.may_route(&p("0.0.0.0/0")));
+        assert!(exit.may_route(&p("198.19.200.0/24")));
+        assert!(!exit.may_route(&p("::/0")), "IPv4 default route, not IPv6");
+        assert!(!exit.may_route(&p("::ffff:0:0/96")));
+        assert!(!node_cert(&id, member, "office").may_route(&p("198.19.5.0/24")));
+    }
+
+    /// The largest certificate the bounds allow still fits a handshake's
+    /// credential (and so an address record).
+    #[test]
+    fn the_largest_certificate_fits_a_handshake() {
+        let (id, _) = ca(1);
+        let member = Identity::from_seed(&Seed([9; 32])).public();
+        let v6 = |i: usize| Prefix::parse(&format!("fd00:{i:x}::/64")).unwrap();
+        let text = |c: char, n: usize| std::iter::repeat(c).take(n).collect::<String>();
+        let big = Cert::new_node(
+            &id,
+            member,
+            &text('n', MAX_TEXT),
+            &text('m', MAX_TEXT),
+            (0..MAX_PREFIXES).map(v6).collect(),
+            (0..MAX_GROUPS)
+                .map(|i| format!("{i}{}", text('g', MAX_GROUP - 1)))
+                .collect(),
+            (1_000, 100_000),
+        )
+        .unwrap()
+        .with_routes((0..MAX_ROUTES).map(|i| v6(100 + i)).collect(), &id)
+        .unwrap();
+        let len = big.encode().unwrap().len();
+        assert!(len <= crate::wire::handshake::MAX_CRED_LEN, "{len} B");
+    }
+
+    #[test]
+    fn route_encodings_are_strict() {
+        let (id, ca_cert) = ca(1);
+        let member = Identity::from_seed(&Seed([9; 32])).public();
+        let p = |s: &str| Prefix::parse(s).unwrap();
+        // Version 2 with no routes: not the one encoding of that certificate.
+        let mut b = node_cert(&id, member, "office").encode().unwrap();
+        b[0] = VERSION_ROUTES;
+        let sig = b.split_off(b.len() - SIG_LEN);
+        b.push(0);
+        b.extend_from_slice(&sig);
+        assert_eq!(Cert::decode(&b), Err(CertError::Malformed));
+        // A CA routes nothing.
+        assert!(ca_cert
+            .clone()
+            .with_routes(vec![p("0.0.0.0/0")], &id)
+            .is_err());
+        // At most MAX_ROUTES.
+        let many = (0..=MAX_ROUTES as u8)
+            .map(|i| p(&format!("198.19.{i}.0/24")))
+            .collect();
+        assert!(node_cert(&id, member, "office")
+            .with_routes(many, &id)
+            .is_err());
     }
 
     #[test]

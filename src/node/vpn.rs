@@ -179,17 +179,13 @@ impl Node {
         let (Some(v), Some(ov)) = (self.vpn.as_mut(), self.overlay.as_mut()) else {
             return Some(e);
         };
-        let network = v.config().network.clone();
         let judge = Judge {
             members: &PeerView {
                 peers: &self.peers,
                 trust: self.certs.trust.as_ref(),
             },
-            checker: record::Checker {
-                network: &network,
-                trust: self.certs.trust.as_ref(),
-                wall_origin_us: self.env.wall_origin_us,
-            },
+            trust: self.certs.trust.as_ref(),
+            wall_origin_us: self.env.wall_origin_us,
             signer: Signer {
                 identity: &self.identity,
                 cert: self.certs.mine.as_deref(),

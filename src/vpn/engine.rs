@@ -116,10 +116,12 @@ pub struct Signer<'a> {
 }
 
 /// What DHT results are judged and acted on with: who our peers are,
-/// how to check a record, how to sign ours.
+/// what records must check out against (certificate mode's trust, the
+/// wall clock's origin), how to sign ours.
 pub struct Judge<'a, M> {
     pub members: &'a M,
-    pub checker: super::record::Checker<'a>,
+    pub trust: Option<&'a crate::crypto::cert::Trust>,
+    pub wall_origin_us: u64,
     pub signer: Signer<'a>,
 }
 
@@ -459,7 +461,7 @@ impl Vpn {
         e: DhtEvent,
     ) -> Option<DhtEvent> {
         if let Some(ip) = self.resolver.ip_of_op(e.id) {
-            self.lookup_done(now, pool, ctx.members, &ctx.checker, ip, &e);
+            self.lookup_done(now, pool, ctx, ip, &e);
             return None;
         }
         self.claim_event(now, ov, &ctx.signer, e)
@@ -469,13 +471,18 @@ impl Vpn {
         &mut self,
         now: Instant,
         pool: &mut Pool,
-        members: &impl Members,
-        checker: &super::record::Checker,
+        ctx: &Judge<impl Members>,
         ip: Ipv4Addr,
         e: &DhtEvent,
     ) {
         use crate::overlay::dht::client::Outcome;
+        let members = ctx.members;
         // Every record is checked again here: a storing node may lie.
+        let checker = super::record::Checker {
+            network: &self.cfg.network,
+            trust: ctx.trust,
+            wall_origin_us: ctx.wall_origin_us,
+        };
         let mut forged = 0;
         let holder = match &e.outcome {
             Outcome::Found(records) => records

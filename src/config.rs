@@ -105,6 +105,41 @@ pub struct Config {
     /// Endpoints of any overlay members to join through.
     pub bootstrap: Vec<SocketAddr>,
     pub peers: Vec<PeerConfig>,
+    /// Static-key mode: what each listed peer may route (`[peer] routes`).
+    pub peer_routes: Vec<(crate::crypto::NodeKey, Vec<crate::net::Prefix>)>,
+    pub routing: Routing,
+}
+
+/// Exit gateways and subnet routes (docs/ROUTES.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routing {
+    /// `gateway = on`: carry members' internet traffic (advertises
+    /// 0.0.0.0/0, and ::/0 with IPv6), with source NAT.
+    pub gateway: bool,
+    /// `routes = …`: LAN prefixes behind this member.
+    pub advertise: Vec<crate::net::Prefix>,
+    /// `route-masquerade`: members' traffic into those LANs leaves with
+    /// this member's LAN address (on by default: LAN hosts need no route
+    /// back).
+    pub masquerade: bool,
+    pub exit: crate::routes::Exit,
+    /// `exit-lan = allow`: the local LAN stays reachable outside the exit.
+    pub exit_lan: bool,
+    /// `accept-routes`: use other members' subnet routes.
+    pub accept: bool,
+}
+
+impl Default for Routing {
+    fn default() -> Routing {
+        Routing {
+            gateway: false,
+            advertise: Vec::new(),
+            masquerade: true,
+            exit: crate::routes::Exit::Off,
+            exit_lan: false,
+            accept: true,
+        }
+    }
 }
 
 /// A configuration error, located in its file.
@@ -177,6 +212,39 @@ impl Config {
             ipv6: self.ipv6,
             dhcp: self.dhcp,
             mtu: self.mtu,
+        })
+    }
+
+    /// What the routes policy needs (overlay mode).
+    pub fn routes(&self) -> Option<crate::routes::RoutesConfig> {
+        use crate::net::Prefix;
+        use std::net::IpAddr;
+        if !self.overlay {
+            return None;
+        }
+        let r = &self.routing;
+        let mut advertise = Vec::new();
+        if r.gateway {
+            advertise.push(Prefix::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
+            if self.ipv6.is_some() {
+                advertise.push(Prefix::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0));
+            }
+        }
+        for p in &r.advertise {
+            if !advertise.contains(p) {
+                advertise.push(*p);
+            }
+        }
+        let mut vpn = vec![Prefix::new(IpAddr::V4(self.subnet.0), self.subnet.1)];
+        vpn.extend(self.ipv6.map(|p| Prefix::new(IpAddr::V6(p), 96)));
+        Some(crate::routes::RoutesConfig {
+            network: self.network.clone(),
+            advertise,
+            exit: r.exit.clone(),
+            accept: r.accept,
+            listed: self.peer_routes.clone(),
+            names: self.peers.iter().map(|p| (p.key, p.name.clone())).collect(),
+            vpn,
         })
     }
 }

@@ -12,6 +12,9 @@
 //!   sealed credentials, certificates);
 //! - `overlay`: the ring as a policy object — routing, linking, the DHT —
 //!   answering events with actions;
+//! - `routes`: exit gateways and subnet routes as a policy object — signed
+//!   route records in the DHT, the choice of an advertiser per prefix,
+//!   failover;
 //! - `vpn`: the VPN as a policy object (`vpn::Vpn`) on top of the
 //!   overlay's DHT: address claims, resolution, ARP/ND/DHCP answers,
 //!   broadcast — each packet answered with what to do with it;
@@ -42,6 +45,7 @@ pub mod node;
 pub mod overlay;
 pub mod pki;
 pub mod rand;
+pub mod routes;
 pub mod shell;
 pub mod sim;
 pub mod status;

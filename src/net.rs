@@ -70,6 +70,26 @@ impl Prefix {
     }
 }
 
+impl Prefix {
+    /// Whether all of `other` lies inside this prefix (same family, as
+    /// long or longer): 0.0.0.0/0 covers every IPv4 prefix.
+    pub fn covers(&self, other: &Prefix) -> bool {
+        self.addr.is_ipv4() == other.addr.is_ipv4()
+            && self.len <= other.len
+            && self.contains(other.addr)
+    }
+
+    /// Whether the two share any address.
+    pub fn overlaps(&self, other: &Prefix) -> bool {
+        self.covers(other) || other.covers(self)
+    }
+
+    /// 0.0.0.0/0 or ::/0: a default route (an exit).
+    pub fn is_default(&self) -> bool {
+        self.len == 0
+    }
+}
+
 impl fmt::Display for Prefix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.addr, self.len)

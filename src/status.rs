@@ -144,6 +144,9 @@ pub fn render_text(st: &NodeStatus, d: &DaemonInfo) -> String {
             v.stats.local_answers
         );
     }
+    if let Some(r) = &st.routes {
+        routes_text(&mut o, r);
+    }
     if let Some(ov) = &st.overlay {
         let side = |a: Option<crate::overlay::Addr>| a.map_or("-".to_string(), |a| a.to_string());
         let _ = writeln!(
@@ -263,14 +266,96 @@ pub fn render_json(st: &NodeStatus, d: &DaemonInfo) -> String {
     dr.end();
     let overlay = st.overlay.as_ref().map_or("null".to_string(), overlay_json);
     let vpn = st.vpn.as_ref().map_or("null".to_string(), vpn_json);
+    let routes = st.routes.as_ref().map_or("null".to_string(), routes_json);
     let mut o = Object::new(&mut out);
     o.raw("node", &node)
         .raw("peers", &peers)
         .raw("drops", &drops)
         .raw("overlay", &overlay)
-        .raw("vpn", &vpn);
+        .raw("vpn", &vpn)
+        .raw("routes", &routes);
     o.end();
     out.push('\n');
+    out
+}
+
+fn routes_text(o: &mut String, r: &crate::node::status::RoutesStatus) {
+    let list = |p: &[crate::net::Prefix]| {
+        let v: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+        if v.is_empty() {
+            "nothing".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    let _ = writeln!(o, "\nroutes    advertising {}", list(&r.advertised));
+    let via = r.exit_via.as_deref().unwrap_or("-");
+    let _ = writeln!(o, "  exit     {} via {via}: {}", r.exit, r.exit_why);
+    for rt in &r.routes {
+        let rtt = rt.rtt.map_or("-".to_string(), ms);
+        let used = if rt.in_use { "  in use" } else { "" };
+        let _ = write!(
+            o,
+            "  route    {:<18} {:<16} {:<10} rtt {rtt}{used}",
+            rt.prefix.to_string(),
+            rt.advertiser,
+            rt.state
+        );
+        match &rt.refused {
+            Some(why) => {
+                let _ = writeln!(o, "  REFUSED: overlaps {why}");
+            }
+            None => o.push('\n'),
+        }
+    }
+    let s = &r.stats;
+    let _ = writeln!(
+        o,
+        "  records  {} reads, {} refused, {} overlaps refused, {} switches",
+        s.refreshes, s.records_refused, s.overlaps_refused, s.switches
+    );
+}
+
+fn routes_json(r: &crate::node::status::RoutesStatus) -> String {
+    let mut routes = String::from("[");
+    for (i, rt) in r.routes.iter().enumerate() {
+        if i > 0 {
+            routes.push(',');
+        }
+        let mut o = Object::new(&mut routes);
+        o.str("prefix", &rt.prefix.to_string())
+            .str("advertiser", &rt.advertiser)
+            .str("state", rt.state)
+            .raw(
+                "rtt_ms",
+                &rt.rtt
+                    .map_or("null".into(), |d| format!("{:.3}", d.as_secs_f64() * 1e3)),
+            )
+            .raw("in_use", if rt.in_use { "true" } else { "false" })
+            .opt_str("refused_overlap", rt.refused.as_deref());
+        o.end();
+    }
+    routes.push(']');
+    let mut adv = String::from("[");
+    for (i, p) in r.advertised.iter().enumerate() {
+        if i > 0 {
+            adv.push(',');
+        }
+        adv.push_str(&crate::json::quote(&p.to_string()));
+    }
+    adv.push(']');
+    let mut out = String::new();
+    let mut o = Object::new(&mut out);
+    o.raw("advertised", &adv)
+        .str("exit", r.exit)
+        .opt_str("exit_via", r.exit_via.as_deref())
+        .str("exit_why", r.exit_why)
+        .raw("routes", &routes)
+        .num("reads", r.stats.refreshes)
+        .num("records_refused", r.stats.records_refused)
+        .num("overlaps_refused", r.stats.overlaps_refused)
+        .num("switches", r.stats.switches);
+    o.end();
     out
 }
 

@@ -466,11 +466,25 @@ pub fn interface_addresses() -> Vec<InterfaceAddress> {
 /// added or removed (IPv4 or IPv6). What the messages say is not read:
 /// they only tell the shell to look at the addresses again.
 pub fn address_change_socket() -> io::Result<OwnedFd> {
+    netlink_socket(
+        (libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV6_IFADDR) as u32,
+        true,
+    )
+}
+
+/// A blocking rtnetlink socket for requests (routes, rules): the kernel
+/// answers each at once.
+pub fn netlink_request_socket() -> io::Result<OwnedFd> {
+    netlink_socket(0, false)
+}
+
+fn netlink_socket(groups: u32, nonblocking: bool) -> io::Result<OwnedFd> {
+    let flags = if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
     // SAFETY: plain socket(2); the fd is owned by the OwnedFd below.
     let fd = cvt(unsafe {
         libc::socket(
             libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            libc::SOCK_RAW | flags | libc::SOCK_CLOEXEC,
             libc::NETLINK_ROUTE,
         )
     })?;
@@ -479,7 +493,7 @@ pub fn address_change_socket() -> io::Result<OwnedFd> {
     // SAFETY: sockaddr_nl is plain data; zeroed is a valid start.
     let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
     sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-    sa.nl_groups = (libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV6_IFADDR) as u32;
+    sa.nl_groups = groups;
     // SAFETY: &sa is a valid sockaddr_nl of the size passed.
     cvt(unsafe {
         libc::bind(
@@ -489,6 +503,17 @@ pub fn address_change_socket() -> io::Result<OwnedFd> {
         )
     })?;
     Ok(owned)
+}
+
+/// The index of interface `name`.
+pub fn ifindex(name: &str) -> io::Result<u32> {
+    let c =
+        std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: c is a valid NUL-terminated string.
+    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
+        0 => Err(io::Error::last_os_error()),
+        i => Ok(i),
+    }
 }
 
 /// Reads and discards everything queued on a non-blocking socket.

@@ -12,6 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["limit", "wire"],
     &["buf", "crypto"],
     &["overlay"],
+    &["routes"],
     &["vpn"],
     &["node"],
     &["config", "control", "sim", "status", "sys"],

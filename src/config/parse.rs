@@ -7,6 +7,7 @@ use super::{
     DEFAULT_PORT, MAX_MTU, MIN_MTU,
 };
 use crate::crypto::NodeKey;
+use crate::net::Prefix;
 use crate::node::PeerConfig;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ struct PeerDraft {
     name: Option<String>,
     key: Option<NodeKey>,
     endpoint: Option<SocketAddr>,
+    routes: Vec<Prefix>,
 }
 
 #[derive(PartialEq)]
@@ -59,6 +61,9 @@ struct Draft {
     overlay: bool,
     bootstrap: Vec<SocketAddr>,
     peers: Vec<PeerDraft>,
+    routing: super::Routing,
+    /// The line of the first routing key, for errors found at the end.
+    routing_line: usize,
 }
 
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
@@ -112,6 +117,24 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     draft.finish().map_err(|(line, msg)| err(line, msg))
 }
 
+/// `PREFIX[, PREFIX …]`, each a network (no host bits set).
+fn prefixes(v: &str) -> Result<Vec<Prefix>, String> {
+    let wrong = "PREFIX[, PREFIX …] naming networks, e.g. 198.19.5.0/24, 0.0.0.0/0";
+    let mut out = Vec::new();
+    for part in v.split(',').map(str::trim) {
+        let p = Prefix::parse(part)
+            .filter(Prefix::is_network)
+            .ok_or(wrong)?;
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    if out.is_empty() || out.len() > crate::routes::record::MAX_PREFIXES {
+        return Err(wrong.into());
+    }
+    Ok(out)
+}
+
 /// `on`/`off` and their usual spellings.
 fn on_off(v: &str) -> Result<bool, String> {
     match v {
@@ -150,6 +173,8 @@ impl Draft {
             overlay: false,
             bootstrap: Vec::new(),
             peers: Vec::new(),
+            routing: super::Routing::default(),
+            routing_line: 0,
         }
     }
 
@@ -248,6 +273,35 @@ impl Draft {
             "revocations" => self.revocations = Some(path()),
             "control" => self.control = Some(path()),
             "fwmark" => self.fwmark = Some(v.parse().map_err(|_| "a number")?),
+            "gateway" | "routes" | "route-masquerade" | "exit" | "exit-lan" | "accept-routes" => {
+                self.routing_line = if self.routing_line == 0 {
+                    n
+                } else {
+                    self.routing_line
+                };
+                let r = &mut self.routing;
+                match k {
+                    "gateway" => r.gateway = on_off(v)?,
+                    "routes" => r.advertise = prefixes(v)?,
+                    "route-masquerade" => r.masquerade = on_off(v)?,
+                    "exit" => {
+                        r.exit = match v {
+                            "off" => crate::routes::Exit::Off,
+                            "auto" => crate::routes::Exit::Auto,
+                            "" => return Err("off, auto, a member's name or virtual IPv4".into()),
+                            name => crate::routes::Exit::Named(name.to_string()),
+                        }
+                    }
+                    "exit-lan" => {
+                        r.exit_lan = match v {
+                            "allow" => true,
+                            "deny" => false,
+                            _ => return Err("allow or deny".into()),
+                        }
+                    }
+                    _ => r.accept = on_off(v)?,
+                }
+            }
             "bootstrap" => {
                 for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                     let ep = part.parse().map_err(|_| "ADDRESS:PORT[, ADDRESS:PORT …]")?;
@@ -269,6 +323,7 @@ impl Draft {
                 peer.key = Some(NodeKey::from_base64(v).ok_or("a base64 Ed25519 public key")?)
             }
             "endpoint" => peer.endpoint = Some(v.parse().map_err(|_| "ADDRESS:PORT")?),
+            "routes" => peer.routes = prefixes(v)?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -293,11 +348,15 @@ impl Draft {
             ));
         }
         let mut peers = Vec::new();
+        let mut peer_routes = Vec::new();
         for p in self.peers {
             let key = p
                 .key
                 .ok_or((p.line, "[peer] needs `public-key`".to_string()))?;
             let name = p.name.unwrap_or_else(|| key.to_base64()[..8].to_string());
+            if !p.routes.is_empty() {
+                peer_routes.push((key, p.routes));
+            }
             peers.push(PeerConfig {
                 name,
                 key,
@@ -345,6 +404,18 @@ impl Draft {
                     .into(),
             ));
         }
+        if self.routing_line != 0 && !self.overlay {
+            return Err((
+                self.routing_line,
+                "routes and exits need the overlay (`overlay = on` or a bootstrap)".into(),
+            ));
+        }
+        if self.routing.gateway && self.routing.exit != crate::routes::Exit::Off {
+            return Err((
+                self.routing_line,
+                "a gateway (`gateway = on`) cannot also use an exit (`exit`)".into(),
+            ));
+        }
         let address = self
             .address
             .map(|(ip, p)| (ip, if p == 0 { subnet.1 } else { p }));
@@ -382,6 +453,8 @@ impl Draft {
             overlay: self.overlay,
             bootstrap: self.bootstrap,
             peers,
+            peer_routes,
+            routing: self.routing,
         })
     }
 }

@@ -440,11 +440,7 @@ impl Cert {
     /// Whether this node may carry traffic for all of `prefix`: one of its
     /// routes covers it (0.0.0.0/0 covers every IPv4 prefix).
     pub fn may_route(&self, prefix: &Prefix) -> bool {
-        self.routes.iter().any(|r| {
-            r.addr.is_ipv4() == prefix.addr.is_ipv4()
-                && r.len <= prefix.len
-                && r.contains(prefix.addr)
-        })
+        self.routes.iter().any(|r| r.covers(prefix))
     }
 }
 

@@ -17,6 +17,7 @@ pub mod keys;
 pub mod replay;
 mod seal;
 pub mod session;
+pub mod signed;
 
 pub use keys::{Identity, NodeKey, Seed};
 pub use session::Session;

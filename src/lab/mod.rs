@@ -20,6 +20,7 @@ pub mod flood;
 pub mod matrix;
 pub mod nat;
 mod observe;
+pub mod segment;
 pub mod trace;
 
 pub use observe::{json_number_after, Ping};

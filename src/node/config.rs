@@ -120,6 +120,8 @@ pub struct NodeConfig {
     /// answers); needs `overlay`. `None`: frames are switched between
     /// static peers.
     pub vpn: Option<crate::vpn::VpnConfig>,
+    /// Exit gateways and subnet routes (overlay VPN mode only).
+    pub routes: Option<crate::routes::RoutesConfig>,
     /// Try a node's TCP endpoints when UDP gets no answer (the shell
     /// listens on TCP too).
     pub tcp_fallback: bool,
@@ -151,6 +153,7 @@ impl Default for NodeConfig {
             ondemand_threshold: super::ondemand::THRESHOLD,
             max_peers: 256,
             vpn: None,
+            routes: None,
             tcp_fallback: false,
             tap_prefixes: Vec::new(),
         }

@@ -9,6 +9,7 @@
 //! hand, so no input can leave work behind by forgetting to.
 
 use super::Node;
+use crate::net::Prefix;
 use crate::overlay::dht::client::Event as DhtEvent;
 use crate::overlay::Addr;
 use crate::overlay::Overlay;
@@ -34,6 +35,11 @@ pub enum Event {
     AddressHeld(Ipv4Addr),
     /// Another member holds our static address: the daemon stops.
     AddressConflict { ip: Ipv4Addr, holder: Addr },
+    /// A subnet route is offered by a member: the shell points the
+    /// prefix at the TAP.
+    RouteAdded(Prefix),
+    /// Nobody offers it any more: the shell takes the route away.
+    RouteRemoved(Prefix),
 }
 
 impl Node {

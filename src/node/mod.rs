@@ -33,6 +33,7 @@ pub mod peer;
 mod peers;
 mod receive;
 pub(crate) mod relay;
+mod routes;
 mod send;
 pub mod stats;
 pub mod status;
@@ -154,6 +155,8 @@ pub struct Node {
     overlay: Option<Overlay>,
     /// The VPN over the overlay (overlay mode with a virtual network).
     vpn: Option<crate::vpn::Vpn>,
+    /// Exit gateways and subnet routes (with the VPN, when configured).
+    routes: Option<crate::routes::Routes>,
     underlay: underlay::Underlay,
     certs: trust::Certs,
     guards: limiter::Guards,
@@ -222,6 +225,11 @@ impl Node {
                 .clone()
                 .filter(|_| overlay.is_some())
                 .map(|v| crate::vpn::Vpn::new(v, &public, now, !cfg.bootstrap.is_empty())),
+            routes: cfg
+                .routes
+                .clone()
+                .filter(|r| r.active() && overlay.is_some() && cfg.vpn.is_some())
+                .map(|r| crate::routes::Routes::new(r, public, now)),
             overlay,
             underlay: underlay::Underlay {
                 local: Vec::new(),
@@ -351,7 +359,8 @@ impl Node {
             crate::time::earliest(peers, overlay),
             self.strangers.boot_wake,
         );
-        crate::time::earliest(t, self.vpn_deadline())
+        let t = crate::time::earliest(t, self.vpn_deadline());
+        crate::time::earliest(t, self.routes_deadline())
     }
 
     // ----- inputs: TAP side -----
@@ -380,6 +389,7 @@ impl Node {
             ov.handle_timeout(now);
         }
         self.vpn_timers(now);
+        self.routes_timers(now);
         self.strangers.boots_dirty = true;
         self.settle(now);
         // A timer can change another peer (a relay given up moves the

@@ -54,8 +54,14 @@ pub enum DropReason {
     /// A frame for the host's link only (ARP/ND/DHCP not answered, router
     /// solicitations, MLD), or for the virtual router's own address.
     LocalOnly,
-    /// An IP packet for an address outside the virtual network.
+    /// An IP packet for an address outside the virtual network that no
+    /// route in use covers (no exit chosen, no subnet route, or none alive).
     NotInNetwork,
+    /// A packet from an outside address, from a member that is not the
+    /// gateway or router we use for it (a spoofed outside source).
+    OutsideSource,
+    /// A member's packet for an outside address we do not route.
+    NotOurRoute,
     /// An IP packet for a virtual address nobody holds.
     UnknownIp,
     /// An IP packet from a peer that does not hold its source address.
@@ -134,7 +140,7 @@ impl DropReason {
         }
     }
 
-    pub const ALL: [DropReason; 43] = [
+    pub const ALL: [DropReason; 45] = [
         DropReason::BadLength,
         DropReason::BadVersion,
         DropReason::BadType,
@@ -159,6 +165,8 @@ impl DropReason {
         DropReason::OverlayRateLimited,
         DropReason::LocalOnly,
         DropReason::NotInNetwork,
+        DropReason::OutsideSource,
+        DropReason::NotOurRoute,
         DropReason::UnknownIp,
         DropReason::SpoofedSource,
         DropReason::ResolveQueueFull,
@@ -207,6 +215,8 @@ impl DropReason {
             DropReason::OverlayRateLimited => "overlay_rate_limited",
             DropReason::LocalOnly => "local_only",
             DropReason::NotInNetwork => "not_in_network",
+            DropReason::OutsideSource => "outside_source",
+            DropReason::NotOurRoute => "not_our_route",
             DropReason::UnknownIp => "unknown_ip",
             DropReason::SpoofedSource => "spoofed_source",
             DropReason::ResolveQueueFull => "resolve_queue_full",

@@ -95,6 +95,32 @@ pub struct VpnStatus {
     pub stats: crate::vpn::VpnStats,
 }
 
+/// One route a member offers, as we see it.
+#[derive(Debug, Clone)]
+pub struct RouteStatus {
+    pub prefix: crate::net::Prefix,
+    pub advertiser: String,
+    /// "alive", "dead", "not probed" (not a prefix we would use).
+    pub state: &'static str,
+    pub rtt: Option<std::time::Duration>,
+    pub in_use: bool,
+    /// Refused for overlapping this (prefix from advertiser).
+    pub refused: Option<String>,
+}
+
+/// Exit gateways and subnet routes.
+#[derive(Debug, Clone)]
+pub struct RoutesStatus {
+    /// What we carry for others.
+    pub advertised: Vec<crate::net::Prefix>,
+    pub exit: &'static str,
+    /// The gateway in use, and why.
+    pub exit_via: Option<String>,
+    pub exit_why: &'static str,
+    pub routes: Vec<RouteStatus>,
+    pub stats: crate::routes::RouteStats,
+}
+
 #[derive(Debug, Clone)]
 pub struct NodeStatus {
     pub key: NodeKey,
@@ -106,6 +132,7 @@ pub struct NodeStatus {
     pub pool_capacity: u32,
     pub overlay: Option<OverlayStatus>,
     pub vpn: Option<VpnStatus>,
+    pub routes: Option<RoutesStatus>,
     /// What peers' answers say about the NAT in front of us.
     pub nat: &'static str,
     /// Endpoints we advertise (local, reflexive, predicted, TCP).
@@ -175,6 +202,7 @@ impl Node {
                     .collect(),
             }),
             vpn: self.vpn_status(),
+            routes: self.routes_status(),
             nat: self.nat_mapping().name(),
             advertised: self
                 .overlay

@@ -10,10 +10,14 @@ use super::{DropReason, Event, Node, PeerIdx, Target};
 use crate::buf::PacketBuf;
 use crate::crypto::cert::Trust;
 use crate::crypto::NodeKey;
+use crate::net::Prefix;
+use crate::overlay::dht::RecordPolicy;
 use crate::overlay::Addr;
+use crate::routes;
 use crate::time::Instant;
 use crate::vpn::claim::Claim;
-use crate::vpn::{broadcast, record, Action, Discard, Judge, Members, Out, Signer};
+use crate::vpn::{broadcast, record, Action, Discard, Dst, Judge, Members, Out, Sender, Signer};
+use crate::wire::dht::Record;
 use crate::wire::overlay::{Broadcast, BROADCAST_HEADER_LEN};
 use crate::wire::MsgType;
 use std::net::{IpAddr, Ipv4Addr};
@@ -49,12 +53,36 @@ fn may_hold(trust: Option<&Trust>, peer: &Peer, ip: Option<Ipv4Addr>) -> bool {
     }
 }
 
+/// What a storing node keeps: address records and route records that
+/// check out (a route record's authority, in static-key mode, is judged
+/// by the members that use it: they know their `[peer] routes`).
+struct StoredRecords(record::AddressPolicy);
+
+impl RecordPolicy for StoredRecords {
+    fn admit(&self, key: Addr, r: &Record, now: Instant) -> bool {
+        if r.value.first() != Some(&routes::record::VERSION) {
+            return self.0.admit(key, r, now);
+        }
+        let checker = routes::record::Checker {
+            network: &self.0.network,
+            authority: match &self.0.trust {
+                Some(t) => routes::record::Authority::Certificates(t),
+                None => routes::record::Authority::Open,
+            },
+            wall_origin_us: self.0.wall_origin_us,
+        };
+        checker.check(key, r.owner, &r.value, now).is_ok()
+    }
+}
+
 impl From<Discard> for DropReason {
     fn from(d: Discard) -> DropReason {
         match d {
             Discard::BadFrame => DropReason::BadFrame,
             Discard::LocalOnly => DropReason::LocalOnly,
             Discard::NotInNetwork => DropReason::NotInNetwork,
+            Discard::OutsideSource => DropReason::OutsideSource,
+            Discard::NotOurRoute => DropReason::NotOurRoute,
             Discard::UnknownIp => DropReason::UnknownIp,
             Discard::ResolveQueueFull => DropReason::ResolveQueueFull,
             Discard::SpoofedSource => DropReason::SpoofedSource,
@@ -117,11 +145,11 @@ impl Node {
         let Some(ov) = self.overlay.as_mut() else {
             return;
         };
-        ov.set_record_policy(Box::new(record::AddressPolicy {
+        ov.set_record_policy(Box::new(StoredRecords(record::AddressPolicy {
             network: network.unwrap_or_default(),
             trust: self.certs.trust.clone(),
             wall_origin_us: self.env.wall_origin_us,
-        }));
+        })));
     }
 
     /// Certificate mode: whether peer `p` may hold the address `buf` is
@@ -131,11 +159,20 @@ impl Node {
         if trust.is_none() {
             return true;
         }
+        let peer = &self.peers[usize::from(p.0)];
         let dst = self
             .vpn
             .as_ref()
             .and_then(|v| v.packet_dst(self.pool.data(buf)));
-        may_hold(trust, &self.peers[usize::from(p.0)], dst)
+        match (dst, &peer.trust.cert) {
+            // Outside: the gateway's certificate must cover the address.
+            (Some(Dst::Outside(ip)), Some(c)) => {
+                c.may_route(&Prefix::new(ip, if ip.is_ipv4() { 32 } else { 128 }))
+            }
+            (Some(Dst::Outside(_)), None) => true,
+            (Some(Dst::Member(ip)), _) => may_hold(trust, peer, Some(ip)),
+            (None, _) => may_hold(trust, peer, None),
+        }
     }
 
     /// A frame the host sent.
@@ -143,7 +180,7 @@ impl Node {
         let (Some(v), Some(ov)) = (self.vpn.as_mut(), self.overlay.as_mut()) else {
             return self.drop_buf(buf, DropReason::BadFrame);
         };
-        let out = v.from_host(now, ov, &mut self.pool, buf);
+        let out = v.from_host(now, ov, &mut self.pool, self.routes.as_ref(), buf);
         self.vpn_out(now, out);
     }
 
@@ -156,7 +193,12 @@ impl Node {
             peers: &self.peers,
             trust: self.certs.trust.as_ref(),
         };
-        let out = v.from_member(now, ov, &mut self.pool, &view, p, buf);
+        let from = Sender {
+            members: &view,
+            routes: self.routes.as_ref(),
+            peer: p,
+        };
+        let out = v.from_member(now, ov, &mut self.pool, from, buf);
         self.vpn_out(now, out);
     }
 

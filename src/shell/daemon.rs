@@ -4,8 +4,9 @@
 //! node's events.
 
 use super::{
-    control, flush, ifwatch, load_trust, read_tap, sys, tap, tcp, udp, AddressWatch, Echoes,
-    RevocationFile, ADDRESSES, CONTROL, SIGNAL, TAP, TCP_FIRST, TCP_LISTEN, TURN_BUDGET, UDP,
+    control, flush, ifwatch, load_trust, read_tap, routing, sys, tap, tcp, udp, AddressWatch,
+    Echoes, RevocationFile, ADDRESSES, CONTROL, SIGNAL, TAP, TCP_FIRST, TCP_LISTEN, TURN_BUDGET,
+    UDP,
 };
 use crate::config::Config;
 use crate::crypto::Identity;
@@ -21,6 +22,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Everything the loop owns.
 pub(super) struct Daemon {
     node: Node,
+    /// Routes, rules and nft table we added (taken back when dropped).
+    routing: routing::HostRouting,
     tap: tap::Tap,
     udp: udp::Udp,
     tcp: tcp::Tcp,
@@ -64,11 +67,15 @@ impl Daemon {
             v4_done: tap_addr.is_some() || cfg.dhcp,
             v6_done: !vpn.as_ref().is_some_and(|v| v.ipv6.is_some()),
         };
-        let udp = udp::Udp::bind(cfg.listen, cfg.fwmark)
+        // A full tunnel keeps our own links out of itself by this mark:
+        // every socket carries it before the rules go in.
+        let mark = routing::socket_mark(&cfg);
+        let udp = udp::Udp::bind(cfg.listen, mark)
             .map_err(|e| format!("cannot bind UDP {}: {e}", cfg.listen))?;
         let tcp_addr = cfg.tcp.then(|| udp.local_addr().unwrap_or(cfg.listen));
-        let tcp = tcp::Tcp::bind(tcp_addr, TCP_FIRST)
+        let tcp = tcp::Tcp::bind(tcp_addr, TCP_FIRST, mark)
             .map_err(|e| format!("cannot listen on TCP {}: {e}", cfg.listen))?;
+        let routing = routing::HostRouting::setup(&cfg, tap.name())?;
         let ctl = control::Control::bind(&cfg.control, CONTROL.0)
             .map_err(|e| format!("cannot bind control socket {}: {e}", cfg.control.display()))?;
         let signals =
@@ -81,6 +88,7 @@ impl Daemon {
                 node_config(&cfg, &vpn, trust, &local),
                 Instant::ZERO,
             ),
+            routing,
             info: DaemonInfo {
                 tap: tap.name().to_string(),
                 address: cfg.address.map(|(ip, p)| format!("{ip}/{p}")),
@@ -290,6 +298,14 @@ impl Daemon {
             }
             // The daemon starts no DHT operations of its own.
             Event::Dht(_) => Ok(()),
+            Event::RouteAdded(p) => {
+                self.routing.add_route(p);
+                Ok(())
+            }
+            Event::RouteRemoved(p) => {
+                self.routing.remove_route(p);
+                Ok(())
+            }
         }
     }
 
@@ -335,6 +351,7 @@ fn node_config(
             .collect(),
         trust_any: cfg.overlay,
         vpn: vpn.clone(),
+        routes: cfg.routes(),
         tcp_fallback: cfg.tcp,
         timers: cfg.timers(),
         trust: trust.as_ref().map(|(t, _)| t.clone()),

@@ -10,6 +10,8 @@
 mod control;
 mod daemon;
 mod ifwatch;
+mod netlink;
+mod routing;
 use crate::sys;
 mod tap;
 mod tcp;
@@ -95,6 +97,16 @@ fn load_trust(
         if !mine.allows(std::net::IpAddr::V4(ip)) {
             return Err(format!(
                 "{}: address {ip} is not among the certificate's addresses",
+                cert.display()
+            ));
+        }
+    }
+    // Routes we would advertise must be ours to route: others refuse
+    // them otherwise, silently from our side.
+    if let Some(r) = cfg.routes() {
+        if let Some(p) = r.advertise.iter().find(|p| !mine.may_route(p)) {
+            return Err(format!(
+                "{}: the certificate does not allow routing {p} (`gateway = on` advertises 0.0.0.0/0 and ::/0; sign it with `ringvpn cert sign --routes …`)",
                 cert.display()
             ));
         }

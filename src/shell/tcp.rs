@@ -41,6 +41,9 @@ struct Conn {
 
 pub struct Tcp {
     listener: Option<TcpListener>,
+    /// SO_MARK for every connection (a full tunnel keeps our own links
+    /// out of it by the mark).
+    mark: Option<u32>,
     conns: Vec<Option<Conn>>,
     by_peer: BTreeMap<SocketAddr, usize>,
     first_token: usize,
@@ -49,13 +52,24 @@ pub struct Tcp {
 impl Tcp {
     /// Listens on `addr` (`None`: no TCP at all). Connection tokens start
     /// at `first_token`.
-    pub fn bind(addr: Option<SocketAddr>, first_token: usize) -> io::Result<Tcp> {
+    pub fn bind(
+        addr: Option<SocketAddr>,
+        first_token: usize,
+        mark: Option<u32>,
+    ) -> io::Result<Tcp> {
         let listener = match addr {
-            Some(a) => Some(TcpListener::bind(a)?),
+            Some(a) => {
+                let s = socket(a, mark)?;
+                s.set_reuse_address(true)?;
+                s.bind(&a.into())?;
+                s.listen(1024)?;
+                Some(TcpListener::from_std(s.into()))
+            }
             None => None,
         };
         Ok(Tcp {
             listener,
+            mark,
             conns: (0..MAX_CONNS).map(|_| None).collect(),
             by_peer: BTreeMap::new(),
             first_token,
@@ -149,7 +163,7 @@ impl Tcp {
     pub fn send(&mut self, reg: &Registry, node: &mut Node, t: Transmit, now: Instant) {
         let slot = match self.by_peer.get(&t.dst.addr) {
             Some(&s) => Some(s),
-            None => TcpStream::connect(t.dst.addr)
+            None => connect(t.dst.addr, self.mark)
                 .ok()
                 .and_then(|s| self.insert(reg, node, s, t.dst.addr, false, now)),
         };
@@ -222,6 +236,31 @@ impl Tcp {
 /// Which of the taken slots (slot, last active, carries a link) makes
 /// room for a new connection: the least recently active that carries no
 /// link; none if every one does.
+/// A non-blocking TCP socket for `addr`'s family, with our mark.
+fn socket(addr: SocketAddr, mark: Option<u32>) -> io::Result<socket2::Socket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        let _ = s.set_only_v6(false);
+    }
+    if let Some(m) = mark {
+        s.set_mark(m)?;
+    }
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+/// Starts connecting to `addr` (completion is a writable event).
+fn connect(addr: SocketAddr, mark: Option<u32>) -> io::Result<TcpStream> {
+    let s = socket(addr, mark)?;
+    match s.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(s.into()))
+}
+
 fn evictable(slots: impl Iterator<Item = (usize, Instant, bool)>) -> Option<usize> {
     slots
         .filter(|&(_, _, link)| !link)

@@ -100,6 +100,9 @@ pub struct Sim {
     pub vpn: Option<crate::vpn::VpnConfig>,
     /// Certificate mode: every node gets a certificate from this CA.
     pub certs: Option<SimCerts>,
+    /// Routes (exit gateways, subnet routes, clients) for these nodes;
+    /// the others have none.
+    pub routes: HashMap<u32, crate::routes::RoutesConfig>,
     /// Keep frames the nodes write to their TAPs (for VPN tests), up to
     /// this many per node; 0 discards them.
     pub keep_frames: usize,
@@ -164,6 +167,7 @@ impl Sim {
             stuck_debug: None,
             vpn: None,
             certs: None,
+            routes: HashMap::new(),
             keep_frames: 0,
             watch: None,
             watched: 0,
@@ -233,12 +237,7 @@ impl Sim {
         let (trust, cert) = match &self.certs {
             Some(c) => {
                 let me = Identity::from_seed(&Seed(key)).public();
-                let i = self
-                    .nodes
-                    .iter()
-                    .position(|n| n.endpoint == endpoint)
-                    .unwrap_or(self.nodes.len()) as u32;
-                let (trust, cert) = c.for_node(me, i);
+                let (trust, cert) = c.for_node(me, self.index_of(endpoint));
                 (Some(trust), Some(cert))
             }
             None => (None, None),
@@ -255,9 +254,18 @@ impl Sim {
             endpoints: vec![endpoint.into()],
             trust_any: true,
             vpn: self.vpn.clone(),
+            routes: self.routes.get(&self.index_of(endpoint)).cloned(),
             ..NodeConfig::default()
         };
         Node::new(Identity::from_seed(&Seed(key)), cfg, self.now)
+    }
+
+    /// The index of the node at `endpoint` (the next index for a new one).
+    fn index_of(&self, endpoint: SocketAddr) -> u32 {
+        self.nodes
+            .iter()
+            .position(|n| n.endpoint == endpoint)
+            .unwrap_or(self.nodes.len()) as u32
     }
 
     /// Adds and starts a node that knows the given bootstrap endpoints.
@@ -543,7 +551,12 @@ impl Sim {
                 NodeEvent::Echo { nonce, hops, rtt } => {
                     n.echoes.insert(nonce, (hops, rtt));
                 }
-                NodeEvent::AddressHeld(_) | NodeEvent::AddressConflict { .. } => {}
+                // A simulated host has no kernel routes to change: the
+                // node's own table is what carries the traffic.
+                NodeEvent::AddressHeld(_)
+                | NodeEvent::AddressConflict { .. }
+                | NodeEvent::RouteAdded(_)
+                | NodeEvent::RouteRemoved(_) => {}
             }
         }
         if let Some(d) = n.node.poll_timeout() {
@@ -618,6 +631,8 @@ pub struct SimCerts {
     pub ca_seed: [u8; 32],
     pub network: String,
     pub prefixes: HashMap<u32, Vec<crate::crypto::cert::Prefix>>,
+    /// Prefixes a node's certificate lets it route (none unless listed).
+    pub routes: HashMap<u32, Vec<crate::crypto::cert::Prefix>>,
 }
 
 impl SimCerts {
@@ -636,8 +651,11 @@ impl SimCerts {
             .cloned()
             .unwrap_or_else(|| vec![Prefix::parse("100.64.0.0/10").expect("a prefix")]);
         let name = format!("n{i}");
-        let cert = Cert::new_node(&ca, key, &self.network, &name, prefixes, vec![], valid)
+        let mut cert = Cert::new_node(&ca, key, &self.network, &name, prefixes, vec![], valid)
             .expect("a certificate");
+        if let Some(routes) = self.routes.get(&i) {
+            cert = cert.with_routes(routes.clone(), &ca).expect("routes");
+        }
         let trust = Trust {
             network: self.network.clone(),
             cas: vec![ca_cert],

@@ -26,6 +26,7 @@ use crate::crypto::{Identity, NodeKey};
 use crate::ids::PeerIdx;
 use crate::overlay::dht::client::Event as DhtEvent;
 use crate::overlay::{Addr, Overlay};
+use crate::routes::Routes;
 use crate::time::Instant;
 use crate::wire::ethernet::{self, Frame, Mac, HEADER_LEN as ETH_LEN};
 use crate::wire::ip::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
@@ -54,7 +55,12 @@ pub enum Discard {
     BadFrame,
     /// For the virtual router itself, or a host question we do not answer.
     LocalOnly,
+    /// Outside the network, and no route in use covers it.
     NotInNetwork,
+    /// From an outside address, but not from the member we route it to.
+    OutsideSource,
+    /// A member's packet for an outside address we do not route.
+    NotOurRoute,
     /// Nobody holds the destination (or it is ours).
     UnknownIp,
     ResolveQueueFull,
@@ -67,6 +73,14 @@ pub enum Discard {
     BroadcastRateLimited,
     BroadcastMalformed,
     PoolEmpty,
+}
+
+/// Who a packet is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dst {
+    Member(Ipv4Addr),
+    /// Outside the network: for a gateway or router.
+    Outside(IpAddr),
 }
 
 /// What to do with a packet now.
@@ -107,6 +121,15 @@ pub trait Members {
     /// Whether `p` may hold `ip` (certificate mode; yes otherwise, and
     /// while its certificate is not known yet).
     fn may_hold(&self, p: PeerIdx, ip: Ipv4Addr) -> bool;
+}
+
+/// Who sent a member's packet, and what it is judged by: what the node
+/// knows of its peers, and the routes (an outside address is only taken
+/// from the member we route it to).
+pub struct Sender<'a, M> {
+    pub members: &'a M,
+    pub routes: Option<&'a Routes>,
+    pub peer: PeerIdx,
 }
 
 /// The node's own credentials, for signing our address record.
@@ -201,13 +224,27 @@ impl Vpn {
         }
     }
 
-    /// The IPv4 address an IP packet is for (an IPv6 one's embedded
-    /// address in the network's /96).
-    pub fn packet_dst(&self, packet: &[u8]) -> Option<Ipv4Addr> {
-        match ip::destination(packet)? {
-            IpAddr::V4(a) => Some(a),
-            IpAddr::V6(a) => self.cfg.v4_of(a),
+    /// Whether `ip` is one of the network's own addresses (its IPv4
+    /// subnet or IPv6 /96), or link-local: never routed out.
+    fn in_network(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(a) => self.cfg.contains(a) || a.is_link_local(),
+            IpAddr::V6(a) => self.cfg.v4_of(a).is_some() || (a.segments()[0] & 0xffc0) == 0xfe80,
         }
+    }
+
+    /// Who an IP packet is for: a member's IPv4 address (an IPv6 one's
+    /// embedded address in the network's /96), or an outside address.
+    pub fn packet_dst(&self, packet: &[u8]) -> Option<Dst> {
+        let dst = ip::destination(packet)?;
+        Some(match dst {
+            IpAddr::V4(a) if self.cfg.contains(a) => Dst::Member(a),
+            IpAddr::V6(a) => match self.cfg.v4_of(a) {
+                Some(v4) => Dst::Member(v4),
+                None => Dst::Outside(dst),
+            },
+            _ => Dst::Outside(dst),
+        })
     }
 
     // ----- from the host -----
@@ -218,6 +255,7 @@ impl Vpn {
         now: Instant,
         ov: &mut Overlay,
         pool: &mut Pool,
+        routes: Option<&Routes>,
         mut buf: PacketBuf,
     ) -> Out {
         let own4 = self.own_v4();
@@ -258,7 +296,12 @@ impl Vpn {
         match v4 {
             Some(ip) if self.cfg.assignable(ip) => self.toward_member(now, ov, ip, buf),
             Some(ip) if ip == self.cfg.gateway() => Out::Drop(buf, Discard::LocalOnly),
-            _ => Out::Drop(buf, Discard::NotInNetwork),
+            _ if self.in_network(dst) => Out::Drop(buf, Discard::NotInNetwork),
+            // Outside: to the gateway or router we use for it.
+            _ => match routes.and_then(|r| r.next_hop(dst)) {
+                Some(key) => self.send(key, buf),
+                None => Out::Drop(buf, Discard::NotInNetwork),
+            },
         }
     }
 
@@ -332,20 +375,35 @@ impl Vpn {
     // ----- from members -----
 
     /// An IP packet from peer `p`: for the host only if `p` holds the
-    /// packet's source address.
+    /// packet's source address — or, from an outside address, if `p` is
+    /// the gateway or router we use for it. A packet for an outside
+    /// address is taken only if we route it (the host forwards it).
     pub fn from_member(
         &mut self,
         now: Instant,
         ov: &mut Overlay,
         pool: &mut Pool,
-        members: &impl Members,
-        p: PeerIdx,
+        from: Sender<'_, impl Members>,
         buf: PacketBuf,
     ) -> Out {
-        let src = match ip::source(pool.data(&buf)) {
-            Some(IpAddr::V4(v4)) => Some(v4),
-            Some(IpAddr::V6(v6)) => self.cfg.v4_of(v6),
-            None => return Out::Drop(buf, Discard::BadFrame),
+        let (members, routes, p) = (from.members, from.routes, from.peer);
+        let Some((src, dst)) = ip::addresses(pool.data(&buf)) else {
+            return Out::Drop(buf, Discard::BadFrame);
+        };
+        let ours = self.in_network(dst) || self.is_group(dst);
+        if !self.in_network(src) {
+            return if ours && routes.is_some_and(|r| r.accepts(src, &members.key(p))) {
+                self.host_frame(pool, buf, dst)
+            } else {
+                Out::Drop(buf, Discard::OutsideSource)
+            };
+        }
+        if !ours && !routes.is_some_and(|r| r.carries(dst)) {
+            return Out::Drop(buf, Discard::NotOurRoute);
+        }
+        let src = match src {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(v6) => self.cfg.v4_of(v6),
         };
         let Some(src) = src.filter(|ip| self.cfg.assignable(*ip)) else {
             return Out::Drop(buf, Discard::SpoofedSource);
@@ -357,7 +415,7 @@ impl Vpn {
             return Out::Drop(buf, Discard::NotCertified(p));
         }
         match self.resolver.answer(now, src) {
-            Answer::Known(key) if key == members.key(p) => self.to_host(pool, buf),
+            Answer::Known(key) if key == members.key(p) => self.host_frame(pool, buf, dst),
             Answer::Known(_) | Answer::Absent => Out::Drop(buf, Discard::SpoofedSource),
             Answer::Unknown => self.resolve_then(now, ov, src, buf, Dir::In(p)),
         }
@@ -365,16 +423,20 @@ impl Vpn {
 
     /// An IP packet for the host: an Ethernet header goes in front in
     /// place, from the virtual MAC to the host (or to the group's MAC).
-    pub fn to_host(&mut self, pool: &mut Pool, mut buf: PacketBuf) -> Out {
-        let (dst, ethertype) = match ip::destination(pool.data(&buf)) {
-            Some(d @ IpAddr::V4(_)) => (d, ETHERTYPE_IPV4),
-            Some(d @ IpAddr::V6(_)) => (d, ETHERTYPE_IPV6),
-            None => return Out::Drop(buf, Discard::BadFrame),
-        };
-        let to = if self.is_group(dst) {
-            group_mac(dst)
-        } else {
-            self.host_mac
+    pub fn to_host(&mut self, pool: &mut Pool, buf: PacketBuf) -> Out {
+        match ip::destination(pool.data(&buf)) {
+            Some(dst) => self.host_frame(pool, buf, dst),
+            None => Out::Drop(buf, Discard::BadFrame),
+        }
+    }
+
+    /// [`Vpn::to_host`] for a packet whose destination is read already.
+    fn host_frame(&mut self, pool: &mut Pool, mut buf: PacketBuf, dst: IpAddr) -> Out {
+        let (to, ethertype) = match dst {
+            IpAddr::V4(_) if self.is_group(dst) => (group_mac(dst), ETHERTYPE_IPV4),
+            IpAddr::V4(_) => (self.host_mac, ETHERTYPE_IPV4),
+            IpAddr::V6(_) if self.is_group(dst) => (group_mac(dst), ETHERTYPE_IPV6),
+            IpAddr::V6(_) => (self.host_mac, ETHERTYPE_IPV6),
         };
         self.stats.packets_in += 1;
         let Some(hdr) = pool.prepend(&mut buf, ETH_LEN) else {
@@ -585,7 +647,7 @@ mod tests {
         let (me, them) = (Ipv4Addr::new(100, 64, 0, 1), Ipv4Addr::new(100, 64, 0, 2));
         for _ in 0..2 {
             let buf = pool.alloc_with(&frame(&vpn, me, them)).unwrap();
-            let out = vpn.from_host(Instant::ZERO, &mut ov, &mut pool, buf);
+            let out = vpn.from_host(Instant::ZERO, &mut ov, &mut pool, None, buf);
             assert!(matches!(out, Out::Parked));
         }
         assert_eq!(vpn.stats().lookups, 1, "one lookup for both packets");
@@ -602,7 +664,7 @@ mod tests {
             (Ipv4Addr::new(198, 18, 0, 1), Discard::NotInNetwork),
         ] {
             let buf = pool.alloc_with(&frame(&vpn, me, dst)).unwrap();
-            match vpn.from_host(Instant::ZERO, &mut ov, &mut pool, buf) {
+            match vpn.from_host(Instant::ZERO, &mut ov, &mut pool, None, buf) {
                 Out::Drop(buf, got) => {
                     assert_eq!(got, why);
                     pool.free(buf);
@@ -621,7 +683,12 @@ mod tests {
         );
         let p = packet(Ipv4Addr::new(100, 64, 0, 9), Ipv4Addr::new(100, 64, 0, 1));
         let buf = pool.alloc_with(&p).unwrap();
-        let out = vpn.from_member(Instant::ZERO, &mut ov, &mut pool, &them, PeerIdx(3), buf);
+        let from = Sender {
+            members: &them,
+            routes: None,
+            peer: PeerIdx(3),
+        };
+        let out = vpn.from_member(Instant::ZERO, &mut ov, &mut pool, from, buf);
         assert!(matches!(
             out,
             Out::Drop(_, Discard::NotCertified(PeerIdx(3)))

@@ -90,7 +90,12 @@ pub fn answer_ndp(frame: &mut [u8], vpn: &VpnConfig, own: Option<Ipv6Addr>) -> O
         return Some(Local::Ignored);
     };
     let target = ns.target();
-    let wanted = vpn.ipv6.is_some() && vpn.v4_of(target).is_some_and(|v4| vpn.assignable(v4));
+    // Members' addresses, and the virtual router's (routes into the TAP
+    // go through it).
+    let wanted = vpn.ipv6.is_some()
+        && vpn
+            .v4_of(target)
+            .is_some_and(|v4| vpn.assignable(v4) || v4 == vpn.gateway());
     // A duplicate-address probe comes from "::"; hop limit 255 proves it
     // was not forwarded from elsewhere (RFC 4861).
     if !wanted || Some(target) == own || src.is_unspecified() || hops != 255 || len != ndp::NA_LEN {

@@ -21,7 +21,7 @@ pub mod local;
 pub mod record;
 pub mod resolve;
 
-pub use engine::{Action, Discard, Judge, Members, Out, Signer, Vpn, VpnStats};
+pub use engine::{Action, Discard, Dst, Judge, Members, Out, Sender, Signer, Vpn, VpnStats};
 
 use crate::crypto::NodeKey;
 use crate::wire::ethernet::Mac;

@@ -19,13 +19,12 @@
 //! for the same address, and expires with its TTL like any other.
 
 use crate::crypto::cert::{Cert, CertError, Trust};
-use crate::crypto::{Identity, NodeKey};
+use crate::crypto::{signed, Identity, NodeKey};
 use crate::overlay::dht::RecordPolicy;
 use crate::overlay::Addr;
 use crate::time::Instant;
 use crate::wire::dht::Record;
 use crate::wire::endpoint::{self, Endpoint};
-use crate::wire::handshake::{CredType, MAX_CRED_LEN, SIG_LEN};
 use std::net::{IpAddr, Ipv4Addr};
 
 pub const VERSION: u8 = 2;
@@ -56,13 +55,6 @@ pub enum RecordError {
     NotCertified,
 }
 
-fn signed_message(body: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(LABEL.len() + body.len());
-    m.extend_from_slice(LABEL);
-    m.extend_from_slice(body);
-    m
-}
-
 /// The record for `ip` held by `id`, signed; `cert`: the holder's
 /// certificate (certificate mode). `None` if the certificate is too long.
 pub fn sign(
@@ -72,16 +64,8 @@ pub fn sign(
     cert: Option<&[u8]>,
 ) -> Option<Vec<u8>> {
     let n = endpoints.len().min(MAX_ENDPOINTS);
-    let cred = cert.unwrap_or(&[]);
-    if cred.len() > MAX_CRED_LEN {
-        return None;
-    }
-    let ty = match cert {
-        Some(_) => CredType::Certificate,
-        None => CredType::PublicKey,
-    };
-    let mut v = Vec::with_capacity(FIXED + n * endpoint::LEN + 2 + cred.len() + SIG_LEN);
-    v.extend_from_slice(&[VERSION, n as u8, ty as u8, 0]);
+    let mut v = Vec::with_capacity(FIXED + n * endpoint::LEN);
+    v.extend_from_slice(&[VERSION, n as u8, signed::cred_type(cert), 0]);
     v.extend_from_slice(&id.public().0);
     v.extend_from_slice(&ip.octets());
     for ep in &endpoints[..n] {
@@ -89,45 +73,29 @@ pub fn sign(
         endpoint::emit_endpoint(ep, &mut b);
         v.extend_from_slice(&b);
     }
-    v.extend_from_slice(&(cred.len() as u16).to_be_bytes());
-    v.extend_from_slice(cred);
-    let sig = id.sign(&signed_message(&v));
-    v.extend_from_slice(&sig);
-    Some(v)
+    signed::finish(id, LABEL, v, cert)
 }
 
 /// Parses a record strictly and verifies its signature (nothing else).
 pub fn verify(v: &[u8]) -> Result<AddressRecord, RecordError> {
-    if v.len() < FIXED + 2 + SIG_LEN || v[0] != VERSION || v[3] != 0 {
+    if v.len() < FIXED + signed::MIN_TAIL || v[0] != VERSION || v[3] != 0 {
         return Err(RecordError::Malformed);
     }
     let n = usize::from(v[1]);
-    let cred_at = FIXED + n * endpoint::LEN;
-    if n > MAX_ENDPOINTS || v.len() < cred_at + 2 + SIG_LEN {
-        return Err(RecordError::Malformed);
-    }
-    let cred_len = usize::from(u16::from_be_bytes([v[cred_at], v[cred_at + 1]]));
-    let sig_at = cred_at + 2 + cred_len;
-    if cred_len > MAX_CRED_LEN || v.len() != sig_at + SIG_LEN {
+    if n > MAX_ENDPOINTS {
         return Err(RecordError::Malformed);
     }
     let holder = NodeKey(v[4..36].try_into().map_err(|_| RecordError::Malformed)?);
     let ip = Ipv4Addr::new(v[36], v[37], v[38], v[39]);
+    let cred_at = FIXED + n * endpoint::LEN;
     let endpoints = (0..n)
-        .map(|i| endpoint::parse_endpoint(&v[FIXED + i * endpoint::LEN..]))
+        .map(|i| endpoint::parse_endpoint(v.get(FIXED + i * endpoint::LEN..).unwrap_or(&[])))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| RecordError::Malformed)?;
-    let cred = &v[cred_at + 2..sig_at];
-    let cert = match CredType::from_u8(v[2]) {
-        Some(CredType::PublicKey) if cred.is_empty() => None,
-        Some(CredType::Certificate) => {
-            Some(Cert::decode(cred).map_err(|_| RecordError::Malformed)?)
-        }
-        _ => return Err(RecordError::Malformed),
-    };
-    if !holder.verify(&signed_message(&v[..sig_at]), &v[sig_at..]) {
-        return Err(RecordError::BadSignature);
-    }
+    let cert = signed::open(v, cred_at, v[2], LABEL, &holder).map_err(|e| match e {
+        signed::TailError::Malformed => RecordError::Malformed,
+        signed::TailError::BadSignature => RecordError::BadSignature,
+    })?;
     Ok(AddressRecord {
         holder,
         ip,
@@ -216,6 +184,7 @@ mod tests {
     use super::*;
     use crate::crypto::cert::Prefix;
     use crate::crypto::Seed;
+    use crate::wire::handshake::SIG_LEN;
 
     fn id(n: u8) -> Identity {
         Identity::from_seed(&Seed([n; 32]))
@@ -277,7 +246,7 @@ mod tests {
         // B cannot make a record that says A holds the address.
         let mut forged = v.clone();
         let sig_at = forged.len() - SIG_LEN;
-        let sig = b.sign(&signed_message(&forged[..sig_at]));
+        let sig = b.sign(&[LABEL, &forged[..sig_at]].concat());
         forged[sig_at..].copy_from_slice(&sig);
         assert_eq!(verify(&forged), Err(RecordError::BadSignature));
         // Open overlay: other values are stored; a private one refuses them.

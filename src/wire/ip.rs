@@ -231,6 +231,19 @@ pub fn destination(packet: &[u8]) -> Option<std::net::IpAddr> {
     }
 }
 
+/// Source and destination of an IP packet, read once.
+pub fn addresses(packet: &[u8]) -> Option<(std::net::IpAddr, std::net::IpAddr)> {
+    match packet.first()? >> 4 {
+        4 => V4::new_checked(packet)
+            .ok()
+            .map(|p| (p.src().into(), p.dst().into())),
+        6 => V6::new_checked(packet)
+            .ok()
+            .map(|p| (p.src().into(), p.dst().into())),
+        _ => None,
+    }
+}
+
 /// The source of an IP packet (what the receiver checks against the sender).
 pub fn source(packet: &[u8]) -> Option<std::net::IpAddr> {
     match packet.first()? >> 4 {

@@ -23,6 +23,7 @@ pub(super) fn certified_members(n: usize, seed: u64) -> Sim {
         ca_seed: [100; 32],
         network: "sim".into(),
         prefixes: Default::default(),
+        routes: Default::default(),
     });
     for _ in 0..n {
         let boots = sim.random_bootstraps(3, None);

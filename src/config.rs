@@ -108,6 +108,8 @@ pub struct Config {
     /// Static-key mode: what each listed peer may route (`[peer] routes`).
     pub peer_routes: Vec<(crate::crypto::NodeKey, Vec<crate::net::Prefix>)>,
     pub routing: Routing,
+    /// `[firewall] inbound = …` rules, in order (docs/ROUTES.md).
+    pub firewall: Vec<crate::firewall::Rule>,
 }
 
 /// Exit gateways and subnet routes (docs/ROUTES.md).
@@ -212,6 +214,7 @@ impl Config {
             ipv6: self.ipv6,
             dhcp: self.dhcp,
             mtu: self.mtu,
+            firewall: self.firewall.clone(),
         })
     }
 
@@ -377,11 +380,56 @@ mod tests {
                 "[node]\nkey=k\ncert = c\n",
                 "/etc/ringvpn/a.conf: certificate mode needs both",
             ),
+            (
+                "[node]\nkey=k\noverlay = on\nroutes = 198.19.5.7/24\n",
+                "/etc/ringvpn/a.conf:4: invalid routes \"198.19.5.7/24\": expected PREFIX",
+            ),
+            (
+                "[node]\nkey=k\nexit = auto\n",
+                "/etc/ringvpn/a.conf:3: routes and exits need the overlay",
+            ),
+            (
+                "[node]\nkey=k\noverlay = on\ngateway = on\nexit = auto\n",
+                "/etc/ringvpn/a.conf:4: a gateway (`gateway = on`) cannot also use an exit",
+            ),
+            (
+                "[node]\nkey=k\noverlay = on\n[firewall]\ninbound = tcp 22\n",
+                "/etc/ringvpn/a.conf:5: invalid inbound \"tcp 22\": expected PROTO PORT WHO",
+            ),
+            (
+                "[node]\nkey=k\n[firewall]\ninbound = any any any\n",
+                "/etc/ringvpn/a.conf:3: [firewall] needs the overlay",
+            ),
         ];
         for (text, want) in cases {
             let got = p(text).unwrap_err();
             assert!(got.starts_with(want), "{got:?} should start with {want:?}");
         }
+    }
+
+    #[test]
+    fn routes_and_firewall_keys() {
+        let c = p(
+            "[node]\nkey=k\nbootstrap = 198.18.0.1:5140\ngateway = on\nroutes = 198.19.5.0/24, 198.19.6.0/24\nroute-masquerade = off\n[firewall]\ninbound = tcp 22 group:admin\ninbound = icmp any any\n[peer]\npublic-key = IMlgEotby0lCLjxjmUITFLprAecx++jBny4DoKSxUC0=\nroutes = 198.19.0.0/16\n",
+        )
+        .unwrap();
+        let r = c.routes().unwrap();
+        let shown: Vec<String> = r.advertise.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            shown,
+            ["0.0.0.0/0", "::/0", "198.19.5.0/24", "198.19.6.0/24"],
+            "a gateway advertises both defaults, then its LANs"
+        );
+        assert!(!c.routing.masquerade && r.exit == crate::routes::Exit::Off);
+        assert_eq!(c.firewall.len(), 2);
+        assert_eq!(c.vpn().unwrap().firewall.len(), 2);
+        assert_eq!(r.listed.len(), 1);
+        let client = p("[node]\nkey=k\noverlay = on\nexit = gw-b\nexit-lan = allow\n").unwrap();
+        assert_eq!(
+            client.routing.exit,
+            crate::routes::Exit::Named("gw-b".into())
+        );
+        assert!(client.routing.exit_lan && client.routing.accept);
     }
 
     #[test]

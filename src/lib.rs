@@ -12,6 +12,8 @@
 //!   sealed credentials, certificates);
 //! - `overlay`: the ring as a policy object — routing, linking, the DHT —
 //!   answering events with actions;
+//! - `firewall`: inbound rules by certificate group with stateful return
+//!   traffic (a fixed flow table);
 //! - `routes`: exit gateways and subnet routes as a policy object — signed
 //!   route records in the DHT, the choice of an advertiser per prefix,
 //!   failover;
@@ -36,6 +38,7 @@ pub mod buf;
 pub mod config;
 pub mod control;
 pub mod crypto;
+pub mod firewall;
 pub mod ids;
 pub mod json;
 pub mod lab;

@@ -147,6 +147,16 @@ pub fn render_text(st: &NodeStatus, d: &DaemonInfo) -> String {
     if let Some(r) = &st.routes {
         routes_text(&mut o, r);
     }
+    if let Some(f) = &st.firewall {
+        let _ = writeln!(
+            o,
+            "\nfirewall  {} flows; {} packets of open flows, {} denied, {} flows evicted",
+            f.flows, f.stats.established, f.stats.denied, f.stats.evicted
+        );
+        for (rule, hits) in &f.rules {
+            let _ = writeln!(o, "  inbound  {rule:<36} {hits} let in");
+        }
+    }
     if let Some(ov) = &st.overlay {
         let side = |a: Option<crate::overlay::Addr>| a.map_or("-".to_string(), |a| a.to_string());
         let _ = writeln!(
@@ -267,13 +277,18 @@ pub fn render_json(st: &NodeStatus, d: &DaemonInfo) -> String {
     let overlay = st.overlay.as_ref().map_or("null".to_string(), overlay_json);
     let vpn = st.vpn.as_ref().map_or("null".to_string(), vpn_json);
     let routes = st.routes.as_ref().map_or("null".to_string(), routes_json);
+    let firewall = st
+        .firewall
+        .as_ref()
+        .map_or("null".to_string(), firewall_json);
     let mut o = Object::new(&mut out);
     o.raw("node", &node)
         .raw("peers", &peers)
         .raw("drops", &drops)
         .raw("overlay", &overlay)
         .raw("vpn", &vpn)
-        .raw("routes", &routes);
+        .raw("routes", &routes)
+        .raw("firewall", &firewall);
     o.end();
     out.push('\n');
     out
@@ -355,6 +370,28 @@ fn routes_json(r: &crate::node::status::RoutesStatus) -> String {
         .num("records_refused", r.stats.records_refused)
         .num("overlaps_refused", r.stats.overlaps_refused)
         .num("switches", r.stats.switches);
+    o.end();
+    out
+}
+
+fn firewall_json(f: &crate::node::status::FirewallStatus) -> String {
+    let mut rules = String::from("[");
+    for (i, (rule, hits)) in f.rules.iter().enumerate() {
+        if i > 0 {
+            rules.push(',');
+        }
+        let mut o = Object::new(&mut rules);
+        o.str("rule", rule).num("hits", hits);
+        o.end();
+    }
+    rules.push(']');
+    let mut out = String::new();
+    let mut o = Object::new(&mut out);
+    o.raw("inbound", &rules)
+        .num("flows", f.flows)
+        .num("established", f.stats.established)
+        .num("denied", f.stats.denied)
+        .num("evicted", f.stats.evicted);
     o.end();
     out
 }

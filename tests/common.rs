@@ -66,3 +66,44 @@ pub fn configure_member(lab: &Lab, i: usize, signer: &Identity, trusted: &Path, 
     };
     lab.configure(i, &opts).unwrap();
 }
+
+/// What a certificate-mode lab member is signed for, and its extra config.
+#[derive(Default)]
+pub struct Member<'a> {
+    pub groups: &'a [&'a str],
+    /// Prefixes its certificate lets it route.
+    pub routes: &'a [&'a str],
+    /// Lines at the end of `[node]` (they may open `[firewall]`).
+    pub extra: &'a [&'a str],
+}
+
+/// Host `i` as a certificate-mode member (its certificate from `ca`, for
+/// its virtual address, with `m`'s groups and routes; trusting
+/// `ca_file`), bootstrapping from host 0 (host 0 from host 1).
+pub fn configure_signed(lab: &Lab, ca: &Identity, ca_file: &Path, i: usize, m: Member) {
+    let now = ringvpn::pki::unix_now();
+    let ip = vec![Prefix::parse(&lab.hosts[i].vip.to_string()).unwrap()];
+    let groups = m.groups.iter().map(|g| g.to_string()).collect();
+    let (key, name) = (lab.hosts[i].key, format!("h{i}"));
+    let mut cert =
+        Cert::new_node(ca, key, "lab", &name, ip, groups, (now - 60, now + 86_400)).unwrap();
+    if !m.routes.is_empty() {
+        let r = m.routes.iter().map(|r| Prefix::parse(r).unwrap()).collect();
+        cert = cert.with_routes(r, ca).unwrap();
+    }
+    let cert_file = lab.dir.join(format!("h{i}.crt"));
+    write_cert(&cert_file, &cert);
+    let mut lines = vec![
+        format!("ca = {}", ca_file.display()),
+        format!("cert = {}", cert_file.display()),
+    ];
+    lines.extend(m.extra.iter().map(|s| s.to_string()));
+    let opts = NodeOptions {
+        overlay: true,
+        bootstrap: vec![if i == 0 { 1 } else { 0 }],
+        address: LabAddress::Static,
+        extra: lines,
+        ..NodeOptions::default()
+    };
+    lab.configure(i, &opts).unwrap();
+}

@@ -17,12 +17,11 @@
 
 mod common;
 
-use common::{ca, write_cert};
-use ringvpn::crypto::cert::{Cert, Prefix};
+use common::{ca, configure_signed, write_cert, Member};
 use ringvpn::crypto::Identity;
 use ringvpn::lab::nat::{NatLab, NatType};
 use ringvpn::lab::trace::PingTrace;
-use ringvpn::lab::{Lab, LabAddress, NodeOptions};
+use ringvpn::lab::Lab;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -44,33 +43,14 @@ fn nat_lab_or_skip(test: &str) -> bool {
     true
 }
 
-/// Host `i` as a certificate-mode member allowed to route `routes`, with
-/// `extra` config lines, bootstrapping from host 0 (host 0 from host 1).
+/// Host `i` as a certificate-mode member allowed to route `routes`.
 fn member(lab: &Lab, ca: &Identity, ca_file: &Path, i: usize, routes: &[&str], extra: &[&str]) {
-    let now = ringvpn::pki::unix_now();
-    let ip = vec![Prefix::parse(&lab.hosts[i].vip.to_string()).unwrap()];
-    let (key, name) = (lab.hosts[i].key, format!("h{i}"));
-    let mut cert =
-        Cert::new_node(ca, key, "lab", &name, ip, vec![], (now - 60, now + 86_400)).unwrap();
-    if !routes.is_empty() {
-        let r = routes.iter().map(|r| Prefix::parse(r).unwrap()).collect();
-        cert = cert.with_routes(r, ca).unwrap();
-    }
-    let cert_file = lab.dir.join(format!("h{i}.crt"));
-    write_cert(&cert_file, &cert);
-    let mut lines = vec![
-        format!("ca = {}", ca_file.display()),
-        format!("cert = {}", cert_file.display()),
-    ];
-    lines.extend(extra.iter().map(|s| s.to_string()));
-    let opts = NodeOptions {
-        overlay: true,
-        bootstrap: vec![if i == 0 { 1 } else { 0 }],
-        address: LabAddress::Static,
-        extra: lines,
-        ..NodeOptions::default()
+    let m = Member {
+        routes,
+        extra,
+        ..Member::default()
     };
-    lab.configure(i, &opts).unwrap();
+    configure_signed(lab, ca, ca_file, i, m);
 }
 
 /// A string field of host `i`'s `"routes"` status object.
@@ -228,6 +208,7 @@ fn exit_gateways_subnet_routes_and_failover() {
             lab.status_text(i).unwrap_or_default()
         );
     }
+    let (from_client, _) = lab.iperf3_to_segment(client, &lan, 3, false).unwrap();
     let (lan_bps, lan_seen) = lab
         .iperf3_to_segment(4, &lan, 3, false)
         .unwrap_or_else(|e| {
@@ -238,8 +219,9 @@ fn exit_gateways_subnet_routes_and_failover() {
             )
         });
     eprintln!(
-        "h4 -> LAN host: {:.0} Mbit/s (seen as {lan_seen})",
-        lan_bps / 1e6
+        "-> LAN host: {:.0} Mbit/s from h4 (seen as {lan_seen}), {:.0} Mbit/s from the client",
+        lan_bps / 1e6,
+        from_client / 1e6
     );
 
     // A member sending from an outside address it does not route: dropped.
@@ -278,7 +260,7 @@ fn exit_gateways_subnet_routes_and_failover() {
     );
     assert_ne!(other, gw);
     assert!(
-        t.longest_gap <= Duration::from_secs(6),
+        t.longest_gap <= Duration::from_secs(5),
         "gateway failover took {:?}",
         t.longest_gap
     );
@@ -302,7 +284,13 @@ fn exit_gateways_subnet_routes_and_failover() {
         t.sent,
         t.longest_gap
     );
-    assert!(t.received > t.sent / 2 && t.longest_gap <= Duration::from_secs(6));
+    assert!(t.received > t.sent / 2 && t.longest_gap <= Duration::from_secs(5));
+
+    // exit-lan = deny (the default): the client's own LAN (its NAT
+    // router) is reached through the exit, where it is not.
+    let router = site_gw.parse::<Ipv4Addr>().unwrap();
+    let p = lab.ping(client, router, 2, 56, false).unwrap();
+    assert_eq!(p.received, 0, "the LAN bypassed the exit: {p:?}");
 
     // Clean stop: rules and routes exactly as before.
     lab.stop(client);
@@ -325,5 +313,32 @@ fn exit_gateways_subnet_routes_and_failover() {
         lab.routing_snapshot(client).unwrap(),
         before,
         "after SIGKILL and a restart"
+    );
+    // exit-lan = allow: the LAN directly, the internet still through
+    // the exit.
+    member(
+        lab,
+        &ca_id,
+        &ca_file,
+        client,
+        &[],
+        &["exit = auto", "exit-lan = allow"],
+    );
+    lab.start(client).unwrap();
+    wait_for("an exit chosen again", Duration::from_secs(40), || {
+        routes_field(lab, client, "exit_via").is_some()
+    });
+    let lan_ok = lab.ping(client, router, 2, 56, false).unwrap();
+    let net_ok = lab.ping(client, SERVER, 2, 56, false).unwrap();
+    lab.stop(client);
+    assert!(lan_ok.all_ok(), "exit-lan = allow: the LAN: {lan_ok:?}");
+    assert!(
+        net_ok.all_ok(),
+        "exit-lan = allow: the internet: {net_ok:?}"
+    );
+    assert_eq!(
+        lab.routing_snapshot(client).unwrap(),
+        before,
+        "after exit-lan = allow"
     );
 }

@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["limit", "wire"],
     &["buf", "crypto"],
     &["overlay"],
-    &["routes"],
+    &["firewall", "routes"],
     &["vpn"],
     &["node"],
     &["config", "control", "sim", "status", "sys"],

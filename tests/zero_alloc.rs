@@ -139,7 +139,22 @@ struct Net {
 impl Net {
     /// `n` members; member `gateway` is an exit gateway (0.0.0.0/0, in
     /// the config's `[peer] routes` of member 0, which uses it as its exit).
+    /// Every member has firewall rules: member 0 lets nothing in but the
+    /// answers to its own flows, the others the test's UDP port.
     fn new(n: u8, gateway: u8) -> Net {
+        // bench/callgrind-vpn.sh also counts without rules.
+        let rules = std::env::var("RINGVPN_VPN_FIREWALL").map_or(true, |v| v != "off");
+        let firewall = |i: u8| {
+            if !rules {
+                return Vec::new();
+            }
+            let rule = if i == 0 {
+                "tcp 22 group:admin"
+            } else {
+                "udp 12345 any"
+            };
+            vec![ringvpn::firewall::Rule::parse(rule).unwrap()]
+        };
         let ep = |i: u8| -> SocketAddr { format!("198.18.0.{}:5140", 10 + i).parse().unwrap() };
         let key = |i: u8| Identity::from_seed(&Seed([i + 1; 32])).public();
         let default = ringvpn::net::Prefix::parse("0.0.0.0/0").unwrap();
@@ -161,7 +176,10 @@ impl Net {
                     trust_any: true,
                     rng_seed: u64::from(i),
                     wall_origin_us: 1_700_000_000_000_000,
-                    vpn: Some(ringvpn::vpn::VpnConfig::new("zero")),
+                    vpn: Some(ringvpn::vpn::VpnConfig {
+                        firewall: firewall(i),
+                        ..ringvpn::vpn::VpnConfig::new("zero")
+                    }),
                     routes: Some(routes),
                     ..NodeConfig::default()
                 };
@@ -247,7 +265,7 @@ fn ip_frame(n: &Node, src: std::net::Ipv4Addr, dst: std::net::Ipv4Addr) -> Vec<u
 fn vpn_packets_allocate_nothing_direct_routed_or_through_a_gateway() {
     // Ten members: each links two ring neighbours on each side (no
     // shortcuts at this size), so some are reached end to end over the
-    // overlay. Member 5 is an exit gateway for member 0.
+    // overlay. Member 5 is an exit gateway for member 0. Firewalls on.
     const GATEWAY: usize = 5;
     let mut net = Net::new(10, GATEWAY as u8);
     let mut now = Instant::ZERO;

@@ -1,6 +1,7 @@
 #![no_main]
 //! What the host sends on the TAP, as the node's local answers read it:
-//! ARP, neighbour discovery, DHCP, and the IP header views. Answers are
+//! ARP, neighbour discovery, DHCP, the IP header views and the firewall's
+//! transport view. Answers are
 //! written in place and must stay within the frame.
 use libfuzzer_sys::fuzz_target;
 use ringvpn::vpn::local::{answer_arp, answer_ndp, dhcp_reply, dhcp_request};
@@ -28,7 +29,16 @@ fuzz_target!(|bytes: &[u8]| {
         dhcp::Message::new_checked(bytes).map(|m| (m.msg_type(), m.requested_ip(), m.server_id()));
     let _ = arp::Packet::new_checked(bytes).map(|p| (p.op(), p.sender_ip(), p.target_ip()));
     let _ = ndp::Solicit::new_checked(bytes).map(|s| s.target());
-    let _ = (ip::destination(bytes), ip::source(bytes));
+    let _ = (ip::destination(bytes), ip::source(bytes), ip::addresses(bytes));
+    // The firewall's view, and a firewall judging it both ways.
+    if let Some(t) = ip::transport(bytes) {
+        let mut fw = ringvpn::firewall::Firewall::new(vec![
+            ringvpn::firewall::Rule::parse("tcp 22 group:ops").unwrap(),
+        ], 1);
+        let now = ringvpn::time::Instant::ZERO;
+        fw.outbound(now, &t);
+        let _ = fw.inbound(now, &t, &ringvpn::firewall::Origin::default());
+    }
     let _ = ip::V4::new_checked(bytes).map(|p| p.payload().len());
     let _ = ip::V6::new_checked(bytes).map(|p| p.payload().len());
     let _ = ip::Udp::new_checked(bytes).map(|u| u.payload().len());

@@ -27,6 +27,7 @@ enum Section {
     None,
     Node,
     Peer,
+    Firewall,
 }
 
 /// What the file said so far, before the defaults that depend on other
@@ -64,6 +65,8 @@ struct Draft {
     routing: super::Routing,
     /// The line of the first routing key, for errors found at the end.
     routing_line: usize,
+    firewall: Vec<crate::firewall::Rule>,
+    firewall_line: usize,
 }
 
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
@@ -83,6 +86,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         if line.starts_with('[') {
             section = match line {
                 "[node]" => Section::Node,
+                "[firewall]" => {
+                    draft.firewall_line = n;
+                    Section::Firewall
+                }
                 "[peer]" => {
                     draft.peers.push(PeerDraft {
                         line: n,
@@ -93,7 +100,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                 _ => {
                     return Err(err(
                         n,
-                        format!("unknown section {line} (expected [node] or [peer])"),
+                        format!("unknown section {line} (expected [node], [peer] or [firewall])"),
                     ))
                 }
             };
@@ -106,6 +113,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let taken = match section {
             Section::Node => draft.node(k, v, n),
             Section::Peer => draft.peer(k, v),
+            Section::Firewall => draft.firewall(k, v),
             Section::None => return Err(err(n, format!("{k} outside a section"))),
         };
         match taken {
@@ -175,6 +183,8 @@ impl Draft {
             peers: Vec::new(),
             routing: super::Routing::default(),
             routing_line: 0,
+            firewall: Vec::new(),
+            firewall_line: 0,
         }
     }
 
@@ -329,6 +339,15 @@ impl Draft {
         Ok(true)
     }
 
+    /// A `[firewall]` key: `inbound = PROTO PORT WHO`, once per rule.
+    fn firewall(&mut self, k: &str, v: &str) -> Result<bool, String> {
+        match k {
+            "inbound" => self.firewall.push(crate::firewall::Rule::parse(v)?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
     /// The defaults and checks that depend on several keys. Errors are
     /// (line, message); line 0 is the file as a whole.
     fn finish(self) -> Result<Config, (usize, String)> {
@@ -404,6 +423,12 @@ impl Draft {
                     .into(),
             ));
         }
+        if self.firewall_line != 0 && !self.overlay {
+            return Err((
+                self.firewall_line,
+                "[firewall] needs the overlay (`overlay = on` or a bootstrap)".into(),
+            ));
+        }
         if self.routing_line != 0 && !self.overlay {
             return Err((
                 self.routing_line,
@@ -455,6 +480,7 @@ impl Draft {
             peers,
             peer_routes,
             routing: self.routing,
+            firewall: self.firewall,
         })
     }
 }

@@ -126,7 +126,8 @@ pub struct NodeOptions {
     /// `listen = 0.0.0.0:5140` (the README's example: every interface
     /// address is advertised) instead of the host's underlay address.
     pub listen_any: bool,
-    /// More `key = value` lines for the `[node]` section.
+    /// More `key = value` lines for the `[node]` section (written last
+    /// in it: they may end with a section of their own, `[firewall]`).
     pub extra: Vec<String>,
 }
 
@@ -295,9 +296,6 @@ impl Lab {
         if o.overlay {
             let _ = writeln!(c, "overlay = on\nnetwork = lab");
         }
-        for line in &o.extra {
-            let _ = writeln!(c, "{line}");
-        }
         let boots: Vec<String> = o
             .bootstrap
             .iter()
@@ -305,6 +303,10 @@ impl Lab {
             .collect();
         if !boots.is_empty() {
             let _ = writeln!(c, "bootstrap = {}", boots.join(", "));
+        }
+        // Last in [node]: they may open a section of their own.
+        for line in &o.extra {
+            let _ = writeln!(c, "{line}");
         }
         for &j in &o.peers {
             let p = &self.hosts[j];

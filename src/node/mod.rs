@@ -216,15 +216,19 @@ impl Node {
             .collect();
         let public = identity.public();
         let underlay_guard = underlay::guard(&cfg);
+        // The firewall's flow hash: per start and per node, like the
+        // overlay's id key.
+        let mut label = b"ringvpn firewall".to_vec();
+        label.extend_from_slice(&cfg.rng_seed.to_be_bytes());
+        let s = identity.derive_secret(&label);
+        let flow_secret = u64::from_be_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]);
         let mut node = Node {
             identity,
             settings: Settings::from(&cfg),
             timers: cfg.timers,
-            vpn: cfg
-                .vpn
-                .clone()
-                .filter(|_| overlay.is_some())
-                .map(|v| crate::vpn::Vpn::new(v, &public, now, !cfg.bootstrap.is_empty())),
+            vpn: cfg.vpn.clone().filter(|_| overlay.is_some()).map(|v| {
+                crate::vpn::Vpn::new(v, &public, now, !cfg.bootstrap.is_empty(), flow_secret)
+            }),
             routes: cfg
                 .routes
                 .clone()

@@ -62,6 +62,8 @@ pub enum DropReason {
     OutsideSource,
     /// A member's packet for an outside address we do not route.
     NotOurRoute,
+    /// No firewall rule lets it in, and it answers no flow of ours.
+    FirewallDenied,
     /// An IP packet for a virtual address nobody holds.
     UnknownIp,
     /// An IP packet from a peer that does not hold its source address.
@@ -140,7 +142,7 @@ impl DropReason {
         }
     }
 
-    pub const ALL: [DropReason; 45] = [
+    pub const ALL: [DropReason; 46] = [
         DropReason::BadLength,
         DropReason::BadVersion,
         DropReason::BadType,
@@ -167,6 +169,7 @@ impl DropReason {
         DropReason::NotInNetwork,
         DropReason::OutsideSource,
         DropReason::NotOurRoute,
+        DropReason::FirewallDenied,
         DropReason::UnknownIp,
         DropReason::SpoofedSource,
         DropReason::ResolveQueueFull,
@@ -217,6 +220,7 @@ impl DropReason {
             DropReason::NotInNetwork => "not_in_network",
             DropReason::OutsideSource => "outside_source",
             DropReason::NotOurRoute => "not_our_route",
+            DropReason::FirewallDenied => "firewall_denied",
             DropReason::UnknownIp => "unknown_ip",
             DropReason::SpoofedSource => "spoofed_source",
             DropReason::ResolveQueueFull => "resolve_queue_full",

@@ -121,6 +121,15 @@ pub struct RoutesStatus {
     pub stats: crate::routes::RouteStats,
 }
 
+/// The firewall, when rules are given.
+#[derive(Debug, Clone)]
+pub struct FirewallStatus {
+    /// Each rule as written, and the packets it let in.
+    pub rules: Vec<(String, u64)>,
+    pub flows: usize,
+    pub stats: crate::firewall::FirewallStats,
+}
+
 #[derive(Debug, Clone)]
 pub struct NodeStatus {
     pub key: NodeKey,
@@ -133,6 +142,7 @@ pub struct NodeStatus {
     pub overlay: Option<OverlayStatus>,
     pub vpn: Option<VpnStatus>,
     pub routes: Option<RoutesStatus>,
+    pub firewall: Option<FirewallStatus>,
     /// What peers' answers say about the NAT in front of us.
     pub nat: &'static str,
     /// Endpoints we advertise (local, reflexive, predicted, TCP).
@@ -203,6 +213,16 @@ impl Node {
             }),
             vpn: self.vpn_status(),
             routes: self.routes_status(),
+            firewall: self
+                .vpn
+                .as_ref()
+                .map(|v| v.firewall())
+                .filter(|f| f.enabled())
+                .map(|f| FirewallStatus {
+                    rules: f.rules().map(|(r, n)| (r.to_string(), n)).collect(),
+                    flows: f.flows(now),
+                    stats: f.stats().clone(),
+                }),
             nat: self.nat_mapping().name(),
             advertised: self
                 .overlay

@@ -36,6 +36,22 @@ impl Members for PeerView<'_> {
     fn may_hold(&self, p: PeerIdx, ip: Ipv4Addr) -> bool {
         may_hold(self.trust, &self.peers[usize::from(p.0)], Some(ip))
     }
+
+    fn origin(&self, p: PeerIdx) -> crate::firewall::Origin<'_> {
+        let peer = &self.peers[usize::from(p.0)];
+        match &peer.trust.cert {
+            Some(c) => crate::firewall::Origin {
+                groups: &c.groups,
+                name: Some(&c.name),
+            },
+            // Static keys: the `[peer]` name (a dynamic peer's is its
+            // ring address, which no rule names).
+            None => crate::firewall::Origin {
+                groups: &[],
+                name: Some(&peer.name),
+            },
+        }
+    }
 }
 
 /// Certificate mode: whether `peer` may hold `ip`, by the addresses its
@@ -91,6 +107,7 @@ impl From<Discard> for DropReason {
             Discard::BroadcastRateLimited => DropReason::BroadcastRateLimited,
             Discard::BroadcastMalformed => DropReason::OverlayMalformed,
             Discard::PoolEmpty => DropReason::PoolEmpty,
+            Discard::FirewallDenied => DropReason::FirewallDenied,
         }
     }
 }

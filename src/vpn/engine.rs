@@ -23,6 +23,7 @@ use super::resolve::{Answer, Dir, Resolver};
 use super::{group_mac, AddressMode, VpnConfig, VIRTUAL_MAC};
 use crate::buf::{PacketBuf, Pool};
 use crate::crypto::{Identity, NodeKey};
+use crate::firewall::{Firewall, Origin};
 use crate::ids::PeerIdx;
 use crate::overlay::dht::client::Event as DhtEvent;
 use crate::overlay::{Addr, Overlay};
@@ -73,6 +74,8 @@ pub enum Discard {
     BroadcastRateLimited,
     BroadcastMalformed,
     PoolEmpty,
+    /// No firewall rule lets it in, and it answers no flow of ours.
+    FirewallDenied,
 }
 
 /// Who a packet is for.
@@ -121,6 +124,8 @@ pub trait Members {
     /// Whether `p` may hold `ip` (certificate mode; yes otherwise, and
     /// while its certificate is not known yet).
     fn may_hold(&self, p: PeerIdx, ip: Ipv4Addr) -> bool;
+    /// Who `p` is to the firewall: its certificate's groups and name.
+    fn origin(&self, p: PeerIdx) -> Origin<'_>;
 }
 
 /// Who sent a member's packet, and what it is judged by: what the node
@@ -157,15 +162,17 @@ pub struct Vpn {
     pub(super) resolver: Resolver,
     bcast: BroadcastState,
     host_mac: Mac,
+    firewall: Firewall,
     pub(super) stats: VpnStats,
     pub(super) actions: Vec<Action>,
 }
 
 impl Vpn {
     /// `joining`: bootstraps were configured, so the claim waits for the
-    /// ring.
-    pub fn new(cfg: VpnConfig, key: &NodeKey, now: Instant, joining: bool) -> Vpn {
+    /// ring. `secret`: random per start (the firewall's flow hash).
+    pub fn new(cfg: VpnConfig, key: &NodeKey, now: Instant, joining: bool, secret: u64) -> Vpn {
         Vpn {
+            firewall: Firewall::new(cfg.firewall.clone(), secret),
             cfg,
             me: Addr::of_key(key),
             claim: Claim::Waiting,
@@ -192,6 +199,10 @@ impl Vpn {
 
     pub fn stats(&self) -> &VpnStats {
         &self.stats
+    }
+
+    pub fn firewall(&self) -> &Firewall {
+        &self.firewall
     }
 
     /// Work for the node: drained after every input.
@@ -288,6 +299,12 @@ impl Vpn {
         };
         if self.is_group(dst) {
             return self.broadcast_out(now, pool, buf);
+        }
+        // What the host starts, its answers may come back through.
+        if self.firewall.enabled() {
+            if let Some(t) = ip::transport(pool.data(&buf)) {
+                self.firewall.outbound(now, &t);
+            }
         }
         let v4 = match dst {
             IpAddr::V4(v4) => Some(v4),
@@ -393,7 +410,8 @@ impl Vpn {
         let ours = self.in_network(dst) || self.is_group(dst);
         if !self.in_network(src) {
             return if ours && routes.is_some_and(|r| r.accepts(src, &members.key(p))) {
-                self.host_frame(pool, buf, dst)
+                // From an outside host: only its address says who it is.
+                self.admit(now, pool, buf, dst, &Origin::default())
             } else {
                 Out::Drop(buf, Discard::OutsideSource)
             };
@@ -415,10 +433,34 @@ impl Vpn {
             return Out::Drop(buf, Discard::NotCertified(p));
         }
         match self.resolver.answer(now, src) {
-            Answer::Known(key) if key == members.key(p) => self.host_frame(pool, buf, dst),
+            Answer::Known(key) if key == members.key(p) => {
+                self.admit(now, pool, buf, dst, &members.origin(p))
+            }
             Answer::Known(_) | Answer::Absent => Out::Drop(buf, Discard::SpoofedSource),
             Answer::Unknown => self.resolve_then(now, ov, src, buf, Dir::In(p)),
         }
+    }
+
+    /// A member's packet whose sender checked out: to the host if the
+    /// firewall lets it in.
+    fn admit(
+        &mut self,
+        now: Instant,
+        pool: &mut Pool,
+        buf: PacketBuf,
+        dst: IpAddr,
+        from: &Origin,
+    ) -> Out {
+        if self.firewall.enabled() {
+            let pass = match ip::transport(pool.data(&buf)) {
+                Some(t) => self.firewall.inbound(now, &t, from),
+                None => false,
+            };
+            if !pass {
+                return Out::Drop(buf, Discard::FirewallDenied);
+            }
+        }
+        self.host_frame(pool, buf, dst)
     }
 
     /// An IP packet for the host: an Ethernet header goes in front in
@@ -569,10 +611,12 @@ impl Vpn {
                 (Dir::Out, Some(key)) => self.send(key, buf),
                 (Dir::Out, None) => Out::Drop(buf, Discard::UnknownIp),
                 (Dir::In(p), Some(key)) if members.key(p) == key => {
-                    if members.may_hold(p, ip) {
-                        self.to_host(pool, buf)
-                    } else {
-                        Out::Drop(buf, Discard::NotCertified(p))
+                    match ip::destination(pool.data(&buf)) {
+                        Some(dst) if members.may_hold(p, ip) => {
+                            self.admit(now, pool, buf, dst, &members.origin(p))
+                        }
+                        Some(_) => Out::Drop(buf, Discard::NotCertified(p)),
+                        None => Out::Drop(buf, Discard::BadFrame),
                     }
                 }
                 (Dir::In(_), _) => Out::Drop(buf, Discard::SpoofedSource),
@@ -583,129 +627,4 @@ impl Vpn {
 }
 
 #[cfg(test)]
-mod tests {
-    //! The policy object alone: no node, no peers, a bare overlay for its
-    //! DHT. What the node does with each `Out` is the node's tests'.
-    use super::*;
-    use crate::overlay::OverlayConfig;
-    use crate::wire::ip::{UdpRepr, V4Repr, PROTO_UDP};
-
-    struct OneMember(NodeKey, bool);
-
-    impl Members for OneMember {
-        fn key(&self, _: PeerIdx) -> NodeKey {
-            self.0
-        }
-        fn may_hold(&self, _: PeerIdx, _: Ipv4Addr) -> bool {
-            self.1
-        }
-    }
-
-    fn setup() -> (Vpn, Overlay, Pool) {
-        let key = Identity::from_seed(&crate::crypto::keys::Seed([7; 32])).public();
-        let mut cfg = VpnConfig::new("test");
-        cfg.address = AddressMode::Static(Ipv4Addr::new(100, 64, 0, 1));
-        let vpn = Vpn::new(cfg, &key, Instant::ZERO, false);
-        let ov = Overlay::new(key, &[], OverlayConfig::default(), 1, Instant::ZERO);
-        (vpn, ov, Pool::new(16))
-    }
-
-    /// An IPv4 UDP packet (no Ethernet header) from `src` to `dst`.
-    fn packet(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
-        let mut p = vec![0u8; 20 + 8 + 4];
-        V4Repr {
-            src,
-            dst,
-            proto: PROTO_UDP,
-            payload_len: 12,
-        }
-        .emit(&mut p);
-        UdpRepr {
-            src_port: 9,
-            dst_port: 9,
-            payload_len: 4,
-        }
-        .emit(&mut p[20..]);
-        p
-    }
-
-    fn frame(vpn: &Vpn, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
-        let mut f = vec![0u8; 14];
-        ethernet::Repr {
-            dst: VIRTUAL_MAC,
-            src: vpn.host_mac,
-            ethertype: ETHERTYPE_IPV4,
-        }
-        .emit(&mut f);
-        f.extend_from_slice(&packet(src, dst));
-        f
-    }
-
-    #[test]
-    fn a_packet_for_an_unknown_member_waits_for_one_lookup() {
-        let (mut vpn, mut ov, mut pool) = setup();
-        let (me, them) = (Ipv4Addr::new(100, 64, 0, 1), Ipv4Addr::new(100, 64, 0, 2));
-        for _ in 0..2 {
-            let buf = pool.alloc_with(&frame(&vpn, me, them)).unwrap();
-            let out = vpn.from_host(Instant::ZERO, &mut ov, &mut pool, None, buf);
-            assert!(matches!(out, Out::Parked));
-        }
-        assert_eq!(vpn.stats().lookups, 1, "one lookup for both packets");
-        assert_eq!(vpn.resolver().resolving(), 1);
-    }
-
-    #[test]
-    fn a_packet_for_the_virtual_router_or_outside_the_network_is_dropped() {
-        let (mut vpn, mut ov, mut pool) = setup();
-        let me = Ipv4Addr::new(100, 64, 0, 1);
-        let gateway = vpn.config().gateway();
-        for (dst, why) in [
-            (gateway, Discard::LocalOnly),
-            (Ipv4Addr::new(198, 18, 0, 1), Discard::NotInNetwork),
-        ] {
-            let buf = pool.alloc_with(&frame(&vpn, me, dst)).unwrap();
-            match vpn.from_host(Instant::ZERO, &mut ov, &mut pool, None, buf) {
-                Out::Drop(buf, got) => {
-                    assert_eq!(got, why);
-                    pool.free(buf);
-                }
-                _ => panic!("{dst} not dropped"),
-            }
-        }
-    }
-
-    #[test]
-    fn a_member_sending_from_an_address_it_may_not_hold_is_refused_before_a_lookup() {
-        let (mut vpn, mut ov, mut pool) = setup();
-        let them = OneMember(
-            Identity::from_seed(&crate::crypto::keys::Seed([8; 32])).public(),
-            false,
-        );
-        let p = packet(Ipv4Addr::new(100, 64, 0, 9), Ipv4Addr::new(100, 64, 0, 1));
-        let buf = pool.alloc_with(&p).unwrap();
-        let from = Sender {
-            members: &them,
-            routes: None,
-            peer: PeerIdx(3),
-        };
-        let out = vpn.from_member(Instant::ZERO, &mut ov, &mut pool, from, buf);
-        assert!(matches!(
-            out,
-            Out::Drop(_, Discard::NotCertified(PeerIdx(3)))
-        ));
-        assert_eq!(vpn.stats().lookups, 0);
-    }
-
-    #[test]
-    fn a_packet_for_the_host_gets_its_ethernet_header_in_place() {
-        let (mut vpn, _, mut pool) = setup();
-        let p = packet(Ipv4Addr::new(100, 64, 0, 9), Ipv4Addr::new(100, 64, 0, 1));
-        let buf = pool.alloc_with(&p).unwrap();
-        let Out::Frame(buf) = vpn.to_host(&mut pool, buf) else {
-            panic!("not for the host");
-        };
-        let f = Frame::new_checked(pool.data(&buf)).unwrap();
-        assert_eq!((f.dst(), f.src()), (vpn.host_mac, VIRTUAL_MAC));
-        assert_eq!(&pool.data(&buf)[14..], &p[..]);
-    }
-}
+mod tests;

@@ -69,6 +69,8 @@ pub struct VpnConfig {
     pub dhcp: bool,
     /// TAP MTU (also sent in DHCP answers).
     pub mtu: u16,
+    /// Inbound firewall rules (`[firewall]`; none: everything passes).
+    pub firewall: Vec<crate::firewall::Rule>,
 }
 
 /// In overlay mode the TAP carries IP packets and a packet may be routed
@@ -86,6 +88,7 @@ impl VpnConfig {
             ipv6: Some(default_ipv6_prefix(network)),
             dhcp: false,
             mtu: DEFAULT_OVERLAY_MTU,
+            firewall: Vec::new(),
         }
     }
 

@@ -9,6 +9,8 @@ pub const ETHERTYPE_IPV4: u16 = 0x0800;
 pub const ETHERTYPE_ARP: u16 = 0x0806;
 pub const ETHERTYPE_IPV6: u16 = 0x86dd;
 
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 pub const PROTO_ICMPV6: u8 = 58;
 
@@ -244,6 +246,80 @@ pub fn addresses(packet: &[u8]) -> Option<(std::net::IpAddr, std::net::IpAddr)> 
     }
 }
 
+/// What a firewall reads of a packet: its addresses, protocol and ports.
+/// ICMP echo carries its identifier as both ports (the reply then matches
+/// the request's flow); other ICMP, fragments after the first and IPv6
+/// packets with extension headers carry port 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transport {
+    pub src: std::net::IpAddr,
+    pub dst: std::net::IpAddr,
+    pub proto: u8,
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// ICMP (or ICMPv6) type.
+    pub icmp_type: Option<u8>,
+}
+
+/// Reads a packet's [`Transport`] (`None`: not IPv4 or IPv6).
+pub fn transport(packet: &[u8]) -> Option<Transport> {
+    let (src, dst, proto, l4, first): (std::net::IpAddr, std::net::IpAddr, u8, &[u8], bool) =
+        match packet.first()? >> 4 {
+            4 => {
+                let p = V4::new_checked(packet).ok()?;
+                let offset = get_u16(packet, 6) & 0x1fff;
+                let (hl, total) = (p.header_len(), p.total_len());
+                let l4 = packet.get(hl..total).unwrap_or(&[]);
+                (
+                    p.src().into(),
+                    p.dst().into(),
+                    p.protocol(),
+                    l4,
+                    offset == 0,
+                )
+            }
+            6 => {
+                let p = V6::new_checked(packet).ok()?;
+                let l4 = packet
+                    .get(V6_HEADER_LEN..V6_HEADER_LEN + p.payload_len())
+                    .unwrap_or(&[]);
+                (p.src().into(), p.dst().into(), p.next_header(), l4, true)
+            }
+            _ => return None,
+        };
+    let mut t = Transport {
+        src,
+        dst,
+        proto,
+        src_port: 0,
+        dst_port: 0,
+        icmp_type: None,
+    };
+    if !first {
+        return Some(t);
+    }
+    match proto {
+        PROTO_TCP | PROTO_UDP if l4.len() >= 4 => {
+            t.src_port = get_u16(l4, 0);
+            t.dst_port = get_u16(l4, 2);
+        }
+        PROTO_ICMP | PROTO_ICMPV6 if !l4.is_empty() => {
+            t.icmp_type = Some(l4[0]);
+            // Echo request/reply (ICMP 8/0, ICMPv6 128/129): the identifier.
+            if matches!(
+                (proto, l4[0]),
+                (PROTO_ICMP, 0 | 8) | (PROTO_ICMPV6, 128 | 129)
+            ) && l4.len() >= 6
+            {
+                t.src_port = get_u16(l4, 4);
+                t.dst_port = t.src_port;
+            }
+        }
+        _ => {}
+    }
+    Some(t)
+}
+
 /// The source of an IP packet (what the receiver checks against the sender).
 pub fn source(packet: &[u8]) -> Option<std::net::IpAddr> {
     match packet.first()? >> 4 {
@@ -367,5 +443,36 @@ mod tests {
         let sum = checksum_add(0, &[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]);
         assert_eq!(checksum_finish(sum), !0xddf2);
         assert_eq!(checksum_add(0, &[0xab]), 0xab00);
+    }
+
+    #[test]
+    fn transport_reads_ports_echo_ids_and_skips_later_fragments() {
+        let mut p = vec![0u8; 20 + 8];
+        V4Repr {
+            src: Ipv4Addr::new(100, 64, 0, 1),
+            dst: Ipv4Addr::new(198, 19, 200, 1),
+            proto: PROTO_UDP,
+            payload_len: 8,
+        }
+        .emit(&mut p);
+        p[20..24].copy_from_slice(&[0x30, 0x39, 0, 53]);
+        let t = transport(&p).unwrap();
+        assert_eq!((t.proto, t.src_port, t.dst_port), (PROTO_UDP, 12345, 53));
+        // A later fragment: no ports.
+        p[6] = 0x00;
+        p[7] = 0x10;
+        assert_eq!(transport(&p).unwrap().dst_port, 0);
+        // An ICMP echo: its identifier both ways.
+        p[6..8].copy_from_slice(&[0, 0]);
+        p[9] = PROTO_ICMP;
+        p[20..26].copy_from_slice(&[8, 0, 0, 0, 0x12, 0x34]);
+        let t = transport(&p).unwrap();
+        assert_eq!(
+            (t.icmp_type, t.src_port, t.dst_port),
+            (Some(8), 0x1234, 0x1234)
+        );
+        for cut in 0..p.len() {
+            let _ = transport(&p[..cut]);
+        }
     }
 }

@@ -52,3 +52,31 @@ pub fn ring_ping(socket: &Path, addr: &str, timeout: Duration) -> std::io::Resul
         format!("no answer from {addr}"),
     ))
 }
+
+/// Runs a map-reduce task (`stats`, `check`, `find QUERY`) through the
+/// daemon at `socket` and returns its rendered result (text, or JSON with
+/// `json`), waiting up to `timeout` (the task's own budget bounds it).
+pub fn net_task(
+    socket: &Path,
+    task: &str,
+    json: bool,
+    timeout: Duration,
+) -> std::io::Result<String> {
+    let started = query(socket, &format!("net-start {task}"))?;
+    let Some(id) = started.trim().strip_prefix("task ") else {
+        return Err(std::io::Error::other(started.trim().to_string()));
+    };
+    let ask = format!("net-result {id}{}", if json { " --json" } else { "" });
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        let r = query(socket, &ask)?;
+        if r.trim() != "pending" {
+            return Ok(r);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "the task did not finish",
+    ))
+}

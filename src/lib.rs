@@ -20,6 +20,8 @@
 //! - `vpn`: the VPN as a policy object (`vpn::Vpn`) on top of the
 //!   overlay's DHT: address claims, resolution, ARP/ND/DHCP answers,
 //!   broadcast — each packet answered with what to do with it;
+//! - `manage`: map-reduce tasks over the ring (stats, consistency, find)
+//!   as a policy object;
 //! - `node`: the sans-IO core that runs both policies and owns peers and
 //!   sessions: `handle_*(now, …)` in; datagrams and frames (zero-copy
 //!   queues), events and the next deadline out; no sockets, files or
@@ -43,6 +45,7 @@ pub mod ids;
 pub mod json;
 pub mod lab;
 pub mod limit;
+pub mod manage;
 pub mod net;
 pub mod node;
 pub mod overlay;

@@ -18,6 +18,11 @@ Usage:
   ringvpn ring-ping [-c FILE | -s SOCKET] ADDR
                                   send a routed echo over the ring overlay to ring
                                   address ADDR (32 hex digits, from status --json)
+  ringvpn net stats|check|find QUERY [-c FILE | -s SOCKET] [--json]
+                                  ask every member at once over the ring (map-reduce):
+                                  members, versions, NAT types, paths, drops; ring
+                                  consistency; members matching QUERY (ip=ADDR,
+                                  nat=TYPE, version=V, relaying, relayed)
   ringvpn ca init --network NET [--name NAME] [--days D] KEYFILE CERTFILE
                                   a new group CA: private key (mode 0600) and CA certificate
   ringvpn cert sign --ca-key KEY --ca CERT --pubkey NODEKEY --name NAME
@@ -159,6 +164,34 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
                 ringvpn::control::ring_ping(&socket, &addr, std::time::Duration::from_secs(5))
                     .map_err(|e| Failure::Runtime(format!("ring-ping {addr}: {e}")))?;
             println!("reply from {addr}: {hops} overlay hops, {ms:.2} ms");
+            Ok(())
+        }
+        "net" => {
+            let mut o = Options::new();
+            o.optopt("c", "config", "find the socket through this config", "FILE");
+            o.optopt("s", "socket", "control socket path", "SOCKET");
+            o.optflag("", "json", "JSON output");
+            let m = parse(&o, rest)?;
+            let socket = control_socket(&m)?;
+            let words: Vec<String> = m.free.clone();
+            let task = match words.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+                ["stats"] => "stats".to_string(),
+                ["check"] => "check".to_string(),
+                ["find", q] => format!("find {q}"),
+                _ => {
+                    return Err(Failure::Usage(
+                        "expected net stats, net check or net find QUERY".into(),
+                    ))
+                }
+            };
+            let out = ringvpn::control::net_task(
+                &socket,
+                &task,
+                m.opt_present("json"),
+                std::time::Duration::from_secs(20),
+            )
+            .map_err(|e| Failure::Runtime(format!("net {task}: {e}")))?;
+            print!("{out}");
             Ok(())
         }
         "ca" => ca(rest),

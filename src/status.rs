@@ -448,3 +448,86 @@ fn overlay_json(ov: &crate::node::status::OverlayStatus) -> String {
     o.end();
     out
 }
+
+/// A map-reduce task's result for people (`ringvpn net …`) or scripts.
+pub fn render_task(
+    r: &crate::wire::task::Reduced,
+    took: std::time::Duration,
+    json: bool,
+) -> String {
+    let members = r.get("members");
+    let share: f64 = r
+        .missing
+        .iter()
+        .map(|(s, e)| s.right_dist(*e) as f64 / 2f64.powi(128))
+        .sum::<f64>()
+        + 0.0; // an empty sum is -0.0
+    let hits = r.get("left1_hits") + r.get("left2_hits");
+    let consistency = (members > 0 && r.counters.iter().any(|(n, _)| n.starts_with("left")))
+        .then(|| hits as f64 / (2 * members) as f64);
+    if json {
+        let mut counters = String::new();
+        let mut c = Object::new(&mut counters);
+        for (n, v) in &r.counters {
+            c.num(n, v);
+        }
+        c.end();
+        let items: Vec<String> = r.items.iter().map(|i| crate::json::quote(i)).collect();
+        let mut out = String::new();
+        let mut o = Object::new(&mut out);
+        o.num("members", members)
+            .raw("counters", &counters)
+            .raw("items", &format!("[{}]", items.join(",")))
+            .raw(
+                "consistency",
+                &consistency.map_or("null".into(), |c| format!("{c:.4}")),
+            )
+            .raw(
+                "partial",
+                if r.missing_arcs() > 0 {
+                    "true"
+                } else {
+                    "false"
+                },
+            )
+            .num("missing_arcs", r.missing_arcs())
+            .raw("missing_share", &format!("{share:.4}"))
+            .num("took_ms", took.as_millis());
+        o.end();
+        out.push('\n');
+        return out;
+    }
+    let mut o = String::new();
+    let _ = writeln!(o, "members   {members}  ({} ms)", took.as_millis());
+    if let Some(c) = consistency {
+        let _ = writeln!(
+            o,
+            "consistency {c:.4}  (left1 {} + left2 {} of {})",
+            r.get("left1_hits"),
+            r.get("left2_hits"),
+            2 * members
+        );
+    }
+    for (n, v) in r
+        .counters
+        .iter()
+        .filter(|(n, _)| n != "members" && !n.starts_with("left"))
+    {
+        let _ = writeln!(o, "  {n:<28} {v}");
+    }
+    for i in &r.items {
+        let _ = writeln!(o, "  {i}");
+    }
+    if r.missing_arcs() > 0 {
+        let _ = writeln!(
+            o,
+            "PARTIAL: {} arcs did not answer in time (~{:.1}% of the ring)",
+            r.missing_arcs(),
+            share * 100.0
+        );
+        for (s, e) in &r.missing {
+            let _ = writeln!(o, "  missing {}..{}", &s.to_hex()[..16], &e.to_hex()[..16]);
+        }
+    }
+    o
+}

@@ -14,6 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["overlay"],
     &["firewall", "routes"],
     &["vpn"],
+    &["manage"],
     &["node"],
     &["config", "control", "sim", "status", "sys"],
     &["pki"],

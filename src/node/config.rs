@@ -75,6 +75,7 @@ pub(super) struct Settings {
     pub(super) transit_rate: u32,
     pub(super) ondemand_threshold: u16,
     pub(super) tcp_fallback: bool,
+    pub(super) admin_group: String,
 }
 
 impl From<&NodeConfig> for Settings {
@@ -85,6 +86,7 @@ impl From<&NodeConfig> for Settings {
             transit_rate: super::links::TRANSIT_BYTES_PER_S,
             ondemand_threshold: cfg.ondemand_threshold,
             tcp_fallback: cfg.tcp_fallback,
+            admin_group: cfg.admin_group.clone(),
         }
     }
 }
@@ -122,6 +124,9 @@ pub struct NodeConfig {
     pub vpn: Option<crate::vpn::VpnConfig>,
     /// Exit gateways and subnet routes (overlay VPN mode only).
     pub routes: Option<crate::routes::RoutesConfig>,
+    /// Certificate mode: the group whose members may start map-reduce
+    /// tasks (`ringvpn net …`).
+    pub admin_group: String,
     /// Try a node's TCP endpoints when UDP gets no answer (the shell
     /// listens on TCP too).
     pub tcp_fallback: bool,
@@ -154,6 +159,7 @@ impl Default for NodeConfig {
             max_peers: 256,
             vpn: None,
             routes: None,
+            admin_group: "admin".into(),
             tcp_fallback: false,
             tap_prefixes: Vec::new(),
         }

@@ -40,6 +40,14 @@ pub enum Event {
     RouteAdded(Prefix),
     /// Nobody offers it any more: the shell takes the route away.
     RouteRemoved(Prefix),
+    /// A map-reduce task we started (`Node::start_task`) is done:
+    /// complete, or partial with the missing arcs named.
+    TaskDone {
+        id: u64,
+        kind: crate::wire::task::TaskKind,
+        result: Box<crate::wire::task::Reduced>,
+        took: Duration,
+    },
 }
 
 impl Node {

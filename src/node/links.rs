@@ -189,6 +189,8 @@ impl Node {
         if let Some(ov) = self.overlay.as_mut() {
             ov.on_link_down(now, p);
         }
+        // After the overlay let the link go: its arc goes to the others.
+        self.manage_link_down(now, p);
         self.end_tunnel(p);
         self.relay_link_down(now, p);
     }

@@ -27,6 +27,7 @@ mod failover;
 mod handshakes;
 pub mod limiter;
 mod links;
+mod manage;
 pub mod nat;
 pub mod ondemand;
 pub mod peer;
@@ -157,6 +158,8 @@ pub struct Node {
     vpn: Option<crate::vpn::Vpn>,
     /// Exit gateways and subnet routes (with the VPN, when configured).
     routes: Option<crate::routes::Routes>,
+    /// Map-reduce tasks over the ring (with the overlay).
+    manager: Option<crate::manage::Manager>,
     underlay: underlay::Underlay,
     certs: trust::Certs,
     guards: limiter::Guards,
@@ -234,6 +237,9 @@ impl Node {
                 .clone()
                 .filter(|r| r.active() && overlay.is_some() && cfg.vpn.is_some())
                 .map(|r| crate::routes::Routes::new(r, public, now)),
+            manager: overlay
+                .as_ref()
+                .map(|ov| crate::manage::Manager::new(ov.addr(), flow_secret.rotate_left(32), now)),
             overlay,
             underlay: underlay::Underlay {
                 local: Vec::new(),
@@ -364,6 +370,7 @@ impl Node {
             self.strangers.boot_wake,
         );
         let t = crate::time::earliest(t, self.vpn_deadline());
+        let t = crate::time::earliest(t, self.manage_deadline());
         crate::time::earliest(t, self.routes_deadline())
     }
 
@@ -394,6 +401,7 @@ impl Node {
         }
         self.vpn_timers(now);
         self.routes_timers(now);
+        self.manage_timers(now);
         self.strangers.boots_dirty = true;
         self.settle(now);
         // A timer can change another peer (a relay given up moves the

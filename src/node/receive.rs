@@ -216,6 +216,11 @@ impl Node {
             self.pool.free(buf);
             return self.revocations_from(now, p, &msg);
         }
+        if matches!(kind, Some(control::KIND_TASK | control::KIND_TASK_REPLY)) {
+            let msg = self.pool.data(&buf).to_vec();
+            self.pool.free(buf);
+            return self.task_in(now, p, kind == Some(control::KIND_TASK), &msg);
+        }
         if kind == Some(control::KIND_REVOCATION_SERIALS) {
             let msg = self.pool.data(&buf).to_vec();
             self.pool.free(buf);

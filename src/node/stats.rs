@@ -64,6 +64,10 @@ pub enum DropReason {
     NotOurRoute,
     /// No firewall rule lets it in, and it answers no flow of ours.
     FirewallDenied,
+    /// A map-reduce task refused: malformed, not signed by a member
+    /// allowed to start tasks, replayed, over its origin's rate, or too
+    /// many at once.
+    TaskRefused,
     /// An IP packet for a virtual address nobody holds.
     UnknownIp,
     /// An IP packet from a peer that does not hold its source address.
@@ -142,7 +146,7 @@ impl DropReason {
         }
     }
 
-    pub const ALL: [DropReason; 46] = [
+    pub const ALL: [DropReason; 47] = [
         DropReason::BadLength,
         DropReason::BadVersion,
         DropReason::BadType,
@@ -170,6 +174,7 @@ impl DropReason {
         DropReason::OutsideSource,
         DropReason::NotOurRoute,
         DropReason::FirewallDenied,
+        DropReason::TaskRefused,
         DropReason::UnknownIp,
         DropReason::SpoofedSource,
         DropReason::ResolveQueueFull,
@@ -221,6 +226,7 @@ impl DropReason {
             DropReason::OutsideSource => "outside_source",
             DropReason::NotOurRoute => "not_our_route",
             DropReason::FirewallDenied => "firewall_denied",
+            DropReason::TaskRefused => "task_refused",
             DropReason::UnknownIp => "unknown_ip",
             DropReason::SpoofedSource => "spoofed_source",
             DropReason::ResolveQueueFull => "resolve_queue_full",

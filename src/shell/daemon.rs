@@ -5,8 +5,8 @@
 
 use super::{
     control, flush, ifwatch, load_trust, read_tap, routing, sys, tap, tcp, udp, AddressWatch,
-    Echoes, RevocationFile, ADDRESSES, CONTROL, SIGNAL, TAP, TCP_FIRST, TCP_LISTEN, TURN_BUDGET,
-    UDP,
+    Echoes, RevocationFile, Tasks, ADDRESSES, CONTROL, SIGNAL, TAP, TCP_FIRST, TCP_LISTEN,
+    TURN_BUDGET, UDP,
 };
 use crate::config::Config;
 use crate::crypto::Identity;
@@ -35,6 +35,7 @@ pub(super) struct Daemon {
     vpn: Option<crate::vpn::VpnConfig>,
     addresses: AddressWatch,
     echoes: Echoes,
+    tasks: Tasks,
     info: DaemonInfo,
     clock: std::time::Instant,
     /// "Maybe more" flags of the edge-triggered sources, and whether the
@@ -106,6 +107,7 @@ impl Daemon {
             vpn,
             addresses,
             echoes: Echoes::default(),
+            tasks: Tasks::default(),
             clock: std::time::Instant::now(),
             tap_more: true,
             udp_more: true,
@@ -226,6 +228,7 @@ impl Daemon {
                             &line,
                             &self.info,
                             &self.echoes,
+                            &self.tasks,
                             now,
                         );
                         self.ctl.reply(slot, reply, self.poll.registry());
@@ -304,6 +307,10 @@ impl Daemon {
             }
             Event::RouteRemoved(p) => {
                 self.routing.remove_route(p);
+                Ok(())
+            }
+            Event::TaskDone { id, result, took, .. } => {
+                self.tasks.done(id, *result, took);
                 Ok(())
             }
         }

@@ -227,12 +227,36 @@ impl Echoes {
     }
 }
 
+/// Results of the map-reduce tasks asked through the control socket,
+/// until read (the last few hundred).
+#[derive(Default)]
+struct Tasks(
+    std::collections::BTreeMap<u64, (crate::wire::task::Reduced, Duration)>,
+    std::collections::VecDeque<u64>,
+);
+
+impl Tasks {
+    const KEPT: usize = 256;
+
+    fn done(&mut self, id: u64, result: crate::wire::task::Reduced, took: Duration) {
+        if self.1.len() >= Self::KEPT {
+            if let Some(old) = self.1.pop_front() {
+                self.0.remove(&old);
+            }
+        }
+        if self.0.insert(id, (result, took)).is_none() {
+            self.1.push_back(id);
+        }
+    }
+}
+
 /// Answers one control request line (see `crate::control`).
 fn control_request(
     node: &mut Node,
     line: &str,
     info: &DaemonInfo,
     echoes: &Echoes,
+    tasks: &Tasks,
     now: Instant,
 ) -> String {
     let words: Vec<&str> = line.split_whitespace().collect();
@@ -257,6 +281,26 @@ fn control_request(
                     u32::from(hops) + 1,
                     rtt.as_secs_f64() * 1e3
                 ),
+                None => "pending\n".into(),
+            }
+        }
+        ["net-start", kind, args @ ..] => {
+            use crate::wire::task::TaskKind;
+            let kind = match *kind {
+                "stats" => TaskKind::Stats,
+                "check" => TaskKind::Check,
+                "find" => TaskKind::Find,
+                _ => return format!("error: unknown task {kind:?} (stats, check, find)\n"),
+            };
+            match node.start_task(now, kind, args.join(" ").as_bytes()) {
+                Some(id) => format!("task {id}\n"),
+                None => "error: this node is not in an overlay\n".into(),
+            }
+        }
+        ["net-result", id, rest @ ..] => {
+            let found = id.parse::<u64>().ok().and_then(|id| tasks.0.get(&id));
+            match found {
+                Some((r, took)) => crate::status::render_task(r, *took, rest == ["--json"]),
                 None => "pending\n".into(),
             }
         }

@@ -58,6 +58,8 @@ struct SimNode {
     /// as many as the test asked for).
     dht: Vec<crate::overlay::dht::client::Event>,
     echoes: std::collections::BTreeMap<u64, (u8, Duration)>,
+    /// Map-reduce tasks this node started, once done.
+    tasks: std::collections::BTreeMap<u64, (crate::wire::task::Reduced, Duration)>,
 }
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -288,6 +290,7 @@ impl Sim {
             tap: Vec::new(),
             dht: Vec::new(),
             echoes: Default::default(),
+            tasks: Default::default(),
         });
         self.by_endpoint.insert(endpoint, i);
         self.schedule_wake(i, self.now);
@@ -471,6 +474,28 @@ impl Sim {
     }
 
     /// The echo reply node `i` got for `nonce`: links crossed and RTT.
+    /// Starts a map-reduce task at node `i` (over the whole ring).
+    pub fn start_task(
+        &mut self,
+        i: usize,
+        kind: crate::wire::task::TaskKind,
+        args: &[u8],
+    ) -> Option<u64> {
+        let now = self.now;
+        let id = self.nodes[i].node.start_task(now, kind, args);
+        self.flush(i as u32);
+        id
+    }
+
+    /// Task `id`'s result at node `i`, once done, and how long it took.
+    pub fn task_result(
+        &self,
+        i: usize,
+        id: u64,
+    ) -> Option<&(crate::wire::task::Reduced, Duration)> {
+        self.nodes[i].tasks.get(&id)
+    }
+
     pub fn echo_result(&self, i: usize, nonce: u64) -> Option<(u8, Duration)> {
         self.nodes[i].echoes.get(&nonce).copied()
     }
@@ -553,6 +578,11 @@ impl Sim {
                 }
                 // A simulated host has no kernel routes to change: the
                 // node's own table is what carries the traffic.
+                NodeEvent::TaskDone {
+                    id, result, took, ..
+                } => {
+                    n.tasks.insert(id, (*result, took));
+                }
                 NodeEvent::AddressHeld(_)
                 | NodeEvent::AddressConflict { .. }
                 | NodeEvent::RouteAdded(_)

@@ -32,6 +32,10 @@ pub const KIND_REVOCATION_PART: u8 = 10;
 pub const KIND_ENDPOINTS: u8 = 11;
 /// Certificate mode: the revocation list serials a node holds.
 pub const KIND_REVOCATION_SERIALS: u8 = 12;
+/// A map-reduce task for the receiver's arc of the ring (`wire::task`).
+pub const KIND_TASK: u8 = 13;
+/// A subtree's reduced answer to a task (`wire::task`).
+pub const KIND_TASK_REPLY: u8 = 14;
 
 /// A ping's length (and a pong's without an observed endpoint).
 pub const PING_LEN: usize = 12;

@@ -22,6 +22,7 @@ pub mod key;
 pub mod links;
 pub mod ndp;
 pub mod overlay;
+pub mod task;
 pub mod trust;
 
 /// A message failed to parse. Deliberately a unit: the caller turns it into a

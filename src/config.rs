@@ -85,6 +85,8 @@ pub struct Config {
     /// SO_MARK for the UDP socket (policy routing, e.g. to keep tunnel
     /// traffic out of a full-tunnel route); `None` leaves it unset.
     pub fwmark: Option<u32>,
+    /// `metrics = ADDRESS:PORT`: serve GET /metrics (Prometheus text) there.
+    pub metrics: Option<SocketAddr>,
     /// Seconds between pings on an idle link (`None`: the mode's default).
     pub keepalive: Option<u16>,
     /// KiB/s relayed for others' tunnel edges (0: never).

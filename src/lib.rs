@@ -28,7 +28,8 @@
 //!   clock;
 //! - drivers of the node and the operator's side: `sim` (the deterministic
 //!   many-node simulator), `config` (the file format), `control` and
-//!   `status` (the control socket), `sys` (the OS glue: every `unsafe`
+//!   `status` (the control socket), `metrics` (Prometheus text), `sys`
+//!   (the OS glue: every `unsafe`
 //!   block), `pki` (the group CA's tool);
 //! - `shell`: the mio reactor, the only code with fds and the OS clock;
 //! - `lab`: network namespaces for the demo, tests and benchmarks (it runs
@@ -46,6 +47,7 @@ pub mod json;
 pub mod lab;
 pub mod limit;
 pub mod manage;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod overlay;

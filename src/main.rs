@@ -18,6 +18,8 @@ Usage:
   ringvpn ring-ping [-c FILE | -s SOCKET] ADDR
                                   send a routed echo over the ring overlay to ring
                                   address ADDR (32 hex digits, from status --json)
+  ringvpn metrics [-c FILE | -s SOCKET]
+                                  the node's counters in the Prometheus text format
   ringvpn net stats|check|find QUERY [-c FILE | -s SOCKET] [--json]
                                   ask every member at once over the ring (map-reduce):
                                   members, versions, NAT types, paths, drops; ring
@@ -143,13 +145,7 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
             } else {
                 "status"
             };
-            let reply = ringvpn::control::query(&socket, req).map_err(|e| {
-                Failure::Runtime(format!(
-                    "cannot reach the daemon at {}: {e}",
-                    socket.display()
-                ))
-            })?;
-            print!("{reply}");
+            print!("{}", ask(&socket, req)?);
             Ok(())
         }
         "ring-ping" => {
@@ -166,10 +162,13 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
             println!("reply from {addr}: {hops} overlay hops, {ms:.2} ms");
             Ok(())
         }
+        "metrics" => {
+            let m = parse(&socket_options(), rest)?;
+            print!("{}", ask(&control_socket(&m)?, "metrics")?);
+            Ok(())
+        }
         "net" => {
-            let mut o = Options::new();
-            o.optopt("c", "config", "find the socket through this config", "FILE");
-            o.optopt("s", "socket", "control socket path", "SOCKET");
+            let mut o = socket_options();
             o.optflag("", "json", "JSON output");
             let m = parse(&o, rest)?;
             let socket = control_socket(&m)?;
@@ -201,6 +200,24 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
             "unknown command {other:?} (see ringvpn --help)"
         ))),
     }
+}
+
+/// `-c FILE | -s SOCKET`: how commands find a running daemon.
+fn socket_options() -> Options {
+    let mut o = Options::new();
+    o.optopt("c", "config", "find the socket through this config", "FILE");
+    o.optopt("s", "socket", "control socket path", "SOCKET");
+    o
+}
+
+/// One request to the daemon's control socket.
+fn ask(socket: &Path, request: &str) -> Result<String, Failure> {
+    ringvpn::control::query(socket, request).map_err(|e| {
+        Failure::Runtime(format!(
+            "cannot reach the daemon at {}: {e}",
+            socket.display()
+        ))
+    })
 }
 
 /// The control socket named by `-s`, or found through `-c`, or the default.

@@ -41,6 +41,12 @@ fn net_stats_and_check_see_the_whole_ring_and_say_what_is_missing() {
         let opts = NodeOptions {
             overlay: true,
             bootstrap: vec![if i == 0 { 1 } else { i - 1 }],
+            // The README's example for the metrics endpoint.
+            extra: if i == 0 {
+                vec!["metrics = 127.0.0.1:9474".into()]
+            } else {
+                vec![]
+            },
             ..NodeOptions::default()
         };
         lab.configure(i, &opts).unwrap();
@@ -85,4 +91,25 @@ fn net_stats_and_check_see_the_whole_ring_and_say_what_is_missing() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("members   6"));
+
+    // Metrics: from the command, and over HTTP inside host 0's namespace.
+    let out = Command::new(BIN)
+        .args(["metrics", "-s"])
+        .arg(&lab.hosts[1].control)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("# TYPE ringvpn_drops_total counter"),
+        "{text}"
+    );
+    assert!(text.contains("ringvpn_drops_total{reason=\"bad_length\"}"));
+    let get = "exec 3<>/dev/tcp/127.0.0.1/9474; printf 'GET /metrics HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' >&3; cat <&3";
+    let http = lab.exec(0, &["timeout", "5", "bash", "-c", get]).unwrap();
+    let http = String::from_utf8_lossy(&http.stdout);
+    assert!(http.starts_with("HTTP/1.1 200 OK"), "{http}");
+    assert!(http.contains("ringvpn_peers{state=\"up\"}"), "{http}");
+    let wrong = "exec 3<>/dev/tcp/127.0.0.1/9474; printf 'GET / HTTP/1.1\\r\\n\\r\\n' >&3; cat <&3";
+    let http = lab.exec(0, &["timeout", "5", "bash", "-c", wrong]).unwrap();
+    assert!(String::from_utf8_lossy(&http.stdout).starts_with("HTTP/1.1 404"));
 }

@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["vpn"],
     &["manage"],
     &["node"],
-    &["config", "control", "sim", "status", "sys"],
+    &["config", "control", "metrics", "sim", "status", "sys"],
     &["pki"],
     &["shell"],
     &["lab"],

@@ -54,6 +54,30 @@ fn stats_and_check_over_a_thousand_members_and_partial_after_a_crash() {
     // O(log N) round trips on 100 ms links, not N.
     assert!(took < Duration::from_secs(5), "took {took:?}");
 
+    // The notes' sequential crawler for comparison: one round trip to
+    // each member in turn, following the ring (a routed echo stands in
+    // for its RPC, the order for the right neighbours its answers name).
+    // The first 100 members (the rest cost the same each: scaled).
+    const CRAWLED: usize = 100;
+    let order = sim.ring_order();
+    let started = sim.now();
+    for (k, &i) in order.iter().enumerate().skip(1).take(CRAWLED) {
+        let nonce = 0x5e00_0000 + k as u64;
+        let addr = sim.addr(i);
+        sim.echo(order[0], addr, nonce);
+        let give_up = sim.now() + Duration::from_secs(5);
+        while sim.echo_result(order[0], nonce).is_none() && sim.now() < give_up {
+            sim.run_for(Duration::from_millis(10));
+        }
+    }
+    let per_member = sim.now().saturating_since(started) / CRAWLED as u32;
+    let sequential = per_member * N as u32;
+    eprintln!(
+        "sequential crawl: {per_member:?} per member, {sequential:?} for {N}; map-reduce stats: {took:?} ({:.0}x faster)",
+        sequential.as_secs_f64() / took.as_secs_f64()
+    );
+    assert!(sequential > 10 * took);
+
     let truth = sim.crawl_consistency();
     let (check, took) = run_task(&mut sim, 17, TaskKind::Check);
     let value = (check.get("left1_hits") + check.get("left2_hits")) as f64

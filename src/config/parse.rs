@@ -51,6 +51,7 @@ struct Draft {
     tcp: bool,
     control: Option<PathBuf>,
     fwmark: Option<u32>,
+    metrics: Option<SocketAddr>,
     keepalive: Option<u16>,
     relay_kib: u16,
     ondemand: u16,
@@ -170,6 +171,7 @@ impl Draft {
             tcp: true,
             control: None,
             fwmark: None,
+            metrics: None,
             keepalive: None,
             relay_kib: crate::overlay::DEFAULT_RELAY_KIB,
             ondemand: crate::node::ondemand::THRESHOLD,
@@ -283,6 +285,9 @@ impl Draft {
             "revocations" => self.revocations = Some(path()),
             "control" => self.control = Some(path()),
             "fwmark" => self.fwmark = Some(v.parse().map_err(|_| "a number")?),
+            "metrics" => {
+                self.metrics = Some(v.parse().map_err(|_| "ADDRESS:PORT, e.g. 127.0.0.1:9474")?)
+            }
             "gateway" | "routes" | "route-masquerade" | "exit" | "exit-lan" | "accept-routes" => {
                 self.routing_line = if self.routing_line == 0 {
                     n
@@ -467,6 +472,7 @@ impl Draft {
             tcp: self.tcp,
             control,
             fwmark: self.fwmark,
+            metrics: self.metrics,
             keepalive: self.keepalive,
             relay_kib: self.relay_kib,
             ondemand: self.ondemand,

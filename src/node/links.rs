@@ -342,6 +342,7 @@ impl Node {
             let events: Vec<DhtEvent> = ov.dht_events().collect();
             let actions: Vec<Action> = ov.drain_actions().collect();
             for e in events {
+                self.stats.dht_latency.record(e.latency);
                 let e = self.vpn_dht_event(now, e);
                 if let Some(e) = e.and_then(|e| self.routes_dht_event(now, e)) {
                     self.push_event(Event::Dht(e));

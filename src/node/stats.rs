@@ -255,9 +255,35 @@ impl DropReason {
 pub struct Stats {
     drops: [u64; DropReason::ALL.len()],
     pub handshakes_completed: u64,
+    /// How long DHT operations took (metrics).
+    pub dht_latency: LatencyHistogram,
     /// Routed data forwarded for others over the ring (not tunnels: those
     /// are `relayed`).
     pub transit_bytes: u64,
+}
+
+/// Upper bounds (seconds) of the DHT latency histogram's buckets.
+pub const DHT_LATENCY_BUCKETS: [f64; 8] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0];
+
+/// Latencies counted in fixed buckets (no allocation, ever).
+#[derive(Debug, Clone, Default)]
+pub struct LatencyHistogram {
+    /// Per bucket (not cumulative); slower than the last bound count only
+    /// in `count`.
+    pub buckets: [u64; DHT_LATENCY_BUCKETS.len()],
+    pub count: u64,
+    pub sum_secs: f64,
+}
+
+impl LatencyHistogram {
+    pub fn record(&mut self, d: std::time::Duration) {
+        let s = d.as_secs_f64();
+        if let Some(i) = DHT_LATENCY_BUCKETS.iter().position(|&le| s <= le) {
+            self.buckets[i] += 1;
+        }
+        self.count += 1;
+        self.sum_secs += s;
+    }
 }
 
 impl Default for Stats {
@@ -265,6 +291,7 @@ impl Default for Stats {
         Stats {
             drops: [0; DropReason::ALL.len()],
             handshakes_completed: 0,
+            dht_latency: LatencyHistogram::default(),
             transit_bytes: 0,
         }
     }

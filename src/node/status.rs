@@ -143,6 +143,8 @@ pub struct NodeStatus {
     pub vpn: Option<VpnStatus>,
     pub routes: Option<RoutesStatus>,
     pub firewall: Option<FirewallStatus>,
+    pub dht: Option<crate::overlay::dht::DhtStats>,
+    pub dht_latency: super::stats::LatencyHistogram,
     /// What peers' answers say about the NAT in front of us.
     pub nat: &'static str,
     /// Endpoints we advertise (local, reflexive, predicted, TCP).
@@ -223,6 +225,8 @@ impl Node {
                     flows: f.flows(now),
                     stats: f.stats().clone(),
                 }),
+            dht: self.overlay.as_ref().map(|ov| ov.dht().stats.clone()),
+            dht_latency: self.stats.dht_latency.clone(),
             nat: self.nat_mapping().name(),
             advertised: self
                 .overlay

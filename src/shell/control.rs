@@ -1,28 +1,73 @@
-//! The control socket, server side: a few short-lived connections served by
-//! the reactor (see `crate::control` for the protocol).
+//! Small request-reply servers run by the reactor: the control socket
+//! (see `crate::control` for the protocol) and the optional metrics HTTP
+//! endpoint. A few short-lived connections, each one request (read up to
+//! where the protocol says it ends, bounded) and one reply, then closed.
 
 use crate::control::MAX_REQUEST_LEN;
-use mio::net::{UnixListener, UnixStream};
+use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-/// Concurrent control connections; more wait in the listen backlog.
+/// Concurrent connections per server; more wait in the listen backlog.
 pub const MAX_CONNS: usize = 4;
+/// The longest HTTP request head we read (a scraper's headers).
+pub const MAX_HTTP_REQUEST: usize = 2048;
 
-struct Conn {
-    stream: UnixStream,
-    request: [u8; MAX_REQUEST_LEN],
-    request_len: usize,
+/// A listener the servers can accept from.
+pub trait Listen: mio::event::Source {
+    type Stream: Read + Write + mio::event::Source;
+    fn accept_one(&self) -> io::Result<Self::Stream>;
+}
+
+impl Listen for UnixListener {
+    type Stream = UnixStream;
+    fn accept_one(&self) -> io::Result<UnixStream> {
+        self.accept().map(|(s, _)| s)
+    }
+}
+
+impl Listen for TcpListener {
+    type Stream = TcpStream;
+    fn accept_one(&self) -> io::Result<TcpStream> {
+        self.accept().map(|(s, _)| s)
+    }
+}
+
+struct Conn<S> {
+    stream: S,
+    request: Vec<u8>,
     reply: Option<Vec<u8>>,
     written: usize,
 }
 
-pub struct Control {
-    listener: UnixListener,
-    path: PathBuf,
-    conns: [Option<Conn>; MAX_CONNS],
+/// A server: its listener, its connections, and where a request ends.
+pub struct Server<L: Listen> {
+    listener: L,
+    /// A socket file to remove when done (the control socket).
+    path: Option<PathBuf>,
+    conns: [Option<Conn<L::Stream>>; MAX_CONNS],
     first_token: usize,
+    max_request: usize,
+    /// The request's first line, once the whole request is in.
+    complete: fn(&[u8]) -> Option<String>,
+}
+
+/// The control socket.
+pub type Control = Server<UnixListener>;
+/// The metrics endpoint.
+pub type Http = Server<TcpListener>;
+
+/// A control request: one line.
+fn line_done(b: &[u8]) -> Option<String> {
+    let end = b.iter().position(|&c| c == b'\n')?;
+    Some(String::from_utf8_lossy(&b[..end]).trim().to_string())
+}
+
+/// An HTTP request: its head, up to the blank line (no body is read).
+fn http_done(b: &[u8]) -> Option<String> {
+    b.windows(4).position(|w| w == b"\r\n\r\n")?;
+    line_done(b)
 }
 
 /// What to do with a connection event.
@@ -32,7 +77,7 @@ pub enum Request {
     None,
 }
 
-impl Control {
+impl Server<UnixListener> {
     /// Binds `path` owner-only, replacing a stale socket file.
     pub fn bind(path: &Path, first_token: usize) -> io::Result<Control> {
         if let Some(dir) = path.parent() {
@@ -44,15 +89,49 @@ impl Control {
             Err(e) => return Err(e),
         }
         let listener = crate::sys::with_private_umask(|| UnixListener::bind(path))?;
-        Ok(Control {
+        Ok(Server::new(
             listener,
-            path: path.to_path_buf(),
+            Some(path.to_path_buf()),
+            first_token,
+            MAX_REQUEST_LEN,
+            line_done,
+        ))
+    }
+}
+
+impl Server<TcpListener> {
+    /// Listens for HTTP on `addr`.
+    pub fn bind_http(addr: std::net::SocketAddr, first_token: usize) -> io::Result<Http> {
+        let listener = TcpListener::bind(addr)?;
+        Ok(Server::new(
+            listener,
+            None,
+            first_token,
+            MAX_HTTP_REQUEST,
+            http_done,
+        ))
+    }
+}
+
+impl<L: Listen> Server<L> {
+    fn new(
+        listener: L,
+        path: Option<PathBuf>,
+        first_token: usize,
+        max_request: usize,
+        complete: fn(&[u8]) -> Option<String>,
+    ) -> Server<L> {
+        Server {
+            listener,
+            path,
             conns: Default::default(),
             first_token: first_token + 1,
-        })
+            max_request,
+            complete,
+        }
     }
 
-    pub fn listener(&mut self) -> &mut UnixListener {
+    pub fn listener(&mut self) -> &mut L {
         &mut self.listener
     }
 
@@ -66,8 +145,8 @@ impl Control {
             let Some(slot) = self.conns.iter().position(Option::is_none) else {
                 return; // full: the rest wait in the backlog
             };
-            match self.listener.accept() {
-                Ok((mut stream, _)) => {
+            match self.listener.accept_one() {
+                Ok(mut stream) => {
                     let token = Token(self.first_token + slot);
                     if registry
                         .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
@@ -75,8 +154,7 @@ impl Control {
                     {
                         self.conns[slot] = Some(Conn {
                             stream,
-                            request: [0; MAX_REQUEST_LEN],
-                            request_len: 0,
+                            request: Vec::new(),
                             reply: None,
                             written: 0,
                         });
@@ -97,22 +175,21 @@ impl Control {
             self.writable(token, registry);
             return Request::None;
         }
+        let mut chunk = [0u8; 512];
         loop {
-            if c.request_len == MAX_REQUEST_LEN {
+            if c.request.len() >= self.max_request {
                 self.close(slot, registry);
                 return Request::None;
             }
-            match c.stream.read(&mut c.request[c.request_len..]) {
+            let room = (self.max_request - c.request.len()).min(chunk.len());
+            match c.stream.read(&mut chunk[..room]) {
                 Ok(0) => {
                     self.close(slot, registry);
                     return Request::None;
                 }
                 Ok(n) => {
-                    c.request_len += n;
-                    if let Some(end) = c.request[..c.request_len].iter().position(|&b| b == b'\n') {
-                        let line = String::from_utf8_lossy(&c.request[..end])
-                            .trim()
-                            .to_string();
+                    c.request.extend_from_slice(&chunk[..n]);
+                    if let Some(line) = (self.complete)(&c.request) {
                         return Request::Line(slot, line);
                     }
                 }
@@ -161,8 +238,30 @@ impl Control {
     }
 }
 
-impl Drop for Control {
+impl<L: Listen> Drop for Server<L> {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if let Some(path) = &self.path {
+            let _ = std::fs::remove_file(path);
+        }
     }
+}
+
+/// The HTTP answer to a request line: `GET /metrics` gets `body`
+/// (computed only then), anything else a 404 or 405.
+pub fn http_reply(line: &str, body: impl FnOnce() -> String) -> String {
+    let mut words = line.split_whitespace();
+    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let (status, body, kind) = match (method, target) {
+        ("GET", "/metrics") => ("200 OK", body(), "text/plain; version=0.0.4; charset=utf-8"),
+        ("GET", _) => (
+            "404 Not Found",
+            "not found: try /metrics\n".into(),
+            "text/plain",
+        ),
+        _ => ("405 Method Not Allowed", "GET only\n".into(), "text/plain"),
+    };
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
 }

@@ -5,7 +5,7 @@
 
 use super::{
     control, flush, ifwatch, load_trust, read_tap, routing, sys, tap, tcp, udp, AddressWatch,
-    Echoes, RevocationFile, Tasks, ADDRESSES, CONTROL, SIGNAL, TAP, TCP_FIRST, TCP_LISTEN,
+    Echoes, RevocationFile, Tasks, ADDRESSES, CONTROL, METRICS, SIGNAL, TAP, TCP_FIRST, TCP_LISTEN,
     TURN_BUDGET, UDP,
 };
 use crate::config::Config;
@@ -28,6 +28,8 @@ pub(super) struct Daemon {
     udp: udp::Udp,
     tcp: tcp::Tcp,
     ctl: control::Control,
+    /// `metrics = ADDRESS:PORT`: GET /metrics over HTTP.
+    http: Option<control::Http>,
     signals: OwnedFd,
     poll: Poll,
     local: ifwatch::LocalEndpoints,
@@ -79,6 +81,13 @@ impl Daemon {
         let routing = routing::HostRouting::setup(&cfg, tap.name())?;
         let ctl = control::Control::bind(&cfg.control, CONTROL.0)
             .map_err(|e| format!("cannot bind control socket {}: {e}", cfg.control.display()))?;
+        let http = match cfg.metrics {
+            Some(addr) => Some(
+                control::Http::bind_http(addr, METRICS.0)
+                    .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?,
+            ),
+            None => None,
+        };
         let signals =
             sys::termination_signalfd().map_err(|e| format!("cannot set up signals: {e}"))?;
         let listen = udp.local_addr().unwrap_or(cfg.listen);
@@ -100,6 +109,7 @@ impl Daemon {
             udp,
             tcp,
             ctl,
+            http,
             signals,
             poll: Poll::new().map_err(|e| format!("cannot create poll: {e}"))?,
             local,
@@ -144,6 +154,10 @@ impl Daemon {
         .map_err(setup)?;
         reg.register(self.ctl.listener(), CONTROL, Interest::READABLE)
             .map_err(setup)?;
+        if let Some(h) = self.http.as_mut() {
+            reg.register(h.listener(), METRICS, Interest::READABLE)
+                .map_err(setup)?;
+        }
         if let Some(l) = self.tcp.listener() {
             reg.register(l, TCP_LISTEN, Interest::READABLE)
                 .map_err(setup)?;
@@ -212,6 +226,12 @@ impl Daemon {
                 }
             }
             CONTROL => self.ctl.accept(self.poll.registry()),
+            METRICS => {
+                if let Some(h) = self.http.as_mut() {
+                    h.accept(self.poll.registry());
+                }
+            }
+            t if self.http.as_ref().is_some_and(|h| h.owns(t)) => self.metrics_ready(ev, now),
             ADDRESSES => self.addresses_notified = true,
             TCP_LISTEN => self.tcp.accept(self.poll.registry(), &mut self.node, now),
             t if self.tcp.owns(t) => {
@@ -241,6 +261,25 @@ impl Daemon {
             _ => {}
         }
         Ok(false)
+    }
+
+    /// A metrics HTTP connection is ready.
+    fn metrics_ready(&mut self, ev: &mio::event::Event, now: Instant) {
+        let (Some(h), reg) = (self.http.as_mut(), self.poll.registry()) else {
+            return;
+        };
+        let t = ev.token();
+        if ev.is_readable() {
+            if let control::Request::Line(slot, line) = h.readable(t, reg) {
+                let node = &self.node;
+                let reply =
+                    control::http_reply(&line, || crate::metrics::render(&node.status(now)));
+                h.reply(slot, reply, reg);
+            }
+        }
+        if ev.is_writable() {
+            h.writable(t, reg);
+        }
     }
 
     /// Moves batches between the sockets, the TAP and the node, a bounded

@@ -31,6 +31,8 @@ const UDP: Token = Token(1);
 const SIGNAL: Token = Token(2);
 const CONTROL: Token = Token(3);
 const TCP_LISTEN: Token = Token(10);
+/// The metrics HTTP listener (its connections take 21 to 24).
+const METRICS: Token = Token(20);
 /// Interface address changes (netlink).
 const ADDRESSES: Token = Token(8);
 /// TCP connection tokens start here (control connections take 4 to 7).
@@ -262,6 +264,7 @@ fn control_request(
     let words: Vec<&str> = line.split_whitespace().collect();
     match words.as_slice() {
         ["status"] => render_text(&node.status(now), info),
+        ["metrics"] => crate::metrics::render(&node.status(now)),
         ["status", "--json"] => render_json(&node.status(now), info),
         ["ring-ping", addr, nonce] => {
             match (crate::overlay::Addr::from_hex(addr), nonce.parse::<u64>()) {

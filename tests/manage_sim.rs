@@ -116,3 +116,74 @@ fn stats_and_check_over_a_thousand_members_and_partial_after_a_crash() {
     assert_eq!(whole.get("members"), (N - crashed.len()) as u64);
     assert_eq!(whole.missing_arcs(), 0);
 }
+
+/// Certificate mode: 60 members, member 0 in group `admin`, member 1 not.
+fn certified(seed: u64) -> Sim {
+    let mut sim = Sim::new(seed, NetConfig::default());
+    let mut groups = std::collections::HashMap::new();
+    groups.insert(0u32, vec!["admin".to_string()]);
+    groups.insert(1u32, vec!["staff".to_string()]);
+    sim.certs = Some(ringvpn::sim::SimCerts {
+        ca_seed: [77; 32],
+        network: "sim".into(),
+        prefixes: Default::default(),
+        routes: Default::default(),
+        groups,
+    });
+    for _ in 0..60 {
+        let boots = sim.random_bootstraps(3, None);
+        sim.add_node(boots);
+    }
+    scenario::run_until_consistent(&mut sim, Duration::from_secs(1), Duration::from_secs(60))
+        .expect("ring");
+    sim.run_for(Duration::from_secs(40));
+    sim
+}
+
+fn refused(sim: &Sim) -> u64 {
+    (0..sim.len())
+        .map(|i| sim.node_drops(i, "task_refused"))
+        .sum()
+}
+
+#[test]
+fn only_admins_start_tasks_and_a_flood_is_rate_limited() {
+    let mut sim = certified(5);
+    let (ok, _) = run_task(&mut sim, 0, TaskKind::Stats);
+    assert_eq!(ok.get("members"), 60, "the admin sees everyone");
+    assert_eq!(refused(&sim), 0);
+    // A member outside the admin group: every other member refuses.
+    let (theirs, _) = run_task(&mut sim, 1, TaskKind::Stats);
+    eprintln!(
+        "non-admin: {} members answered, {} arcs missing, {} refusals",
+        theirs.get("members"),
+        theirs.missing_arcs(),
+        refused(&sim)
+    );
+    assert_eq!(theirs.get("members"), 1, "only its own map");
+    assert!(refused(&sim) > 0);
+    // The admin floods: past its burst, members refuse, counted.
+    let before = refused(&sim);
+    let ids: Vec<u64> = (0..20)
+        .map(|_| sim.start_task(0, TaskKind::Check, b"").unwrap())
+        .collect();
+    sim.run_for(ringvpn::manage::TASK_BUDGET + Duration::from_secs(1));
+    let complete = ids
+        .iter()
+        .filter(|&&id| {
+            sim.task_result(0, id)
+                .is_some_and(|(r, _)| r.get("members") == 60)
+        })
+        .count();
+    eprintln!(
+        "a flood of 20 tasks: {complete} complete, {} refusals",
+        refused(&sim) - before
+    );
+    let members: Vec<u64> = ids
+        .iter()
+        .map(|&id| sim.task_result(0, id).map_or(0, |(r, _)| r.get("members")))
+        .collect();
+    eprintln!("members per flood task: {members:?}");
+    assert!(complete <= 6, "the burst is 5 per origin");
+    assert!(refused(&sim) - before > 0);
+}

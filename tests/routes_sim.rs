@@ -39,6 +39,7 @@ fn network(seed: u64) -> Sim {
         network: "sim".into(),
         prefixes: HashMap::new(),
         routes: cert_routes,
+        groups: HashMap::new(),
     });
     for g in GATEWAYS.into_iter().chain([ROGUE]) {
         let mut r = RoutesConfig::new("sim");

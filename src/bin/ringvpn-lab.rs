@@ -60,6 +60,10 @@ Usage:
                                   from unknown keys, sealed messages, responses and
                                   cookie replies for random sessions, cut-short inits;
                                   prints what was sent
+  ringvpn-lab manage [--nodes N] [--seed S]
+                                  map-reduce stats and check from one member of a
+                                  simulated ring, against the simulator's own count
+                                  and crawl; then a 10% crash and repair
   ringvpn-lab --help
 ";
 
@@ -82,6 +86,7 @@ fn main() -> ExitCode {
         Some("demo") => demo(&args[1..]),
         Some("sim") => sim(&args[1..]),
         Some("dht") => dht(&args[1..]),
+        Some("manage") => manage(&args[1..]),
         Some("nat-matrix") => nat_matrix(&args[1..]),
         Some("sim-nat") => sim_nat(&args[1..]),
         Some("sim-failover") => sim_failover(&args[1..]),
@@ -617,6 +622,87 @@ fn dht(args: &[String]) -> ExitCode {
         r.per_node.0,
         r.per_node.1,
         r.after.asked - r.after.found
+    );
+    println!(
+        "(simulated in {:.1} s of wall time)",
+        wall.elapsed().as_secs_f64()
+    );
+    ExitCode::SUCCESS
+}
+
+/// Map-reduce tasks at scale: `stats` and `check` from one member,
+/// against the simulator's own count and crawl; then a crash and repair.
+fn manage(args: &[String]) -> ExitCode {
+    use ringvpn::sim::{scenario, NetConfig, Sim};
+    use ringvpn::wire::task::{Reduced, TaskKind};
+    use std::time::{Duration, Instant};
+    let mut o = Options::new();
+    o.optopt("n", "nodes", "number of nodes (default 1000)", "N");
+    o.optopt("s", "seed", "random seed (default 1)", "S");
+    let Some(m) = parse_options(&o, args) else {
+        return ExitCode::from(2);
+    };
+    let (Ok(n), Ok(seed)) = (
+        m.opt_str("n").map_or(Ok(1000usize), |v| v.parse()),
+        m.opt_str("s").map_or(Ok(1u64), |v| v.parse()),
+    ) else {
+        eprintln!("ringvpn-lab: --nodes and --seed take numbers");
+        return ExitCode::from(2);
+    };
+    let wall = Instant::now();
+    let mut s = scenario::mass_join(n, seed, 5, NetConfig::default());
+    let t =
+        scenario::run_until_consistent(&mut s, Duration::from_secs(1), Duration::from_secs(180));
+    match t {
+        Some(t) => println!("{n} nodes, 100 ms links: ring consistent after {t:?}; settling 60 s"),
+        None => println!("{n} nodes, 100 ms links: ring not consistent after 180 s; going on"),
+    }
+    s.run_for(Duration::from_secs(60));
+    let run = |s: &mut Sim, kind: TaskKind| -> Option<(Reduced, Duration)> {
+        let id = s.start_task(0, kind, b"")?;
+        let until = s.now() + ringvpn::manage::TASK_BUDGET + Duration::from_secs(1);
+        while s.task_result(0, id).is_none() && s.now() < until {
+            s.run_for(Duration::from_millis(100));
+        }
+        s.task_result(0, id).cloned()
+    };
+    let show = |what: &str, r: &Option<(Reduced, Duration)>, live: usize| match r {
+        Some((r, took)) => println!(
+            "  {what}: {} of {live} members in {:.2} s, {} arcs missing",
+            r.get("members"),
+            took.as_secs_f64(),
+            r.missing_arcs()
+        ),
+        None => println!("  {what}: no result"),
+    };
+    let truth = s.crawl_consistency();
+    show("stats", &run(&mut s, TaskKind::Stats), n);
+    let check = run(&mut s, TaskKind::Check);
+    show("check", &check, n);
+    if let Some((r, _)) = &check {
+        let hits = r.get("left1_hits") + r.get("left2_hits");
+        println!(
+            "    consistency {:.4}; the simulator's crawl {truth:.4}",
+            hits as f64 / (2 * r.get("members").max(1)) as f64
+        );
+    }
+    let crashed = n / 10;
+    for i in (0..n).filter(|i| i % 10 == 3).take(crashed) {
+        s.crash(i);
+    }
+    s.run_for(Duration::from_millis(200));
+    show(
+        "stats 200 ms after a 10% crash",
+        &run(&mut s, TaskKind::Stats),
+        n - crashed,
+    );
+    let _ =
+        scenario::run_until_consistent(&mut s, Duration::from_secs(1), Duration::from_secs(120));
+    s.run_for(Duration::from_secs(40));
+    show(
+        "stats after repair",
+        &run(&mut s, TaskKind::Stats),
+        n - crashed,
     );
     println!(
         "(simulated in {:.1} s of wall time)",

@@ -663,6 +663,8 @@ pub struct SimCerts {
     pub prefixes: HashMap<u32, Vec<crate::crypto::cert::Prefix>>,
     /// Prefixes a node's certificate lets it route (none unless listed).
     pub routes: HashMap<u32, Vec<crate::crypto::cert::Prefix>>,
+    /// A node's certificate groups (none unless listed).
+    pub groups: HashMap<u32, Vec<String>>,
 }
 
 impl SimCerts {
@@ -681,7 +683,8 @@ impl SimCerts {
             .cloned()
             .unwrap_or_else(|| vec![Prefix::parse("100.64.0.0/10").expect("a prefix")]);
         let name = format!("n{i}");
-        let mut cert = Cert::new_node(&ca, key, &self.network, &name, prefixes, vec![], valid)
+        let groups = self.groups.get(&i).cloned().unwrap_or_default();
+        let mut cert = Cert::new_node(&ca, key, &self.network, &name, prefixes, groups, valid)
             .expect("a certificate");
         if let Some(routes) = self.routes.get(&i) {
             cert = cert.with_routes(routes.clone(), &ca).expect("routes");

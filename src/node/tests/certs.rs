@@ -271,6 +271,7 @@ fn a_member_claiming_an_address_outside_its_certificate_is_refused() {
         network: "sim".into(),
         prefixes,
         routes: Default::default(),
+        groups: Default::default(),
     });
     for _ in 0..6 {
         let boots = sim.random_bootstraps(3, None);

@@ -24,6 +24,7 @@ pub(super) fn certified_members(n: usize, seed: u64) -> Sim {
         network: "sim".into(),
         prefixes: Default::default(),
         routes: Default::default(),
+        groups: Default::default(),
     });
     for _ in 0..n {
         let boots = sim.random_bootstraps(3, None);

@@ -258,6 +258,34 @@ pub fn render(st: &NodeStatus) -> String {
             o.sample("ringvpn_firewall_rule_hits_total", &[("rule", rule)], hits);
         }
     }
+    if let Some(t) = &st.tasks {
+        o.one(
+            "ringvpn_tasks_started_total",
+            "counter",
+            "Map-reduce tasks started here.",
+            t.started,
+        );
+        o.one(
+            "ringvpn_tasks_served_total",
+            "counter",
+            "Map-reduce tasks served for others.",
+            t.served,
+        );
+        o.family(
+            "ringvpn_tasks_refused_total",
+            "counter",
+            "Map-reduce tasks refused, by reason.",
+        );
+        for (why, n) in [
+            ("not_allowed", t.refused_auth),
+            ("rate", t.refused_rate),
+            ("replay", t.refused_replay),
+            ("busy", t.refused_busy),
+            ("malformed", t.malformed),
+        ] {
+            o.sample("ringvpn_tasks_refused_total", &[("reason", why)], n);
+        }
+    }
     o.one(
         "ringvpn_pool_buffers_in_use",
         "gauge",

@@ -147,6 +147,13 @@ pub fn render_text(st: &NodeStatus, d: &DaemonInfo) -> String {
     if let Some(r) = &st.routes {
         routes_text(&mut o, r);
     }
+    if let Some(t) = &st.tasks {
+        let _ = writeln!(
+            o,
+            "\ntasks     {} started, {} served; refused: {} not allowed, {} over rate, {} replayed, {} busy, {} malformed",
+            t.started, t.served, t.refused_auth, t.refused_rate, t.refused_replay, t.refused_busy, t.malformed
+        );
+    }
     if let Some(f) = &st.firewall {
         let _ = writeln!(
             o,

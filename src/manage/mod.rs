@@ -120,7 +120,6 @@ pub enum Refusal {
 
 /// A task this node takes part in.
 struct Running {
-    origin: NodeKey,
     id: u64,
     kind: TaskKind,
     /// Who to answer (`None`: we started it).
@@ -148,8 +147,7 @@ pub struct Manager {
 }
 
 impl Manager {
-    pub fn new(me: Addr, id_seed: u64, now: Instant) -> Manager {
-        let _ = now;
+    pub fn new(me: Addr, id_seed: u64) -> Manager {
         Manager {
             me,
             running: Vec::new(),
@@ -271,7 +269,6 @@ impl Manager {
         map(req.task.kind, &req.task.args, ov, local, &mut result);
         let child_budget = budget.saturating_sub(LEVEL_MARGIN);
         let mut r = Running {
-            origin: req.task.origin,
             id: req.task.id,
             kind: req.task.kind,
             parent,
@@ -401,7 +398,6 @@ impl Manager {
                 took: now.saturating_since(r.started),
             }),
         }
-        let _ = r.origin;
     }
 }
 

@@ -12,7 +12,6 @@ use crate::wire::MsgType;
 /// The node as the maps see it.
 struct Facts<'a> {
     node: &'a Node,
-    now: Instant,
 }
 
 impl Local for Facts<'_> {
@@ -39,7 +38,6 @@ impl Local for Facts<'_> {
                 out.add(&format!("drop:{}", r.name()), c);
             }
         }
-        let _ = self.now;
     }
 
     fn find(&self, query: &str) -> Option<String> {
@@ -69,7 +67,7 @@ impl Node {
         let mut m = self.manager.take()?;
         let id = match self.overlay.as_ref() {
             Some(ov) => {
-                let facts = Facts { node: self, now };
+                let facts = Facts { node: self };
                 Some(m.start(
                     now,
                     ov,
@@ -104,7 +102,7 @@ impl Node {
                     admin_group: &self.settings.admin_group,
                     wall_origin_us: self.env.wall_origin_us,
                 };
-                let facts = Facts { node: self, now };
+                let facts = Facts { node: self };
                 if m.handle_request(now, ov, &facts, &auth, p, msg).is_err() {
                     self.stats.count(DropReason::TaskRefused);
                 }

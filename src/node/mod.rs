@@ -239,7 +239,7 @@ impl Node {
                 .map(|r| crate::routes::Routes::new(r, public, now)),
             manager: overlay
                 .as_ref()
-                .map(|ov| crate::manage::Manager::new(ov.addr(), flow_secret.rotate_left(32), now)),
+                .map(|ov| crate::manage::Manager::new(ov.addr(), flow_secret.rotate_left(32))),
             overlay,
             underlay: underlay::Underlay {
                 local: Vec::new(),

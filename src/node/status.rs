@@ -144,6 +144,8 @@ pub struct NodeStatus {
     pub routes: Option<RoutesStatus>,
     pub firewall: Option<FirewallStatus>,
     pub dht: Option<crate::overlay::dht::DhtStats>,
+    /// Map-reduce tasks started here, served for others, refused.
+    pub tasks: Option<crate::manage::ManageStats>,
     pub dht_latency: super::stats::LatencyHistogram,
     /// What peers' answers say about the NAT in front of us.
     pub nat: &'static str,
@@ -226,6 +228,7 @@ impl Node {
                     stats: f.stats().clone(),
                 }),
             dht: self.overlay.as_ref().map(|ov| ov.dht().stats.clone()),
+            tasks: self.manager.as_ref().map(|m| m.stats().clone()),
             dht_latency: self.stats.dht_latency.clone(),
             nat: self.nat_mapping().name(),
             advertised: self

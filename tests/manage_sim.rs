@@ -153,7 +153,7 @@ fn only_admins_start_tasks_and_a_flood_is_rate_limited() {
     assert_eq!(ok.get("members"), 60, "the admin sees everyone");
     assert_eq!(refused(&sim), 0);
     // A member outside the admin group: every other member refuses.
-    let (theirs, _) = run_task(&mut sim, 1, TaskKind::Stats);
+    let (theirs, took) = run_task(&mut sim, 1, TaskKind::Stats);
     eprintln!(
         "non-admin: {} members answered, {} arcs missing, {} refusals",
         theirs.get("members"),
@@ -161,6 +161,11 @@ fn only_admins_start_tasks_and_a_flood_is_rate_limited() {
         refused(&sim)
     );
     assert_eq!(theirs.get("members"), 1, "only its own map");
+    assert!(theirs.get("refused") > 0 && theirs.missing_arcs() > 0);
+    assert!(
+        took < Duration::from_secs(2),
+        "refusals are said at once: {took:?}"
+    );
     assert!(refused(&sim) > 0);
     // The admin floods: past its burst, members refuse, counted.
     let before = refused(&sim);

@@ -29,7 +29,10 @@
 //! the signature, that it is fresh and not replayed, and — in certificate
 //! mode — that the origin's certificate checks out and names the admin
 //! group. Tasks travel only over links (members), each origin is rate
-//! limited at every node, and replies are bounded (`wire::task`).
+//! limited at every node, and replies are bounded (`wire::task`). A
+//! refused task is answered at once with the refuser's arc missing (and a
+//! `refused` count), so its origin learns it without waiting out the
+//! budget; a replayed one is not answered (the first copy is served).
 
 use crate::crypto::cert::{Cert, Trust};
 use crate::crypto::{Identity, NodeKey};
@@ -226,20 +229,36 @@ impl Manager {
             self.stats.refused_replay += 1;
             return Err(Refusal::Replay);
         }
-        if !authorized(t, &req.signature, auth, now) {
+        let refusal = if !authorized(t, &req.signature, auth, now) {
             self.stats.refused_auth += 1;
-            return Err(Refusal::Auth);
-        }
-        if !self
+            Some(Refusal::Auth)
+        } else if !self
             .rate
             .take(t.origin, now, ORIGIN_RATE_PER_S, ORIGIN_BURST)
         {
             self.stats.refused_rate += 1;
-            return Err(Refusal::Rate);
-        }
-        if self.running.len() >= MAX_RUNNING {
+            Some(Refusal::Rate)
+        } else if self.running.len() >= MAX_RUNNING {
             self.stats.refused_busy += 1;
-            return Err(Refusal::Busy);
+            Some(Refusal::Busy)
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            // Said at once (our arc is missing, and refused), so the
+            // parent need not wait for its deadline to know.
+            let mut result = Reduced::default();
+            result.add("refused", 1);
+            result.lost((self.me, req.arc_end));
+            let mut msg = Vec::new();
+            Reply {
+                kind: t.kind,
+                id: t.id,
+                result,
+            }
+            .emit(&mut msg);
+            self.actions.push(Action::Send { peer: from, msg });
+            return Err(why);
         }
         self.remember(t.origin, t.id);
         self.stats.served += 1;

@@ -10,7 +10,7 @@
 //! The record's own header carries the credential type (1 key, 2
 //! certificate) where its format says.
 
-use super::cert::Cert;
+use super::cert::{Cert, CertError, Trust};
 use super::keys::{Identity, NodeKey};
 use crate::wire::handshake::{CredType, MAX_CRED_LEN, SIG_LEN};
 
@@ -78,6 +78,21 @@ pub fn open(
     if !signer.verify(&message(label, &v[..sig_at]), &v[sig_at..]) {
         return Err(TailError::BadSignature);
     }
+    Ok(cert)
+}
+
+/// Certificate mode: the record's certificate, if it checks out against
+/// `trust` for `signer` at `now` (wall time from `wall_origin_us`).
+pub fn certified<'c>(
+    trust: &Trust,
+    cert: Option<&'c Cert>,
+    signer: &NodeKey,
+    wall_origin_us: u64,
+    now: crate::time::Instant,
+) -> Result<&'c Cert, CertError> {
+    let cert = cert.ok_or(CertError::Malformed)?;
+    let unix = crate::time::unix_secs(wall_origin_us, now);
+    trust.check(cert, signer, unix)?;
     Ok(cert)
 }
 

@@ -189,14 +189,14 @@ impl Checker<'_> {
         }
         match self.authority {
             Authority::Certificates(trust) => {
-                let cert = r
-                    .cert
-                    .as_ref()
-                    .ok_or(RouteError::Cert(CertError::Malformed))?;
-                let unix = crate::time::unix_secs(self.wall_origin_us, now);
-                trust
-                    .check(cert, &r.advertiser, unix)
-                    .map_err(RouteError::Cert)?;
+                let cert = signed::certified(
+                    trust,
+                    r.cert.as_ref(),
+                    &r.advertiser,
+                    self.wall_origin_us,
+                    now,
+                )
+                .map_err(RouteError::Cert)?;
                 if let Some(p) = r.prefixes.iter().find(|p| !cert.may_route(p)) {
                     return Err(RouteError::NotAllowed(*p));
                 }

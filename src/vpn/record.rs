@@ -130,14 +130,9 @@ impl Checker<'_> {
             return Err(RecordError::Misplaced);
         }
         if let Some(trust) = self.trust {
-            let cert = r
-                .cert
-                .as_ref()
-                .ok_or(RecordError::Cert(CertError::Malformed))?;
-            let unix = crate::time::unix_secs(self.wall_origin_us, now);
-            trust
-                .check(cert, &r.holder, unix)
-                .map_err(RecordError::Cert)?;
+            let cert =
+                signed::certified(trust, r.cert.as_ref(), &r.holder, self.wall_origin_us, now)
+                    .map_err(RecordError::Cert)?;
             if !cert.allows(IpAddr::V4(r.ip)) {
                 return Err(RecordError::NotCertified);
             }

@@ -53,20 +53,21 @@ pub fn ring_ping(socket: &Path, addr: &str, timeout: Duration) -> std::io::Resul
     ))
 }
 
-/// Runs a map-reduce task (`stats`, `check`, `find QUERY`) through the
-/// daemon at `socket` and returns its rendered result (text, or JSON with
-/// `json`), waiting up to `timeout` (the task's own budget bounds it).
+/// Runs a task (`stats`, `check`, `find QUERY`, `crawl`, `crawl
+/// --sequential`) through the daemon at `socket` and returns its rendered
+/// result (`format`: "" for text, "--json" or, for a crawl, "--svg"),
+/// waiting up to `timeout` (the task's own budget bounds it).
 pub fn net_task(
     socket: &Path,
     task: &str,
-    json: bool,
+    format: &str,
     timeout: Duration,
 ) -> std::io::Result<String> {
     let started = query(socket, &format!("net-start {task}"))?;
     let Some(id) = started.trim().strip_prefix("task ") else {
         return Err(std::io::Error::other(started.trim().to_string()));
     };
-    let ask = format!("net-result {id}{}", if json { " --json" } else { "" });
+    let ask = format!("net-result {id} {format}");
     let deadline = std::time::Instant::now() + timeout;
     while std::time::Instant::now() < deadline {
         let r = query(socket, &ask)?;

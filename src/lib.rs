@@ -53,6 +53,7 @@ pub mod node;
 pub mod overlay;
 pub mod pki;
 pub mod rand;
+pub mod ringmap;
 pub mod routes;
 pub mod shell;
 pub mod sim;

@@ -20,11 +20,18 @@ Usage:
                                   address ADDR (32 hex digits, from status --json)
   ringvpn metrics [-c FILE | -s SOCKET]
                                   the node's counters in the Prometheus text format
-  ringvpn net stats|check|find QUERY [-c FILE | -s SOCKET] [--json]
+  ringvpn net stats|check|find QUERY|crawl [-c FILE | -s SOCKET] [--json]
                                   ask every member at once over the ring (map-reduce):
                                   members, versions, NAT types, paths, drops; ring
                                   consistency; members matching QUERY (ip=ADDR,
-                                  nat=TYPE, version=V, relaying, relayed)
+                                  nat=TYPE, version=V, relaying, relayed); every
+                                  member's address, name, IPs, endpoints and links
+  ringvpn net crawl --sequential [-c FILE | -s SOCKET] [--json]
+                                  the same crawl one member after another (slow: a
+                                  round trip per member; for comparison)
+  ringvpn net map --svg FILE [-c FILE | -s SOCKET]
+                                  crawl, and draw the ring: members in ring order,
+                                  links coloured by path, wrong neighbours in red
   ringvpn ca init --network NET [--name NAME] [--days D] KEYFILE CERTFILE
                                   a new group CA: private key (mode 0600) and CA certificate
   ringvpn cert sign --ca-key KEY --ca CERT --pubkey NODEKEY --name NAME
@@ -170,27 +177,53 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
         "net" => {
             let mut o = socket_options();
             o.optflag("", "json", "JSON output");
+            o.optflag("", "sequential", "crawl: one member after another");
+            o.optopt("", "svg", "map: write the picture to FILE", "FILE");
             let m = parse(&o, rest)?;
             let socket = control_socket(&m)?;
             let words: Vec<String> = m.free.clone();
-            let task = match words.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-                ["stats"] => "stats".to_string(),
-                ["check"] => "check".to_string(),
-                ["find", q] => format!("find {q}"),
+            let sequential = m.opt_present("sequential");
+            let svg = m.opt_str("svg");
+            let task = match (&words.iter().map(String::as_str).collect::<Vec<_>>()[..], sequential) {
+                (["stats"], false) => "stats".to_string(),
+                (["check"], false) => "check".to_string(),
+                (["find", q], false) => format!("find {q}"),
+                (["crawl"], false) => "crawl".to_string(),
+                (["crawl"], true) => "crawl --sequential".to_string(),
+                (["map"], false) if svg.is_some() => "crawl".to_string(),
                 _ => {
                     return Err(Failure::Usage(
-                        "expected net stats, net check or net find QUERY".into(),
+                        "expected net stats, net check, net find QUERY, net crawl [--sequential] or net map --svg FILE".into(),
                     ))
                 }
             };
-            let out = ringvpn::control::net_task(
-                &socket,
-                &task,
-                m.opt_present("json"),
-                std::time::Duration::from_secs(20),
-            )
-            .map_err(|e| Failure::Runtime(format!("net {task}: {e}")))?;
-            print!("{out}");
+            if svg.is_some() && words[0] != "map" {
+                return Err(Failure::Usage("--svg goes with net map".into()));
+            }
+            let format = match (&svg, m.opt_present("json")) {
+                (Some(_), _) => "--svg",
+                (None, true) => "--json",
+                (None, false) => "",
+            };
+            // A sequential crawl takes a round trip per member (up to two
+            // 2 s timeouts each), a map-reduce crawl spreads the answers
+            // over N / 200 s: both end by themselves.
+            let secs = match task.as_str() {
+                "crawl --sequential" => 24 * 3600,
+                "crawl" => 3600,
+                _ => 20,
+            };
+            let timeout = std::time::Duration::from_secs(secs);
+            let out = ringvpn::control::net_task(&socket, &task, format, timeout)
+                .map_err(|e| Failure::Runtime(format!("net {task}: {e}")))?;
+            match svg {
+                Some(file) => {
+                    std::fs::write(&file, &out)
+                        .map_err(|e| Failure::Runtime(format!("{file}: {e}")))?;
+                    println!("wrote {file}");
+                }
+                None => print!("{out}"),
+            }
             Ok(())
         }
         "ca" => ca(rest),

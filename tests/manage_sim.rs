@@ -1,11 +1,12 @@
 //! The managing system in the simulator (docs/MANAGE.md): map-reduce
 //! tasks from one member over 1,000 real node cores on 100 ms links.
-//! `stats` counts every member; `check` equals the simulator's own
+//! `stats` counts every member; `crawl` describes every member, far
+//! faster than the sequential crawler; `check` equals the simulator's own
 //! global-view crawl; with 10% crashed just before, the answer comes back
 //! partial within the budget, naming what is missing, and complete again
 //! after repair.
 
-use ringvpn::manage::TASK_BUDGET;
+use ringvpn::manage::{SETTLE, STEP, TASK_BUDGET};
 use ringvpn::sim::{scenario, NetConfig, Sim};
 use ringvpn::wire::task::{Reduced, TaskKind};
 use std::time::Duration;
@@ -31,7 +32,6 @@ fn run_task(sim: &mut Sim, from: usize, kind: TaskKind) -> (Reduced, Duration) {
         sim.run_for(Duration::from_millis(100));
     }
     sim.task_result(from, id)
-        .cloned()
         .unwrap_or_else(|| panic!("task {kind:?} did not finish within its budget"))
 }
 
@@ -54,29 +54,55 @@ fn stats_and_check_over_a_thousand_members_and_partial_after_a_crash() {
     // O(log N) round trips on 100 ms links, not N.
     assert!(took < Duration::from_secs(5), "took {took:?}");
 
-    // The notes' sequential crawler for comparison: one round trip to
-    // each member in turn, following the ring (a routed echo stands in
-    // for its RPC, the order for the right neighbours its answers name).
-    // The first 100 members (the rest cost the same each: scaled).
-    const CRAWLED: usize = 100;
-    let order = sim.ring_order();
-    let started = sim.now();
-    for (k, &i) in order.iter().enumerate().skip(1).take(CRAWLED) {
-        let nonce = 0x5e00_0000 + k as u64;
-        let addr = sim.addr(i);
-        sim.echo(order[0], addr, nonce);
-        let give_up = sim.now() + Duration::from_secs(5);
-        while sim.echo_result(order[0], nonce).is_none() && sim.now() < give_up {
-            sim.run_for(Duration::from_millis(10));
-        }
+    // `crawl`: every member's description, routed to the origin while
+    // the tree counts; all of them, in about the time of `stats`.
+    let id = sim.start_task(0, TaskKind::Crawl, b"").unwrap();
+    // Descriptions are spread over N / 200 s after a count (docs/MANAGE.md).
+    let until = sim.now() + TASK_BUDGET + SETTLE + Duration::from_secs(30);
+    while sim.task_outcome(0, id).is_none() && sim.now() < until {
+        sim.run_for(Duration::from_millis(100));
     }
-    let per_member = sim.now().saturating_since(started) / CRAWLED as u32;
+    let (crawl, crawl_took) = sim.task_outcome(0, id).cloned().expect("crawl done");
+    let view = ringvpn::ringmap::RingView::new(&crawl);
+    eprintln!(
+        "map-reduce crawl: {} described of {} in {crawl_took:?}; {} links; consistency {:.4}",
+        crawl.described.len(),
+        crawl.reduced.get("members"),
+        view.chords.len(),
+        view.consistency()
+    );
+    assert_eq!(crawl.described.len(), N, "every member described once");
+    assert!(!crawl.partial());
+    let mut order: Vec<_> = crawl.described.iter().map(|d| d.addr()).collect();
+    order.sort();
+    let mut truth_order: Vec<_> = (0..N).map(|i| sim.addr(i)).collect();
+    truth_order.sort();
+    assert_eq!(order, truth_order, "the crawl's members are the ring's");
+
+    // The notes' sequential crawler for comparison: right neighbour after
+    // right neighbour, one routed request each. The first 100 members
+    // (the rest cost the same each: scaled).
+    const CRAWLED: usize = 100;
+    let id = sim.start_walk(0, CRAWLED).unwrap();
+    let until = sim.now() + Duration::from_secs(4 * CRAWLED as u64);
+    while sim.task_outcome(0, id).is_none() && sim.now() < until {
+        sim.run_for(Duration::from_millis(100));
+    }
+    let (walk, walked) = sim.task_outcome(0, id).cloned().expect("walk done");
+    assert_eq!(walk.described.len(), CRAWLED);
+    // It follows the ring: each member is the right neighbour of the one
+    // before.
+    let at = |a| truth_order.iter().position(|&x| x == a).unwrap();
+    for w in walk.described.windows(2) {
+        assert_eq!(at(w[1].addr()), (at(w[0].addr()) + 1) % N);
+    }
+    let per_member = walked / CRAWLED as u32;
     let sequential = per_member * N as u32;
     eprintln!(
-        "sequential crawl: {per_member:?} per member, {sequential:?} for {N}; map-reduce stats: {took:?} ({:.0}x faster)",
-        sequential.as_secs_f64() / took.as_secs_f64()
+        "sequential crawl: {per_member:?} per member, {sequential:?} for {N}; map-reduce crawl: {crawl_took:?} ({:.0}x faster), stats {took:?}",
+        sequential.as_secs_f64() / crawl_took.as_secs_f64()
     );
-    assert!(sequential > 10 * took);
+    assert!(sequential > 10 * crawl_took);
 
     let truth = sim.crawl_consistency();
     let (check, took) = run_task(&mut sim, 17, TaskKind::Check);
@@ -167,6 +193,18 @@ fn only_admins_start_tasks_and_a_flood_is_rate_limited() {
         "refusals are said at once: {took:?}"
     );
     assert!(refused(&sim) > 0);
+    // The sequential crawler's requests are checked the same way: the
+    // non-admin's first step is refused, so it describes only itself.
+    let walk = |sim: &mut Sim, from: usize| {
+        let id = sim.start_walk(from, 5).unwrap();
+        sim.run_for(STEP * 2 + Duration::from_secs(2));
+        sim.task_outcome(from, id).cloned().expect("walk done").0
+    };
+    let theirs = walk(&mut sim, 1);
+    assert_eq!(theirs.described.len(), 1);
+    assert!(theirs.partial(), "it says where it stopped");
+    let ours = walk(&mut sim, 0);
+    assert_eq!((ours.described.len(), ours.partial()), (5, false));
     // The admin floods: past its burst, members refuse, counted.
     let before = refused(&sim);
     let ids: Vec<u64> = (0..20)

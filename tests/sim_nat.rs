@@ -43,9 +43,11 @@ fn symmetric_and_port_restricted_share_one_relay() {
 /// 300 nodes behind the default NAT mix, four seeds: the ring is whole
 /// (tunnel edges where its neighbours cannot punch), every pair that can
 /// punch ends direct, nearly every other pair on a tunnel edge, and relays
-/// cost at most 1.5x the direct latency on average. The stretch is pooled
-/// over the seeds: one seed has only 12 to 22 relayed pairs, and its mean
-/// swings from 1.25 to 1.85 with any change to timing.
+/// cost at most 1.6x the direct latency on average. The stretch is pooled
+/// over the seeds: one seed has only 9 to 25 relayed pairs, and its mean
+/// swings from 1.25 to 1.9 with any change to timing (which pairs are
+/// sampled moves with it). Pooled over seeds 1–8 it is 1.51 (docs/NAT.md):
+/// the bound was 1.5 and passed on the sample's luck.
 #[test]
 fn nat_mix_at_300_nodes() {
     trace_logs();
@@ -75,7 +77,7 @@ fn nat_mix_at_300_nodes() {
     }
     let stretch = stretch / relayed as f64;
     assert!(
-        stretch <= 1.5,
+        stretch <= 1.6,
         "relay stretch {stretch:.2} over {relayed} pairs"
     );
 }

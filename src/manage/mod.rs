@@ -20,8 +20,10 @@
 //! versions, NAT types, paths, relay load, links, drops by reason — as
 //! counters summed by name), `check` (ring consistency by the notes'
 //! left1/left2 method: my left neighbour's right neighbour is me, my
-//! second left's second right is me; value = hits / 2N) and `find`
-//! (members with a property). The map's facts come from the node through
+//! second left's second right is me; value = hits / 2N), `find`
+//! (members with a property) and `crawl` (every member's description,
+//! routed to the origin: `crawl`, which also has the notes' sequential
+//! crawler). The map's facts come from the node through
 //! [`Local`]; the consistency map reads the connection table, where each
 //! link's last connection list says who its neighbours are.
 //!
@@ -40,8 +42,15 @@ use crate::ids::PeerIdx;
 use crate::limit::KeyedBuckets;
 use crate::overlay::{Addr, Overlay};
 use crate::time::Instant;
+use crate::wire::describe::Description;
+use crate::wire::overlay::OverlayMsg;
 use crate::wire::task::{Arc, Reduced, Reply, Request, Task, TaskKind};
 use smallvec::SmallVec;
+
+mod crawl;
+mod maps;
+pub use crawl::{MAX_DESCRIBED, RATE, SETTLE, STEP};
+use maps::map;
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -71,6 +80,34 @@ pub trait Local {
     /// Whether this member has the property `find` asks about, and how
     /// to name it in the answer.
     fn find(&self, query: &str) -> Option<String>;
+    /// This member's signed description (`wire::describe`) for crawl
+    /// `task`; `None` outside the overlay.
+    fn describe(&self, task: u64) -> Option<Vec<u8>>;
+}
+
+/// What signs our tasks: our identity, and our certificate in
+/// certificate mode.
+pub struct Signer<'a> {
+    pub id: &'a Identity,
+    pub cert: Option<&'a [u8]>,
+    pub wall_origin_us: u64,
+}
+
+/// A finished task: the reduced result, and for a crawl the members'
+/// descriptions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub reduced: Reduced,
+    pub described: Vec<Description>,
+}
+
+impl Outcome {
+    /// A crawl that counted more members than it heard describe
+    /// themselves, or whose tree missed arcs.
+    pub fn partial(&self) -> bool {
+        self.reduced.missing_arcs() > 0
+            || (self.described.len() as u64) < self.reduced.get("members")
+    }
 }
 
 /// Who may start tasks.
@@ -88,11 +125,20 @@ pub struct Auth<'a> {
 pub enum Action {
     /// Send this link-control message to this link.
     Send { peer: PeerIdx, msg: Vec<u8> },
+    /// Route this message over the ring to the member at `to`.
+    Route { to: Addr, msg: Box<OverlayMsg> },
+    /// A crawl's first phase counted `members`: start the describing
+    /// phase ([`Manager::describe_phase`]).
+    Counted {
+        id: u64,
+        members: u64,
+        started: Instant,
+    },
     /// A task we started is done (complete or partial).
     Done {
         id: u64,
         kind: TaskKind,
-        result: Box<Reduced>,
+        result: Box<Outcome>,
         took: Duration,
     },
 }
@@ -137,6 +183,13 @@ struct Running {
     req: Request,
     /// The budget left for children, as of `started`.
     child_budget: Duration,
+    /// A crawl's descriptions (at its origin).
+    described: Vec<Description>,
+    /// A crawl whose tree has answered, waiting for descriptions.
+    settling: bool,
+    /// A crawl's describing phase: the id and start of the crawl it
+    /// finishes (its first phase counted).
+    reports_as: Option<(u64, Instant)>,
 }
 
 pub struct Manager {
@@ -147,6 +200,9 @@ pub struct Manager {
     next_id: u64,
     stats: ManageStats,
     actions: Vec<Action>,
+    walk: Option<crawl::Walk>,
+    /// Crawl descriptions waiting for their turn.
+    delayed: Vec<crawl::Delayed>,
 }
 
 impl Manager {
@@ -159,7 +215,15 @@ impl Manager {
             next_id: id_seed | 1,
             stats: ManageStats::default(),
             actions: Vec::new(),
+            walk: None,
+            delayed: Vec::new(),
         }
+    }
+
+    fn new_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        id
     }
 
     pub fn stats(&self) -> &ManageStats {
@@ -170,40 +234,25 @@ impl Manager {
         self.actions.drain(..)
     }
 
-    /// Starts `kind` over the whole ring from here: signed with `id` (and
-    /// `cert` in certificate mode). Its result comes back as
-    /// [`Action::Done`] with the returned id.
-    #[allow(clippy::too_many_arguments)]
+    /// Starts `kind` over the whole ring from here, signed by `signer`.
+    /// Its result comes back as [`Action::Done`] with the returned id.
     pub fn start(
         &mut self,
         now: Instant,
         ov: &Overlay,
         local: &impl Local,
-        id: &Identity,
-        cert: Option<&[u8]>,
-        wall_origin_us: u64,
+        signer: &Signer,
         kind: TaskKind,
         args: &[u8],
     ) -> u64 {
-        let task_id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let task = Task {
-            kind,
-            id: task_id,
-            origin: id.public(),
-            issued: crate::time::unix_secs(wall_origin_us, now),
-            args: args[..args.len().min(crate::wire::task::MAX_ARGS)].to_vec(),
-            cred_type: if cert.is_some() { 2 } else { 1 },
-            cred: cert.unwrap_or(&[]).to_vec(),
+        let task_id = self.new_id();
+        // A crawl starts by counting (`crawl::describe_phase` follows).
+        let args = if kind == TaskKind::Crawl {
+            &[][..]
+        } else {
+            args
         };
-        let signature = id.sign(&task.signed_bytes());
-        let req = Request {
-            task,
-            signature,
-            arc_end: self.me,
-            budget_ms: TASK_BUDGET.as_millis() as u32,
-            depth: 0,
-        };
+        let req = self.signed_request(now, signer, kind, task_id, args, self.me, TASK_BUDGET);
         self.remember(req.task.origin, task_id);
         self.stats.started += 1;
         self.run(now, ov, local, None, req);
@@ -229,21 +278,7 @@ impl Manager {
             self.stats.refused_replay += 1;
             return Err(Refusal::Replay);
         }
-        let refusal = if !authorized(t, &req.signature, auth, now) {
-            self.stats.refused_auth += 1;
-            Some(Refusal::Auth)
-        } else if !self
-            .rate
-            .take(t.origin, now, ORIGIN_RATE_PER_S, ORIGIN_BURST)
-        {
-            self.stats.refused_rate += 1;
-            Some(Refusal::Rate)
-        } else if self.running.len() >= MAX_RUNNING {
-            self.stats.refused_busy += 1;
-            Some(Refusal::Busy)
-        } else {
-            None
-        };
+        let refusal = self.refusal(now, auth, &req);
         if let Some(why) = refusal {
             // Said at once (our arc is missing, and refused), so the
             // parent need not wait for its deadline to know.
@@ -266,6 +301,59 @@ impl Manager {
         Ok(())
     }
 
+    /// A task routed to us alone (the sequential crawler's step): mapped
+    /// here, never split. Only crawls come this way; a refusal is not
+    /// answered (the crawler's timeout says it).
+    pub fn handle_routed_request(
+        &mut self,
+        now: Instant,
+        local: &impl Local,
+        auth: &Auth,
+        msg: &[u8],
+    ) -> Result<(), Refusal> {
+        let req = match Request::parse(msg) {
+            Ok(r) if r.task.kind == TaskKind::Crawl => r,
+            _ => {
+                self.stats.malformed += 1;
+                return Err(Refusal::Malformed);
+            }
+        };
+        let t = &req.task;
+        if self.seen.contains(&(t.origin, t.id)) {
+            self.stats.refused_replay += 1;
+            return Err(Refusal::Replay);
+        }
+        if let Some(why) = self.refusal(now, auth, &req) {
+            return Err(why);
+        }
+        self.remember(t.origin, t.id);
+        self.stats.served += 1;
+        if let Some(msg) = local.describe(t.id) {
+            self.route_description(Addr::of_key(&t.origin), msg);
+        }
+        Ok(())
+    }
+
+    /// Why `req` is not served, if it is not (counted).
+    fn refusal(&mut self, now: Instant, auth: &Auth, req: &Request) -> Option<Refusal> {
+        let t = &req.task;
+        if !authorized(t, &req.signature, auth, now) {
+            self.stats.refused_auth += 1;
+            Some(Refusal::Auth)
+        } else if !self
+            .rate
+            .take(t.origin, now, ORIGIN_RATE_PER_S, ORIGIN_BURST)
+        {
+            self.stats.refused_rate += 1;
+            Some(Refusal::Rate)
+        } else if self.running.len() >= MAX_RUNNING {
+            self.stats.refused_busy += 1;
+            Some(Refusal::Busy)
+        } else {
+            None
+        }
+    }
+
     fn remember(&mut self, origin: NodeKey, id: u64) {
         if self.seen.len() >= SEEN {
             self.seen.pop_front();
@@ -286,6 +374,26 @@ impl Manager {
         let budget = Duration::from_millis(u64::from(req.budget_ms));
         let mut result = Reduced::default();
         map(req.task.kind, &req.task.args, ov, local, &mut result);
+        let mut described = Vec::new();
+        let spread = crawl::spread_of(&req.task.args);
+        if let (TaskKind::Crawl, Some(spread)) = (req.task.kind, spread) {
+            if let Some(msg) = local.describe(req.task.id) {
+                let to = Addr::of_key(&req.task.origin);
+                match parent {
+                    None => described.extend(crawl::verified(self.me, &msg)),
+                    // Our turn, or the oldest waiting goes now (bounded).
+                    Some(_) => {
+                        if self.delayed.len() >= MAX_RUNNING {
+                            let d = self.delayed.remove(0);
+                            self.route_description(d.to, d.msg);
+                        }
+                        let at = now + crawl::turn(to, self.me, spread);
+                        self.delayed.push(crawl::Delayed { at, to, msg });
+                        self.send_due(now);
+                    }
+                }
+            }
+        }
         let child_budget = budget.saturating_sub(LEVEL_MARGIN);
         let mut r = Running {
             id: req.task.id,
@@ -297,6 +405,9 @@ impl Manager {
             result,
             req,
             child_budget,
+            described,
+            settling: false,
+            reports_as: None,
         };
         let arc = (self.me, r.req.arc_end);
         self.split(now, ov, &mut r, arc);
@@ -356,7 +467,9 @@ impl Manager {
     }
 
     /// Gives up on children past the deadline: their arcs are missing.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub fn handle_timeout(&mut self, now: Instant, signer: &Signer) {
+        self.walk_timeout(now, signer);
+        self.send_due(now);
         while let Some(i) = self.running.iter().position(|r| now >= r.deadline) {
             let mut r = self.running.swap_remove(i);
             for (_, arc) in std::mem::take(&mut r.waiting) {
@@ -367,7 +480,13 @@ impl Manager {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.running.iter().map(|r| r.deadline).min()
+        let tasks = self.running.iter().map(|r| r.deadline).min();
+        let delayed = self.delayed.iter().map(|d| d.at).min();
+        tasks
+            .into_iter()
+            .chain(self.walk_deadline())
+            .chain(delayed)
+            .min()
     }
 
     /// A link went down: its subtree will not answer. Its arc goes to
@@ -398,7 +517,28 @@ impl Manager {
         }
     }
 
-    fn answer(&mut self, now: Instant, r: Running) {
+    fn answer(&mut self, now: Instant, mut r: Running) {
+        let spread = crawl::spread_of(&r.req.task.args);
+        if r.parent.is_none() && r.kind == TaskKind::Crawl {
+            let Some(spread) = spread else {
+                // The count is in: now the descriptions.
+                self.actions.push(Action::Counted {
+                    id: r.id,
+                    members: r.result.get("members"),
+                    started: r.started,
+                });
+                return;
+            };
+            if !r.settling && (r.described.len() as u64) < r.result.get("members") {
+                // Descriptions may still be waiting their turn, or on
+                // their way.
+                r.settling = true;
+                r.deadline = (now + SETTLE).max(r.started + spread + SETTLE);
+                self.running.push(r);
+                return;
+            }
+        }
+        let (id, started) = r.reports_as.unwrap_or((r.id, r.started));
         match r.parent {
             Some(peer) => {
                 let mut msg = Vec::new();
@@ -411,10 +551,13 @@ impl Manager {
                 self.actions.push(Action::Send { peer, msg });
             }
             None => self.actions.push(Action::Done {
-                id: r.id,
+                id,
                 kind: r.kind,
-                result: Box::new(r.result),
-                took: now.saturating_since(r.started),
+                result: Box::new(Outcome {
+                    reduced: r.result,
+                    described: r.described,
+                }),
+                took: now.saturating_since(started),
             }),
         }
     }
@@ -435,66 +578,6 @@ fn authorized(t: &Task, signature: &[u8], auth: &Auth, now: Instant) -> bool {
     t.cred_type == 2
         && trust.check(&cert, &t.origin, unix).is_ok()
         && cert.groups.iter().any(|g| g == auth.admin_group)
-}
-
-/// This node's part of a task.
-fn map(kind: TaskKind, args: &[u8], ov: &Overlay, local: &impl Local, out: &mut Reduced) {
-    match kind {
-        TaskKind::Stats => local.stats(out),
-        TaskKind::Check => check(ov, out),
-        TaskKind::Find => {
-            out.add("members", 1);
-            let query = std::str::from_utf8(args).unwrap_or("");
-            if let Some(name) = local.find(query) {
-                out.add("found", 1);
-                out.item(&name);
-            }
-        }
-    }
-}
-
-/// The notes' consistency map: is my left neighbour's right neighbour
-/// me, and my second left's second right? What a neighbour's neighbours
-/// are comes from its last connection list (address prefixes).
-fn check(ov: &Overlay, out: &mut Reduced) {
-    let me = ov.addr();
-    out.add("members", 1);
-    let mut left: SmallVec<[(u128, &crate::overlay::table::Conn); 4]> = ov
-        .table()
-        .iter()
-        .map(|c| (c.addr.right_dist(me), c))
-        .filter(|(d, _)| *d != 0)
-        .collect();
-    left.sort_by_key(|(d, _)| *d);
-    let mine = (me.0 >> 64) as u64;
-    let nth_right = |c: &crate::overlay::table::Conn, n: usize| {
-        let from = (c.addr.0 >> 64) as u64;
-        let mut r: SmallVec<[u64; 16]> = c.nbrs.iter().copied().filter(|&a| a != from).collect();
-        r.sort_by_key(|&a| a.wrapping_sub(from));
-        r.get(n).copied()
-    };
-    let mut misses = Vec::new();
-    for (n, name) in [(0, "left1_hits"), (1, "left2_hits")] {
-        let hit = left
-            .get(n)
-            .and_then(|(_, c)| nth_right(c, n))
-            .is_some_and(|a| a == mine);
-        if hit {
-            out.add(name, 1);
-        } else {
-            misses.push(n + 1);
-        }
-    }
-    if !misses.is_empty() {
-        let which = if misses.len() == 2 {
-            "left1,left2"
-        } else if misses[0] == 1 {
-            "left1"
-        } else {
-            "left2"
-        };
-        out.item(&format!("{} {which}", &me.to_hex()[..16]));
-    }
 }
 
 #[cfg(test)]

@@ -67,3 +67,17 @@ fn only_fresh_tasks_signed_by_an_admin_are_served_in_certificate_mode() {
         "a certificate for another key"
     );
 }
+
+#[test]
+fn a_crawl_spreads_its_descriptions_by_ring_distance_from_the_origin() {
+    let spread = crawl::spread_for(2000);
+    assert_eq!(spread, Duration::from_secs(10), "2,000 members at 200/s");
+    let args = (spread.as_millis() as u32).to_be_bytes();
+    assert_eq!(crawl::spread_of(&args), Some(spread));
+    assert_eq!(crawl::spread_of(&[]), None, "the counting phase");
+    let origin = Addr(u128::MAX - 5);
+    let half = Addr(origin.0.wrapping_add(1 << 127));
+    assert_eq!(crawl::turn(origin, half, spread), Duration::from_secs(5));
+    assert_eq!(crawl::turn(origin, origin, spread), Duration::ZERO);
+    assert!(crawl::turn(origin, Addr(origin.0 - 1), spread) <= spread);
+}

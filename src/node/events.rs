@@ -45,7 +45,7 @@ pub enum Event {
     TaskDone {
         id: u64,
         kind: crate::wire::task::TaskKind,
-        result: Box<crate::wire::task::Reduced>,
+        result: Box<crate::manage::Outcome>,
         took: Duration,
     },
 }

@@ -368,6 +368,11 @@ impl Node {
                         self.routed_handshake(now, src, via, &bytes)
                     }
                     Action::Relay { src, msg } => self.relay_message(now, src, *msg),
+                    Action::Manage {
+                        src,
+                        request,
+                        bytes,
+                    } => self.task_routed(now, src, request, &bytes),
                     Action::Echoed { nonce, hops, rtt } => {
                         self.push_event(Event::Echo { nonce, hops, rtt })
                     }

@@ -4,8 +4,11 @@
 //! finished task for the caller.
 
 use super::{DropReason, Event, Node, PeerIdx};
-use crate::manage::{Action, Auth, Local};
+use crate::manage::{Action, Auth, Local, Manager, Signer};
+use crate::overlay::Addr;
 use crate::time::Instant;
+use crate::wire::describe::{Description, Link, LinkPath, MAX_LINKS};
+use crate::wire::overlay::Mode;
 use crate::wire::task::{Reduced, TaskKind};
 use crate::wire::MsgType;
 
@@ -57,6 +60,57 @@ impl Local for Facts<'_> {
             None => me[..16].to_string(),
         })
     }
+
+    fn describe(&self, task: u64) -> Option<Vec<u8>> {
+        let n = self.node;
+        let ov = n.overlay.as_ref()?;
+        let prefix = |a: Addr| (a.0 >> 64) as u64;
+        let mut links: Vec<Link> = Vec::new();
+        for c in ov.table().iter() {
+            let tunnel = n.peers[usize::from(c.peer.0)].relay().is_some();
+            let path = if tunnel {
+                LinkPath::Tunnel
+            } else {
+                LinkPath::Direct
+            };
+            links.push(Link {
+                prefix: prefix(c.addr),
+                path,
+            });
+        }
+        // Sessions that are not ring links (VPN peers): the path their
+        // traffic takes, as status names it.
+        for p in n.peers.iter().filter(|p| !p.is_linked()) {
+            if p.sessions.current.is_some() && links.len() < MAX_LINKS {
+                let path = match p.path_name() {
+                    "direct" => LinkPath::Direct,
+                    "relayed" => LinkPath::Tunnel,
+                    _ => LinkPath::Routed,
+                };
+                links.push(Link {
+                    prefix: prefix(Addr::of_key(&p.key)),
+                    path,
+                });
+            }
+        }
+        let ipv4 = n.held_address();
+        let d = Description {
+            task,
+            key: n.identity.public(),
+            left: ov.left(),
+            right: ov.right(),
+            ipv4,
+            ipv6: n.vpn.as_ref().and_then(|v| v.config().v6_of(ipv4?)),
+            name: n.own_name(),
+            endpoints: ov.endpoints().iter().copied().collect(),
+            links,
+        };
+        let mut msg = Vec::new();
+        d.emit_unsigned(&mut msg);
+        let sig = n.identity.sign(&Description::signed_bytes(&msg));
+        msg.extend_from_slice(&sig);
+        Some(msg)
+    }
 }
 
 impl Node {
@@ -64,27 +118,80 @@ impl Node {
     /// [`Event::TaskDone`] with the returned id. `None` outside overlay
     /// mode.
     pub fn start_task(&mut self, now: Instant, kind: TaskKind, args: &[u8]) -> Option<u64> {
+        self.with_manager(now, |m, node| {
+            let ov = node.overlay.as_ref()?;
+            Some(m.start(now, ov, &Facts { node }, &node.signer(), kind, args))
+        })
+        .flatten()
+    }
+
+    /// Starts the notes' sequential crawler (right neighbour after right
+    /// neighbour, one routed request each), describing at most `limit`
+    /// members; its result comes as [`Event::TaskDone`]. `None` outside
+    /// overlay mode or while one is under way.
+    pub fn start_walk(&mut self, now: Instant, limit: usize) -> Option<u64> {
+        self.with_manager(now, |m, node| {
+            let ov = node.overlay.as_ref()?;
+            m.start_walk(now, ov, &Facts { node }, &node.signer(), limit)
+        })
+        .flatten()
+    }
+
+    /// Runs `f` on the manager (taken out so it can read the node), then
+    /// carries out what it asked.
+    fn with_manager<T>(
+        &mut self,
+        now: Instant,
+        f: impl FnOnce(&mut Manager, &Node) -> T,
+    ) -> Option<T> {
         let mut m = self.manager.take()?;
-        let id = match self.overlay.as_ref() {
-            Some(ov) => {
-                let facts = Facts { node: self };
-                Some(m.start(
-                    now,
-                    ov,
-                    &facts,
-                    &self.identity,
-                    self.certs.mine.as_deref(),
-                    self.env.wall_origin_us,
-                    kind,
-                    args,
-                ))
-            }
-            None => None,
-        };
+        let out = f(&mut m, self);
         self.manager = Some(m);
         self.run_manage_actions(now);
         self.settle(now);
-        id
+        Some(out)
+    }
+
+    fn signer(&self) -> Signer<'_> {
+        Signer {
+            id: &self.identity,
+            cert: self.certs.mine.as_deref(),
+            wall_origin_us: self.env.wall_origin_us,
+        }
+    }
+
+    /// Our certificate's name ("" in static-key mode).
+    fn own_name(&self) -> String {
+        let cert = self.certs.mine.as_deref();
+        cert.and_then(|c| crate::crypto::cert::Cert::decode(c).ok())
+            .map(|c| c.name)
+            .unwrap_or_default()
+    }
+
+    /// A management message routed to us: a task for us alone, or a
+    /// description for a crawl of ours.
+    pub(super) fn task_routed(&mut self, now: Instant, src: Addr, request: bool, msg: &[u8]) {
+        let refused = self.with_manager(now, |m, node| {
+            if request {
+                let auth = node.manage_auth();
+                m.handle_routed_request(now, &Facts { node }, &auth, msg)
+                    .is_err()
+            } else {
+                m.handle_description(now, &node.signer(), src, msg);
+                false
+            }
+        });
+        if refused == Some(true) {
+            self.stats.count(DropReason::TaskRefused);
+        }
+    }
+
+    fn manage_auth(&self) -> Auth<'_> {
+        Auth {
+            trust: self.certs.trust.as_ref(),
+            admin_group: &self.settings.admin_group,
+            wall_origin_us: self.env.wall_origin_us,
+        }
     }
 
     /// A task message from link `p` (tasks travel only over links).
@@ -97,11 +204,7 @@ impl Node {
         };
         if request {
             if let Some(ov) = self.overlay.as_ref() {
-                let auth = Auth {
-                    trust: self.certs.trust.as_ref(),
-                    admin_group: &self.settings.admin_group,
-                    wall_origin_us: self.env.wall_origin_us,
-                };
+                let auth = self.manage_auth();
                 let facts = Facts { node: self };
                 if m.handle_request(now, ov, &facts, &auth, p, msg).is_err() {
                     self.stats.count(DropReason::TaskRefused);
@@ -115,8 +218,9 @@ impl Node {
     }
 
     pub(super) fn manage_timers(&mut self, now: Instant) {
-        if let Some(m) = self.manager.as_mut() {
-            m.handle_timeout(now);
+        if let Some(mut m) = self.manager.take() {
+            m.handle_timeout(now, &self.signer());
+            self.manager = Some(m);
         }
         self.run_manage_actions(now);
     }
@@ -144,6 +248,23 @@ impl Node {
                     Some(buf) => self.send_to_peer(now, peer, MsgType::Control, buf),
                     None => self.stats.count(DropReason::PoolEmpty),
                 },
+                Action::Route { to, msg } => {
+                    if let Some(ov) = self.overlay.as_mut() {
+                        ov.send_routed(now, Mode::Exact, to, &msg);
+                    }
+                }
+                Action::Counted {
+                    id,
+                    members,
+                    started,
+                } => {
+                    self.with_manager(now, |m, node| {
+                        if let Some(ov) = node.overlay.as_ref() {
+                            let (facts, signer) = (Facts { node }, node.signer());
+                            m.describe_phase(now, ov, &facts, &signer, id, members, started);
+                        }
+                    });
+                }
                 Action::Done {
                     id,
                     kind,

@@ -175,6 +175,16 @@ impl Overlay {
                     msg: Box::new(m),
                 })
             }
+            OverlayMsg::Task(bytes) => self.actions.push(Action::Manage {
+                src,
+                request: true,
+                bytes,
+            }),
+            OverlayMsg::Description(bytes) => self.actions.push(Action::Manage {
+                src,
+                request: false,
+                bytes,
+            }),
         }
         Ok(())
     }

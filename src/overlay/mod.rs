@@ -156,6 +156,14 @@ pub enum Action {
     /// A relay query or offer from the node at `src` (the node knows the
     /// round-trip times of its links, so it answers).
     Relay { src: Addr, msg: Box<OverlayMsg> },
+    /// A management message routed to us by the node at `src`: a task
+    /// for us alone (`request`) or a member's description (the node
+    /// holds the manager, which checks both).
+    Manage {
+        src: Addr,
+        request: bool,
+        bytes: Vec<u8>,
+    },
     /// An echo we sent came back (for the caller: a ring ping).
     Echoed { nonce: u64, hops: u8, rtt: Duration },
 }

@@ -230,20 +230,38 @@ impl Echoes {
 }
 
 /// Results of the map-reduce tasks asked through the control socket,
-/// until read (the last few hundred).
+/// until read (the last few hundred; crawls' descriptions, which can be
+/// megabytes, only for the last few).
 #[derive(Default)]
 struct Tasks(
-    std::collections::BTreeMap<u64, (crate::wire::task::Reduced, Duration)>,
+    std::collections::BTreeMap<u64, (crate::manage::Outcome, Duration)>,
     std::collections::VecDeque<u64>,
 );
 
 impl Tasks {
     const KEPT: usize = 256;
+    const CRAWLS_KEPT: usize = 3;
 
-    fn done(&mut self, id: u64, result: crate::wire::task::Reduced, took: Duration) {
+    fn done(&mut self, id: u64, result: crate::manage::Outcome, took: Duration) {
         if self.1.len() >= Self::KEPT {
             if let Some(old) = self.1.pop_front() {
                 self.0.remove(&old);
+            }
+        }
+        if !result.described.is_empty() {
+            let crawls = self
+                .1
+                .iter()
+                .rev()
+                .filter_map(|id| self.0.get(id).map(|_| *id));
+            let old: Vec<u64> = crawls
+                .filter(|id| !self.0[id].0.described.is_empty())
+                .skip(Self::CRAWLS_KEPT - 1)
+                .collect();
+            for id in old {
+                if let Some((o, _)) = self.0.get_mut(&id) {
+                    o.described = Vec::new();
+                }
             }
         }
         if self.0.insert(id, (result, took)).is_none() {
@@ -287,13 +305,23 @@ fn control_request(
                 None => "pending\n".into(),
             }
         }
+        ["net-start", "crawl", "--sequential"] => {
+            if node.overlay().is_none() {
+                return "error: this node is not in an overlay\n".into();
+            }
+            match node.start_walk(now, crate::manage::MAX_DESCRIBED) {
+                Some(id) => format!("task {id}\n"),
+                None => "error: a sequential crawl is under way\n".into(),
+            }
+        }
         ["net-start", kind, args @ ..] => {
             use crate::wire::task::TaskKind;
             let kind = match *kind {
                 "stats" => TaskKind::Stats,
                 "check" => TaskKind::Check,
                 "find" => TaskKind::Find,
-                _ => return format!("error: unknown task {kind:?} (stats, check, find)\n"),
+                "crawl" => TaskKind::Crawl,
+                _ => return format!("error: unknown task {kind:?} (stats, check, find, crawl)\n"),
             };
             match node.start_task(now, kind, args.join(" ").as_bytes()) {
                 Some(id) => format!("task {id}\n"),
@@ -302,9 +330,15 @@ fn control_request(
         }
         ["net-result", id, rest @ ..] => {
             let found = id.parse::<u64>().ok().and_then(|id| tasks.0.get(&id));
-            match found {
-                Some((r, took)) => crate::status::render_task(r, *took, rest == ["--json"]),
-                None => "pending\n".into(),
+            let Some((o, took)) = found else {
+                return "pending\n".into();
+            };
+            let crawl = !o.described.is_empty();
+            match rest {
+                ["--svg"] => crate::ringmap::render_svg(o, *took),
+                ["--json"] if crawl => crate::ringmap::render_json(o, *took),
+                _ if crawl => crate::ringmap::render_text(o, *took),
+                _ => crate::status::render_task(&o.reduced, *took, rest == ["--json"]),
             }
         }
         _ => format!("error: unknown request {line:?}\n"),

@@ -59,7 +59,7 @@ struct SimNode {
     dht: Vec<crate::overlay::dht::client::Event>,
     echoes: std::collections::BTreeMap<u64, (u8, Duration)>,
     /// Map-reduce tasks this node started, once done.
-    tasks: std::collections::BTreeMap<u64, (crate::wire::task::Reduced, Duration)>,
+    tasks: std::collections::BTreeMap<u64, (crate::manage::Outcome, Duration)>,
 }
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -473,7 +473,6 @@ impl Sim {
         core::mem::take(&mut self.nodes[i].dht)
     }
 
-    /// The echo reply node `i` got for `nonce`: links crossed and RTT.
     /// Starts a map-reduce task at node `i` (over the whole ring).
     pub fn start_task(
         &mut self,
@@ -487,15 +486,27 @@ impl Sim {
         id
     }
 
-    /// Task `id`'s result at node `i`, once done, and how long it took.
-    pub fn task_result(
-        &self,
-        i: usize,
-        id: u64,
-    ) -> Option<&(crate::wire::task::Reduced, Duration)> {
+    /// Starts the sequential crawler at node `i` (at most `limit` members).
+    pub fn start_walk(&mut self, i: usize, limit: usize) -> Option<u64> {
+        let now = self.now;
+        let id = self.nodes[i].node.start_walk(now, limit);
+        self.flush(i as u32);
+        id
+    }
+
+    /// Task `id`'s reduced result at node `i`, once done, and how long it
+    /// took.
+    pub fn task_result(&self, i: usize, id: u64) -> Option<(crate::wire::task::Reduced, Duration)> {
+        let (o, took) = self.nodes[i].tasks.get(&id)?;
+        Some((o.reduced.clone(), *took))
+    }
+
+    /// Task `id`'s whole outcome at node `i` (a crawl's descriptions).
+    pub fn task_outcome(&self, i: usize, id: u64) -> Option<&(crate::manage::Outcome, Duration)> {
         self.nodes[i].tasks.get(&id)
     }
 
+    /// The echo reply node `i` got for `nonce`: links crossed and RTT.
     pub fn echo_result(&self, i: usize, nonce: u64) -> Option<(u8, Duration)> {
         self.nodes[i].echoes.get(&nonce).copied()
     }

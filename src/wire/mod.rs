@@ -12,6 +12,7 @@ pub mod addr;
 pub mod arp;
 pub mod control;
 pub mod data;
+pub mod describe;
 pub mod dhcp;
 pub mod dht;
 pub mod endpoint;

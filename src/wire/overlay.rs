@@ -30,6 +30,8 @@
 //! - type 3, echo request / type 4, echo reply: 8-byte nonce, 8-byte timestamp.
 //! - type 5, DHT (`wire::dht`); type 6, a whole handshake message; types 7
 //!   and 8, relay query and offer.
+//! - type 9, a task request for the destination alone (`wire::task`);
+//!   type 10, a member's description for a crawl (`wire::describe`).
 
 use super::addr::Addr;
 pub use super::endpoint::Endpoint;
@@ -350,6 +352,10 @@ pub const MSG_DHT: u8 = 5;
 pub const MSG_HANDSHAKE: u8 = 6;
 pub const MSG_RELAY_QUERY: u8 = 7;
 pub const MSG_RELAY_OFFER: u8 = 8;
+/// A task request for one member (`wire::task`; the sequential crawler).
+pub const MSG_TASK: u8 = 9;
+/// A member's description for a crawl's origin (`wire::describe`).
+pub const MSG_DESCRIPTION: u8 = 10;
 /// Relay query flag: the asker is behind a symmetric NAT.
 pub const RELAY_FLAG_SYMMETRIC: u8 = 1;
 /// Relay candidates in a query or offer at most.
@@ -406,6 +412,11 @@ pub enum OverlayMsg {
         chosen: u8,
         candidates: RelayCandidates,
     },
+    /// A task request (`wire::task::Request`) for the destination alone.
+    Task(Vec<u8>),
+    /// A member's signed description (`wire::describe`) for the origin
+    /// of a crawl.
+    Description(Vec<u8>),
 }
 
 /// A node that could relay, as one of its links sees it.
@@ -456,6 +467,8 @@ impl OverlayMsg {
             OverlayMsg::Handshake(_) => MSG_HANDSHAKE,
             OverlayMsg::RelayQuery { .. } => MSG_RELAY_QUERY,
             OverlayMsg::RelayOffer { .. } => MSG_RELAY_OFFER,
+            OverlayMsg::Task(_) => MSG_TASK,
+            OverlayMsg::Description(_) => MSG_DESCRIPTION,
         }
     }
 
@@ -536,6 +549,14 @@ impl OverlayMsg {
                 }
                 _ => Err(Error),
             },
+            // Parsed strictly (and checked) by the manager: here only
+            // what they claim to be.
+            MSG_TASK if b.first() == Some(&super::control::KIND_TASK) => {
+                Ok(OverlayMsg::Task(b.to_vec()))
+            }
+            MSG_DESCRIPTION if b.first() == Some(&super::describe::VERSION) => {
+                Ok(OverlayMsg::Description(b.to_vec()))
+            }
             _ => Err(Error),
         }
     }
@@ -582,7 +603,9 @@ impl OverlayMsg {
                 out.extend_from_slice(&stamp.to_be_bytes());
             }
             OverlayMsg::Dht(m) => m.emit(out),
-            OverlayMsg::Handshake(b) => out.extend_from_slice(b),
+            OverlayMsg::Handshake(b) | OverlayMsg::Task(b) | OverlayMsg::Description(b) => {
+                out.extend_from_slice(b)
+            }
             OverlayMsg::RelayQuery {
                 flags,
                 from,

@@ -64,6 +64,9 @@ pub enum TaskKind {
     Check = 2,
     /// Members matching a property (the arguments say which).
     Find = 3,
+    /// Every member's description (`wire::describe`), routed to the
+    /// origin; the reply counts members.
+    Crawl = 4,
 }
 
 impl TaskKind {
@@ -72,6 +75,7 @@ impl TaskKind {
             1 => Some(TaskKind::Stats),
             2 => Some(TaskKind::Check),
             3 => Some(TaskKind::Find),
+            4 => Some(TaskKind::Crawl),
             _ => None,
         }
     }

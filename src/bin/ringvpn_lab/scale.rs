@@ -87,8 +87,9 @@ pub fn dht(args: &[String]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Map-reduce tasks at scale: `stats` and `check` from one member,
-/// against the simulator's own count and crawl; then a crash and repair.
+/// Map-reduce tasks at scale: `stats`, `check` and `crawl` from one
+/// member, against the simulator's own count and crawl and against the
+/// sequential crawler; then a crash and repair.
 pub fn manage(args: &[String]) -> ExitCode {
     use ringvpn::sim::{scenario, NetConfig, Sim};
     use ringvpn::wire::task::{Reduced, TaskKind};
@@ -96,6 +97,18 @@ pub fn manage(args: &[String]) -> ExitCode {
     let mut o = Options::new();
     o.optopt("n", "nodes", "number of nodes (default 1000)", "N");
     o.optopt("s", "seed", "random seed (default 1)", "S");
+    o.optopt(
+        "",
+        "walk",
+        "members the sequential crawler visits, then scaled (default 100; 0: all)",
+        "N",
+    );
+    o.optopt(
+        "",
+        "svg",
+        "write the crawl's map to FILE (and FILE-crash.svg after the crash)",
+        "FILE",
+    );
     let Some(m) = parse_options(&o, args) else {
         return ExitCode::from(2);
     };
@@ -121,7 +134,7 @@ pub fn manage(args: &[String]) -> ExitCode {
         while s.task_result(0, id).is_none() && s.now() < until {
             s.run_for(Duration::from_millis(100));
         }
-        s.task_result(0, id).cloned()
+        s.task_result(0, id)
     };
     let show = |what: &str, r: &Option<(Reduced, Duration)>, live: usize| match r {
         Some((r, took)) => println!(
@@ -132,8 +145,32 @@ pub fn manage(args: &[String]) -> ExitCode {
         ),
         None => println!("  {what}: no result"),
     };
+    let Ok(walk) = m.opt_str("walk").map_or(Ok(100usize), |v| v.parse()) else {
+        eprintln!("ringvpn-lab: --walk takes a number");
+        return ExitCode::from(2);
+    };
+    let walk = if walk == 0 { n } else { walk.min(n) };
+    let svg = m.opt_str("svg");
     let truth = s.crawl_consistency();
     show("stats", &run(&mut s, TaskKind::Stats), n);
+    let crawl_took = crawl(&mut s, n, svg.as_deref());
+    if let Some(id) = s.start_walk(0, walk) {
+        let until = s.now() + Duration::from_secs(4 * walk as u64 + 10);
+        while s.task_outcome(0, id).is_none() && s.now() < until {
+            s.run_for(Duration::from_millis(100));
+        }
+        if let Some((o, took)) = s.task_outcome(0, id) {
+            let per = *took / o.described.len().max(1) as u32;
+            println!(
+                "  sequential crawl: {} members in {:.1} s, {:.3} s each: {:.0} s for {n} ({:.0}x the map-reduce crawl)",
+                o.described.len(),
+                took.as_secs_f64(),
+                per.as_secs_f64(),
+                per.as_secs_f64() * n as f64,
+                per.as_secs_f64() * n as f64 / crawl_took.as_secs_f64().max(1e-9)
+            );
+        }
+    }
     let check = run(&mut s, TaskKind::Check);
     show("check", &check, n);
     if let Some((r, _)) = &check {
@@ -153,6 +190,10 @@ pub fn manage(args: &[String]) -> ExitCode {
         &run(&mut s, TaskKind::Stats),
         n - crashed,
     );
+    let crash_svg = svg
+        .as_deref()
+        .map(|f| format!("{}-crash.svg", f.trim_end_matches(".svg")));
+    crawl(&mut s, n - crashed, crash_svg.as_deref());
     let _ =
         scenario::run_until_consistent(&mut s, Duration::from_secs(1), Duration::from_secs(120));
     s.run_for(Duration::from_secs(40));
@@ -166,4 +207,51 @@ pub fn manage(args: &[String]) -> ExitCode {
         wall.elapsed().as_secs_f64()
     );
     ExitCode::SUCCESS
+}
+
+/// A map-reduce crawl from member 0: how many described, how fast, and
+/// the map written to `svg`. Returns how long it took.
+fn crawl(s: &mut ringvpn::sim::Sim, live: usize, svg: Option<&str>) -> std::time::Duration {
+    use std::time::Duration;
+    let limited = |s: &ringvpn::sim::Sim| {
+        let at = |i| s.node_drops(i, "overlay_rate_limited");
+        (at(0), (1..s.len()).map(at).sum::<u64>())
+    };
+    let before = limited(s);
+    let Some(id) = s.start_task(0, ringvpn::wire::task::TaskKind::Crawl, b"") else {
+        return Duration::ZERO;
+    };
+    // Descriptions are spread over N / 200 s after a count.
+    let spread = Duration::from_secs_f64(live as f64 * 2.0 / ringvpn::manage::RATE);
+    let until = s.now() + ringvpn::manage::TASK_BUDGET + ringvpn::manage::SETTLE + spread;
+    while s.task_outcome(0, id).is_none() && s.now() < until {
+        s.run_for(Duration::from_millis(100));
+    }
+    let Some((o, took)) = s.task_outcome(0, id) else {
+        println!("  crawl: no result");
+        return Duration::ZERO;
+    };
+    let after = limited(s);
+    println!(
+        "    overlay messages over a peer's budget meanwhile: {} at the origin, {} elsewhere",
+        after.0 - before.0,
+        after.1 - before.1
+    );
+    let v = ringvpn::ringmap::RingView::new(o);
+    println!(
+        "  crawl: {} of {live} members described ({} counted{}) in {:.2} s; {} links; consistency {:.4}",
+        o.described.len(),
+        o.reduced.get("members"),
+        if o.partial() { ", partial" } else { "" },
+        took.as_secs_f64(),
+        v.chords.len(),
+        v.consistency()
+    );
+    if let Some(f) = svg {
+        match std::fs::write(f, ringvpn::ringmap::render_svg(o, *took)) {
+            Ok(()) => println!("    map: {f}"),
+            Err(e) => println!("    map: {f}: {e}"),
+        }
+    }
+    *took
 }

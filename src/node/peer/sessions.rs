@@ -76,10 +76,27 @@ impl Sessions {
     /// Installs a session we initiated: it sends at once. Returns the index
     /// of the session pushed out, to unregister.
     pub fn install_initiated(&mut self, s: Session) -> Option<u32> {
-        let evicted = self.previous.take().map(|p| p.local_index);
-        self.previous = self.current.take();
+        let evicted = self.rotate();
         self.current = Some(Box::new(s));
         evicted
+    }
+
+    /// Makes room for a new current session: of the current and the
+    /// previous one, the one the peer last sent on stays as `previous`
+    /// (its messages in flight still arrive) and the other goes. That is
+    /// normally the current one; but after crossed handshakes each side's
+    /// current can be the other's previous, the peer sending on what is
+    /// our previous — evicting that one lost the peer's traffic until it
+    /// moved to the new session (seen in the simulator at the first
+    /// rekey after a mass join).
+    fn rotate(&mut self) -> Option<u32> {
+        let (cur, prev) = (self.current.take(), self.previous.take());
+        let (keep, evict) = match (cur, prev) {
+            (Some(c), Some(p)) if p.last_rx() > c.last_rx() => (Some(p), Some(c)),
+            (c, p) => (c, p),
+        };
+        self.previous = keep;
+        evict.map(|e| e.local_index)
     }
 
     /// Installs a responder session in `next` (the one there moves to
@@ -97,8 +114,8 @@ impl Sessions {
             Slot::NextAlt => self.next_alt.take(),
             _ => None,
         }?;
-        let evicted = self.previous.take().map(|p| p.local_index);
-        self.previous = self.current.replace(n);
+        let evicted = self.rotate();
+        self.current = Some(n);
         evicted
     }
 
@@ -145,5 +162,53 @@ impl Sessions {
             .iter()
             .filter_map(|s| s.as_ref().map(|s| s.created))
             .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A session with local index `i` that has heard from the peer at `rx`.
+    fn session(i: u32, rx: Instant) -> Session {
+        let mut s = Session::new(i, i + 100, [1; 32], [1; 32], Instant::ZERO, true);
+        let mut msg = [0u8; 16];
+        let c = s.next_counter().unwrap();
+        let tag = s.seal(c, &[], &mut msg[..0]);
+        msg.copy_from_slice(&tag);
+        s.open(rx, c, &[], &mut msg).unwrap();
+        s
+    }
+
+    #[test]
+    fn a_rekey_keeps_the_session_the_peer_sends_on() {
+        let at = |ms: u64| Instant::from_micros(ms * 1000);
+        // Normal: the peer sends on current; previous goes.
+        let mut s = Sessions {
+            current: Some(Box::new(session(1, at(50)))),
+            previous: Some(Box::new(session(2, at(10)))),
+            ..Sessions::default()
+        };
+        assert_eq!(s.install_initiated(session(3, at(60))), Some(2));
+        assert_eq!(s.previous.as_ref().map(|p| p.local_index), Some(1));
+        // Crossed: the peer goes on sending on what is our previous (its
+        // current); our current is its previous. The rekey keeps ours.
+        let mut s = Sessions {
+            current: Some(Box::new(session(1, at(10)))),
+            previous: Some(Box::new(session(2, at(50)))),
+            ..Sessions::default()
+        };
+        assert_eq!(s.install_initiated(session(3, at(60))), Some(1));
+        assert_eq!(s.previous.as_ref().map(|p| p.local_index), Some(2));
+        // The same when a responder session is promoted.
+        let mut s = Sessions {
+            current: Some(Box::new(session(1, at(10)))),
+            previous: Some(Box::new(session(2, at(50)))),
+            next: Some(Box::new(session(3, at(60)))),
+            ..Sessions::default()
+        };
+        assert_eq!(s.promote(Slot::Next), Some(1));
+        assert_eq!(s.current.as_ref().map(|p| p.local_index), Some(3));
+        assert_eq!(s.previous.as_ref().map(|p| p.local_index), Some(2));
     }
 }

@@ -269,15 +269,8 @@ impl Manager {
         from: PeerIdx,
         msg: &[u8],
     ) -> Result<(), Refusal> {
-        let Ok(req) = Request::parse(msg) else {
-            self.stats.malformed += 1;
-            return Err(Refusal::Malformed);
-        };
+        let req = self.parse_new(msg, |_| true)?;
         let t = &req.task;
-        if self.seen.contains(&(t.origin, t.id)) {
-            self.stats.refused_replay += 1;
-            return Err(Refusal::Replay);
-        }
         let refusal = self.refusal(now, auth, &req);
         if let Some(why) = refusal {
             // Said at once (our arc is missing, and refused), so the
@@ -311,18 +304,8 @@ impl Manager {
         auth: &Auth,
         msg: &[u8],
     ) -> Result<(), Refusal> {
-        let req = match Request::parse(msg) {
-            Ok(r) if r.task.kind == TaskKind::Crawl => r,
-            _ => {
-                self.stats.malformed += 1;
-                return Err(Refusal::Malformed);
-            }
-        };
+        let req = self.parse_new(msg, |k| k == TaskKind::Crawl)?;
         let t = &req.task;
-        if self.seen.contains(&(t.origin, t.id)) {
-            self.stats.refused_replay += 1;
-            return Err(Refusal::Replay);
-        }
         if let Some(why) = self.refusal(now, auth, &req) {
             return Err(why);
         }
@@ -332,6 +315,27 @@ impl Manager {
             self.route_description(Addr::of_key(&t.origin), msg);
         }
         Ok(())
+    }
+
+    /// A request of a kind `allowed` that we have not seen (counted if
+    /// not).
+    fn parse_new(
+        &mut self,
+        msg: &[u8],
+        allowed: impl Fn(TaskKind) -> bool,
+    ) -> Result<Request, Refusal> {
+        let req = match Request::parse(msg) {
+            Ok(r) if allowed(r.task.kind) => r,
+            _ => {
+                self.stats.malformed += 1;
+                return Err(Refusal::Malformed);
+            }
+        };
+        if self.seen.contains(&(req.task.origin, req.task.id)) {
+            self.stats.refused_replay += 1;
+            return Err(Refusal::Replay);
+        }
+        Ok(req)
     }
 
     /// Why `req` is not served, if it is not (counted).

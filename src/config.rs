@@ -11,7 +11,7 @@
 //! control  = /run/ringvpn/ringvpn0.sock
 //! fwmark   = 51820               # optional SO_MARK on the UDP socket
 //! overlay  = on                  # join the ring overlay (implied by bootstrap)
-//! bootstrap = 198.18.0.10:5140   # any member(s), comma-separated
+//! bootstrap = 198.18.0.10:5140   # any member(s), comma-separated (HOST:PORT too)
 //! network  = ringvpn             # overlay: the virtual network's name
 //! subnet   = 100.64.0.0/10       # overlay: its IPv4 range
 //! ipv6     = auto                # overlay: auto (a ULA /96 from the name), off, or PREFIX/96
@@ -64,6 +64,8 @@ pub const DEFAULT_MAX_PEERS: u16 = 1024;
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The file this came from (a reload reads it again).
+    pub source: PathBuf,
     pub key_file: PathBuf,
     pub listen: SocketAddr,
     pub tap: String,
@@ -87,6 +89,9 @@ pub struct Config {
     pub fwmark: Option<u32>,
     /// `metrics = ADDRESS:PORT`: serve GET /metrics (Prometheus text) there.
     pub metrics: Option<SocketAddr>,
+    /// `log = LEVEL` (off, error, warn, info, debug, trace; default
+    /// info): the daemon's log level when RUST_LOG is not set.
+    pub log: String,
     /// Seconds between pings on an idle link (`None`: the mode's default).
     pub keepalive: Option<u16>,
     /// KiB/s relayed for others' tunnel edges (0: never).
@@ -106,6 +111,9 @@ pub struct Config {
     pub overlay: bool,
     /// Endpoints of any overlay members to join through.
     pub bootstrap: Vec<SocketAddr>,
+    /// Bootstraps given by name (`HOST:PORT`): resolved by the shell at
+    /// start, and again while no bootstrap answers.
+    pub bootstrap_names: Vec<String>,
     pub peers: Vec<PeerConfig>,
     /// Static-key mode: what each listed peer may route (`[peer] routes`).
     pub peer_routes: Vec<(crate::crypto::NodeKey, Vec<crate::net::Prefix>)>,
@@ -255,6 +263,28 @@ impl Config {
 }
 
 /// Reads a private key file, refusing one that others can read.
+/// The control socket when the config names none: `/run/ringvpn/TAP.sock`,
+/// and in a network namespace other than the host's
+/// `/run/ringvpn/TAP@NETNS.sock` (NETNS: the namespace's inode), so
+/// daemons with the same TAP name in two namespaces — which share
+/// /run — do not meet on one path. The CLI, run in the same namespace,
+/// finds the same path (as root: reading /proc/1/ns/net needs it; a user
+/// who cannot gets the plain path).
+pub fn default_control(tap: &str) -> PathBuf {
+    let ns = |p: &str| std::fs::read_link(p).ok();
+    match (ns("/proc/self/ns/net"), ns("/proc/1/ns/net")) {
+        (Some(mine), Some(host)) if mine != host => {
+            let id: String = mine
+                .to_string_lossy()
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect();
+            PathBuf::from(format!("/run/ringvpn/{tap}@{id}.sock"))
+        }
+        _ => PathBuf::from(format!("/run/ringvpn/{tap}.sock")),
+    }
+}
+
 pub fn load_key(path: &Path) -> Result<Seed, String> {
     use std::os::unix::fs::PermissionsExt;
     let meta =
@@ -269,17 +299,20 @@ pub fn load_key(path: &Path) -> Result<Seed, String> {
     }
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{}: cannot read key: {e}", path.display()))?;
-    let bytes = crate::base64::decode(text.trim())
-        .filter(|b| b.len() == 32)
-        .ok_or_else(|| {
-            format!(
-                "{}: not a ringvpn private key (expected 32 bytes of base64)",
-                path.display()
-            )
-        })?;
+    parse_key(&text).ok_or_else(|| {
+        format!(
+            "{}: not a ringvpn private key (expected 32 bytes of base64)",
+            path.display()
+        )
+    })
+}
+
+/// A private key's text (one line of base64).
+pub fn parse_key(text: &str) -> Option<Seed> {
+    let bytes = crate::base64::decode(text.trim()).filter(|b| b.len() == 32)?;
     let mut seed = Seed([0; 32]);
     seed.0.copy_from_slice(&bytes);
-    Ok(seed)
+    Some(seed)
 }
 
 /// Writes a new private key file with mode 0600 (refusing to overwrite).
@@ -304,6 +337,43 @@ mod tests {
 
     fn p(text: &str) -> Result<Config, String> {
         parse(Path::new("/etc/ringvpn/a.conf"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn bootstraps_by_name_duplicates_and_the_log_level() {
+        let c = p(
+            "[node]\nkey = k\nbootstrap = 198.18.0.9:5140, vpn.example-1.org:5140\nlog = debug\n",
+        )
+        .unwrap();
+        assert_eq!(c.bootstrap.len(), 1);
+        assert_eq!(
+            c.bootstrap_names,
+            vec!["vpn.example-1.org:5140".to_string()]
+        );
+        assert_eq!(c.log, "debug");
+        assert_eq!(p("[node]\nkey = k\n").unwrap().log, "info");
+        for bad in ["-x.org:5140", "host:0", "host", "ho_st:5140", "host:99999"] {
+            let e = p(&format!("[node]\nkey = k\nbootstrap = {bad}\n")).unwrap_err();
+            assert!(e.contains(":3: invalid bootstrap"), "{bad}: {e}");
+        }
+        let e = p("[node]\nkey = k\nlog = loud\n").unwrap_err();
+        assert!(
+            e.contains("expected off, error, warn, info, debug or trace"),
+            "{e}"
+        );
+        // A key given twice is refused, in [node] and in one [peer]; lists
+        // may continue over lines, and two [peer]s each have a name.
+        let e = p("[node]\nkey = k\nmtu = 1400\nmtu = 1300\n").unwrap_err();
+        assert!(e.contains(":4: mtu given twice (first on line 3)"), "{e}");
+        let ok = format!(
+            "[node]\nkey = k\nbootstrap = 198.18.0.1:1\nbootstrap = 198.18.0.2:1\n[peer]\nname = a\npublic-key = {KEY}\n[peer]\nname = b\npublic-key = {KEY}\n"
+        );
+        assert_eq!(p(&ok).map(|c| c.bootstrap.len()), Ok(2));
+        let e = p(&format!(
+            "[node]\nkey = k\n[peer]\nname = a\nname = b\npublic-key = {KEY}\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains(":5: name given twice"), "{e}");
     }
 
     #[test]

@@ -278,6 +278,16 @@ impl Firewall {
         }
     }
 
+    /// New rules (a reload): the flows the host opened stay open, the
+    /// hit counts start again.
+    pub fn set_rules(&mut self, rules: Vec<Rule>) {
+        if self.flows.is_empty() && !rules.is_empty() {
+            self.flows = vec![Slot::default(); MAX_FLOWS].into_boxed_slice();
+        }
+        self.hits = vec![0; rules.len()];
+        self.rules = rules;
+    }
+
     /// Whether rules were given (without, every packet passes and
     /// nothing is looked at).
     #[inline]

@@ -18,6 +18,14 @@ Usage:
   ringvpn ring-ping [-c FILE | -s SOCKET] ADDR
                                   send a routed echo over the ring overlay to ring
                                   address ADDR (32 hex digits, from status --json)
+  ringvpn peers [-c FILE | -s SOCKET]
+                                  one line per peer: name, virtual IP, state, path
+                                  (direct, via a relay, over the overlay), RTT,
+                                  last handshake, bytes (as `wg show`)
+  ringvpn reload [-c FILE | -s SOCKET]
+                                  re-read the config and its files (as SIGHUP does):
+                                  log level, firewall and revocation list apply at
+                                  once; other changes are named as needing a restart
   ringvpn metrics [-c FILE | -s SOCKET]
                                   the node's counters in the Prometheus text format
   ringvpn net stats|check|find QUERY|crawl [-c FILE | -s SOCKET] [--json]
@@ -47,7 +55,8 @@ Usage:
                                   (runs the companion binary ringvpn-lab)
   ringvpn --help | --version
 
-Logging: RUST_LOG=info (or debug) ringvpn run -c FILE
+Logging: to stderr, with UTC times; `log = debug` in the config (default
+info), or RUST_LOG=debug ringvpn run -c FILE
 ";
 
 enum Failure {
@@ -55,24 +64,39 @@ enum Failure {
     Runtime(String),
 }
 
-fn main() -> ExitCode {
-    // Each line carries seconds since start: journald adds the wall time
-    // itself, and a foreground run or a lab log needs the order and the
-    // gaps between events (env_logger's clock needs a further crate).
-    let started = std::time::Instant::now();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .format(move |buf, r| {
+/// Logs to stderr, each line with its UTC time (milliseconds), level and
+/// module. The level: RUST_LOG if set, else `default` (the daemon's
+/// `log =`, info unless set; warn for the other commands).
+fn init_logging(default: &str) {
+    let from_env = std::env::var_os("RUST_LOG").is_some();
+    let mut b = env_logger::Builder::from_env(env_logger::Env::default());
+    if !from_env {
+        // Everything passes the logger; the level is the `log` crate's
+        // maximum, which a reload (`log =`) can move either way.
+        b.filter_level(log::LevelFilter::Trace);
+    }
+    let _ = b
+        .format(|buf, r| {
             use std::io::Write;
-            let t = started.elapsed().as_secs_f64();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64);
             writeln!(
                 buf,
-                "[{t:9.3} {:<5} {}] {}",
+                "{} {:<5} {}: {}",
+                ringvpn::time::utc_rfc3339(now),
                 r.level(),
                 r.target(),
                 r.args()
             )
         })
-        .init();
+        .try_init();
+    if !from_env {
+        log::set_max_level(default.parse().unwrap_or(log::LevelFilter::Info));
+    }
+}
+
+fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match dispatch(&args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -85,6 +109,29 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The usage lines of command `cmd` (its entries in `USAGE`, with their
+/// explanations), or all of them.
+fn help_for(cmd: &str) -> String {
+    let start = format!("  ringvpn {cmd} ");
+    let mut out = String::from("Usage:\n");
+    let mut inside = false;
+    for line in USAGE.lines() {
+        if line.starts_with("  ringvpn ") {
+            inside = line.starts_with(&start) || line == start.trim_end();
+        } else if !line.starts_with("      ") {
+            inside = false;
+        }
+        if inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if out.lines().count() == 1 {
+        return USAGE.to_string();
+    }
+    out
 }
 
 fn parse(opts: &Options, args: &[String]) -> Result<getopts::Matches, Failure> {
@@ -104,10 +151,17 @@ fn one_free(m: &getopts::Matches, what: &str) -> Result<PathBuf, Failure> {
 }
 
 fn dispatch(args: &[String]) -> Result<(), Failure> {
+    if args.first().map(String::as_str) != Some("run") {
+        init_logging("warn");
+    }
     let Some((cmd, rest)) = args.split_first() else {
         print!("{USAGE}");
         return Err(Failure::Usage("no command given".into()));
     };
+    if rest.iter().any(|a| a == "-h" || a == "--help") {
+        print!("{}", help_for(cmd));
+        return Ok(());
+    }
     match cmd.as_str() {
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
@@ -123,12 +177,19 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
             let m = parse(&o, rest)?;
             let path = PathBuf::from(m.opt_str("c").unwrap_or_default());
             let cfg = ringvpn::config::load(&path).map_err(|e| Failure::Usage(e.to_string()))?;
+            init_logging(&cfg.log);
+            ringvpn::shell::check_files(&cfg).map_err(Failure::Usage)?;
             ringvpn::shell::run(cfg).map_err(Failure::Runtime)
         }
         "genkey" => {
             let m = parse(&Options::new(), rest)?;
             let path = one_free(&m, "key file")?;
             let seed = Seed::generate();
+            if path == Path::new("-") {
+                // As `wg genkey`: the private key to stdout.
+                println!("{}", ringvpn::base64::encode(&seed.0));
+                return Ok(());
+            }
             ringvpn::config::write_new_key(&path, &seed).map_err(Failure::Runtime)?;
             println!("{}", Identity::from_seed(&seed).public());
             Ok(())
@@ -136,7 +197,19 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
         "pubkey" => {
             let m = parse(&Options::new(), rest)?;
             let path = one_free(&m, "key file")?;
-            let seed = ringvpn::config::load_key(&path).map_err(Failure::Usage)?;
+            let seed = if path == Path::new("-") {
+                // As `wg pubkey`: the private key from stdin.
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                    .map_err(|e| Failure::Runtime(format!("stdin: {e}")))?;
+                ringvpn::config::parse_key(&text).ok_or_else(|| {
+                    Failure::Usage(
+                        "stdin: not a ringvpn private key (expected 32 bytes of base64)".into(),
+                    )
+                })?
+            } else {
+                ringvpn::config::load_key(&path).map_err(Failure::Usage)?
+            };
             println!("{}", Identity::from_seed(&seed).public());
             Ok(())
         }
@@ -168,6 +241,22 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
                     .map_err(|e| Failure::Runtime(format!("ring-ping {addr}: {e}")))?;
             println!("reply from {addr}: {hops} overlay hops, {ms:.2} ms");
             Ok(())
+        }
+        "peers" => {
+            let m = parse(&socket_options(), rest)?;
+            print!("{}", ask(&control_socket(&m)?, "peers")?);
+            Ok(())
+        }
+        "reload" => {
+            let m = parse(&socket_options(), rest)?;
+            let said = ask(&control_socket(&m)?, "reload")?;
+            match said.strip_prefix("error: ") {
+                Some(e) => Err(Failure::Usage(format!("reload refused: {}", e.trim()))),
+                None => {
+                    print!("{said}");
+                    Ok(())
+                }
+            }
         }
         "metrics" => {
             let m = parse(&socket_options(), rest)?;
@@ -262,7 +351,7 @@ fn control_socket(m: &getopts::Matches) -> Result<PathBuf, Failure> {
                 .map_err(|e| Failure::Usage(e.to_string()))?
                 .control
         }
-        (None, None) => PathBuf::from("/run/ringvpn/ringvpn0.sock"),
+        (None, None) => ringvpn::config::default_control("ringvpn0"),
     })
 }
 

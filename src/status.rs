@@ -42,9 +42,51 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// The version of `status --json`'s layout: raised when a field changes
+/// meaning or goes (new fields alone do not raise it).
+pub const STATUS_SCHEMA: u32 = 1;
+
+/// `ringvpn peers`: one line per peer, as `wg show` gives them — name,
+/// virtual IPs, state, path, round-trip time, last handshake, bytes.
+pub fn render_peers(st: &NodeStatus) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{:<16}  {:<15}  {:<10}  {:<28}  {:>9}  {:>10}  {:>10}  {:>10}",
+        "NAME", "VIRTUAL IP", "STATE", "PATH", "RTT", "HANDSHAKE", "RX", "TX"
+    );
+    for p in &st.peers {
+        let vip = match p.virtual_ips.as_slice() {
+            [] => "-".to_string(),
+            [one] => one.to_string(),
+            [one, rest @ ..] => format!("{one} +{}", rest.len()),
+        };
+        let path = match (p.path, &p.relay, p.endpoint) {
+            ("relayed", Some(r), _) => format!("via {r}"),
+            ("direct", _, Some(ep)) => format!("direct {ep}"),
+            ("overlay", _, _) => format!("overlay, {} hops", p.hops.max(1)),
+            (other, _, _) => other.to_string(),
+        };
+        let rtt = p.rtt.map_or("-".into(), ms);
+        let hs = p.last_handshake_ago.map_or("-".into(), ago);
+        let _ = writeln!(
+            o,
+            "{:<16}  {vip:<15}  {:<10}  {path:<28}  {rtt:>9}  {hs:>10}  {:>10}  {:>10}",
+            p.name,
+            p.state,
+            bytes(p.rx_bytes),
+            bytes(p.tx_bytes)
+        );
+    }
+    o
+}
+
 pub fn render_text(st: &NodeStatus, d: &DaemonInfo) -> String {
     let mut o = String::new();
     let up = st.peers.iter().filter(|p| p.state == "up").count();
+    if let Some(w) = &st.warning {
+        let _ = writeln!(o, "WARNING   {w}");
+    }
     let _ = writeln!(o, "node      {}", st.key);
     let _ = writeln!(
         o,
@@ -232,7 +274,8 @@ pub fn render_json(st: &NodeStatus, d: &DaemonInfo) -> String {
         .raw("advertised", &format!("[{}]", advertised.join(",")))
         .raw("underlay_excluded", &format!("[{}]", excluded.join(",")))
         .num("relayed_bytes", st.relayed_bytes)
-        .num("transit_bytes", st.transit_bytes);
+        .num("transit_bytes", st.transit_bytes)
+        .opt_str("warning", st.warning.as_deref());
     n.end();
     let mut peers = String::from("[");
     for (i, p) in st.peers.iter().enumerate() {
@@ -247,8 +290,14 @@ pub fn render_json(st: &NodeStatus, d: &DaemonInfo) -> String {
             .iter()
             .map(|e| crate::json::quote(&e.to_string()))
             .collect();
+        let vips: Vec<String> = p
+            .virtual_ips
+            .iter()
+            .map(|a| crate::json::quote(&a.to_string()))
+            .collect();
         o.str("name", &p.name)
             .str("key", &p.key.to_base64())
+            .raw("virtual_ips", &format!("[{}]", vips.join(",")))
             .opt_str("endpoint", endpoint.as_deref())
             .str("state", p.state)
             .str("path", p.path)
@@ -289,7 +338,8 @@ pub fn render_json(st: &NodeStatus, d: &DaemonInfo) -> String {
         .as_ref()
         .map_or("null".to_string(), firewall_json);
     let mut o = Object::new(&mut out);
-    o.raw("node", &node)
+    o.num("schema", STATUS_SCHEMA)
+        .raw("node", &node)
         .raw("peers", &peers)
         .raw("drops", &drops)
         .raw("overlay", &overlay)

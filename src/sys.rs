@@ -346,9 +346,9 @@ pub fn send_batch(
     Ok(sent as usize)
 }
 
-/// Blocks SIGINT and SIGTERM for this thread and returns a non-blocking
-/// signalfd that becomes readable when one arrives: shutdown becomes an
-/// ordinary reactor event.
+/// Blocks SIGINT, SIGTERM and SIGHUP for this thread and returns a
+/// non-blocking signalfd that becomes readable when one arrives:
+/// shutdown and reload become ordinary reactor events.
 pub fn termination_signalfd() -> io::Result<OwnedFd> {
     // SAFETY: sigset manipulation on a local, zeroed set.
     unsafe {
@@ -356,6 +356,7 @@ pub fn termination_signalfd() -> io::Result<OwnedFd> {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         cvt(libc::pthread_sigmask(
             libc::SIG_BLOCK,
             &set,

@@ -66,6 +66,37 @@ pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
+/// A Unix time in UTC: (year, month, day, hour, minute, second), by
+/// Howard Hinnant's civil-from-days (no date crate for two formatters).
+pub fn utc_parts(unix_secs: u64) -> (i64, u64, u64, u64, u64, u64) {
+    let (days, rem) = (unix_secs / 86_400, unix_secs % 86_400);
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        year,
+        month as u64,
+        day as u64,
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+    )
+}
+
+/// `unix_us` (microseconds since the Unix epoch) as an RFC 3339 UTC time
+/// with milliseconds, `2026-12-05T06:10:00.123Z` (log lines).
+pub fn utc_rfc3339(unix_us: u64) -> String {
+    let (y, mo, d, h, mi, s) = utc_parts(unix_us / 1_000_000);
+    let ms = (unix_us / 1000) % 1000;
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +109,15 @@ mod tests {
         assert_eq!(t - Instant::ZERO, Duration::from_millis(5));
         assert_eq!(earliest(Some(t), None), Some(t));
         assert_eq!(earliest(Some(t), Some(Instant::ZERO)), Some(Instant::ZERO));
+    }
+
+    #[test]
+    fn wall_times_read_as_utc() {
+        assert_eq!(utc_rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(utc_rfc3339(951_782_400_000_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            utc_rfc3339(1_796_450_400_123_456),
+            "2026-12-05T06:00:00.123Z"
+        );
     }
 }

@@ -237,3 +237,82 @@ fn ca_init_cert_sign_show_and_revoke() {
     assert!(revoke(other.trim()).contains("serial 2, 2 revoked"));
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// `ringvpn pubkey -` with `input` on stdin.
+fn pubkey_from_stdin(input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringvpn"))
+        .args(["pubkey", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_key_through_pipes_as_wg_does() {
+    let out = ringvpn(&["genkey", "-"]);
+    assert!(out.status.success());
+    let private = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(private.trim().len(), 44);
+    assert!(!std::path::Path::new("-").exists(), "no file named -");
+    let out = pubkey_from_stdin(private.as_bytes());
+    assert!(out.status.success());
+    let public = String::from_utf8(out.stdout).unwrap();
+    // The same public key as through a file.
+    let d = tmpdir("pipe");
+    let key = d.join("k");
+    std::fs::write(&key, &private).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let from_file = ringvpn(&["pubkey", key.to_str().unwrap()]);
+    assert_eq!(String::from_utf8(from_file.stdout).unwrap(), public);
+    let out = pubkey_from_stdin(b"not a key");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stdin: not a ringvpn private key"));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn a_key_given_twice_and_a_bad_key_file_exit_2_naming_the_file() {
+    let d = tmpdir("twice");
+    let conf = d.join("twice.conf");
+    std::fs::write(&conf, "[node]\nkey = k\nmtu = 1400\n# again\nmtu = 1300\n").unwrap();
+    let out = ringvpn(&["run", "-c", conf.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:5: mtu given twice (first on line 3)",
+            conf.display()
+        )),
+        "{err}"
+    );
+    // A key file others can read: refused before anything is opened.
+    let key = d.join("open.key");
+    std::fs::write(&key, "O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik=\n").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&conf, format!("[node]\nkey = {}\n", key.display())).unwrap();
+    let out = ringvpn(&["run", "-c", conf.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}: private key", key.display())),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn every_command_has_help() {
+    for cmd in [
+        "run", "genkey", "status", "net", "reload", "metrics", "ca", "cert",
+    ] {
+        let out = ringvpn(&[cmd, "--help"]);
+        assert!(out.status.success(), "{cmd} --help");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains(&format!("ringvpn {cmd}")), "{cmd}: {text}");
+    }
+}

@@ -16,7 +16,9 @@ const LAYERS: &[&[&str]] = &[
     &["vpn"],
     &["manage"],
     &["node"],
-    &["config", "control", "metrics", "ringmap", "sim", "status", "sys"],
+    &[
+        "config", "control", "metrics", "ringmap", "sim", "status", "sys",
+    ],
     &["pki"],
     &["shell"],
     &["lab"],

@@ -203,3 +203,26 @@ fn dht_keeps_every_record_of_a_live_owner_through_a_crash() {
         r.per_node
     );
 }
+
+/// A member whose bootstrap never answers says so after a minute — once,
+/// at the default log level and in its status — naming what it tried,
+/// and stops saying it when it is linked.
+#[test]
+fn a_dead_bootstrap_is_named_after_a_minute() {
+    let mut sim = Sim::new(9, NetConfig::default());
+    let first = sim.add_node(vec![]);
+    // Nobody is at the second address: a typo in the config.
+    let dead = ringvpn::sim::endpoint_of(40);
+    let lone = sim.add_node(vec![dead]);
+    sim.run_for(Duration::from_secs(30));
+    assert_eq!(sim.node(lone).status(sim.now()).warning, None, "not yet");
+    sim.run_for(Duration::from_secs(40));
+    let warning = sim.node(lone).status(sim.now()).warning.expect("warned");
+    assert!(warning.contains("no bootstrap answered"), "{warning}");
+    assert!(warning.contains(&dead.to_string()), "{warning}");
+    assert_eq!(
+        sim.node(first).status(sim.now()).warning,
+        None,
+        "the first member has no bootstrap"
+    );
+}

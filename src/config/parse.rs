@@ -52,6 +52,7 @@ struct Draft {
     control: Option<PathBuf>,
     fwmark: Option<u32>,
     metrics: Option<SocketAddr>,
+    log: String,
     keepalive: Option<u16>,
     relay_kib: u16,
     ondemand: u16,
@@ -62,6 +63,7 @@ struct Draft {
     revocations: Option<PathBuf>,
     overlay: bool,
     bootstrap: Vec<SocketAddr>,
+    bootstrap_names: Vec<String>,
     peers: Vec<PeerDraft>,
     routing: super::Routing,
     /// The line of the first routing key, for errors found at the end.
@@ -78,6 +80,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     };
     let mut draft = Draft::new(path.parent().unwrap_or(Path::new(".")));
     let mut section = Section::None;
+    // Keys seen, by section (a later one would silently win); each
+    // [peer] is a section of its own.
+    let mut seen: std::collections::HashMap<(usize, String), usize> = Default::default();
+    let mut scope = 0;
     for (i, raw) in text.lines().enumerate() {
         let n = i + 1;
         let line = raw.split('#').next().unwrap_or("").trim();
@@ -85,6 +91,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             continue;
         }
         if line.starts_with('[') {
+            scope = match line {
+                "[node]" => 1,
+                "[firewall]" => 2,
+                _ => n + 2,
+            };
             section = match line {
                 "[node]" => Section::Node,
                 "[firewall]" => {
@@ -111,6 +122,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             return Err(err(n, format!("expected `key = value`, found {line:?}")));
         };
         let (k, v) = (k.trim(), v.trim());
+        // Lists may be given over several lines.
+        if !matches!(k, "bootstrap" | "inbound") {
+            if let Some(first) = seen.insert((scope, k.to_string()), n) {
+                return Err(err(n, format!("{k} given twice (first on line {first})")));
+            }
+        }
         let taken = match section {
             Section::Node => draft.node(k, v, n),
             Section::Peer => draft.peer(k, v),
@@ -123,7 +140,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             Err(what) => return Err(err(n, format!("invalid {k} {v:?}: expected {what}"))),
         }
     }
-    draft.finish().map_err(|(line, msg)| err(line, msg))
+    let mut cfg = draft.finish().map_err(|(line, msg)| err(line, msg))?;
+    cfg.source = path.to_path_buf();
+    Ok(cfg)
 }
 
 /// `PREFIX[, PREFIX …]`, each a network (no host bits set).
@@ -142,6 +161,20 @@ fn prefixes(v: &str) -> Result<Vec<Prefix>, String> {
         return Err(wrong.into());
     }
     Ok(out)
+}
+
+/// `HOST:PORT` with a DNS name for a host (letters, digits, `-`, `.`).
+fn host_port(v: &str) -> bool {
+    let Some((host, port)) = v.rsplit_once(':') else {
+        return false;
+    };
+    port.parse::<u16>().is_ok_and(|p| p > 0)
+        && !host.is_empty()
+        && host.len() <= 253
+        && !host.starts_with(['-', '.'])
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }
 
 /// `on`/`off` and their usual spellings.
@@ -172,6 +205,7 @@ impl Draft {
             control: None,
             fwmark: None,
             metrics: None,
+            log: "info".into(),
             keepalive: None,
             relay_kib: crate::overlay::DEFAULT_RELAY_KIB,
             ondemand: crate::node::ondemand::THRESHOLD,
@@ -182,6 +216,7 @@ impl Draft {
             revocations: None,
             overlay: false,
             bootstrap: Vec::new(),
+            bootstrap_names: Vec::new(),
             peers: Vec::new(),
             routing: super::Routing::default(),
             routing_line: 0,
@@ -285,6 +320,10 @@ impl Draft {
             "revocations" => self.revocations = Some(path()),
             "control" => self.control = Some(path()),
             "fwmark" => self.fwmark = Some(v.parse().map_err(|_| "a number")?),
+            "log" => match v {
+                "off" | "error" | "warn" | "info" | "debug" | "trace" => self.log = v.into(),
+                _ => return Err("off, error, warn, info, debug or trace".into()),
+            },
             "metrics" => {
                 self.metrics = Some(v.parse().map_err(|_| "ADDRESS:PORT, e.g. 127.0.0.1:9474")?)
             }
@@ -319,8 +358,11 @@ impl Draft {
             }
             "bootstrap" => {
                 for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                    let ep = part.parse().map_err(|_| "ADDRESS:PORT[, ADDRESS:PORT …]")?;
-                    self.bootstrap.push(ep);
+                    match part.parse() {
+                        Ok(ep) => self.bootstrap.push(ep),
+                        Err(_) if host_port(part) => self.bootstrap_names.push(part.into()),
+                        Err(_) => return Err("ADDRESS:PORT or HOST:PORT[, …]".into()),
+                    }
                 }
                 self.overlay = true;
             }
@@ -388,9 +430,7 @@ impl Draft {
             });
         }
         let tap = self.tap;
-        let control = self
-            .control
-            .unwrap_or_else(|| PathBuf::from(format!("/run/ringvpn/{tap}.sock")));
+        let control = self.control.unwrap_or_else(|| super::default_control(&tap));
         // The virtual network (overlay mode): the subnet is given, or that
         // of a static address with a prefix, or the default 100.64.0.0/10.
         let subnet = match (self.subnet, self.address) {
@@ -473,6 +513,7 @@ impl Draft {
             control,
             fwmark: self.fwmark,
             metrics: self.metrics,
+            log: self.log,
             keepalive: self.keepalive,
             relay_kib: self.relay_kib,
             ondemand: self.ondemand,
@@ -483,10 +524,12 @@ impl Draft {
             revocations: self.revocations,
             overlay: self.overlay,
             bootstrap: self.bootstrap,
+            bootstrap_names: self.bootstrap_names,
             peers,
             peer_routes,
             routing: self.routing,
             firewall: self.firewall,
+            source: PathBuf::new(),
         })
     }
 }

@@ -531,6 +531,19 @@ impl Lab {
         }
     }
 
+    /// Names host `i`'s programs resolve (its own /etc/hosts: `ip netns
+    /// exec` mounts /etc/netns/NS/hosts over /etc/hosts; removed at
+    /// teardown).
+    pub fn hosts_entries(&self, i: usize, entries: &[(&str, Ipv4Addr)]) -> io::Result<()> {
+        let dir = Path::new("/etc/netns").join(&self.hosts[i].ns);
+        std::fs::create_dir_all(&dir)?;
+        let mut text = String::from("127.0.0.1 localhost\n");
+        for (name, ip) in entries {
+            let _ = writeln!(text, "{ip} {name}");
+        }
+        std::fs::write(dir.join("hosts"), text)
+    }
+
     /// Tears everything down (also done by `Drop`).
     pub fn teardown(&mut self) {
         for i in 0..self.hosts.len() {
@@ -538,6 +551,8 @@ impl Lab {
         }
         for ns in self.namespaces.drain(..).rev() {
             let _ = ip(&["netns", "del", &ns]);
+            // Per-namespace files (`hosts_entries`), if any.
+            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&ns));
         }
         // RINGVPN_LAB_KEEP=1 keeps configs and daemon logs for a post-mortem.
         if std::env::var_os("RINGVPN_LAB_KEEP").is_none() {

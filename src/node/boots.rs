@@ -15,6 +15,11 @@ pub const BOOT_PAUSE: Duration = Duration::from_secs(5);
 /// together form separate components, each growing its own ring.
 pub const LEAVES: usize = 3;
 
+/// With bootstraps and no link this long, the node says so (at the
+/// default log level, and in status): a wrong address or a dead
+/// bootstrap is otherwise a member that sits alone, silent.
+pub const SILENT_AFTER: Duration = Duration::from_secs(60);
+
 /// Endpoints of past overlay links kept as extra bootstraps.
 pub const LEARNED_BOOTS: usize = 8;
 /// Failed rounds after which a learned endpoint is forgotten.
@@ -32,6 +37,10 @@ pub(super) struct Strangers {
     /// Handshakes riding in connect-to-me requests, and their purposes.
     pub(super) ctm_inits: [Option<Pending>; super::handshakes::CTM_INITS],
     pub(super) ctm_ids: [crate::overlay::CtmId; super::handshakes::CTM_INITS],
+    /// Since when we have bootstraps and no link; and the warning said
+    /// once that had lasted [`SILENT_AFTER`].
+    pub(super) alone_since: Option<Instant>,
+    pub(super) silent: Option<String>,
 }
 
 /// A bootstrap endpoint: we know where, not who.
@@ -119,6 +128,24 @@ impl Node {
         }
     }
 
+    /// A bootstrap endpoint found after the start (a name resolved).
+    pub fn add_bootstrap(&mut self, now: Instant, endpoint: std::net::SocketAddr) {
+        let ep = Endpoint::udp(endpoint);
+        match self.strangers.boots.iter_mut().find(|b| b.endpoint == ep) {
+            // Learned from a link before: configured now.
+            Some(b) => b.learned = None,
+            None => self.strangers.boots.push(Boot::new(ep, now, None)),
+        }
+        self.strangers.boots_dirty = true;
+        self.settle(now);
+    }
+
+    /// Whether any overlay or static link is up (the shell re-resolves
+    /// bootstrap names while none is).
+    pub fn has_links(&self) -> bool {
+        self.any_linked()
+    }
+
     /// Whether any link is up.
     pub(super) fn any_linked(&self) -> bool {
         self.index.linked > 0
@@ -181,7 +208,41 @@ impl Node {
             .min()
     }
 
+    /// Says, once, when no bootstrap has answered for [`SILENT_AFTER`];
+    /// forgets it when a link comes up.
+    fn watch_silence(&mut self, now: Instant) {
+        if self.strangers.boots.is_empty() || self.any_linked() {
+            if self.strangers.silent.take().is_some() {
+                log::info!("linked again");
+            }
+            self.strangers.alone_since = None;
+            return;
+        }
+        let since = *self.strangers.alone_since.get_or_insert(now);
+        if self.strangers.silent.is_none() && now.saturating_since(since) >= SILENT_AFTER {
+            let tried: Vec<String> = self
+                .strangers
+                .boots
+                .iter()
+                .map(|b| b.endpoint.to_string())
+                .collect();
+            let said = format!(
+                "no bootstrap answered in {} s: tried {} (a wrong address or port, a firewall, or none of them running?)",
+                SILENT_AFTER.as_secs(),
+                tried.join(", ")
+            );
+            log::warn!("{said}");
+            self.strangers.silent = Some(said);
+        }
+    }
+
+    /// The warning about silent bootstraps, while it holds.
+    pub(super) fn silent_bootstraps(&self) -> Option<&str> {
+        self.strangers.silent.as_deref()
+    }
+
     pub(super) fn run_bootstraps(&mut self, now: Instant) {
+        self.watch_silence(now);
         for b in 0..self.strangers.boots.len() {
             let (leaves, cut_off) = self.boot_context();
             if self.boot_due(b, leaves, cut_off).is_some_and(|t| now >= t) {

@@ -146,8 +146,8 @@ impl Node {
         if let Some(stale) = peer.hs.pending.take() {
             self.index.by_session.remove(&stale.local_index);
         }
-        if done.cert.is_some() {
-            peer.trust.cert = done.cert.clone().map(Box::new);
+        if let Some(cert) = &done.cert {
+            peer.take_cert(cert);
         }
         match endpoint {
             Some(ep) => {
@@ -181,7 +181,10 @@ impl Node {
         }
 
         self.stats.handshakes_completed += 1;
-        log::info!("session with {} ({:?}) established", peer.name, endpoint);
+        match endpoint {
+            Some(ep) => log::info!("session with {} at {ep} established", peer.name),
+            None => log::info!("session with {} over the overlay established", peer.name),
+        }
         if let Some(ep) = endpoint.filter(|e| !e.tcp) {
             // Where this peer saw us: our reflexive endpoint, if any.
             if self.underlay.nat.observe(ep.addr, done.observed, now) {

@@ -108,6 +108,10 @@ pub struct NodeConfig {
     pub overlay: Option<OverlayConfig>,
     /// Endpoints of any members, to join through (their keys are learned).
     pub bootstrap: Vec<SocketAddr>,
+    /// More bootstraps will come ([`crate::node::Node::add_bootstrap`]:
+    /// names the shell resolves): the node is joining a ring, not
+    /// starting one, even while `bootstrap` is empty.
+    pub bootstrap_pending: bool,
     /// Our own endpoints, as advertised to the overlay.
     pub endpoints: Vec<crate::wire::endpoint::Endpoint>,
     /// Accept links from any key. An open overlay, until the certificate
@@ -151,6 +155,7 @@ impl Default for NodeConfig {
             rng_seed: 0,
             overlay: None,
             bootstrap: Vec::new(),
+            bootstrap_pending: false,
             endpoints: Vec::new(),
             trust_any: false,
             trust: None,

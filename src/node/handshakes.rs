@@ -325,8 +325,8 @@ impl Node {
             overlay_sent: overlay,
         };
         peer.hs.answer = Some(Box::new(answer));
-        if init.cert.is_some() {
-            peer.trust.cert = init.cert.clone().map(Box::new);
+        if let Some(cert) = &init.cert {
+            peer.take_cert(cert);
         }
         match endpoint {
             // A provisional answer moves nothing: the session's first

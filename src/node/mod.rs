@@ -230,7 +230,8 @@ impl Node {
             settings: Settings::from(&cfg),
             timers: cfg.timers,
             vpn: cfg.vpn.clone().filter(|_| overlay.is_some()).map(|v| {
-                crate::vpn::Vpn::new(v, &public, now, !cfg.bootstrap.is_empty(), flow_secret)
+                let joining = !cfg.bootstrap.is_empty() || cfg.bootstrap_pending;
+                crate::vpn::Vpn::new(v, &public, now, joining, flow_secret)
             }),
             routes: cfg
                 .routes
@@ -273,6 +274,8 @@ impl Node {
                 boots,
                 boot_wake: None,
                 boots_dirty: true,
+                alone_since: None,
+                silent: None,
                 ctm_inits: Default::default(),
                 ctm_ids: Default::default(),
             },

@@ -12,6 +12,9 @@ use std::time::Duration;
 pub struct PeerStatus {
     pub name: String,
     pub key: NodeKey,
+    /// The virtual IPv4 addresses we know it holds (from the resolver's
+    /// cache: those we have talked to).
+    pub virtual_ips: Vec<std::net::Ipv4Addr>,
     pub endpoint: Option<crate::wire::endpoint::Endpoint>,
     pub state: &'static str,
     /// How traffic reaches the peer: "direct" (straight to its endpoint),
@@ -157,9 +160,24 @@ pub struct NodeStatus {
     /// Prefixes the underlay never uses (the VPN's own; see
     /// `node::underlay`).
     pub underlay_excluded: Vec<crate::net::Prefix>,
+    /// Something the operator should know (no bootstrap answers).
+    pub warning: Option<String>,
 }
 
 impl Node {
+    /// The virtual addresses the resolver has seen `key` hold.
+    fn virtual_ips_of(&self, key: &NodeKey) -> Vec<std::net::Ipv4Addr> {
+        use crate::vpn::resolve::Entry;
+        let Some(v) = self.vpn.as_ref() else {
+            return Vec::new();
+        };
+        v.resolver()
+            .entries()
+            .filter(|(_, e)| matches!(e, Entry::Known { key: k, .. } if k == key))
+            .map(|(ip, _)| *ip)
+            .collect()
+    }
+
     pub fn status(&self, now: Instant) -> NodeStatus {
         let peers = self
             .peers
@@ -167,6 +185,7 @@ impl Node {
             .map(|p| PeerStatus {
                 name: p.name.clone(),
                 key: p.key,
+                virtual_ips: self.virtual_ips_of(&p.key),
                 endpoint: p.reach.endpoint,
                 state: p.state(now, &self.timers).name(),
                 path: p.path_name(),
@@ -238,6 +257,7 @@ impl Node {
             relayed_bytes: self.relayed_bytes(),
             transit_bytes: self.stats.transit_bytes,
             underlay_excluded: self.underlay_guard().iter().copied().collect(),
+            warning: self.silent_bootstraps().map(str::to_string),
         }
     }
 

@@ -260,9 +260,9 @@ impl Node {
         }
         if now.saturating_since(heard) >= RELAY_DEAD {
             log::info!(
-                "relay {} silent for {:?}: tunnels move",
+                "relay {} silent for {:.1} s: tunnels move",
                 relay.name,
-                now.saturating_since(heard)
+                now.saturating_since(heard).as_secs_f64()
             );
             self.peers[usize::from(r.0)].tunnel.failed_as_relay = Some(now);
             return self.relay_link_down(now, r);

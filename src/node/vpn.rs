@@ -113,6 +113,18 @@ impl From<Discard> for DropReason {
 }
 
 impl Node {
+    /// Replaces the inbound firewall rules (a reload); `false` outside
+    /// VPN mode.
+    pub fn set_firewall_rules(&mut self, rules: Vec<crate::firewall::Rule>) -> bool {
+        match self.vpn.as_mut() {
+            Some(v) => {
+                v.firewall_mut().set_rules(rules);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The claimed (or configured) virtual IPv4 address and the VPN's
     /// state, for status; `None` outside overlay VPN mode.
     pub fn vpn_status(&self) -> Option<crate::node::status::VpnStatus> {

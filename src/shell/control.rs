@@ -78,10 +78,18 @@ pub enum Request {
 }
 
 impl Server<UnixListener> {
-    /// Binds `path` owner-only, replacing a stale socket file.
+    /// Binds `path` owner-only, replacing a stale socket file — but not a
+    /// live one: a second daemon on the same path would take over its
+    /// control socket and delete it on exit.
     pub fn bind(path: &Path, first_token: usize) -> io::Result<Control> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                "another ringvpn daemon answers there (stop it, or give this one `control = PATH`)",
+            ));
         }
         match std::fs::remove_file(path) {
             Ok(()) => {}

@@ -19,9 +19,13 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+mod reload;
+
 /// Everything the loop owns.
 pub(super) struct Daemon {
     node: Node,
+    /// The config running (a reload compares the file with it).
+    cfg: Config,
     /// Routes, rules and nft table we added (taken back when dropped).
     routing: routing::HostRouting,
     tap: tap::Tap,
@@ -34,6 +38,7 @@ pub(super) struct Daemon {
     poll: Poll,
     local: ifwatch::LocalEndpoints,
     revocations: Option<RevocationFile>,
+    boot_names: super::names::BootNames,
     vpn: Option<crate::vpn::VpnConfig>,
     addresses: AddressWatch,
     echoes: Echoes,
@@ -55,7 +60,11 @@ impl Daemon {
         let identity = Identity::from_seed(&seed);
         drop(seed);
         let key = identity.public();
-        let trust = load_trust(&mut cfg, &key)?;
+        let trust = load_trust(&mut cfg, &key, true)?;
+        // First of what we open: a daemon already running on this path
+        // stops us before we touch its TAP, routes or rules.
+        let ctl = control::Control::bind(&cfg.control, CONTROL.0)
+            .map_err(|e| format!("control socket {}: {e}", cfg.control.display()))?;
         let vpn = cfg.vpn();
         // In overlay mode a static address is configured at once (the
         // claim runs meanwhile; a conflict stops the daemon); an automatic
@@ -79,8 +88,6 @@ impl Daemon {
         let tcp = tcp::Tcp::bind(tcp_addr, TCP_FIRST, mark)
             .map_err(|e| format!("cannot listen on TCP {}: {e}", cfg.listen))?;
         let routing = routing::HostRouting::setup(&cfg, tap.name())?;
-        let ctl = control::Control::bind(&cfg.control, CONTROL.0)
-            .map_err(|e| format!("cannot bind control socket {}: {e}", cfg.control.display()))?;
         let http = match cfg.metrics {
             Some(addr) => Some(
                 control::Http::bind_http(addr, METRICS.0)
@@ -93,6 +100,7 @@ impl Daemon {
         let listen = udp.local_addr().unwrap_or(cfg.listen);
         let local = ifwatch::LocalEndpoints::new(listen, tcp.local_addr(), tap.name());
         let mut d = Daemon {
+            cfg: cfg.clone(),
             node: Node::new(
                 identity,
                 node_config(&cfg, &vpn, trust, &local),
@@ -114,6 +122,7 @@ impl Daemon {
             poll: Poll::new().map_err(|e| format!("cannot create poll: {e}"))?,
             local,
             revocations: cfg.revocations.clone().map(RevocationFile::new),
+            boot_names: super::names::BootNames::new(cfg.bootstrap_names.clone()),
             vpn,
             addresses,
             echoes: Echoes::default(),
@@ -220,7 +229,11 @@ impl Daemon {
                 self.udp_writable |= ev.is_writable();
             }
             SIGNAL => {
-                if let Some(sig) = sys::read_signal(self.signals.as_raw_fd()) {
+                while let Some(sig) = sys::read_signal(self.signals.as_raw_fd()) {
+                    if sig == libc::SIGHUP as u32 {
+                        self.reload_logged();
+                        continue;
+                    }
                     log::info!("signal {sig}: shutting down");
                     return Ok(true);
                 }
@@ -243,14 +256,27 @@ impl Daemon {
                     if let control::Request::Line(slot, line) =
                         self.ctl.readable(t, self.poll.registry())
                     {
-                        let reply = super::control_request(
-                            &mut self.node,
-                            &line,
-                            &self.info,
-                            &self.echoes,
-                            &self.tasks,
-                            now,
-                        );
+                        let reply = if line.trim() == "reload" {
+                            match self.reload() {
+                                Ok(said) => {
+                                    log::info!("{said}");
+                                    format!("{said}\n")
+                                }
+                                Err(e) => {
+                                    log::error!("reload refused, running as before: {e}");
+                                    format!("error: {e}\n")
+                                }
+                            }
+                        } else {
+                            super::control_request(
+                                &mut self.node,
+                                &line,
+                                &self.info,
+                                &self.echoes,
+                                &self.tasks,
+                                now,
+                            )
+                        };
                         self.ctl.reply(slot, reply, self.poll.registry());
                     }
                 }
@@ -318,6 +344,7 @@ impl Daemon {
         if let Some(r) = self.revocations.as_mut() {
             r.check(&mut self.node, t);
         }
+        self.boot_names.check(&mut self.node, t);
         if self.local.due(std::mem::take(&mut self.addresses_notified)) {
             self.node.set_local_endpoints(t, &self.local.current());
         }
@@ -389,6 +416,7 @@ fn node_config(
         ondemand_threshold: cfg.ondemand,
         max_peers: usize::from(cfg.max_peers),
         bootstrap: cfg.bootstrap.clone(),
+        bootstrap_pending: !cfg.bootstrap_names.is_empty(),
         endpoints: local.current(),
         tap_prefixes: cfg
             .address

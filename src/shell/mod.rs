@@ -10,6 +10,7 @@
 mod control;
 mod daemon;
 mod ifwatch;
+mod names;
 mod netlink;
 mod routing;
 use crate::sys;
@@ -46,6 +47,18 @@ pub fn run(cfg: Config) -> Result<(), String> {
     daemon::Daemon::setup(cfg)?.run()
 }
 
+/// Reads and checks the files the config names — the key, and in
+/// certificate mode the CA list, our certificate and the revocation
+/// list — before anything is opened: a mistake there is the operator's
+/// to fix (`ringvpn run` exits 2 with `FILE: what is wrong`), not a
+/// failure of the running daemon.
+pub fn check_files(cfg: &Config) -> Result<(), String> {
+    let seed = crate::config::load_key(&cfg.key_file)?;
+    let key = crate::crypto::Identity::from_seed(&seed).public();
+    drop(seed);
+    load_trust(&mut cfg.clone(), &key, false).map(|_| ())
+}
+
 /// How often the revocation list file is looked at.
 const REVOCATIONS_EVERY: Duration = Duration::from_secs(5);
 
@@ -57,6 +70,7 @@ const REVOCATIONS_EVERY: Duration = Duration::from_secs(5);
 fn load_trust(
     cfg: &mut Config,
     key: &crate::crypto::NodeKey,
+    announce: bool,
 ) -> Result<Option<(crate::crypto::cert::Trust, Vec<u8>)>, String> {
     let (Some(ca), Some(cert)) = (&cfg.ca, &cfg.cert) else {
         return Ok(None);
@@ -80,6 +94,13 @@ fn load_trust(
             trust
                 .offer_revocations(list)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
+        } else if announce {
+            // It may come later (the file is watched), but say so: a
+            // typo here would otherwise revoke nobody, silently.
+            log::warn!(
+                "{}: no revocation list there (yet): none taken until it appears",
+                path.display()
+            );
         }
     }
     trust
@@ -113,6 +134,9 @@ fn load_trust(
             ));
         }
     }
+    if !announce {
+        return Ok(Some((trust, bytes)));
+    }
     log::info!(
         "certificate mode: {} in network {} ({} CA(s))",
         mine.name,
@@ -131,6 +155,15 @@ struct RevocationFile {
 }
 
 impl RevocationFile {
+    /// One whose next look reads the file whatever its time (a reload).
+    fn new_unread(path: std::path::PathBuf) -> RevocationFile {
+        RevocationFile {
+            path,
+            seen: None,
+            next: None,
+        }
+    }
+
     fn new(path: std::path::PathBuf) -> RevocationFile {
         let seen = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
         RevocationFile {
@@ -283,6 +316,7 @@ fn control_request(
     match words.as_slice() {
         ["status"] => render_text(&node.status(now), info),
         ["metrics"] => crate::metrics::render(&node.status(now)),
+        ["peers"] => crate::status::render_peers(&node.status(now)),
         ["status", "--json"] => render_json(&node.status(now), info),
         ["ring-ping", addr, nonce] => {
             match (crate::overlay::Addr::from_hex(addr), nonce.parse::<u64>()) {

@@ -205,6 +205,10 @@ impl Vpn {
         &self.firewall
     }
 
+    pub fn firewall_mut(&mut self) -> &mut Firewall {
+        &mut self.firewall
+    }
+
     /// Work for the node: drained after every input.
     pub fn drain_actions(&mut self) -> std::vec::Drain<'_, Action> {
         self.actions.drain(..)

@@ -141,6 +141,16 @@ impl Peer {
             .then(|| self.live.last_tx.unwrap_or(Instant::ZERO) + timers.ondemand_idle)
     }
 
+    /// The certificate the peer presented (checked): kept, and its name
+    /// becomes the peer's where we had only its ring address to call it
+    /// by (configured peers keep the config's name).
+    pub fn take_cert(&mut self, cert: &crate::crypto::cert::Cert) {
+        if self.role.dynamic && !cert.name.is_empty() {
+            self.name = cert.name.clone();
+        }
+        self.trust.cert = Some(Box::new(cert.clone()));
+    }
+
     /// How traffic reaches the peer: "direct", "relayed" or "overlay".
     pub fn path_name(&self) -> &'static str {
         // Data takes the overlay while the path is suspect (`watch`) or a

@@ -89,6 +89,9 @@ pub struct Config {
     pub fwmark: Option<u32>,
     /// `metrics = ADDRESS:PORT`: serve GET /metrics (Prometheus text) there.
     pub metrics: Option<SocketAddr>,
+    /// The peer cache: endpoints of recently linked members, extra
+    /// bootstraps after a restart (`state-dir = DIR`: DIR/INSTANCE.peers).
+    pub peer_cache: PathBuf,
     /// `log = LEVEL` (off, error, warn, info, debug, trace; default
     /// info): the daemon's log level when RUST_LOG is not set.
     pub log: String,
@@ -271,6 +274,13 @@ impl Config {
 /// finds the same path (as root: reading /proc/1/ns/net needs it; a user
 /// who cannot gets the plain path).
 pub fn default_control(tap: &str) -> PathBuf {
+    PathBuf::from(format!("/run/ringvpn/{}.sock", instance(tap)))
+}
+
+/// A daemon's name among others on this host: its TAP's, and in a
+/// network namespace other than the host's `TAP@NETNS` (the namespace's
+/// inode; reading the host's needs root — without, the plain name).
+pub fn instance(tap: &str) -> String {
     let ns = |p: &str| std::fs::read_link(p).ok();
     match (ns("/proc/self/ns/net"), ns("/proc/1/ns/net")) {
         (Some(mine), Some(host)) if mine != host => {
@@ -279,11 +289,14 @@ pub fn default_control(tap: &str) -> PathBuf {
                 .chars()
                 .filter(char::is_ascii_digit)
                 .collect();
-            PathBuf::from(format!("/run/ringvpn/{tap}@{id}.sock"))
+            format!("{tap}@{id}")
         }
-        _ => PathBuf::from(format!("/run/ringvpn/{tap}.sock")),
+        _ => tap.to_string(),
     }
 }
+
+/// Where `state-dir` is when the config names none.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/ringvpn";
 
 pub fn load_key(path: &Path) -> Result<Seed, String> {
     use std::os::unix::fs::PermissionsExt;

@@ -53,6 +53,50 @@ pub fn ring_ping(socket: &Path, addr: &str, timeout: Duration) -> std::io::Resul
     ))
 }
 
+/// A pong as the daemon reports it.
+pub struct PingReply {
+    pub name: String,
+    pub ms: f64,
+    /// "direct", "relayed" or "overlay".
+    pub path: String,
+    /// The relay's name ("-": none).
+    pub relay: String,
+    pub hops: u32,
+}
+
+/// One `ringvpn ping`: a ping to the member `target` names, on its
+/// current path; `None` when no pong came within `timeout`.
+pub fn ping_member(
+    socket: &Path,
+    target: &str,
+    timeout: Duration,
+) -> std::io::Result<Option<PingReply>> {
+    let started = query(socket, &format!("ping-start {target}"))?;
+    let Some(key) = started.trim().strip_prefix("key ") else {
+        return Err(std::io::Error::other(
+            started.trim().trim_start_matches("error: ").to_string(),
+        ));
+    };
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        let r = query(socket, &format!("ping-result {key}"))?;
+        let w: Vec<&str> = r.split_whitespace().collect();
+        if let ["pong", name, ms, path, relay, hops] = w.as_slice() {
+            let ms = ms.parse().map_err(std::io::Error::other)?;
+            let hops = hops.parse().map_err(std::io::Error::other)?;
+            return Ok(Some(PingReply {
+                name: name.to_string(),
+                ms,
+                path: path.to_string(),
+                relay: relay.to_string(),
+                hops,
+            }));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(None)
+}
+
 /// Runs a task (`stats`, `check`, `find QUERY`, `crawl`, `crawl
 /// --sequential`) through the daemon at `socket` and returns its rendered
 /// result (`format`: "" for text, "--json" or, for a crawl, "--svg"),

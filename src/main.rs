@@ -18,6 +18,9 @@ Usage:
   ringvpn ring-ping [-c FILE | -s SOCKET] ADDR
                                   send a routed echo over the ring overlay to ring
                                   address ADDR (32 hex digits, from status --json)
+  ringvpn ping [-c FILE | -s SOCKET] [-n COUNT] NAME|VIRTUAL-IP|KEY
+                                  ping a member on the path its traffic takes now:
+                                  direct, via a relay, or over the overlay, and RTT
   ringvpn peers [-c FILE | -s SOCKET]
                                   one line per peer: name, virtual IP, state, path
                                   (direct, via a relay, over the overlay), RTT,
@@ -240,6 +243,54 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
                 ringvpn::control::ring_ping(&socket, &addr, std::time::Duration::from_secs(5))
                     .map_err(|e| Failure::Runtime(format!("ring-ping {addr}: {e}")))?;
             println!("reply from {addr}: {hops} overlay hops, {ms:.2} ms");
+            Ok(())
+        }
+        "ping" => {
+            let mut o = socket_options();
+            o.optopt("n", "count", "pings to send (default 4)", "N");
+            let m = parse(&o, rest)?;
+            let socket = control_socket(&m)?;
+            let target = one_free(&m, "member (name, virtual IP or key)")?;
+            let target = target.to_string_lossy();
+            let count: u32 = m
+                .opt_str("n")
+                .map_or(Ok(4), |v| v.parse())
+                .map_err(|_| Failure::Usage("--count takes a number".into()))?;
+            let mut last_path = String::new();
+            let mut answered = 0;
+            for i in 0..count {
+                let t0 = std::time::Instant::now();
+                let pong = ringvpn::control::ping_member(
+                    &socket,
+                    &target,
+                    std::time::Duration::from_secs(2),
+                )
+                .map_err(|e| Failure::Runtime(format!("ping {target}: {e}")))?;
+                match pong {
+                    Some(r) => {
+                        answered += 1;
+                        let via = match r.path.as_str() {
+                            "relayed" => format!("via relay {}", r.relay),
+                            "overlay" => format!("over the overlay ({} hops)", r.hops),
+                            p => p.to_string(),
+                        };
+                        if !last_path.is_empty() && via != last_path {
+                            println!("path changed: {last_path} -> {via}");
+                        }
+                        println!("pong from {} {via} in {:.2} ms", r.name, r.ms);
+                        last_path = via;
+                    }
+                    None => println!("no pong from {target} in 2 s (linking?)"),
+                }
+                if i + 1 < count {
+                    std::thread::sleep(
+                        std::time::Duration::from_secs(1).saturating_sub(t0.elapsed()),
+                    );
+                }
+            }
+            if answered == 0 {
+                return Err(Failure::Runtime(format!("no pong from {target}")));
+            }
             Ok(())
         }
         "peers" => {

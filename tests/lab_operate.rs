@@ -51,6 +51,29 @@ fn reload_applies_a_change_refuses_a_broken_config_and_one_daemon_per_socket() {
     let line = peers.lines().nth(1).unwrap_or_default();
     assert!(line.contains(&lab.hosts[1].vip.to_string()), "{peers}");
     assert!(line.contains(" up ") && line.contains("direct"), "{peers}");
+    // `ringvpn ping` by virtual IP and by key: the path and the RTT.
+    let key1 = lab.hosts[1].key.to_base64();
+    for target in [lab.hosts[1].vip.to_string(), key1] {
+        let out = Command::new(BIN)
+            .args(["ping", "-n", "2", "-s"])
+            .arg(&lab.hosts[0].control)
+            .arg(&target)
+            .output()
+            .unwrap();
+        let said = text(&out.stdout);
+        eprintln!("ping {target}: {said}");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(said.matches("pong from").count(), 2, "{said}");
+        assert!(said.contains(" direct in "), "{said}");
+    }
+    let out = Command::new(BIN)
+        .args(["ping", "-n", "1", "-s"])
+        .arg(&lab.hosts[0].control)
+        .arg("nobody")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no member known as nobody"));
     let conf = lab.hosts[0].config.clone();
     let original = std::fs::read_to_string(&conf).unwrap();
 
@@ -163,4 +186,49 @@ fn a_bootstrap_given_by_name_is_resolved_and_joined() {
         lab.hosts[0].underlay
     );
     assert!(log.contains(&said), "{}", lab.log_tail(1));
+}
+
+/// The peer cache: a member restarted after its only bootstrap is gone
+/// finds the ring again through the endpoints it linked to before.
+#[test]
+fn a_restart_with_every_bootstrap_gone_rejoins_through_the_peer_cache() {
+    let Some(mut lab) = common::lab_or_skip("a_restart_with_every_bootstrap_gone", 3) else {
+        return;
+    };
+    for i in 0..3 {
+        let opts = NodeOptions {
+            overlay: true,
+            bootstrap: if i == 0 { vec![] } else { vec![0] },
+            ..NodeOptions::default()
+        };
+        lab.configure(i, &opts).unwrap();
+        lab.start(i).unwrap();
+    }
+    lab.wait_ring(&[0, 1, 2], Duration::from_secs(30)).unwrap();
+    let cache = lab.dir.join("h2-state");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let written = loop {
+        let text = std::fs::read_dir(&cache)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+            .unwrap_or_default();
+        if text.contains(&lab.hosts[1].underlay.to_string()) {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "no cache: {text:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    eprintln!("peer cache:\n{written}");
+    lab.stop(2);
+    lab.stop(0);
+    lab.start(2).unwrap();
+    let t = lab.wait_ring(&[1, 2], Duration::from_secs(40)).unwrap();
+    eprintln!("rejoined through the cache in {t:?}");
+    let log = std::fs::read_to_string(&lab.hosts[2].log).unwrap();
+    assert!(
+        log.contains("past peers as extra bootstraps"),
+        "{}",
+        lab.log_tail(2)
+    );
 }

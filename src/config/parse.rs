@@ -50,6 +50,7 @@ struct Draft {
     dhcp: bool,
     tcp: bool,
     control: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
     fwmark: Option<u32>,
     metrics: Option<SocketAddr>,
     log: String,
@@ -202,6 +203,7 @@ impl Draft {
             ipv6: None,
             dhcp: false,
             tcp: true,
+            state_dir: None,
             control: None,
             fwmark: None,
             metrics: None,
@@ -319,6 +321,7 @@ impl Draft {
             "cert" => self.cert = Some(path()),
             "revocations" => self.revocations = Some(path()),
             "control" => self.control = Some(path()),
+            "state-dir" => self.state_dir = Some(path()),
             "fwmark" => self.fwmark = Some(v.parse().map_err(|_| "a number")?),
             "log" => match v {
                 "off" | "error" | "warn" | "info" | "debug" | "trace" => self.log = v.into(),
@@ -431,6 +434,10 @@ impl Draft {
         }
         let tap = self.tap;
         let control = self.control.unwrap_or_else(|| super::default_control(&tap));
+        let peer_cache = self
+            .state_dir
+            .unwrap_or_else(|| PathBuf::from(super::DEFAULT_STATE_DIR))
+            .join(format!("{}.peers", super::instance(&tap)));
         // The virtual network (overlay mode): the subnet is given, or that
         // of a static address with a prefix, or the default 100.64.0.0/10.
         let subnet = match (self.subnet, self.address) {
@@ -514,6 +521,7 @@ impl Draft {
             fwmark: self.fwmark,
             metrics: self.metrics,
             log: self.log,
+            peer_cache,
             keepalive: self.keepalive,
             relay_kib: self.relay_kib,
             ondemand: self.ondemand,

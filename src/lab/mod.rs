@@ -293,6 +293,12 @@ impl Lab {
             let _ = writeln!(c, "mtu = {mtu}");
         }
         let _ = writeln!(c, "control = {}", h.control.display());
+        // The peer cache in the lab's directory, not the host's /var/lib.
+        let _ = writeln!(
+            c,
+            "state-dir = {}",
+            self.dir.join(format!("h{i}-state")).display()
+        );
         if o.overlay {
             let _ = writeln!(c, "overlay = on\nnetwork = lab");
         }

@@ -140,6 +140,29 @@ impl Node {
         self.settle(now);
     }
 
+    /// Where our overlay links reach their peers straight over UDP, at
+    /// most [`LEARNED_BOOTS`], in a stable order: what the shell keeps
+    /// in the peer cache for the next start.
+    pub fn cache_endpoints(&self) -> Vec<Endpoint> {
+        let mut eps: Vec<Endpoint> = self
+            .peers
+            .iter()
+            .filter(|p| p.is_linked() && p.relay().is_none())
+            .filter_map(|p| p.reach.proven.filter(|e| !e.tcp))
+            .collect();
+        eps.sort();
+        eps.dedup();
+        eps.truncate(LEARNED_BOOTS);
+        eps
+    }
+
+    /// An endpoint from the peer cache: a bootstrap tried when we are
+    /// cut off (as one learned from a link).
+    pub fn remember_bootstrap(&mut self, now: Instant, endpoint: Endpoint) {
+        self.learn_boot(now, endpoint);
+        self.settle(now);
+    }
+
     /// Whether any overlay or static link is up (the shell re-resolves
     /// bootstrap names while none is).
     pub fn has_links(&self) -> bool {

@@ -19,6 +19,7 @@
 
 mod attempts;
 mod boots;
+pub use boots::LEARNED_BOOTS;
 mod completion;
 pub mod config;
 pub mod cookies;
@@ -32,6 +33,7 @@ pub mod nat;
 pub mod ondemand;
 pub mod peer;
 mod peers;
+pub mod ping;
 mod receive;
 pub(crate) mod relay;
 mod routes;

@@ -281,7 +281,9 @@ impl Node {
                         .rtt_pinged
                         .replace(rtt)
                         .is_none();
-                    self.peers[usize::from(p.0)].live.rtt = Some(rtt);
+                    let live = &mut self.peers[usize::from(p.0)].live;
+                    live.rtt = Some(rtt);
+                    live.pong = Some((now, rtt, live.rx_hops));
                     // The watch's bounds scale with the RTT.
                     self.index.wakeups.touch(p);
                     if first {

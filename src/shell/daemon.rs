@@ -39,6 +39,7 @@ pub(super) struct Daemon {
     local: ifwatch::LocalEndpoints,
     revocations: Option<RevocationFile>,
     boot_names: super::names::BootNames,
+    peer_cache: super::peercache::PeerCache,
     vpn: Option<crate::vpn::VpnConfig>,
     addresses: AddressWatch,
     echoes: Echoes,
@@ -123,6 +124,8 @@ impl Daemon {
             local,
             revocations: cfg.revocations.clone().map(RevocationFile::new),
             boot_names: super::names::BootNames::new(cfg.bootstrap_names.clone()),
+            // Filled in below, once the node exists.
+            peer_cache: super::peercache::PeerCache::empty(),
             vpn,
             addresses,
             echoes: Echoes::default(),
@@ -133,6 +136,8 @@ impl Daemon {
             udp_writable: true,
             addresses_notified: false,
         };
+        d.peer_cache =
+            super::peercache::PeerCache::load(cfg.peer_cache.clone(), &mut d.node, Instant::ZERO);
         d.register()?;
         log::info!(
             "node {} up on {} ({}), {} peers",
@@ -211,7 +216,7 @@ impl Daemon {
         let watch = self.revocations.as_ref().map(|_| super::REVOCATIONS_EVERY);
         let now = self.now();
         let node_t = self.node.poll_timeout().map(|t| t.saturating_since(now));
-        [watch, self.local.timeout()]
+        [watch, self.local.timeout(), Some(super::peercache::EVERY)]
             .into_iter()
             .fold(node_t, |a, b| match (a, b) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -345,6 +350,7 @@ impl Daemon {
             r.check(&mut self.node, t);
         }
         self.boot_names.check(&mut self.node, t);
+        self.peer_cache.check(&self.node);
         if self.local.due(std::mem::take(&mut self.addresses_notified)) {
             self.node.set_local_endpoints(t, &self.local.current());
         }

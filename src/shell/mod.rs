@@ -12,6 +12,7 @@ mod daemon;
 mod ifwatch;
 mod names;
 mod netlink;
+mod peercache;
 mod routing;
 use crate::sys;
 mod tap;
@@ -317,6 +318,25 @@ fn control_request(
         ["status"] => render_text(&node.status(now), info),
         ["metrics"] => crate::metrics::render(&node.status(now)),
         ["peers"] => crate::status::render_peers(&node.status(now)),
+        ["ping-start", target] => match node.find_member(target) {
+            Some(key) if node.ping_member(now, key) => format!("key {}\n", key.to_base64()),
+            Some(_) => format!("error: {target} cannot be reached (not a member we may link to)\n"),
+            None => format!("error: no member known as {target} (a name, a virtual IP we have talked to, or a key)\n"),
+        },
+        ["ping-result", key] => {
+            let pong = crate::crypto::NodeKey::from_base64(key).and_then(|k| node.pong(&k));
+            match pong {
+                Some(p) => format!(
+                    "pong {} {:.3} {} {} {}\n",
+                    p.name,
+                    p.rtt.as_secs_f64() * 1e3,
+                    p.path,
+                    p.relay.as_deref().unwrap_or("-"),
+                    p.hops
+                ),
+                None => "pending\n".into(),
+            }
+        }
         ["status", "--json"] => render_json(&node.status(now), info),
         ["ring-ping", addr, nonce] => {
             match (crate::overlay::Addr::from_hex(addr), nonce.parse::<u64>()) {

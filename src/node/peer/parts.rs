@@ -127,6 +127,8 @@ pub(in crate::node) struct Liveness {
     pub(in crate::node) rtt_pinged: Option<Duration>,
     /// Links the last message from the peer crossed (1: direct).
     pub(in crate::node) rx_hops: u8,
+    /// The last pong: when, its round trip, the links it crossed.
+    pub(in crate::node) pong: Option<(Instant, Duration, u8)>,
 }
 
 /// Data counters shown by `status`.

@@ -65,6 +65,7 @@ impl Daemon {
             dhcp,
             tcp,
             control,
+            peer_cache,
             fwmark,
             metrics,
             keepalive,

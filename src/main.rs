@@ -425,6 +425,7 @@ fn ca(args: &[String]) -> Result<(), Failure> {
         ));
     };
     let network = m.opt_str("network").unwrap_or_default();
+    pki::check_network_name(&network).map_err(Failure::Usage)?;
     let name = m.opt_str("name").unwrap_or_else(|| format!("{network} CA"));
     let days = number(&m, "days", 3650)?;
     let c = pki::ca_init(Path::new(key), Path::new(cert), &network, &name, days)

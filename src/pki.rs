@@ -63,6 +63,19 @@ fn write_new(path: &Path, text: &str) -> Result<(), String> {
 
 /// `ringvpn ca init`: a new CA key (mode 0600) and its self-signed
 /// certificate for `network`, valid from now for `days`.
+/// A network name a config can carry: `network = NET`, where `#` starts a
+/// comment and spaces are trimmed (a CA for another name would be one no
+/// config can use).
+pub fn check_network_name(network: &str) -> Result<(), String> {
+    let usable = |c: char| c.is_ascii_alphanumeric() || "-._".contains(c);
+    if network.is_empty() || network.len() > 64 || !network.chars().all(usable) {
+        return Err(format!(
+            "network {network:?}: use 1 to 64 letters, digits, `-`, `.` and `_` (the config's `network =` must be able to name it)"
+        ));
+    }
+    Ok(())
+}
+
 pub fn ca_init(
     key_path: &Path,
     cert_path: &Path,
@@ -70,6 +83,7 @@ pub fn ca_init(
     name: &str,
     days: u64,
 ) -> Result<Cert, String> {
+    check_network_name(network)?;
     let seed = Seed::generate();
     let id = Identity::from_seed(&seed);
     let now = unix_now();

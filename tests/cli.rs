@@ -316,3 +316,70 @@ fn every_command_has_help() {
         assert!(text.contains(&format!("ringvpn {cmd}")), "{cmd}: {text}");
     }
 }
+
+#[test]
+fn certificate_mistakes_say_what_is_wrong() {
+    let d = tmpdir("certmistakes");
+    let p = |f: &str| d.join(f).to_str().unwrap().to_string();
+    // A network name the config could not carry.
+    let out = ringvpn(&[
+        "ca",
+        "init",
+        "--network",
+        "of#fice",
+        &p("x.key"),
+        &p("x.crt"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("network \"of#fice\": use"));
+    assert!(!d.join("x.key").exists());
+    for (net, key, crt) in [
+        ("office", "ca.key", "ca.crt"),
+        ("home", "ca2.key", "ca2.crt"),
+    ] {
+        assert!(ringvpn(&["ca", "init", "--network", net, &p(key), &p(crt)])
+            .status
+            .success());
+    }
+    let node = String::from_utf8(ringvpn(&["genkey", &p("node.key")]).stdout).unwrap();
+    let signed = ringvpn(&[
+        "cert",
+        "sign",
+        "--ca-key",
+        &p("ca2.key"),
+        "--ca",
+        &p("ca2.crt"),
+        "--pubkey",
+        node.trim(),
+        "--name",
+        "n1",
+        "--ip",
+        "100.64.0.5",
+        &p("home.crt"),
+    ]);
+    assert!(signed.status.success());
+    let run = |ca: &str, cert: &str| {
+        let conf = d.join("c.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "[node]\nkey = node.key\naddress = 100.64.0.5/10\noverlay = on\nnetwork = office\nca = {ca}\ncert = {cert}\ncontrol = {}\n",
+                p("s.sock")
+            ),
+        )
+        .unwrap();
+        let out = ringvpn(&["run", "-c", conf.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // The CA's certificate where the node's goes.
+    let err = run("ca.crt", "ca.crt");
+    assert!(err.contains("ca.crt: this is a CA certificate"), "{err}");
+    // A certificate for another network: both named.
+    let err = run("ca2.crt", "home.crt");
+    assert!(
+        err.contains("the certificate is for network \"home\", the config says `network = office`"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -84,6 +84,20 @@ fn load_trust(
         return Err(format!("{}: not a valid CA certificate", ca.display()));
     }
     let (bytes, mine) = crate::pki::load_cert(cert)?;
+    if mine.kind == crate::crypto::cert::KIND_CA {
+        return Err(format!(
+            "{}: this is a CA certificate; `cert =` takes this node's own (`ringvpn cert sign`), `ca =` the CA's",
+            cert.display()
+        ));
+    }
+    if mine.network != cfg.network {
+        return Err(format!(
+            "{}: the certificate is for network {:?}, the config says `network = {}`",
+            cert.display(),
+            mine.network,
+            cfg.network
+        ));
+    }
     let mut trust = crate::crypto::cert::Trust {
         network: cfg.network.clone(),
         cas,

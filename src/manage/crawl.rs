@@ -286,25 +286,7 @@ impl Manager {
             super::TASK_BUDGET,
         );
         self.remember(req.task.origin, step);
-        self.run(now, ov, local, None, req);
-        let r = self
-            .running
-            .iter_mut()
-            .find(|r| r.id == step && r.parent.is_none());
-        match r {
-            Some(r) => r.reports_as = Some((id, started)),
-            // Answered at once (nobody else in the ring).
-            None => {
-                for a in self.actions.iter_mut() {
-                    if let Action::Done { id: done, took, .. } = a {
-                        if *done == step {
-                            *done = id;
-                            *took = now.saturating_since(started);
-                        }
-                    }
-                }
-            }
-        }
+        self.run(now, ov, local, None, req, Some((id, started)));
     }
 
     pub(super) fn walk_deadline(&self) -> Option<Instant> {

@@ -255,7 +255,7 @@ impl Manager {
         let req = self.signed_request(now, signer, kind, task_id, args, self.me, TASK_BUDGET);
         self.remember(req.task.origin, task_id);
         self.stats.started += 1;
-        self.run(now, ov, local, None, req);
+        self.run(now, ov, local, None, req, None);
         task_id
     }
 
@@ -290,7 +290,7 @@ impl Manager {
         }
         self.remember(t.origin, t.id);
         self.stats.served += 1;
-        self.run(now, ov, local, Some(from), req);
+        self.run(now, ov, local, Some(from), req, None);
         Ok(())
     }
 
@@ -374,6 +374,7 @@ impl Manager {
         local: &impl Local,
         parent: Option<PeerIdx>,
         req: Request,
+        reports_as: Option<(u64, Instant)>,
     ) {
         let budget = Duration::from_millis(u64::from(req.budget_ms));
         let mut result = Reduced::default();
@@ -411,7 +412,7 @@ impl Manager {
             child_budget,
             described,
             settling: false,
-            reports_as: None,
+            reports_as,
         };
         let arc = (self.me, r.req.arc_end);
         self.split(now, ov, &mut r, arc);

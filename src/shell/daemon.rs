@@ -100,13 +100,16 @@ impl Daemon {
             sys::termination_signalfd().map_err(|e| format!("cannot set up signals: {e}"))?;
         let listen = udp.local_addr().unwrap_or(cfg.listen);
         let local = ifwatch::LocalEndpoints::new(listen, tcp.local_addr(), tap.name());
+        let mut node = Node::new(
+            identity,
+            node_config(&cfg, &vpn, trust, &local),
+            Instant::ZERO,
+        );
+        let peer_cache =
+            super::peercache::PeerCache::load(cfg.peer_cache.clone(), &mut node, Instant::ZERO);
         let mut d = Daemon {
             cfg: cfg.clone(),
-            node: Node::new(
-                identity,
-                node_config(&cfg, &vpn, trust, &local),
-                Instant::ZERO,
-            ),
+            node,
             routing,
             info: DaemonInfo {
                 tap: tap.name().to_string(),
@@ -124,8 +127,7 @@ impl Daemon {
             local,
             revocations: cfg.revocations.clone().map(RevocationFile::new),
             boot_names: super::names::BootNames::new(cfg.bootstrap_names.clone()),
-            // Filled in below, once the node exists.
-            peer_cache: super::peercache::PeerCache::empty(),
+            peer_cache,
             vpn,
             addresses,
             echoes: Echoes::default(),
@@ -136,8 +138,6 @@ impl Daemon {
             udp_writable: true,
             addresses_notified: false,
         };
-        d.peer_cache =
-            super::peercache::PeerCache::load(cfg.peer_cache.clone(), &mut d.node, Instant::ZERO);
         d.register()?;
         log::info!(
             "node {} up on {} ({}), {} peers",

@@ -297,18 +297,17 @@ impl Tasks {
             }
         }
         if !result.described.is_empty() {
-            let crawls = self
-                .1
-                .iter()
-                .rev()
-                .filter_map(|id| self.0.get(id).map(|_| *id));
-            let old: Vec<u64> = crawls
-                .filter(|id| !self.0[id].0.described.is_empty())
-                .skip(Self::CRAWLS_KEPT - 1)
-                .collect();
-            for id in old {
-                if let Some((o, _)) = self.0.get_mut(&id) {
-                    o.described = Vec::new();
+            // Newest first: past the kept crawls, the descriptions go.
+            let mut crawls = 0;
+            for old in self.1.iter().rev() {
+                let Some((o, _)) = self.0.get_mut(old) else {
+                    continue;
+                };
+                if !o.described.is_empty() {
+                    crawls += 1;
+                    if crawls >= Self::CRAWLS_KEPT {
+                        o.described = Vec::new();
+                    }
                 }
             }
         }

@@ -25,16 +25,6 @@ pub(super) struct PeerCache {
 }
 
 impl PeerCache {
-    /// None yet (the daemon's node is being built).
-    pub(super) fn empty() -> PeerCache {
-        PeerCache {
-            path: PathBuf::new(),
-            written: Vec::new(),
-            next: std::time::Instant::now(),
-            broken: true,
-        }
-    }
-
     /// Reads the cache at `path` (if there is one) into the node.
     pub(super) fn load(path: PathBuf, node: &mut Node, now: Instant) -> PeerCache {
         let mut written = Vec::new();

@@ -77,8 +77,16 @@ pub struct Config {
     /// Overlay mode: the virtual network's name, range, IPv6 /96 prefix
     /// (`None`: off) and whether to serve DHCP.
     pub network: String,
+    /// `network =` was given; otherwise certificate mode takes the
+    /// certificate's network.
+    pub network_given: bool,
+    /// This member's name (`name =`; in certificate mode, the
+    /// certificate's): shown in status and registered in DNS.
+    pub name: Option<String>,
     pub subnet: (Ipv4Addr, u8),
     pub ipv6: Option<Ipv6Addr>,
+    /// `ipv6 = auto` (the prefix follows the network's name).
+    pub ipv6_auto: bool,
     pub dhcp: bool,
     /// Also listen for (and link over) TCP on the listen address, for
     /// networks that drop UDP.
@@ -228,6 +236,7 @@ impl Config {
             dhcp: self.dhcp,
             mtu: self.mtu,
             firewall: self.firewall.clone(),
+            name: self.name.clone(),
         })
     }
 

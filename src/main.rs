@@ -49,7 +49,13 @@ Usage:
                     [--ip ADDR[/LEN] ...] [--group G ...] [--routes PREFIX,...]
                     [--days D] [--not-before UNIX] OUT
                                   sign a node certificate (for the CA's network)
-  ringvpn cert show [--json] FILE show a certificate (or each one in a CA file)
+                                  (warns when it is expired or an address is outside
+                                  the default subnet)
+  ringvpn cert show [--json] FILE show a certificate (each one in a CA file, with its
+                                  fingerprint) or a revocation list
+  ringvpn cert verify --ca CA [--crl LIST] CERT
+                                  check a certificate as members do (CA, network,
+                                  validity now, revocation); exit 1 with the reason
   ringvpn cert revoke --ca-key KEY [--list FILE] NODEKEY... 
                                   add keys to the CA's revocation list FILE (a new,
                                   higher serial; written in place, default revoked.crl)
@@ -521,6 +527,9 @@ fn cert(args: &[String]) -> Result<(), Failure> {
             let ca_key = PathBuf::from(m.opt_str("ca-key").unwrap_or_default());
             let ca_cert = PathBuf::from(m.opt_str("ca").unwrap_or_default());
             let c = pki::sign(&ca_key, &ca_cert, req).map_err(Failure::Usage)?;
+            for w in pki::sign_warnings(&c, pki::unix_now()) {
+                eprintln!("warning: {w}");
+            }
             pki::write_cert(&out, &c).map_err(Failure::Runtime)?;
             print!("{}", pki::show_text(&c, pki::unix_now()));
             Ok(())
@@ -529,7 +538,15 @@ fn cert(args: &[String]) -> Result<(), Failure> {
             let mut o = Options::new();
             o.optflag("", "json", "machine-readable output");
             let m = parse(&o, rest)?;
-            let path = one_free(&m, "certificate file")?;
+            let path = one_free(&m, "certificate or revocation list file")?;
+            if pki::is_revocation_file(&path) {
+                let list = pki::load_revocations(&path).map_err(Failure::Usage)?;
+                match m.opt_present("json") {
+                    true => print!("{}", pki::show_revocations_json(&list)),
+                    false => print!("{}", pki::show_revocations_text(&list)),
+                }
+                return Ok(());
+            }
             for c in pki::load_certs(&path).map_err(Failure::Usage)? {
                 if m.opt_present("json") {
                     print!("{}", pki::show_json(&c));
@@ -574,8 +591,22 @@ fn cert(args: &[String]) -> Result<(), Failure> {
             );
             Ok(())
         }
+        "verify" => {
+            let mut o = Options::new();
+            o.reqopt("", "ca", "the CA certificate(s) to trust", "FILE");
+            o.optopt("", "crl", "a revocation list to apply", "FILE");
+            let m = parse(&o, rest)?;
+            let path = one_free(&m, "certificate file")?;
+            let ca = PathBuf::from(m.opt_str("ca").unwrap_or_default());
+            let crl = m.opt_str("crl").map(PathBuf::from);
+            let said = pki::verify(&path, &ca, crl.as_deref(), pki::unix_now())
+                .map_err(Failure::Runtime)?;
+            println!("{said}");
+            Ok(())
+        }
         _ => Err(Failure::Usage(
-            "expected `cert sign`, `cert show` or `cert revoke` (see ringvpn --help)".into(),
+            "expected `cert sign`, `cert show`, `cert verify` or `cert revoke` (see ringvpn --help)"
+                .into(),
         )),
     }
 }

@@ -177,6 +177,117 @@ pub fn write_revocations(path: &Path, list: &Revocations) -> Result<(), String> 
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// A certificate's fingerprint: SHA-256 of its encoding, in hex (what
+/// `cert show` prints, to compare a certificate with the one expected).
+pub fn fingerprint(c: &Cert) -> String {
+    let bytes = c.encode().unwrap_or_default();
+    let d = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `path` holds a revocation list (rather than certificates).
+pub fn is_revocation_file(path: &Path) -> bool {
+    let label = format!("-----BEGIN {REVOCATIONS_ARMOUR}-----");
+    std::fs::read_to_string(path).is_ok_and(|t| t.contains(&label))
+}
+
+/// `ringvpn cert show` of a revocation list.
+pub fn show_revocations_text(list: &Revocations) -> String {
+    let mut out = format!(
+        "revocation list\n  serial      {}\n  issuer      {}\n  issued at   {}\n  revoked     {} key(s)\n",
+        list.serial,
+        list.issuer,
+        utc(list.issued_at),
+        list.revoked.len()
+    );
+    for k in &list.revoked {
+        out.push_str(&format!("    {k}\n"));
+    }
+    out
+}
+
+/// `ringvpn cert show --json` of a revocation list.
+pub fn show_revocations_json(list: &Revocations) -> String {
+    use crate::json::{quote, Object};
+    let keys: Vec<String> = list.revoked.iter().map(|k| quote(&k.to_base64())).collect();
+    let mut out = String::new();
+    let mut o = Object::new(&mut out);
+    o.str("kind", "revocations")
+        .num("serial", list.serial)
+        .str("issuer", &list.issuer.to_base64())
+        .num("issued_at", list.issued_at)
+        .raw("revoked", &format!("[{}]", keys.join(",")));
+    o.end();
+    out.push('\n');
+    out
+}
+
+/// `ringvpn cert verify`: whether `cert` checks out against the CA(s) in
+/// `ca` (and the list in `crl`) now, as a member would check it; the
+/// reason if not.
+pub fn verify(cert: &Path, ca: &Path, crl: Option<&Path>, now: u64) -> Result<String, String> {
+    let (_, c) = load_cert(cert)?;
+    let cas = load_certs(ca)?;
+    if cas.iter().any(|c| c.kind != KIND_CA || !c.signature_ok()) {
+        return Err(format!("{}: not a valid CA certificate", ca.display()));
+    }
+    let mut trust = crate::crypto::cert::Trust {
+        network: c.network.clone(),
+        cas,
+        revocations: Vec::new(),
+    };
+    if let Some(crl) = crl {
+        trust
+            .offer_revocations(load_revocations(crl)?)
+            .map_err(|e| format!("{}: {e}", crl.display()))?;
+    }
+    trust
+        .check(&c, &c.subject, now)
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    let issuer = trust
+        .cas
+        .iter()
+        .find(|a| a.subject == c.issuer)
+        .map_or("?", |a| a.name.as_str());
+    Ok(format!(
+        "{}: valid: {} in network {}, signed by {issuer}, until {}",
+        cert.display(),
+        c.name,
+        c.network,
+        utc(c.not_after)
+    ))
+}
+
+/// What is worth a warning in a certificate about to be signed: already
+/// expired, or an address no default network hands out.
+pub fn sign_warnings(c: &Cert, now: u64) -> Vec<String> {
+    let mut w = Vec::new();
+    if c.not_after < now {
+        w.push(format!(
+            "the certificate is already expired (not after {})",
+            utc(c.not_after)
+        ));
+    }
+    let subnet = crate::vpn::VpnConfig::new(&c.network);
+    for p in &c.prefixes {
+        if let std::net::IpAddr::V4(a) = p.addr {
+            if !subnet.contains(a) {
+                w.push(format!(
+                    "{p} is outside the default virtual subnet 100.64.0.0/10 (members must set `subnet` to cover it)"
+                ));
+            } else if p.len == 32 && !subnet.assignable(a) {
+                w.push(format!(
+                    "{p} is not a host address (100.64.0.1 is the virtual router's)"
+                ));
+            }
+        }
+    }
+    if c.prefixes.is_empty() {
+        w.push("no --ip: the member may claim no virtual address".into());
+    }
+    w
+}
+
 /// A Unix time as `YYYY-MM-DD HH:MM:SS UTC`.
 pub fn utc(t: u64) -> String {
     let (y, m, d, hh, mm, ss) = crate::time::utc_parts(t);
@@ -205,10 +316,11 @@ pub fn show_text(c: &Cert, now: u64) -> String {
         }
     };
     format!(
-        "{kind}\n  name        {}\n  network     {}\n  key         {}\n  issuer      {}\n  not before  {}\n  not after   {}  ({state} now)\n  addresses   {}\n  groups      {}\n  routes      {}\n",
+        "{kind}\n  name        {}\n  network     {}\n  key         {}\n  fingerprint {}\n  issuer      {}\n  not before  {}\n  not after   {}  ({state} now)\n  addresses   {}\n  groups      {}\n  routes      {}\n",
         c.name,
         c.network,
         c.subject,
+        fingerprint(c),
         c.issuer,
         utc(c.not_before),
         utc(c.not_after),
@@ -233,6 +345,7 @@ pub fn show_json(c: &Cert) -> String {
         .str("name", &c.name)
         .str("network", &c.network)
         .str("key", &c.subject.to_base64())
+        .str("fingerprint", &fingerprint(c))
         .str("issuer", &c.issuer.to_base64())
         .num("not_before", c.not_before)
         .num("not_after", c.not_after)

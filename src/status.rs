@@ -9,6 +9,8 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct DaemonInfo {
     pub tap: String,
+    /// This member's name (`name =`, or its certificate's).
+    pub name: Option<String>,
     pub address: Option<String>,
     pub mtu: u16,
     pub listen: String,
@@ -87,7 +89,11 @@ pub fn render_text(st: &NodeStatus, d: &DaemonInfo) -> String {
     if let Some(w) = &st.warning {
         let _ = writeln!(o, "WARNING   {w}");
     }
-    let _ = writeln!(o, "node      {}", st.key);
+    match &d.name {
+        Some(n) => writeln!(o, "node      {n}  {}", st.key),
+        None => writeln!(o, "node      {}", st.key),
+    }
+    .ok();
     let _ = writeln!(
         o,
         "tap       {}  {}  mtu {}",
@@ -176,6 +182,7 @@ pub fn render_text(st: &NodeStatus, d: &DaemonInfo) -> String {
             "  resolver {} cached, {} resolving; {} lookups ({} found nothing, {} bad records)",
             v.cached, v.resolving, v.stats.lookups, v.stats.lookups_failed, v.stats.records_refused
         );
+        dns_text(&mut o, &v.dns, &d.tap);
         let _ = writeln!(
             o,
             "  packets  {} out, {} in; broadcasts {} sent, {} delivered; {} local answers",
@@ -262,6 +269,7 @@ pub fn render_json(st: &NodeStatus, d: &DaemonInfo) -> String {
         .collect();
     let mut n = Object::new(&mut node);
     n.str("key", &st.key.to_base64())
+        .opt_str("name", d.name.as_deref())
         .str("tap", &d.tap)
         .opt_str("address", d.address.as_deref())
         .num("mtu", d.mtu)
@@ -299,7 +307,7 @@ pub fn render_json(st: &NodeStatus, d: &DaemonInfo) -> String {
             .str("key", &p.key.to_base64())
             .raw("virtual_ips", &format!("[{}]", vips.join(",")))
             .opt_str("endpoint", endpoint.as_deref())
-            .str("state", p.state)
+            .str("state", &p.state)
             .str("path", p.path)
             .opt_str("relay", p.relay.as_deref())
             .num("hops", p.hops)
@@ -474,7 +482,54 @@ fn vpn_json(v: &crate::node::status::VpnStatus) -> String {
         .num("packets_in", v.stats.packets_in)
         .num("broadcasts_sent", v.stats.broadcasts_sent)
         .num("broadcasts_delivered", v.stats.broadcasts_delivered)
-        .num("local_answers", v.stats.local_answers);
+        .num("local_answers", v.stats.local_answers)
+        .raw("dns", &dns_json(&v.dns));
+    o.end();
+    out
+}
+
+/// The DNS server's line, and how to point the host's resolver at it.
+fn dns_text(o: &mut String, d: &crate::node::status::DnsStatus, tap: &str) {
+    let s = &d.stats;
+    let _ = writeln!(
+        o,
+        "  dns      {}:53 answers for {} and its reverse zone; name {} ({})",
+        d.server,
+        d.zone,
+        d.name.as_deref().unwrap_or("-"),
+        d.registration
+    );
+    let _ = writeln!(
+        o,
+        "           {} queries: {} answered, {} not found, {} refused, {} failed; {} lookups, {} cached",
+        s.queries, s.answered, s.nxdomain, s.refused, s.servfail, s.lookups, d.cached
+    );
+    let _ = writeln!(
+        o,
+        "           use it: resolvectl dns {tap} {} && resolvectl domain {tap} '~{}'",
+        d.server,
+        d.zone.trim_end_matches('.')
+    );
+}
+
+fn dns_json(d: &crate::node::status::DnsStatus) -> String {
+    let s = &d.stats;
+    let mut out = String::new();
+    let mut o = Object::new(&mut out);
+    o.str("server", &d.server.to_string())
+        .str("zone", &d.zone)
+        .opt_str("name", d.name.as_deref())
+        .str("registration", &d.registration)
+        .num("queries", s.queries)
+        .num("answered", s.answered)
+        .num("nxdomain", s.nxdomain)
+        .num("refused", s.refused)
+        .num("servfail", s.servfail)
+        .num("malformed", s.malformed)
+        .num("lookups", s.lookups)
+        .num("cache_hits", s.cache_hits)
+        .num("records_refused", s.records_refused)
+        .num("cached", d.cached);
     o.end();
     out
 }

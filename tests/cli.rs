@@ -235,6 +235,92 @@ fn ca_init_cert_sign_show_and_revoke() {
     assert!(revoke(node).contains("serial 1, 1 revoked"));
     let other = String::from_utf8(ringvpn(&["genkey", &p("other.key")]).stdout).unwrap();
     assert!(revoke(other.trim()).contains("serial 2, 2 revoked"));
+    // `cert show` reads a list too; `cert verify` checks as members do.
+    let text = String::from_utf8(ringvpn(&["cert", "show", &list]).stdout).unwrap();
+    assert!(
+        text.contains("revocation list") && text.contains("serial      2") && text.contains(node),
+        "{text}"
+    );
+    let json = String::from_utf8(ringvpn(&["cert", "show", "--json", &list]).stdout).unwrap();
+    assert!(
+        json.contains("\"kind\":\"revocations\",\"serial\":2"),
+        "{json}"
+    );
+    let verify = |crl: Option<&str>| {
+        let ca = p("ca.crt");
+        let mut a = vec!["cert", "verify", "--ca", &ca];
+        if let Some(c) = crl {
+            a.extend(["--crl", c]);
+        }
+        let gw = p("gw.crt");
+        a.push(&gw);
+        let out = ringvpn(&a);
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    let (code, text) = verify(None);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("valid: gw in network office, signed by"),
+        "{text}"
+    );
+    let (code, text) = verify(Some(&list));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("gw.crt: certificate revoked"), "{text}");
+    // A certificate from another CA.
+    let other_ca = ringvpn(&[
+        "ca",
+        "init",
+        "--network",
+        "office",
+        &p("ca2.key"),
+        &p("ca2.crt"),
+    ]);
+    assert!(other_ca.status.success());
+    let out = ringvpn(&["cert", "verify", "--ca", &p("ca2.crt"), &p("node.crt")]);
+    assert_eq!(out.status.code(), Some(1));
+    // Fingerprints are shown and stable.
+    let fp = |f: &str| {
+        let text = String::from_utf8(ringvpn(&["cert", "show", &p(f)]).stdout).unwrap();
+        text.lines()
+            .find(|l| l.contains("fingerprint"))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(fp("node.crt"), fp("node.crt"));
+    assert_ne!(fp("node.crt"), fp("gw.crt"));
+    assert_eq!(fp("node.crt").split_whitespace().nth(1).unwrap().len(), 64);
+    // Signing what no member would take: warned about.
+    let out = ringvpn(&[
+        "cert",
+        "sign",
+        "--ca-key",
+        &p("ca.key"),
+        "--ca",
+        &p("ca.crt"),
+        "--pubkey",
+        node,
+        "--name",
+        "old",
+        "--ip",
+        "10.1.2.3",
+        "--not-before",
+        "1000",
+        "--days",
+        "1",
+        &p("old.crt"),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: the certificate is already expired"),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning: 10.1.2.3/32 is outside the default virtual subnet"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&d).unwrap();
 }
 
@@ -379,6 +465,40 @@ fn certificate_mistakes_say_what_is_wrong() {
     let err = run("ca2.crt", "home.crt");
     assert!(
         err.contains("the certificate is for network \"home\", the config says `network = office`"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// The demo names a missing tool instead of printing empty rows.
+#[test]
+fn the_demo_names_a_missing_ping() {
+    let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    });
+    let (Some(ip), true) = (ip, root && std::path::Path::new("/dev/net/tun").exists()) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root with iproute2 and /dev/net/tun"
+        );
+        println!("SKIPPED the_demo_names_a_missing_ping: needs root, /dev/net/tun and ip");
+        return;
+    };
+    let d = tmpdir("nopath");
+    std::os::unix::fs::symlink(ip, d.join("ip")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ringvpn"))
+        .args(["lab", "demo"])
+        .env("PATH", &d)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("`ping` is not installed (apt-get install iputils-ping)"),
         "{err}"
     );
     std::fs::remove_dir_all(&d).unwrap();

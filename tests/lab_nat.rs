@@ -138,7 +138,17 @@ fn tunnel_survives_its_relay_being_killed() {
         .copied()
         .find(|&h| lab.ring_addr(h).to_string() == relay_name)
         .unwrap_or_else(|| panic!("relay {relay_name} is not a public member"));
-    std::thread::sleep(Duration::from_secs(3));
+    // `ringvpn ping` names the path: through that relay.
+    let out = std::process::Command::new(BIN)
+        .args(["ping", "-n", "2", "-s"])
+        .arg(&lab.hosts[a].control)
+        .arg(lab.hosts[b].vip.to_string())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{said}");
+    assert!(said.contains("via relay "), "{said}");
+    std::thread::sleep(Duration::from_secs(1));
     let setup = before.stop().unwrap();
     eprintln!(
         "tunnel through h{r} after {t:?}; before the kill: {}/{} answered, first after {:?}, longest gap {:?}",

@@ -29,12 +29,17 @@ fuzz_target!(|bytes: &[u8]| {
         dhcp::Message::new_checked(bytes).map(|m| (m.msg_type(), m.requested_ip(), m.server_id()));
     let _ = arp::Packet::new_checked(bytes).map(|p| (p.op(), p.sender_ip(), p.target_ip()));
     let _ = ndp::Solicit::new_checked(bytes).map(|s| s.target());
-    let _ = (ip::destination(bytes), ip::source(bytes), ip::addresses(bytes));
+    let _ = (
+        ip::destination(bytes),
+        ip::source(bytes),
+        ip::addresses(bytes),
+    );
     // The firewall's view, and a firewall judging it both ways.
     if let Some(t) = ip::transport(bytes) {
-        let mut fw = ringvpn::firewall::Firewall::new(vec![
-            ringvpn::firewall::Rule::parse("tcp 22 group:ops").unwrap(),
-        ], 1);
+        let mut fw = ringvpn::firewall::Firewall::new(
+            vec![ringvpn::firewall::Rule::parse("tcp 22 group:ops").unwrap()],
+            1,
+        );
         let now = ringvpn::time::Instant::ZERO;
         fw.outbound(now, &t);
         let _ = fw.inbound(now, &t, &ringvpn::firewall::Origin::default());

@@ -1,5 +1,5 @@
 #![no_main]
-//! Handshake init/response views, cookie replies, and the full checking
+//! Handshake init/response views, cookie replies, refusals, and the full checking
 //! functions (credential extraction, certificate decoding, signature
 //! verification) on arbitrary bytes; and arbitrary credentials sealed for
 //! real, so that what is inside a sealed credential is fuzzed too.
@@ -9,8 +9,8 @@ use ringvpn::crypto::handshake::{
 };
 use ringvpn::crypto::{Identity, Seed};
 use ringvpn::wire::handshake::{
-    parse_cookie_reply, CredType, InitPacket, RespPacket, INIT_FIXED_LEN, MAX_CRED_LEN,
-    SEAL_OVERHEAD,
+    emit_refusal, parse_cookie_reply, parse_refusal, CredType, InitPacket, RespPacket,
+    INIT_FIXED_LEN, MAX_CRED_LEN, SEAL_OVERHEAD,
 };
 
 fuzz_target!(|bytes: &[u8]| {
@@ -24,6 +24,9 @@ fuzz_target!(|bytes: &[u8]| {
         let _ = (p.cred_type(), p.cred(), p.signed(), p.signature());
     }
     let _ = parse_cookie_reply(bytes);
+    if let Ok((receiver, reason, serial)) = parse_refusal(bytes) {
+        assert_eq!(&emit_refusal(receiver, reason, serial)[..], bytes);
+    }
     let me = Identity::from_seed(&Seed([7; 32]));
     let _ = check_init(bytes, &me, |_| true);
     // A trust that takes any certificate: the certificate is decoded.

@@ -44,6 +44,10 @@ struct Draft {
     auto_address: bool,
     mtu: Option<u16>,
     network: String,
+    /// `network =` was given (otherwise a certificate's network is taken).
+    network_given: bool,
+    /// `name =`: this member's name where no certificate gives one.
+    name: Option<String>,
     subnet: Option<(Ipv4Addr, u8)>,
     /// `None`: auto; `Some(None)`: off.
     ipv6: Option<Option<Ipv6Addr>>,
@@ -199,6 +203,8 @@ impl Draft {
             auto_address: false,
             mtu: None,
             network: String::from("ringvpn"),
+            network_given: false,
+            name: None,
             subnet: None,
             ipv6: None,
             dhcp: false,
@@ -265,6 +271,13 @@ impl Draft {
                     return Err("a name of 1 to 64 printable characters".into());
                 }
                 self.network = v.to_string();
+                self.network_given = true;
+            }
+            "name" => {
+                if !crate::vpn::name::valid(v) {
+                    return Err("a name of letters, digits and inner hyphens, at most 63 (it is a DNS label)".into());
+                }
+                self.name = Some(v.to_string());
             }
             "subnet" => {
                 self.subnet = Some(
@@ -496,6 +509,7 @@ impl Draft {
         let address = self
             .address
             .map(|(ip, p)| (ip, if p == 0 { subnet.1 } else { p }));
+        let ipv6_auto = self.ipv6.is_none();
         let ipv6 = match self.ipv6 {
             None => Some(crate::vpn::default_ipv6_prefix(&self.network)),
             Some(p) => p,
@@ -513,8 +527,11 @@ impl Draft {
             auto_address,
             mtu,
             network: self.network,
+            network_given: self.network_given,
+            name: self.name,
             subnet,
             ipv6,
+            ipv6_auto,
             dhcp: self.dhcp,
             tcp: self.tcp,
             control,

@@ -571,6 +571,14 @@ impl Trust {
         self.revocations.iter().any(|r| r.contains(key))
     }
 
+    /// The serial of the list that revokes `key`, if one does.
+    pub fn revoked_by(&self, key: &NodeKey) -> Option<u64> {
+        self.revocations
+            .iter()
+            .find(|r| r.contains(key))
+            .map(|r| r.serial)
+    }
+
     /// Takes a revocation list if a trusted CA signed it and it is newer
     /// than the one held for that CA. Returns whether it was taken.
     pub fn offer_revocations(&mut self, list: Revocations) -> Result<bool, CertError> {

@@ -41,6 +41,10 @@ pub enum HandshakeError {
     NoCert,
     /// The peer's certificate was refused.
     Cert(CertError),
+    /// The init's certificate is revoked: who it names, and the index to
+    /// answer with a refusal (the signature is not checked: the answer is
+    /// only a hint).
+    Revoked { key: NodeKey, sender: u32 },
 }
 
 /// What we present in our handshake messages: our bare key, or our
@@ -294,7 +298,13 @@ pub fn check_init_with(
     };
     let (peer, cert) =
         read_credential(p.cred_type(), p.cred(), p.before_cred(), seal_key.as_ref())?;
-    trusted(&peer, cert.as_ref())?;
+    trusted(&peer, cert.as_ref()).map_err(|e| match e {
+        HandshakeError::Cert(CertError::Revoked) => HandshakeError::Revoked {
+            key: peer,
+            sender: p.sender(),
+        },
+        e => e,
+    })?;
     let prefix = seal_key.as_ref().map_or(&[][..], |k| &k[..]);
     if !peer.verify(
         &signed_digest(INIT_LABEL, prefix, p.signed()),

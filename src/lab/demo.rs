@@ -3,7 +3,8 @@
 //! N hosts, each in its own network namespace and knowing only one other's
 //! underlay endpoint, form the ring overlay, claim their virtual addresses
 //! in the DHT and reach each other by virtual IP (IPv4 and IPv6) with no
-//! server and no peer list; then TCP throughput and a broadcast ping.
+//! server and no peer list, and by name through their own node's DNS;
+//! then TCP throughput and a broadcast ping.
 
 use super::{have, Lab, LabAddress, NodeOptions};
 use std::io;
@@ -13,6 +14,14 @@ use std::time::Duration;
 pub fn run(bin: &Path, n: usize) -> io::Result<()> {
     if let Some(why) = super::unavailable() {
         return Err(io::Error::other(format!("cannot run the lab: {why}")));
+    }
+    if !have("ping") {
+        return Err(io::Error::other(
+            "the demo pings across the VPN: `ping` is not installed (apt-get install iputils-ping)",
+        ));
+    }
+    if !have("iperf3") {
+        println!("note: iperf3 is not installed (apt-get install iperf3): the throughput step is skipped");
     }
     crate::sys::catch_interrupts();
     println!("ringvpn lab demo: {n} hosts, each in its own network namespace");
@@ -43,6 +52,7 @@ fn demo(lab: &mut Lab, n: usize) -> io::Result<()> {
             overlay: true,
             bootstrap: vec![boot],
             address: LabAddress::Static,
+            extra: vec![format!("name = h{i}")],
             ..NodeOptions::default()
         };
         lab.configure(i, &opts)?;
@@ -115,6 +125,24 @@ fn demo(lab: &mut Lab, n: usize) -> io::Result<()> {
         answered.join(", ")
     );
 
+    // Names: each node answers its host's DNS on the virtual router's
+    // address, from signed name records in the DHT.
+    let router = crate::vpn::VpnConfig::new("lab").gateway();
+    lab.netns_file(
+        0,
+        "resolv.conf",
+        &format!("nameserver {router}\nsearch lab\n"),
+    )?;
+    let last = format!("h{}.lab", n - 1);
+    let out = lab.exec(0, &["getent", "ahostsv4", &last])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let found = text.split_whitespace().next().unwrap_or("nothing");
+    println!(
+        "
+DNS from h0's host (nameserver {router}, its own node): {last} is {found}"
+    );
+    failures += usize::from(found != lab.hosts[n - 1].vip.to_string());
+
     if have("iperf3") {
         interrupted()?;
         let up = lab.iperf3(0, n - 1, 3, false)?;
@@ -126,13 +154,11 @@ fn demo(lab: &mut Lab, n: usize) -> io::Result<()> {
             n - 1,
             down / 1e6
         );
-    } else {
-        println!("\n(iperf3 not installed: skipping the throughput test)");
     }
     interrupted()?;
     if failures > 0 {
         return Err(io::Error::other(format!(
-            "{failures} ping runs lost packets"
+            "{failures} checks failed (ping runs that lost packets, or a name not resolved)"
         )));
     }
     println!(

@@ -300,7 +300,12 @@ impl Lab {
             self.dir.join(format!("h{i}-state")).display()
         );
         if o.overlay {
-            let _ = writeln!(c, "overlay = on\nnetwork = lab");
+            let _ = writeln!(c, "overlay = on");
+            // A certificate names its network: the config need not (and
+            // the README's certificate example does not).
+            if !o.extra.iter().any(|l| l.starts_with("cert =")) {
+                let _ = writeln!(c, "network = lab");
+            }
         }
         let boots: Vec<String> = o
             .bootstrap
@@ -541,13 +546,19 @@ impl Lab {
     /// exec` mounts /etc/netns/NS/hosts over /etc/hosts; removed at
     /// teardown).
     pub fn hosts_entries(&self, i: usize, entries: &[(&str, Ipv4Addr)]) -> io::Result<()> {
-        let dir = Path::new("/etc/netns").join(&self.hosts[i].ns);
-        std::fs::create_dir_all(&dir)?;
         let mut text = String::from("127.0.0.1 localhost\n");
         for (name, ip) in entries {
             let _ = writeln!(text, "{ip} {name}");
         }
-        std::fs::write(dir.join("hosts"), text)
+        self.netns_file(i, "hosts", &text)
+    }
+
+    /// Host `i`'s own `/etc/FILE` (e.g. resolv.conf): `ip netns exec`
+    /// mounts /etc/netns/NS/FILE over it (removed at teardown).
+    pub fn netns_file(&self, i: usize, file: &str, text: &str) -> io::Result<()> {
+        let dir = Path::new("/etc/netns").join(&self.hosts[i].ns);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join(file), text)
     }
 
     /// Tears everything down (also done by `Drop`).

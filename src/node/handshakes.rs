@@ -63,6 +63,7 @@ impl Node {
             HandshakeError::Auth => DropReason::AuthFailure,
             HandshakeError::NoCert => DropReason::CertMissing,
             HandshakeError::Cert(c) => DropReason::of_cert(c),
+            HandshakeError::Revoked { key, .. } => return self.refused_revoked(&key),
         };
         self.stats.count(reason);
         if matches!(e, HandshakeError::NoCert | HandshakeError::Cert(_)) {
@@ -242,6 +243,9 @@ impl Node {
         let init = match checked {
             Ok(init) => init,
             Err(e) => {
+                if let (HandshakeError::Revoked { key, sender }, Path::Direct(ep)) = (e, from) {
+                    self.send_refusal(ep, &key, sender);
+                }
                 self.handshake_drop(e);
                 return None;
             }

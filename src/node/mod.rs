@@ -253,6 +253,7 @@ impl Node {
                 trust: cfg.trust,
                 crl_in: Vec::new(),
                 mine: cfg.cert,
+                refused: None,
             },
             guards: limiter::Guards {
                 limiter: HandshakeLimiter::new(now),

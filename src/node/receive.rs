@@ -24,6 +24,7 @@ impl Node {
             Ok(MsgType::HandshakeInit) => self.handle_init(now, Path::Direct(from), buf),
             Ok(MsgType::HandshakeResp) => self.handle_resp(now, Path::Direct(from), buf),
             Ok(MsgType::CookieReply) => self.handle_cookie_reply(now, from, buf),
+            Ok(MsgType::Refusal) => self.handle_refusal(now, from, buf),
             Ok(MsgType::Frame | MsgType::Control | MsgType::Packet) => {
                 self.handle_sealed(now, &Arrival::direct(from), buf)
             }

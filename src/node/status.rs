@@ -16,7 +16,8 @@ pub struct PeerStatus {
     /// cache: those we have talked to).
     pub virtual_ips: Vec<std::net::Ipv4Addr>,
     pub endpoint: Option<crate::wire::endpoint::Endpoint>,
-    pub state: &'static str,
+    /// "up", "connecting", …, or "revoked (list N)".
+    pub state: String,
     /// How traffic reaches the peer: "direct" (straight to its endpoint),
     /// "relayed" (a tunnel edge through `relay`) or "overlay" (end to end,
     /// routed over the ring).
@@ -96,6 +97,21 @@ pub struct VpnStatus {
     pub cached: usize,
     pub resolving: usize,
     pub stats: crate::vpn::VpnStats,
+    pub dns: DnsStatus,
+}
+
+/// The DNS server on the virtual router's address.
+#[derive(Debug, Clone)]
+pub struct DnsStatus {
+    pub server: std::net::Ipv4Addr,
+    /// `NETWORK.`
+    pub zone: String,
+    /// Our name in it (`h1.office.`).
+    pub name: Option<String>,
+    /// "registered", "registering", "waiting for our address", "taken by …"
+    pub registration: String,
+    pub cached: usize,
+    pub stats: crate::vpn::dns::DnsStats,
 }
 
 /// One route a member offers, as we see it.
@@ -187,7 +203,10 @@ impl Node {
                 key: p.key,
                 virtual_ips: self.virtual_ips_of(&p.key),
                 endpoint: p.reach.endpoint,
-                state: p.state(now, &self.timers).name(),
+                state: match self.revoked_by(&p.key) {
+                    Some(serial) => format!("revoked (list {serial})"),
+                    None => p.state(now, &self.timers).name().to_string(),
+                },
                 path: p.path_name(),
                 relay: p.relay().map(|r| self.peers[usize::from(r.0)].name.clone()),
                 hops: p.live.rx_hops,
@@ -257,7 +276,15 @@ impl Node {
             relayed_bytes: self.relayed_bytes(),
             transit_bytes: self.stats.transit_bytes,
             underlay_excluded: self.underlay_guard().iter().copied().collect(),
-            warning: self.silent_bootstraps().map(str::to_string),
+            warning: match &self.certs.refused {
+                Some(r) => Some(format!(
+                    "our certificate is revoked (list {}): {} refused it {} s ago",
+                    r.serial,
+                    r.by,
+                    now.saturating_since(r.at).as_secs()
+                )),
+                None => self.silent_bootstraps().map(str::to_string),
+            },
         }
     }
 

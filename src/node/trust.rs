@@ -21,8 +21,10 @@
 //! parts cannot keep every other link's list out.
 
 use super::{DropReason, MsgType, Node, PeerIdx};
+use crate::buf::PacketBuf;
 use crate::crypto::cert::{CertError, Revocations, MAX_REVOKED};
 use crate::time::Instant;
+use crate::wire::endpoint::Endpoint;
 pub use crate::wire::trust::PART;
 use crate::wire::trust::{RevocationPart, RevocationSerials, MAX_SERIALS};
 use std::time::Duration;
@@ -48,6 +50,8 @@ pub(super) struct Certs {
     pub(super) crl_in: Vec<Reassembly>,
     /// Our own certificate, encoded.
     pub(super) mine: Option<Vec<u8>>,
+    /// A member told us our certificate is revoked.
+    pub(super) refused: Option<Refused>,
 }
 
 /// Per link: when it was last told our serials and last sent our lists.
@@ -79,7 +83,105 @@ impl Reassembly {
     }
 }
 
+/// What a refusal told us: our certificate is revoked.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    /// The serial of the list that revokes us.
+    pub serial: u64,
+    /// Who said so (a member's name, or the endpoint of a bootstrap).
+    pub by: String,
+    pub at: Instant,
+}
+
 impl Node {
+    /// A handshake from a member whose certificate is revoked: counted,
+    /// and logged naming it (the first few times, then every 1024th).
+    pub(super) fn refused_revoked(&mut self, key: &crate::crypto::NodeKey) {
+        self.stats.count(DropReason::CertRevoked);
+        let n = self.stats.drops(DropReason::CertRevoked);
+        if n <= 8 || n % 1024 == 0 {
+            let serial = self.revoked_by(key).unwrap_or(0);
+            log::warn!(
+                "handshake refused: {} presents a revoked certificate (revocation list {serial}; {n} refused so far)",
+                self.name_of_key(key)
+            );
+        }
+    }
+
+    /// The serial of the list that revokes `key`, if we hold one.
+    pub(super) fn revoked_by(&self, key: &crate::crypto::NodeKey) -> Option<u64> {
+        self.certs.trust.as_ref()?.revoked_by(key)
+    }
+
+    /// A peer's name if we know it, else its key (shortened).
+    pub(super) fn name_of_key(&self, key: &crate::crypto::NodeKey) -> String {
+        match self.index.by_key.get(key) {
+            Some(p) => self.peers[usize::from(p.0)].name.clone(),
+            None => format!("key {}…", &key.to_base64()[..12]),
+        }
+    }
+
+    /// Tells a revoked member so (one short datagram, only in answer to an
+    /// init that came straight from it, under the init rate limits).
+    pub(super) fn send_refusal(
+        &mut self,
+        to: Endpoint,
+        key: &crate::crypto::NodeKey,
+        receiver: u32,
+    ) {
+        use crate::wire::handshake::{emit_refusal, REFUSED_REVOKED};
+        let serial = self.revoked_by(key).unwrap_or(0);
+        match self
+            .pool
+            .alloc_with(&emit_refusal(receiver, REFUSED_REVOKED, serial))
+        {
+            Some(b) => self.queue_transmit(to, b),
+            None => self.stats.count(DropReason::PoolEmpty),
+        }
+    }
+
+    /// A refusal: if it answers one of our pending inits, our certificate
+    /// is revoked; say so (once per list) and show it in status. Our
+    /// attempts go on: a new certificate in place is taken at a restart.
+    pub(super) fn handle_refusal(&mut self, now: Instant, from: Endpoint, buf: PacketBuf) {
+        use crate::wire::handshake::{parse_refusal, REFUSED_REVOKED};
+        let parsed = parse_refusal(self.pool.data(&buf));
+        self.pool.free(buf);
+        let Ok((receiver, REFUSED_REVOKED, serial)) = parsed else {
+            return self.stats.count(DropReason::BadLength);
+        };
+        let target = match self.index.by_session.get(&receiver) {
+            Some(&t) => t,
+            None => return self.stats.count(DropReason::UnknownSession),
+        };
+        let pending = self
+            .pending_slot(target)
+            .as_ref()
+            .is_some_and(|x| x.local_index == receiver);
+        if !pending {
+            return self.stats.count(DropReason::UnknownSession);
+        }
+        let by = match target {
+            crate::node::Target::Peer(p) => self.peers[usize::from(p.0)].name.clone(),
+            _ => from.to_string(),
+        };
+        if self
+            .certs
+            .refused
+            .as_ref()
+            .map_or(true, |r| r.serial != serial)
+        {
+            log::error!(
+                "our certificate is revoked: {by} refused it (revocation list {serial}); the network's CA must sign a new one"
+            );
+        }
+        self.certs.refused = Some(Refused {
+            serial,
+            by,
+            at: now,
+        });
+    }
+
     /// Offers a revocation list (from the file, or from link `from`).
     /// Taken if a trusted CA signed it and it is newer than what we hold
     /// from that CA; then links to revoked members close and the list goes

@@ -112,6 +112,25 @@ impl From<Discard> for DropReason {
     }
 }
 
+fn dns_status(v: &crate::vpn::Vpn) -> crate::node::status::DnsStatus {
+    use crate::vpn::dns::Registration;
+    let d = v.dns();
+    crate::node::status::DnsStatus {
+        server: v.config().gateway(),
+        zone: format!("{}.", v.config().network),
+        name: d.own_fqdn(),
+        registration: match d.registration() {
+            Registration::Nameless => "no name".into(),
+            Registration::Waiting => "waiting for our address".into(),
+            Registration::Registering { .. } => "registering".into(),
+            Registration::Registered { .. } => "registered".into(),
+            Registration::Taken { holder } => format!("taken by node {}", holder.to_hex()),
+        },
+        cached: d.cached(),
+        stats: d.stats.clone(),
+    }
+}
+
 impl Node {
     /// Replaces the inbound firewall rules (a reload); `false` outside
     /// VPN mode.
@@ -148,6 +167,7 @@ impl Node {
             cached: v.resolver().cached(),
             resolving: v.resolver().resolving(),
             stats: v.stats().clone(),
+            dns: dns_status(v),
         })
     }
 

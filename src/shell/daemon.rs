@@ -113,6 +113,7 @@ impl Daemon {
             routing,
             info: DaemonInfo {
                 tap: tap.name().to_string(),
+                name: cfg.name.clone(),
                 address: cfg.address.map(|(ip, p)| format!("{ip}/{p}")),
                 mtu: cfg.mtu,
                 listen: listen.to_string(),

@@ -90,13 +90,29 @@ fn load_trust(
             cert.display()
         ));
     }
-    if mine.network != cfg.network {
+    if !cfg.network_given {
+        // The certificate says which network; the config need not repeat it.
+        cfg.network = mine.network.clone();
+        if cfg.ipv6_auto {
+            cfg.ipv6 = Some(crate::vpn::default_ipv6_prefix(&cfg.network));
+        }
+    } else if mine.network != cfg.network {
         return Err(format!(
             "{}: the certificate is for network {:?}, the config says `network = {}`",
             cert.display(),
             mine.network,
             cfg.network
         ));
+    }
+    match &cfg.name {
+        Some(n) if !n.eq_ignore_ascii_case(&mine.name) => {
+            return Err(format!(
+                "{}: the certificate names this member {:?}, the config says `name = {n}` (leave `name` out: the certificate's is used)",
+                cert.display(),
+                mine.name
+            ));
+        }
+        _ => cfg.name = Some(mine.name.clone()),
     }
     let mut trust = crate::crypto::cert::Trust {
         network: cfg.network.clone(),

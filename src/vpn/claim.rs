@@ -166,6 +166,7 @@ impl Vpn {
                 log::info!("virtual address {ip} claimed");
                 self.claim = Claim::Held { ip };
                 self.actions.push(Action::Held(ip));
+                self.register_name(now, ov, signer, ip);
             }
             (Outcome::Exists(holder), AddressMode::Static(_)) => {
                 log::error!("virtual address {ip} is held by node {}", holder.to_hex());

@@ -165,6 +165,8 @@ pub struct Vpn {
     firewall: Firewall,
     pub(super) stats: VpnStats,
     pub(super) actions: Vec<Action>,
+    /// The DNS server on the virtual router's address.
+    pub(super) dns: super::dns::Dns,
 }
 
 impl Vpn {
@@ -173,6 +175,7 @@ impl Vpn {
     pub fn new(cfg: VpnConfig, key: &NodeKey, now: Instant, joining: bool, secret: u64) -> Vpn {
         Vpn {
             firewall: Firewall::new(cfg.firewall.clone(), secret),
+            dns: super::dns::Dns::new(&cfg),
             cfg,
             me: Addr::of_key(key),
             claim: Claim::Waiting,
@@ -199,6 +202,10 @@ impl Vpn {
 
     pub fn stats(&self) -> &VpnStats {
         &self.stats
+    }
+
+    pub fn dns(&self) -> &super::dns::Dns {
+        &self.dns
     }
 
     pub fn firewall(&self) -> &Firewall {
@@ -294,6 +301,9 @@ impl Vpn {
                 if let Some(req) = local::dhcp_request(pool.data(&buf)) {
                     return self.answer_dhcp(pool, buf, req);
                 }
+                if let Some(ask) = local::dns_question(pool.data(&buf), &self.cfg) {
+                    return self.dns_in(now, ov, pool, buf, ask);
+                }
             }
             _ => return Out::Drop(buf, Discard::BadFrame),
         }
@@ -327,7 +337,7 @@ impl Vpn {
     }
 
     /// An answer (rewritten in place) back to the host.
-    fn answer_host(&mut self, buf: PacketBuf) -> Out {
+    pub(super) fn answer_host(&mut self, buf: PacketBuf) -> Out {
         self.stats.local_answers += 1;
         Out::Frame(buf)
     }
@@ -572,6 +582,7 @@ impl Vpn {
             self.lookup_done(now, pool, ctx, ip, &e);
             return None;
         }
+        let e = self.dns_event(now, ov, pool, ctx, e)?;
         self.claim_event(now, ov, &ctx.signer, e)
     }
 
@@ -630,5 +641,6 @@ impl Vpn {
     }
 }
 
+mod names;
 #[cfg(test)]
 mod tests;

@@ -1,11 +1,12 @@
 //! Answers to the host's link-local questions, written on the TAP: ARP and
 //! neighbour solicitations for virtual addresses (never sent over the
-//! overlay), DHCP, and the gratuitous ARP at start.
+//! overlay), DHCP, DNS questions to the virtual router, and the
+//! gratuitous ARP at start.
 
 use super::{VpnConfig, VIRTUAL_MAC};
 use crate::wire::ethernet::{self, Frame, Mac, HEADER_LEN as ETH_LEN};
 use crate::wire::ip::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, PROTO_ICMPV6};
-use crate::wire::{arp, dhcp, ndp};
+use crate::wire::{arp, dhcp, dns, ndp};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// The Ethernet header of an answer from the virtual router.
@@ -227,6 +228,69 @@ pub fn dhcp_reply(
         src_port: dhcp::SERVER_PORT,
         dst_port: dhcp::CLIENT_PORT,
         payload_len: dhcp_len,
+    }
+    .emit(u);
+    reply.emit(&mut u[ip::UDP_HEADER_LEN..]);
+    Some(total)
+}
+
+/// A DNS question the host sent to the virtual router (UDP port 53), and
+/// where the answer goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DnsAsk {
+    pub mac: Mac,
+    pub ip: Ipv4Addr,
+    pub port: u16,
+    pub question: dns::Question,
+}
+
+/// If `frame` is a UDP datagram for the virtual router's port 53: the
+/// question it asks (`Err` if it is no query we can read).
+pub fn dns_question(frame: &[u8], vpn: &VpnConfig) -> Option<Result<DnsAsk, crate::wire::Error>> {
+    let eth = Frame::new_checked(frame).ok()?;
+    let v4 = ip::V4::new_checked(eth.payload()).ok()?;
+    if v4.protocol() != ip::PROTO_UDP || v4.dst() != vpn.gateway() {
+        return None;
+    }
+    let udp = ip::Udp::new_checked(v4.payload()).ok()?;
+    if udp.dst_port() != dns::PORT {
+        return None;
+    }
+    Some(dns::Question::parse(udp.payload()).map(|question| DnsAsk {
+        mac: eth.src(),
+        ip: v4.src(),
+        port: udp.src_port(),
+        question,
+    }))
+}
+
+/// Writes the whole answer frame (Ethernet, IPv4, UDP, DNS) for `ask`;
+/// returns its length, or `None` if `out` is too short.
+pub fn dns_reply(
+    out: &mut [u8],
+    vpn: &VpnConfig,
+    ask: &DnsAsk,
+    reply: &dns::Reply,
+) -> Option<usize> {
+    let dns_len = reply.buffer_len();
+    let udp_len = ip::UDP_HEADER_LEN + dns_len;
+    let total = ETH_LEN + ip::V4_HEADER_LEN + udp_len;
+    if out.len() < total {
+        return None;
+    }
+    header_to(ask.mac, ETHERTYPE_IPV4).emit(out);
+    ip::V4Repr {
+        src: vpn.gateway(),
+        dst: ask.ip,
+        proto: ip::PROTO_UDP,
+        payload_len: udp_len,
+    }
+    .emit(&mut out[ETH_LEN..]);
+    let u = &mut out[ETH_LEN + ip::V4_HEADER_LEN..];
+    ip::UdpRepr {
+        src_port: dns::PORT,
+        dst_port: ask.port,
+        payload_len: dns_len,
     }
     .emit(u);
     reply.emit(&mut u[ip::UDP_HEADER_LEN..]);

@@ -12,12 +12,16 @@
 //! - `resolve`: virtual IP → node, with positive and negative caches and a
 //!   bounded queue of the first packets while a lookup runs;
 //! - `local`: ARP, neighbour discovery and DHCP answers on the TAP;
-//! - `broadcast`: the ring broadcast's duplicate filter and rate limit.
+//! - `broadcast`: the ring broadcast's duplicate filter and rate limit;
+//! - `name`, `dns`: members' names as signed DHT records, and the DNS
+//!   server on the virtual router's address that answers from them.
 
 pub mod broadcast;
 pub mod claim;
+pub mod dns;
 mod engine;
 pub mod local;
+pub mod name;
 pub mod record;
 pub mod resolve;
 
@@ -71,6 +75,9 @@ pub struct VpnConfig {
     pub mtu: u16,
     /// Inbound firewall rules (`[firewall]`; none: everything passes).
     pub firewall: Vec<crate::firewall::Rule>,
+    /// This member's name in DNS (`NAME.NETWORK.`): its certificate's, or
+    /// `name =` in the config.
+    pub name: Option<String>,
 }
 
 /// In overlay mode the TAP carries IP packets and a packet may be routed
@@ -89,6 +96,7 @@ impl VpnConfig {
             dhcp: false,
             mtu: DEFAULT_OVERLAY_MTU,
             firewall: Vec::new(),
+            name: None,
         }
     }
 

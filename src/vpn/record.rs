@@ -160,7 +160,7 @@ impl AddressPolicy {
 }
 
 impl RecordPolicy for AddressPolicy {
-    /// Address records must check out. Other values are stored only in an
+    /// Address and name records must check out. Other values are stored only in an
     /// open overlay (the DHT is generic there); a private one stores
     /// nothing its members did not sign.
     fn admit(&self, key: Addr, record: &Record, now: Instant) -> bool {
@@ -168,6 +168,8 @@ impl RecordPolicy for AddressPolicy {
             self.checker()
                 .check(key, record.owner, &record.value, now)
                 .is_ok()
+        } else if record.value.first() == Some(&super::name::VERSION) {
+            super::name::check(&self.checker(), key, record.owner, &record.value, now).is_ok()
         } else {
             self.trust.is_none()
         }

@@ -39,6 +39,16 @@
 //!  4..8    receiver index (the initiator's sender index)
 //!  8..24   cookie: a MAC of the initiator's address and port
 //! ```
+//! Refusal (responder → initiator, in answer to an authenticated-looking
+//! init it will not take), 16 bytes:
+//! ```text
+//!  0 version | 1 type=7 | 2 reason (1: the certificate is revoked) | 3 reserved
+//!  4..8    receiver index (the initiator's sender index)
+//!  8..16   serial of the revocation list that revokes it
+//! ```
+//! Not signed: it is a hint for the refused node's operator (logged and
+//! shown in its status), never acted on, so a forged one costs nothing
+//! but a misleading line.
 //! The observed endpoint is where the responder saw the init come from: how
 //! a node behind a NAT learns its public mapping without a STUN server.
 
@@ -198,6 +208,29 @@ pub fn emit_cookie_reply(receiver: u32, cookie: &[u8; COOKIE_LEN]) -> [u8; COOKI
     out[1] = MsgType::CookieReply as u8;
     out[4..8].copy_from_slice(&receiver.to_be_bytes());
     out[8..].copy_from_slice(cookie);
+    out
+}
+
+pub const REFUSAL_LEN: usize = 16;
+/// Refusal reason: the initiator's certificate is revoked.
+pub const REFUSED_REVOKED: u8 = 1;
+
+/// A refusal: (receiver index, reason, revocation list serial).
+pub fn parse_refusal(b: &[u8]) -> Result<(u32, u8, u64)> {
+    if b.len() != REFUSAL_LEN || b[0] != VERSION || b[1] != MsgType::Refusal as u8 || b[3] != 0 {
+        return Err(Error);
+    }
+    Ok((get_u32(b, 4), b[2], get_u64(b, 8)))
+}
+
+/// Writes a refusal.
+pub fn emit_refusal(receiver: u32, reason: u8, serial: u64) -> [u8; REFUSAL_LEN] {
+    let mut out = [0u8; REFUSAL_LEN];
+    out[0] = VERSION;
+    out[1] = MsgType::Refusal as u8;
+    out[2] = reason;
+    out[4..8].copy_from_slice(&receiver.to_be_bytes());
+    out[8..].copy_from_slice(&serial.to_be_bytes());
     out
 }
 
@@ -412,5 +445,16 @@ mod tests {
             init[82..84].copy_from_slice(&(len as u16).to_be_bytes());
             assert_eq!(InitPacket::new_checked(&init[..]).is_ok(), ok, "{len}");
         }
+    }
+
+    #[test]
+    fn refusal_round_trips() {
+        let b = emit_refusal(0x0102_0304, REFUSED_REVOKED, 7);
+        assert_eq!(&b[..8], &[1, 7, 1, 0, 1, 2, 3, 4]);
+        assert_eq!(parse_refusal(&b), Ok((0x0102_0304, REFUSED_REVOKED, 7)));
+        assert_eq!(parse_refusal(&b[..15]), Err(Error));
+        let mut bad = b;
+        bad[1] = 6;
+        assert_eq!(parse_refusal(&bad), Err(Error));
     }
 }

@@ -15,6 +15,7 @@ pub mod data;
 pub mod describe;
 pub mod dhcp;
 pub mod dht;
+pub mod dns;
 pub mod endpoint;
 pub mod ethernet;
 pub mod handshake;
@@ -57,6 +58,8 @@ pub enum MsgType {
     /// "Prove your address first": a responder under load answers an init
     /// with a cookie instead of doing the expensive work.
     CookieReply = 6,
+    /// "Your certificate is revoked": the refused node's operator is told.
+    Refusal = 7,
 }
 
 impl MsgType {
@@ -68,6 +71,7 @@ impl MsgType {
             4 => MsgType::Control,
             5 => MsgType::Packet,
             6 => MsgType::CookieReply,
+            7 => MsgType::Refusal,
             _ => return None,
         })
     }

@@ -27,8 +27,9 @@ Usage:
                                   last handshake, bytes (as `wg show`)
   ringvpn reload [-c FILE | -s SOCKET]
                                   re-read the config and its files (as SIGHUP does):
-                                  log level, firewall and revocation list apply at
-                                  once; other changes are named as needing a restart
+                                  log level, firewall, revocation list and a renewed
+                                  certificate or CA list apply at once; other changes
+                                  are named as needing a restart
   ringvpn metrics [-c FILE | -s SOCKET]
                                   the node's counters in the Prometheus text format
   ringvpn net stats|check|find QUERY|crawl [-c FILE | -s SOCKET] [--json]

@@ -256,3 +256,76 @@ fn names_in_dns_ping_by_name_and_revocation_shown_on_both_sides() {
         lab.log_tail(0)
     );
 }
+
+/// A renewed certificate (new validity, same name and addresses) is taken
+/// by `ringvpn reload` under running links, and our records are signed
+/// again with it; one that names the member otherwise needs a restart.
+/// The network comes from the certificate (the lab writes no `network`
+/// for certificate members), and a reload does not mistake that for a
+/// change.
+#[test]
+fn a_renewed_certificate_is_taken_on_reload() {
+    let Some(mut lab) = common::lab_or_skip("a_renewed_certificate", 2) else {
+        return;
+    };
+    let (ca_id, ca_cert) = ca("lab CA", 30);
+    let ca_file = lab.dir.join("ca.crt");
+    write_cert(&ca_file, &ca_cert);
+    for i in 0..2 {
+        configure_member(&lab, i, &ca_id, &ca_file, &[]);
+        lab.start(i).unwrap();
+    }
+    lab.wait_vpn_held(&[0, 1], Duration::from_secs(30)).unwrap();
+    assert!(lab
+        .ping(0, lab.hosts[1].vip, 2, 56, false)
+        .unwrap()
+        .all_ok());
+    let reload = |lab: &ringvpn::lab::Lab| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringvpn"))
+            .args(["reload", "-s"])
+            .arg(&lab.hosts[1].control)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let said = reload(&lab);
+    assert!(said.contains("nothing changed"), "{said}");
+    let now = ringvpn::pki::unix_now();
+    let sign = |name: &str, days: u64| {
+        let ip = vec![ringvpn::crypto::cert::Prefix::parse(&lab.hosts[1].vip.to_string()).unwrap()];
+        ringvpn::crypto::cert::Cert::new_node(
+            &ca_id,
+            lab.hosts[1].key,
+            "lab",
+            name,
+            ip,
+            vec![],
+            (now - 60, now + days * 86_400),
+        )
+        .unwrap()
+    };
+    let cert_file = lab.dir.join("h1.crt");
+    std::fs::remove_file(&cert_file).unwrap();
+    write_cert(&cert_file, &sign("h1", 60));
+    let said = reload(&lab);
+    eprintln!("{said}");
+    assert!(
+        said.contains("applied: ") && said.contains("certificate valid until"),
+        "{said}"
+    );
+    assert!(!said.contains("needs a restart"), "{said}");
+    assert!(lab
+        .ping(0, lab.hosts[1].vip, 3, 56, false)
+        .unwrap()
+        .all_ok());
+    let st = lab.status_json(0).unwrap();
+    let state = ringvpn::lab::matrix::peer_field(&st, &lab.hosts[1].key.to_base64(), "state");
+    assert_eq!(state.as_deref(), Some("up"), "{st}");
+    std::fs::remove_file(&cert_file).unwrap();
+    write_cert(&cert_file, &sign("someone-else", 60));
+    let said = reload(&lab);
+    assert!(
+        said.contains("needs a restart: certificate (its name"),
+        "{said}"
+    );
+}

@@ -182,6 +182,46 @@ impl Node {
         });
     }
 
+    /// Our certificate (encoded) and the CAs we trust, in certificate mode.
+    pub fn credentials(&self) -> Option<(&[u8], &[crate::crypto::cert::Cert])> {
+        Some((self.certs.mine.as_deref()?, &self.certs.trust.as_ref()?.cas))
+    }
+
+    /// A reload's renewed certificate (the caller checked that it names us
+    /// as the old one did) or changed CA list: new handshakes present the
+    /// certificate and are judged by the CAs, and our DHT records
+    /// (address, name, routes) are signed again with it. Links stay up;
+    /// a peer whose CA is gone is refused at its next handshake.
+    pub fn renew_credentials(
+        &mut self,
+        now: Instant,
+        cert: Vec<u8>,
+        cas: Vec<crate::crypto::cert::Cert>,
+    ) {
+        if let Some(t) = self.certs.trust.as_mut() {
+            let crate::crypto::cert::Trust {
+                cas: held,
+                revocations,
+                ..
+            } = t;
+            *held = cas;
+            revocations.retain(|r| held.iter().any(|c| c.subject == r.issuer));
+        }
+        self.certs.mine = Some(cert);
+        self.update_record_policy();
+        let signer = crate::vpn::Signer {
+            identity: &self.identity,
+            cert: self.certs.mine.as_deref(),
+        };
+        if let (Some(v), Some(ov)) = (self.vpn.as_mut(), self.overlay.as_mut()) {
+            v.resign(now, ov, &signer);
+        }
+        if let Some(r) = self.routes.as_mut() {
+            r.resign();
+        }
+        self.settle(now);
+    }
+
     /// Offers a revocation list (from the file, or from link `from`).
     /// Taken if a trusted CA signed it and it is newer than what we hold
     /// from that CA; then links to revoked members close and the list goes

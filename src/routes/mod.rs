@@ -388,6 +388,12 @@ impl Routes {
         self.cfg.exit != Exit::Off || self.cfg.accept
     }
 
+    /// Our record is signed again at the next timer (a renewed
+    /// certificate): the new value replaces the registered one.
+    pub fn resign(&mut self) {
+        self.registered = None;
+    }
+
     /// Keeps our record registered once our address is held (it names
     /// the address, for `exit = IP`).
     fn register(&mut self, now: Instant, ov: &mut Overlay, signer: &Signer) {

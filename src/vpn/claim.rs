@@ -194,6 +194,23 @@ impl Vpn {
         }
     }
 
+    /// Signs our records again (a renewed certificate) and registers them
+    /// in place of the old ones: the address we hold, and our name.
+    pub fn resign(&mut self, now: Instant, ov: &mut Overlay, signer: &Signer) {
+        let Claim::Held { ip } = self.claim else {
+            return;
+        };
+        if let Some(value) = record::sign(signer.identity, ip, ov.endpoints(), signer.cert) {
+            ov.dht_register(now, self.cfg.ip_key(ip), &value, TTL_SECS, true);
+        }
+        if !matches!(
+            self.dns.registration,
+            super::dns::Registration::Taken { .. } | super::dns::Registration::Nameless
+        ) {
+            self.register_name(now, ov, signer, ip);
+        }
+    }
+
     /// Starts claiming the static address, or automatic guess `attempt`.
     fn claim_next(&mut self, now: Instant, ov: &mut Overlay, signer: &Signer, attempt: u32) {
         let ip = match self.cfg.address {

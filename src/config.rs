@@ -286,12 +286,18 @@ pub fn default_control(tap: &str) -> PathBuf {
     PathBuf::from(format!("/run/ringvpn/{}.sock", instance(tap)))
 }
 
+/// The initial network namespace's inode (`PROC_NET_INIT_INO`, fixed
+/// since Linux 5.8): what the host's namespace is when PID 1's cannot be
+/// read (a sandbox's init, an unprivileged caller).
+const INIT_NET: &str = "net:[4026531833]";
+
 /// A daemon's name among others on this host: its TAP's, and in a
 /// network namespace other than the host's `TAP@NETNS` (the namespace's
-/// inode; reading the host's needs root — without, the plain name).
+/// inode).
 pub fn instance(tap: &str) -> String {
     let ns = |p: &str| std::fs::read_link(p).ok();
-    match (ns("/proc/self/ns/net"), ns("/proc/1/ns/net")) {
+    let host = ns("/proc/1/ns/net").unwrap_or_else(|| PathBuf::from(INIT_NET));
+    match (ns("/proc/self/ns/net"), Some(host)) {
         (Some(mine), Some(host)) if mine != host => {
             let id: String = mine
                 .to_string_lossy()
@@ -359,6 +365,25 @@ mod tests {
 
     fn p(text: &str) -> Result<Config, String> {
         parse(Path::new("/etc/ringvpn/a.conf"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn certificate_mode_means_the_overlay_and_names_are_labels() {
+        let first = p("[node]\nkey = k\nca = ca.crt\ncert = n.crt\n").unwrap();
+        assert!(first.overlay && first.auto_address && !first.network_given);
+        let off = p("[node]\nkey = k\nca = ca.crt\ncert = n.crt\noverlay = off\n").unwrap();
+        assert!(!off.overlay);
+        let listed = format!("[node]\nkey = k\nca = c\ncert = n\n[peer]\npublic-key = {KEY}\n");
+        assert!(!p(&listed).unwrap().overlay);
+        assert_eq!(
+            p("[node]\nkey = k\nname = h-1\n").unwrap().name.as_deref(),
+            Some("h-1")
+        );
+        let e = p("[node]\nkey = k\nname = h_1\n").unwrap_err();
+        assert!(
+            e.contains(":3: invalid name") && e.contains("DNS label"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -246,6 +246,11 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
             let socket = control_socket(&m)?;
             let addr = one_free(&m, "ring address")?;
             let addr = addr.to_string_lossy();
+            if addr.len() != 32 || !addr.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(Failure::Usage(format!(
+                    "ring-ping {addr:?}: a ring address is 32 hex digits (ringvpn status --json); to ping a member by name, virtual IP or key: ringvpn ping {addr}"
+                )));
+            }
             let (hops, ms) =
                 ringvpn::control::ring_ping(&socket, &addr, std::time::Duration::from_secs(5))
                     .map_err(|e| Failure::Runtime(format!("ring-ping {addr}: {e}")))?;

@@ -470,6 +470,18 @@ fn certificate_mistakes_say_what_is_wrong() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
+/// `ring-ping` takes ring addresses; a name points at `ringvpn ping`.
+#[test]
+fn ring_ping_with_a_name_points_at_ping() {
+    let out = ringvpn(&["ring-ping", "-s", "/nonexistent", "alice"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("a ring address is 32 hex digits") && err.contains("ringvpn ping alice"),
+        "{err}"
+    );
+}
+
 /// The demo names a missing tool instead of printing empty rows.
 #[test]
 fn the_demo_names_a_missing_ping() {

@@ -232,3 +232,66 @@ fn a_restart_with_every_bootstrap_gone_rejoins_through_the_peer_cache() {
         lab.log_tail(2)
     );
 }
+
+/// The README's way: no `control` in the config. Two members in two
+/// network namespaces of one host get a default control socket each
+/// (`TAP@NETNS`), both start, and `ringvpn status -c` in each namespace
+/// finds its own daemon; the sockets go when the daemons stop.
+#[test]
+fn default_control_sockets_differ_per_namespace() {
+    let Some(lab) = common::lab_or_skip("default_control_sockets", 2) else {
+        return;
+    };
+    let mut daemons = Vec::new();
+    let mut confs = Vec::new();
+    for i in 0..2 {
+        let conf = lab.dir.join(format!("plain{i}.conf"));
+        let join = match i {
+            0 => "overlay = on".to_string(),
+            _ => format!("bootstrap = {}:5140", lab.hosts[0].underlay),
+        };
+        std::fs::write(
+            &conf,
+            format!(
+                "[node]\nkey = {}\nlisten = 0.0.0.0:5140\ntap = rv0\nstate-dir = {}\n{join}\n",
+                lab.hosts[i].key_file.display(),
+                lab.dir.display()
+            ),
+        )
+        .unwrap();
+        let c = conf.to_str().unwrap().to_string();
+        daemons.push(lab.spawn(i, &[BIN, "run", "-c", &c]).unwrap());
+        confs.push(c);
+    }
+    let start = std::time::Instant::now();
+    for (i, conf) in confs.iter().enumerate() {
+        loop {
+            let out = lab.exec(i, &[BIN, "status", "-c", conf]).unwrap();
+            let st = text(&out.stdout);
+            if st.contains(&lab.hosts[i].key.to_base64()) {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "h{i}: {st}{}",
+                text(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    for d in &daemons {
+        unsafe { libc::kill(d.id() as i32, libc::SIGTERM) };
+    }
+    for mut d in daemons {
+        let _ = d.wait();
+    }
+    let left: Vec<String> = std::fs::read_dir("/run/ringvpn")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("rv0@"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -67,6 +67,9 @@ struct Draft {
     cert: Option<PathBuf>,
     revocations: Option<PathBuf>,
     overlay: bool,
+    /// `overlay =` was given (else certificate mode without `[peer]`s
+    /// means the overlay: a CA's members find each other through it).
+    overlay_set: bool,
     bootstrap: Vec<SocketAddr>,
     bootstrap_names: Vec<String>,
     peers: Vec<PeerDraft>,
@@ -223,6 +226,7 @@ impl Draft {
             cert: None,
             revocations: None,
             overlay: false,
+            overlay_set: false,
             bootstrap: Vec::new(),
             bootstrap_names: Vec::new(),
             peers: Vec::new(),
@@ -303,7 +307,10 @@ impl Draft {
             }
             "tcp" => self.tcp = on_off(v)?,
             "dhcp" => self.dhcp = on_off(v)?,
-            "overlay" => self.overlay = on_off(v)?,
+            "overlay" => {
+                self.overlay = on_off(v)?;
+                self.overlay_set = true;
+            }
             "keepalive" => {
                 self.keepalive = Some(
                     v.parse()
@@ -413,7 +420,7 @@ impl Draft {
 
     /// The defaults and checks that depend on several keys. Errors are
     /// (line, message); line 0 is the file as a whole.
-    fn finish(self) -> Result<Config, (usize, String)> {
+    fn finish(mut self) -> Result<Config, (usize, String)> {
         let key_file = self
             .key_file
             .ok_or((0, "[node] needs `key = FILE`".to_string()))?;
@@ -428,6 +435,9 @@ impl Draft {
                 0,
                 "`revocations` needs certificate mode (`ca`, `cert`)".into(),
             ));
+        }
+        if !self.overlay_set && self.ca.is_some() && self.cert.is_some() && self.peers.is_empty() {
+            self.overlay = true;
         }
         let mut peers = Vec::new();
         let mut peer_routes = Vec::new();

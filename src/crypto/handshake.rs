@@ -278,6 +278,15 @@ pub fn check_init(
     check_init_with(msg, me, key_only(trusted))
 }
 
+/// A revoked certificate's refusal names whom it was (and the index to
+/// answer); other refusals pass as they are.
+fn revoked(e: HandshakeError, key: NodeKey, sender: u32) -> HandshakeError {
+    match e {
+        HandshakeError::Cert(CertError::Revoked) => HandshakeError::Revoked { key, sender },
+        e => e,
+    }
+}
+
 /// `check_init` with a trust that sees the certificate too (and says why
 /// it refuses).
 pub fn check_init_with(
@@ -298,13 +307,7 @@ pub fn check_init_with(
     };
     let (peer, cert) =
         read_credential(p.cred_type(), p.cred(), p.before_cred(), seal_key.as_ref())?;
-    trusted(&peer, cert.as_ref()).map_err(|e| match e {
-        HandshakeError::Cert(CertError::Revoked) => HandshakeError::Revoked {
-            key: peer,
-            sender: p.sender(),
-        },
-        e => e,
-    })?;
+    trusted(&peer, cert.as_ref()).map_err(|e| revoked(e, peer, p.sender()))?;
     let prefix = seal_key.as_ref().map_or(&[][..], |k| &k[..]);
     if !peer.verify(
         &signed_digest(INIT_LABEL, prefix, p.signed()),
@@ -433,7 +436,7 @@ pub fn finish_with(
             HandshakeError::NotForUs => HandshakeError::Auth,
             e => e,
         })?;
-    trusted(&peer, cert.as_ref())?;
+    trusted(&peer, cert.as_ref()).map_err(|e| revoked(e, peer, p.sender()))?;
     let prefix = resp_prefix(&st.init_hash, seal_key.as_ref());
     if !peer.verify(
         &signed_digest(RESP_LABEL, &prefix, p.signed()),

@@ -83,13 +83,9 @@ impl Node {
         };
         let result = handshake::finish_with(&mut pend.state, self.pool.data(&buf), trusted, now);
         self.pool.free(buf);
-        let done = match (result, expected) {
-            (Ok(d), _) => d,
-            // A member we know, whose certificate was revoked: named.
-            (Err(HandshakeError::Cert(crate::crypto::cert::CertError::Revoked)), Some(k)) => {
-                return self.refused_revoked(&k);
-            }
-            (Err(e), _) => return self.handshake_drop(e),
+        let done = match result {
+            Ok(d) => d,
+            Err(e) => return self.handshake_drop(e),
         };
         let endpoint = match from {
             Path::Direct(ep) => Some(ep),

@@ -54,7 +54,7 @@ pub fn render_peers(st: &NodeStatus) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "{:<16}  {:<15}  {:<10}  {:<28}  {:>9}  {:>10}  {:>10}  {:>10}",
+        "{:<16}  {:<15}  {:<16}  {:<28}  {:>9}  {:>10}  {:>10}  {:>10}",
         "NAME", "VIRTUAL IP", "STATE", "PATH", "RTT", "HANDSHAKE", "RX", "TX"
     );
     for p in &st.peers {
@@ -73,7 +73,7 @@ pub fn render_peers(st: &NodeStatus) -> String {
         let hs = p.last_handshake_ago.map_or("-".into(), ago);
         let _ = writeln!(
             o,
-            "{:<16}  {vip:<15}  {:<10}  {path:<28}  {rtt:>9}  {hs:>10}  {:>10}  {:>10}",
+            "{:<16}  {vip:<15}  {:<16}  {path:<28}  {rtt:>9}  {hs:>10}  {:>10}  {:>10}",
             p.name,
             p.state,
             bytes(p.rx_bytes),

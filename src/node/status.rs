@@ -181,16 +181,28 @@ pub struct NodeStatus {
 }
 
 impl Node {
-    /// The virtual addresses the resolver has seen `key` hold.
-    fn virtual_ips_of(&self, key: &NodeKey) -> Vec<std::net::Ipv4Addr> {
+    /// The virtual addresses the resolver has seen peer `p` hold, or
+    /// else the single addresses its certificate lists.
+    fn virtual_ips_of(&self, p: &super::peer::Peer) -> Vec<std::net::Ipv4Addr> {
         use crate::vpn::resolve::Entry;
         let Some(v) = self.vpn.as_ref() else {
             return Vec::new();
         };
-        v.resolver()
+        let seen: Vec<_> = v
+            .resolver()
             .entries()
-            .filter(|(_, e)| matches!(e, Entry::Known { key: k, .. } if k == key))
+            .filter(|(_, e)| matches!(e, Entry::Known { key: k, .. } if *k == p.key))
             .map(|(ip, _)| *ip)
+            .collect();
+        if !seen.is_empty() {
+            return seen;
+        }
+        let listed = p.trust.cert.iter().flat_map(|c| c.prefixes.iter());
+        listed
+            .filter_map(|pf| match pf.addr {
+                std::net::IpAddr::V4(a) if pf.len == 32 => Some(a),
+                _ => None,
+            })
             .collect()
     }
 
@@ -201,7 +213,7 @@ impl Node {
             .map(|p| PeerStatus {
                 name: p.name.clone(),
                 key: p.key,
-                virtual_ips: self.virtual_ips_of(&p.key),
+                virtual_ips: self.virtual_ips_of(p),
                 endpoint: p.reach.endpoint,
                 state: match self.revoked_by(&p.key) {
                     Some(serial) => format!("revoked (list {serial})"),

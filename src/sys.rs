@@ -111,34 +111,15 @@ pub fn add_ipv4(name: &str, ip: Ipv4Addr, prefix: u8) -> io::Result<()> {
     set_ipv4(&sock, &mut ifr, ip, prefix)
 }
 
-/// Adds the IPv6 address `ip/prefix` to interface `name`.
-pub fn add_ipv6(name: &str, ip: std::net::Ipv6Addr, prefix: u8) -> io::Result<()> {
-    let mut ifr = ifreq_for(name)?;
-    let sock4 = ctl_socket()?;
-    if_ioctl(&sock4, libc::SIOCGIFINDEX, &mut ifr)?;
-    // SAFETY: SIOCGIFINDEX filled ifru_ifindex.
-    let index = unsafe { ifr.ifr_ifru.ifru_ifindex };
-    // SAFETY: plain socket(2) call.
-    let fd =
-        cvt(unsafe { libc::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
-    // SAFETY: fresh fd, owned here.
-    let sock6 = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut req = libc::in6_ifreq {
-        ifr6_addr: libc::in6_addr {
-            s6_addr: ip.octets(),
-        },
-        ifr6_prefixlen: u32::from(prefix),
-        ifr6_ifindex: index,
-    };
-    // SAFETY: SIOCSIFADDR on an AF_INET6 socket reads one in6_ifreq.
-    cvt(unsafe {
-        libc::ioctl(
-            sock6.as_raw_fd(),
-            libc::SIOCSIFADDR as libc::Ioctl,
-            &mut req as *mut libc::in6_ifreq,
-        )
-    })?;
-    Ok(())
+/// The index of interface `name`.
+pub fn if_index(name: &str) -> io::Result<u32> {
+    let c =
+        std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: a NUL-terminated name; the call reads it only.
+    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
+        0 => Err(io::Error::last_os_error()),
+        i => Ok(i),
+    }
 }
 
 /// Interface settings applied at start-up.

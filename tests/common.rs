@@ -107,3 +107,16 @@ pub fn configure_signed(lab: &Lab, ca: &Identity, ca_file: &Path, i: usize, m: M
     };
     lab.configure(i, &opts).unwrap();
 }
+
+/// Starts hosts 0..n as overlay members, each bootstrapping from host 0.
+pub fn start_overlay(lab: &mut Lab, n: usize) {
+    for i in 0..n {
+        let opts = NodeOptions {
+            overlay: true,
+            bootstrap: if i == 0 { vec![] } else { vec![0] },
+            ..NodeOptions::default()
+        };
+        lab.configure(i, &opts).unwrap();
+        lab.start(i).unwrap();
+    }
+}

@@ -195,15 +195,7 @@ fn a_restart_with_every_bootstrap_gone_rejoins_through_the_peer_cache() {
     let Some(mut lab) = common::lab_or_skip("a_restart_with_every_bootstrap_gone", 3) else {
         return;
     };
-    for i in 0..3 {
-        let opts = NodeOptions {
-            overlay: true,
-            bootstrap: if i == 0 { vec![] } else { vec![0] },
-            ..NodeOptions::default()
-        };
-        lab.configure(i, &opts).unwrap();
-        lab.start(i).unwrap();
-    }
+    common::start_overlay(&mut lab, 3);
     lab.wait_ring(&[0, 1, 2], Duration::from_secs(30)).unwrap();
     let cache = lab.dir.join("h2-state");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

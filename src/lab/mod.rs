@@ -93,6 +93,10 @@ pub struct Host {
     pub config: PathBuf,
     pub control: PathBuf,
     pub log: PathBuf,
+    /// How this host's daemon is run, if not by the lab's binary: e.g.
+    /// `qemu-mips -L /usr/mips-linux-gnu target/…/ringvpn` (a cross build
+    /// under emulation against native hosts).
+    pub command: Option<Vec<String>>,
     child: Option<Child>,
 }
 
@@ -258,6 +262,7 @@ impl Lab {
             config: self.dir.join(format!("h{i}.conf")),
             control: self.dir.join(format!("h{i}.sock")),
             log: self.dir.join(format!("h{i}.log")),
+            command: None,
             child: None,
         });
         Ok(())
@@ -352,9 +357,13 @@ impl Lab {
             .create(true)
             .append(true)
             .open(&h.log)?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &h.ns])
-            .arg(&self.bin)
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &h.ns]);
+        match &h.command {
+            Some(c) => cmd.args(c),
+            None => cmd.arg(&self.bin),
+        };
+        let child = cmd
             .args(["run", "-c"])
             .arg(&h.config)
             .env(
@@ -365,9 +374,11 @@ impl Lab {
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()?;
+        // An emulated daemon starts slower.
+        let ready_within = Duration::from_secs(if h.command.is_some() { 30 } else { 5 });
         h.child = Some(child);
         // The daemon is ready once its control socket answers.
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + ready_within;
         while Instant::now() < deadline {
             if self.status_json(i).is_ok() {
                 return Ok(());

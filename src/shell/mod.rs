@@ -255,10 +255,9 @@ impl AddressWatch {
         if !self.v6_done {
             self.v6_done = true;
             if let Some(v6) = vpn.v6_of(ip) {
-                // No duplicate-address detection: the DHT claim made the
-                // address ours, and DAD would hold it back for a second or two.
-                let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{tap}/accept_dad"), "0");
-                sys::add_ipv6(tap, v6, 96)
+                let index = sys::if_index(tap);
+                index
+                    .and_then(|i| netlink::Netlink::open()?.add_address(i, v6.into(), 96))
                     .map_err(|e| format!("cannot set address {v6} on {tap}: {e}"))?;
                 log::info!("{tap}: {v6}/96");
             }

@@ -1,5 +1,8 @@
-//! Routes and policy rules through rtnetlink, the kernel's own interface
-//! (what `ip route` and `ip rule` speak), so the daemon runs no `ip`.
+//! Routes, policy rules and interface addresses through rtnetlink, the
+//! kernel's own interface (what `ip route`, `ip rule` and `ip addr`
+//! speak), so the daemon runs no `ip`. IPv6 addresses go this way rather
+//! than by the old SIOCSIFADDR ioctl: its `in6_ifreq` is a struct that
+//! emulators (qemu-user, used to test cross builds) do not translate.
 //!
 //! Netlink is in the host's byte order (not the network's): lengths,
 //! tables, marks and priorities are `to_ne_bytes`; addresses are their
@@ -13,6 +16,7 @@ use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 
+const RTM_NEWADDR: u16 = 20;
 const RTM_NEWROUTE: u16 = 24;
 const RTM_DELROUTE: u16 = 25;
 const RTM_GETROUTE: u16 = 26;
@@ -23,6 +27,7 @@ const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
+const NLM_F_REPLACE: u16 = 0x100;
 const NLM_F_EXCL: u16 = 0x200;
 const NLM_F_CREATE: u16 = 0x400;
 const NLM_F_DUMP: u16 = 0x300;
@@ -30,6 +35,10 @@ const HDR: usize = 16;
 /// rtmsg and fib_rule_hdr are both 12 bytes.
 const BODY: usize = 12;
 
+// Address attributes and flags.
+const IFA_ADDRESS: u16 = 1;
+const IFA_LOCAL: u16 = 2;
+const IFA_F_NODAD: u8 = 0x02;
 // Route attributes.
 const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
@@ -105,14 +114,14 @@ pub struct RouteInfo {
 struct Msg(Vec<u8>);
 
 impl Msg {
-    fn new(ty: u16, flags: u16, body: [u8; BODY]) -> Msg {
+    fn new(ty: u16, flags: u16, body: &[u8]) -> Msg {
         let mut v = Vec::with_capacity(128);
         v.extend_from_slice(&0u32.to_ne_bytes()); // length, set in `done`
         v.extend_from_slice(&ty.to_ne_bytes());
         v.extend_from_slice(&(flags | NLM_F_REQUEST).to_ne_bytes());
         v.extend_from_slice(&0u32.to_ne_bytes()); // sequence, set when sent
         v.extend_from_slice(&0u32.to_ne_bytes()); // port: the kernel's
-        v.extend_from_slice(&body);
+        v.extend_from_slice(body);
         Msg(v)
     }
 
@@ -137,6 +146,19 @@ impl Msg {
     }
 }
 
+/// `ip addr replace IP/LEN dev INDEX nodad`: an ifaddrmsg (family,
+/// prefix length, flags, scope, interface index) and the address as both
+/// local and peer address. No duplicate-address detection: the DHT claim
+/// made the address ours, and DAD would hold it back a second or two.
+fn addr_msg(index: u32, ip: &IpAddr, len: u8) -> Vec<u8> {
+    let mut body = [family(ip), len, IFA_F_NODAD, 0, 0, 0, 0, 0];
+    body[4..].copy_from_slice(&index.to_ne_bytes());
+    let mut m = Msg::new(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, &body);
+    m.attr(IFA_LOCAL, &octets(ip));
+    m.attr(IFA_ADDRESS, &octets(ip));
+    m.done()
+}
+
 fn rule_msg(ty: u16, flags: u16, r: &Rule) -> Vec<u8> {
     let fam = if r.v6 { AF_INET6 } else { AF_INET };
     let dst_len = r.dst.map_or(0, |p| p.len);
@@ -145,7 +167,7 @@ fn rule_msg(ty: u16, flags: u16, r: &Rule) -> Vec<u8> {
     if r.invert {
         body[8..12].copy_from_slice(&FIB_RULE_INVERT.to_ne_bytes());
     }
-    let mut m = Msg::new(ty, flags, body);
+    let mut m = Msg::new(ty, flags, &body);
     m.u32(FRA_PRIORITY, r.priority);
     m.u32(FRA_TABLE, r.table);
     if let Some(mark) = r.fwmark {
@@ -187,7 +209,7 @@ fn route_msg(ty: u16, flags: u16, r: &Route) -> Vec<u8> {
         // TAP has (yet): no need to wait for it.
         body[8..12].copy_from_slice(&RTNH_F_ONLINK.to_ne_bytes());
     }
-    let mut m = Msg::new(ty, flags, body);
+    let mut m = Msg::new(ty, flags, &body);
     m.u32(RTA_TABLE, r.table);
     if r.dst.len > 0 {
         m.attr(RTA_DST, &octets(&r.dst.addr));
@@ -346,10 +368,15 @@ impl Netlink {
 
     fn dump(&mut self, ty: u16, fam: u8) -> io::Result<Vec<Vec<u8>>> {
         let body = [fam, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-        let seq = self.send(Msg::new(ty, NLM_F_DUMP, body).done())?;
+        let seq = self.send(Msg::new(ty, NLM_F_DUMP, &body).done())?;
         let mut out = Vec::new();
         self.answers(seq, |_, p| out.push(p.to_vec()))?;
         Ok(out)
+    }
+
+    /// Gives interface `index` the address `ip/len` (kept if it has it).
+    pub fn add_address(&mut self, index: u32, ip: IpAddr, len: u8) -> io::Result<()> {
+        self.request(addr_msg(index, &ip, len))
     }
 
     pub fn add_rule(&mut self, r: &Rule) -> io::Result<()> {
@@ -428,6 +455,21 @@ mod tests {
         for cut in 0..m.len() {
             let _ = parse_route(&m[HDR.min(cut)..cut]);
             let _ = parse_rule(&m[HDR.min(cut)..cut]);
+        }
+    }
+
+    #[test]
+    fn an_address_message_is_an_ifaddrmsg_with_local_and_address() {
+        let ip: IpAddr = "fd00::6440:b".parse().unwrap();
+        let m = addr_msg(7, &ip, 96);
+        assert_eq!(m.len(), 16 + 8 + 2 * 20);
+        assert_eq!(u16::from_ne_bytes([m[4], m[5]]), RTM_NEWADDR);
+        assert_eq!(&m[16..20], &[10, 96, IFA_F_NODAD, 0]);
+        assert_eq!(u32::from_ne_bytes([m[20], m[21], m[22], m[23]]), 7);
+        for (at, ty) in [(24, IFA_LOCAL), (44, IFA_ADDRESS)] {
+            assert_eq!(u16::from_ne_bytes([m[at], m[at + 1]]), 20);
+            assert_eq!(u16::from_ne_bytes([m[at + 2], m[at + 3]]), ty);
+            assert_eq!(&m[at + 4..at + 20], &octets(&ip)[..]);
         }
     }
 }

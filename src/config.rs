@@ -39,7 +39,7 @@
 
 mod parse;
 
-pub use parse::parse;
+pub use parse::{parse, parse_embedded};
 
 use crate::crypto::Seed;
 use crate::node::PeerConfig;

@@ -32,6 +32,8 @@
 //!   (the OS glue: every `unsafe`
 //!   block), `pki` (the group CA's tool);
 //! - `shell`: the mio reactor, the only code with fds and the OS clock;
+//! - `ffi`: the C API (`include/ringvpn.h`, feature `ffi`): the node
+//!   and the daemon loop for programs that embed them;
 //! - `lab`: network namespaces for the demo, tests and benchmarks (it runs
 //!   `ip` and is a tool, not the core).
 #![deny(unsafe_code)]
@@ -41,6 +43,8 @@ pub mod buf;
 pub mod config;
 pub mod control;
 pub mod crypto;
+#[cfg(feature = "ffi")]
+pub mod ffi;
 pub mod firewall;
 pub mod ids;
 pub mod json;

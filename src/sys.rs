@@ -498,6 +498,25 @@ pub fn ifindex(name: &str) -> io::Result<u32> {
     }
 }
 
+/// A non-blocking eventfd (the embedded daemon's stop signal).
+pub fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: plain eventfd(2) call.
+    let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+    // SAFETY: fresh fd, owned here.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adds one to an eventfd (async-signal-safe: a single write).
+pub fn signal_eventfd(fd: RawFd) -> io::Result<()> {
+    write(fd, &1u64.to_ne_bytes()).map(|_| ())
+}
+
+/// Reads an eventfd's counter; true when it was non-zero.
+pub fn drain_eventfd(fd: RawFd) -> bool {
+    let mut count = [0u8; 8];
+    read(fd, &mut count).is_ok_and(|n| n == 8) && count != [0; 8]
+}
+
 /// Reads and discards everything queued on a non-blocking socket.
 /// Returns whether anything was there (an overrun counts: something
 /// changed, we just do not know what).

@@ -21,7 +21,7 @@ const LAYERS: &[&[&str]] = &[
     ],
     &["pki"],
     &["shell"],
-    &["lab"],
+    &["ffi", "lab"],
     &["bin", "main"],
 ];
 

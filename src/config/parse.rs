@@ -81,6 +81,17 @@ struct Draft {
 }
 
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    parse_as(path, text, true)
+}
+
+/// A config for a node embedded in another program (the C API): the
+/// program may hand over the private key itself, so `key = FILE` is
+/// optional (an empty path when absent).
+pub fn parse_embedded(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    parse_as(path, text, false)
+}
+
+fn parse_as(path: &Path, text: &str, need_key: bool) -> Result<Config, ConfigError> {
     let err = |line: usize, msg: String| ConfigError {
         file: path.to_path_buf(),
         line,
@@ -148,7 +159,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             Err(what) => return Err(err(n, format!("invalid {k} {v:?}: expected {what}"))),
         }
     }
-    let mut cfg = draft.finish().map_err(|(line, msg)| err(line, msg))?;
+    let mut cfg = draft
+        .finish(need_key)
+        .map_err(|(line, msg)| err(line, msg))?;
     cfg.source = path.to_path_buf();
     Ok(cfg)
 }
@@ -420,10 +433,12 @@ impl Draft {
 
     /// The defaults and checks that depend on several keys. Errors are
     /// (line, message); line 0 is the file as a whole.
-    fn finish(mut self) -> Result<Config, (usize, String)> {
-        let key_file = self
-            .key_file
-            .ok_or((0, "[node] needs `key = FILE`".to_string()))?;
+    fn finish(mut self, need_key: bool) -> Result<Config, (usize, String)> {
+        let key_file = match self.key_file.take() {
+            Some(f) => f,
+            None if !need_key => PathBuf::new(),
+            None => return Err((0, "[node] needs `key = FILE`".to_string())),
+        };
         if self.ca.is_some() != self.cert.is_some() {
             return Err((
                 0,

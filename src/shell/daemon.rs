@@ -34,7 +34,9 @@ pub(super) struct Daemon {
     ctl: control::Control,
     /// `metrics = ADDRESS:PORT`: GET /metrics over HTTP.
     http: Option<control::Http>,
-    signals: OwnedFd,
+    /// SIGINT/SIGTERM/SIGHUP as a signalfd, or the embedding program's
+    /// stop eventfd.
+    stop: Stop,
     poll: Poll,
     local: ifwatch::LocalEndpoints,
     revocations: Option<RevocationFile>,
@@ -56,8 +58,11 @@ pub(super) struct Daemon {
 
 impl Daemon {
     /// Opens and registers everything; any failure is a clear error.
-    pub(super) fn setup(mut cfg: Config) -> Result<Daemon, String> {
-        let seed = crate::config::load_key(&cfg.key_file)?;
+    pub(super) fn setup(mut cfg: Config, embed: super::Embedding) -> Result<Daemon, String> {
+        let seed = match embed.key {
+            Some(seed) => seed,
+            None => crate::config::load_key(&cfg.key_file)?,
+        };
         let identity = Identity::from_seed(&seed);
         drop(seed);
         let key = identity.public();
@@ -74,8 +79,12 @@ impl Daemon {
         // Derived from the key: it survives restarts, so neighbours'
         // caches stay valid.
         let mac = crate::vpn::host_mac(&key).0;
-        let tap = tap::Tap::open(&cfg.tap, cfg.mtu, mac, tap_addr)
-            .map_err(|e| format!("cannot create TAP device {}: {e}", cfg.tap))?;
+        let tap = match embed.tap {
+            Some(fd) => tap::Tap::adopt(fd, &cfg.tap, cfg.mtu, mac, tap_addr)
+                .map_err(|e| format!("cannot set up the TAP device given ({}): {e}", cfg.tap))?,
+            None => tap::Tap::open(&cfg.tap, cfg.mtu, mac, tap_addr)
+                .map_err(|e| format!("cannot create TAP device {}: {e}", cfg.tap))?,
+        };
         let addresses = AddressWatch {
             v4_done: tap_addr.is_some() || cfg.dhcp,
             v6_done: !vpn.as_ref().is_some_and(|v| v.ipv6.is_some()),
@@ -83,8 +92,12 @@ impl Daemon {
         // A full tunnel keeps our own links out of itself by this mark:
         // every socket carries it before the rules go in.
         let mark = routing::socket_mark(&cfg);
-        let udp = udp::Udp::bind(cfg.listen, mark)
-            .map_err(|e| format!("cannot bind UDP {}: {e}", cfg.listen))?;
+        let udp = match embed.udp {
+            Some(fd) => udp::Udp::adopt(fd, mark)
+                .map_err(|e| format!("cannot use the UDP socket given: {e}"))?,
+            None => udp::Udp::bind(cfg.listen, mark)
+                .map_err(|e| format!("cannot bind UDP {}: {e}", cfg.listen))?,
+        };
         let tcp_addr = cfg.tcp.then(|| udp.local_addr().unwrap_or(cfg.listen));
         let tcp = tcp::Tcp::bind(tcp_addr, TCP_FIRST, mark)
             .map_err(|e| format!("cannot listen on TCP {}: {e}", cfg.listen))?;
@@ -96,13 +109,17 @@ impl Daemon {
             ),
             None => None,
         };
-        let signals =
-            sys::termination_signalfd().map_err(|e| format!("cannot set up signals: {e}"))?;
+        let stop = match embed.stop {
+            Some(fd) => Stop::Event(fd),
+            None => Stop::Signals(
+                sys::termination_signalfd().map_err(|e| format!("cannot set up signals: {e}"))?,
+            ),
+        };
         let listen = udp.local_addr().unwrap_or(cfg.listen);
         let local = ifwatch::LocalEndpoints::new(listen, tcp.local_addr(), tap.name());
         let mut node = Node::new(
             identity,
-            node_config(&cfg, &vpn, trust, &local),
+            node_config(&cfg, &vpn, trust, local.current()),
             Instant::ZERO,
         );
         let peer_cache =
@@ -123,7 +140,7 @@ impl Daemon {
             tcp,
             ctl,
             http,
-            signals,
+            stop,
             poll: Poll::new().map_err(|e| format!("cannot create poll: {e}"))?,
             local,
             revocations: cfg.revocations.clone().map(RevocationFile::new),
@@ -162,7 +179,7 @@ impl Daemon {
         )
         .map_err(setup)?;
         reg.register(
-            &mut SourceFd(&self.signals.as_raw_fd()),
+            &mut SourceFd(&self.stop.raw_fd()),
             SIGNAL,
             Interest::READABLE,
         )
@@ -235,7 +252,13 @@ impl Daemon {
                 self.udp_writable |= ev.is_writable();
             }
             SIGNAL => {
-                while let Some(sig) = sys::read_signal(self.signals.as_raw_fd()) {
+                if let Stop::Event(fd) = &self.stop {
+                    if sys::drain_eventfd(fd.as_raw_fd()) {
+                        log::info!("asked to stop: shutting down");
+                        return Ok(true);
+                    }
+                }
+                while let Some(sig) = self.stop.signal() {
                     if sig == libc::SIGHUP as u32 {
                         self.reload_logged();
                         continue;
@@ -402,12 +425,35 @@ impl Daemon {
     }
 }
 
+/// How the loop learns it should stop.
+enum Stop {
+    /// `ringvpn run`: SIGINT/SIGTERM stop, SIGHUP reloads.
+    Signals(OwnedFd),
+    /// Embedded (the C API): the program's eventfd; its signals are its own.
+    Event(OwnedFd),
+}
+
+impl Stop {
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        match self {
+            Stop::Signals(fd) | Stop::Event(fd) => fd.as_raw_fd(),
+        }
+    }
+
+    fn signal(&self) -> Option<u32> {
+        match self {
+            Stop::Signals(fd) => sys::read_signal(fd.as_raw_fd()),
+            Stop::Event(_) => None,
+        }
+    }
+}
+
 /// The core's configuration from the file's.
-fn node_config(
+pub(super) fn node_config(
     cfg: &Config,
     vpn: &Option<crate::vpn::VpnConfig>,
     trust: Option<(crate::crypto::cert::Trust, Vec<u8>)>,
-    local: &ifwatch::LocalEndpoints,
+    endpoints: Vec<crate::wire::endpoint::Endpoint>,
 ) -> NodeConfig {
     let wall = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -424,7 +470,7 @@ fn node_config(
         max_peers: usize::from(cfg.max_peers),
         bootstrap: cfg.bootstrap.clone(),
         bootstrap_pending: !cfg.bootstrap_names.is_empty(),
-        endpoints: local.current(),
+        endpoints,
         tap_prefixes: cfg
             .address
             .map(|(ip, len)| crate::net::Prefix::new(ip.into(), len))

@@ -45,7 +45,82 @@ const TURN_BUDGET: usize = 16;
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn run(cfg: Config) -> Result<(), String> {
-    daemon::Daemon::setup(cfg)?.run()
+    daemon::Daemon::setup(cfg, Embedding::default())?.run()
+}
+
+/// What a program embedding the daemon (the C API) hands over in place
+/// of what `ringvpn run` opens itself. Each is optional.
+#[derive(Default)]
+pub struct Embedding {
+    /// The private key, instead of the config's `key = FILE`.
+    pub key: Option<crate::crypto::Seed>,
+    /// An open TAP device; the config's `tap =` names its interface,
+    /// which is configured (MTU, MAC, address) as ours would be.
+    pub tap: Option<std::os::fd::OwnedFd>,
+    /// A bound UDP socket, instead of binding `listen`.
+    pub udp: Option<std::os::fd::OwnedFd>,
+    /// An eventfd that becomes readable when the program wants the loop
+    /// to stop. With it, the daemon leaves the process's signals alone.
+    pub stop: Option<std::os::fd::OwnedFd>,
+}
+
+/// The daemon set up for a program that embeds it: `run` blocks until
+/// the stop eventfd is written (`Embedding::stop`).
+pub struct Embedded(daemon::Daemon);
+
+impl Embedded {
+    pub fn setup(cfg: Config, embed: Embedding) -> Result<Embedded, String> {
+        if embed.stop.is_none() {
+            return Err("an embedded daemon needs a stop eventfd".into());
+        }
+        daemon::Daemon::setup(cfg, embed).map(Embedded)
+    }
+
+    pub fn run(self) -> Result<(), String> {
+        self.0.run()
+    }
+}
+
+/// A sans-IO node from a config (the C API's first level): the key given
+/// or the config's, certificate files read as `ringvpn run` reads them,
+/// `endpoints` advertised as ours. Nothing is opened: the caller moves
+/// the datagrams and frames.
+pub fn embedded_node(
+    cfg: &mut Config,
+    key: Option<crate::crypto::Seed>,
+    endpoints: Vec<crate::wire::endpoint::Endpoint>,
+    wall_us: u64,
+    rng_seed: u64,
+    now: Instant,
+) -> Result<Node, String> {
+    let seed = match key {
+        Some(seed) => seed,
+        None => crate::config::load_key(&cfg.key_file)?,
+    };
+    let identity = crate::crypto::Identity::from_seed(&seed);
+    drop(seed);
+    let trust = load_trust(cfg, &identity.public(), false)?;
+    let vpn = cfg.vpn();
+    let mut nc = daemon::node_config(cfg, &vpn, trust, endpoints);
+    if wall_us != 0 {
+        nc.wall_origin_us = wall_us;
+    }
+    if rng_seed != 0 {
+        nc.rng_seed = rng_seed;
+    }
+    Ok(Node::new(identity, nc, now))
+}
+
+/// `status --json` of a node without a daemon around it (the C API).
+pub fn embedded_status(node: &Node, cfg: &Config, now: Instant) -> String {
+    let info = DaemonInfo {
+        tap: String::new(),
+        name: cfg.name.clone(),
+        address: cfg.address.map(|(ip, p)| format!("{ip}/{p}")),
+        mtu: cfg.mtu,
+        listen: cfg.listen.to_string(),
+    };
+    render_json(&node.status(now), &info)
 }
 
 /// Reads and checks the files the config names — the key, and in

@@ -27,6 +27,28 @@ impl Tap {
         Ok(Tap { fd, name })
     }
 
+    /// A TAP device a program embedding the daemon opened itself (the C
+    /// API); `name` is its interface, configured here as ours are.
+    pub fn adopt(
+        fd: OwnedFd,
+        name: &str,
+        mtu: u16,
+        mac: [u8; 6],
+        addr: Option<(std::net::Ipv4Addr, u8)>,
+    ) -> io::Result<Tap> {
+        socket2::SockRef::from(&fd).set_nonblocking(true)?;
+        sys::configure_interface(&sys::IfConfig {
+            name,
+            mtu,
+            mac,
+            addr,
+        })?;
+        Ok(Tap {
+            fd,
+            name: name.to_string(),
+        })
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -30,7 +30,31 @@ pub enum Recv {
 impl Udp {
     pub fn bind(addr: SocketAddr, fwmark: Option<u32>) -> io::Result<Udp> {
         let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-        if addr.is_ipv6() {
+        Udp::setup(sock, Some(addr), fwmark)
+    }
+
+    /// A socket a program embedding the daemon has bound itself (the C
+    /// API): set up as ours are, then used as it is.
+    pub fn adopt(fd: std::os::fd::OwnedFd, fwmark: Option<u32>) -> io::Result<Udp> {
+        let sock = Socket::from(fd);
+        if sock.r#type()? != Type::DGRAM {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the socket given is not a datagram socket",
+            ));
+        }
+        Udp::setup(sock, None, fwmark)
+    }
+
+    fn setup(sock: Socket, bind: Option<SocketAddr>, fwmark: Option<u32>) -> io::Result<Udp> {
+        let addr = match bind {
+            Some(a) => a,
+            None => sock
+                .local_addr()?
+                .as_socket()
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket"))?,
+        };
+        if bind.is_some() && addr.is_ipv6() {
             // Dual-stack on [::]: one socket serves IPv4 and IPv6 peers.
             let _ = sock.set_only_v6(false);
         }
@@ -47,7 +71,9 @@ impl Udp {
             sock.set_mark(mark)?;
         }
         sock.set_nonblocking(true)?;
-        sock.bind(&addr.into())?;
+        if let Some(a) = bind {
+            sock.bind(&a.into())?;
+        }
         Ok(Udp {
             sock: mio::net::UdpSocket::from_std(sock.into()),
             rx: MsgBatch::new(),

@@ -67,6 +67,13 @@ impl<'a> Object<'a> {
         self
     }
 
+    pub fn opt_num(&mut self, k: &str, v: Option<impl std::fmt::Display>) -> &mut Self {
+        match v {
+            Some(v) => self.num(k, v),
+            None => self.raw(k, "null"),
+        }
+    }
+
     /// A value already rendered as JSON.
     pub fn raw(&mut self, k: &str, json: &str) -> &mut Self {
         self.key(k).push_str(json);

@@ -3,7 +3,7 @@
 //! Layers, bottom first; a module uses only the layers below it
 //! (`tests/layers.rs` checks it):
 //!
-//! - small shared types: `ids` (peer handles), `time` (the virtual-or-real
+//! - small shared types: `heap` (the daemon's counted allocator), `ids` (peer handles), `time` (the virtual-or-real
 //!   instant), `rand`, `net` (prefixes), `base64`, `json`; `limit` (token
 //!   buckets);
 //! - `wire`: every message format as a zero-copy view, with the types
@@ -46,6 +46,7 @@ pub mod crypto;
 #[cfg(feature = "ffi")]
 pub mod ffi;
 pub mod firewall;
+pub mod heap;
 pub mod ids;
 pub mod json;
 pub mod lab;

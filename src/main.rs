@@ -106,6 +106,10 @@ fn init_logging(default: &str) {
     }
 }
 
+/// Counted, so `ringvpn status` can say what the daemon's heap holds.
+#[global_allocator]
+static HEAP: ringvpn::heap::Counting = ringvpn::heap::Counting;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match dispatch(&args) {

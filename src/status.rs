@@ -14,6 +14,20 @@ pub struct DaemonInfo {
     pub address: Option<String>,
     pub mtu: u16,
     pub listen: String,
+    /// The process's resident set (read when status is asked for).
+    pub rss_bytes: Option<u64>,
+}
+
+/// `memory` figures: RSS, heap now/peak (`crate::heap`), the pool's
+/// slab as touched so far and at most.
+fn memory(st: &NodeStatus, d: &DaemonInfo) -> (Option<u64>, Option<(u64, u64)>, u64, u64) {
+    let slot = crate::buf::SLOT_LEN as u64;
+    (
+        d.rss_bytes,
+        crate::heap::usage(),
+        u64::from(st.pool_high_water) * slot,
+        u64::from(st.pool_capacity) * slot,
+    )
 }
 
 fn bytes(n: u64) -> String {
@@ -251,10 +265,27 @@ pub fn render_text(st: &NodeStatus, d: &DaemonInfo) -> String {
         "buffers   {} of {} in use, at most {} so far",
         st.pool_in_use, st.pool_capacity, st.pool_high_water
     );
+    let (rss, heap, pool, pool_max) = memory(st, d);
+    let mut parts = Vec::new();
+    if let Some(r) = rss {
+        parts.push(format!("rss {}", bytes(r)));
+    }
+    if let Some((now, peak)) = heap {
+        parts.push(format!("heap {} (peak {})", bytes(now), bytes(peak)));
+    }
+    // The slab is reserved on the heap at start and touched as the
+    // pool reaches new depths: RSS sees only the touched part.
+    parts.push(format!(
+        "pool {} touched of its {}",
+        bytes(pool),
+        bytes(pool_max)
+    ));
+    let _ = writeln!(o, "memory    {}", parts.join(", "));
     o
 }
 
 pub fn render_json(st: &NodeStatus, d: &DaemonInfo) -> String {
+    let (rss, heap, pool, _) = memory(st, d);
     let mut out = String::new();
     let mut node = String::new();
     let advertised: Vec<String> = st
@@ -278,6 +309,10 @@ pub fn render_json(st: &NodeStatus, d: &DaemonInfo) -> String {
         .num("pool_in_use", st.pool_in_use)
         .num("pool_capacity", st.pool_capacity)
         .num("pool_high_water", st.pool_high_water)
+        .opt_num("rss_bytes", rss)
+        .opt_num("heap_bytes", heap.map(|h| h.0))
+        .opt_num("heap_peak_bytes", heap.map(|h| h.1))
+        .num("pool_bytes", pool)
         .str("nat", st.nat)
         .raw("advertised", &format!("[{}]", advertised.join(",")))
         .raw("underlay_excluded", &format!("[{}]", excluded.join(",")))

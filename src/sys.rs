@@ -498,6 +498,15 @@ pub fn ifindex(name: &str) -> io::Result<u32> {
     }
 }
 
+/// This process's resident set in bytes (/proc/self/statm).
+pub fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}
+
 /// A non-blocking eventfd (the embedded daemon's stop signal).
 pub fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: plain eventfd(2) call.

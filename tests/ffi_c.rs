@@ -275,4 +275,7 @@ fn the_daemon_loop_runs_on_fds_a_c_program_opened_and_stops_when_asked() {
     assert!(out.status.success(), "{said}");
     assert!(said.contains("tap       rvc0  100.64.77.1/24"), "{said}");
     assert!(said.ends_with("stopped\n"), "{said}");
+    // Memory as the daemon sees it; the heap is the program's own here
+    // (ringvpn's counting allocator is the ringvpn binary's).
+    assert!(said.contains("memory    rss "), "{said}");
 }

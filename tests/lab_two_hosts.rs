@@ -42,6 +42,22 @@ fn ping_both_ways_and_full_mtu_frames() {
         .mode();
     assert_eq!(mode & 0o077, 0, "control socket mode {mode:o}");
     assert!(st.contains("\"auth_failure\":0"), "{st}");
+    // The daemon's own memory figures: its heap (counted), the pool's
+    // slab, the resident set.
+    let text = lab.status_text(0).unwrap();
+    let memory = text
+        .lines()
+        .find(|l| l.starts_with("memory"))
+        .unwrap_or_default();
+    assert!(
+        memory.contains("rss ") && memory.contains("heap ") && memory.contains("(peak "),
+        "{text}"
+    );
+    assert!(
+        st.contains("\"heap_bytes\":") && !st.contains("\"heap_bytes\":null"),
+        "{st}"
+    );
+    eprintln!("{memory}");
 }
 
 #[test]

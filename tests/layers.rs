@@ -8,7 +8,7 @@
 use std::path::Path;
 
 const LAYERS: &[&[&str]] = &[
-    &["base64", "ids", "json", "net", "rand", "time"],
+    &["base64", "heap", "ids", "json", "net", "rand", "time"],
     &["limit", "wire"],
     &["buf", "crypto"],
     &["overlay"],

@@ -134,6 +134,7 @@ impl Daemon {
                 address: cfg.address.map(|(ip, p)| format!("{ip}/{p}")),
                 mtu: cfg.mtu,
                 listen: listen.to_string(),
+                rss_bytes: None,
             },
             tap,
             udp,

@@ -119,6 +119,7 @@ pub fn embedded_status(node: &Node, cfg: &Config, now: Instant) -> String {
         address: cfg.address.map(|(ip, p)| format!("{ip}/{p}")),
         mtu: cfg.mtu,
         listen: cfg.listen.to_string(),
+        rss_bytes: None,
     };
     render_json(&node.status(now), &info)
 }
@@ -407,6 +408,14 @@ impl Tasks {
     }
 }
 
+/// The daemon's info with the resident set as of now.
+fn with_rss(info: &DaemonInfo) -> DaemonInfo {
+    DaemonInfo {
+        rss_bytes: sys::rss_bytes(),
+        ..info.clone()
+    }
+}
+
 /// Answers one control request line (see `crate::control`).
 fn control_request(
     node: &mut Node,
@@ -418,7 +427,7 @@ fn control_request(
 ) -> String {
     let words: Vec<&str> = line.split_whitespace().collect();
     match words.as_slice() {
-        ["status"] => render_text(&node.status(now), info),
+        ["status"] => render_text(&node.status(now), &with_rss(info)),
         ["metrics"] => crate::metrics::render(&node.status(now)),
         ["peers"] => crate::status::render_peers(&node.status(now)),
         ["ping-start", target] => match node.find_member(target) {
@@ -440,7 +449,7 @@ fn control_request(
                 None => "pending\n".into(),
             }
         }
-        ["status", "--json"] => render_json(&node.status(now), info),
+        ["status", "--json"] => render_json(&node.status(now), &with_rss(info)),
         ["ring-ping", addr, nonce] => {
             match (crate::overlay::Addr::from_hex(addr), nonce.parse::<u64>()) {
                 (Some(a), Ok(n)) if node.overlay().is_some() => {

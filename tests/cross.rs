@@ -274,8 +274,31 @@ fn cross(t: &Target) {
         .unwrap_or_default()
         .trim()
         .to_string();
+    // What the daemon would hold on the device: the binary's pages it
+    // touched (qemu maps the target's file; its own memory is apart) and
+    // the heap it uses — the pool's slab is reserved on the heap but
+    // touched only as deep as the pool has been.
+    let text_kib = lab.mapped_rss_kib(1, &bin).unwrap_or(0);
+    let json = lab.status_json(1).unwrap();
+    let num = |k: &str| -> u64 {
+        let at = json.find(&format!("\"{k}\":")).map(|i| i + k.len() + 3);
+        at.and_then(|i| {
+            json[i..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+    };
+    let slab = num("pool_capacity") * ringvpn::buf::SLOT_LEN as u64;
+    let heap_touched_kib = (num("heap_bytes") + num("pool_bytes")).saturating_sub(slab) / 1024;
+    eprintln!(
+        "{}: {text_kib} KiB of the binary resident, heap {heap_touched_kib} KiB touched ({memory})",
+        t.triple
+    );
     record(&format!(
-        "| {} | {} | {size} | {tests} passed | linked, ping {}/{} and {}/{} (1300 B) | {memory}; {buffers} |",
+        "| {} | {} | {size} | {tests} passed | linked, ping {}/{} and {}/{} (1300 B) | {text_kib} KiB | {heap_touched_kib} KiB | {memory}; {buffers} |",
         t.triple, t.what, there.received, there.sent, back.received, back.sent
     ));
 }

@@ -104,6 +104,26 @@ impl Lab {
         line.split_whitespace().nth(1)?.parse().ok()
     }
 
+    /// KiB of host `i`'s process resident in mappings of `file` (smaps):
+    /// for a daemon under qemu-user, the target binary's pages it touched
+    /// — the text a router would hold in memory, apart from qemu's own.
+    pub fn mapped_rss_kib(&self, i: usize, file: &std::path::Path) -> Option<u64> {
+        let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", self.pid(i)?)).ok()?;
+        let name = file.to_str()?;
+        let mut inside = false;
+        let mut total = 0;
+        for line in smaps.lines() {
+            let first = line.split_whitespace().next().unwrap_or_default();
+            if first.contains('-') && !first.ends_with(':') {
+                // A mapping's header: "start-end perms offset dev inode path".
+                inside = line.split_whitespace().nth(5) == Some(name);
+            } else if inside && first == "Rss:" {
+                total += line.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+            }
+        }
+        Some(total)
+    }
+
     /// TCP throughput from host `i` to host `j` over the VPN (iperf3), in bit/s.
     pub fn iperf3(&self, i: usize, j: usize, secs: u32, reverse: bool) -> io::Result<f64> {
         let vip = self.hosts[j].vip.to_string();

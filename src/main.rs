@@ -11,6 +11,8 @@ ringvpn — a fully decentralized peer-to-peer VPN
 
 Usage:
   ringvpn run -c FILE             run the daemon with config FILE
+  ringvpn check -c FILE           check config FILE and the files it names (key,
+                                  certificates) as `run` would, without running
   ringvpn genkey FILE             write a new private key to FILE (mode 0600), print its public key
   ringvpn pubkey FILE             print the public key of private key FILE
   ringvpn status [-c FILE | -s SOCKET] [--json]
@@ -104,6 +106,14 @@ fn init_logging(default: &str) {
     if !from_env {
         log::set_max_level(default.parse().unwrap_or(log::LevelFilter::Info));
     }
+    let asked = default.parse().unwrap_or(log::LevelFilter::Info);
+    if asked > log::STATIC_MAX_LEVEL {
+        // A router build (feature `router`) leaves the lower levels out.
+        log::warn!(
+            "`log = {default}`: this build logs {} and above",
+            log::STATIC_MAX_LEVEL
+        );
+    }
 }
 
 /// Counted, so `ringvpn status` can say what the daemon's heap holds.
@@ -194,6 +204,16 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
             init_logging(&cfg.log);
             ringvpn::shell::check_files(&cfg).map_err(Failure::Usage)?;
             ringvpn::shell::run(cfg).map_err(Failure::Runtime)
+        }
+        "check" => {
+            let mut o = Options::new();
+            o.reqopt("c", "config", "config file", "FILE");
+            let m = parse(&o, rest)?;
+            let path = PathBuf::from(m.opt_str("c").unwrap_or_default());
+            let cfg = ringvpn::config::load(&path).map_err(|e| Failure::Usage(e.to_string()))?;
+            ringvpn::shell::check_files(&cfg).map_err(Failure::Usage)?;
+            println!("{}: ok", path.display());
+            Ok(())
         }
         "genkey" => {
             let m = parse(&Options::new(), rest)?;

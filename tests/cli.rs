@@ -394,7 +394,7 @@ fn a_key_given_twice_and_a_bad_key_file_exit_2_naming_the_file() {
 #[test]
 fn every_command_has_help() {
     for cmd in [
-        "run", "genkey", "status", "net", "reload", "metrics", "ca", "cert",
+        "run", "check", "genkey", "status", "net", "reload", "metrics", "ca", "cert",
     ] {
         let out = ringvpn(&[cmd, "--help"]);
         assert!(out.status.success(), "{cmd} --help");
@@ -513,5 +513,39 @@ fn the_demo_names_a_missing_ping() {
         err.contains("`ping` is not installed (apt-get install iputils-ping)"),
         "{err}"
     );
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn check_accepts_a_good_config_and_names_the_mistake_in_a_bad_one() {
+    let d = tmpdir("check");
+    let key = d.join("node.key");
+    assert!(ringvpn(&["genkey", key.to_str().unwrap()]).status.success());
+    let good = d.join("good.conf");
+    std::fs::write(
+        &good,
+        format!(
+            "[node]\nkey = {}\nlisten = 0.0.0.0:5140\ntap = ringvpn0\naddress = 100.64.0.10/10\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    let out = ringvpn(&["check", "-c", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}: ok\n", good.display())
+    );
+    // A wrong line, and a key others can read: exit 2, the file named.
+    let bad = d.join("bad.conf");
+    std::fs::write(&bad, "[node]\nkey = node.key\nmtu = lots\n").unwrap();
+    let out = ringvpn(&["check", "-c", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.conf:3: invalid mtu"));
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = ringvpn(&["check", "-c", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
     std::fs::remove_dir_all(&d).unwrap();
 }

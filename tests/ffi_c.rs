@@ -105,6 +105,16 @@ fn the_header_matches_the_library() {
         in_header, in_rust,
         "constants: header (left) and src/ffi.rs"
     );
+    // src/ffi.rs's own unit tests (built only with the feature).
+    let out = Command::new(env!("CARGO"))
+        .current_dir(ROOT)
+        .env("CARGO_TARGET_DIR", Path::new(ROOT).join("target/ffi"))
+        .env_remove("RUSTFLAGS")
+        .args(["test", "--locked", "--lib", "--features", "ffi", "ffi::"])
+        .output()
+        .expect("run cargo");
+    let said = text(&out);
+    assert!(out.status.success() && said.contains("2 passed"), "{said}");
     let declared = functions(&header, &[" ", "*"]);
     let exported = functions(&src, &["fn "]);
     assert!(exported.len() >= 20, "{exported:?}");

@@ -5,7 +5,7 @@ _ringvpn() {
     cur="${COMP_WORDS[COMP_CWORD]}"
     prev="${COMP_WORDS[COMP_CWORD-1]}"
     local cmd="${COMP_WORDS[1]}" sub="${COMP_WORDS[2]}"
-    local commands="run genkey pubkey status peers ping ring-ping reload metrics net ca cert lab --help --version"
+    local commands="run check genkey pubkey status peers ping ring-ping reload metrics net ca cert lab --help --version"
     local socket="-c --config -s --socket --help"
 
     case "$prev" in
@@ -24,7 +24,7 @@ _ringvpn() {
         return
     fi
     case "$cmd" in
-        run) COMPREPLY=($(compgen -W "-c --config --help" -- "$cur")) ;;
+        run|check) COMPREPLY=($(compgen -W "-c --config --help" -- "$cur")) ;;
         genkey|pubkey) COMPREPLY=($(compgen -f -- "$cur")) ;;
         status) COMPREPLY=($(compgen -W "$socket --json" -- "$cur")) ;;
         peers|reload|metrics|ring-ping) COMPREPLY=($(compgen -W "$socket" -- "$cur")) ;;

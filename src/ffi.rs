@@ -216,6 +216,42 @@ fn endpoint_out(e: &Endpoint) -> RvEndpoint {
     out
 }
 
+/// The caller's options struct, checked: not null, `out` not null, and
+/// `struct_size` at least ours (a program built against an older header
+/// passes a smaller one).
+unsafe fn options<'a, T: HasSize>(
+    opts: *const T,
+    out_is_null: bool,
+    name: &str,
+    err: *mut RvError,
+) -> Result<&'a T, c_int> {
+    let (Some(o), false) = (opts.as_ref(), out_is_null) else {
+        return Err(fail(err, RV_ERR_INVALID, "opts and out must not be null"));
+    };
+    if (o.struct_size() as usize) < std::mem::size_of::<T>() {
+        let msg = format!("opts.struct_size: set it to sizeof({name})");
+        return Err(fail(err, RV_ERR_INVALID, &msg));
+    }
+    Ok(o)
+}
+
+/// Option structs begin with their own size.
+trait HasSize {
+    fn struct_size(&self) -> u32;
+}
+
+impl HasSize for RvNodeOptions {
+    fn struct_size(&self) -> u32 {
+        self.struct_size
+    }
+}
+
+impl HasSize for RvDaemonOptions {
+    fn struct_size(&self) -> u32 {
+        self.struct_size
+    }
+}
+
 /// Config text (named `name` in messages) and the key, if given.
 unsafe fn config_and_key(
     config: *const c_char,
@@ -328,16 +364,10 @@ pub unsafe extern "C" fn rv_node_new(
     err: *mut RvError,
 ) -> c_int {
     guard(|| {
-        let (Some(o), false) = (opts.as_ref(), out.is_null()) else {
-            return fail(err, RV_ERR_INVALID, "opts and out must not be null");
+        let o = match options(opts, out.is_null(), "rv_node_options", err) {
+            Ok(o) => o,
+            Err(code) => return code,
         };
-        if (o.struct_size as usize) < std::mem::size_of::<RvNodeOptions>() {
-            return fail(
-                err,
-                RV_ERR_INVALID,
-                "opts.struct_size: set it to sizeof(rv_node_options)",
-            );
-        }
         let (mut cfg, key) = match config_and_key(o.config, o.config_name, o.private_key, err) {
             Ok(v) => v,
             Err(code) => return code,
@@ -664,16 +694,10 @@ pub unsafe extern "C" fn rv_daemon_new(
     err: *mut RvError,
 ) -> c_int {
     guard(|| {
-        let (Some(o), false) = (opts.as_ref(), out.is_null()) else {
-            return fail(err, RV_ERR_INVALID, "opts and out must not be null");
+        let o = match options(opts, out.is_null(), "rv_daemon_options", err) {
+            Ok(o) => o,
+            Err(code) => return code,
         };
-        if (o.struct_size as usize) < std::mem::size_of::<RvDaemonOptions>() {
-            return fail(
-                err,
-                RV_ERR_INVALID,
-                "opts.struct_size: set it to sizeof(rv_daemon_options)",
-            );
-        }
         let (cfg, key) = match config_and_key(o.config, o.config_name, o.private_key, err) {
             Ok(v) => v,
             Err(code) => return code,

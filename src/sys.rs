@@ -111,17 +111,6 @@ pub fn add_ipv4(name: &str, ip: Ipv4Addr, prefix: u8) -> io::Result<()> {
     set_ipv4(&sock, &mut ifr, ip, prefix)
 }
 
-/// The index of interface `name`.
-pub fn if_index(name: &str) -> io::Result<u32> {
-    let c =
-        std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: a NUL-terminated name; the call reads it only.
-    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
-        0 => Err(io::Error::last_os_error()),
-        i => Ok(i),
-    }
-}
-
 /// Interface settings applied at start-up.
 pub struct IfConfig<'a> {
     pub name: &'a str,

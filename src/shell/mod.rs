@@ -331,7 +331,7 @@ impl AddressWatch {
         if !self.v6_done {
             self.v6_done = true;
             if let Some(v6) = vpn.v6_of(ip) {
-                let index = sys::if_index(tap);
+                let index = sys::ifindex(tap);
                 index
                     .and_then(|i| netlink::Netlink::open()?.add_address(i, v6.into(), 96))
                     .map_err(|e| format!("cannot set address {v6} on {tap}: {e}"))?;

@@ -3,7 +3,7 @@
 //! Reports ns/packet and Gbit/s of payload for 64-, 512- and 1400-byte
 //! frames on: seal (encapsulate + encrypt), open (replay check + decrypt +
 //! decapsulate), and the full core path frame → datagram and datagram →
-//! frame through `Node`. Wall-clock figures on a shared machine are noisy;
+//! frame through `Node`, each with ChaCha20-Poly1305 and AES-256-GCM. Wall-clock figures on a shared machine are noisy;
 //! bench/callgrind.sh gives repeatable instruction counts using the
 //! `--callgrind SIZE COUNT` mode of this binary.
 
@@ -23,7 +23,7 @@ use std::time::Instant as Clock;
 
 const SIZES: [usize; 3] = [64, 512, 1400];
 
-fn sessions() -> (Session, Session) {
+fn sessions(aes: bool) -> (Session, Session) {
     let (a, b) = (
         Identity::from_seed(&Seed([1; 32])),
         Identity::from_seed(&Seed([2; 32])),
@@ -31,12 +31,23 @@ fn sessions() -> (Session, Session) {
     let rng = ring::rand::SystemRandom::new();
     let mut m1 = [0u8; 512];
     let mut m2 = [0u8; 512];
-    let (st, n1) = create_init(&a, &rng, 1, None, 1, &mut m1).unwrap();
+    let (ka, kb) = (a.public(), b.public());
+    let (st, n1) =
+        create_init_with(&a, Credential::key(&ka), aes, &rng, 1, None, 1, &mut m1).unwrap();
     let v = check_init(&m1[..n1], &b, |_| true).unwrap();
     let obs: SocketAddr = "198.18.0.1:1".parse().unwrap();
-    let (sb, n2) = respond(&b, &rng, &v, 2, obs, Instant::ZERO, &mut m2).unwrap();
+    let cb = Credential::key(&kb);
+    let (sb, n2) = respond_with(&b, cb, aes, &rng, &v, 2, obs, Instant::ZERO, &mut m2).unwrap();
     let done = finish(&mut Some(st), &m2[..n2], |_| true, Instant::ZERO).unwrap();
     (done.session, sb)
+}
+
+fn cipher_name(aes: bool) -> &'static str {
+    if aes {
+        "aes-256-gcm"
+    } else {
+        "chacha20-poly1305"
+    }
 }
 
 fn report(what: &str, size: usize, packets: u64, secs: f64) {
@@ -50,8 +61,9 @@ fn count_for(size: usize) -> u64 {
     (60_000_000 / (size as u64 + 200)).max(10_000)
 }
 
-fn bench_seal_open(size: usize) {
-    let (mut a, mut b) = sessions();
+fn bench_seal_open(size: usize, aes: bool) {
+    let (mut a, mut b) = sessions(aes);
+    let cipher = cipher_name(aes);
     let n = count_for(size);
     let mut pool = Pool::new(4);
     let mut frame = vec![0x5au8; size];
@@ -76,7 +88,12 @@ fn bench_seal_open(size: usize) {
         black_box(pool.data(&p));
         pool.free(p);
     }
-    report("seal", size, n, t.elapsed().as_secs_f64());
+    report(
+        &format!("seal, {cipher}"),
+        size,
+        n,
+        t.elapsed().as_secs_f64(),
+    );
 
     // Pre-seal a batch, then time only the opening side.
     let batch = 4096usize.min(n as usize);
@@ -111,12 +128,12 @@ fn bench_seal_open(size: usize) {
         total += t.elapsed().as_secs_f64();
         opened += batch as u64;
     }
-    report("open", size, opened, total);
+    report(&format!("open, {cipher}"), size, opened, total);
 }
 
 /// Two linked nodes; `cert`: in certificate mode (a CA, a certificate
-/// each), else with static keys.
-fn nodes(cert: bool) -> (Node, Node, SocketAddr, SocketAddr) {
+/// each), else with static keys; `aes`: their link runs AES-256-GCM.
+fn nodes(cert: bool, aes: bool) -> (Node, Node, SocketAddr, SocketAddr) {
     let ea: SocketAddr = "198.18.0.1:5140".parse().unwrap();
     let eb: SocketAddr = "198.18.0.2:5140".parse().unwrap();
     let ca = Identity::from_seed(&Seed([9; 32]));
@@ -133,6 +150,7 @@ fn nodes(cert: bool) -> (Node, Node, SocketAddr, SocketAddr) {
             wall_origin_us: 2_000_000_000_000_000,
             trust: cert.then_some(trust),
             cert: cert.then_some(mine),
+            fast_aes: aes,
             ..NodeConfig::default()
         };
         Node::new(id, cfg, Instant::ZERO)
@@ -149,12 +167,9 @@ fn nodes(cert: bool) -> (Node, Node, SocketAddr, SocketAddr) {
     (a, b, ea, eb)
 }
 
-fn mode_name(cert: bool) -> &'static str {
-    if cert {
-        "certificates"
-    } else {
-        "static keys"
-    }
+fn mode_name(cert: bool, aes: bool) -> String {
+    let keys = if cert { "certificates" } else { "static keys" };
+    format!("{keys}, {}", cipher_name(aes))
 }
 
 fn move_all(from: &mut Node, from_ep: SocketAddr, to: &mut Node) {
@@ -184,9 +199,9 @@ fn to_datagram(a: &mut Node, f: &[u8], now: Instant) -> ringvpn::node::Transmit 
     a.poll_transmit().unwrap()
 }
 
-fn bench_node_path(size: usize, cert: bool) {
-    let (mut a, mut b, ea, _) = nodes(cert);
-    let mode = mode_name(cert);
+fn bench_node_path(size: usize, cert: bool, aes: bool) {
+    let (mut a, mut b, ea, _) = nodes(cert, aes);
+    let mode = mode_name(cert, aes);
     let f = frame(size);
     let n = count_for(size);
     let now = Instant::from_millis(1);
@@ -225,11 +240,12 @@ fn bench_node_path(size: usize, cert: bool) {
     report(&format!("datagram->frame, {mode}"), size, done, total);
 }
 
-/// `--callgrind SIZE COUNT [--cert]`: COUNT full round trips (frame →
-/// datagram at A, datagram → frame at B), nothing else, for instruction
-/// counting; `--cert`: the nodes are in certificate mode.
-fn callgrind(size: usize, count: u64, cert: bool) {
-    let (mut a, mut b, ea, _) = nodes(cert);
+/// `--callgrind SIZE COUNT [--cert] [--aes]`: COUNT full round trips
+/// (frame → datagram at A, datagram → frame at B), nothing else, for
+/// instruction counting; `--cert`: the nodes are in certificate mode;
+/// `--aes`: their link runs AES-256-GCM.
+fn callgrind(size: usize, count: u64, cert: bool, aes: bool) {
+    let (mut a, mut b, ea, _) = nodes(cert, aes);
     let f = frame(size);
     let now = Instant::from_millis(1);
     for _ in 0..count {
@@ -297,11 +313,11 @@ fn bench_handshake() {
                 finish(&mut Some(st), &m2[..n2], |_| true, Instant::ZERO)
             } else {
                 let ca_ = Credential::cert(&cert_a);
-                let (st, n1) = create_init_with(&a, ca_, &rng, 1, to, 1, &mut m1).unwrap();
+                let (st, n1) = create_init_with(&a, ca_, false, &rng, 1, to, 1, &mut m1).unwrap();
                 let v = check_init_with(&m1[..n1], &b, check).unwrap();
                 let cb = Credential::cert(&cert_b);
                 let (_, n2) =
-                    respond_with(&b, cb, &rng, &v, 2, obs, Instant::ZERO, &mut m2).unwrap();
+                    respond_with(&b, cb, false, &rng, &v, 2, obs, Instant::ZERO, &mut m2).unwrap();
                 finish_with(&mut Some(st), &m2[..n2], check, Instant::ZERO)
             };
             black_box(done.unwrap());
@@ -324,7 +340,8 @@ fn main() {
             .get(i + 2)
             .and_then(|s| s.parse().ok())
             .unwrap_or(10_000);
-        return callgrind(size, count, args.iter().any(|a| a == "--cert"));
+        let flag = |f: &str| args.iter().any(|a| a == f);
+        return callgrind(size, count, flag("--cert"), flag("--aes"));
     }
     if args.iter().any(|a| a == "--list") {
         return; // cargo test --benches asks for a listing
@@ -332,8 +349,10 @@ fn main() {
     bench_handshake();
     println!("ringvpn data path, one core (payload = frame bytes)");
     for size in SIZES {
-        bench_seal_open(size);
-        bench_node_path(size, false);
-        bench_node_path(size, true);
+        for aes in [false, true] {
+            bench_seal_open(size, aes);
+            bench_node_path(size, false, aes);
+        }
+        bench_node_path(size, true, false);
     }
 }

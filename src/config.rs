@@ -91,6 +91,8 @@ pub struct Config {
     /// Also listen for (and link over) TCP on the listen address, for
     /// networks that drop UDP.
     pub tcp: bool,
+    /// Which AEAD this node offers and accepts in handshakes.
+    pub cipher: Cipher,
     pub control: PathBuf,
     /// SO_MARK for the UDP socket (policy routing, e.g. to keep tunnel
     /// traffic out of a full-tunnel route); `None` leaves it unset.
@@ -571,5 +573,30 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(load_key(&path).unwrap_err().contains("chmod 600"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// `cipher =`: which AEAD handshakes may pick (`crypto::session`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cipher {
+    /// AES-256-GCM with a peer when both CPUs have AES instructions,
+    /// ChaCha20-Poly1305 otherwise.
+    Auto,
+    /// ChaCha20-Poly1305 always (never offers or accepts AES).
+    ChaCha20Poly1305,
+    /// Offers and accepts AES-256-GCM even without AES instructions (tests,
+    /// or a peer set whose routers all have them but hide it).
+    Aes256Gcm,
+}
+
+impl Cipher {
+    /// Whether handshakes offer and accept AES-256-GCM, given whether this
+    /// CPU has AES instructions.
+    pub fn offers_aes(self, hardware_aes: bool) -> bool {
+        match self {
+            Cipher::Auto => hardware_aes,
+            Cipher::ChaCha20Poly1305 => false,
+            Cipher::Aes256Gcm => true,
+        }
     }
 }

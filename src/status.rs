@@ -162,7 +162,10 @@ pub fn render_text(st: &NodeStatus, d: &DaemonInfo) -> String {
             let _ = writeln!(o, "  candidates {}", c.join(" "));
         }
         let hs = p.last_handshake_ago.map_or("never".to_string(), ago);
-        let _ = writeln!(o, "  handshake  {hs}");
+        let _ = match p.cipher {
+            Some(c) => writeln!(o, "  handshake  {hs}, {c}"),
+            None => writeln!(o, "  handshake  {hs}"),
+        };
         let _ = writeln!(o, "  rtt        {}", p.rtt.map_or("-".to_string(), ms));
         if let Some(obs) = p.observed {
             let _ = writeln!(o, "  seen as    {obs}");
@@ -360,6 +363,7 @@ pub fn render_json(st: &NodeStatus, d: &DaemonInfo) -> String {
                     .map_or("null".into(), |d| format!("{:.3}", d.as_secs_f64() * 1e3)),
             )
             .opt_str("observed", observed.as_deref())
+            .opt_str("cipher", p.cipher)
             .num("rx_bytes", p.rx_bytes)
             .num("tx_bytes", p.tx_bytes)
             .num("rx_packets", p.rx_packets)

@@ -118,3 +118,54 @@ fn a_peer_with_an_unknown_key_is_refused() {
     // The legitimate link is unaffected.
     assert!(lab.ping(1, a, 2, 56, false).unwrap().all_ok());
 }
+
+#[test]
+fn links_use_aes_gcm_only_where_both_ends_offer_it() {
+    let Some(mut lab) = common::lab_or_skip("links_use_aes_gcm_only_where_both_ends_offer_it", 2)
+    else {
+        return;
+    };
+    let configure = |lab: &ringvpn::lab::Lab, i: usize, cipher: &str| {
+        lab.configure(
+            i,
+            &NodeOptions {
+                peers: vec![1 - i],
+                extra: vec![format!("cipher = {cipher}")],
+                ..NodeOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    // `aes-256-gcm` offers AES whatever the CPU, so the test holds on any.
+    configure(&lab, 0, "aes-256-gcm");
+    configure(&lab, 1, "aes-256-gcm");
+    lab.start(0).unwrap();
+    lab.start(1).unwrap();
+    lab.wait_links_up(0, 1, UP_TIMEOUT).unwrap();
+    let b = lab.hosts[1].vip;
+    assert!(lab.ping(0, b, 3, 1372, true).unwrap().all_ok());
+    for i in [0, 1] {
+        let st = lab.status_json(i).unwrap();
+        assert!(st.contains("\"cipher\":\"aes-256-gcm\""), "h{i}: {st}");
+    }
+    assert!(lab.status_text(0).unwrap().contains(", aes-256-gcm"));
+    // One end refuses AES: the new session is ChaCha20-Poly1305 on both.
+    configure(&lab, 1, "chacha20-poly1305");
+    lab.stop(1);
+    lab.start(1).unwrap();
+    lab.wait_links_up(1, 1, UP_TIMEOUT).unwrap();
+    let t = Instant::now();
+    let mut ok = false;
+    while t.elapsed() < UP_TIMEOUT && !ok {
+        ok = lab.ping(0, b, 1, 1372, true).unwrap().all_ok();
+    }
+    assert!(ok, "no ping after restart:\n{}", lab.log_tail(0));
+    for i in [0, 1] {
+        let st = lab.status_json(i).unwrap();
+        assert!(
+            st.contains("\"cipher\":\"chacha20-poly1305\""),
+            "h{i}: {st}"
+        );
+        assert!(st.contains("\"auth_failure\":0"), "h{i}: {st}");
+    }
+}

@@ -53,6 +53,7 @@ struct Draft {
     ipv6: Option<Option<Ipv6Addr>>,
     dhcp: bool,
     tcp: bool,
+    cipher: super::Cipher,
     control: Option<PathBuf>,
     state_dir: Option<PathBuf>,
     fwmark: Option<u32>,
@@ -225,6 +226,7 @@ impl Draft {
             ipv6: None,
             dhcp: false,
             tcp: true,
+            cipher: super::Cipher::Auto,
             state_dir: None,
             control: None,
             fwmark: None,
@@ -319,6 +321,14 @@ impl Draft {
                 }
             }
             "tcp" => self.tcp = on_off(v)?,
+            "cipher" => {
+                self.cipher = match v {
+                    "auto" => super::Cipher::Auto,
+                    "chacha20-poly1305" => super::Cipher::ChaCha20Poly1305,
+                    "aes-256-gcm" => super::Cipher::Aes256Gcm,
+                    _ => return Err("auto, chacha20-poly1305 or aes-256-gcm".into()),
+                }
+            }
             "dhcp" => self.dhcp = on_off(v)?,
             "overlay" => {
                 self.overlay = on_off(v)?;
@@ -559,6 +569,7 @@ impl Draft {
             ipv6_auto,
             dhcp: self.dhcp,
             tcp: self.tcp,
+            cipher: self.cipher,
             control,
             fwmark: self.fwmark,
             metrics: self.metrics,

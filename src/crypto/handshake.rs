@@ -11,11 +11,11 @@
 use super::cert::{Cert, CertError};
 use super::keys::{x25519, x25519_public, Identity, NodeKey, Seed};
 use super::seal::{init_seal_key, kdf32, open, resp_seal_key, seal, sealable};
-use super::session::Session;
+use super::session::{Cipher, Session};
 use crate::time::Instant;
 use crate::wire::handshake::{
-    CredType, InitPacket, InitRepr, RespPacket, RespRepr, FLAG_SEALED_REPLY, MAX_CRED_LEN,
-    SEAL_OVERHEAD, SIG_LEN,
+    CredType, InitPacket, InitRepr, RespPacket, RespRepr, FLAG_AES_OFFERED, FLAG_SEALED_REPLY,
+    MAX_CRED_LEN, RESP_FLAG_AES, SEAL_OVERHEAD, SIG_LEN,
 };
 use ring::agreement::{agree_ephemeral, EphemeralPrivateKey, UnparsedPublicKey, X25519};
 use ring::digest::{digest, Context, SHA256};
@@ -77,6 +77,8 @@ pub struct Initiator {
     ephemeral: Seed,
     init_hash: [u8; 32],
     pub local_index: u32,
+    /// We asked for AES-256-GCM (a response may only choose it then).
+    offered_aes: bool,
 }
 
 /// A verified init from a trusted peer.
@@ -90,6 +92,8 @@ pub struct ValidInit {
     init_hash: [u8; 32],
     /// The initiator reads a sealed credential in our response.
     seal_reply: bool,
+    /// The initiator has AES instructions and asks for AES-256-GCM.
+    pub offers_aes: bool,
 }
 
 /// A verified response.
@@ -206,13 +210,16 @@ pub fn create_init(
 ) -> Result<(Initiator, usize), HandshakeError> {
     let me = id.public();
     let cred = Credential::key(&me);
-    create_init_with(id, cred, rng, local_index, responder, timestamp, out)
+    create_init_with(id, cred, false, rng, local_index, responder, timestamp, out)
 }
 
-/// `create_init` presenting `cred` (a certificate, in certificate mode).
+/// `create_init` presenting `cred` (a certificate, in certificate mode),
+/// offering AES-256-GCM if `fast_aes` (this CPU has AES instructions).
+#[allow(clippy::too_many_arguments)]
 pub fn create_init_with(
     id: &Identity,
     cred: Credential<'_>,
+    fast_aes: bool,
     rng: &dyn ring::rand::SecureRandom,
     local_index: u32,
     responder: Option<NodeKey>,
@@ -244,7 +251,7 @@ pub fn create_init_with(
         } else {
             cred.ty
         },
-        flags: FLAG_SEALED_REPLY,
+        flags: FLAG_SEALED_REPLY | if fast_aes { FLAG_AES_OFFERED } else { 0 },
         cred: sealed.as_deref().unwrap_or(cred.bytes),
     };
     let len = repr.buffer_len();
@@ -263,6 +270,7 @@ pub fn create_init_with(
             ephemeral,
             init_hash,
             local_index,
+            offered_aes: fast_aes,
         },
         len,
     ))
@@ -326,6 +334,7 @@ pub fn check_init_with(
             .try_into()
             .expect("32 bytes"),
         seal_reply: sealed || p.flags() & FLAG_SEALED_REPLY != 0,
+        offers_aes: p.flags() & FLAG_AES_OFFERED != 0,
     })
 }
 
@@ -342,14 +351,16 @@ pub fn respond(
 ) -> Result<(Session, usize), HandshakeError> {
     let me = id.public();
     let cred = Credential::key(&me);
-    respond_with(id, cred, rng, init, local_index, observed, now, out)
+    respond_with(id, cred, false, rng, init, local_index, observed, now, out)
 }
 
-/// `respond` presenting `cred`.
+/// `respond` presenting `cred`; the session runs AES-256-GCM if the
+/// initiator offered it and `fast_aes` (this CPU has AES instructions).
 #[allow(clippy::too_many_arguments)]
 pub fn respond_with(
     id: &Identity,
     cred: Credential<'_>,
+    fast_aes: bool,
     rng: &dyn ring::rand::SecureRandom,
     init: &ValidInit,
     local_index: u32,
@@ -368,6 +379,11 @@ pub fn respond_with(
         .seal_reply
         .then(|| resp_seal_key(&shared, &init.init_hash));
     let sealed = seal_key.map(|_| sealable(cred.ty, cred.bytes));
+    let cipher = if init.offers_aes && fast_aes {
+        Cipher::Aes256Gcm
+    } else {
+        Cipher::ChaCha20Poly1305
+    };
     let repr = RespRepr {
         sender: local_index,
         receiver: init.sender,
@@ -377,6 +393,11 @@ pub fn respond_with(
             CredType::Sealed
         } else {
             cred.ty
+        },
+        flags: if cipher == Cipher::Aes256Gcm {
+            RESP_FLAG_AES
+        } else {
+            0
         },
         cred: sealed.as_deref().unwrap_or(cred.bytes),
     };
@@ -392,7 +413,7 @@ pub fn respond_with(
     out[at..].copy_from_slice(&sig);
     let th = transcript(&init.init_hash, &out[..len - SIG_LEN]);
     let (i2r, r2i) = derive(&shared.0, &th);
-    let session = Session::new(local_index, init.sender, r2i, i2r, now, false);
+    let session = Session::new(cipher, local_index, init.sender, r2i, i2r, now, false);
     Ok((session, len))
 }
 
@@ -427,6 +448,12 @@ pub fn finish_with(
     if p.receiver() != st.local_index {
         return Err(HandshakeError::Malformed);
     }
+    let cipher = match (p.flags() & RESP_FLAG_AES != 0, st.offered_aes) {
+        (false, _) => Cipher::ChaCha20Poly1305,
+        (true, true) => Cipher::Aes256Gcm,
+        // AES chosen though we did not offer it: not an answer to our init.
+        (true, false) => return Err(HandshakeError::Malformed),
+    };
     let shared = x25519(&st.ephemeral, p.ephemeral()).ok_or(HandshakeError::Auth)?;
     let seal_key =
         (p.cred_type() == CredType::Sealed as u8).then(|| resp_seal_key(&shared, &st.init_hash));
@@ -450,7 +477,7 @@ pub fn finish_with(
     Ok(Completed {
         peer,
         cert,
-        session: Session::new(st.local_index, p.sender(), i2r, r2i, now, true),
+        session: Session::new(cipher, st.local_index, p.sender(), i2r, r2i, now, true),
         observed: p.observed(),
     })
 }
@@ -645,5 +672,74 @@ mod tests {
             Some(HandshakeError::Auth)
         );
         assert!(st.is_some(), "a forged response must not consume the state");
+    }
+
+    /// One handshake where the initiator offers AES if `a_aes` and the
+    /// responder accepts it if `b_aes`; `tamper` edits the response.
+    fn negotiate(
+        a_aes: bool,
+        b_aes: bool,
+        tamper: impl Fn(&mut [u8]),
+    ) -> Result<(Cipher, Cipher), HandshakeError> {
+        let (a, b) = ids();
+        let rng = SystemRandom::new();
+        let mut m1 = [0u8; 512];
+        let (ka, kb) = (a.public(), b.public());
+        let cred = Credential::key(&ka);
+        let (st, n1) =
+            create_init_with(&a, cred, a_aes, &rng, 1, Some(b.public()), 5, &mut m1).unwrap();
+        let valid = check_init(&m1[..n1], &b, |_| true).unwrap();
+        assert_eq!(valid.offers_aes, a_aes);
+        let mut m2 = [0u8; 512];
+        let obs: SocketAddr = "198.18.0.1:1".parse().unwrap();
+        let cred = Credential::key(&kb);
+        let (sb, n2) = respond_with(
+            &b,
+            cred,
+            b_aes,
+            &rng,
+            &valid,
+            2,
+            obs,
+            Instant::ZERO,
+            &mut m2,
+        )
+        .unwrap();
+        tamper(&mut m2[..n2]);
+        let done = finish(&mut Some(st), &m2[..n2], |_| true, Instant::ZERO)?;
+        // The keys match: a message sealed by one side opens on the other.
+        let (mut sa, mut sb) = (done.session, sb);
+        let mut msg = [0u8; 20];
+        let tag = sa.seal(0, b"h", &mut msg[..4]);
+        msg[4..].copy_from_slice(&tag);
+        assert_eq!(sb.open(Instant::ZERO, 0, b"h", &mut msg), Ok(()));
+        let _ = sa.next_counter();
+        Ok((sa.cipher(), sb.cipher()))
+    }
+
+    #[test]
+    fn aes_gcm_only_when_both_sides_have_it() {
+        use Cipher::*;
+        let none = |_: &mut [u8]| {};
+        assert_eq!(negotiate(true, true, none), Ok((Aes256Gcm, Aes256Gcm)));
+        assert_eq!(
+            negotiate(true, false, none),
+            Ok((ChaCha20Poly1305, ChaCha20Poly1305))
+        );
+        assert_eq!(
+            negotiate(false, true, none),
+            Ok((ChaCha20Poly1305, ChaCha20Poly1305))
+        );
+        // The choice is signed: a path that clears or sets the response's
+        // flag breaks the handshake instead of changing the cipher.
+        let flip = |m: &mut [u8]| m[65] ^= RESP_FLAG_AES;
+        assert_eq!(negotiate(true, true, flip), Err(HandshakeError::Auth));
+        assert_eq!(negotiate(true, false, flip), Err(HandshakeError::Auth));
+        // AES chosen for an initiator that never offered it: refused
+        // before any signature work.
+        assert_eq!(
+            negotiate(false, false, flip),
+            Err(HandshakeError::Malformed)
+        );
     }
 }

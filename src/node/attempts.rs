@@ -87,6 +87,7 @@ impl Node {
         handshake::create_init_with(
             &self.identity,
             cred,
+            self.settings.fast_aes,
             &self.env.sysrand,
             local_index,
             hint,

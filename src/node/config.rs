@@ -75,6 +75,7 @@ pub(super) struct Settings {
     pub(super) transit_rate: u32,
     pub(super) ondemand_threshold: u16,
     pub(super) tcp_fallback: bool,
+    pub(super) fast_aes: bool,
     pub(super) admin_group: String,
 }
 
@@ -86,6 +87,7 @@ impl From<&NodeConfig> for Settings {
             transit_rate: super::links::TRANSIT_BYTES_PER_S,
             ondemand_threshold: cfg.ondemand_threshold,
             tcp_fallback: cfg.tcp_fallback,
+            fast_aes: cfg.fast_aes,
             admin_group: cfg.admin_group.clone(),
         }
     }
@@ -134,6 +136,9 @@ pub struct NodeConfig {
     /// Try a node's TCP endpoints when UDP gets no answer (the shell
     /// listens on TCP too).
     pub tcp_fallback: bool,
+    /// Offer and accept AES-256-GCM in handshakes (the shell sets it when
+    /// this CPU has AES instructions; `crypto::session` says why).
+    pub fast_aes: bool,
     /// Certificate mode: the CA(s) we trust and their revocation lists.
     /// Every peer must then present a certificate that checks out.
     pub trust: Option<crate::crypto::cert::Trust>,
@@ -166,6 +171,7 @@ impl Default for NodeConfig {
             routes: None,
             admin_group: "admin".into(),
             tcp_fallback: false,
+            fast_aes: false,
             tap_prefixes: Vec::new(),
         }
     }

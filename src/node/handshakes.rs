@@ -299,6 +299,7 @@ impl Node {
                 ty: cred_type,
                 bytes: &cred,
             },
+            self.settings.fast_aes,
             &self.env.sysrand,
             &init,
             local_index,

@@ -35,6 +35,8 @@ pub struct PeerStatus {
     pub linked: bool,
     /// Time since the last completed handshake we initiated or answered.
     pub last_handshake_ago: Option<Duration>,
+    /// The current session's AEAD ("chacha20-poly1305", "aes-256-gcm").
+    pub cipher: Option<&'static str>,
     pub rtt: Option<Duration>,
     pub observed: Option<SocketAddr>,
     pub rx_bytes: u64,
@@ -230,6 +232,7 @@ impl Node {
                     .last_handshake
                     .max(p.sessions.current.as_ref().map(|s| s.created))
                     .map(|t| now.saturating_since(t)),
+                cipher: p.sessions.current.as_ref().map(|s| s.cipher().name()),
                 rtt: p.live.rtt,
                 observed: p.reach.observed,
                 rx_bytes: p.traffic.rx_bytes,

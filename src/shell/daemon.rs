@@ -481,6 +481,7 @@ pub(super) fn node_config(
         vpn: vpn.clone(),
         routes: cfg.routes(),
         tcp_fallback: cfg.tcp,
+        fast_aes: cfg.cipher.offers_aes(sys::hardware_aes()),
         timers: cfg.timers(),
         trust: trust.as_ref().map(|(t, _)| t.clone()),
         cert: trust.map(|(_, c)| c),

@@ -22,7 +22,7 @@
 //!  12..44  responder's ephemeral X25519 public key
 //!  44 observed family (4 or 6) | 45 reserved | 46..48 observed port
 //!  48..64  observed address (IPv4 in 48..52, rest zero)
-//!  64 credential type | 65 reserved | 66..68 credential length L
+//!  64 credential type | 65 flags | 66..68 credential length L
 //!  68..68+L credential (type 3: sealed, see below)
 //!  then 64  Ed25519 signature over "ringvpn-resp" ‖ SHA-256(init) ‖ [sealing key] ‖ bytes 0..68+L
 //! ```
@@ -33,6 +33,13 @@
 //! the signature covers it, so neither the credential nor the signer can
 //! be read or tested by a passive observer. Init flag 1: "seal your
 //! credential in the response" (set by every node that reads type 3).
+//! Init flag 2: "AES-256-GCM is fast here" (the initiator's CPU has AES
+//! instructions); response flag 1: "this session uses AES-256-GCM", set
+//! only in answer to init flag 2 by a responder whose CPU has them too.
+//! Both flags are signed and part of the transcript the keys come from,
+//! so a path that flips one breaks the handshake rather than the choice.
+//! Nodes from before the flag leave both bytes' new bits zero and get
+//! ChaCha20-Poly1305, as before.
 //! Cookie reply (responder under load → initiator), 24 bytes:
 //! ```text
 //!  0 version | 1 type=6 | 2..4 reserved
@@ -63,6 +70,10 @@ pub const MAX_CRED_LEN: usize = 1024;
 pub const SEAL_OVERHEAD: usize = 1 + 16;
 /// Init flag: the initiator reads a sealed credential in the response.
 pub const FLAG_SEALED_REPLY: u8 = 1;
+/// Init flag: the initiator would rather use AES-256-GCM (hardware AES).
+pub const FLAG_AES_OFFERED: u8 = 2;
+/// Response flag: the session's cipher is AES-256-GCM.
+pub const RESP_FLAG_AES: u8 = 1;
 pub const INIT_FIXED_LEN: usize = 84 + SIG_LEN;
 pub const RESP_FIXED_LEN: usize = 68 + SIG_LEN;
 pub const COOKIE_LEN: usize = 16;
@@ -305,6 +316,9 @@ impl<T: AsRef<[u8]>> RespPacket<T> {
     pub fn cred_type(&self) -> u8 {
         self.b()[64]
     }
+    pub fn flags(&self) -> u8 {
+        self.b()[65]
+    }
     pub fn cred(&self) -> &[u8] {
         cred_at(self.b(), 66)
     }
@@ -328,6 +342,7 @@ pub struct RespRepr<'a> {
     pub ephemeral: [u8; KEY_LEN],
     pub observed: SocketAddr,
     pub cred_type: CredType,
+    pub flags: u8,
     pub cred: &'a [u8],
 }
 
@@ -346,7 +361,7 @@ impl RespRepr<'_> {
         out[12..44].copy_from_slice(&self.ephemeral);
         endpoint::emit(&self.observed, &mut out[44..64]);
         out[64] = self.cred_type as u8;
-        out[65] = 0;
+        out[65] = self.flags;
         out[66..68].copy_from_slice(&(self.cred.len() as u16).to_be_bytes());
         out[68..68 + self.cred.len()].copy_from_slice(self.cred);
         68 + self.cred.len()
@@ -418,12 +433,15 @@ mod tests {
                 ephemeral: [3; 32],
                 observed,
                 cred_type: CredType::PublicKey,
+                flags: RESP_FLAG_AES,
                 cred: &[1; 32],
             };
             let mut out = vec![0u8; repr.buffer_len()];
             repr.emit_unsigned(&mut out);
+            assert_eq!(out[65], RESP_FLAG_AES);
             let p = RespPacket::new_checked(&out[..]).unwrap();
             assert_eq!((p.sender(), p.receiver()), (5, 6));
+            assert_eq!(p.flags(), RESP_FLAG_AES);
             assert_eq!(p.observed(), observed);
             assert_eq!(p.cred(), &[1; 32]);
         }

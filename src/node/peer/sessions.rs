@@ -171,7 +171,15 @@ mod tests {
 
     /// A session with local index `i` that has heard from the peer at `rx`.
     fn session(i: u32, rx: Instant) -> Session {
-        let mut s = Session::new(i, i + 100, [1; 32], [1; 32], Instant::ZERO, true);
+        let mut s = Session::new(
+            crate::crypto::session::Cipher::ChaCha20Poly1305,
+            i,
+            i + 100,
+            [1; 32],
+            [1; 32],
+            Instant::ZERO,
+            true,
+        );
         let mut msg = [0u8; 16];
         let c = s.next_counter().unwrap();
         let tag = s.seal(c, &[], &mut msg[..0]);

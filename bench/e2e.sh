@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end comparison on two lab hosts, all in ONE run (same machine state):
-# raw veth baseline, ringvpn, boringtun (userspace WireGuard, --threads 1)
-# and VpnCloud. For each: iperf3 TCP throughput (both directions), UDP
+# raw veth baseline, ringvpn (as shipped; and ringvpn-plain: offloads off,
+# ChaCha20-Poly1305, what a router without AES or an old kernel gets;
+# with RINGVPN_BEFORE=BINARY also an older build, "ringvpn-before"),
+# boringtun (userspace WireGuard, --threads 1) and VpnCloud. For each: iperf3 TCP throughput (both directions), UDP
 # 64-byte packets per second, ping RTT, daemon CPU seconds per GB moved,
 # daemon RSS (idle and peak) and stripped binary size. Prints a Markdown
 # table with ratios. Medians over RUNS repetitions (default 3).
@@ -100,15 +102,19 @@ stop_all() {
 
 wait_ping() { for _ in $(seq 100); do inA ping -c1 -W1 "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no ping to $1" >&2; return 1; }
 
+# run_ringvpn NAME BINARY [CONFIG LINE]: two static-mode daemons; the
+# line (e.g. `offload = off`) goes into both [node] sections.
 run_ringvpn() {
+  local name=$1 bin=$2 extra=${3:-}
   local d="$WORK/rv"; mkdir -p "$d"; rm -f "$d"/*.key
-  local ka kb; ka=$("$RINGVPN" genkey "$d/a.key"); kb=$("$RINGVPN" genkey "$d/b.key")
-  printf '[node]\nkey = a.key\nlisten = 198.18.0.1:5140\ntap = rva\naddress = 100.64.0.1/24\ncontrol = a.sock\n[peer]\nname = b\npublic-key = %s\nendpoint = 198.18.0.2:5140\n' "$kb" > "$d/a.conf"
-  printf '[node]\nkey = b.key\nlisten = 198.18.0.2:5140\ntap = rvb\naddress = 100.64.0.2/24\ncontrol = b.sock\n[peer]\nname = a\npublic-key = %s\nendpoint = 198.18.0.1:5140\n' "$ka" > "$d/b.conf"
-  ip netns exec "$A" "$RINGVPN" run -c "$d/a.conf" >"$WORK/rv-a.log" 2>&1 & PIDS+=($!)
-  ip netns exec "$B" "$RINGVPN" run -c "$d/b.conf" >"$WORK/rv-b.log" 2>&1 & PIDS+=($!)
+  local ka kb; ka=$("$bin" genkey "$d/a.key"); kb=$("$bin" genkey "$d/b.key")
+  printf '[node]\nkey = a.key\nlisten = 198.18.0.1:5140\ntap = rva\naddress = 100.64.0.1/24\ncontrol = a.sock\n%s\n[peer]\nname = b\npublic-key = %s\nendpoint = 198.18.0.2:5140\n' "$extra" "$kb" > "$d/a.conf"
+  printf '[node]\nkey = b.key\nlisten = 198.18.0.2:5140\ntap = rvb\naddress = 100.64.0.2/24\ncontrol = b.sock\n%s\n[peer]\nname = a\npublic-key = %s\nendpoint = 198.18.0.1:5140\n' "$extra" "$ka" > "$d/b.conf"
+  ip netns exec "$A" "$bin" run -c "$d/a.conf" >"$WORK/rv-a.log" 2>&1 & PIDS+=($!)
+  ip netns exec "$B" "$bin" run -c "$d/b.conf" >"$WORK/rv-b.log" 2>&1 & PIDS+=($!)
   wait_ping 100.64.0.2; sleep 2
-  measure ringvpn 100.64.0.2 "${PIDS[@]}"
+  measure "$name" 100.64.0.2 "${PIDS[@]}"
+  if [ -n "${E2E_STATUS:-}" ]; then "$bin" status -s "$d/a.sock" | grep -E 'offload|handshake' >&2 || true; fi
   stop_all
 }
 
@@ -170,7 +176,12 @@ run_vpncloud() {
 
 for run in $(seq "$RUNS"); do
   echo "run $run of $RUNS: veth baseline" >&2; measure veth 198.18.0.2
-  echo "run $run of $RUNS: ringvpn" >&2; run_ringvpn
+  echo "run $run of $RUNS: ringvpn" >&2; run_ringvpn ringvpn "$RINGVPN"
+  echo "run $run of $RUNS: ringvpn, offload = off, cipher = chacha20-poly1305" >&2
+  run_ringvpn ringvpn-plain "$RINGVPN" $'offload = off\ncipher = chacha20-poly1305'
+  if [ -n "${RINGVPN_BEFORE:-}" ]; then
+    echo "run $run of $RUNS: ringvpn before ($RINGVPN_BEFORE)" >&2; run_ringvpn ringvpn-before "$RINGVPN_BEFORE"
+  fi
   echo "run $run of $RUNS: ringvpn (VPN mode)" >&2; run_ringvpn_vpn
   [ $HAVE_BT = 1 ] && { echo "run $run of $RUNS: boringtun" >&2; run_boringtun; }
   [ $HAVE_VC = 1 ] && { echo "run $run of $RUNS: vpncloud" >&2; run_vpncloud; }
@@ -190,7 +201,7 @@ for line in open(sys.argv[1]):
     name, metric, value = line.split()
     rows[(name, metric)].append(float(value))
 med = {k: statistics.median(v) for k, v in rows.items()}
-names = [n for n in ["veth", "ringvpn", "ringvpn-vpn", "boringtun", "vpncloud"] if any(k[0] == n for k in med)]
+names = [n for n in ["veth", "ringvpn", "ringvpn-plain", "ringvpn-before", "ringvpn-vpn", "boringtun", "vpncloud"] if any(k[0] == n for k in med)]
 metrics = [
     ("tcp_up_gbps", "TCP A→B (Gbit/s)", True), ("tcp_down_gbps", "TCP B→A (Gbit/s)", True),
     ("udp64_kpps", "UDP 64 B (kpps received)", True), ("rtt_min_ms", "ping RTT min (ms)", False),

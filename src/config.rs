@@ -93,6 +93,8 @@ pub struct Config {
     pub tcp: bool,
     /// Which AEAD this node offers and accepts in handshakes.
     pub cipher: Cipher,
+    /// Which kernel offloads the shell may use.
+    pub offload: Offload,
     pub control: PathBuf,
     /// SO_MARK for the UDP socket (policy routing, e.g. to keep tunnel
     /// traffic out of a full-tunnel route); `None` leaves it unset.
@@ -598,5 +600,48 @@ impl Cipher {
             Cipher::ChaCha20Poly1305 => false,
             Cipher::Aes256Gcm => true,
         }
+    }
+}
+
+/// `offload =`: the kernel offloads the daemon may use where the kernel
+/// has them (`auto`: all; `off`: none; or a list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offload {
+    /// Send trains of same-size datagrams as one (UDP_SEGMENT).
+    pub udp_gso: bool,
+    /// Receive such trains as one (UDP_GRO).
+    pub udp_gro: bool,
+}
+
+impl Offload {
+    pub const ALL: Offload = Offload {
+        udp_gso: true,
+        udp_gro: true,
+    };
+    pub const NONE: Offload = Offload {
+        udp_gso: false,
+        udp_gro: false,
+    };
+
+    /// `auto`, `off`, or a space-separated list of `udp-gso`, `udp-gro`.
+    pub fn parse(v: &str) -> Result<Offload, String> {
+        match v {
+            "auto" => return Ok(Offload::ALL),
+            "off" => return Ok(Offload::NONE),
+            _ => {}
+        }
+        let mut o = Offload::NONE;
+        for w in v.split_whitespace() {
+            match w {
+                "udp-gso" => o.udp_gso = true,
+                "udp-gro" => o.udp_gro = true,
+                _ => {
+                    return Err(format!(
+                        "auto, off, or a list of udp-gso and udp-gro (not {w:?})"
+                    ))
+                }
+            }
+        }
+        Ok(o)
     }
 }

@@ -14,6 +14,8 @@ pub struct DaemonInfo {
     pub address: Option<String>,
     pub mtu: u16,
     pub listen: String,
+    /// The kernel offloads in use ("udp gso on, udp gro off (…)").
+    pub offloads: String,
     /// The process's resident set (read when status is asked for).
     pub rss_bytes: Option<u64>,
 }
@@ -116,6 +118,9 @@ pub fn render_text(st: &NodeStatus, d: &DaemonInfo) -> String {
         d.mtu
     );
     let _ = writeln!(o, "listen    {}", d.listen);
+    if !d.offloads.is_empty() {
+        let _ = writeln!(o, "offload   {}", d.offloads);
+    }
     let _ = writeln!(o, "nat       {}", st.nat);
     if !st.advertised.is_empty() {
         let a: Vec<String> = st.advertised.iter().map(|e| e.to_string()).collect();
@@ -308,6 +313,7 @@ pub fn render_json(st: &NodeStatus, d: &DaemonInfo) -> String {
         .opt_str("address", d.address.as_deref())
         .num("mtu", d.mtu)
         .str("listen", &d.listen)
+        .str("offloads", &d.offloads)
         .num("handshakes_completed", st.handshakes_completed)
         .num("pool_in_use", st.pool_in_use)
         .num("pool_capacity", st.pool_capacity)
@@ -315,6 +321,7 @@ pub fn render_json(st: &NodeStatus, d: &DaemonInfo) -> String {
         .opt_num("rss_bytes", rss)
         .opt_num("heap_bytes", heap.map(|h| h.0))
         .opt_num("heap_peak_bytes", heap.map(|h| h.1))
+        .opt_num("heap_allocations", crate::heap::allocations())
         .num("pool_bytes", pool)
         .str("nat", st.nat)
         .raw("advertised", &format!("[{}]", advertised.join(",")))

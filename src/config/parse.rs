@@ -54,6 +54,7 @@ struct Draft {
     dhcp: bool,
     tcp: bool,
     cipher: super::Cipher,
+    offload: super::Offload,
     control: Option<PathBuf>,
     state_dir: Option<PathBuf>,
     fwmark: Option<u32>,
@@ -227,6 +228,7 @@ impl Draft {
             dhcp: false,
             tcp: true,
             cipher: super::Cipher::Auto,
+            offload: super::Offload::ALL,
             state_dir: None,
             control: None,
             fwmark: None,
@@ -321,6 +323,7 @@ impl Draft {
                 }
             }
             "tcp" => self.tcp = on_off(v)?,
+            "offload" => self.offload = super::Offload::parse(v)?,
             "cipher" => {
                 self.cipher = match v {
                     "auto" => super::Cipher::Auto,
@@ -570,6 +573,7 @@ impl Draft {
             dhcp: self.dhcp,
             tcp: self.tcp,
             cipher: self.cipher,
+            offload: self.offload,
             control,
             fwmark: self.fwmark,
             metrics: self.metrics,

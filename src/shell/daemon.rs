@@ -93,9 +93,9 @@ impl Daemon {
         // every socket carries it before the rules go in.
         let mark = routing::socket_mark(&cfg);
         let udp = match embed.udp {
-            Some(fd) => udp::Udp::adopt(fd, mark)
+            Some(fd) => udp::Udp::adopt(fd, mark, cfg.offload)
                 .map_err(|e| format!("cannot use the UDP socket given: {e}"))?,
-            None => udp::Udp::bind(cfg.listen, mark)
+            None => udp::Udp::bind(cfg.listen, mark, cfg.offload)
                 .map_err(|e| format!("cannot bind UDP {}: {e}", cfg.listen))?,
         };
         let tcp_addr = cfg.tcp.then(|| udp.local_addr().unwrap_or(cfg.listen));
@@ -134,6 +134,7 @@ impl Daemon {
                 address: cfg.address.map(|(ip, p)| format!("{ip}/{p}")),
                 mtu: cfg.mtu,
                 listen: listen.to_string(),
+                offloads: udp.offloads(),
                 rss_bytes: None,
             },
             tap,
@@ -298,6 +299,8 @@ impl Daemon {
                                 }
                             }
                         } else {
+                            // A refused train can turn GSO off at any time.
+                            self.info.offloads = self.udp.offloads();
                             super::control_request(
                                 &mut self.node,
                                 &line,

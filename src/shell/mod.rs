@@ -17,6 +17,7 @@ mod routing;
 use crate::sys;
 mod tap;
 mod tcp;
+mod trains;
 mod udp;
 
 use crate::buf::MAX_PAYLOAD;
@@ -119,6 +120,7 @@ pub fn embedded_status(node: &Node, cfg: &Config, now: Instant) -> String {
         address: cfg.address.map(|(ip, p)| format!("{ip}/{p}")),
         mtu: cfg.mtu,
         listen: cfg.listen.to_string(),
+        offloads: String::new(),
         rss_bytes: None,
     };
     render_json(&node.status(now), &info)

@@ -1,8 +1,18 @@
 //! The UDP socket that carries every link, with batched I/O.
+//!
+//! Sends go out as trains (`trains`): with UDP GSO a train of same-size
+//! datagrams to one peer is one packet through the kernel. Receives, with
+//! UDP GRO, take such trains whole into a 64 KiB buffer and hand each
+//! datagram to the node in a pool buffer (one copy: the node's buffers
+//! are 2 KiB slots, and a train's datagram boundaries are known only
+//! once it has arrived). Without GRO, datagrams land straight in pool
+//! buffers. Each offload is probed at start and turned off (with the
+//! reason, shown in `status`) where the kernel lacks or refuses it.
 
 use crate::buf::MAX_PAYLOAD;
+use crate::config::Offload;
 use crate::node::{DropReason, Node, Transmit};
-use crate::sys::{self, MsgBatch, BATCH};
+use crate::sys::{self, GroBatch, MsgBatch, Train, TrainBatch, BATCH, TRAIN_DATAGRAMS};
 use crate::time::Instant;
 use smallvec::SmallVec;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -16,7 +26,65 @@ const SOCKET_BUFFER: usize = 4 << 20;
 pub struct Udp {
     sock: mio::net::UdpSocket,
     rx: Box<MsgBatch>,
-    tx: Box<MsgBatch>,
+    tx: Box<TrainBatch>,
+    /// Receive buffers for coalesced trains, when GRO is on.
+    gro_rx: Option<GroBatch>,
+    gso: State,
+    gro: State,
+    /// Datagrams at the queue's head to send one by one (a train the
+    /// kernel refused).
+    singles: usize,
+    /// Trains of more than one datagram sent, and the datagrams in them.
+    gso_trains: Count,
+    /// Coalesced trains received, and the datagrams in them.
+    gro_trains: Count,
+}
+
+/// Trains and the datagrams they carried.
+#[derive(Debug, Default, Clone, Copy)]
+struct Count {
+    trains: u64,
+    datagrams: u64,
+}
+
+impl Count {
+    fn add(&mut self, datagrams: usize) {
+        self.trains += 1;
+        self.datagrams += datagrams as u64;
+    }
+
+    fn describe(&self, state: State) -> String {
+        match state {
+            State::On if self.trains > 0 => format!(
+                "on ({} trains, {:.1} datagrams each)",
+                self.trains,
+                self.datagrams as f64 / self.trains as f64
+            ),
+            s => s.to_string(),
+        }
+    }
+}
+
+/// Whether an offload is in use, and if not, why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    On,
+    Off(&'static str),
+}
+
+impl State {
+    fn on(self) -> bool {
+        self == State::On
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            State::On => f.write_str("on"),
+            State::Off(why) => write!(f, "off ({why})"),
+        }
+    }
 }
 
 /// What a receive pass found.
@@ -28,14 +96,18 @@ pub enum Recv {
 }
 
 impl Udp {
-    pub fn bind(addr: SocketAddr, fwmark: Option<u32>) -> io::Result<Udp> {
+    pub fn bind(addr: SocketAddr, fwmark: Option<u32>, offload: Offload) -> io::Result<Udp> {
         let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-        Udp::setup(sock, Some(addr), fwmark)
+        Udp::setup(sock, Some(addr), fwmark, offload)
     }
 
     /// A socket a program embedding the daemon has bound itself (the C
     /// API): set up as ours are, then used as it is.
-    pub fn adopt(fd: std::os::fd::OwnedFd, fwmark: Option<u32>) -> io::Result<Udp> {
+    pub fn adopt(
+        fd: std::os::fd::OwnedFd,
+        fwmark: Option<u32>,
+        offload: Offload,
+    ) -> io::Result<Udp> {
         let sock = Socket::from(fd);
         if sock.r#type()? != Type::DGRAM {
             return Err(io::Error::new(
@@ -43,10 +115,15 @@ impl Udp {
                 "the socket given is not a datagram socket",
             ));
         }
-        Udp::setup(sock, None, fwmark)
+        Udp::setup(sock, None, fwmark, offload)
     }
 
-    fn setup(sock: Socket, bind: Option<SocketAddr>, fwmark: Option<u32>) -> io::Result<Udp> {
+    fn setup(
+        sock: Socket,
+        bind: Option<SocketAddr>,
+        fwmark: Option<u32>,
+        offload: Offload,
+    ) -> io::Result<Udp> {
         let addr = match bind {
             Some(a) => a,
             None => sock
@@ -74,11 +151,39 @@ impl Udp {
         if let Some(a) = bind {
             sock.bind(&a.into())?;
         }
+        let fd = sock.as_raw_fd();
+        let gso = match (offload.udp_gso, sys::udp_gso_available(fd)) {
+            (false, _) => State::Off("offload setting"),
+            (true, false) => State::Off("the kernel lacks UDP_SEGMENT"),
+            (true, true) => State::On,
+        };
+        let gro = match offload.udp_gro {
+            false => State::Off("offload setting"),
+            true => match sys::enable_udp_gro(fd) {
+                Ok(()) => State::On,
+                Err(_) => State::Off("the kernel lacks UDP_GRO"),
+            },
+        };
         Ok(Udp {
             sock: mio::net::UdpSocket::from_std(sock.into()),
             rx: MsgBatch::new(),
-            tx: MsgBatch::new(),
+            tx: TrainBatch::new(),
+            gro_rx: gro.on().then(GroBatch::default),
+            gso,
+            gro,
+            singles: 0,
+            gso_trains: Count::default(),
+            gro_trains: Count::default(),
         })
+    }
+
+    /// The offloads in use, for `status`.
+    pub fn offloads(&self) -> String {
+        format!(
+            "udp gso {}, udp gro {}",
+            self.gso_trains.describe(self.gso),
+            self.gro_trains.describe(self.gro)
+        )
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -91,6 +196,9 @@ impl Udp {
 
     /// Receives one batch of datagrams into pool buffers and hands each to the node.
     pub fn recv_into(&mut self, node: &mut Node, now: Instant) -> io::Result<Recv> {
+        if self.gro_rx.is_some() {
+            return self.recv_trains(node, now);
+        }
         let mut bufs: SmallVec<[_; BATCH]> = SmallVec::new();
         while bufs.len() < BATCH {
             let Some(b) = node.pool_mut().alloc() else {
@@ -141,6 +249,52 @@ impl Udp {
         Ok(if full { Recv::More } else { Recv::Drained })
     }
 
+    /// Receives up to [`sys::GRO_MESSAGES`] messages (datagrams or
+    /// coalesced trains) and hands each datagram to the node in a pool
+    /// buffer; takes no more messages than the pool can hold whole.
+    fn recv_trains(&mut self, node: &mut Node, now: Instant) -> io::Result<Recv> {
+        let Some(batch) = self.gro_rx.as_mut() else {
+            return Ok(Recv::Drained);
+        };
+        let free = (node.pool().capacity() - node.pool().in_use()) as usize;
+        let want = (free / crate::shell::trains::MAX_SEGMENTS).min(sys::GRO_MESSAGES);
+        if want == 0 {
+            node.count_drop(DropReason::PoolEmpty);
+            return Ok(Recv::Drained);
+        }
+        let got = match sys::recv_gro(self.sock.as_raw_fd(), batch, want) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Recv::Drained),
+            Err(e) => return Err(e),
+        };
+        for i in 0..got {
+            let m = batch.message(i);
+            let Some(from) = m.from.filter(|_| !m.truncated) else {
+                node.count_drop(DropReason::BadLength);
+                continue;
+            };
+            let seg = m.seg.unwrap_or(m.bytes.len()).max(1);
+            if m.bytes.len() > seg {
+                self.gro_trains.add(m.bytes.len().div_ceil(seg));
+            }
+            for datagram in m.bytes.chunks(seg) {
+                if datagram.len() > MAX_PAYLOAD {
+                    node.count_drop(DropReason::BadLength);
+                    continue;
+                }
+                match node.pool_mut().alloc_with(datagram) {
+                    Some(b) => node.handle_datagram(now, from, b),
+                    None => node.count_drop(DropReason::PoolEmpty),
+                }
+            }
+        }
+        Ok(if got == want {
+            Recv::More
+        } else {
+            Recv::Drained
+        })
+    }
+
     /// Sends everything the node has queued, handing datagrams for TCP
     /// endpoints to `tcp`. Returns false if the socket filled up (the rest
     /// stays queued until the socket is writable).
@@ -149,9 +303,10 @@ impl Udp {
         node: &mut Node,
         tcp: &mut dyn FnMut(&mut Node, Transmit),
     ) -> io::Result<bool> {
+        let mut plan: SmallVec<[Train; BATCH]> = SmallVec::new();
         loop {
-            let mut batch: SmallVec<[Transmit; BATCH]> = SmallVec::new();
-            while batch.len() < BATCH {
+            let mut batch: SmallVec<[Transmit; TRAIN_DATAGRAMS]> = SmallVec::new();
+            while batch.len() < TRAIN_DATAGRAMS {
                 match node.poll_transmit() {
                     Some(t) if t.dst.tcp => tcp(node, t),
                     Some(t) => batch.push(t),
@@ -161,22 +316,51 @@ impl Udp {
             if batch.is_empty() {
                 return Ok(true);
             }
+            let max = if self.gso.on() {
+                super::trains::MAX_SEGMENTS
+            } else {
+                1
+            };
             let result = {
                 let pool = node.pool();
-                let msgs: SmallVec<[(&[u8], SocketAddr); BATCH]> = batch
+                let msgs: SmallVec<[(&[u8], SocketAddr); TRAIN_DATAGRAMS]> = batch
                     .iter()
                     .map(|t| (pool.data(&t.buf), t.dst.addr))
                     .collect();
-                sys::send_batch(self.sock.as_raw_fd(), &mut self.tx, &msgs)
+                super::trains::plan(&msgs, max, self.singles, &mut plan);
+                sys::send_trains(self.sock.as_raw_fd(), &mut self.tx, &msgs, &plan)
             };
             let sent = match result {
-                Ok(n) => n,
+                Ok(n) => {
+                    for t in plan.iter().take(n).filter(|t| t.count > 1) {
+                        self.gso_trains.add(t.count);
+                    }
+                    super::trains::datagrams(&plan, n)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+                Err(e) if plan[0].count > 1 => {
+                    // The kernel refused the train: EIO where the route
+                    // cannot do GSO at all (then never again), EINVAL for
+                    // this train (e.g. a segment above the device's MTU).
+                    // Its datagrams go again one by one.
+                    if e.raw_os_error() == Some(libc::EIO) {
+                        log::warn!(
+                            "UDP GSO refused by the kernel ({e}); sending datagrams one by one"
+                        );
+                        self.gso = State::Off("the kernel refused a train (EIO)");
+                    }
+                    self.singles = plan[0].count;
+                    for t in batch.into_iter().rev() {
+                        node.unpoll_transmit(t);
+                    }
+                    continue;
+                }
                 Err(_) => {
                     // A per-destination error (unreachable, EMSGSIZE): drop
                     // the first datagram and carry on with the rest.
                     node.count_drop(DropReason::NoEndpoint);
+                    self.singles = self.singles.saturating_sub(1);
                     let mut it = batch.into_iter();
                     if let Some(t) = it.next() {
                         node.pool_mut().free(t.buf);
@@ -187,7 +371,8 @@ impl Udp {
                     continue;
                 }
             };
-            let mut rest: SmallVec<[Transmit; BATCH]> = SmallVec::new();
+            self.singles = self.singles.saturating_sub(sent);
+            let mut rest: SmallVec<[Transmit; TRAIN_DATAGRAMS]> = SmallVec::new();
             for (i, t) in batch.into_iter().enumerate() {
                 if i < sent {
                     node.pool_mut().free(t.buf);
@@ -199,7 +384,11 @@ impl Udp {
                 for t in rest.into_iter().rev() {
                     node.unpoll_transmit(t);
                 }
-                return Ok(false);
+                // Fewer than planned: the socket is full. All planned
+                // went: the rest did not fit this send's trains.
+                if sent < super::trains::datagrams(&plan, plan.len()) {
+                    return Ok(false);
+                }
             }
         }
     }

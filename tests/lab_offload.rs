@@ -1,0 +1,130 @@
+//! UDP GSO/GRO end to end on real daemons: trains carry a TCP transfer,
+//! the daemon allocates nothing per packet on the offload paths, and
+//! every fallback (offloads off, a kernel without GSO or GRO, simulated
+//! by the setting, on either end) still carries the same transfer.
+
+mod common;
+
+use ringvpn::lab::{json_number_after, Lab, NodeOptions};
+use std::time::Duration;
+
+const UP_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn two_hosts(name: &str, offload: [&str; 2]) -> Option<Lab> {
+    let mut lab = common::lab_or_skip(name, 2)?;
+    for (i, o) in offload.iter().enumerate() {
+        lab.configure(
+            i,
+            &NodeOptions {
+                peers: vec![1 - i],
+                extra: vec![format!("offload = {o}")],
+                ..NodeOptions::default()
+            },
+        )
+        .unwrap();
+    }
+    lab.start(0).unwrap();
+    lab.start(1).unwrap();
+    lab.wait_links_up(0, 1, UP_TIMEOUT).unwrap();
+    lab.wait_links_up(1, 1, UP_TIMEOUT).unwrap();
+    Some(lab)
+}
+
+fn number(st: &str, key: &str) -> f64 {
+    json_number_after(st, "{", key).unwrap_or_else(|| panic!("no {key} in {st}"))
+}
+
+/// The `offloads` string of host `i`'s status.
+fn offloads(lab: &Lab, i: usize) -> String {
+    let st = lab.status_json(i).unwrap();
+    let at = st.find("\"offloads\":\"").expect("offloads in status") + 12;
+    st[at..at + st[at..].find('"').unwrap()].to_string()
+}
+
+#[test]
+fn trains_carry_a_transfer_and_allocate_nothing_per_packet() {
+    let Some(lab) = two_hosts(
+        "trains_carry_a_transfer_and_allocate_nothing_per_packet",
+        ["auto", "auto"],
+    ) else {
+        return;
+    };
+    // Warm up: pool depth, socket buffers, the peer's queues.
+    lab.iperf3(0, 1, 1, false).unwrap();
+    let before: Vec<String> = (0..2).map(|i| lab.status_json(i).unwrap()).collect();
+    let bits = lab.iperf3(0, 1, 2, false).unwrap();
+    let after: Vec<String> = (0..2).map(|i| lab.status_json(i).unwrap()).collect();
+    eprintln!("iperf3 h0 -> h1 with UDP GSO/GRO: {:.0} Mbit/s", bits / 1e6);
+    assert!(bits > 50e6, "{bits} bit/s");
+    for i in 0..2 {
+        let packets = number(&after[i], "\"tx_packets\"") - number(&before[i], "\"tx_packets\"")
+            + number(&after[i], "\"rx_packets\"")
+            - number(&before[i], "\"rx_packets\"");
+        let allocs =
+            number(&after[i], "\"heap_allocations\"") - number(&before[i], "\"heap_allocations\"");
+        eprintln!("h{i}: {packets} packets, {allocs} allocations (status requests included)");
+        assert!(packets > 10_000.0, "h{i}: {packets} packets");
+        // Two status requests' rendering and a few timers allocate; one
+        // allocation per packet anywhere in the daemon would be 1,000×
+        // this bound.
+        assert!(
+            allocs < packets / 1000.0 + 2_000.0,
+            "h{i}: {allocs} allocations"
+        );
+    }
+    // The sender's datagrams left in trains, the receiver took trains.
+    let (tx, rx) = (offloads(&lab, 0), offloads(&lab, 1));
+    eprintln!("h0: {tx}\nh1: {rx}");
+    assert!(
+        tx.starts_with("udp gso on (") && tx.contains(" trains, "),
+        "{tx}"
+    );
+    assert!(rx.contains("udp gro on ("), "{rx}");
+}
+
+#[test]
+fn every_offload_fallback_carries_the_same_transfer() {
+    // h1 as a kernel without GSO (it receives trains, sends datagrams one
+    // by one); then both off; then a sender with GSO to a receiver
+    // without GRO (its kernel cuts the trains).
+    for (offload, tx_state) in [
+        (["udp-gro", "udp-gro"], "udp gso off (offload setting)"),
+        (
+            ["off", "off"],
+            "udp gso off (offload setting), udp gro off (offload setting)",
+        ),
+        (["auto", "udp-gso"], "udp gso on ("),
+    ] {
+        let name = "every_offload_fallback_carries_the_same_transfer";
+        let Some(lab) = two_hosts(name, offload) else {
+            return;
+        };
+        let (a, b) = (lab.hosts[0].vip, lab.hosts[1].vip);
+        assert!(
+            lab.ping(0, b, 3, 1372, true).unwrap().all_ok(),
+            "{offload:?}"
+        );
+        assert!(
+            lab.ping(1, a, 3, 1372, true).unwrap().all_ok(),
+            "{offload:?}"
+        );
+        let up = lab.iperf3(0, 1, 1, false).unwrap();
+        let down = lab.iperf3(0, 1, 1, true).unwrap();
+        eprintln!(
+            "offload {offload:?}: {:.0} / {:.0} Mbit/s",
+            up / 1e6,
+            down / 1e6
+        );
+        assert!(up > 50e6 && down > 50e6, "{offload:?}: {up} / {down}");
+        let state = offloads(&lab, 0);
+        assert!(state.starts_with(tx_state), "{offload:?}: {state}");
+        if offload[1] == "udp-gso" {
+            assert!(offloads(&lab, 1).ends_with("udp gro off (offload setting)"));
+        }
+        for i in 0..2 {
+            let st = lab.status_json(i).unwrap();
+            assert!(st.contains("\"auth_failure\":0"), "{offload:?} h{i}: {st}");
+            assert!(st.contains("\"bad_length\":0"), "{offload:?} h{i}: {st}");
+        }
+    }
+}

@@ -128,3 +128,33 @@ fn every_offload_fallback_carries_the_same_transfer() {
         }
     }
 }
+
+#[test]
+fn trains_above_the_route_mtu_fall_back_to_fragments() {
+    let name = "trains_above_the_route_mtu_fall_back_to_fragments";
+    let Some(lab) = two_hosts(name, ["auto", "auto"]) else {
+        return;
+    };
+    // Underlay MTUs below full-size datagrams (1,400 B frames + 32 B of
+    // header and tag + 28 B of UDP/IPv4): the kernel refuses their trains
+    // (EINVAL); alone, they go fragmented.
+    for i in 0..2 {
+        let out = lab
+            .exec(i, &["ip", "link", "set", "dev", "eth0", "mtu", "1400"])
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    let bits = lab.iperf3(0, 1, 1, false).unwrap();
+    eprintln!(
+        "through a 1,400-byte underlay MTU: {:.0} Mbit/s",
+        bits / 1e6
+    );
+    assert!(bits > 50e6, "{bits}");
+    let (a, b) = (lab.hosts[0].vip, lab.hosts[1].vip);
+    assert!(lab.ping(0, b, 3, 1372, true).unwrap().all_ok());
+    assert!(lab.ping(1, a, 3, 1372, true).unwrap().all_ok());
+    let state = offloads(&lab, 0);
+    eprintln!("h0: {state}");
+    assert!(state.starts_with("udp gso on"), "{state}");
+    assert!(state.contains("go alone: the route's MTU"), "{state}");
+}

@@ -18,25 +18,36 @@ pub const MAX_SEGMENTS: usize = 64;
 /// Bytes per train: a UDP payload must fit a 64 KiB IP packet.
 pub const MAX_TRAIN_BYTES: usize = 65_000;
 
-/// Groups `msgs` (datagram, destination) into at most [`BATCH`] trains of
-/// at most `max_count` datagrams; the first `singles` datagrams go alone
-/// (a train the kernel refused, sent again one by one). Returns how many
-/// datagrams the trains cover (the rest wait for the next send).
+/// What may go in a train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Datagrams per train (1: no GSO).
+    pub count: usize,
+    /// Largest datagram that may join one: the kernel refuses a train
+    /// whose datagrams exceed the route's MTU (it would fragment a lone
+    /// datagram instead), and once it has, larger ones go alone.
+    pub seg: usize,
+}
+
+/// Groups `msgs` (datagram, destination) into at most [`BATCH`] trains
+/// within `limits`; the first `singles` datagrams go alone (a train the
+/// kernel refused, sent again one by one). Returns how many datagrams the
+/// trains cover (the rest wait for the next send).
 pub fn plan(
     msgs: &[(&[u8], SocketAddr)],
-    max_count: usize,
+    limits: Limits,
     singles: usize,
     out: &mut SmallVec<[Train; BATCH]>,
 ) -> usize {
     out.clear();
-    let max_count = max_count.clamp(1, MAX_SEGMENTS);
+    let max_count = limits.count.clamp(1, MAX_SEGMENTS);
     let mut i = 0;
     while i < msgs.len() && out.len() < BATCH {
         let (first, dst) = msgs[i];
         let seg = first.len();
         let mut count = 1;
         let mut bytes = seg;
-        if i >= singles && seg > 0 {
+        if i >= singles && seg > 0 && seg <= limits.seg {
             while count < max_count && i + count < msgs.len() {
                 let (next, to) = msgs[i + count];
                 if to != dst
@@ -81,6 +92,18 @@ mod tests {
         max: usize,
         singles: usize,
     ) -> (Vec<(usize, usize, usize)>, usize) {
+        let limits = Limits {
+            count: max,
+            seg: usize::MAX,
+        };
+        run_limited(lens, limits, singles)
+    }
+
+    fn run_limited(
+        lens: &[(usize, u8)],
+        limits: Limits,
+        singles: usize,
+    ) -> (Vec<(usize, usize, usize)>, usize) {
         let bufs: Vec<Vec<u8>> = lens.iter().map(|&(l, _)| vec![0; l]).collect();
         let msgs: Vec<(&[u8], SocketAddr)> = bufs
             .iter()
@@ -88,7 +111,7 @@ mod tests {
             .map(|(b, &(_, d))| (&b[..], addr(d)))
             .collect();
         let mut out = SmallVec::new();
-        let covered = plan(&msgs, max, singles, &mut out);
+        let covered = plan(&msgs, limits, singles, &mut out);
         (
             out.iter().map(|t| (t.first, t.count, t.seg)).collect(),
             covered,
@@ -151,6 +174,19 @@ mod tests {
                 1
             ),
             2
+        );
+    }
+
+    #[test]
+    fn datagrams_above_a_refused_size_go_alone() {
+        let lens = [(1474, 1), (1474, 1), (1000, 1), (1000, 1), (900, 1)];
+        let limits = Limits {
+            count: 64,
+            seg: 1473,
+        };
+        assert_eq!(
+            run_limited(&lens, limits, 0).0,
+            vec![(0, 1, 1474), (1, 1, 1474), (2, 3, 1000)]
         );
     }
 

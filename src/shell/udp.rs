@@ -34,6 +34,9 @@ pub struct Udp {
     /// Datagrams at the queue's head to send one by one (a train the
     /// kernel refused).
     singles: usize,
+    /// Largest datagram a train may carry (lowered when the kernel
+    /// refuses a train as larger than the route's MTU).
+    gso_max_seg: usize,
     /// Trains of more than one datagram sent, and the datagrams in them.
     gso_trains: Count,
     /// Coalesced trains received, and the datagrams in them.
@@ -172,6 +175,7 @@ impl Udp {
             gso,
             gro,
             singles: 0,
+            gso_max_seg: usize::MAX,
             gso_trains: Count::default(),
             gro_trains: Count::default(),
         })
@@ -179,8 +183,12 @@ impl Udp {
 
     /// The offloads in use, for `status`.
     pub fn offloads(&self) -> String {
+        let above = match self.gso_max_seg {
+            usize::MAX => String::new(),
+            max => format!(" (datagrams above {max} B go alone: the route's MTU)"),
+        };
         format!(
-            "udp gso {}, udp gro {}",
+            "udp gso {}{above}, udp gro {}",
             self.gso_trains.describe(self.gso),
             self.gro_trains.describe(self.gro)
         )
@@ -316,10 +324,13 @@ impl Udp {
             if batch.is_empty() {
                 return Ok(true);
             }
-            let max = if self.gso.on() {
-                super::trains::MAX_SEGMENTS
-            } else {
-                1
+            let limits = super::trains::Limits {
+                count: if self.gso.on() {
+                    super::trains::MAX_SEGMENTS
+                } else {
+                    1
+                },
+                seg: self.gso_max_seg,
             };
             let result = {
                 let pool = node.pool();
@@ -327,7 +338,7 @@ impl Udp {
                     .iter()
                     .map(|t| (pool.data(&t.buf), t.dst.addr))
                     .collect();
-                super::trains::plan(&msgs, max, self.singles, &mut plan);
+                super::trains::plan(&msgs, limits, self.singles, &mut plan);
                 sys::send_trains(self.sock.as_raw_fd(), &mut self.tx, &msgs, &plan)
             };
             let sent = match result {
@@ -342,13 +353,20 @@ impl Udp {
                 Err(e) if plan[0].count > 1 => {
                     // The kernel refused the train: EIO where the route
                     // cannot do GSO at all (then never again), EINVAL for
-                    // this train (e.g. a segment above the device's MTU).
+                    // this train (its datagrams are above the route's MTU:
+                    // alone they fragment, so that size never trains again).
                     // Its datagrams go again one by one.
                     if e.raw_os_error() == Some(libc::EIO) {
                         log::warn!(
                             "UDP GSO refused by the kernel ({e}); sending datagrams one by one"
                         );
                         self.gso = State::Off("the kernel refused a train (EIO)");
+                    } else {
+                        log::debug!(
+                            "a train of {} B datagrams refused ({e}): those go alone",
+                            plan[0].seg
+                        );
+                        self.gso_max_seg = plan[0].seg - 1;
                     }
                     self.singles = plan[0].count;
                     for t in batch.into_iter().rev() {

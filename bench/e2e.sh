@@ -3,14 +3,19 @@
 # raw veth baseline, ringvpn (as shipped; and ringvpn-plain: offloads off,
 # ChaCha20-Poly1305, what a router without AES or an old kernel gets;
 # with RINGVPN_BEFORE=BINARY also an older build, "ringvpn-before"),
-# boringtun (userspace WireGuard, --threads 1) and VpnCloud. For each: iperf3 TCP throughput (both directions), UDP
+# boringtun (userspace WireGuard, --threads 1), VpnCloud, OpenVPN (the
+# classical VPN: a static-key point-to-point pair, AES-256-CBC with
+# HMAC-SHA256, and a TLS server/client pair whose data channel negotiates
+# AES-256-GCM; userspace, no DCO) and tinc 1.0 (RSA, AES-256-CBC). For each: iperf3 TCP throughput (both directions), UDP
 # 64-byte packets per second, ping RTT, daemon CPU seconds per GB moved,
 # daemon RSS (idle and peak) and stripped binary size. Prints a Markdown
 # table with ratios. Medians over RUNS repetitions (default 3).
 #
 # Needs root, iproute2, iperf3, python3; boringtun-cli and wg
-# (wireguard-tools) and vpncloud are measured when installed:
-#   cargo install boringtun-cli vpncloud; apt-get install wireguard-tools
+# (wireguard-tools), vpncloud, openvpn (and openssl) and tincd are
+# measured when installed:
+#   cargo install boringtun-cli vpncloud
+#   apt-get install wireguard-tools openvpn openssl tinc
 # Traffic stays inside two network namespaces joined by a veth pair
 # (underlay 198.18.0.1-2, VPN addresses in 100.64.0.0/10).
 #
@@ -43,6 +48,8 @@ cargo build --release --quiet
 RINGVPN=$PWD/target/release/ringvpn
 HAVE_BT=0; command -v boringtun-cli >/dev/null && command -v wg >/dev/null && HAVE_BT=1
 HAVE_VC=0; command -v vpncloud >/dev/null && HAVE_VC=1
+HAVE_OV=0; command -v openvpn >/dev/null && command -v openssl >/dev/null && HAVE_OV=1
+HAVE_TC=0; command -v tincd >/dev/null && HAVE_TC=1
 
 ip netns add "$A"; ip netns add "$B"
 ip -n "$A" link set lo up; ip -n "$B" link set lo up
@@ -61,17 +68,20 @@ rss_kib() { awk '/^'"$2"':/{print $2}' "/proc/$1/status"; }
 # measure NAME DST_IP DAEMON_PIDS... -> appends "NAME metric value" lines to $WORK/results
 measure() {
   local name=$1 dst=$2; shift 2
-  local pids=("$@") rss_idle=0 ticks0 ticks1 out bytes=0 tcp_up tcp_down pps ping
+  local pids=("$@") rss_idle=0 ticks0 ticks1 out bytes=0 tcp_up tcp_down pps ping retr
   for pid in "${pids[@]}"; do rss_idle=$((rss_idle + $(rss_kib "$pid" VmRSS))); done
-  ping=$(inA ping -n -q -c 20 -i 0.05 "$dst" | awk -F'[/ ]' '/^rtt/{print $7" "$8}')
+  # rtt min/avg/max/mdev = a/b/c/d ms
+  ping=$(inA ping -n -q -c 40 -i 0.05 "$dst" | awk -F'[/ ]' '/^rtt/{print $7" "$8" "$10}')
   ticks0=$(cpu_ticks "${pids[@]}")
   ip netns exec "$B" iperf3 -s -1 -B "$dst" >/dev/null 2>&1 & sleep 0.3
   out=$(inA iperf3 -c "$dst" -t "$SECS" -J); wait $! || true
   tcp_up=$(echo "$out" | json 'd["end"]["sum_received"]["bits_per_second"]')
   bytes=$(echo "$out" | json 'd["end"]["sum_received"]["bytes"]')
+  retr=$(echo "$out" | json 'd["end"]["sum_sent"].get("retransmits", 0)')
   ip netns exec "$B" iperf3 -s -1 -B "$dst" >/dev/null 2>&1 & sleep 0.3
   out=$(inA iperf3 -c "$dst" -t "$SECS" -J -R); wait $! || true
   tcp_down=$(echo "$out" | json 'd["end"]["sum_received"]["bits_per_second"]')
+  retr=$((retr + $(echo "$out" | json 'd["end"]["sum_sent"].get("retransmits", 0)')))
   bytes=$((bytes + $(echo "$out" | json 'd["end"]["sum_received"]["bytes"]')))
   ticks1=$(cpu_ticks "${pids[@]}")
   ip netns exec "$B" iperf3 -s -1 -B "$dst" >/dev/null 2>&1 & sleep 0.3
@@ -84,8 +94,11 @@ measure() {
     echo "$name tcp_up_gbps $(python3 -c "print($tcp_up/1e9)")"
     echo "$name tcp_down_gbps $(python3 -c "print($tcp_down/1e9)")"
     echo "$name udp64_kpps $(python3 -c "print($pps/1e3)")"
-    echo "$name rtt_min_ms ${ping% *}"
-    echo "$name rtt_avg_ms ${ping#* }"
+    echo "$name tcp_retransmits $retr"
+    read -r rmin ravg rmdev <<<"$ping"
+    echo "$name rtt_min_ms $rmin"
+    echo "$name rtt_avg_ms $ravg"
+    echo "$name rtt_mdev_ms $rmdev"
     if [ ${#pids[@]} -gt 0 ]; then
       echo "$name cpu_s_per_gb $(python3 -c "print((($ticks1-$ticks0)/$hz)/($bytes/1e9))")"
       echo "$name rss_idle_mib $(python3 -c "print($rss_idle/1024/${#pids[@]})")"
@@ -174,24 +187,109 @@ run_vpncloud() {
   stop_all
 }
 
-for run in $(seq "$RUNS"); do
-  echo "run $run of $RUNS: veth baseline" >&2; measure veth 198.18.0.2
-  echo "run $run of $RUNS: ringvpn" >&2; run_ringvpn ringvpn "$RINGVPN"
-  echo "run $run of $RUNS: ringvpn, offload = off, cipher = chacha20-poly1305" >&2
-  run_ringvpn ringvpn-plain "$RINGVPN" $'offload = off\ncipher = chacha20-poly1305'
-  if [ -n "${RINGVPN_BEFORE:-}" ]; then
-    echo "run $run of $RUNS: ringvpn before ($RINGVPN_BEFORE)" >&2; run_ringvpn ringvpn-before "$RINGVPN_BEFORE"
+# OpenVPN over 198.18.0.1-2:1194, tun addresses 100.67.0.x; userspace
+# (no DCO module here). MODE static: point to point with a shared key
+# (--secret; AES-256-CBC + HMAC-SHA256, what static-key mode offers).
+# MODE tls: a server (A) and a client (B) with certificates from one CA,
+# the data channel negotiated (AES-256-GCM), addresses from the server.
+run_openvpn() {
+  local mode=$1 d="$WORK/ov"; mkdir -p "$d"
+  local common=(--dev-type tun --disable-dco --port 1194 --verb 1)
+  local a=(--dev ova --local 198.18.0.1) b=(--dev ovb)
+  if [ "$mode" = static ]; then
+    [ -f "$d/static.key" ] || openvpn --genkey secret "$d/static.key" >/dev/null 2>&1
+    common+=(--secret "$d/static.key" --cipher AES-256-CBC --auth SHA256 --ifconfig-noexec --ping 10)
+    a+=(--remote 198.18.0.2 --ifconfig 100.67.0.1 100.67.0.2)
+    b+=(--local 198.18.0.2 --remote 198.18.0.1 --ifconfig 100.67.0.2 100.67.0.1)
+  else
+    if [ ! -f "$d/ca.crt" ]; then
+      ( cd "$d"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+          -subj /CN=e2e-ca -keyout ca.key -out ca.crt 2>/dev/null
+        for n in server client; do
+          openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$n" \
+            -keyout $n.key -out $n.csr 2>/dev/null
+          printf 'keyUsage=digitalSignature,keyAgreement\nextendedKeyUsage=%s\n' \
+            "$([ $n = server ] && echo serverAuth || echo clientAuth)" > $n.ext
+          openssl x509 -req -in $n.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+            -extfile $n.ext -out $n.crt 2>/dev/null
+        done )
+    fi
+    common+=(--ca "$d/ca.crt")
+    a+=(--server 100.67.0.0 255.255.255.0 --topology subnet --dh none --cert "$d/server.crt" --key "$d/server.key")
+    b+=(--client --remote 198.18.0.1 --remote-cert-tls server --cert "$d/client.crt" --key "$d/client.key")
   fi
-  echo "run $run of $RUNS: ringvpn (VPN mode)" >&2; run_ringvpn_vpn
-  [ $HAVE_BT = 1 ] && { echo "run $run of $RUNS: boringtun" >&2; run_boringtun; }
-  [ $HAVE_VC = 1 ] && { echo "run $run of $RUNS: vpncloud" >&2; run_vpncloud; }
+  ip netns exec "$A" openvpn "${common[@]}" "${a[@]}" >"$WORK/ov-a.log" 2>&1 & PIDS+=($!)
+  ip netns exec "$B" openvpn "${common[@]}" "${b[@]}" >"$WORK/ov-b.log" 2>&1 & PIDS+=($!)
+  if [ "$mode" = static ]; then
+    for _ in $(seq 50); do ip -n "$A" link show ova >/dev/null 2>&1 && ip -n "$B" link show ovb >/dev/null 2>&1 && break; sleep 0.1; done
+    ip -n "$A" addr add 100.67.0.1/24 dev ova; ip -n "$A" link set ova up
+    ip -n "$B" addr add 100.67.0.2/24 dev ovb; ip -n "$B" link set ovb up
+  fi
+  wait_ping 100.67.0.2 || { tail -n 5 "$WORK/ov-a.log" "$WORK/ov-b.log" >&2; return 1; }
+  sleep 2
+  measure "openvpn-$mode" 100.67.0.2 "${PIDS[@]}"
+  stop_all
+}
+
+# tinc 1.0 in router mode, RSA keys, its default AES-256-CBC + SHA-256;
+# tun addresses 100.68.0.x.
+run_tinc() {
+  local d="$WORK/tc"
+  for n in a b; do
+    mkdir -p "$d/$n/hosts"
+    local ip=1 peer=b; [ $n = b ] && { ip=2; peer=a; }
+    printf 'Name = %s\nInterface = tc%s\nDeviceType = tun\nAddressFamily = ipv4\nBindToAddress = 198.18.0.%s\nConnectTo = %s\n' "$n" "$n" "$ip" "$peer" > "$d/$n/tinc.conf"
+    printf 'Address = 198.18.0.%s\nPort = 655\nSubnet = 100.68.0.%s/32\n' "$ip" "$ip" > "$d/$n/hosts/$n"
+    printf '#!/bin/sh\nip addr add 100.68.0.%s/24 dev $INTERFACE\nip link set $INTERFACE up\n' "$ip" > "$d/$n/tinc-up"
+    chmod +x "$d/$n/tinc-up"
+    tincd -c "$d/$n" -K2048 </dev/null >/dev/null 2>&1
+  done
+  cp "$d/a/hosts/a" "$d/b/hosts/a"; cp "$d/b/hosts/b" "$d/a/hosts/b"
+  ip netns exec "$A" tincd -c "$d/a" -D --pidfile="$d/a.pid" >"$WORK/tc-a.log" 2>&1 & PIDS+=($!)
+  ip netns exec "$B" tincd -c "$d/b" -D --pidfile="$d/b.pid" >"$WORK/tc-b.log" 2>&1 & PIDS+=($!)
+  wait_ping 100.68.0.2 || { tail -n 5 "$WORK/tc-a.log" "$WORK/tc-b.log" >&2; return 1; }
+  sleep 2
+  measure tinc 100.68.0.2 "${PIDS[@]}"
+  stop_all
+}
+
+# E2E_ONLY="ringvpn tinc …" limits the run to those names.
+want() { [ -z "${E2E_ONLY:-}" ] || [[ " $E2E_ONLY " == *" $1 "* ]]; }
+for run in $(seq "$RUNS"); do
+  step() { echo "run $run of $RUNS: $1" >&2; }
+  want veth && { step "veth baseline"; measure veth 198.18.0.2; }
+  want ringvpn && { step ringvpn; run_ringvpn ringvpn "$RINGVPN"; }
+  want ringvpn-plain && { step "ringvpn, offload = off, cipher = chacha20-poly1305"
+    run_ringvpn ringvpn-plain "$RINGVPN" $'offload = off\ncipher = chacha20-poly1305'; }
+  [ -n "${RINGVPN_BEFORE:-}" ] && want ringvpn-before && {
+    step "ringvpn before ($RINGVPN_BEFORE)"; run_ringvpn ringvpn-before "$RINGVPN_BEFORE"; }
+  want ringvpn-vpn && { step "ringvpn (VPN mode)"; run_ringvpn_vpn; }
+  [ $HAVE_BT = 1 ] && want boringtun && { step boringtun; run_boringtun; }
+  [ $HAVE_VC = 1 ] && want vpncloud && { step vpncloud; run_vpncloud; }
+  [ $HAVE_OV = 1 ] && want openvpn-static && { step "openvpn (static key)"; run_openvpn static; }
+  [ $HAVE_OV = 1 ] && want openvpn-tls && { step "openvpn (TLS)"; run_openvpn tls; }
+  [ $HAVE_TC = 1 ] && want tinc && { step "tinc 1.0"; run_tinc; }
 done
 
-size_mib() { local t; t=$(mktemp); cp "$1" "$t"; strip "$t" 2>/dev/null || true; python3 -c "import os;print(os.path.getsize('$t')/1048576)"; rm -f "$t"; }
+# The stripped binary plus the shared libraries it loads (ringvpn links
+# statically; the others load glibc and, for OpenVPN and tinc, OpenSSL):
+# what a router's flash must hold.
+size_mib() {
+  local t libs; t=$(mktemp); cp "$1" "$t"; strip "$t" 2>/dev/null || true
+  libs=$(ldd "$1" 2>/dev/null | awk '$3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | sort -u)
+  python3 -c "import os,sys;print((os.path.getsize('$t')+sum(os.path.getsize(os.path.realpath(p)) for p in sys.argv[1:]))/1048576)" $libs
+  rm -f "$t"
+}
 {
   echo "ringvpn binary_mib $(size_mib "$RINGVPN")"
   [ $HAVE_BT = 1 ] && echo "boringtun binary_mib $(size_mib "$(command -v boringtun-cli)")"
   [ $HAVE_VC = 1 ] && echo "vpncloud binary_mib $(size_mib "$(command -v vpncloud)")"
+  if [ $HAVE_OV = 1 ]; then
+    ov=$(size_mib "$(command -v openvpn)")
+    echo "openvpn-static binary_mib $ov"; echo "openvpn-tls binary_mib $ov"
+  fi
+  [ $HAVE_TC = 1 ] && echo "tinc binary_mib $(size_mib "$(command -v tincd)")"
 } >> "$WORK/results"
 
 python3 - "$WORK/results" "$RUNS" "$SECS" <<'PY'
@@ -201,27 +299,32 @@ for line in open(sys.argv[1]):
     name, metric, value = line.split()
     rows[(name, metric)].append(float(value))
 med = {k: statistics.median(v) for k, v in rows.items()}
-names = [n for n in ["veth", "ringvpn", "ringvpn-plain", "ringvpn-before", "ringvpn-vpn", "boringtun", "vpncloud"] if any(k[0] == n for k in med)]
+names = [n for n in ["veth", "ringvpn", "ringvpn-plain", "ringvpn-before", "ringvpn-vpn", "boringtun", "vpncloud", "openvpn-static", "openvpn-tls", "tinc"] if any(k[0] == n for k in med)]
 metrics = [
     ("tcp_up_gbps", "TCP A→B (Gbit/s)", True), ("tcp_down_gbps", "TCP B→A (Gbit/s)", True),
     ("udp64_kpps", "UDP 64 B (kpps received)", True), ("rtt_min_ms", "ping RTT min (ms)", False),
-    ("rtt_avg_ms", "ping RTT avg (ms)", False), ("cpu_s_per_gb", "daemon CPU-s per GB", False),
+    ("rtt_avg_ms", "ping RTT avg (ms)", False), ("rtt_mdev_ms", "ping RTT mdev (ms)", False),
+    ("tcp_retransmits", "TCP retransmits (both directions)", False),
+    ("cpu_s_per_gb", "daemon CPU-s per GB", False),
     ("rss_idle_mib", "RSS idle per daemon (MiB)", False), ("rss_peak_mib", "RSS peak per daemon (MiB)", False),
-    ("binary_mib", "stripped binary (MiB)", False),
+    ("binary_mib", "stripped binary + shared libraries (MiB)", False),
 ]
-peers = [n for n in names if n not in ("veth", "ringvpn")]
-# ringvpn-vpn is compared too: its ratio column is ringvpn (static) against it.
-hdr = ["metric"] + names + ["ringvpn/veth"] + [f"ringvpn/{p}" for p in peers]
+# The other VPNs (ringvpn's own variants are not peers).
+peers = [n for n in names if n != "veth" and not n.startswith("ringvpn")]
+hdr = ["metric"] + names + ["ringvpn/veth", "ringvpn / best peer"]
 print(f"\nmedians of {sys.argv[2]} runs, TCP {sys.argv[3]} s per direction\n")
 print("| " + " | ".join(hdr) + " |")
 print("|" + "---|" * len(hdr))
 def fmt(v): return "-" if v is None else (f"{v:.3f}" if v < 10 else f"{v:.1f}")
-for key, label, _ in metrics:
+for key, label, higher in metrics:
     vals = [med.get((n, key)) for n in names]
     r = med.get(("ringvpn", key))
-    ratios = []
-    for other in ["veth"] + peers:
-        o = med.get((other, key))
-        ratios.append(f"{r/o:.2f}×" if r is not None and o else "-")
-    print("| " + " | ".join([label] + [fmt(v) for v in vals] + ratios) + " |")
+    o = med.get(("veth", key))
+    vs_veth = f"{r/o:.2f}×" if r is not None and o else "-"
+    theirs = [(med[(p, key)], p) for p in peers if med.get((p, key)) is not None]
+    best = "-"
+    if r is not None and theirs:
+        v, who = (max if higher else min)(theirs)
+        best = f"{r/v:.2f}× ({who})" if v else f"- ({who}: 0)"
+    print("| " + " | ".join([label] + [fmt(v) for v in vals] + [vs_veth, best]) + " |")
 PY

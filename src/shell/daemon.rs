@@ -174,12 +174,11 @@ impl Daemon {
         let setup = |e: io::Error| format!("cannot register with poll: {e}");
         reg.register(&mut SourceFd(&self.tap.raw_fd()), TAP, Interest::READABLE)
             .map_err(setup)?;
-        reg.register(
-            self.udp.source(),
-            UDP,
-            Interest::READABLE | Interest::WRITABLE,
-        )
-        .map_err(setup)?;
+        // Writability is asked for only while a send is blocked: a UDP
+        // socket reports it again each time a sent datagram leaves, which
+        // would wake the loop once more per packet.
+        reg.register(self.udp.source(), UDP, Interest::READABLE)
+            .map_err(setup)?;
         reg.register(
             &mut SourceFd(&self.stop.raw_fd()),
             SIGNAL,
@@ -417,7 +416,7 @@ impl Daemon {
     }
 
     fn flush(&mut self, now: Instant) -> Result<(), String> {
-        self.udp_writable = flush(
+        let writable = flush(
             &self.tap,
             &mut self.udp,
             &mut self.tcp,
@@ -425,6 +424,18 @@ impl Daemon {
             &mut self.node,
             now,
         )?;
+        if writable != self.udp_writable {
+            let interest = if writable {
+                Interest::READABLE
+            } else {
+                Interest::READABLE | Interest::WRITABLE
+            };
+            self.poll
+                .registry()
+                .reregister(self.udp.source(), UDP, interest)
+                .map_err(|e| format!("cannot register with poll: {e}"))?;
+        }
+        self.udp_writable = writable;
         Ok(())
     }
 }

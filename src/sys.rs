@@ -863,3 +863,76 @@ pub fn recv_gro(fd: RawFd, batch: &mut GroBatch, n: usize) -> io::Result<usize> 
     // inside `batch` and at its 64 KiB buffers, each as long as given.
     unsafe { recv_mmsg(fd, &mut batch.hdrs[..n]) }
 }
+
+/// What the loopback self-test of the UDP offloads found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffloadProbe {
+    /// A train left as one and arrived as one, cut where it was sent.
+    Both,
+    /// A train left as one and arrived as separate datagrams.
+    GsoOnly,
+    /// Something else (an old kernel, loopback down, an emulator that
+    /// passes the control messages through unconverted): neither is used.
+    Failed(&'static str),
+}
+
+/// Sends a train of two 258-byte datagrams with UDP GSO over loopback to a
+/// socket with UDP GRO and checks what arrives. The kernel's own answer to
+/// "is UDP_SEGMENT known" is not enough: qemu-user, for one, forwards
+/// these control messages without converting their byte order, and a
+/// wrong segment size would cut datagrams apart silently.
+pub fn probe_udp_offloads() -> OffloadProbe {
+    use std::net::UdpSocket;
+    const SEG: usize = 258;
+    let probe = || -> io::Result<OffloadProbe> {
+        let rx = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+        rx.set_nonblocking(true)?;
+        if enable_udp_gro(rx.as_raw_fd()).is_err() {
+            return Ok(OffloadProbe::Failed("the kernel lacks UDP_GRO"));
+        }
+        let tx = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let to = rx.local_addr()?;
+        let (a, b) = ([0xa5u8; SEG], [0x5au8; SEG]);
+        let msgs = [(&a[..], to), (&b[..], to)];
+        let train = [Train {
+            first: 0,
+            count: 2,
+            seg: SEG,
+        }];
+        if send_trains(tx.as_raw_fd(), &mut TrainBatch::new(), &msgs, &train)? != 1 {
+            return Ok(OffloadProbe::Failed("a train was not sent"));
+        }
+        let mut batch = GroBatch::default();
+        let mut got: smallvec::SmallVec<[(usize, Option<usize>); 2]> = Default::default();
+        for _ in 0..100 {
+            match recv_gro(rx.as_raw_fd(), &mut batch, 2) {
+                Ok(n) => {
+                    for i in 0..n {
+                        let m = batch.message(i);
+                        got.push((m.bytes.len(), m.seg));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            let total: usize = got.iter().map(|g| g.0).sum();
+            if total >= 2 * SEG {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        Ok(match got.as_slice() {
+            [(len, Some(seg))] if *len == 2 * SEG && *seg == SEG => OffloadProbe::Both,
+            [(l1, None), (l2, None)] if *l1 == SEG && *l2 == SEG => OffloadProbe::GsoOnly,
+            [] => OffloadProbe::Failed("nothing arrived on loopback"),
+            _ => OffloadProbe::Failed("a train arrived cut wrongly"),
+        })
+    };
+    match probe() {
+        Ok(p) => p,
+        Err(e) if e.raw_os_error() == Some(libc::ENETUNREACH) => {
+            OffloadProbe::Failed("loopback is down")
+        }
+        Err(_) => OffloadProbe::Failed("the kernel refused a test train"),
+    }
+}

@@ -6,13 +6,18 @@
 //! datagram to the node in a pool buffer (one copy: the node's buffers
 //! are 2 KiB slots, and a train's datagram boundaries are known only
 //! once it has arrived). Without GRO, datagrams land straight in pool
-//! buffers. Each offload is probed at start and turned off (with the
-//! reason, shown in `status`) where the kernel lacks or refuses it.
+//! buffers. At start a train goes over loopback to check both (an old
+//! kernel lacks them; qemu-user passes their control messages through
+//! in the wrong byte order, which would cut datagrams apart silently);
+//! each is turned off, with the reason shown in `status`, where the
+//! kernel lacks, fails or later refuses it.
 
 use crate::buf::MAX_PAYLOAD;
 use crate::config::Offload;
 use crate::node::{DropReason, Node, Transmit};
-use crate::sys::{self, GroBatch, MsgBatch, Train, TrainBatch, BATCH, TRAIN_DATAGRAMS};
+use crate::sys::{
+    self, GroBatch, MsgBatch, OffloadProbe as Probe, Train, TrainBatch, BATCH, TRAIN_DATAGRAMS,
+};
 use crate::time::Instant;
 use smallvec::SmallVec;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -155,18 +160,29 @@ impl Udp {
             sock.bind(&a.into())?;
         }
         let fd = sock.as_raw_fd();
-        let gso = match (offload.udp_gso, sys::udp_gso_available(fd)) {
-            (false, _) => State::Off("offload setting"),
-            (true, false) => State::Off("the kernel lacks UDP_SEGMENT"),
-            (true, true) => State::On,
+        let wanted = offload.udp_gso || offload.udp_gro;
+        let probe = match (wanted, sys::udp_gso_available(fd)) {
+            (false, _) => Probe::Failed("offload setting"),
+            (true, false) => Probe::Failed("the kernel lacks UDP_SEGMENT"),
+            (true, true) => sys::probe_udp_offloads(),
         };
-        let gro = match offload.udp_gro {
-            false => State::Off("offload setting"),
-            true => match sys::enable_udp_gro(fd) {
+        let gso = match (offload.udp_gso, probe) {
+            (false, _) => State::Off("offload setting"),
+            (true, Probe::Both | Probe::GsoOnly) => State::On,
+            (true, Probe::Failed(why)) => State::Off(why),
+        };
+        let gro = match (offload.udp_gro, probe) {
+            (false, _) => State::Off("offload setting"),
+            (true, Probe::Both) => match sys::enable_udp_gro(fd) {
                 Ok(()) => State::On,
                 Err(_) => State::Off("the kernel lacks UDP_GRO"),
             },
+            (true, Probe::GsoOnly) => State::Off("a test train arrived cut on loopback"),
+            (true, Probe::Failed(why)) => State::Off(why),
         };
+        if let (State::Off(why), true) = (gso, offload.udp_gso) {
+            log::info!("UDP GSO not used: {why}");
+        }
         Ok(Udp {
             sock: mio::net::UdpSocket::from_std(sock.into()),
             rx: MsgBatch::new(),

@@ -223,6 +223,11 @@ fn two_nodes_in_c_pass_a_frame_also_under_valgrind_and_with_the_shared_library()
             "--error-exitcode=9",
             "--leak-check=full",
             "--errors-for-leak-kinds=definite,indirect,possible",
+            concat!(
+                "--suppressions=",
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/valgrind.supp"
+            ),
         ])
         .arg(&exe)
         .output()

@@ -16,6 +16,9 @@ use ringvpn::crypto::handshake::{
 use ringvpn::crypto::{Identity, Seed, Session};
 use ringvpn::node::{Node, NodeConfig, PeerConfig};
 use ringvpn::time::Instant;
+use ringvpn::wire::gro::{Run, Segment};
+use ringvpn::wire::tso::{cut_to_vecs, Plan};
+use ringvpn::wire::vnet::{Gso, VnetHdr};
 use ringvpn::wire::{data, MsgType};
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -262,6 +265,87 @@ fn callgrind(size: usize, count: u64, cert: bool, aes: bool) {
     }
 }
 
+/// A TCP super-frame as the TAP hands it over with TSO (45 segments of
+/// 1,348 B behind Ethernet, IPv4 and TCP with timestamps), its virtio-net
+/// header, and the segments it is cut into.
+fn offload_fixture() -> (Vec<u8>, VnetHdr, Vec<Vec<u8>>) {
+    let payload = 45 * 1348;
+    let mut f = vec![0u8; 66 + payload];
+    f[..12].copy_from_slice(&[2, 0, 0, 0, 0, 0xb, 2, 0, 0, 0, 0, 0xa]);
+    f[12..16].copy_from_slice(&[0x08, 0x00, 0x45, 0]);
+    f[16..18].copy_from_slice(&(52 + payload as u16).to_be_bytes());
+    f[20..24].copy_from_slice(&[0x40, 0, 64, 6]);
+    f[26..34].copy_from_slice(&[100, 64, 0, 1, 100, 64, 0, 2]);
+    f[34..38].copy_from_slice(&[0x9c, 0x40, 0x14, 0x51]);
+    f[46..48].copy_from_slice(&[8 << 4, 0x18]);
+    f[54..66].copy_from_slice(&[1, 1, 8, 10, 0, 0, 0, 9, 0, 0, 0, 7]);
+    for (i, b) in f[66..].iter_mut().enumerate() {
+        *b = (i * 7) as u8;
+    }
+    let h = VnetHdr {
+        flags: ringvpn::wire::vnet::F_NEEDS_CSUM,
+        gso: Gso::Tcp4,
+        ecn: false,
+        hdr_len: 66,
+        gso_size: 1348,
+        csum_start: 34,
+        csum_offset: 16,
+    };
+    let segs = cut_to_vecs(&f, &h).unwrap();
+    (f, h, segs)
+}
+
+/// Cuts the super-frame `count` times into one reused buffer.
+fn offload_cut(sf: &[u8], h: &VnetHdr, count: u64) -> u64 {
+    let mut out = [0u8; 2048];
+    let mut segments = 0;
+    for _ in 0..count {
+        let plan = Plan::parse(black_box(sf), h).unwrap();
+        for i in 0..plan.count() {
+            black_box(plan.write_segment(sf, i, &mut out));
+        }
+        segments += plan.count() as u64;
+    }
+    segments
+}
+
+/// Joins the segments back into one run `count` times (the head's copy
+/// stands in for the pool buffer the shell rewrites in place).
+fn offload_join(segs: &[Vec<u8>], count: u64) -> u64 {
+    let mut head = [0u8; 2048];
+    let len = segs[0].len();
+    let mut joined = 0;
+    for _ in 0..count {
+        head[..len].copy_from_slice(&segs[0]);
+        let mut run = Run::new(Segment::parse(&head[..len]).unwrap());
+        for s in &segs[1..] {
+            let seg = Segment::parse(black_box(s)).unwrap();
+            assert!(run.join(&head[..len], s, &seg));
+        }
+        black_box(run.finish(&mut head[..len]));
+        joined += run.frames() as u64;
+    }
+    joined
+}
+
+fn bench_offload() {
+    let (sf, h, segs) = offload_fixture();
+    for (what, f) in [
+        ("cut a TAP super-frame", 0),
+        ("join segments into a run", 1),
+    ] {
+        let count = 4_000;
+        let start = Clock::now();
+        let n = if f == 0 {
+            offload_cut(&sf, &h, count)
+        } else {
+            offload_join(&segs, count)
+        };
+        let secs = start.elapsed().as_secs_f64();
+        report(&format!("{what}, per segment"), 1414, n, secs);
+    }
+}
+
 /// A CA, its trust, and a certificate for `id` (network "bench").
 fn certified(ca: &Identity, id: &Identity) -> (Trust, Vec<u8>) {
     let valid = (1_000, 4_000_000_000);
@@ -343,11 +427,22 @@ fn main() {
         let flag = |f: &str| args.iter().any(|a| a == f);
         return callgrind(size, count, flag("--cert"), flag("--aes"));
     }
+    if let Some(i) = args.iter().position(|a| a == "--callgrind-offload") {
+        // `--callgrind-offload cut|join COUNT`: COUNT super-frames of 45 segments.
+        let count = args.get(i + 2).and_then(|s| s.parse().ok()).unwrap_or(100);
+        let (sf, h, segs) = offload_fixture();
+        match args.get(i + 1).map(String::as_str) {
+            Some("join") => black_box(offload_join(&segs, count)),
+            _ => black_box(offload_cut(&sf, &h, count)),
+        };
+        return;
+    }
     if args.iter().any(|a| a == "--list") {
         return; // cargo test --benches asks for a listing
     }
     bench_handshake();
     println!("ringvpn data path, one core (payload = frame bytes)");
+    bench_offload();
     for size in SIZES {
         for aes in [false, true] {
             bench_seal_open(size, aes);

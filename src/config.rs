@@ -611,19 +611,28 @@ pub struct Offload {
     pub udp_gso: bool,
     /// Receive such trains as one (UDP_GRO).
     pub udp_gro: bool,
+    /// Take TCP (and UDP) super-frames from the TAP and cut them here.
+    pub tap_tso: bool,
+    /// Write runs of one TCP flow's segments to the TAP as one super-frame.
+    pub tap_gro: bool,
 }
 
 impl Offload {
     pub const ALL: Offload = Offload {
         udp_gso: true,
         udp_gro: true,
+        tap_tso: true,
+        tap_gro: true,
     };
     pub const NONE: Offload = Offload {
         udp_gso: false,
         udp_gro: false,
+        tap_tso: false,
+        tap_gro: false,
     };
 
-    /// `auto`, `off`, or a space-separated list of `udp-gso`, `udp-gro`.
+    /// `auto`, `off`, or a space-separated list of `udp-gso`, `udp-gro`,
+    /// `tap-tso`, `tap-gro`.
     pub fn parse(v: &str) -> Result<Offload, String> {
         match v {
             "auto" => return Ok(Offload::ALL),
@@ -635,9 +644,11 @@ impl Offload {
             match w {
                 "udp-gso" => o.udp_gso = true,
                 "udp-gro" => o.udp_gro = true,
+                "tap-tso" => o.tap_tso = true,
+                "tap-gro" => o.tap_gro = true,
                 _ => {
                     return Err(format!(
-                        "auto, off, or a list of udp-gso and udp-gro (not {w:?})"
+                        "auto, off, or a list of udp-gso, udp-gro, tap-tso and tap-gro (not {w:?})"
                     ))
                 }
             }

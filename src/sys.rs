@@ -7,13 +7,14 @@
 #![allow(unsafe_code)]
 
 use crate::buf::{PacketBuf, Pool};
-use std::ffi::CStr;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+mod tap;
 mod udp_offload;
 use std::path::Path;
+pub use tap::*;
 pub use udp_offload::*;
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
@@ -37,27 +38,6 @@ fn ifreq_for(name: &str) -> io::Result<libc::ifreq> {
         *d = s as libc::c_char;
     }
     Ok(ifr)
-}
-
-/// Opens (creating if needed) the TAP device `name`, non-blocking, without
-/// packet information headers. Returns the fd and the kernel's name for it.
-pub fn tap_open(name: &str) -> io::Result<(OwnedFd, String)> {
-    // SAFETY: a NUL-terminated path literal and valid flags.
-    let fd = cvt(unsafe {
-        libc::open(
-            c"/dev/net/tun".as_ptr(),
-            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
-        )
-    })?;
-    // SAFETY: fd was just returned by open and is owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut ifr = ifreq_for(name)?;
-    ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
-    // SAFETY: TUNSETIFF reads and writes one ifreq, which outlives the call.
-    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF as libc::Ioctl, &mut ifr) })?;
-    // SAFETY: the kernel NUL-terminates ifr_name.
-    let actual = unsafe { CStr::from_ptr(ifr.ifr_name.as_ptr()) };
-    Ok((fd, actual.to_string_lossy().into_owned()))
 }
 
 /// A socket for interface ioctls.

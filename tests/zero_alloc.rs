@@ -4,6 +4,9 @@
 use ringvpn::crypto::{Identity, Seed};
 use ringvpn::node::{Node, NodeConfig, PeerConfig};
 use ringvpn::time::Instant;
+use ringvpn::wire::gro::{Run, Segment};
+use ringvpn::wire::tso::Plan;
+use ringvpn::wire::vnet::{Gso, VnetHdr};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -84,8 +87,9 @@ fn send(n: &mut Node, frame: &[u8], now: Instant) {
     n.handle_frame(now, buf);
 }
 
-#[test]
-fn forwarding_allocates_nothing_per_packet() {
+/// Two static nodes that have finished their handshake: (a, b, a's
+/// endpoint, b's endpoint, the time they run at).
+fn linked_pair() -> (Node, Node, SocketAddr, SocketAddr, Instant) {
     let (ea, eb): (SocketAddr, SocketAddr) = (
         "198.18.0.1:1".parse().unwrap(),
         "198.18.0.2:1".parse().unwrap(),
@@ -99,6 +103,12 @@ fn forwarding_allocates_nothing_per_packet() {
         pump(&mut a, ea, &mut b, now);
         pump(&mut b, eb, &mut a, now);
     }
+    (a, b, ea, eb, now)
+}
+
+#[test]
+fn forwarding_allocates_nothing_per_packet() {
+    let (mut a, mut b, ea, eb, now) = linked_pair();
     let mut ab = [0x42u8; 1414];
     ab[..6].copy_from_slice(&[2, 0, 0, 0, 0, 0xb]);
     ab[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0xa]);
@@ -128,6 +138,124 @@ fn forwarding_allocates_nothing_per_packet() {
     assert_eq!((to_a, to_b), (10_000, 10_000), "every frame delivered");
     assert_eq!(allocs, 0, "heap allocations during 20,000 forwarded frames");
     println!("20000 frames forwarded, {allocs} heap allocations");
+}
+
+/// A TCP super-frame from `a` to `b` as the TAP hands it over with TSO:
+/// `payload` bytes behind one set of headers, checksum left partial.
+fn super_frame(payload: usize, seq: u32) -> Vec<u8> {
+    let mut f = vec![0u8; 14 + 20 + 20 + payload];
+    f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 0xb]);
+    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0xa]);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    f[14] = 0x45;
+    let ip_len = (20 + 20 + payload).min(65_535) as u16;
+    f[16..18].copy_from_slice(&ip_len.to_be_bytes());
+    f[20] = 0x40;
+    f[22] = 64;
+    f[23] = 6;
+    f[26..30].copy_from_slice(&[100, 64, 0, 1]);
+    f[30..34].copy_from_slice(&[100, 64, 0, 2]);
+    f[34..36].copy_from_slice(&40000u16.to_be_bytes());
+    f[36..38].copy_from_slice(&5201u16.to_be_bytes());
+    f[38..42].copy_from_slice(&seq.to_be_bytes());
+    f[46] = 5 << 4;
+    f[47] = 0x18;
+    f[48..50].copy_from_slice(&512u16.to_be_bytes());
+    for (i, b) in f[54..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    f
+}
+
+/// Cuts `sf` into `n`'s pool buffers and hands each to the node, as the
+/// shell does with a TAP super-frame.
+fn send_cut(n: &mut Node, sf: &[u8], hdr: &VnetHdr, now: Instant) -> usize {
+    let plan = Plan::parse(sf, hdr).expect("a valid super-frame");
+    for i in 0..plan.count() {
+        let mut buf = n.pool_mut().alloc().expect("pool");
+        let len = plan.write_segment(sf, i, n.pool_mut().space_mut(&buf));
+        n.pool().set_len(&mut buf, len);
+        n.handle_frame(now, buf);
+    }
+    plan.count()
+}
+
+/// Joins the frames `n` emits into runs, as the shell does before a TAP
+/// write; returns (frames, runs).
+fn join_frames(n: &mut Node, held: &mut Vec<ringvpn::buf::PacketBuf>) -> (usize, usize) {
+    let (mut frames, mut runs) = (0, 0);
+    let mut run: Option<Run> = None;
+    while let Some(f) = n.poll_frame() {
+        frames += 1;
+        let seg = Segment::parse(n.pool().data(&f)).expect("a joinable segment");
+        let joined = match run.as_mut() {
+            Some(r) => r.join(n.pool().data(&held[0]), n.pool().data(&f), &seg),
+            None => false,
+        };
+        if !joined {
+            if let Some(r) = run.take() {
+                r.finish(n.pool_mut().data_mut(&held[0]));
+                runs += 1;
+                for b in held.drain(..) {
+                    n.pool_mut().free(b);
+                }
+            }
+            run = Some(Run::new(seg));
+        }
+        held.push(f);
+    }
+    if let Some(r) = run {
+        r.finish(n.pool_mut().data_mut(&held[0]));
+        runs += 1;
+        for b in held.drain(..) {
+            n.pool_mut().free(b);
+        }
+    }
+    (frames, runs)
+}
+
+#[test]
+fn tap_offloads_cut_and_join_allocating_nothing() {
+    let (mut a, mut b, ea, _, now) = linked_pair();
+    let hdr = VnetHdr {
+        flags: ringvpn::wire::vnet::F_NEEDS_CSUM,
+        gso: Gso::Tcp4,
+        ecn: false,
+        hdr_len: 54,
+        gso_size: 1348,
+        csum_start: 34,
+        csum_offset: 16,
+    };
+    let payload = 45 * 1348;
+    let mut held = Vec::with_capacity(ringvpn::wire::gro::MAX_FRAMES);
+    let mut seq = 1u32;
+    let mut sf = super_frame(payload, seq);
+    let mut round = |a: &mut Node, b: &mut Node, held: &mut Vec<_>| {
+        sf[38..42].copy_from_slice(&seq.to_be_bytes());
+        seq = seq.wrapping_add(payload as u32);
+        let cut = send_cut(a, &sf, &hdr, now);
+        pump(a, ea, b, now);
+        let (frames, runs) = join_frames(b, held);
+        (cut, frames, runs)
+    };
+    for _ in 0..20 {
+        round(&mut a, &mut b, &mut held);
+    }
+    let before = allocs();
+    let (mut cut, mut frames, mut runs) = (0, 0, 0);
+    for _ in 0..200 {
+        let (c, f, r) = round(&mut a, &mut b, &mut held);
+        cut += c;
+        frames += f;
+        runs += r;
+    }
+    let allocs = allocs() - before;
+    assert_eq!((cut, frames), (9_000, 9_000), "every segment delivered");
+    assert_eq!(runs, 200, "each super-frame joined back into one run");
+    assert_eq!(
+        allocs, 0,
+        "heap allocations cutting, forwarding and joining"
+    );
 }
 
 /// A tiny in-memory network of overlay VPN nodes for the VPN-mode proof:

@@ -3,6 +3,8 @@
 
 #[path = "ringvpn_lab/scale.rs"]
 mod scale;
+#[path = "ringvpn_lab/uso.rs"]
+mod uso;
 
 use getopts::Options;
 use std::process::ExitCode;
@@ -57,6 +59,10 @@ Usage:
   ringvpn-lab tcp-hold TARGET COUNT SECS  (lab helper) open COUNT TCP connections to
                                   TARGET and hold them SECS seconds; print how many
                                   connected and how many the target closed
+  ringvpn-lab udp-train ADDR:PORT SEG PER TRAINS  (lab helper) send TRAINS sends of PER
+                                  datagrams of SEG bytes each with UDP GSO
+  ringvpn-lab udp-count PORT SEG SECS  (lab helper) count datagrams of SEG bytes that
+                                  arrive intact on PORT within SECS seconds
   ringvpn-lab flood TARGET SECS SOURCE...  (lab helper) send hostile datagrams at full
                                   speed to TARGET (ip:port) for SECS seconds from each
                                   SOURCE address in turn: random bytes, replayed inits
@@ -97,6 +103,8 @@ fn main() -> ExitCode {
         Some("mdns-query") => mdns_query(&args[1..]),
         Some("flood") => flood(&args[1..]),
         Some("tcp-hold") => tcp_hold(&args[1..]),
+        Some("udp-train") => udp_train(&args[1..]),
+        Some("udp-count") => udp_count(&args[1..]),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             ExitCode::SUCCESS
@@ -713,4 +721,51 @@ fn tcp_hold(args: &[String]) -> ExitCode {
         held.connected, held.closed
     );
     ExitCode::SUCCESS
+}
+
+/// `udp-train ADDR:PORT SEG PER TRAINS`: UDP with GSO through the VPN.
+fn udp_train(args: &[String]) -> ExitCode {
+    let parsed = (
+        args.first().and_then(|v| v.parse().ok()),
+        args.get(1).and_then(|v| v.parse().ok()),
+        args.get(2).and_then(|v| v.parse().ok()),
+        args.get(3).and_then(|v| v.parse().ok()),
+    );
+    let (Some(to), Some(seg), Some(per), Some(trains)) = parsed else {
+        eprintln!("ringvpn-lab: udp-train ADDR:PORT SEG PER TRAINS");
+        return ExitCode::from(2);
+    };
+    match uso::send(to, seg, per, trains) {
+        Ok(n) => {
+            println!("sent {n} datagrams");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ringvpn-lab: udp-train: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `udp-count PORT SEG SECS`: counts intact datagrams of SEG bytes.
+fn udp_count(args: &[String]) -> ExitCode {
+    let parsed = (
+        args.first().and_then(|v| v.parse().ok()),
+        args.get(1).and_then(|v| v.parse().ok()),
+        args.get(2).and_then(|v| v.parse().ok()),
+    );
+    let (Some(port), Some(seg), Some(secs)) = parsed else {
+        eprintln!("ringvpn-lab: udp-count PORT SEG SECS");
+        return ExitCode::from(2);
+    };
+    match uso::count(port, seg, secs) {
+        Ok((good, bad)) => {
+            println!("intact {good} damaged {bad}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ringvpn-lab: udp-count: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

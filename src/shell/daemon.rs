@@ -4,8 +4,8 @@
 //! node's events.
 
 use super::{
-    control, flush, ifwatch, load_trust, read_tap, routing, sys, tap, tcp, udp, AddressWatch,
-    Echoes, RevocationFile, Tasks, ADDRESSES, CONTROL, METRICS, SIGNAL, TAP, TCP_FIRST, TCP_LISTEN,
+    control, flush, ifwatch, load_trust, routing, sys, tap, tcp, udp, AddressWatch, Echoes,
+    RevocationFile, Tasks, ADDRESSES, CONTROL, METRICS, SIGNAL, TAP, TCP_FIRST, TCP_LISTEN,
     TURN_BUDGET, UDP,
 };
 use crate::config::Config;
@@ -80,9 +80,9 @@ impl Daemon {
         // caches stay valid.
         let mac = crate::vpn::host_mac(&key).0;
         let tap = match embed.tap {
-            Some(fd) => tap::Tap::adopt(fd, &cfg.tap, cfg.mtu, mac, tap_addr)
+            Some(fd) => tap::Tap::adopt(fd, &cfg.tap, cfg.mtu, mac, tap_addr, cfg.offload)
                 .map_err(|e| format!("cannot set up the TAP device given ({}): {e}", cfg.tap))?,
-            None => tap::Tap::open(&cfg.tap, cfg.mtu, mac, tap_addr)
+            None => tap::Tap::open(&cfg.tap, cfg.mtu, mac, tap_addr, cfg.offload)
                 .map_err(|e| format!("cannot create TAP device {}: {e}", cfg.tap))?,
         };
         let addresses = AddressWatch {
@@ -134,7 +134,7 @@ impl Daemon {
                 address: cfg.address.map(|(ip, p)| format!("{ip}/{p}")),
                 mtu: cfg.mtu,
                 listen: listen.to_string(),
-                offloads: udp.offloads(),
+                offloads: format!("{}, {}", udp.offloads(), tap.offloads()),
                 rss_bytes: None,
             },
             tap,
@@ -299,7 +299,8 @@ impl Daemon {
                             }
                         } else {
                             // A refused train can turn GSO off at any time.
-                            self.info.offloads = self.udp.offloads();
+                            self.info.offloads =
+                                format!("{}, {}", self.udp.offloads(), self.tap.offloads());
                             super::control_request(
                                 &mut self.node,
                                 &line,
@@ -358,7 +359,7 @@ impl Daemon {
             // Read the TAP only while the socket can take what we send:
             // backpressure reaches the kernel's TAP queue, not our pool.
             if self.tap_more && self.udp_writable {
-                self.tap_more = read_tap(&self.tap, &mut self.node, t);
+                self.tap_more = self.tap.read_into(&mut self.node, t);
             }
             self.flush(t)?;
         }
@@ -417,7 +418,7 @@ impl Daemon {
 
     fn flush(&mut self, now: Instant) -> Result<(), String> {
         let writable = flush(
-            &self.tap,
+            &mut self.tap,
             &mut self.udp,
             &mut self.tcp,
             self.poll.registry(),

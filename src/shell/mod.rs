@@ -20,13 +20,11 @@ mod tcp;
 mod trains;
 mod udp;
 
-use crate::buf::MAX_PAYLOAD;
 use crate::config::Config;
-use crate::node::{DropReason, Node};
+use crate::node::Node;
 use crate::status::{render_json, render_text, DaemonInfo};
 use crate::time::Instant;
 use mio::Token;
-use std::io;
 use std::time::{Duration, SystemTime};
 
 const TAP: Token = Token(0);
@@ -513,48 +511,17 @@ fn control_request(
     }
 }
 
-/// Reads up to one batch of frames from the TAP into the node. Returns
-/// whether the TAP may hold more.
-fn read_tap(tap: &tap::Tap, node: &mut Node, now: Instant) -> bool {
-    for _ in 0..sys::BATCH {
-        let Some(mut buf) = node.pool_mut().alloc() else {
-            node.count_drop(DropReason::PoolEmpty);
-            return true;
-        };
-        let space = node.pool_mut().space_mut(&buf);
-        let cap = MAX_PAYLOAD.min(space.len());
-        match tap.read(&mut space[..cap]) {
-            Ok(n) => {
-                node.pool().set_len(&mut buf, n);
-                node.handle_frame(now, buf);
-            }
-            Err(e) => {
-                node.pool_mut().free(buf);
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return false;
-                }
-            }
-        }
-    }
-    true
-}
-
 /// Writes frames to the TAP and datagrams to the sockets. Returns whether
 /// the UDP socket took everything.
 fn flush(
-    tap: &tap::Tap,
+    tap: &mut tap::Tap,
     udp: &mut udp::Udp,
     tcp: &mut tcp::Tcp,
     reg: &mio::Registry,
     node: &mut Node,
     now: Instant,
 ) -> Result<bool, String> {
-    while let Some(f) = node.poll_frame() {
-        if tap.write(node.pool().data(&f)).is_err() {
-            node.count_drop(DropReason::QueueFull);
-        }
-        node.pool_mut().free(f);
-    }
+    tap.write_from(node);
     udp.flush(node, &mut |n, t| tcp.send(reg, n, t, now))
         .map_err(|e| format!("UDP send failed: {e}"))
 }

@@ -48,23 +48,28 @@ pub struct Udp {
     gro_trains: Count,
 }
 
-/// Trains and the datagrams they carried.
+/// Trains (or super-frames) and the datagrams (or frames) they carried.
 #[derive(Debug, Default, Clone, Copy)]
-struct Count {
+pub(super) struct Count {
     trains: u64,
     datagrams: u64,
 }
 
 impl Count {
-    fn add(&mut self, datagrams: usize) {
+    pub(super) fn add(&mut self, datagrams: usize) {
         self.trains += 1;
         self.datagrams += datagrams as u64;
     }
 
     fn describe(&self, state: State) -> String {
+        self.describe_as(state, "trains", "datagrams")
+    }
+
+    /// "on (N trains, x datagrams each)", with other nouns.
+    pub(super) fn describe_as(&self, state: State, whole: &str, part: &str) -> String {
         match state {
             State::On if self.trains > 0 => format!(
-                "on ({} trains, {:.1} datagrams each)",
+                "on ({} {whole}, {:.1} {part} each)",
                 self.trains,
                 self.datagrams as f64 / self.trains as f64
             ),
@@ -81,7 +86,7 @@ pub enum State {
 }
 
 impl State {
-    fn on(self) -> bool {
+    pub(super) fn on(self) -> bool {
         self == State::On
     }
 }

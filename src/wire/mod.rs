@@ -18,6 +18,7 @@ pub mod dht;
 pub mod dns;
 pub mod endpoint;
 pub mod ethernet;
+pub mod gro;
 pub mod handshake;
 pub mod ip;
 pub mod key;
@@ -26,6 +27,8 @@ pub mod ndp;
 pub mod overlay;
 pub mod task;
 pub mod trust;
+pub mod tso;
+pub mod vnet;
 
 /// A message failed to parse. Deliberately a unit: the caller turns it into a
 /// counted drop, and a detailed reason would only help an attacker probe us.

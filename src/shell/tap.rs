@@ -169,7 +169,11 @@ impl Tap {
             } else {
                 Vec::new()
             },
-            reserve: 65_536u32.div_ceil(min_payload),
+            reserve: if tso.on() {
+                65_536u32.div_ceil(min_payload)
+            } else {
+                0
+            },
             run: None,
             run_bufs: SmallVec::new(),
             cut: Count::default(),

@@ -11,15 +11,23 @@
 //! link it answers (the handshake and the initiator's first message; one
 //! core; its peers' work not counted).
 //! The pool (2 KiB slots, reserved once) does not grow with peers.
+//!
+//! Routed sessions: a ring of 1,000 VPN members in the simulator; the hub
+//! (member 0) sends one packet to every other member's virtual IP. Most
+//! are not linked to it, so each packet is resolved in the DHT and routed
+//! over the overlay; what the hub holds per destination afterwards (the
+//! resolved address, a peer entry and the end-to-end session) is charged
+//! to it through the simulator's record of which node it is running.
 
 use ringvpn::crypto::cert::{Cert, Prefix, Trust};
 use ringvpn::crypto::{Identity, Seed};
 use ringvpn::node::{Node, NodeConfig, PeerConfig};
+use ringvpn::rand::Rng;
 use ringvpn::time::Instant;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicIsize, AtomicU32, Ordering::Relaxed};
 use std::time::Instant as Clock;
 
 /// Heap bytes live per tag: 0 = everything else, 1 = the hub.
@@ -45,7 +53,7 @@ unsafe impl GlobalAlloc for Tagging {
         if p.is_null() {
             return p;
         }
-        let tag = TAG.with(Cell::get);
+        let tag = current_tag();
         LIVE[tag].fetch_add(layout.size() as isize, Relaxed);
         let user = p.add(h);
         user.sub(8).cast::<usize>().write(tag);
@@ -63,6 +71,18 @@ unsafe impl GlobalAlloc for Tagging {
 
 #[global_allocator]
 static GLOBAL: Tagging = Tagging;
+
+/// The simulator index whose allocations count as the hub's (`u32::MAX`:
+/// none; the in-process hub of [`measure`] is tagged by [`as_hub`]).
+static SIM_HUB: AtomicU32 = AtomicU32::new(u32::MAX);
+
+fn current_tag() -> usize {
+    let hub = SIM_HUB.load(Relaxed);
+    if hub != u32::MAX && ringvpn::sim::trace_context().0 == hub {
+        return 1;
+    }
+    TAG.with(Cell::get)
+}
 
 /// Runs `f` with its allocations charged to the hub.
 fn as_hub<T>(f: impl FnOnce() -> T) -> T {
@@ -261,6 +281,101 @@ fn carry(hub: &mut Node, spokes: &mut [Node], now: Instant) -> f64 {
     }
 }
 
+/// Heap the hub holds per routed session, the share of its destinations
+/// it reached without a link, and the packets delivered.
+struct Routed {
+    per_session: f64,
+    routed: usize,
+    delivered: usize,
+}
+
+fn routed_sessions(n: usize) -> Routed {
+    use ringvpn::sim::{endpoint_of, scenario, NetConfig, Sim};
+    use std::time::Duration;
+    let mut sim = Sim::new(11, NetConfig::default());
+    sim.vpn = Some(ringvpn::vpn::VpnConfig::new("cost"));
+    // Room for every destination (the default, 256, would refuse the rest).
+    sim.max_peers = n + 64;
+    sim.keep_frames = 4;
+    // As scenario::mass_join (three random bootstraps each), with the VPN on.
+    for i in 0..n {
+        let mut boot = Vec::new();
+        while boot.len() < 3 {
+            let j = sim.rng().below(n as u64) as u32;
+            if j as usize != i && !boot.contains(&endpoint_of(j)) {
+                boot.push(endpoint_of(j));
+            }
+        }
+        sim.add_node(boot);
+    }
+    scenario::run_until_consistent(&mut sim, Duration::from_secs(5), Duration::from_secs(600))
+        .expect("the ring forms");
+    let held = |sim: &Sim, i: usize| sim.node(i).vpn_status().and_then(|v| v.address);
+    for _ in 0..60 {
+        if (0..n).all(|i| held(&sim, i).is_some()) {
+            break;
+        }
+        sim.run_for(Duration::from_secs(1));
+    }
+    let ips: Vec<_> = (0..n)
+        .map(|i| held(&sim, i).expect("every member holds an address"))
+        .collect();
+    sim.run_for(Duration::from_secs(10));
+    for i in 0..n {
+        sim.take_frames(i);
+    }
+    SIM_HUB.store(0, Relaxed);
+    let before = hub_bytes();
+    let linked_before = sim
+        .node(0)
+        .status(sim.now())
+        .peers
+        .iter()
+        .filter(|p| p.linked)
+        .count();
+    // In waves below the resolver's 32 lookups at a time, as a host opening
+    // connections would: each destination is resolved once and then
+    // reached over the overlay.
+    let mut delivered = 0;
+    for wave in (1..n).collect::<Vec<_>>().chunks(25) {
+        for &j in wave {
+            let f = sim.host_udp_frame(0, ips[0], ips[j], b"routed session");
+            as_hub(|| sim.inject_frame(0, &f));
+        }
+        sim.run_for(Duration::from_secs(2));
+        for &j in wave {
+            delivered += sim
+                .take_frames(j)
+                .iter()
+                .filter(|f| f.ends_with(b"routed session"))
+                .count();
+        }
+    }
+    sim.run_for(Duration::from_secs(5));
+    // Those whose end-to-end handshake took longer than their wave.
+    for j in 1..n {
+        delivered += sim
+            .take_frames(j)
+            .iter()
+            .filter(|f| f.ends_with(b"routed session"))
+            .count();
+    }
+    let grown = hub_bytes() - before;
+    SIM_HUB.store(u32::MAX, Relaxed);
+    let linked_after = sim
+        .node(0)
+        .status(sim.now())
+        .peers
+        .iter()
+        .filter(|p| p.linked)
+        .count();
+    Routed {
+        per_session: grown as f64 / (n - 1) as f64,
+        routed: (n - 1) - (linked_after - linked_before.min(linked_after)),
+        delivered,
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -284,4 +399,13 @@ fn main() {
             1e6 / f.handshake_us
         );
     }
+    let r = routed_sessions(n);
+    println!();
+    println!(
+        "routed sessions: the hub of a {n}-member VPN ring sent one packet to each other member: {} delivered, {} of the {} destinations without a link of their own; hub heap per destination {:.0} B",
+        r.delivered,
+        r.routed,
+        n - 1,
+        r.per_session
+    );
 }

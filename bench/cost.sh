@@ -6,18 +6,24 @@
 # the namespace (its only interface is loopback; endpoints are in
 # 198.18.0.0/15 and unreachable). Per linked peer, and the CPU per link,
 # come from `cargo bench --bench cost` (in process, exact heap bytes).
+# OpenVPN has no configured peers: a TLS server's RSS with 1 and with M
+# connected clients (default 50; each client its own openvpn process in a
+# second namespace, over a veth 198.18.0.1-2) gives its cost per client.
 #
-# Usage: bench/cost.sh [N]   (as root)
+# Usage: bench/cost.sh [N [M]]   (as root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000}
+M=${2:-50}
 NS="rvc$$"
+NS2="rvd$$"
 WORK=$(mktemp -d /tmp/ringvpn-cost.XXXXXX)
 PIDS=()
 cleanup() {
   for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
   sleep 0.3
   ip netns del "$NS" 2>/dev/null || true
+  ip netns del "$NS2" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -65,6 +71,48 @@ PY
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
+# OpenVPN TLS server with CLIENTS clients connected (server in $NS on
+# 198.18.0.1, clients in $NS2; the clients configure nothing on their
+# tun devices).
+openvpn_rss() {
+  local clients=$1 d="$WORK/ov"; mkdir -p "$d"
+  if [ ! -f "$d/ca.crt" ]; then
+    ( cd "$d"
+      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=cost-ca -keyout ca.key -out ca.crt 2>/dev/null
+      for n in server client; do
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$n" \
+          -keyout $n.key -out $n.csr 2>/dev/null
+        printf 'keyUsage=digitalSignature,keyAgreement\nextendedKeyUsage=%s\n' \
+          "$([ $n = server ] && echo serverAuth || echo clientAuth)" > $n.ext
+        openssl x509 -req -in $n.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+          -extfile $n.ext -out $n.crt 2>/dev/null
+      done )
+  fi
+  local common=(--dev-type tun --disable-dco --verb 1 --ca "$d/ca.crt")
+  ip netns exec "$NS" openvpn "${common[@]}" --dev ovs --local 198.18.0.1 --port 1194 \
+    --server 100.67.0.0 255.255.0.0 --topology subnet --dh none --duplicate-cn \
+    --max-clients $((clients + 8)) --cert "$d/server.crt" --key "$d/server.key" \
+    --status "$d/status$clients" 1 --status-version 2 >"$d/server$clients.log" 2>&1 & local pid=$!; PIDS+=($pid)
+  sleep 1
+  local cpids=()
+  for i in $(seq "$clients"); do
+    ip netns exec "$NS2" openvpn "${common[@]}" --dev "ovc$i" --client --nobind \
+      --remote 198.18.0.1 1194 --remote-cert-tls server --cert "$d/client.crt" --key "$d/client.key" \
+      --ifconfig-noexec --route-noexec >"$d/client$i.log" 2>&1 & cpids+=($!); PIDS+=($!)
+  done
+  local up=0
+  for _ in $(seq 120); do
+    up=$(grep -c '^CLIENT_LIST' "$d/status$clients" 2>/dev/null || true)
+    [ "${up:-0}" -ge "$clients" ] && break
+    sleep 0.5
+  done
+  [ "${up:-0}" -ge "$clients" ] || { echo "openvpn: only ${up:-0} of $clients clients connected" >&2; tail -n 3 "$d/server$clients.log" >&2; }
+  sleep 2
+  echo "$(rss_kib $pid) ${up:-0}"
+  kill "$pid" "${cpids[@]}" 2>/dev/null; wait "$pid" "${cpids[@]}" 2>/dev/null || true
+}
+
 read -r rv1 heap1 <<<"$(ringvpn_rss 1)"
 read -r rvn heapn <<<"$(ringvpn_rss "$N")"
 echo "| daemon | RSS, 1 peer | RSS, $N peers | per configured peer |"
@@ -74,4 +122,16 @@ python3 -c "print(f'| ringvpn (its heap) | {$heap1/1024:.0f} KiB | {$heapn/1024:
 if command -v boringtun-cli >/dev/null && command -v wg >/dev/null; then
   bt1=$(boringtun_rss 1); btn=$(boringtun_rss "$N")
   python3 -c "print(f'| boringtun --threads 1 (RSS) | {$bt1} KiB | {$btn} KiB | {($btn-$bt1)*1024/($N-1):.0f} B |')"
+fi
+if command -v openvpn >/dev/null && command -v openssl >/dev/null; then
+  ip netns add "$NS2"; ip -n "$NS2" link set lo up
+  ip link add rvcv0 netns "$NS" type veth peer name rvcv1 netns "$NS2"
+  ip -n "$NS" addr add 198.18.0.1/24 dev rvcv0; ip -n "$NS" link set rvcv0 up
+  ip -n "$NS2" addr add 198.18.0.2/24 dev rvcv1; ip -n "$NS2" link set rvcv1 up
+  read -r ov1 up1 <<<"$(openvpn_rss 1)"
+  read -r ovm upm <<<"$(openvpn_rss "$M")"
+  echo
+  echo "| daemon | RSS, 1 client | RSS, $upm clients | per connected client |"
+  echo "|---|---:|---:|---:|"
+  python3 -c "print(f'| openvpn TLS server (RSS) | {$ov1} KiB | {$ovm} KiB | {($ovm-$ov1)*1024/max($upm-$up1,1):.0f} B |')"
 fi

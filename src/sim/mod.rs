@@ -90,6 +90,8 @@ pub struct Sim {
     /// heap, where untouched pages cost nothing (100,000 separate mappings
     /// would exceed the kernel's default map count).
     pub pool_slots: u32,
+    /// Each node's peer table limit (the daemon's `max-peers`).
+    pub max_peers: usize,
     /// Deliveries dropped because the target was down or the packet lost.
     pub lost: u64,
     /// Timer wake-ups after which the node's deadline was still not in the
@@ -163,6 +165,7 @@ impl Sim {
             overlay: OverlayConfig::default(),
             timers: crate::node::Timers::overlay_links(),
             pool_slots: 60,
+            max_peers: NodeConfig::default().max_peers,
             lost: 0,
             stuck_wakes: 0,
             stuck_node: None,
@@ -249,6 +252,7 @@ impl Sim {
             cert,
             timers: self.timers.clone(),
             pool_slots: self.pool_slots,
+            max_peers: self.max_peers,
             wall_origin_us: 1_800_000_000_000_000 + self.now.as_micros(),
             rng_seed: s.next_u64(),
             overlay: Some(self.overlay.clone()),

@@ -326,13 +326,22 @@ fn routed_sessions(n: usize) -> Routed {
     }
     SIM_HUB.store(0, Relaxed);
     let before = hub_bytes();
-    let linked_before = sim
-        .node(0)
-        .status(sim.now())
-        .peers
-        .iter()
-        .filter(|p| p.linked)
-        .count();
+    let linked = |sim: &Sim| {
+        sim.node(0)
+            .status(sim.now())
+            .peers
+            .iter()
+            .filter(|p| p.linked)
+            .count()
+    };
+    let arrived = |sim: &mut Sim, j: usize| {
+        let frames = sim.take_frames(j);
+        frames
+            .iter()
+            .filter(|f| f.ends_with(b"routed session"))
+            .count()
+    };
+    let linked_before = linked(&sim);
     // In waves below the resolver's 32 lookups at a time, as a host opening
     // connections would: each destination is resolved once and then
     // reached over the overlay.
@@ -344,31 +353,17 @@ fn routed_sessions(n: usize) -> Routed {
         }
         sim.run_for(Duration::from_secs(2));
         for &j in wave {
-            delivered += sim
-                .take_frames(j)
-                .iter()
-                .filter(|f| f.ends_with(b"routed session"))
-                .count();
+            delivered += arrived(&mut sim, j);
         }
     }
     sim.run_for(Duration::from_secs(5));
     // Those whose end-to-end handshake took longer than their wave.
     for j in 1..n {
-        delivered += sim
-            .take_frames(j)
-            .iter()
-            .filter(|f| f.ends_with(b"routed session"))
-            .count();
+        delivered += arrived(&mut sim, j);
     }
     let grown = hub_bytes() - before;
     SIM_HUB.store(u32::MAX, Relaxed);
-    let linked_after = sim
-        .node(0)
-        .status(sim.now())
-        .peers
-        .iter()
-        .filter(|p| p.linked)
-        .count();
+    let linked_after = linked(&sim);
     Routed {
         per_session: grown as f64 / (n - 1) as f64,
         routed: (n - 1) - (linked_after - linked_before.min(linked_after)),

@@ -38,9 +38,7 @@ fn number(st: &str, key: &str) -> f64 {
 
 /// The `offloads` string of host `i`'s status.
 fn offloads(lab: &Lab, i: usize) -> String {
-    let st = lab.status_json(i).unwrap();
-    let at = st.find("\"offloads\":\"").expect("offloads in status") + 12;
-    st[at..at + st[at..].find('"').unwrap()].to_string()
+    lab.offloads(i).unwrap()
 }
 
 #[test]

@@ -99,6 +99,12 @@ fn six_hosts_reach_each_other_by_virtual_ip() {
         bits / 1e6
     );
     assert!(bits > 1e6);
+    // The TAP offloads carry VPN packets too: the sender cut the kernel's
+    // super-frames, the receiver joined the segments back into runs.
+    let (sent, got) = (lab.offloads(a).unwrap(), lab.offloads(b).unwrap());
+    eprintln!("h{a}: {sent}\nh{b}: {got}");
+    assert!(sent.contains(" super-frames, "), "h{a}: {sent}");
+    assert!(got.contains(" runs, "), "h{b}: {got}");
 
     // A broadcast ping reaches every other host, and each answers.
     let out = lab

@@ -72,6 +72,19 @@ impl Lab {
         Some(rest[..rest.find('"')?].to_string())
     }
 
+    /// Host `i`'s kernel offloads as its status reports them ("udp gso on
+    /// (…), udp gro on (…), tap tso on (…), tap gro on (…)").
+    pub fn offloads(&self, i: usize) -> io::Result<String> {
+        let st = self.status_json(i)?;
+        let key = "\"offloads\":\"";
+        let at = st.find(key).map(|a| a + key.len());
+        let end = at.and_then(|a| st[a..].find('"').map(|e| a + e));
+        match (at, end) {
+            (Some(a), Some(e)) => Ok(st[a..e].to_string()),
+            _ => Err(io::Error::other(format!("no offloads in status: {st}"))),
+        }
+    }
+
     /// Waits until every host in `hosts` holds its virtual address.
     pub fn wait_vpn_held(&self, hosts: &[usize], timeout: Duration) -> io::Result<Duration> {
         let start = Instant::now();

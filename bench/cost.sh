@@ -13,6 +13,7 @@
 # Usage: bench/cost.sh [N [M]]   (as root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/openvpn-certs.sh
 N=${1:-1000}
 M=${2:-50}
 NS="rvc$$"
@@ -76,19 +77,7 @@ PY
 # tun devices).
 openvpn_rss() {
   local clients=$1 d="$WORK/ov"; mkdir -p "$d"
-  if [ ! -f "$d/ca.crt" ]; then
-    ( cd "$d"
-      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-        -subj /CN=cost-ca -keyout ca.key -out ca.crt 2>/dev/null
-      for n in server client; do
-        openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$n" \
-          -keyout $n.key -out $n.csr 2>/dev/null
-        printf 'keyUsage=digitalSignature,keyAgreement\nextendedKeyUsage=%s\n' \
-          "$([ $n = server ] && echo serverAuth || echo clientAuth)" > $n.ext
-        openssl x509 -req -in $n.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
-          -extfile $n.ext -out $n.crt 2>/dev/null
-      done )
-  fi
+  openvpn_certs "$d"
   local common=(--dev-type tun --disable-dco --verb 1 --ca "$d/ca.crt")
   ip netns exec "$NS" openvpn "${common[@]}" --dev ovs --local 198.18.0.1 --port 1194 \
     --server 100.67.0.0 255.255.0.0 --topology subnet --dh none --duplicate-cn \

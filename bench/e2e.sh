@@ -22,6 +22,7 @@
 # Usage: bench/e2e.sh [RUNS] [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/openvpn-certs.sh
 RUNS=${1:-3}
 SECS=${2:-10}
 UDP_SECS=5
@@ -202,19 +203,7 @@ run_openvpn() {
     a+=(--remote 198.18.0.2 --ifconfig 100.67.0.1 100.67.0.2)
     b+=(--local 198.18.0.2 --remote 198.18.0.1 --ifconfig 100.67.0.2 100.67.0.1)
   else
-    if [ ! -f "$d/ca.crt" ]; then
-      ( cd "$d"
-        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-          -subj /CN=e2e-ca -keyout ca.key -out ca.crt 2>/dev/null
-        for n in server client; do
-          openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$n" \
-            -keyout $n.key -out $n.csr 2>/dev/null
-          printf 'keyUsage=digitalSignature,keyAgreement\nextendedKeyUsage=%s\n' \
-            "$([ $n = server ] && echo serverAuth || echo clientAuth)" > $n.ext
-          openssl x509 -req -in $n.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
-            -extfile $n.ext -out $n.crt 2>/dev/null
-        done )
-    fi
+    openvpn_certs "$d"
     common+=(--ca "$d/ca.crt")
     a+=(--server 100.67.0.0 255.255.255.0 --topology subnet --dh none --cert "$d/server.crt" --key "$d/server.key")
     b+=(--client --remote 198.18.0.1 --remote-cert-tls server --cert "$d/client.crt" --key "$d/client.key")

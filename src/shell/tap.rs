@@ -230,17 +230,9 @@ impl Tap {
         let cap = MAX_PAYLOAD.min(space.len());
         let read = if !self.vnet {
             sys::read(fd, &mut space[..cap])
-        } else if self.big.is_empty() {
-            sys::readv(
-                fd,
-                &mut [
-                    IoSliceMut::new(&mut hdr),
-                    IoSliceMut::new(&mut space[..cap]),
-                ],
-            )
-            .map(|n| n.saturating_sub(vnet::LEN))
         } else {
-            let spill = &mut self.big[MAX_PAYLOAD..];
+            // Without TSO there is no spill (an empty iovec takes nothing).
+            let spill = self.big.get_mut(MAX_PAYLOAD..).unwrap_or_default();
             let mut iov = [
                 IoSliceMut::new(&mut hdr),
                 IoSliceMut::new(&mut space[..cap]),
@@ -332,9 +324,8 @@ impl Tap {
     fn write_one(&self, node: &mut Node, f: PacketBuf) {
         let frame = node.pool().data(&f);
         let wrote = if self.vnet {
-            let mut hdr = [0u8; vnet::LEN];
-            VnetHdr::PLAIN.emit(&mut hdr);
-            sys::writev(self.raw_fd(), &[IoSlice::new(&hdr), IoSlice::new(frame)])
+            let hdr = IoSlice::new(&VnetHdr::PLAIN_BYTES);
+            sys::writev(self.raw_fd(), &[hdr, IoSlice::new(frame)])
         } else {
             sys::write(self.raw_fd(), frame)
         };

@@ -4,6 +4,18 @@ use super::{get_u16, Error, Result};
 
 pub const HEADER_LEN: usize = 14;
 
+/// An 802.1Q tag's ethertype: four more bytes before the real one.
+const ETHERTYPE_VLAN: u16 = 0x8100;
+
+/// Where a frame's network header starts (14, or 18 behind one VLAN tag)
+/// and its ethertype; `None` if the frame is too short for either.
+pub fn network_start(frame: &[u8]) -> Option<(usize, u16)> {
+    match super::get_u16(frame.get(..HEADER_LEN)?, 12) {
+        ETHERTYPE_VLAN => Some((18, super::get_u16(frame.get(..18)?, 16))),
+        t => Some((HEADER_LEN, t)),
+    }
+}
+
 /// A 48-bit MAC address.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
 pub struct Mac(pub [u8; 6]);
@@ -94,6 +106,18 @@ impl<T: AsRef<[u8]>> Frame<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn network_start_skips_one_vlan_tag() {
+        let mut f = [0u8; 18];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        assert_eq!(network_start(&f), Some((14, 0x0800)));
+        f[12..16].copy_from_slice(&[0x81, 0x00, 0x00, 0x07]);
+        f[16..18].copy_from_slice(&[0x86, 0xdd]);
+        assert_eq!(network_start(&f), Some((18, 0x86dd)));
+        assert_eq!(network_start(&f[..17]), None);
+        assert_eq!(network_start(&f[..13]), None);
+    }
 
     #[test]
     fn deconstruct() {

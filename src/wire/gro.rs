@@ -27,12 +27,12 @@
 //! flows: one bulk flow at a time is what a tunnel carries when it
 //! matters, and an interleaved flow just starts a new run.
 
+use super::ethernet::network_start;
 use super::ip::{checksum_add, checksum_finish, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use super::tso::{pseudo_sum, put_u16};
 use super::vnet::{Gso, VnetHdr, F_NEEDS_CSUM};
 use super::{get_u16, get_u32};
 
-const ETHERTYPE_VLAN: u16 = 0x8100;
 const TCP_ACK: u8 = 0x10;
 const TCP_PSH: u8 = 0x08;
 
@@ -58,13 +58,7 @@ impl Segment {
     /// anything else (which is written to the TAP as it is).
     pub fn parse(frame: &[u8]) -> Option<Segment> {
         let len = frame.len();
-        if len < 14 {
-            return None;
-        }
-        let (l3, ethertype) = match get_u16(frame, 12) {
-            ETHERTYPE_VLAN if len >= 18 => (18, get_u16(frame, 16)),
-            t => (14, t),
-        };
+        let (l3, ethertype) = network_start(frame)?;
         let (v6, l4) = match ethertype {
             ETHERTYPE_IPV4 => {
                 let ip = frame.get(l3..l3 + 20)?;

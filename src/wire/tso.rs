@@ -20,11 +20,11 @@
 //! buffer per segment, so the sealed datagrams are the ordinary ones and
 //! nothing downstream knows offloads exist.
 
+use super::ethernet::network_start;
 use super::ip::{checksum_add, checksum_finish, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use super::vnet::{Gso, VnetHdr};
 use super::{get_u16, get_u32, Error, Result};
 
-const ETHERTYPE_VLAN: u16 = 0x8100;
 const TCP_FIN: u8 = 0x01;
 const TCP_PSH: u8 = 0x08;
 const TCP_CWR: u8 = 0x80;
@@ -58,13 +58,10 @@ impl Plan {
     pub fn parse(frame: &[u8], h: &VnetHdr) -> Result<Plan> {
         let len = frame.len();
         let gso_size = usize::from(h.gso_size);
-        if !h.needs_csum() || gso_size < MIN_GSO_SIZE || len < 14 {
+        if !h.needs_csum() || gso_size < MIN_GSO_SIZE {
             return Err(Error);
         }
-        let (l3, ethertype) = match get_u16(frame, 12) {
-            ETHERTYPE_VLAN if len >= 18 => (18, get_u16(frame, 16)),
-            t => (14, t),
-        };
+        let (l3, ethertype) = network_start(frame).ok_or(Error)?;
         let v6 = match (h.gso, ethertype) {
             (Gso::Tcp4 | Gso::Udp, ETHERTYPE_IPV4) => false,
             (Gso::Tcp6 | Gso::Udp, ETHERTYPE_IPV6) => true,

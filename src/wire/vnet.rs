@@ -106,6 +106,9 @@ impl VnetHdr {
         out[8..10].copy_from_slice(&self.csum_offset.to_le_bytes());
     }
 
+    /// [`VnetHdr::PLAIN`] as written: all zeros.
+    pub const PLAIN_BYTES: [u8; LEN] = [0; LEN];
+
     pub fn needs_csum(&self) -> bool {
         self.flags & F_NEEDS_CSUM != 0
     }
@@ -152,6 +155,8 @@ mod tests {
         let mut out = [0; LEN];
         h.emit(&mut out);
         assert_eq!(out, raw);
+        VnetHdr::PLAIN.emit(&mut out);
+        assert_eq!(out, VnetHdr::PLAIN_BYTES);
     }
 
     #[test]

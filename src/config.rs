@@ -135,6 +135,21 @@ pub struct Config {
     pub routing: Routing,
     /// `[firewall] inbound = …` rules, in order (docs/ROUTES.md).
     pub firewall: Vec<crate::firewall::Rule>,
+    /// Sub-ring mode (docs/SUBRINGS.md): the `[network NAME]` sections.
+    /// Then the rest of this config is the public ring's node (`[public]`)
+    /// and has no TAP of its own.
+    pub networks: Vec<NetworkConfig>,
+}
+
+/// A `[network NAME]` section: a private ring of the network's members
+/// over the public one, with its own key, certificate, TAP and VPN.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    pub name: String,
+    /// The section's line (for errors found later, e.g. a key file).
+    pub line: usize,
+    /// The network's node, as a `[node]` section would describe it.
+    pub cfg: Config,
 }
 
 /// Exit gateways and subnet routes (docs/ROUTES.md).
@@ -226,7 +241,9 @@ impl Config {
 
     /// The VPN over the overlay, in overlay mode.
     pub fn vpn(&self) -> Option<crate::vpn::VpnConfig> {
-        if !self.overlay {
+        // In sub-ring mode this config is the public ring's: no VPN (each
+        // network has its own).
+        if !self.overlay || !self.networks.is_empty() {
             return None;
         }
         Some(crate::vpn::VpnConfig {
@@ -447,6 +464,78 @@ mod tests {
         assert_eq!(c.max_peers, DEFAULT_MAX_PEERS);
         let c = p("[node]\nkey = k\nmax-peers = 4096\n").unwrap();
         assert_eq!(c.max_peers, 4096);
+    }
+
+    #[test]
+    fn sub_ring_mode_takes_public_and_network_sections() {
+        let c = p("[public]\nkey = pub.key\nbootstrap = 198.18.0.1:5140\n\n[network office]\nkey = office.key\nca = office-ca.crt\ncert = office.crt\naddress = 100.64.1.10/24\n\n[network lab]\nkey = lab.key\ntap = rvlab\n").unwrap();
+        assert!(
+            c.overlay && c.vpn().is_none(),
+            "the public ring's node has no VPN"
+        );
+        assert_eq!(c.networks.len(), 2);
+        let office = &c.networks[0];
+        assert_eq!((office.name.as_str(), office.line), ("office", 5));
+        assert_eq!(office.cfg.tap, "rv-office");
+        assert_eq!(office.cfg.network, "office");
+        assert_eq!(office.cfg.key_file, Path::new("/etc/ringvpn/office.key"));
+        assert_eq!(office.cfg.subnet.1, 24);
+        assert!(office.cfg.vpn().is_some());
+        assert_eq!(c.networks[1].cfg.tap, "rvlab");
+        assert!(c.networks[1].cfg.auto_address);
+        let cases = [
+            (
+                "[node]\nkey = k\n[network a]\nkey = a\n",
+                ":3: [network NAME] needs a [public] section",
+            ),
+            (
+                "[public]\nkey = k\ntap = x\n",
+                ":3: tap is a network's: in [public] there is no TAP",
+            ),
+            (
+                "[public]\nkey = k\n[network a]\nkey = a\nlisten = 0.0.0.0:1\n",
+                ":5: listen is the daemon's: put it in [public]",
+            ),
+            (
+                "[public]\nkey = k\n[network a]\nkey = a\nbogus = 1\n",
+                ":5: unknown key bogus",
+            ),
+            (
+                "[public]\nkey = k\n[network a]\n",
+                ":3: [network a] needs `key = FILE`",
+            ),
+            (
+                "[public]\nkey = k\n[network a]\nkey = a\n[network a]\nkey = b\n",
+                ":5: [network a] given twice (first on line 3)",
+            ),
+            (
+                "[public]\nkey = k\n[network a b]\n",
+                ":3: invalid network name \"a b\"",
+            ),
+            (
+                "[public]\nkey = k\n[network a]\nkey = k\n",
+                ":3: [network a]: its key must not be the public node's",
+            ),
+            (
+                "[public]\nkey = k\n[network a]\nkey = a\ntap = t\n[network b]\nkey = b\ntap = t\n",
+                ":6: [network b]: tap t is another network's",
+            ),
+            (
+                "[public]\nkey = k\n[node]\nkey = k\n",
+                ":3: [node] and [public] both given",
+            ),
+            (
+                "[public]\nkey = k\n[network a]\nkey = a\nca = x\n",
+                ":3: [network a]: certificate mode needs both",
+            ),
+        ];
+        for (text, want) in cases {
+            let got = p(text).unwrap_err();
+            assert!(
+                got.starts_with("/etc/ringvpn/a.conf") && got.contains(want),
+                "{text:?}: {got}"
+            );
+        }
     }
 
     #[test]

@@ -11,8 +11,17 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-/// Longest request line the daemon accepts.
-pub const MAX_REQUEST_LEN: usize = 128;
+/// Longest request line the daemon accepts (with a network's `@NAME`).
+pub const MAX_REQUEST_LEN: usize = 192;
+
+/// `request` for network `network`'s node in a daemon that runs
+/// networks (sub-ring mode: `@NAME request`), or for the daemon's own.
+pub fn scoped(network: Option<&str>, request: &str) -> String {
+    match network {
+        Some(n) => format!("@{n} {request}"),
+        None => request.to_string(),
+    }
+}
 
 /// Sends `request` and returns the daemon's reply.
 pub fn query(socket: &Path, request: &str) -> std::io::Result<String> {
@@ -28,17 +37,25 @@ pub fn query(socket: &Path, request: &str) -> std::io::Result<String> {
 /// Sends a routed echo to ring address `addr` (32 hex digits) through the
 /// daemon at `socket` and waits up to `timeout` for the answer.
 /// Returns (hops, round-trip milliseconds).
-pub fn ring_ping(socket: &Path, addr: &str, timeout: Duration) -> std::io::Result<(u32, f64)> {
+pub fn ring_ping(
+    socket: &Path,
+    network: Option<&str>,
+    addr: &str,
+    timeout: Duration,
+) -> std::io::Result<(u32, f64)> {
     let nonce = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);
-    let started = query(socket, &format!("ring-ping {addr} {nonce}"))?;
+    let started = query(
+        socket,
+        &scoped(network, &format!("ring-ping {addr} {nonce}")),
+    )?;
     if started.trim() != "ok" {
         return Err(std::io::Error::other(started.trim().to_string()));
     }
     let deadline = std::time::Instant::now() + timeout;
     while std::time::Instant::now() < deadline {
-        let r = query(socket, &format!("ring-result {nonce}"))?;
+        let r = query(socket, &scoped(network, &format!("ring-result {nonce}")))?;
         let w: Vec<&str> = r.split_whitespace().collect();
         if let ["hops", h, "rtt_ms", ms] = w.as_slice() {
             let hops = h.parse().map_err(std::io::Error::other)?;
@@ -68,10 +85,11 @@ pub struct PingReply {
 /// current path; `None` when no pong came within `timeout`.
 pub fn ping_member(
     socket: &Path,
+    network: Option<&str>,
     target: &str,
     timeout: Duration,
 ) -> std::io::Result<Option<PingReply>> {
-    let started = query(socket, &format!("ping-start {target}"))?;
+    let started = query(socket, &scoped(network, &format!("ping-start {target}")))?;
     let Some(key) = started.trim().strip_prefix("key ") else {
         return Err(std::io::Error::other(
             started.trim().trim_start_matches("error: ").to_string(),
@@ -79,7 +97,7 @@ pub fn ping_member(
     };
     let deadline = std::time::Instant::now() + timeout;
     while std::time::Instant::now() < deadline {
-        let r = query(socket, &format!("ping-result {key}"))?;
+        let r = query(socket, &scoped(network, &format!("ping-result {key}")))?;
         let w: Vec<&str> = r.split_whitespace().collect();
         if let ["pong", name, ms, path, relay, hops] = w.as_slice() {
             let ms = ms.parse().map_err(std::io::Error::other)?;
@@ -103,18 +121,19 @@ pub fn ping_member(
 /// waiting up to `timeout` (the task's own budget bounds it).
 pub fn net_task(
     socket: &Path,
+    network: Option<&str>,
     task: &str,
     format: &str,
     timeout: Duration,
 ) -> std::io::Result<String> {
-    let started = query(socket, &format!("net-start {task}"))?;
+    let started = query(socket, &scoped(network, &format!("net-start {task}")))?;
     let Some(id) = started.trim().strip_prefix("task ") else {
         return Err(std::io::Error::other(started.trim().to_string()));
     };
     let ask = format!("net-result {id} {format}");
     let deadline = std::time::Instant::now() + timeout;
     while std::time::Instant::now() < deadline {
-        let r = query(socket, &ask)?;
+        let r = query(socket, &scoped(network, &ask))?;
         if r.trim() != "pending" {
             return Ok(r);
         }

@@ -185,16 +185,16 @@ fn endpoint_in(e: &RvEndpoint) -> Option<Endpoint> {
         IpAddr::V6(v6) => SocketAddr::V6(SocketAddrV6::new(v6, e.port, 0, e.scope_id)),
         v4 => SocketAddr::new(v4, e.port),
     };
-    Some(Endpoint {
-        addr,
-        tcp: e.tcp != 0,
+    Some(match e.tcp {
+        0 => Endpoint::udp(addr),
+        _ => Endpoint::tcp(addr),
     })
 }
 
 fn endpoint_out(e: &Endpoint) -> RvEndpoint {
     let mut out = RvEndpoint {
         family: 4,
-        tcp: u8::from(e.tcp),
+        tcp: u8::from(e.is_tcp()),
         port: e.addr.port(),
         addr: [0; 16],
         scope_id: 0,

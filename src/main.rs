@@ -248,9 +248,7 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
             Ok(())
         }
         "status" => {
-            let mut o = Options::new();
-            o.optopt("c", "config", "find the socket through this config", "FILE");
-            o.optopt("s", "socket", "control socket path", "SOCKET");
+            let mut o = socket_options();
             o.optflag("", "json", "machine-readable output");
             let m = parse(&o, rest)?;
             let socket = control_socket(&m)?;
@@ -259,14 +257,11 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
             } else {
                 "status"
             };
-            print!("{}", ask(&socket, req)?);
+            print!("{}", ask(&socket, &scoped(&m, req))?);
             Ok(())
         }
         "ring-ping" => {
-            let mut o = Options::new();
-            o.optopt("c", "config", "find the socket through this config", "FILE");
-            o.optopt("s", "socket", "control socket path", "SOCKET");
-            let m = parse(&o, rest)?;
+            let m = parse(&socket_options(), rest)?;
             let socket = control_socket(&m)?;
             let addr = one_free(&m, "ring address")?;
             let addr = addr.to_string_lossy();
@@ -275,9 +270,13 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
                     "ring-ping {addr:?}: a ring address is 32 hex digits (ringvpn status --json); to ping a member by name, virtual IP or key: ringvpn ping {addr}"
                 )));
             }
-            let (hops, ms) =
-                ringvpn::control::ring_ping(&socket, &addr, std::time::Duration::from_secs(5))
-                    .map_err(|e| Failure::Runtime(format!("ring-ping {addr}: {e}")))?;
+            let (hops, ms) = ringvpn::control::ring_ping(
+                &socket,
+                network(&m).as_deref(),
+                &addr,
+                std::time::Duration::from_secs(5),
+            )
+            .map_err(|e| Failure::Runtime(format!("ring-ping {addr}: {e}")))?;
             println!("reply from {addr}: {hops} overlay hops, {ms:.2} ms");
             Ok(())
         }
@@ -298,6 +297,7 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
                 let t0 = std::time::Instant::now();
                 let pong = ringvpn::control::ping_member(
                     &socket,
+                    network(&m).as_deref(),
                     &target,
                     std::time::Duration::from_secs(2),
                 )
@@ -331,7 +331,7 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
         }
         "peers" => {
             let m = parse(&socket_options(), rest)?;
-            print!("{}", ask(&control_socket(&m)?, "peers")?);
+            print!("{}", ask(&control_socket(&m)?, &scoped(&m, "peers"))?);
             Ok(())
         }
         "reload" => {
@@ -347,7 +347,7 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
         }
         "metrics" => {
             let m = parse(&socket_options(), rest)?;
-            print!("{}", ask(&control_socket(&m)?, "metrics")?);
+            print!("{}", ask(&control_socket(&m)?, &scoped(&m, "metrics"))?);
             Ok(())
         }
         "net" => {
@@ -390,8 +390,9 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
                 _ => 20,
             };
             let timeout = std::time::Duration::from_secs(secs);
-            let out = ringvpn::control::net_task(&socket, &task, format, timeout)
-                .map_err(|e| Failure::Runtime(format!("net {task}: {e}")))?;
+            let out =
+                ringvpn::control::net_task(&socket, network(&m).as_deref(), &task, format, timeout)
+                    .map_err(|e| Failure::Runtime(format!("net {task}: {e}")))?;
             match svg {
                 Some(file) => {
                     std::fs::write(&file, &out)
@@ -411,12 +412,29 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
     }
 }
 
-/// `-c FILE | -s SOCKET`: how commands find a running daemon.
+/// `-c FILE | -s SOCKET`: how commands find a running daemon; `-N
+/// NAME`: which of its networks (sub-ring mode) they are about.
 fn socket_options() -> Options {
     let mut o = Options::new();
     o.optopt("c", "config", "find the socket through this config", "FILE");
     o.optopt("s", "socket", "control socket path", "SOCKET");
+    o.optopt(
+        "N",
+        "network",
+        "a network of the daemon's ([network NAME])",
+        "NAME",
+    );
     o
+}
+
+/// `-N NAME`, if given.
+fn network(m: &getopts::Matches) -> Option<String> {
+    m.opt_str("N")
+}
+
+/// `request` for the network `-N` names, if any.
+fn scoped(m: &getopts::Matches, request: &str) -> String {
+    ringvpn::control::scoped(network(m).as_deref(), request)
 }
 
 /// One request to the daemon's control socket.

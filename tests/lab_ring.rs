@@ -33,7 +33,7 @@ fn eight_daemons_form_a_ring_route_and_repair() {
     for j in 1..8 {
         let addr = lab.ring_addr(j).to_hex();
         let (hops, ms) =
-            ringvpn::control::ring_ping(&lab.hosts[0].control, &addr, Duration::from_secs(5))
+            ringvpn::control::ring_ping(&lab.hosts[0].control, None, &addr, Duration::from_secs(5))
                 .unwrap_or_else(|e| panic!("ring ping to host {j}: {e}"));
         assert!(hops >= 1 && ms > 0.0);
     }
@@ -45,7 +45,7 @@ fn eight_daemons_form_a_ring_route_and_repair() {
     eprintln!("ring repaired {t:?} after killing 2 of 8");
     for &j in &live[1..] {
         let addr = lab.ring_addr(j).to_hex();
-        ringvpn::control::ring_ping(&lab.hosts[0].control, &addr, Duration::from_secs(5))
+        ringvpn::control::ring_ping(&lab.hosts[0].control, None, &addr, Duration::from_secs(5))
             .unwrap_or_else(|e| panic!("ring ping to host {j} after repair: {e}"));
     }
 }

@@ -12,10 +12,11 @@ const LAYERS: &[&[&str]] = &[
     &["limit", "wire"],
     &["buf", "crypto"],
     &["overlay"],
-    &["firewall", "routes"],
+    &["firewall", "routes", "subring"],
     &["vpn"],
     &["manage"],
     &["node"],
+    &["host"],
     &[
         "config", "control", "metrics", "ringmap", "sim", "status", "sys",
     ],

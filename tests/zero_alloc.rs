@@ -40,15 +40,20 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-fn node(me: u8, other: u8, other_ep: SocketAddr) -> Node {
-    let cfg = NodeConfig {
+/// A static node's config: one peer, `other`'s key at `other_ep`.
+fn one_peer(other: u8, other_ep: SocketAddr) -> NodeConfig {
+    NodeConfig {
         peers: vec![PeerConfig {
             name: "peer".into(),
             key: Identity::from_seed(&Seed([other; 32])).public(),
             endpoint: Some(other_ep),
         }],
         ..NodeConfig::default()
-    };
+    }
+}
+
+fn node(me: u8, other: u8, other_ep: SocketAddr) -> Node {
+    let cfg = one_peer(other, other_ep);
     Node::new(Identity::from_seed(&Seed([me; 32])), cfg, Instant::ZERO)
 }
 
@@ -469,4 +474,95 @@ fn vpn_packets_allocate_nothing_direct_routed_or_through_a_gateway() {
             2 * count
         );
     }
+}
+
+/// Sub-rings (docs/SUBRINGS.md): two daemons' nodes of one network
+/// exchange frames over the shared socket — tagged by the sending node,
+/// taken off the public node's pool and handed to the network's node by
+/// the receiving host — allocating nothing per packet either.
+#[test]
+fn sub_ring_tagged_datagrams_allocate_nothing() {
+    use ringvpn::host::{NetworkSpec, Networks};
+    let (ea, eb): (SocketAddr, SocketAddr) = (
+        "198.18.0.1:1".parse().unwrap(),
+        "198.18.0.2:1".parse().unwrap(),
+    );
+    let host = |me: u8, other: u8, other_ep: SocketAddr| {
+        let mut public = Node::new(
+            Identity::from_seed(&Seed([me + 100; 32])),
+            NodeConfig::default(),
+            Instant::ZERO,
+        );
+        let mut nets = Networks::new(&mut public, 0);
+        let spec = NetworkSpec {
+            name: "net".into(),
+            ca: Vec::new(),
+            seed: Seed([me; 32]),
+            cfg: one_peer(other, other_ep),
+        };
+        nets.add(&public, spec, Instant::ZERO);
+        (public, nets)
+    };
+    let (mut pa, mut na) = host(1, 2, eb);
+    let (mut pb, mut nb) = host(2, 1, ea);
+    // The shell's way: a network's datagrams out of its pool, into the
+    // other daemon's public pool, and through its host.
+    let pump = |na: &mut Networks, from: SocketAddr, pb: &mut Node, nb: &mut Networks, now| {
+        let mut wire = [0u8; 2048];
+        let mut n = 0;
+        while let Some(t) = na.get_mut(0).node.poll_transmit() {
+            let node = &mut na.get_mut(0).node;
+            let len = node.pool().data(&t.buf).len();
+            wire[..len].copy_from_slice(node.pool().data(&t.buf));
+            node.pool_mut().free(t.buf);
+            let mut buf = pb.pool_mut().alloc().expect("pool");
+            pb.pool_mut().space_mut(&buf)[..len].copy_from_slice(&wire[..len]);
+            pb.pool().set_len(&mut buf, len);
+            assert!(
+                nb.handle_datagram(now, pb, from.into(), buf).is_none(),
+                "tagged"
+            );
+            n += 1;
+        }
+        n
+    };
+    let now = Instant::from_millis(1);
+    na.get_mut(0).node.handle_timeout(now);
+    nb.get_mut(0).node.handle_timeout(now);
+    for _ in 0..4 {
+        pump(&mut na, ea, &mut pb, &mut nb, now);
+        pump(&mut nb, eb, &mut pa, &mut na, now);
+    }
+    let mut ab = [0x42u8; 1400];
+    ab[..6].copy_from_slice(&[2, 0, 0, 0, 0, 0xb]);
+    ab[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0xa]);
+    let mut ba = ab;
+    ba[..6].copy_from_slice(&[2, 0, 0, 0, 0, 0xa]);
+    ba[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0xb]);
+    let round = |na: &mut Networks, pa: &mut Node, nb: &mut Networks, pb: &mut Node| {
+        send(&mut na.get_mut(0).node, &ab, now);
+        pump(na, ea, pb, nb, now);
+        let to_b = drain_frames(&mut nb.get_mut(0).node);
+        send(&mut nb.get_mut(0).node, &ba, now);
+        pump(nb, eb, pa, na, now);
+        (drain_frames(&mut na.get_mut(0).node), to_b)
+    };
+    for _ in 0..100 {
+        round(&mut na, &mut pa, &mut nb, &mut pb);
+    }
+    let before = allocs();
+    let (mut to_a, mut to_b) = (0, 0);
+    for _ in 0..10_000 {
+        let (a, b) = round(&mut na, &mut pa, &mut nb, &mut pb);
+        to_a += a;
+        to_b += b;
+    }
+    let allocs = allocs() - before;
+    assert_eq!((to_a, to_b), (10_000, 10_000), "every frame delivered");
+    assert_eq!(
+        allocs, 0,
+        "heap allocations during 20,000 frames over tagged datagrams"
+    );
+    assert_eq!(nb.stats.tagged_in, na.stats.tagged_in);
+    assert!(nb.stats.tagged_in >= 10_000);
 }

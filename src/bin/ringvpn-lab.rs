@@ -52,6 +52,14 @@ Usage:
                                   the first packet and to the final path, then the loss
                                   gap when direct paths go dark and when relays crash
                                   (p50 / p90 / max); exit 1 if a gap reaches 3 s
+  ringvpn-lab sim-subrings [--nodes N] [--groups G] [--min M] [--max M] [--symmetric F]
+                  [--churn F] [--churn-time S] [--seed S]
+                                  sub-rings: G groups (sizes M..M) over a public ring of N
+                                  behind NATs: time to a consistent sub-ring, links direct
+                                  vs carried over the public ring, a broadcast's reach and
+                                  leaks, VPN packets between members behind symmetric
+                                  NATs, group consistency while the public ring churns;
+                                  exit 1 if a group fails any of them
   ringvpn-lab mdns-listen VIP SECS    (lab helper) join 224.0.0.251 on the interface
                                   holding VIP, print each mDNS datagram received on
                                   port 5353 for SECS seconds
@@ -99,6 +107,7 @@ fn main() -> ExitCode {
         Some("nat-matrix") => nat_matrix(&args[1..]),
         Some("sim-nat") => sim_nat(&args[1..]),
         Some("sim-failover") => sim_failover(&args[1..]),
+        Some("sim-subrings") => scale::subrings(&args[1..]),
         Some("mdns-listen") => mdns_listen(&args[1..]),
         Some("mdns-query") => mdns_query(&args[1..]),
         Some("flood") => flood(&args[1..]),

@@ -28,7 +28,48 @@ enum Section {
     Node,
     Peer,
     Firewall,
+    /// `[network NAME]`: the last of `Draft::networks`.
+    Network,
 }
+
+/// Keys a `[network NAME]` section takes: what one network's node and
+/// TAP need. The daemon-wide ones (listen, control, log, …) are
+/// `[public]`'s.
+const NETWORK_KEYS: &[&str] = &[
+    "key",
+    "tap",
+    "address",
+    "mtu",
+    "name",
+    "subnet",
+    "ipv6",
+    "dhcp",
+    "ca",
+    "cert",
+    "revocations",
+    "cipher",
+    "ondemand",
+    "ondemand-idle",
+    "max-peers",
+];
+
+/// Keys `[public]` does not take: the VPN's, which are each network's.
+const VPN_KEYS: &[&str] = &[
+    "tap",
+    "address",
+    "name",
+    "subnet",
+    "ipv6",
+    "dhcp",
+    "mtu",
+    "network",
+    "gateway",
+    "routes",
+    "route-masquerade",
+    "exit",
+    "exit-lan",
+    "accept-routes",
+];
 
 /// What the file said so far, before the defaults that depend on other
 /// keys (the MTU and subnet on the mode, the IPv6 prefix on the name).
@@ -80,6 +121,11 @@ struct Draft {
     routing_line: usize,
     firewall: Vec<crate::firewall::Rule>,
     firewall_line: usize,
+    /// `[public]` was the section (sub-ring mode), on this line.
+    public_line: usize,
+    node_line: usize,
+    /// `[network NAME]` sections: name, line, their drafts.
+    networks: Vec<(String, usize, Draft)>,
 }
 
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
@@ -113,12 +159,46 @@ fn parse_as(path: &Path, text: &str, need_key: bool) -> Result<Config, ConfigErr
         }
         if line.starts_with('[') {
             scope = match line {
-                "[node]" => 1,
+                "[node]" | "[public]" => 1,
                 "[firewall]" => 2,
                 _ => n + 2,
             };
+            if let Some(name) = line
+                .strip_prefix("[network ")
+                .and_then(|r| r.strip_suffix(']'))
+            {
+                let name = name.trim();
+                if !crate::vpn::name::valid(name) || name.len() > 32 {
+                    return Err(err(n, format!("invalid network name {name:?}: expected letters, digits and inner hyphens, at most 32")));
+                }
+                if let Some((_, first, _)) = draft.networks.iter().find(|(x, ..)| x == name) {
+                    return Err(err(
+                        n,
+                        format!("[network {name}] given twice (first on line {first})"),
+                    ));
+                }
+                let mut d = Draft::new(path.parent().unwrap_or(Path::new(".")));
+                d.network = name.to_string();
+                d.network_given = true;
+                d.tap = format!("rv-{name}").chars().take(15).collect();
+                draft.networks.push((name.to_string(), n, d));
+                section = Section::Network;
+                continue;
+            }
             section = match line {
-                "[node]" => Section::Node,
+                "[node]" | "[public]" => {
+                    if draft.public_line + draft.node_line != 0
+                        && (line == "[public]") == (draft.node_line != 0)
+                    {
+                        return Err(err(n, "[node] and [public] both given: [public] is the daemon's section in sub-ring mode, [node] otherwise".into()));
+                    }
+                    if line == "[public]" {
+                        draft.public_line = n;
+                    } else {
+                        draft.node_line = n;
+                    }
+                    Section::Node
+                }
                 "[firewall]" => {
                     draft.firewall_line = n;
                     Section::Firewall
@@ -133,7 +213,7 @@ fn parse_as(path: &Path, text: &str, need_key: bool) -> Result<Config, ConfigErr
                 _ => {
                     return Err(err(
                         n,
-                        format!("unknown section {line} (expected [node], [peer] or [firewall])"),
+                        format!("unknown section {line} (expected [node], [peer], [firewall], [public] or [network NAME])"),
                     ))
                 }
             };
@@ -150,6 +230,26 @@ fn parse_as(path: &Path, text: &str, need_key: bool) -> Result<Config, ConfigErr
             }
         }
         let taken = match section {
+            Section::Node if draft.public_line != 0 && VPN_KEYS.contains(&k) => {
+                return Err(err(n, format!("{k} is a network's: in [public] there is no TAP (put it in a [network NAME] section)")));
+            }
+            Section::Network if !NETWORK_KEYS.contains(&k) => {
+                let msg = if Draft::new(Path::new("."))
+                    .node(k, v, n)
+                    .is_ok_and(|known| known)
+                {
+                    format!("{k} is the daemon's: put it in [public]")
+                } else {
+                    format!("unknown key {k}")
+                };
+                return Err(err(n, msg));
+            }
+            Section::Network => draft
+                .networks
+                .last_mut()
+                .expect("in [network]")
+                .2
+                .node(k, v, n),
             Section::Node => draft.node(k, v, n),
             Section::Peer => draft.peer(k, v),
             Section::Firewall => draft.firewall(k, v),
@@ -161,9 +261,57 @@ fn parse_as(path: &Path, text: &str, need_key: bool) -> Result<Config, ConfigErr
             Err(what) => return Err(err(n, format!("invalid {k} {v:?}: expected {what}"))),
         }
     }
+    let public = draft.public_line;
+    let nets = core::mem::take(&mut draft.networks);
+    if !nets.is_empty() && public == 0 {
+        return Err(err(
+            nets[0].1,
+            "[network NAME] needs a [public] section (the public ring the networks meet on)".into(),
+        ));
+    }
+    if public != 0 && !draft.peers.is_empty() {
+        return Err(err(
+            draft.peers[0].line,
+            "[peer] does not go with [public]: sub-ring mode is overlay-only".into(),
+        ));
+    }
+    if public != 0 {
+        draft.overlay = true;
+        draft.overlay_set = true;
+    }
+    let mut networks = Vec::new();
+    for (name, line, mut d) in nets {
+        d.overlay = true;
+        d.overlay_set = true;
+        d.listen = draft.listen;
+        let section = format!("[network {name}]");
+        let mut c = d.finish(need_key, &section).map_err(|(l, msg)| {
+            let msg = match msg.starts_with(&section) {
+                true => msg,
+                false => format!("{section}: {msg}"),
+            };
+            err(if l == 0 { line } else { l }, msg)
+        })?;
+        if networks
+            .iter()
+            .any(|o: &super::NetworkConfig| o.cfg.tap == c.tap)
+        {
+            return Err(err(
+                line,
+                format!("[network {name}]: tap {} is another network's", c.tap),
+            ));
+        }
+        if draft.key_file.as_ref().is_some_and(|k| *k == c.key_file) {
+            return Err(err(line, format!("[network {name}]: its key must not be the public node's (members would be linkable across rings)")));
+        }
+        c.source = path.to_path_buf();
+        networks.push(super::NetworkConfig { name, line, cfg: c });
+    }
+    let section = if public != 0 { "[public]" } else { "[node]" };
     let mut cfg = draft
-        .finish(need_key)
+        .finish(need_key, section)
         .map_err(|(line, msg)| err(line, msg))?;
+    cfg.networks = networks;
     cfg.source = path.to_path_buf();
     Ok(cfg)
 }
@@ -251,6 +399,9 @@ impl Draft {
             routing_line: 0,
             firewall: Vec::new(),
             firewall_line: 0,
+            public_line: 0,
+            node_line: 0,
+            networks: Vec::new(),
         }
     }
 
@@ -446,11 +597,11 @@ impl Draft {
 
     /// The defaults and checks that depend on several keys. Errors are
     /// (line, message); line 0 is the file as a whole.
-    fn finish(mut self, need_key: bool) -> Result<Config, (usize, String)> {
+    fn finish(mut self, need_key: bool, section: &str) -> Result<Config, (usize, String)> {
         let key_file = match self.key_file.take() {
             Some(f) => f,
             None if !need_key => PathBuf::new(),
-            None => return Err((0, "[node] needs `key = FILE`".to_string())),
+            None => return Err((0, format!("{section} needs `key = FILE`"))),
         };
         if self.ca.is_some() != self.cert.is_some() {
             return Err((
@@ -595,6 +746,7 @@ impl Draft {
             routing: self.routing,
             firewall: self.firewall,
             source: PathBuf::new(),
+            networks: Vec::new(),
         })
     }
 }

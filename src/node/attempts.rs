@@ -148,7 +148,10 @@ impl Node {
                 all.extend(peer.reach.endpoint);
                 if linking {
                     for c in &peer.reach.candidates {
-                        if !all.contains(c) && (!c.tcp || tcp_now) && all.len() < MAX_CANDIDATES {
+                        if !all.contains(c)
+                            && (!c.is_tcp() || tcp_now)
+                            && all.len() < MAX_CANDIDATES
+                        {
                             all.push(*c);
                         }
                     }
@@ -161,7 +164,7 @@ impl Node {
                             .endpoint
                             .iter()
                             .chain(&peer.reach.candidates)
-                            .filter(|c| !c.tcp);
+                            .filter(|c| c.is_udp());
                         for c in udp.map(|c| Endpoint::tcp(c.addr)) {
                             if !all.contains(&c) && all.len() < MAX_CANDIDATES {
                                 all.push(c);
@@ -178,7 +181,7 @@ impl Node {
                 let ep = self.strangers.boots[usize::from(b)].endpoint;
                 let mut also = Endpoints::new();
                 let boot_tcp = self.settings.tcp_fallback && attempts >= BOOT_TCP_AFTER_ATTEMPTS;
-                if boot_tcp && !ep.tcp && self.index.linked == 0 {
+                if boot_tcp && ep.is_udp() && self.index.linked == 0 {
                     also.push(Endpoint::tcp(ep.addr));
                 }
                 Some((Path::Direct(ep), also))
@@ -217,7 +220,7 @@ impl Node {
             .peers
             .iter()
             .filter(|q| q.is_linked() && q.relay().is_none());
-        self.index.linked > 0 && links.all(|q| q.reach.endpoint.is_some_and(|e| e.tcp))
+        self.index.linked > 0 && links.all(|q| q.reach.endpoint.is_some_and(|e| e.is_tcp()))
     }
 
     /// The punch to `p` has not worked yet: a tunnel is built alongside it

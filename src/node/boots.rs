@@ -148,7 +148,7 @@ impl Node {
             .peers
             .iter()
             .filter(|p| p.is_linked() && p.relay().is_none())
-            .filter_map(|p| p.reach.proven.filter(|e| !e.tcp))
+            .filter_map(|p| p.reach.proven.filter(|e| e.is_udp()))
             .collect();
         eps.sort();
         eps.dedup();

@@ -185,7 +185,7 @@ impl Node {
             Some(ep) => log::info!("session with {} at {ep} established", peer.name),
             None => log::info!("session with {} over the overlay established", peer.name),
         }
-        if let Some(ep) = endpoint.filter(|e| !e.tcp) {
+        if let Some(ep) = endpoint.filter(|e| e.is_udp()) {
             // Where this peer saw us: our reflexive endpoint, if any.
             if self.underlay.nat.observe(ep.addr, done.observed, now) {
                 self.endpoints_changed(now);

@@ -77,6 +77,7 @@ pub(super) struct Settings {
     pub(super) tcp_fallback: bool,
     pub(super) fast_aes: bool,
     pub(super) admin_group: String,
+    pub(super) carriage: Carriage,
 }
 
 impl From<&NodeConfig> for Settings {
@@ -89,6 +90,7 @@ impl From<&NodeConfig> for Settings {
             tcp_fallback: cfg.tcp_fallback,
             fast_aes: cfg.fast_aes,
             admin_group: cfg.admin_group.clone(),
+            carriage: cfg.carriage,
         }
     }
 }
@@ -148,6 +150,24 @@ pub struct NodeConfig {
     /// static mode's `address`, routes we install): like those subnets,
     /// never an underlay address (see `node::underlay`).
     pub tap_prefixes: Vec<crate::net::Prefix>,
+    /// This node's part in sub-rings (`host`, docs/SUBRINGS.md).
+    pub carriage: Carriage,
+}
+
+/// A node's part in carrying sub-rings' datagrams over the public ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Carriage {
+    /// A daemon without networks: carried endpoints are refused like any
+    /// address that is not an underlay address, carried datagrams dropped.
+    #[default]
+    None,
+    /// The public node of a daemon with networks: it takes carried
+    /// datagrams for its host to hand on.
+    Public,
+    /// A network's node (this network id): its datagrams go out tagged
+    /// with the id, and what it sends to carried endpoints goes to its
+    /// host to carry (`Node::poll_to_carry`).
+    Network(u64),
 }
 
 impl Default for NodeConfig {
@@ -173,6 +193,7 @@ impl Default for NodeConfig {
             tcp_fallback: false,
             fast_aes: false,
             tap_prefixes: Vec::new(),
+            carriage: Carriage::None,
         }
     }
 }

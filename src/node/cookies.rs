@@ -66,7 +66,7 @@ fn mac(key: &hmac::Key, from: &Endpoint) -> Cookie {
         std::net::IpAddr::V6(v6) => msg[..16].copy_from_slice(&v6.octets()),
     }
     msg[16..18].copy_from_slice(&from.addr.port().to_be_bytes());
-    msg[18] = u8::from(from.tcp);
+    msg[18] = from.transport as u8;
     let tag = hmac::sign(key, &msg);
     let mut out = [0u8; COOKIE_LEN];
     out.copy_from_slice(&tag.as_ref()[..COOKIE_LEN]);

@@ -148,7 +148,7 @@ impl Node {
         let Ok(init) = InitPacket::new_checked(self.pool.data(buf)) else {
             return Err(DropReason::BadLength);
         };
-        let proven = from.tcp
+        let proven = from.is_tcp()
             || init
                 .cookie()
                 .is_some_and(|c| self.guards.cookies.valid(now, &self.env.sysrand, &from, c));
@@ -183,7 +183,7 @@ impl Node {
         for _ in candidates.len()..all.len() {
             self.stats.count(DropReason::CandidateInVpn);
         }
-        let mut udp = candidates.iter().filter(|c| !c.tcp).copied();
+        let mut udp = candidates.iter().filter(|c| !c.is_tcp()).copied();
         let Some(first) = udp.next() else {
             return self.stats.count(DropReason::NoEndpoint);
         };

@@ -14,7 +14,8 @@ use crate::wire::control::{
     KIND_ROUTED_DATA, LEAVE,
 };
 use crate::wire::overlay::{
-    Endpoints, Mode, RoutedData, RoutedDataRepr, DATA_FLAG_TUNNEL, ROUTED_DATA_HEADER_LEN,
+    Endpoints, Mode, RoutedData, RoutedDataRepr, DATA_FLAG_CARRIED, DATA_FLAG_TUNNEL,
+    ROUTED_DATA_HEADER_LEN,
 };
 use crate::wire::MsgType;
 
@@ -327,7 +328,7 @@ impl Node {
             }
         }
         if peer.reach.endpoint.is_none() {
-            peer.reach.endpoint = peer.reach.candidates.iter().find(|c| !c.tcp).copied();
+            peer.reach.endpoint = peer.reach.candidates.iter().find(|c| !c.is_tcp()).copied();
         }
         fresh
     }
@@ -388,11 +389,8 @@ impl Node {
         let Some(ov) = self.overlay.as_mut() else {
             return self.drop_buf(buf, DropReason::NoRoute);
         };
-        let tunnel = self
-            .pool
-            .data(&buf)
-            .get(3)
-            .is_some_and(|f| f & DATA_FLAG_TUNNEL != 0);
+        let flags = self.pool.data(&buf).get(3).copied().unwrap_or(0);
+        let tunnel = flags & DATA_FLAG_TUNNEL != 0;
         match ov.route_data(self.pool.data_mut(&buf)) {
             Route::Forward(next) if tunnel => {
                 // A tunnel's relay: only to the destination itself, over
@@ -424,6 +422,9 @@ impl Node {
                     .saturating_add(1);
                 let arrival = super::Arrival::routed(hops, tunnel.then_some(from));
                 self.pool.trim_front(&mut buf, ROUTED_DATA_HEADER_LEN);
+                if flags & DATA_FLAG_CARRIED != 0 {
+                    return self.carried_in(buf);
+                }
                 match crate::wire::peek(self.pool.data(&buf)) {
                     Ok(MsgType::Frame | MsgType::Packet | MsgType::Control) => {
                         self.handle_sealed(now, &arrival, buf)
@@ -456,19 +457,21 @@ impl Node {
     /// Sends a sealed message to the node at `dst` over the overlay (or,
     /// for a tunnel, through the `relay` link): the routed data header goes
     /// in front, in place, and the first hop's link seals it again.
+    /// `flags`: `DATA_FLAG_CARRIED` for a network's datagram (`carry`).
     pub(super) fn send_routed_data(
         &mut self,
         now: Instant,
         dst: Addr,
         mut buf: PacketBuf,
         relay: Option<PeerIdx>,
+        flags: u8,
     ) {
         let Some(ov) = self.overlay.as_ref() else {
             return self.drop_buf(buf, DropReason::NoRoute);
         };
         let (hop, ttl, flags) = match relay {
-            Some(r) => (Some(r), 2, DATA_FLAG_TUNNEL),
-            None => (ov.first_hop(dst), ov.ttl(), 0),
+            Some(r) => (Some(r), 2, flags | DATA_FLAG_TUNNEL),
+            None => (ov.first_hop(dst), ov.ttl(), flags),
         };
         let Some(hop) = hop else {
             return self.drop_buf(buf, DropReason::NoRoute);

@@ -19,6 +19,7 @@
 
 mod attempts;
 mod boots;
+mod carry;
 pub use boots::LEARNED_BOOTS;
 mod completion;
 pub mod config;
@@ -58,7 +59,7 @@ pub use crate::wire::endpoint::Endpoint;
 use crate::wire::MsgType;
 use boots::Boot;
 use config::Settings;
-pub use config::{NodeConfig, PeerConfig, Timers};
+pub use config::{Carriage, NodeConfig, PeerConfig, Timers};
 pub use events::Event;
 use limiter::HandshakeLimiter;
 use peer::Peer;
@@ -175,6 +176,11 @@ pub struct Node {
 struct Outbox {
     transmits: VecDeque<Transmit>,
     frames: VecDeque<PacketBuf>,
+    /// Sub-rings (`carry`): the public node's datagrams carried to us for
+    /// the host's networks; a network node's datagrams for its host to
+    /// carry.
+    carried: VecDeque<PacketBuf>,
+    to_carry: VecDeque<Transmit>,
     /// Everything else for the caller (see `events`).
     events: VecDeque<Event>,
 }
@@ -285,6 +291,8 @@ impl Node {
             out: Outbox {
                 transmits: VecDeque::with_capacity(MAX_QUEUED.min(cfg.pool_slots as usize)),
                 frames: VecDeque::with_capacity(MAX_QUEUED.min(cfg.pool_slots as usize)),
+                carried: VecDeque::new(),
+                to_carry: VecDeque::new(),
                 events: VecDeque::new(),
             },
             stats: Stats::default(),

@@ -20,7 +20,9 @@ impl Node {
         match wire::peek(self.pool.data(&buf)) {
             Err(PeekError::Truncated) => self.drop_buf(buf, DropReason::BadLength),
             Err(PeekError::Version) => self.drop_buf(buf, DropReason::BadVersion),
-            Err(PeekError::Type) => self.drop_buf(buf, DropReason::BadType),
+            // A network's tagged datagram is its host's to hand on: one
+            // that reaches a node is for no network this daemon runs.
+            Err(PeekError::Type) | Ok(MsgType::Network) => self.drop_buf(buf, DropReason::BadType),
             Ok(MsgType::HandshakeInit) => self.handle_init(now, Path::Direct(from), buf),
             Ok(MsgType::HandshakeResp) => self.handle_resp(now, Path::Direct(from), buf),
             Ok(MsgType::CookieReply) => self.handle_cookie_reply(now, from, buf),
@@ -252,7 +254,7 @@ impl Node {
         let direct_udp = peer
             .reach
             .endpoint
-            .filter(|e| peer.live.rx_hops == 1 && !e.tcp);
+            .filter(|e| peer.live.rx_hops == 1 && e.is_udp());
         match ping.pong {
             false => {
                 control::ping_to_pong(self.pool.data_mut(&buf));

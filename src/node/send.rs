@@ -133,8 +133,8 @@ impl Node {
         let to = peer.addr;
         match via {
             Via::Endpoint(dst) => self.queue_transmit(dst, buf),
-            Via::Overlay => self.send_routed_data(now, to, buf, None),
-            Via::Relay(r) => self.send_routed_data(now, to, buf, Some(r)),
+            Via::Overlay => self.send_routed_data(now, to, buf, None, 0),
+            Via::Relay(r) => self.send_routed_data(now, to, buf, Some(r), 0),
         }
         if rekey && !pending {
             self.start_handshake(now, Target::Peer(p));
@@ -146,6 +146,8 @@ impl Node {
             self.drop_buf(buf, DropReason::UnderlayInVpn);
         } else if self.out.transmits.len() >= MAX_QUEUED {
             self.drop_buf(buf, DropReason::QueueFull);
+        } else if let super::Carriage::Network(id) = self.settings.carriage {
+            self.network_out(id, dst, buf);
         } else {
             self.out.transmits.push_back(Transmit { dst, buf });
         }

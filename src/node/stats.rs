@@ -49,6 +49,9 @@ pub enum DropReason {
     HopLimit,
     /// A routed message for an exact address no node has.
     NoRoute,
+    /// A sub-ring's carried datagram for a daemon that runs no networks,
+    /// or more than its host has taken (see `node::carry`).
+    Uncarried,
     /// A peer sent overlay messages faster than its budget.
     OverlayRateLimited,
     /// A frame for the host's link only (ARP/ND/DHCP not answered, router
@@ -146,7 +149,7 @@ impl DropReason {
         }
     }
 
-    pub const ALL: [DropReason; 47] = [
+    pub const ALL: [DropReason; 48] = [
         DropReason::BadLength,
         DropReason::BadVersion,
         DropReason::BadType,
@@ -168,6 +171,7 @@ impl DropReason {
         DropReason::Unsolicited,
         DropReason::HopLimit,
         DropReason::NoRoute,
+        DropReason::Uncarried,
         DropReason::OverlayRateLimited,
         DropReason::LocalOnly,
         DropReason::NotInNetwork,
@@ -220,6 +224,7 @@ impl DropReason {
             DropReason::Unsolicited => "unsolicited",
             DropReason::HopLimit => "hop_limit",
             DropReason::NoRoute => "no_route",
+            DropReason::Uncarried => "uncarried",
             DropReason::OverlayRateLimited => "overlay_rate_limited",
             DropReason::LocalOnly => "local_only",
             DropReason::NotInNetwork => "not_in_network",

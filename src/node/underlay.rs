@@ -73,6 +73,11 @@ impl Node {
     /// Whether underlay traffic may go to (or come from) `ep`.
     #[inline]
     pub(super) fn underlay_ok(&self, ep: &Endpoint) -> bool {
+        if ep.is_carried() {
+            // Not an underlay address at all: only a network's node, whose
+            // host carries it over the public ring, may use one.
+            return matches!(self.settings.carriage, super::config::Carriage::Network(_));
+        }
         !self.underlay.guard.contains(ep.addr.ip())
     }
 
@@ -183,7 +188,7 @@ impl Node {
             .endpoint
             .is_some_and(|e| peer.reach.proven != Some(e) && !kept.contains(&e))
         {
-            peer.reach.endpoint = kept.iter().find(|c| !c.tcp).copied();
+            peer.reach.endpoint = kept.iter().find(|c| !c.is_tcp()).copied();
         }
         peer.reach.candidates = kept;
     }
@@ -219,7 +224,10 @@ impl Node {
         let mut kept = Endpoints::new();
         for &e in core::iter::once(&first).chain(also) {
             let ip = e.ip();
-            if kept.iter().any(|k| k.ip() == ip && k.tcp == e.tcp) {
+            if kept
+                .iter()
+                .any(|k| k.ip() == ip && k.transport == e.transport)
+            {
                 continue;
             }
             let turn_taken = kept.iter().any(|k| k.ip() == ip);
@@ -248,13 +256,13 @@ impl Node {
             .underlay
             .local
             .iter()
-            .filter(|e| !e.tcp)
+            .filter(|e| !e.is_tcp())
             .copied()
             .collect();
         for r in self.underlay.nat.reflexive(&local) {
             eps.push(Endpoint::udp(r));
         }
-        eps.extend(self.underlay.local.iter().filter(|e| e.tcp).copied());
+        eps.extend(self.underlay.local.iter().filter(|e| e.is_tcp()).copied());
         eps.retain(|e| self.underlay_ok(e));
         eps
     }
@@ -303,7 +311,7 @@ impl Node {
         self.underlay
             .local
             .iter()
-            .filter(|e| !e.tcp)
+            .filter(|e| e.is_udp())
             .map(|e| e.addr)
             .collect()
     }

@@ -28,7 +28,10 @@ pub(super) struct Daemon {
     cfg: Config,
     /// Routes, rules and nft table we added (taken back when dropped).
     routing: routing::HostRouting,
-    tap: tap::Tap,
+    /// The TAP (none in sub-ring mode: each network has its own).
+    tap: Option<tap::Tap>,
+    /// Sub-ring mode: the networks beside the public node.
+    subrings: Option<super::subrings::Subrings>,
     udp: udp::Udp,
     tcp: tcp::Tcp,
     ctl: control::Control,
@@ -71,6 +74,7 @@ impl Daemon {
         // stops us before we touch its TAP, routes or rules.
         let ctl = control::Control::bind(&cfg.control, CONTROL.0)
             .map_err(|e| format!("control socket {}: {e}", cfg.control.display()))?;
+        let subring_mode = !cfg.networks.is_empty();
         let vpn = cfg.vpn();
         // In overlay mode a static address is configured at once (the
         // claim runs meanwhile; a conflict stops the daemon); an automatic
@@ -80,11 +84,21 @@ impl Daemon {
         // caches stay valid.
         let mac = crate::vpn::host_mac(&key).0;
         let tap = match embed.tap {
-            Some(fd) => tap::Tap::adopt(fd, &cfg.tap, cfg.mtu, mac, tap_addr, cfg.offload)
-                .map_err(|e| format!("cannot set up the TAP device given ({}): {e}", cfg.tap))?,
-            None => tap::Tap::open(&cfg.tap, cfg.mtu, mac, tap_addr, cfg.offload)
-                .map_err(|e| format!("cannot create TAP device {}: {e}", cfg.tap))?,
+            Some(_) if subring_mode => {
+                return Err("an embedded daemon runs no networks (sub-ring mode)".into())
+            }
+            Some(fd) => Some(
+                tap::Tap::adopt(fd, &cfg.tap, cfg.mtu, mac, tap_addr, cfg.offload).map_err(
+                    |e| format!("cannot set up the TAP device given ({}): {e}", cfg.tap),
+                )?,
+            ),
+            None if subring_mode => None,
+            None => Some(
+                tap::Tap::open(&cfg.tap, cfg.mtu, mac, tap_addr, cfg.offload)
+                    .map_err(|e| format!("cannot create TAP device {}: {e}", cfg.tap))?,
+            ),
         };
+        let tap_name = tap.as_ref().map_or("-", |t| t.name()).to_string();
         let addresses = AddressWatch {
             v4_done: tap_addr.is_some() || cfg.dhcp,
             v6_done: !vpn.as_ref().is_some_and(|v| v.ipv6.is_some()),
@@ -101,7 +115,7 @@ impl Daemon {
         let tcp_addr = cfg.tcp.then(|| udp.local_addr().unwrap_or(cfg.listen));
         let tcp = tcp::Tcp::bind(tcp_addr, TCP_FIRST, mark)
             .map_err(|e| format!("cannot listen on TCP {}: {e}", cfg.listen))?;
-        let routing = routing::HostRouting::setup(&cfg, tap.name())?;
+        let routing = routing::HostRouting::setup(&cfg, &tap_name)?;
         let http = match cfg.metrics {
             Some(addr) => Some(
                 control::Http::bind_http(addr, METRICS.0)
@@ -116,12 +130,19 @@ impl Daemon {
             ),
         };
         let listen = udp.local_addr().unwrap_or(cfg.listen);
-        let local = ifwatch::LocalEndpoints::new(listen, tcp.local_addr(), tap.name());
-        let mut node = Node::new(
-            identity,
-            node_config(&cfg, &vpn, trust, local.current()),
-            Instant::ZERO,
-        );
+        let local = ifwatch::LocalEndpoints::new(listen, tcp.local_addr(), &tap_name);
+        let nc = node_config(&cfg, &vpn, trust, local.current());
+        let wall_origin_us = nc.wall_origin_us;
+        let mut node = Node::new(identity, nc, Instant::ZERO);
+        let subrings = match subring_mode {
+            true => Some(super::subrings::Subrings::setup(
+                &cfg,
+                &mut node,
+                &local.current(),
+                wall_origin_us,
+            )?),
+            false => None,
+        };
         let peer_cache =
             super::peercache::PeerCache::load(cfg.peer_cache.clone(), &mut node, Instant::ZERO);
         let mut d = Daemon {
@@ -129,15 +150,16 @@ impl Daemon {
             node,
             routing,
             info: DaemonInfo {
-                tap: tap.name().to_string(),
+                tap: tap_name.clone(),
                 name: cfg.name.clone(),
                 address: cfg.address.map(|(ip, p)| format!("{ip}/{p}")),
                 mtu: cfg.mtu,
                 listen: listen.to_string(),
-                offloads: format!("{}, {}", udp.offloads(), tap.offloads()),
+                offloads: offloads(&udp, tap.as_ref()),
                 rss_bytes: None,
             },
             tap,
+            subrings,
             udp,
             tcp,
             ctl,
@@ -172,8 +194,13 @@ impl Daemon {
     fn register(&mut self) -> Result<(), String> {
         let reg = self.poll.registry();
         let setup = |e: io::Error| format!("cannot register with poll: {e}");
-        reg.register(&mut SourceFd(&self.tap.raw_fd()), TAP, Interest::READABLE)
-            .map_err(setup)?;
+        if let Some(tap) = &self.tap {
+            reg.register(&mut SourceFd(&tap.raw_fd()), TAP, Interest::READABLE)
+                .map_err(setup)?;
+        }
+        if let Some(s) = &self.subrings {
+            s.register(reg).map_err(setup)?;
+        }
         // Writability is asked for only while a send is blocked: a UDP
         // socket reports it again each time a sent datagram leaves, which
         // would wake the loop once more per packet.
@@ -229,18 +256,50 @@ impl Daemon {
     /// allowed to do (TAP data waits while the socket is full: the
     /// writable event wakes us), else until the next deadline.
     fn wait(&self) -> Option<Duration> {
-        if self.udp_more || (self.tap_more && self.udp_writable) {
+        if self.udp_more || (self.taps_more() && self.udp_writable) {
             return Some(Duration::ZERO);
         }
         let watch = self.revocations.as_ref().map(|_| super::REVOCATIONS_EVERY);
         let now = self.now();
-        let node_t = self.node.poll_timeout().map(|t| t.saturating_since(now));
+        let nets = self.subrings.as_ref().and_then(|s| s.poll_timeout());
+        let node_t =
+            crate::time::earliest(self.node.poll_timeout(), nets).map(|t| t.saturating_since(now));
         [watch, self.local.timeout(), Some(super::peercache::EVERY)]
             .into_iter()
             .fold(node_t, |a, b| match (a, b) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             })
+    }
+
+    /// Whether a TAP (ours, or a network's) may have more to read.
+    fn taps_more(&self) -> bool {
+        (self.tap.is_some() && self.tap_more)
+            || self.subrings.as_ref().is_some_and(|s| s.tap_more())
+    }
+
+    /// A control request: `@NAME …` is for network NAME's node (sub-ring
+    /// mode), anything else for ours; our status names the networks.
+    fn control(&mut self, line: &str, now: Instant) -> String {
+        if let Some(rest) = line.trim_start().strip_prefix('@') {
+            let (name, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+            return match self.subrings.as_mut() {
+                Some(s) => s.control(name, rest, &self.info, now),
+                None => "error: this daemon runs no networks (no [network NAME] sections)\n".into(),
+            };
+        }
+        let mut reply = super::control_request(
+            &mut self.node,
+            line,
+            &self.info,
+            &self.echoes,
+            &self.tasks,
+            now,
+        );
+        if let (Some(s), "status") = (&self.subrings, line.trim()) {
+            reply += &s.summary();
+        }
+        reply
     }
 
     /// One ready source. True when a signal says stop.
@@ -276,6 +335,7 @@ impl Daemon {
             }
             t if self.http.as_ref().is_some_and(|h| h.owns(t)) => self.metrics_ready(ev, now),
             ADDRESSES => self.addresses_notified = true,
+            t if self.subrings.as_mut().is_some_and(|s| s.ready(t)) => {}
             TCP_LISTEN => self.tcp.accept(self.poll.registry(), &mut self.node, now),
             t if self.tcp.owns(t) => {
                 self.tcp.ready(self.poll.registry(), t, &mut self.node, now);
@@ -299,16 +359,8 @@ impl Daemon {
                             }
                         } else {
                             // A refused train can turn GSO off at any time.
-                            self.info.offloads =
-                                format!("{}, {}", self.udp.offloads(), self.tap.offloads());
-                            super::control_request(
-                                &mut self.node,
-                                &line,
-                                &self.info,
-                                &self.echoes,
-                                &self.tasks,
-                                now,
-                            )
+                            self.info.offloads = offloads(&self.udp, self.tap.as_ref());
+                            self.control(&line, now)
                         };
                         self.ctl.reply(slot, reply, self.poll.registry());
                     }
@@ -345,21 +397,27 @@ impl Daemon {
     /// number per turn so timers and control get a look.
     fn pump(&mut self) -> Result<(), String> {
         for _ in 0..TURN_BUDGET {
-            if !(self.udp_more || (self.tap_more && self.udp_writable)) {
+            if !(self.udp_more || (self.taps_more() && self.udp_writable)) {
                 break;
             }
             let t = self.now();
             if self.udp_more {
+                let nets = self.subrings.as_mut().map(|s| &mut s.nets);
                 let more = self
                     .udp
-                    .recv_into(&mut self.node, t)
+                    .recv_into(&mut self.node, nets, t)
                     .map_err(|e| format!("UDP receive failed: {e}"))?;
                 self.udp_more = matches!(more, udp::Recv::More);
             }
-            // Read the TAP only while the socket can take what we send:
+            // Read the TAPs only while the socket can take what we send:
             // backpressure reaches the kernel's TAP queue, not our pool.
-            if self.tap_more && self.udp_writable {
-                self.tap_more = self.tap.read_into(&mut self.node, t);
+            if self.udp_writable {
+                if let Some(tap) = self.tap.as_mut().filter(|_| self.tap_more) {
+                    self.tap_more = tap.read_into(&mut self.node, t);
+                }
+                if let Some(s) = self.subrings.as_mut() {
+                    s.read_taps(t);
+                }
             }
             self.flush(t)?;
         }
@@ -380,17 +438,33 @@ impl Daemon {
         self.boot_names.check(&mut self.node, t);
         self.peer_cache.check(&self.node);
         if self.local.due(std::mem::take(&mut self.addresses_notified)) {
-            self.node.set_local_endpoints(t, &self.local.current());
+            let eps = self.local.current();
+            self.node.set_local_endpoints(t, &eps);
+            if let Some(s) = self.subrings.as_mut() {
+                s.set_local_endpoints(t, &self.node, &eps);
+            }
+        }
+        if let Some(s) = self.subrings.as_mut() {
+            s.upkeep(t, &mut self.node)?;
         }
         while let Some(e) = self.node.poll_event() {
-            self.event(e)?;
+            let e = match self.subrings.as_mut() {
+                Some(s) => s.nets.public_event(t, &mut self.node, e),
+                None => Some(e),
+            };
+            if let Some(e) = e {
+                self.event(e)?;
+            }
         }
         self.flush(t)
     }
 
     fn event(&mut self, e: Event) -> Result<(), String> {
         match e {
-            Event::AddressHeld(ip) => self.addresses.held(ip, self.tap.name(), self.vpn.as_ref()),
+            Event::AddressHeld(ip) => match &self.tap {
+                Some(tap) => self.addresses.held(ip, tap.name(), self.vpn.as_ref()),
+                None => Ok(()),
+            },
             Event::AddressConflict { ip, holder } => Err(format!(
                 "virtual address {ip} is already held by node {} (ring address); choose another address or `address = auto`",
                 holder.to_hex()
@@ -417,8 +491,12 @@ impl Daemon {
     }
 
     fn flush(&mut self, now: Instant) -> Result<(), String> {
-        let writable = flush(
-            &mut self.tap,
+        let mut writable = true;
+        if let Some(s) = self.subrings.as_mut() {
+            writable &= s.flush(&mut self.udp, &mut self.node, now)?;
+        }
+        writable &= flush(
+            self.tap.as_mut(),
             &mut self.udp,
             &mut self.tcp,
             self.poll.registry(),
@@ -501,5 +579,13 @@ pub(super) fn node_config(
         trust: trust.as_ref().map(|(t, _)| t.clone()),
         cert: trust.map(|(_, c)| c),
         ..NodeConfig::default()
+    }
+}
+
+/// The offloads in use, for status.
+fn offloads(udp: &udp::Udp, tap: Option<&tap::Tap>) -> String {
+    match tap {
+        Some(t) => format!("{}, {}", udp.offloads(), t.offloads()),
+        None => udp.offloads(),
     }
 }

@@ -14,6 +14,7 @@ mod names;
 mod netlink;
 mod peercache;
 mod routing;
+mod subrings;
 use crate::sys;
 mod tap;
 mod tcp;
@@ -133,7 +134,11 @@ pub fn check_files(cfg: &Config) -> Result<(), String> {
     let seed = crate::config::load_key(&cfg.key_file)?;
     let key = crate::crypto::Identity::from_seed(&seed).public();
     drop(seed);
-    load_trust(&mut cfg.clone(), &key, false).map(|_| ())
+    load_trust(&mut cfg.clone(), &key, false)?;
+    for n in &cfg.networks {
+        check_files(&n.cfg).map_err(|e| format!("[network {}]: {e}", n.name))?;
+    }
+    Ok(())
 }
 
 /// How often the revocation list file is looked at.
@@ -514,14 +519,16 @@ fn control_request(
 /// Writes frames to the TAP and datagrams to the sockets. Returns whether
 /// the UDP socket took everything.
 fn flush(
-    tap: &mut tap::Tap,
+    tap: Option<&mut tap::Tap>,
     udp: &mut udp::Udp,
     tcp: &mut tcp::Tcp,
     reg: &mio::Registry,
     node: &mut Node,
     now: Instant,
 ) -> Result<bool, String> {
-    tap.write_from(node);
+    if let Some(tap) = tap {
+        tap.write_from(node);
+    }
     udp.flush(node, &mut |n, t| tcp.send(reg, n, t, now))
         .map_err(|e| format!("UDP send failed: {e}"))
 }

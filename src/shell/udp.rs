@@ -14,6 +14,7 @@
 
 use crate::buf::MAX_PAYLOAD;
 use crate::config::Offload;
+use crate::host::Networks;
 use crate::node::{DropReason, Node, Transmit};
 use crate::sys::{
     self, GroBatch, MsgBatch, OffloadProbe as Probe, Train, TrainBatch, BATCH, TRAIN_DATAGRAMS,
@@ -224,9 +225,14 @@ impl Udp {
     }
 
     /// Receives one batch of datagrams into pool buffers and hands each to the node.
-    pub fn recv_into(&mut self, node: &mut Node, now: Instant) -> io::Result<Recv> {
+    pub fn recv_into(
+        &mut self,
+        node: &mut Node,
+        mut nets: Option<&mut Networks>,
+        now: Instant,
+    ) -> io::Result<Recv> {
         if self.gro_rx.is_some() {
-            return self.recv_trains(node, now);
+            return self.recv_trains(node, nets, now);
         }
         let mut bufs: SmallVec<[_; BATCH]> = SmallVec::new();
         while bufs.len() < BATCH {
@@ -266,7 +272,7 @@ impl Udp {
             match (i < got, froms[i]) {
                 (true, Some(from)) if lens[i] <= MAX_PAYLOAD => {
                     node.pool().set_len(&mut b, lens[i]);
-                    node.handle_datagram(now, from, b);
+                    deliver(node, nets.as_deref_mut(), now, from, b);
                 }
                 (true, _) => {
                     node.count_drop(DropReason::BadLength);
@@ -281,7 +287,12 @@ impl Udp {
     /// Receives up to [`sys::GRO_MESSAGES`] messages (datagrams or
     /// coalesced trains) and hands each datagram to the node in a pool
     /// buffer; takes no more messages than the pool can hold whole.
-    fn recv_trains(&mut self, node: &mut Node, now: Instant) -> io::Result<Recv> {
+    fn recv_trains(
+        &mut self,
+        node: &mut Node,
+        mut nets: Option<&mut Networks>,
+        now: Instant,
+    ) -> io::Result<Recv> {
         let Some(batch) = self.gro_rx.as_mut() else {
             return Ok(Recv::Drained);
         };
@@ -312,7 +323,7 @@ impl Udp {
                     continue;
                 }
                 match node.pool_mut().alloc_with(datagram) {
-                    Some(b) => node.handle_datagram(now, from, b),
+                    Some(b) => deliver(node, nets.as_deref_mut(), now, from, b),
                     None => node.count_drop(DropReason::PoolEmpty),
                 }
             }
@@ -337,7 +348,7 @@ impl Udp {
             let mut batch: SmallVec<[Transmit; TRAIN_DATAGRAMS]> = SmallVec::new();
             while batch.len() < TRAIN_DATAGRAMS {
                 match node.poll_transmit() {
-                    Some(t) if t.dst.tcp => tcp(node, t),
+                    Some(t) if t.dst.is_tcp() => tcp(node, t),
                     Some(t) => batch.push(t),
                     None => break,
                 }
@@ -441,4 +452,23 @@ fn set_pmtudisc_dont(sock: &Socket) -> io::Result<()> {
         libc::IP_MTU_DISCOVER,
         libc::IP_PMTUDISC_DONT,
     )
+}
+
+/// A received datagram to its node: a network's, if the daemon runs
+/// networks and it is tagged for one, else the (public) node's.
+#[inline]
+fn deliver(
+    node: &mut Node,
+    nets: Option<&mut Networks>,
+    now: Instant,
+    from: std::net::SocketAddr,
+    buf: crate::buf::PacketBuf,
+) {
+    let buf = match nets {
+        Some(nets) => nets.handle_datagram(now, node, from.into(), buf),
+        None => Some(buf),
+    };
+    if let Some(buf) = buf {
+        node.handle_datagram(now, from, buf);
+    }
 }

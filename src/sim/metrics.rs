@@ -19,28 +19,11 @@ impl Sim {
     /// and measured against the real order. (Their crawl cannot see a loopy
     /// ring: two interleaved chains that are each consistent on their own.)
     pub fn consistency(&self) -> f64 {
-        let index = self.addr_index();
-        let order: Vec<Addr> = index.keys().copied().collect();
-        let n = order.len();
-        if n < 2 {
-            return 1.0;
-        }
-        let checks = if n > 2 { 2 } else { 1 };
-        let mut hits = 0usize;
-        for (k, me) in order.iter().enumerate() {
-            let Some(ov) = self.node(index[me]).overlay() else {
-                continue;
-            };
-            let lefts = ov.table().left_of(*me, checks).map(|c| c.addr);
-            for (j, l) in lefts.enumerate() {
-                hits += usize::from(l == order[(k + n - 1 - j) % n]);
-            }
-            let rights = ov.table().right_of(*me, checks).map(|c| c.addr);
-            for (j, r) in rights.enumerate() {
-                hits += usize::from(r == order[(k + 1 + j) % n]);
-            }
-        }
-        hits as f64 / (2 * checks * n) as f64
+        let overlays: Vec<&crate::overlay::Overlay> = self
+            .alive()
+            .filter_map(|i| self.node(i).overlay())
+            .collect();
+        ring_consistency(&overlays)
     }
 
     /// Ring consistency as the design notes' crawl measures it: each node
@@ -190,4 +173,34 @@ impl RouteStats {
     pub fn success(&self) -> f64 {
         self.delivered as f64 / self.sent.max(1) as f64
     }
+}
+
+/// [`Sim::consistency`] over any set of live nodes' overlays (a ring, or
+/// a sub-ring's members): each one's two nearest connections on each
+/// side must be its true neighbours among them.
+pub fn ring_consistency(overlays: &[&crate::overlay::Overlay]) -> f64 {
+    let index: BTreeMap<Addr, usize> = overlays
+        .iter()
+        .enumerate()
+        .map(|(k, ov)| (ov.addr(), k))
+        .collect();
+    let order: Vec<Addr> = index.keys().copied().collect();
+    let n = order.len();
+    if n < 2 {
+        return 1.0;
+    }
+    let checks = if n > 2 { 2 } else { 1 };
+    let mut hits = 0usize;
+    for (k, me) in order.iter().enumerate() {
+        let ov = overlays[index[me]];
+        let lefts = ov.table().left_of(*me, checks).map(|c| c.addr);
+        for (j, l) in lefts.enumerate() {
+            hits += usize::from(l == order[(k + n - 1 - j) % n]);
+        }
+        let rights = ov.table().right_of(*me, checks).map(|c| c.addr);
+        for (j, r) in rights.enumerate() {
+            hits += usize::from(r == order[(k + 1 + j) % n]);
+        }
+    }
+    hits as f64 / (2 * checks * n) as f64
 }

@@ -11,6 +11,7 @@ pub mod failover;
 pub mod metrics;
 pub mod nat;
 pub mod scenario;
+pub mod subring;
 
 use crate::crypto::{Identity, Seed};
 use crate::node::{Event as NodeEvent, Node, NodeConfig, Timers};
@@ -60,6 +61,10 @@ struct SimNode {
     echoes: std::collections::BTreeMap<u64, (u8, Duration)>,
     /// Map-reduce tasks this node started, once done.
     tasks: std::collections::BTreeMap<u64, (crate::manage::Outcome, Duration)>,
+    /// Sub-rings: the networks this host runs beside its public node,
+    /// and the frames each network's node wrote (as `tap`).
+    nets: Option<Box<crate::host::Networks>>,
+    net_taps: Vec<Vec<Vec<u8>>>,
 }
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -295,6 +300,8 @@ impl Sim {
             dht: Vec::new(),
             echoes: Default::default(),
             tasks: Default::default(),
+            nets: None,
+            net_taps: Vec::new(),
         });
         self.by_endpoint.insert(endpoint, i);
         self.schedule_wake(i, self.now);
@@ -373,6 +380,8 @@ impl Sim {
         let node = self.build(n.seed, n.endpoint, bootstrap);
         let n = &mut self.nodes[i];
         n.node = node;
+        n.nets = None;
+        n.net_taps.clear();
         n.alive = true;
         n.wake = None;
         n.tx_bytes = 0;
@@ -427,30 +436,7 @@ impl Sim {
     /// it to its TAP: an Ethernet frame to the virtual router (or to
     /// everyone, for a broadcast or multicast address).
     pub fn host_udp_frame(&self, i: usize, src: Ipv4Addr, dst: Ipv4Addr, body: &[u8]) -> Vec<u8> {
-        use crate::wire::ip;
-        let dst_mac = if dst.is_broadcast() || dst.is_multicast() {
-            [0xff; 6]
-        } else {
-            crate::vpn::VIRTUAL_MAC.0
-        };
-        let mut f = Vec::with_capacity(14 + 28 + body.len());
-        f.extend_from_slice(&dst_mac);
-        f.extend_from_slice(&crate::vpn::host_mac(&self.node(i).public_key()).0);
-        f.extend_from_slice(&[8, 0]);
-        let mut v4 = [0u8; 20];
-        ip::V4Repr {
-            src,
-            dst,
-            proto: ip::PROTO_UDP,
-            payload_len: 8 + body.len(),
-        }
-        .emit(&mut v4);
-        f.extend_from_slice(&v4);
-        f.extend_from_slice(&[0x30, 0x39, 0x30, 0x39]);
-        f.extend_from_slice(&((8 + body.len()) as u16).to_be_bytes());
-        f.extend_from_slice(&[0, 0]);
-        f.extend_from_slice(body);
-        f
+        udp_frame(&self.node(i).public_key(), src, dst, body)
     }
 
     /// The frames node `i` wrote to its TAP since the last call.
@@ -536,28 +522,54 @@ impl Sim {
             .push(Reverse((at, self.seq, Event::Wake { node: i })));
     }
 
-    /// Moves node `i`'s outputs onto the network and re-arms its timer.
+    /// Moves node `i`'s outputs (its networks' first) onto the network
+    /// and re-arms its timer.
     fn flush(&mut self, i: u32) {
         let from = self.nodes[i as usize].endpoint;
-        while let Some(t) = self.nodes[i as usize].node.poll_transmit() {
+        loop {
+            let now = self.now;
             let n = &mut self.nodes[i as usize];
-            let bytes = n.node.pool().data(&t.buf).to_vec();
-            n.node.pool_mut().free(t.buf);
+            let mut t = None;
+            if let Some(nets) = n.nets.as_mut() {
+                nets.settle(now, &mut n.node);
+                for k in 0..nets.len() {
+                    let node = &mut nets.get_mut(k).node;
+                    if let Some(tx) = node.poll_transmit() {
+                        let bytes = node.pool().data(&tx.buf).to_vec();
+                        node.pool_mut().free(tx.buf);
+                        t = Some((tx.dst, bytes));
+                        break;
+                    }
+                }
+            }
+            let t = t.or_else(|| {
+                let t = n.node.poll_transmit()?;
+                let bytes = n.node.pool().data(&t.buf).to_vec();
+                n.node.pool_mut().free(t.buf);
+                Some((t.dst, bytes))
+            });
+            let Some((dst, bytes)) = t else {
+                if self.flush_events(i) {
+                    continue;
+                }
+                break;
+            };
+            let n = &mut self.nodes[i as usize];
             n.tx_bytes += bytes.len() as u64;
             n.tx_datagrams += 1;
-            if self.watch == Some(t.dst.addr.ip()) {
+            if self.watch == Some(dst.addr.ip()) {
                 self.watched += 1;
             }
             let lost = self.net.loss > 0.0
                 && (self.rng.next_u64() as f64 / u64::MAX as f64) < self.net.loss;
             let src = match self.nat.as_mut() {
-                Some(m) => m.outbound(i, from, t.dst.addr),
+                Some(m) => m.outbound(i, from, dst.addr),
                 None => from,
             };
             let cut = |to: u32| {
                 !self.blocked.is_empty() && self.blocked.contains(&(i.min(to), i.max(to)))
             };
-            match self.route_datagram(src, t.dst.addr) {
+            match self.route_datagram(src, dst.addr) {
                 Some(to) if self.hold == Some((i, to)) => self.held.push((src, bytes)),
                 Some(to) if !lost && !cut(to) => {
                     let jitter = self.rng.below(self.net.jitter.as_micros() as u64 + 1);
@@ -577,8 +589,35 @@ impl Sim {
                 _ => self.lost += 1,
             }
         }
+        let n = &mut self.nodes[i as usize];
+        let net_due = n.nets.as_ref().and_then(|nets| nets.poll_timeout());
+        if let Some(d) = crate::time::earliest(n.node.poll_timeout(), net_due) {
+            // Never in the past: a deadline the node did not clear is
+            // retried a millisecond later rather than spinning.
+            let at = d.max(self.now + Duration::from_millis(1));
+            self.schedule_wake(i, at);
+        }
+    }
+
+    /// Takes node `i`'s frames and events (and its networks'); true if
+    /// that gave its networks something to send.
+    fn flush_events(&mut self, i: u32) -> bool {
+        let now = self.now;
         let keep = self.keep_frames;
         let n = &mut self.nodes[i as usize];
+        if let Some(nets) = n.nets.as_mut() {
+            n.net_taps.resize(nets.len(), Vec::new());
+            for k in 0..nets.len() {
+                let node = &mut nets.get_mut(k).node;
+                while let Some(f) = node.poll_frame() {
+                    if n.net_taps[k].len() < keep {
+                        n.net_taps[k].push(node.pool().data(&f).to_vec());
+                    }
+                    node.pool_mut().free(f);
+                }
+                while node.poll_event().is_some() {}
+            }
+        }
         while let Some(f) = n.node.poll_frame() {
             if n.tap.len() < keep {
                 n.tap.push(n.node.pool().data(&f).to_vec());
@@ -586,6 +625,13 @@ impl Sim {
             n.node.pool_mut().free(f);
         }
         while let Some(e) = n.node.poll_event() {
+            let e = match n.nets.as_mut() {
+                Some(nets) => match nets.public_event(now, &mut n.node, e) {
+                    Some(e) => e,
+                    None => continue,
+                },
+                None => e,
+            };
             match e {
                 NodeEvent::Dht(e) => n.dht.push(e),
                 NodeEvent::Echo { nonce, hops, rtt } => {
@@ -604,12 +650,11 @@ impl Sim {
                 | NodeEvent::RouteRemoved(_) => {}
             }
         }
-        if let Some(d) = n.node.poll_timeout() {
-            // Never in the past: a deadline the node did not clear is
-            // retried a millisecond later rather than spinning.
-            let at = d.max(self.now + Duration::from_millis(1));
-            self.schedule_wake(i, at);
-        }
+        let nets_queued = n.nets.as_mut().is_some_and(|nets| {
+            nets.settle(now, &mut n.node);
+            nets.iter().any(|net| net.node.transmits_queued() > 0)
+        });
+        nets_queued || n.node.transmits_queued() > 0
     }
 
     /// Runs events up to and including time `until`.
@@ -637,7 +682,17 @@ impl Sim {
                         continue;
                     }
                     match n.node.pool_mut().alloc_with(&bytes) {
-                        Some(buf) => n.node.handle_datagram(at, from, buf),
+                        Some(buf) => {
+                            let buf = match n.nets.as_mut() {
+                                Some(nets) => {
+                                    nets.handle_datagram(at, &mut n.node, from.into(), buf)
+                                }
+                                None => Some(buf),
+                            };
+                            if let Some(buf) = buf {
+                                n.node.handle_datagram(at, from, buf);
+                            }
+                        }
                         None => self.lost += 1,
                     }
                     self.flush(to);
@@ -648,7 +703,16 @@ impl Sim {
                         continue; // stale
                     }
                     n.wake = None;
-                    n.node.handle_timeout(at);
+                    if n.node.poll_timeout().is_some_and(|d| d <= at) {
+                        n.node.handle_timeout(at);
+                    }
+                    if let Some(nets) = n.nets.as_mut() {
+                        nets.handle_timeout(at, &mut n.node);
+                        if nets.poll_timeout().is_some_and(|d| d <= at) {
+                            self.stuck_wakes += 1;
+                            self.stuck_node = Some(node as usize);
+                        }
+                    }
                     if n.node.poll_timeout().is_some_and(|d| d <= at) {
                         self.stuck_wakes += 1;
                         self.stuck_node = Some(node as usize);
@@ -667,6 +731,41 @@ impl Sim {
         let until = self.now + d;
         self.run_until(until);
     }
+}
+
+/// A UDP datagram from `src` to `dst` as the host of the node with key
+/// `key` would write it to its TAP: an Ethernet frame to the virtual
+/// router (or to everyone, for a broadcast or multicast address).
+pub fn udp_frame(
+    key: &crate::crypto::NodeKey,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    body: &[u8],
+) -> Vec<u8> {
+    use crate::wire::ip;
+    let dst_mac = if dst.is_broadcast() || dst.is_multicast() {
+        [0xff; 6]
+    } else {
+        crate::vpn::VIRTUAL_MAC.0
+    };
+    let mut f = Vec::with_capacity(14 + 28 + body.len());
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&crate::vpn::host_mac(key).0);
+    f.extend_from_slice(&[8, 0]);
+    let mut v4 = [0u8; 20];
+    ip::V4Repr {
+        src,
+        dst,
+        proto: ip::PROTO_UDP,
+        payload_len: 8 + body.len(),
+    }
+    .emit(&mut v4);
+    f.extend_from_slice(&v4);
+    f.extend_from_slice(&[0x30, 0x39, 0x30, 0x39]);
+    f.extend_from_slice(&((8 + body.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(body);
+    f
 }
 
 /// Certificates for simulated nodes: one CA, a certificate per node (valid

@@ -1,33 +1,83 @@
 //! Endpoints, and the 20-byte encoding shared by handshake and overlay
-//! messages: family (4 or 6), flags (bit 0: TCP), port, 16 address bytes
-//! (IPv4 in the first 4).
+//! messages: family (4 or 6), transport (0 UDP, 1 TCP, 2 carried), port,
+//! 16 address bytes (IPv4 in the first 4).
+//!
+//! A *carried* endpoint is not an underlay address: it names a daemon on
+//! the public ring by its 128-bit ring address (family 6, port 0), and a
+//! datagram to it travels as routed data over the public overlay
+//! (docs/SUBRINGS.md). Only a sub-ring's node, whose host carries such
+//! datagrams, may use one; every other node refuses them as candidates.
 
 use super::{get_u16, Error, Result};
 use core::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 pub const LEN: usize = 20;
-const FLAG_TCP: u8 = 1;
+/// How a datagram reaches an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Transport {
+    /// The norm.
+    Udp = 0,
+    /// The fallback for networks that drop UDP.
+    Tcp = 1,
+    /// Routed data over the public overlay to the daemon whose ring
+    /// address the endpoint holds (a sub-ring's edge of last resort).
+    Carried = 2,
+}
 
 /// Where a node can be reached: an underlay address and the transport.
-/// UDP is the norm; TCP is the fallback for networks that drop UDP.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Endpoint {
     pub addr: SocketAddr,
-    pub tcp: bool,
+    pub transport: Transport,
 }
 
 impl Endpoint {
     pub const fn udp(addr: SocketAddr) -> Endpoint {
-        Endpoint { addr, tcp: false }
+        Endpoint {
+            addr,
+            transport: Transport::Udp,
+        }
     }
 
     pub const fn tcp(addr: SocketAddr) -> Endpoint {
-        Endpoint { addr, tcp: true }
+        Endpoint {
+            addr,
+            transport: Transport::Tcp,
+        }
+    }
+
+    /// The daemon at public-ring address `ring`, over the public overlay.
+    pub fn carried(ring: [u8; 16]) -> Endpoint {
+        Endpoint {
+            addr: SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ring)), 0),
+            transport: Transport::Carried,
+        }
     }
 
     pub fn ip(&self) -> IpAddr {
         self.addr.ip()
+    }
+
+    pub fn is_udp(&self) -> bool {
+        self.transport == Transport::Udp
+    }
+
+    pub fn is_tcp(&self) -> bool {
+        self.transport == Transport::Tcp
+    }
+
+    pub fn is_carried(&self) -> bool {
+        self.transport == Transport::Carried
+    }
+
+    /// The public-ring address a carried endpoint names.
+    pub fn ring_addr(&self) -> Option<[u8; 16]> {
+        match (self.transport, self.addr.ip()) {
+            (Transport::Carried, IpAddr::V6(a)) => Some(a.octets()),
+            _ => None,
+        }
     }
 }
 
@@ -39,10 +89,16 @@ impl From<SocketAddr> for Endpoint {
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.tcp {
-            write!(f, "tcp:{}", self.addr)
-        } else {
-            write!(f, "{}", self.addr)
+        match self.transport {
+            Transport::Udp => write!(f, "{}", self.addr),
+            Transport::Tcp => write!(f, "tcp:{}", self.addr),
+            Transport::Carried => {
+                write!(f, "carried:")?;
+                self.ring_addr()
+                    .unwrap_or_default()
+                    .iter()
+                    .try_for_each(|b| write!(f, "{b:02x}"))
+            }
         }
     }
 }
@@ -68,15 +124,20 @@ impl fmt::Debug for Endpoint {
 /// Writes `ep` into `out[..20]`.
 pub fn emit_endpoint(ep: &Endpoint, out: &mut [u8]) {
     emit(&ep.addr, out);
-    out[1] = if ep.tcp { FLAG_TCP } else { 0 };
+    out[1] = ep.transport as u8;
 }
 
-/// Parses `b[..20]` as an endpoint; unknown flags are an error.
+/// Parses `b[..20]` as an endpoint; an unknown transport, or a carried
+/// one that is not a bare IPv6 ring address, is an error.
 pub fn parse_endpoint(b: &[u8]) -> Result<Endpoint> {
     let addr = parse(b)?;
     match b[1] {
         0 => Ok(Endpoint::udp(addr)),
-        FLAG_TCP => Ok(Endpoint::tcp(addr)),
+        1 => Ok(Endpoint::tcp(addr)),
+        2 => match addr {
+            SocketAddr::V6(a) if a.port() == 0 => Ok(Endpoint::carried(a.ip().octets())),
+            _ => Err(Error),
+        },
         _ => Err(Error),
     }
 }
@@ -143,7 +204,18 @@ mod tests {
         let u = Endpoint::udp("198.18.0.7:5140".parse().unwrap());
         emit_endpoint(&u, &mut b);
         assert_eq!(parse_endpoint(&b).unwrap(), u);
+        // Carried: only a bare IPv6 ring address.
         b[1] = 2;
+        assert!(parse_endpoint(&b).is_err());
+        b[1] = 3;
+        assert!(parse_endpoint(&b).is_err());
+        let c = Endpoint::carried([0xab; 16]);
+        emit_endpoint(&c, &mut b);
+        assert_eq!(&b[..4], &[6, 2, 0, 0]);
+        assert_eq!(parse_endpoint(&b).unwrap(), c);
+        assert_eq!(c.ring_addr(), Some([0xab; 16]));
+        assert_eq!(c.to_string(), format!("carried:{}", "ab".repeat(16)));
+        b[3] = 1;
         assert!(parse_endpoint(&b).is_err());
     }
 }

@@ -25,6 +25,7 @@ pub mod key;
 pub mod links;
 pub mod ndp;
 pub mod overlay;
+pub mod subring;
 pub mod task;
 pub mod trust;
 pub mod tso;
@@ -63,6 +64,9 @@ pub enum MsgType {
     CookieReply = 6,
     /// "Your certificate is revoked": the refused node's operator is told.
     Refusal = 7,
+    /// A sub-ring's datagram on its daemon's shared socket, tagged with
+    /// its network (`wire::subring`): the daemon's host hands it on.
+    Network = 8,
 }
 
 impl MsgType {
@@ -75,6 +79,7 @@ impl MsgType {
             5 => MsgType::Packet,
             6 => MsgType::CookieReply,
             7 => MsgType::Refusal,
+            8 => MsgType::Network,
             _ => return None,
         })
     }

@@ -152,9 +152,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Routed<T> {
 ///  0 kind=7 | 1 hops | 2 ttl | 3 flags | 4..20 destination address
 /// ```
 /// Flags: bit 0 = tunnel (sent to a chosen relay, which is linked to the
-/// destination and forwards it within its relay budget).
+/// destination and forwards it within its relay budget); bit 1 = carried
+/// (a sub-ring's datagram for the destination's host, behind a
+/// `wire::subring` carried header, not a message for its node).
 pub const ROUTED_DATA_HEADER_LEN: usize = 20;
 pub const DATA_FLAG_TUNNEL: u8 = 1;
+pub const DATA_FLAG_CARRIED: u8 = 2;
 
 /// A view of a routed data message.
 #[derive(Debug)]

@@ -21,11 +21,7 @@ pub fn dht(args: &[String]) -> ExitCode {
     let Some(m) = parse_options(&o, args) else {
         return ExitCode::from(2);
     };
-    let num = |k: &str, d: f64| -> Result<f64, String> {
-        m.opt_str(k).map_or(Ok(d), |v| {
-            v.parse().map_err(|_| format!("--{k} {v}: not a number"))
-        })
-    };
+    let num = |k: &str, d: f64| number(&m, k, d);
     let (n, keys, crash, seed) = match (
         num("n", 1000.0),
         num("k", 10000.0),
@@ -254,4 +250,102 @@ fn crawl(s: &mut ringvpn::sim::Sim, live: usize, svg: Option<&str>) -> std::time
         }
     }
     *took
+}
+
+/// `ringvpn-lab sim-subrings`: groups over a public ring behind NATs.
+pub fn subrings(args: &[String]) -> ExitCode {
+    use ringvpn::sim::scenario::NatMix;
+    use ringvpn::sim::subring::{groups, GroupsConfig};
+    use std::time::{Duration, Instant};
+    let mut o = Options::new();
+    o.optopt("n", "nodes", "public ring members (default 1000)", "N");
+    o.optopt("g", "groups", "groups (default 20)", "G");
+    o.optopt("", "min", "smallest group (default 5)", "M");
+    o.optopt("", "max", "largest group (default 50)", "M");
+    o.optopt(
+        "",
+        "symmetric",
+        "share behind symmetric NATs (default 0.1)",
+        "F",
+    );
+    o.optopt(
+        "",
+        "churn",
+        "share of bystanders crashed per 10 s (default 0.02)",
+        "F",
+    );
+    o.optopt("", "churn-time", "seconds of churn (default 120)", "S");
+    o.optopt("s", "seed", "random seed (default 1)", "S");
+    let Some(m) = parse_options(&o, args) else {
+        return ExitCode::from(2);
+    };
+    let num = |k: &str, d: f64| number(&m, k, d);
+    let values: Result<Vec<f64>, String> = [
+        ("nodes", 1000.0),
+        ("groups", 20.0),
+        ("min", 5.0),
+        ("max", 50.0),
+        ("symmetric", 0.1),
+        ("churn", 0.02),
+        ("churn-time", 120.0),
+        ("seed", 1.0),
+    ]
+    .iter()
+    .map(|&(k, d)| num(k, d))
+    .collect();
+    let v = match values {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("ringvpn-lab: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (n, g, min, max) = (v[0] as usize, v[1] as usize, v[2] as usize, v[3] as usize);
+    if n < 20
+        || g == 0
+        || min < 2
+        || max < min
+        || max > n
+        || !(0.0..=1.0).contains(&v[4])
+        || !(0.0..1.0).contains(&v[5])
+    {
+        eprintln!("ringvpn-lab: need --nodes ≥ 20, --groups ≥ 1, 2 ≤ --min ≤ --max ≤ --nodes, shares in 0..1");
+        return ExitCode::from(2);
+    }
+    let cfg = GroupsConfig {
+        public: n,
+        groups: g,
+        min,
+        max,
+        seed: v[7] as u64,
+        mix: NatMix {
+            symmetric: v[4],
+            ..NatMix::default()
+        },
+        churn: v[5],
+        churn_time: Duration::from_secs(v[6] as u64),
+    };
+    let wall = Instant::now();
+    let r = groups(&cfg);
+    print!("{}", r.render());
+    println!("wall time {:.1} s", wall.elapsed().as_secs_f64());
+    let ok = r.groups.iter().all(|o| {
+        o.consistent_after.is_some()
+            && o.broadcast_reached + 1 == o.size
+            && o.broadcast_leaked == 0
+            && o.symmetric_reached == o.symmetric_pairs
+            && o.final_consistency >= 1.0
+    });
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Option `--k` as a number, `d` if absent.
+fn number(m: &getopts::Matches, k: &str, d: f64) -> Result<f64, String> {
+    m.opt_str(k).map_or(Ok(d), |v| {
+        v.parse().map_err(|_| format!("--{k} {v}: not a number"))
+    })
 }

@@ -97,6 +97,7 @@ impl Daemon {
             peer_routes,
             routing,
             auto_address,
+            networks,
         );
         if !auto && old.address != new.address {
             restart.push("address");

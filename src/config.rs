@@ -468,7 +468,7 @@ mod tests {
 
     #[test]
     fn sub_ring_mode_takes_public_and_network_sections() {
-        let c = p("[public]\nkey = pub.key\nbootstrap = 198.18.0.1:5140\n\n[network office]\nkey = office.key\nca = office-ca.crt\ncert = office.crt\naddress = 100.64.1.10/24\n\n[network lab]\nkey = lab.key\ntap = rvlab\n").unwrap();
+        let c = p("[public]\nkey = pub.key\nbootstrap = 198.18.0.1:5140\n\n[network office]\nkey = office.key\nca = office-ca.crt\ncert = office.crt\naddress = 100.64.1.10/24\n\n[network lab]\nkey = lab.key\ntap = rvlab\nsubnet = 100.65.0.0/16\n").unwrap();
         assert!(
             c.overlay && c.vpn().is_none(),
             "the public ring's node has no VPN"
@@ -517,8 +517,12 @@ mod tests {
                 ":3: [network a]: its key must not be the public node's",
             ),
             (
-                "[public]\nkey = k\n[network a]\nkey = a\ntap = t\n[network b]\nkey = b\ntap = t\n",
+                "[public]\nkey = k\n[network a]\nkey = a\ntap = t\n[network b]\nkey = b\ntap = t\nsubnet = 100.65.0.0/16\n",
                 ":6: [network b]: tap t is another network's",
+            ),
+            (
+                "[public]\nkey = k\n[network a]\nkey = a\naddress = 100.64.1.9/24\n[network b]\nkey = b\n",
+                ":6: [network b]: its subnet 100.64.0.0/10 overlaps network a's 100.64.1.0/24",
             ),
             (
                 "[public]\nkey = k\n[node]\nkey = k\n",

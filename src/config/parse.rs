@@ -301,6 +301,19 @@ fn parse_as(path: &Path, text: &str, need_key: bool) -> Result<Config, ConfigErr
                 format!("[network {name}]: tap {} is another network's", c.tap),
             ));
         }
+        let subnet = |c: &Config| Prefix::new(c.subnet.0.into(), c.subnet.1);
+        if let Some(o) = networks
+            .iter()
+            .find(|o: &&super::NetworkConfig| subnet(&o.cfg).overlaps(&subnet(&c)))
+        {
+            return Err(err(
+                line,
+                format!(
+                    "[network {name}]: its subnet {} overlaps network {}'s {} (one host cannot route both into two TAPs: give each network its own, e.g. `address = 100.64.2.10/24`)",
+                    network_of(c.subnet), o.name, network_of(o.cfg.subnet)
+                ),
+            ));
+        }
         if draft.key_file.as_ref().is_some_and(|k| *k == c.key_file) {
             return Err(err(line, format!("[network {name}]: its key must not be the public node's (members would be linkable across rings)")));
         }
@@ -346,6 +359,12 @@ fn host_port(v: &str) -> bool {
         && host
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+}
+
+/// `IPV4/LEN` with the host bits cleared.
+fn network_of((ip, len): (Ipv4Addr, u8)) -> String {
+    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+    format!("{}/{len}", Ipv4Addr::from(u32::from(ip) & mask))
 }
 
 /// `on`/`off` and their usual spellings.

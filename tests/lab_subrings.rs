@@ -29,50 +29,41 @@ fn vip(net: usize, host: usize) -> String {
 /// Host `i`'s config: the public ring, and a section per network it is
 /// in (its key, certificate from the network's CA, static address).
 fn configure(lab: &Lab, i: usize, cas: &[(Identity, std::path::PathBuf)]) {
+    let mut c = public_section(lab, i, Some(if i == 0 { 1 } else { 0 }));
+    if i == 2 {
+        let _ = writeln!(c, "metrics = 127.0.0.1:9474");
+    }
+    std::fs::write(&lab.hosts[i].config, c).unwrap();
+    for (n, (name, octet, members)) in NETS.iter().enumerate() {
+        if members.contains(&i) {
+            configure_one(lab, i, &cas[n], name, *octet);
+        }
+    }
+}
+
+/// Host `i`'s `[public]` section as the README writes it (default listen
+/// address), bootstrapping from host `boot`.
+fn public_section(lab: &Lab, i: usize, boot: Option<usize>) -> String {
     let h = &lab.hosts[i];
     let mut c = String::new();
     let _ = writeln!(c, "[public]\nkey = {}", h.key_file.display());
     let _ = writeln!(c, "control = {}", h.control.display());
-    let _ = writeln!(
-        c,
-        "state-dir = {}",
-        lab.dir.join(format!("h{i}-state")).display()
-    );
-    let boot = if i == 0 { 1 } else { 0 };
-    let _ = writeln!(c, "bootstrap = {}:5140", lab.hosts[boot].underlay);
-    for (n, (name, _, members)) in NETS.iter().enumerate() {
-        if !members.contains(&i) {
-            continue;
-        }
-        let seed = Seed::generate();
-        let key_file = lab.dir.join(format!("h{i}-{name}.key"));
-        ringvpn::config::write_new_key(&key_file, &seed).unwrap();
-        let key = Identity::from_seed(&seed).public();
-        let now = ringvpn::pki::unix_now();
-        let ip = vec![Prefix::parse(&vip(n, i)).unwrap()];
-        let (ca_id, ca_file) = &cas[n];
-        let cert = Cert::new_node(
-            ca_id,
-            key,
-            name,
-            &format!("h{i}"),
-            ip,
-            vec![],
-            (now - 60, now + 86_400),
-        )
-        .unwrap();
-        let cert_file = lab.dir.join(format!("h{i}-{name}.crt"));
-        write_cert(&cert_file, &cert);
-        let _ = writeln!(
-            c,
-            "\n[network {name}]\nkey = {}\nca = {}\ncert = {}\naddress = {}/24",
-            key_file.display(),
-            ca_file.display(),
-            cert_file.display(),
-            vip(n, i)
-        );
+    let state = lab.dir.join(format!("h{i}-state"));
+    let _ = writeln!(c, "state-dir = {}", state.display());
+    if let Some(b) = boot {
+        let _ = writeln!(c, "bootstrap = {}:5140", lab.hosts[b].underlay);
     }
-    std::fs::write(&h.config, c).unwrap();
+    c
+}
+
+/// Network `name`'s CA, its certificate written into the lab.
+fn network_ca(lab: &Lab, name: &str) -> (Identity, std::path::PathBuf) {
+    let (id, _) = ca(name, 30);
+    let now = ringvpn::pki::unix_now();
+    let cert = Cert::new_ca(&id, name, &format!("{name} CA"), (now - 60, now + 86_400)).unwrap();
+    let file = lab.dir.join(format!("{name}-ca.crt"));
+    write_cert(&file, &cert);
+    (id, file)
 }
 
 /// Host `i`'s status of network `net` (JSON).
@@ -108,15 +99,7 @@ fn two_networks_over_one_public_ring_stay_apart() {
     };
     let cas: Vec<(Identity, std::path::PathBuf)> = NETS
         .iter()
-        .map(|(name, ..)| {
-            let (id, _) = ca(name, 30);
-            let now = ringvpn::pki::unix_now();
-            let cert =
-                Cert::new_ca(&id, name, &format!("{name} CA"), (now - 60, now + 86_400)).unwrap();
-            let file = lab.dir.join(format!("{name}-ca.crt"));
-            write_cert(&file, &cert);
-            (id, file)
-        })
+        .map(|(name, ..)| network_ca(&lab, name))
         .collect();
     for i in 0..6 {
         configure(&lab, i, &cas);
@@ -141,7 +124,26 @@ fn two_networks_over_one_public_ring_stay_apart() {
         }
     }
     eprintln!("every member's address held after {:?}", start.elapsed());
-    // Host 2's two TAPs.
+    // Host 2's two TAPs. Listening on 0.0.0.0, no daemon advertises a
+    // network's address as an underlay endpoint, on the public ring or in
+    // a network (a path through a network that runs over it).
+    for i in 0..6 {
+        let (_, st) = ringvpn(&lab, i, &["status"]);
+        let adv = st
+            .lines()
+            .find(|l| l.starts_with("advertise"))
+            .unwrap_or("");
+        assert!(!adv.contains("100.64."), "h{i}: {adv}");
+    }
+    let (_, st) = ringvpn(&lab, 2, &["status", "-N", "red"]);
+    let adv = st
+        .lines()
+        .find(|l| l.starts_with("advertise"))
+        .unwrap_or("");
+    assert!(
+        !adv.contains("100.64.") && adv.contains("carried:"),
+        "h2 in red: {adv}"
+    );
     let (_, st) = ringvpn(&lab, 2, &["status"]);
     assert!(
         st.contains("network   red on rv-red") && st.contains("network   blue on rv-blue"),
@@ -252,6 +254,21 @@ fn two_networks_over_one_public_ring_stay_apart() {
     // Host 2 carries both networks on one socket: tagged datagrams in.
     let (_, st) = ringvpn(&lab, 2, &["status"]);
     assert!(st.contains("carriage"), "{st}");
+    // Metrics per network: the control socket, and /metrics/NAME.
+    let (ok, m) = ringvpn(&lab, 2, &["metrics", "-N", "blue"]);
+    assert!(ok && peers_up(&m) >= 2, "{m}");
+    let get = |path: &str| {
+        let cmd = format!("exec 3<>/dev/tcp/127.0.0.1/9474; printf 'GET {path} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' >&3; cat <&3");
+        let out = lab.exec(2, &["timeout", "5", "bash", "-c", &cmd]).unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let red = get("/metrics/red");
+    assert!(
+        red.starts_with("HTTP/1.1 200 OK") && peers_up(&red) >= 2,
+        "{red}"
+    );
+    assert!(get("/metrics").starts_with("HTTP/1.1 200 OK"));
+    assert!(get("/metrics/green").starts_with("HTTP/1.1 404"));
     lab.teardown();
 }
 
@@ -279,4 +296,131 @@ fn mdns(lab: &Lab, from: (usize, String), listen: &[(usize, String, bool)]) {
         let seen = text.contains(&format!("from {}:", from.1));
         assert_eq!(seen, *expect, "query from {}: h{h} on {ip}: {text}", from.1);
     }
+}
+
+/// Two members of a network whose direct path is cut (each drops what
+/// comes from the other's address) link over the public ring through the
+/// third daemon, which is in no network: pings cross, the daemons count
+/// carried datagrams, and the relay's own status shows no network.
+#[test]
+fn members_with_no_direct_path_link_over_the_public_ring() {
+    let Some(mut lab) = common::lab_or_skip("members_with_no_direct_path", 3) else {
+        return;
+    };
+    if !ringvpn::lab::have("nft") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "nft is missing (apt-get install nftables)"
+        );
+        println!("SKIPPED members_with_no_direct_path: nft is missing");
+        return;
+    }
+    let red = network_ca(&lab, "red");
+    // Hosts 1 and 2 in red (as host 2 of the other test: one network).
+    for i in 0..3 {
+        let c = public_section(&lab, i, (i > 0).then_some(0));
+        std::fs::write(&lab.hosts[i].config, c).unwrap();
+    }
+    for i in [1, 2] {
+        configure_one(&lab, i, &red, "red", 1);
+    }
+    for (i, other) in [(1, 2), (2, 1)] {
+        let rule = format!(
+            "table inet cut {{\n  chain in {{\n    type filter hook input priority 0;\n    ip saddr {} drop\n  }}\n}}\n",
+            lab.hosts[other].underlay
+        );
+        let file = lab.dir.join(format!("h{i}-cut.nft"));
+        std::fs::write(&file, rule).unwrap();
+        let out = lab
+            .exec(i, &["nft", "-f", &file.display().to_string()])
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for i in 0..3 {
+        lab.start(i).unwrap();
+    }
+    let target = "100.64.1.12";
+    let t = Instant::now();
+    while !ping(&lab, 1, target) {
+        assert!(
+            t.elapsed() < Duration::from_secs(45),
+            "h1 -> h2 over the public ring\n{}\n{}",
+            net_status(&lab, 1, "red"),
+            lab.log_tail(1)
+        );
+    }
+    eprintln!("h1 reached h2 over the public ring after {:?}", t.elapsed());
+    for i in [1, 2] {
+        let (_, st) = ringvpn(&lab, i, &["status"]);
+        let carried_out = st
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("carriage")?
+                    .split(" carried in, ")
+                    .nth(1)?
+                    .split(' ')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or(0);
+        assert!(carried_out > 0, "h{i}: {st}");
+    }
+    let (ok, said) = ringvpn(&lab, 1, &["ping", "-N", "red", "-n", "1", "h2"]);
+    assert!(ok, "{said}");
+    let (_, st) = ringvpn(&lab, 0, &["status"]);
+    assert!(
+        !st.contains("network   "),
+        "the relay runs no network: {st}"
+    );
+    lab.teardown();
+}
+
+/// Appends network `name` (its /24's third octet `octet`) to host `i`'s
+/// config: a fresh key, a certificate from `ca` for 100.64.OCTET.(10+i).
+fn configure_one(lab: &Lab, i: usize, ca: &(Identity, std::path::PathBuf), name: &str, octet: u8) {
+    let seed = Seed::generate();
+    let key_file = lab.dir.join(format!("h{i}-{name}.key"));
+    ringvpn::config::write_new_key(&key_file, &seed).unwrap();
+    let key = Identity::from_seed(&seed).public();
+    let now = ringvpn::pki::unix_now();
+    let address = format!("100.64.{octet}.{}", 10 + i);
+    let ip = vec![Prefix::parse(&address).unwrap()];
+    let cert = Cert::new_node(
+        &ca.0,
+        key,
+        name,
+        &format!("h{i}"),
+        ip,
+        vec![],
+        (now - 60, now + 86_400),
+    )
+    .unwrap();
+    let cert_file = lab.dir.join(format!("h{i}-{name}.crt"));
+    write_cert(&cert_file, &cert);
+    let mut c = std::fs::read_to_string(&lab.hosts[i].config).unwrap();
+    let _ = writeln!(
+        c,
+        "\n[network {name}]\nkey = {}\nca = {}\ncert = {}\naddress = {address}/24",
+        key_file.display(),
+        ca.1.display(),
+        cert_file.display(),
+    );
+    std::fs::write(&lab.hosts[i].config, c).unwrap();
+}
+
+/// `ringvpn_peers{state="up"}` in a metrics text.
+fn peers_up(text: &str) -> u64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("ringvpn_peers{state=\"up\"} ")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
 }

@@ -1,7 +1,8 @@
 #![no_main]
 //! Sub-ring messages (`wire::subring`, `subring::record`): tagged
 //! datagrams, carried headers, group records and endpoints parse
-//! strictly; what parsed emits back to the same bytes.
+//! strictly; what parsed emits back to the same bytes (headers) or to
+//! bytes that read back as the same value (records, endpoints).
 use libfuzzer_sys::fuzz_target;
 use ringvpn::overlay::Addr;
 use ringvpn::wire::endpoint;
@@ -23,10 +24,13 @@ fuzz_target!(|bytes: &[u8]| {
         .emit(&mut out);
         assert_eq!(&out[..], &bytes[..24]);
     }
-    if let Ok((body, end)) = RecordBody::parse(bytes) {
+    if let Ok((body, _)) = RecordBody::parse(bytes) {
+        // Emitted again, it reads back as itself (an IPv4 endpoint's unused
+        // bytes need not be zero on the way in: the signature covers the
+        // bytes as sent).
         let mut out = Vec::new();
         body.emit(&mut out);
-        assert_eq!(&out[..], &bytes[..end]);
+        assert_eq!(RecordBody::parse(&out), Ok((body, out.len())));
     }
     if let Ok(ep) = endpoint::parse_endpoint(bytes) {
         let mut out = [0u8; endpoint::LEN];

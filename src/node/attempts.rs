@@ -5,8 +5,8 @@
 
 use super::boots::BOOT_PAUSE;
 use super::handshakes::{
-    BOOT_TCP_AFTER_ATTEMPTS, CTM_INITS, DYNAMIC_ATTEMPTS, MAX_CANDIDATES, PUNCH_ATTEMPTS,
-    PUNCH_RETRY_BASE, PUNCH_RETRY_MAX, ROUTED_RETRY_BASE, TCP_AFTER_ATTEMPTS,
+    BOOT_TCP_AFTER_ATTEMPTS, CARRIED_AFTER_ATTEMPTS, CTM_INITS, DYNAMIC_ATTEMPTS, MAX_CANDIDATES,
+    PUNCH_ATTEMPTS, PUNCH_RETRY_BASE, PUNCH_RETRY_MAX, ROUTED_RETRY_BASE, TCP_AFTER_ATTEMPTS,
     TUNNEL_ALONGSIDE_ATTEMPT,
 };
 use super::peer::{self, Peer, Pending};
@@ -147,9 +147,15 @@ impl Node {
                 let mut all = Endpoints::new();
                 all.extend(peer.reach.endpoint);
                 if linking {
+                    let carried_now = attempts >= CARRIED_AFTER_ATTEMPTS
+                        || all
+                            .iter()
+                            .chain(&peer.reach.candidates)
+                            .all(|c| c.is_carried());
                     for c in &peer.reach.candidates {
                         if !all.contains(c)
                             && (!c.is_tcp() || tcp_now)
+                            && (!c.is_carried() || carried_now)
                             && all.len() < MAX_CANDIDATES
                         {
                             all.push(*c);

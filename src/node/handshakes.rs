@@ -39,6 +39,12 @@ pub const PUNCH_RETRY_MAX: Duration = Duration::from_secs(2);
 pub const TUNNEL_ALONGSIDE_ATTEMPT: u32 = 3;
 /// TCP endpoints are tried from this attempt on (UDP first).
 pub const TCP_AFTER_ATTEMPTS: u32 = 3;
+/// A sub-ring member's carried endpoint (its host, over the public ring)
+/// is tried from this attempt on, unless it is all we know: UDP gets the
+/// first tries, since a punch needs both sides' inits and an answer over
+/// the public ring would otherwise often come first and keep the pair on
+/// the longer path.
+pub const CARRIED_AFTER_ATTEMPTS: u32 = 3;
 /// A bootstrap's TCP port is tried from this attempt on, while we have no
 /// link: one unanswered UDP init (1 s) is enough to suspect a network that
 /// drops UDP, and a node that cannot join is useless.

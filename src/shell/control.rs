@@ -254,16 +254,27 @@ impl<L: Listen> Drop for Server<L> {
     }
 }
 
-/// The HTTP answer to a request line: `GET /metrics` gets `body`
-/// (computed only then), anything else a 404 or 405.
-pub fn http_reply(line: &str, body: impl FnOnce() -> String) -> String {
+/// The HTTP answer to a request line: `GET /metrics` gets `body(None)`,
+/// `GET /metrics/NAME` (a network's node, in sub-ring mode)
+/// `body(Some(NAME))` — computed only then, `None` for no such network —
+/// anything else a 404 or 405.
+pub fn http_reply(line: &str, body: impl FnOnce(Option<&str>) -> Option<String>) -> String {
     let mut words = line.split_whitespace();
     let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-    let (status, body, kind) = match (method, target) {
-        ("GET", "/metrics") => ("200 OK", body(), "text/plain; version=0.0.4; charset=utf-8"),
-        ("GET", _) => (
+    let network = match target.strip_prefix("/metrics") {
+        Some("") => Some(None),
+        Some(rest) => rest.strip_prefix('/').filter(|n| !n.is_empty()).map(Some),
+        None => None,
+    };
+    let found = match (method, network) {
+        ("GET", Some(n)) => body(n),
+        _ => None,
+    };
+    let (status, body, kind) = match (method, found) {
+        ("GET", Some(b)) => ("200 OK", b, "text/plain; version=0.0.4; charset=utf-8"),
+        ("GET", None) => (
             "404 Not Found",
-            "not found: try /metrics\n".into(),
+            "not found: try /metrics (or /metrics/NAME for a network)\n".into(),
             "text/plain",
         ),
         _ => ("405 Method Not Allowed", "GET only\n".into(), "text/plain"),

@@ -130,8 +130,16 @@ impl Daemon {
             ),
         };
         let listen = udp.local_addr().unwrap_or(cfg.listen);
-        let local = ifwatch::LocalEndpoints::new(listen, tcp.local_addr(), &tap_name);
-        let nc = node_config(&cfg, &vpn, trust, local.current());
+        let taps = match subring_mode {
+            true => cfg.networks.iter().map(|n| n.cfg.tap.clone()).collect(),
+            false => vec![tap_name.clone()],
+        };
+        let local = ifwatch::LocalEndpoints::new(listen, tcp.local_addr(), taps);
+        let mut nc = node_config(&cfg, &vpn, trust, local.current());
+        // Every network's addresses are the VPN's: never the public
+        // ring's underlay (a path through a network that runs over it).
+        nc.tap_prefixes
+            .extend(super::subrings::network_prefixes(&cfg));
         let wall_origin_us = nc.wall_origin_us;
         let mut node = Node::new(identity, nc, Instant::ZERO);
         let subrings = match subring_mode {
@@ -382,9 +390,14 @@ impl Daemon {
         let t = ev.token();
         if ev.is_readable() {
             if let control::Request::Line(slot, line) = h.readable(t, reg) {
-                let node = &self.node;
-                let reply =
-                    control::http_reply(&line, || crate::metrics::render(&node.status(now)));
+                let (node, nets) = (&self.node, self.subrings.as_ref().map(|s| &s.nets));
+                let reply = control::http_reply(&line, |network| {
+                    let node = match network {
+                        None => node,
+                        Some(n) => &nets?.get(nets?.by_name(n)?).node,
+                    };
+                    Some(crate::metrics::render(&node.status(now)))
+                });
                 h.reply(slot, reply, reg);
             }
         }

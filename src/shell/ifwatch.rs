@@ -27,7 +27,9 @@ pub const FALLBACK_EVERY: Duration = Duration::from_secs(10);
 pub struct LocalEndpoints {
     udp: SocketAddr,
     tcp: Option<SocketAddr>,
-    tap: String,
+    /// Our TAPs (one, or a network's each in sub-ring mode): their
+    /// addresses are the VPN's, never underlay endpoints.
+    taps: Vec<String>,
     /// Address-change notifications (only when listening on an
     /// unspecified address: a specific one does not change).
     notify: Option<OwnedFd>,
@@ -36,7 +38,7 @@ pub struct LocalEndpoints {
 }
 
 impl LocalEndpoints {
-    pub fn new(udp: SocketAddr, tcp: Option<SocketAddr>, tap: &str) -> LocalEndpoints {
+    pub fn new(udp: SocketAddr, tcp: Option<SocketAddr>, taps: Vec<String>) -> LocalEndpoints {
         let wildcard = udp.ip().is_unspecified() || tcp.is_some_and(|t| t.ip().is_unspecified());
         let notify = if wildcard {
             sys::address_change_socket()
@@ -49,7 +51,7 @@ impl LocalEndpoints {
         LocalEndpoints {
             udp,
             tcp,
-            tap: tap.to_string(),
+            taps,
             notify,
             next_read,
         }
@@ -99,7 +101,7 @@ impl LocalEndpoints {
             }
             interfaces
                 .iter()
-                .filter(|i| i.up && !i.loopback && !i.ip.is_loopback() && i.interface != self.tap)
+                .filter(|i| i.up && !i.loopback && !i.ip.is_loopback() && !self.taps.contains(&i.interface))
                 .map(|i| i.ip)
                 .filter(|ip| a.is_ipv6() || ip.is_ipv4())
                 .filter(|ip| !matches!(ip, std::net::IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80))

@@ -19,6 +19,20 @@ pub const MAX_NETWORKS: usize = 32;
 /// The first network TAP's token (the next ones follow).
 const TAP_FIRST: usize = 40;
 
+/// Every network's subnets (IPv4 and the IPv6 /96): inside the underlay
+/// guard of every node of the daemon (`node::underlay`).
+pub(super) fn network_prefixes(cfg: &Config) -> Vec<crate::net::Prefix> {
+    let mut out = Vec::new();
+    for n in &cfg.networks {
+        let (ip, len) = n.cfg.subnet;
+        out.push(crate::net::Prefix::new(ip.into(), len));
+        if let Some(v6) = n.cfg.ipv6 {
+            out.push(crate::net::Prefix::new(v6.into(), 96));
+        }
+    }
+    out
+}
+
 /// What the shell keeps for one network.
 struct Local {
     tap: tap::Tap,
@@ -69,6 +83,8 @@ impl Subrings {
                 .map_err(|e| what(format!("cannot create TAP device {}: {e}", ncfg.tap)))?;
             let mut nc = node_config(&ncfg, &vpn, trust, endpoints.to_vec());
             nc.tcp_fallback = false;
+            // Nor is another network's address ever this one's underlay.
+            nc.tap_prefixes.extend(network_prefixes(cfg));
             nets.add(
                 public,
                 NetworkSpec {

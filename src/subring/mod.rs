@@ -51,8 +51,13 @@ use std::time::Duration;
 /// A group record lives this long unless renewed (the DHT renews it at
 /// half this).
 pub const RECORD_TTL_SECS: u32 = 600;
-/// The member list is read this often while the network's node has no
-/// link …
+/// Until the public node has links, whether it has is looked at this
+/// often (nothing is sent meanwhile).
+pub const PUBLIC_WAIT: Duration = Duration::from_secs(1);
+/// The member list is read first this soon again while the network's
+/// node has no link (members started together find nobody at first) …
+pub const LOOKUP_FIRST_RETRY: Duration = Duration::from_secs(2);
+/// … doubling up to this …
 pub const LOOKUP_ALONE: Duration = Duration::from_secs(10);
 /// … and this often once it has (to merge fragments).
 pub const LOOKUP_LINKED: Duration = Duration::from_secs(60);
@@ -138,6 +143,8 @@ pub struct Group {
     /// What we registered last (endpoints), to register again on change.
     registered: Option<Vec<Endpoint>>,
     next_lookup: Instant,
+    /// The next pause between lookups while alone (doubling).
+    alone_every: Duration,
     /// The lookup in flight (operation id), if any.
     lookup: Option<u32>,
     /// Members from the last lookups: newest record per member.
@@ -157,6 +164,7 @@ impl Group {
             host,
             registered: None,
             next_lookup: now,
+            alone_every: LOOKUP_FIRST_RETRY,
             lookup: None,
             known: BTreeMap::new(),
             rng: SeededRng::new(seed),
@@ -186,7 +194,7 @@ impl Group {
     /// up when due. Nothing until the public node has links.
     pub fn on_timeout(&mut self, now: Instant, facts: &Facts) {
         if !facts.public_linked {
-            self.next_lookup = now + LOOKUP_ALONE;
+            self.next_lookup = now + PUBLIC_WAIT;
             return;
         }
         if self.registered.as_deref() != Some(facts.endpoints) {
@@ -203,12 +211,15 @@ impl Group {
             self.actions.push(Action::Lookup { key: self.key });
             self.stats.lookups += 1;
         }
-        let every = if facts.network_linked {
-            LOOKUP_LINKED
-        } else {
-            LOOKUP_ALONE
-        };
         if now >= self.next_lookup {
+            let every = if facts.network_linked {
+                self.alone_every = LOOKUP_FIRST_RETRY;
+                LOOKUP_LINKED
+            } else {
+                let every = self.alone_every;
+                self.alone_every = (every * 2).min(LOOKUP_ALONE);
+                every
+            };
             self.next_lookup = now + every;
         }
     }

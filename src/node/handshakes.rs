@@ -189,7 +189,15 @@ impl Node {
         for _ in candidates.len()..all.len() {
             self.stats.count(DropReason::CandidateInVpn);
         }
-        let mut udp = candidates.iter().filter(|c| !c.is_tcp()).copied();
+        // Datagram candidates; a carried one (a sub-ring member's host)
+        // only if there is nothing else: its answer would often come first
+        // and keep the pair on the public ring while the punch could work
+        // (the requester adds it itself from its third attempt).
+        let only_carried = candidates.iter().all(|c| c.is_carried());
+        let mut udp = candidates
+            .iter()
+            .filter(|c| !c.is_tcp() && (!c.is_carried() || only_carried))
+            .copied();
         let Some(first) = udp.next() else {
             return self.stats.count(DropReason::NoEndpoint);
         };

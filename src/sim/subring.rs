@@ -371,11 +371,18 @@ fn broadcasts(sim: &mut Sim, members: &[Vec<(usize, usize)>], out: &mut [GroupOu
                 .collect()
         })
         .collect();
+    let verbose = std::env::var_os("RINGVPN_SIM_VERBOSE").is_some();
     for (g, o) in out.iter_mut().enumerate() {
         let tag = format!("broadcast-of-group-{g:03}");
         for (mg, taps) in frames.iter().enumerate() {
             for (j, (_, f)) in taps.iter().enumerate() {
                 let got = contains(f, tag.as_bytes());
+                if mg == g && j > 0 && !got && verbose {
+                    eprintln!(
+                        "group {g}: member {j} missed the broadcast:{}",
+                        describe_group(sim, &members[g][j..=j])
+                    );
+                }
                 if mg == g && j > 0 {
                     o.broadcast_reached += usize::from(got);
                 } else if mg != g {

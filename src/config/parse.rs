@@ -12,6 +12,9 @@ use crate::node::PeerConfig;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+mod networks;
+use networks::{NETWORK_KEYS, VPN_KEYS};
+
 /// A [peer] section being read: its first line, name, key, endpoint.
 #[derive(Default)]
 struct PeerDraft {
@@ -31,45 +34,6 @@ enum Section {
     /// `[network NAME]`: the last of `Draft::networks`.
     Network,
 }
-
-/// Keys a `[network NAME]` section takes: what one network's node and
-/// TAP need. The daemon-wide ones (listen, control, log, …) are
-/// `[public]`'s.
-const NETWORK_KEYS: &[&str] = &[
-    "key",
-    "tap",
-    "address",
-    "mtu",
-    "name",
-    "subnet",
-    "ipv6",
-    "dhcp",
-    "ca",
-    "cert",
-    "revocations",
-    "cipher",
-    "ondemand",
-    "ondemand-idle",
-    "max-peers",
-];
-
-/// Keys `[public]` does not take: the VPN's, which are each network's.
-const VPN_KEYS: &[&str] = &[
-    "tap",
-    "address",
-    "name",
-    "subnet",
-    "ipv6",
-    "dhcp",
-    "mtu",
-    "network",
-    "gateway",
-    "routes",
-    "route-masquerade",
-    "exit",
-    "exit-lan",
-    "accept-routes",
-];
 
 /// What the file said so far, before the defaults that depend on other
 /// keys (the MTU and subnet on the mode, the IPv6 prefix on the name).
@@ -262,64 +226,7 @@ fn parse_as(path: &Path, text: &str, need_key: bool) -> Result<Config, ConfigErr
         }
     }
     let public = draft.public_line;
-    let nets = core::mem::take(&mut draft.networks);
-    if !nets.is_empty() && public == 0 {
-        return Err(err(
-            nets[0].1,
-            "[network NAME] needs a [public] section (the public ring the networks meet on)".into(),
-        ));
-    }
-    if public != 0 && !draft.peers.is_empty() {
-        return Err(err(
-            draft.peers[0].line,
-            "[peer] does not go with [public]: sub-ring mode is overlay-only".into(),
-        ));
-    }
-    if public != 0 {
-        draft.overlay = true;
-        draft.overlay_set = true;
-    }
-    let mut networks = Vec::new();
-    for (name, line, mut d) in nets {
-        d.overlay = true;
-        d.overlay_set = true;
-        d.listen = draft.listen;
-        let section = format!("[network {name}]");
-        let mut c = d.finish(need_key, &section).map_err(|(l, msg)| {
-            let msg = match msg.starts_with(&section) {
-                true => msg,
-                false => format!("{section}: {msg}"),
-            };
-            err(if l == 0 { line } else { l }, msg)
-        })?;
-        if networks
-            .iter()
-            .any(|o: &super::NetworkConfig| o.cfg.tap == c.tap)
-        {
-            return Err(err(
-                line,
-                format!("[network {name}]: tap {} is another network's", c.tap),
-            ));
-        }
-        let subnet = |c: &Config| Prefix::new(c.subnet.0.into(), c.subnet.1);
-        if let Some(o) = networks
-            .iter()
-            .find(|o: &&super::NetworkConfig| subnet(&o.cfg).overlaps(&subnet(&c)))
-        {
-            return Err(err(
-                line,
-                format!(
-                    "[network {name}]: its subnet {} overlaps network {}'s {} (one host cannot route both into two TAPs: give each network its own, e.g. `address = 100.64.2.10/24`)",
-                    network_of(c.subnet), o.name, network_of(o.cfg.subnet)
-                ),
-            ));
-        }
-        if draft.key_file.as_ref().is_some_and(|k| *k == c.key_file) {
-            return Err(err(line, format!("[network {name}]: its key must not be the public node's (members would be linkable across rings)")));
-        }
-        c.source = path.to_path_buf();
-        networks.push(super::NetworkConfig { name, line, cfg: c });
-    }
+    let networks = networks::finish(&mut draft, path, need_key)?;
     let section = if public != 0 { "[public]" } else { "[node]" };
     let mut cfg = draft
         .finish(need_key, section)
@@ -359,12 +266,6 @@ fn host_port(v: &str) -> bool {
         && host
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-}
-
-/// `IPV4/LEN` with the host bits cleared.
-fn network_of((ip, len): (Ipv4Addr, u8)) -> String {
-    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-    format!("{}/{len}", Ipv4Addr::from(u32::from(ip) & mask))
 }
 
 /// `on`/`off` and their usual spellings.

@@ -1,137 +1,10 @@
-//! Sub-rings in the simulator: hosts that run networks beside their
-//! public node (`host::Networks`), each network a group with its own CA.
+//! The sub-ring scenario: groups over a public ring behind NATs form
+//! their own rings, broadcast only to their members, reach members behind
+//! symmetric NATs, and ride out churn in the public ring.
 
-use super::Sim;
-use crate::crypto::cert::{Cert, Prefix, Trust};
-use crate::crypto::{Identity, Seed};
-use crate::host::{NetworkSpec, Networks};
-use crate::node::{Node, NodeConfig};
+use super::super::Sim;
 use crate::rand::{Rng, SeededRng};
 use std::time::Duration;
-
-/// A network as the simulator runs it: its name, CA and VPN.
-#[derive(Clone)]
-pub struct SimGroup {
-    pub name: String,
-    pub ca_seed: [u8; 32],
-    /// Run the members as VPN members of this network (`None`: overlay
-    /// only).
-    pub vpn: Option<crate::vpn::VpnConfig>,
-}
-
-impl SimGroup {
-    fn ca(&self) -> Identity {
-        Identity::from_seed(&Seed(self.ca_seed))
-    }
-}
-
-impl Sim {
-    /// Makes node `i` a member of `group`: a network node beside its
-    /// public node, with a certificate from the group's CA. Returns the
-    /// network's index at that host.
-    pub fn join_group(&mut self, i: usize, group: &SimGroup) -> usize {
-        let now = self.now;
-        let mut s = SeededRng::new(self.rng.next_u64());
-        let mut key = [0u8; 32];
-        for chunk in key.chunks_mut(8) {
-            chunk.copy_from_slice(&s.next_u64().to_le_bytes());
-        }
-        let me = Identity::from_seed(&Seed(key)).public();
-        let ca = group.ca();
-        let valid = (1_700_000_000, 1_900_000_000);
-        let ca_cert = Cert::new_ca(&ca, &group.name, "sim CA", valid).expect("a CA certificate");
-        let all = vec![Prefix::parse("100.64.0.0/10").expect("a prefix")];
-        let name = format!("n{i}");
-        let cert =
-            Cert::new_node(&ca, me, &group.name, &name, all, vec![], valid).expect("a certificate");
-        let wall_origin_us = 1_800_000_000_000_000 + now.as_micros();
-        let cfg = NodeConfig {
-            trust: Some(Trust {
-                network: group.name.clone(),
-                cas: vec![ca_cert],
-                revocations: vec![],
-            }),
-            cert: Some(cert.encode().expect("encodable")),
-            timers: self.timers.clone(),
-            pool_slots: self.pool_slots,
-            max_peers: self.max_peers,
-            wall_origin_us,
-            rng_seed: s.next_u64(),
-            overlay: Some(self.overlay.clone()),
-            endpoints: vec![self.nodes[i].endpoint.into()],
-            vpn: group.vpn.clone(),
-            // Any key, as long as its certificate checks out.
-            trust_any: true,
-            ..NodeConfig::default()
-        };
-        let spec = NetworkSpec {
-            name: group.name.clone(),
-            ca: ca.public().0.to_vec(),
-            seed: Seed(key),
-            cfg,
-        };
-        let n = &mut self.nodes[i];
-        let nets = n
-            .nets
-            .get_or_insert_with(|| Box::new(Networks::new(&mut n.node, wall_origin_us)));
-        let k = nets.add(&n.node, spec, now);
-        self.schedule_wake(i as u32, now);
-        k
-    }
-
-    /// Host `i`'s networks, if it runs any.
-    pub fn networks(&self, i: usize) -> Option<&Networks> {
-        self.nodes[i].nets.as_deref()
-    }
-
-    /// Host `i`'s node in network `k`.
-    pub fn net_node(&self, i: usize, k: usize) -> &Node {
-        &self.nodes[i]
-            .nets
-            .as_ref()
-            .expect("a host with networks")
-            .get(k)
-            .node
-    }
-
-    /// Runs `f` on host `i`'s node in network `k` and sends what it
-    /// produced.
-    pub fn with_net_node<R>(
-        &mut self,
-        i: usize,
-        k: usize,
-        f: impl FnOnce(&mut Node, crate::time::Instant) -> R,
-    ) -> R {
-        let now = self.now;
-        let nets = self.nodes[i].nets.as_mut().expect("a host with networks");
-        let r = f(&mut nets.get_mut(k).node, now);
-        self.flush(i as u32);
-        r
-    }
-
-    /// The frames host `i`'s node in network `k` wrote since the last
-    /// call (kept up to `keep_frames`).
-    pub fn take_net_frames(&mut self, i: usize, k: usize) -> Vec<Vec<u8>> {
-        self.nodes[i]
-            .net_taps
-            .get_mut(k)
-            .map(core::mem::take)
-            .unwrap_or_default()
-    }
-}
-
-impl Sim {
-    /// Consistency of a group's sub-ring: `members` are (host, network
-    /// index) pairs; hosts that are down are left out.
-    pub fn group_consistency(&self, members: &[(usize, usize)]) -> f64 {
-        let overlays: Vec<&crate::overlay::Overlay> = members
-            .iter()
-            .filter(|&&(i, _)| self.is_alive(i))
-            .filter_map(|&(i, k)| self.net_node(i, k).overlay())
-            .collect();
-        super::metrics::ring_consistency(&overlays)
-    }
-}
 
 /// The sub-ring scenario's knobs.
 #[derive(Debug, Clone)]
@@ -143,7 +16,7 @@ pub struct GroupsConfig {
     pub min: usize,
     pub max: usize,
     pub seed: u64,
-    pub mix: super::scenario::NatMix,
+    pub mix: crate::sim::scenario::NatMix,
     /// Churn: every 10 s this fraction of the public members that are in
     /// no group crash, and those crashed 10 s before come back.
     pub churn: f64,
@@ -190,7 +63,7 @@ pub struct GroupsReport {
 /// reaches exactly its members, VPN packets between members behind
 /// symmetric NATs — and the public ring churns under them.
 pub fn groups(cfg: &GroupsConfig) -> GroupsReport {
-    use super::scenario::{nat_kinds, nat_sim, run_until_consistent};
+    use crate::sim::scenario::{nat_kinds, nat_sim, run_until_consistent};
     let mut report = GroupsReport::default();
     let kinds = nat_kinds(cfg.public, cfg.seed, cfg.mix);
     for &k in &kinds {
@@ -204,7 +77,7 @@ pub fn groups(cfg: &GroupsConfig) -> GroupsReport {
     let mut pick = SeededRng::new(cfg.seed ^ 0x0067_726f_7570);
     for g in 0..cfg.groups {
         let size = cfg.min + pick.below((cfg.max - cfg.min + 1) as u64) as usize;
-        let group = SimGroup {
+        let group = super::SimGroup {
             name: format!("group{g}"),
             ca_seed: [g as u8 + 1; 32],
             vpn: Some(crate::vpn::VpnConfig::new(&format!("group{g}"))),
@@ -324,19 +197,19 @@ fn describe_group(sim: &Sim, m: &[(usize, usize)]) -> String {
 fn is_symmetric(sim: &Sim, h: usize) -> bool {
     sim.nat
         .as_ref()
-        .is_some_and(|m| m.kind(h as u32) == super::nat::SimNat::Symmetric)
+        .is_some_and(|m| m.kind(h as u32) == crate::sim::nat::SimNat::Symmetric)
 }
 
-fn vip(sim: &Sim, (h, k): (usize, usize)) -> Option<std::net::Ipv4Addr> {
+pub(super) fn vip(sim: &Sim, (h, k): (usize, usize)) -> Option<std::net::Ipv4Addr> {
     sim.net_node(h, k).vpn_status()?.address
 }
 
 /// Has member `(h, k)`'s host send a UDP datagram to `dst` on its TAP.
-fn send(sim: &mut Sim, (h, k): (usize, usize), dst: std::net::Ipv4Addr, body: &[u8]) {
+pub(super) fn send(sim: &mut Sim, (h, k): (usize, usize), dst: std::net::Ipv4Addr, body: &[u8]) {
     let Some(src) = vip(sim, (h, k)) else {
         return;
     };
-    let f = super::udp_frame(&sim.net_node(h, k).public_key(), src, dst, body);
+    let f = crate::sim::udp_frame(&sim.net_node(h, k).public_key(), src, dst, body);
     sim.with_net_node(h, k, |node, now| {
         if let Some(buf) = node.pool_mut().alloc_with(&f) {
             node.handle_frame(now, buf);
@@ -344,7 +217,7 @@ fn send(sim: &mut Sim, (h, k): (usize, usize), dst: std::net::Ipv4Addr, body: &[
     });
 }
 
-fn contains(frames: &[Vec<u8>], tag: &[u8]) -> bool {
+pub(super) fn contains(frames: &[Vec<u8>], tag: &[u8]) -> bool {
     frames
         .iter()
         .any(|f| f.windows(tag.len()).any(|w| w == tag))
@@ -536,122 +409,5 @@ impl GroupsReport {
             }
         }
         s
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::sim::{scenario, NetConfig};
-
-    #[test]
-    fn a_group_forms_its_own_ring_over_a_public_one() {
-        let mut sim = scenario::mass_join(30, 7, 3, NetConfig::default());
-        scenario::run_until_consistent(&mut sim, Duration::from_secs(5), Duration::from_secs(120))
-            .expect("public ring");
-        let g = SimGroup {
-            name: "lab".into(),
-            ca_seed: [9; 32],
-            vpn: None,
-        };
-        let members: Vec<(usize, usize)> = [1, 5, 9, 13, 17, 21]
-            .iter()
-            .map(|&i| (i, sim.join_group(i, &g)))
-            .collect();
-        let mut took = None;
-        for s in 0..60 {
-            sim.run_for(Duration::from_secs(5));
-            if sim.group_consistency(&members) >= 1.0 {
-                took = Some(s * 5 + 5);
-                break;
-            }
-        }
-        assert!(took.is_some(), "{}", sim.group_consistency(&members));
-        // Members link to members only, over tagged datagrams.
-        let keys: Vec<_> = members
-            .iter()
-            .map(|&(i, k)| sim.net_node(i, k).public_key())
-            .collect();
-        for &(i, k) in &members {
-            let ov = sim.net_node(i, k).overlay().unwrap();
-            assert!(ov.table().iter().all(|c| keys.contains(&c.key)));
-            assert!(sim.networks(i).unwrap().stats.tagged_in > 0);
-        }
-        // A datagram tagged for a network this host does not run.
-        let (h, _) = members[0];
-        let mut bytes = vec![0u8; 40];
-        crate::wire::subring::TaggedRepr { network: 12345 }.emit(&mut bytes);
-        sim.deliver_raw(h, crate::sim::endpoint_of(2), bytes);
-        sim.run_for(Duration::from_millis(1));
-        assert_eq!(sim.networks(h).unwrap().stats.unknown_network, 1);
-    }
-
-    /// Two members whose direct path is black-holed link over the public
-    /// ring; what the public nodes carry for them (`poll_to_carry`, all a
-    /// relay ever sees behind the carried header) never shows the frame,
-    /// and a datagram altered on the way is dropped, never delivered.
-    #[test]
-    fn carried_edges_are_sealed_end_to_end() {
-        let mut sim = scenario::mass_join(12, 11, 3, NetConfig::default());
-        scenario::run_until_consistent(&mut sim, Duration::from_secs(5), Duration::from_secs(120))
-            .expect("public ring");
-        sim.keep_frames = 16;
-        sim.blocked.insert((1, 2));
-        let g = SimGroup {
-            name: "sealed".into(),
-            ca_seed: [4; 32],
-            vpn: Some(crate::vpn::VpnConfig::new("sealed")),
-        };
-        let a = (1, sim.join_group(1, &g));
-        let b = (2, sim.join_group(2, &g));
-        sim.run_for(Duration::from_secs(30));
-        let vb = vip(&sim, b).expect("b's address");
-        let ov = sim.net_node(a.0, a.1).overlay().unwrap();
-        let link = ov.table().iter().next().expect("a sub-ring link");
-        assert!(link.endpoint.is_carried(), "{:?}", link.endpoint);
-        // Warm up: resolved, sent, delivered.
-        send(&mut sim, a, vb, b"warm-up");
-        sim.run_for(Duration::from_secs(2));
-        assert!(contains(&sim.take_net_frames(b.0, b.1), b"warm-up"));
-        // The next frame, as the public ring will carry it.
-        let secret = b"the-secret-payload";
-        let src = vip(&sim, a).unwrap();
-        let f = crate::sim::udp_frame(&sim.net_node(a.0, a.1).public_key(), src, vb, secret);
-        let carried = sim.with_net_node(a.0, a.1, |node, now| {
-            let buf = node.pool_mut().alloc_with(&f).unwrap();
-            node.handle_frame(now, buf);
-            let t = node.poll_to_carry().expect("carried");
-            let bytes = node.pool().data(&t.buf).to_vec();
-            node.pool_mut().free(t.buf);
-            (t.dst, bytes)
-        });
-        assert!(carried.0.is_carried());
-        assert!(!carried.1.windows(secret.len()).any(|w| w == secret));
-        let from = crate::wire::endpoint::Endpoint::carried(
-            crate::overlay::Addr::of_key(&sim.node(a.0).public_key()).to_bytes(),
-        );
-        // Altered anywhere past the header: dropped.
-        let auth = |sim: &Sim| {
-            sim.net_node(b.0, b.1)
-                .stats()
-                .drops(crate::node::DropReason::AuthFailure)
-        };
-        let before = auth(&sim);
-        for at in [20, carried.1.len() / 2, carried.1.len() - 1] {
-            let mut bad = carried.1.clone();
-            bad[at] ^= 0x20;
-            sim.with_net_node(b.0, b.1, |node, now| {
-                let buf = node.pool_mut().alloc_with(&bad).unwrap();
-                node.handle_datagram(now, from, buf);
-            });
-        }
-        assert_eq!(auth(&sim), before + 3);
-        assert!(!contains(&sim.take_net_frames(b.0, b.1), secret));
-        // As sent: delivered.
-        sim.with_net_node(b.0, b.1, |node, now| {
-            let buf = node.pool_mut().alloc_with(&carried.1).unwrap();
-            node.handle_datagram(now, from, buf);
-        });
-        assert!(contains(&sim.take_net_frames(b.0, b.1), secret));
     }
 }

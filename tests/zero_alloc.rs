@@ -373,25 +373,7 @@ impl Net {
 
 /// An IPv4 UDP packet from `src` to `dst` as the host's frame to the node.
 fn ip_frame(n: &Node, src: std::net::Ipv4Addr, dst: std::net::Ipv4Addr) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&ringvpn::vpn::VIRTUAL_MAC.0);
-    f.extend_from_slice(&ringvpn::vpn::host_mac(&n.public_key()).0);
-    f.extend_from_slice(&[8, 0]);
-    let body = [0x5au8; 1300];
-    let mut v4 = [0u8; 20];
-    ringvpn::wire::ip::V4Repr {
-        src,
-        dst,
-        proto: 17,
-        payload_len: 8 + body.len(),
-    }
-    .emit(&mut v4);
-    f.extend_from_slice(&v4);
-    f.extend_from_slice(&[0x30, 0x39, 0x30, 0x39]);
-    f.extend_from_slice(&((8 + body.len()) as u16).to_be_bytes());
-    f.extend_from_slice(&[0, 0]);
-    f.extend_from_slice(&body);
-    f
+    ringvpn::sim::udp_frame(&n.public_key(), src, dst, &[0x5au8; 1300])
 }
 
 #[test]

@@ -10,6 +10,9 @@
 #    memory per node measured so far says it fits in MemAvailable with 10%
 #    to spare. Prints the largest N that completed.
 #
+# Both run with hashes standing in for X25519/Ed25519 and on two threads
+# (`--cheap-crypto --threads 2`: the same ring results, docs/SIMULATOR.md).
+#
 # Usage: bench/ring_sim.sh [N...]   (default sizes: 20000 50000 100000)
 # Output: one block per run, then a summary. Wall times are minutes each at
 # 10,000 nodes and more; run it on an idle machine.
@@ -36,7 +39,8 @@ run() { # N extra-args...; sets peak_kib
   return $ok
 }
 
-run 10000
+fast=(--cheap-crypto --threads 2)
+run 10000 "${fast[@]}"
 per_node=$((peak_kib / 10000 + 1))
 echo "10,000 nodes: peak RSS ${peak_kib} KiB, ~${per_node} KiB per node"
 largest=10000
@@ -47,7 +51,7 @@ for n in "${sizes[@]}"; do
     echo "== $n nodes: skipped, needs ~$((need / 1024)) MiB of $((avail / 1024)) MiB available"
     break
   fi
-  if run "$n" --joins 0 --crash 0 --churn-time 0; then
+  if run "$n" --joins 0 --crash 0 --churn-time 0 "${fast[@]}"; then
     largest=$n
     per_node=$((peak_kib / n + 1))
   else

@@ -549,3 +549,19 @@ fn check_accepts_a_good_config_and_names_the_mistake_in_a_bad_one() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// The simulator's stand-in crypto (docs/SIMULATOR.md) is never in the
+/// daemon: its label is in the lab binary and not in `ringvpn`.
+#[test]
+fn the_daemon_carries_no_stand_in_crypto() {
+    let label = ringvpn::sim::cheap_crypto::label();
+    let has = |path: &str| {
+        let bin = std::fs::read(path).unwrap();
+        bin.windows(label.len()).any(|w| w == label)
+    };
+    assert!(
+        has(env!("CARGO_BIN_EXE_ringvpn-lab")),
+        "the test finds it where it is"
+    );
+    assert!(!has(env!("CARGO_BIN_EXE_ringvpn")));
+}

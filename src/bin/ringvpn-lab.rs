@@ -19,15 +19,19 @@ Usage:
                                   every pair pings by virtual IP, iperf3 measures,
                                   everything is torn down (also on Ctrl-C)
   ringvpn-lab sim [--nodes N] [--seed S] [--bootstraps K] [--crash F] [--pairs P]
-                  [--joins J] [--lifetime SECS] [--churn-time SECS]
+                  [--joins J] [--lifetime SECS] [--churn-time SECS] [--cheap-crypto]
+                  [--threads T]
                                   the deterministic overlay simulator: N nodes start at
                                   once (K random bootstraps each), then: time to a
                                   consistent ring, routing (plain greedy and with
                                   lookahead), maintenance traffic, memory, J single
                                   joins, recovery from crashing F of them, and steady
                                   Poisson churn (mean lifetime SECS, default 600) for
-                                  --churn-time seconds (default 300, 0 to skip)
-  ringvpn-lab dht [--nodes N] [--keys K] [--crash F] [--seed S]
+                                  --churn-time seconds (default 300, 0 to skip);
+                                  --cheap-crypto: hashes stand in for X25519 and
+                                  Ed25519 (same ring results, no secrecy: docs/SIMULATOR.md);
+                                  --threads 2: run the nodes on two threads (same output)
+  ringvpn-lab dht [--nodes N] [--keys K] [--crash F] [--seed S] [--cheap-crypto] [--threads T]
                                   the DHT in the simulator: N nodes (default 1000) form
                                   a ring, K records (default 10000) are registered by
                                   random owners and read back, F of the nodes (default
@@ -388,6 +392,8 @@ fn sim(args: &[String]) -> ExitCode {
         "how long to churn (default 300, 0: skip)",
         "SECS",
     );
+    o.optflag("", "cheap-crypto", "hashes stand in for X25519 and Ed25519");
+    o.optopt("", "threads", "threads running the nodes (default 1)", "T");
     let Some(m) = parse_options(&o, args) else {
         return ExitCode::from(2);
     };
@@ -407,9 +413,14 @@ fn sim(args: &[String]) -> ExitCode {
             num(&m, "j", 11usize)?,
             num(&m, "l", 600u64)?,
             num(&m, "t", 300u64)?,
+            num(&m, "threads", 1usize)?,
         ))
     })();
-    let (n, seed, boots, crash, pairs, join_count, lifetime, churn_time) = match parsed {
+    let (n, seed, boots, crash, pairs, join_count, lifetime, churn_time, threads) = match parsed {
+        Ok(v) if v.8 == 0 || v.8 > 64 => {
+            eprintln!("ringvpn-lab: --threads {}: 1 to 64", v.8);
+            return ExitCode::from(2);
+        }
         Ok(v) if v.0 >= 2 => v,
         Ok(_) => {
             eprintln!("ringvpn-lab: --nodes must be at least 2");
@@ -428,6 +439,8 @@ fn sim(args: &[String]) -> ExitCode {
         net.latency.as_millis()
     );
     let mut s = scenario::mass_join(n, seed, boots, net);
+    s.set_cheap_crypto(m.opt_present("cheap-crypto"));
+    s.threads = threads;
     let t =
         scenario::run_until_consistent(&mut s, Duration::from_secs(1), Duration::from_secs(300));
     match t {
@@ -442,13 +455,19 @@ fn sim(args: &[String]) -> ExitCode {
     }
     // Let leaves and surplus links be trimmed, then measure the steady state.
     s.run_for(Duration::from_secs(60));
+    let peak = peak_rss_kib().saturating_sub(rss0) as f64 / n as f64;
     ringvpn::sys::release_free_memory();
     let mem = rss_kib().saturating_sub(rss0) as f64 / n as f64;
     println!(
-        "steady state: consistency {:.4} (design notes' crawl: {:.4}), {:.1} connections per node, ~{mem:.0} KiB per simulated node (process RSS / N)",
+        "steady state: consistency {:.4} (design notes' crawl: {:.4}), {:.1} connections per node",
         s.consistency(),
         s.crawl_consistency(),
         s.mean_connections()
+    );
+    let t = s.peer_tables();
+    println!(
+        "memory per simulated node (process RSS / N): {mem:.0} KiB steady, {peak:.0} KiB peak (the join); peer tables: {:.1} peers, {:.1} places, {:.1} tombstones, {:.1} forgotten per node",
+        t.0, t.1, t.2, t.3
     );
     let mix = s.connection_mix();
     println!(
@@ -529,9 +548,12 @@ fn sim(args: &[String]) -> ExitCode {
         s.pool_slots,
         s.drops(ringvpn::node::DropReason::PoolEmpty)
     );
+    let secs = wall.elapsed().as_secs_f64();
     println!(
-        "(simulated in {:.1} s of wall time)",
-        wall.elapsed().as_secs_f64()
+        "(simulated in {secs:.1} s of wall time on {threads} thread(s), {} events, {:.0} events/s; {} windows on two threads)",
+        s.events,
+        s.events as f64 / secs.max(1e-9),
+        s.parallel_windows
     );
     ExitCode::SUCCESS
 }
@@ -654,11 +676,20 @@ fn mdns_query(args: &[String]) -> ExitCode {
 
 /// This process's resident set in KiB (the simulator's memory figure).
 fn rss_kib() -> u64 {
+    proc_status_kib("VmRSS:")
+}
+
+/// The process's peak resident set so far.
+fn peak_rss_kib() -> u64 {
+    proc_status_kib("VmHWM:")
+}
+
+fn proc_status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)

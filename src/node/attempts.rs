@@ -130,7 +130,7 @@ impl Node {
         let tcp_now = udp_blocked || (self.settings.tcp_fallback && attempts >= TCP_AFTER_ATTEMPTS);
         match t {
             Target::Peer(p) => {
-                let peer = &self.peers[usize::from(p.0)];
+                let peer = &*self.peers[usize::from(p.0)];
                 // A routed session, or a tunnel's (its handshake takes the
                 // overlay; the relay carries only sealed messages).
                 let over_overlay = (peer.is_routed() && !peer.is_linked())
@@ -201,7 +201,7 @@ impl Node {
     /// `p` enough to build a tunnel for it (`punching`: the attempt was a
     /// punch for a routed peer's traffic).
     fn punch_needed(&self, p: PeerIdx, punching: bool) -> bool {
-        let peer = &self.peers[usize::from(p.0)];
+        let peer = &*self.peers[usize::from(p.0)];
         peer.relay().is_some()
             || peer.demand.linked
             || (peer.is_routed() && punching)
@@ -234,7 +234,7 @@ impl Node {
     /// punch to give up. The punch goes on; if it succeeds, the pair moves
     /// to the direct path and the tunnel ends.
     fn tunnel_alongside(&mut self, now: Instant, p: PeerIdx) {
-        let peer = &self.peers[usize::from(p.0)];
+        let peer = &*self.peers[usize::from(p.0)];
         if peer.relay().is_none() && self.punch_needed(p, peer.reach.punching) {
             self.start_tunnel(now, p);
         }
@@ -244,7 +244,7 @@ impl Node {
     /// traffic where it is (routed, or in a tunnel) and, for a peer the
     /// overlay or the VPN needs, asks for a tunnel; other attempts give up.
     fn punch_failed(&mut self, now: Instant, p: PeerIdx, punching: bool) {
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         let was_punching = peer.reach.punching;
         peer.reach.punching = false;
         if !punching {
@@ -268,7 +268,7 @@ impl Node {
         }
         // Meanwhile a session over the overlay carries the traffic (and
         // is the tunnel's once a relay is found).
-        let peer = &self.peers[usize::from(p.0)];
+        let peer = &*self.peers[usize::from(p.0)];
         if peer.sessions.current.is_none() && peer.hs.pending.is_none() {
             self.start_handshake(now, Target::Peer(p));
         }
@@ -289,7 +289,7 @@ impl Node {
     /// over the overlay: whichever answer comes first makes the session,
     /// so traffic flows at once (routed) while the punch goes on.
     fn copy_over_overlay(&mut self, now: Instant, p: PeerIdx, dst: Path, out: &PacketBuf) {
-        let peer = &self.peers[usize::from(p.0)];
+        let peer = &*self.peers[usize::from(p.0)];
         if !matches!(dst, Path::Direct(_))
             || !peer.reach.punching
             || peer.sessions.current.is_some()
@@ -313,7 +313,7 @@ impl Node {
         };
         let (hint, dynamic, punching) = match t {
             Target::Peer(p) => {
-                let peer = &self.peers[usize::from(p.0)];
+                let peer = &*self.peers[usize::from(p.0)];
                 let linking = peer.role.dynamic
                     && (peer.reach.punching
                         || (!peer.is_linked() && peer.sessions.current.is_none()));

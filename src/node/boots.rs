@@ -50,6 +50,9 @@ pub struct Boot {
     pub next_try: Instant,
     /// The peer this endpoint turned out to be, once linked.
     pub peer: Option<PeerIdx>,
+    /// This endpoint answered once (its peer may since have been
+    /// forgotten): tried again only when we are stranded.
+    pub answered: bool,
     /// Learned from a past link rather than configured: tried only when we
     /// are cut off (no links, or too few to be in a ring). A node whose
     /// configured bootstraps are gone, or that joined through a node that
@@ -71,6 +74,7 @@ impl Boot {
             pending: None,
             next_try: now,
             peer: None,
+            answered: false,
             learned,
         }
     }
@@ -206,7 +210,7 @@ impl Node {
             return usable.then_some(boot.next_try);
         }
         let stranded = !self.any_linked();
-        (stranded || (leaves < LEAVES && boot.peer.is_none())).then_some(boot.next_try)
+        (stranded || (leaves < LEAVES && !boot.answered)).then_some(boot.next_try)
     }
 
     /// Bootstrap leaves linked, and whether we are cut off.
@@ -266,6 +270,16 @@ impl Node {
 
     pub(super) fn run_bootstraps(&mut self, now: Instant) {
         self.watch_silence(now);
+        // `boot_wake` is kept exact (checked after every input in debug
+        // builds; brought up to date here if this input changed it, a
+        // link going down, say): nothing due, nothing to scan.
+        if self.strangers.boots_dirty {
+            self.strangers.boots_dirty = false;
+            self.strangers.boot_wake = self.boot_deadline();
+        }
+        if !self.strangers.boot_wake.is_some_and(|t| t <= now) {
+            return;
+        }
         for b in 0..self.strangers.boots.len() {
             let (leaves, cut_off) = self.boot_context();
             if self.boot_due(b, leaves, cut_off).is_some_and(|t| now >= t) {

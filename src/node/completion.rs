@@ -26,7 +26,7 @@ impl Node {
     pub(super) fn withdraw_if_crossed(&mut self, now: Instant, p: PeerIdx, theirs: &NodeKey) {
         let window = self.timers.handshake_retry_base;
         let ours = self.identity.public();
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         let fresh = peer.hs.pending.as_ref().is_some_and(|x| {
             x.attempts <= 1 && now.saturating_since(x.sent_at) < window && x.state.is_some()
         });
@@ -53,7 +53,7 @@ impl Node {
             return self.drop_buf(buf, DropReason::UnknownSession);
         };
         if let Target::Peer(p) = target {
-            let peer = &mut self.peers[usize::from(p.0)];
+            let peer = &mut *self.peers[usize::from(p.0)];
             if peer.hs.withdrawn == Some(receiver) {
                 peer.hs.withdrawn = None;
                 self.index.by_session.remove(&receiver);
@@ -103,6 +103,7 @@ impl Node {
                     self.peers[usize::from(p.0)].role.wanted = true;
                     self.peers[usize::from(p.0)].role.leaf = true;
                     self.strangers.boots[usize::from(b)].peer = Some(p);
+                    self.strangers.boots[usize::from(b)].answered = true;
                     if let Some(l) = self.strangers.boots[usize::from(b)].learned.as_mut() {
                         l.failures = 0;
                     }
@@ -142,7 +143,9 @@ impl Node {
         sent_at: Instant,
     ) {
         self.touch(p);
-        let peer = &mut self.peers[usize::from(p.0)];
+        // The peer's endpoint may move (learned bootstraps compare them).
+        self.strangers.boots_dirty = true;
+        let peer = &mut *self.peers[usize::from(p.0)];
         if let Some(stale) = peer.hs.pending.take() {
             self.index.by_session.remove(&stale.local_index);
         }
@@ -173,7 +176,7 @@ impl Node {
         // The overlay copy of a punch's init answered first: the session
         // carries traffic over the overlay, and the punch goes on.
         let resume_punch = endpoint.is_none() && self.peers[usize::from(p.0)].reach.punching;
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         peer.hs.last_handshake = Some(now);
         peer.live.rtt = Some(now.saturating_since(sent_at));
         if let Some(old) = peer.sessions.install_initiated(done.session) {

@@ -9,7 +9,7 @@ impl Node {
     /// Peer `p`'s path (straight, or through a tunnel's relay): runs its
     /// watch.
     pub(super) fn watch_timers(&mut self, now: Instant, p: PeerIdx) {
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         if !peer.watched_path() {
             return;
         }
@@ -33,7 +33,7 @@ impl Node {
     /// The path stopped answering: the overlay carries the peer's data
     /// and routes around the link; tunnels through the peer move.
     fn path_suspect(&mut self, now: Instant, p: PeerIdx) {
-        let peer = &self.peers[usize::from(p.0)];
+        let peer = &*self.peers[usize::from(p.0)];
         log::info!(
             "{} path to {} not answering: traffic takes the overlay",
             if peer.relay().is_some() {
@@ -59,7 +59,7 @@ impl Node {
     /// A pong came straight over the path: if it was suspect, it carries
     /// traffic again.
     pub(super) fn path_answered(&mut self, now: Instant, p: PeerIdx) {
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         if !peer.reach.watch.answered(now) {
             return;
         }
@@ -80,7 +80,7 @@ impl Node {
             return;
         }
         let i = usize::from(p.0);
-        let peer = &mut self.peers[i];
+        let peer = &mut *self.peers[i];
         peer.reach.watch.reset();
         if let Some(r) = peer.relay() {
             // The relay answers (else its own link's watch would have
@@ -95,7 +95,7 @@ impl Node {
             self.peers[i].drop_tunnel();
             self.release_relay(r);
             self.unlink(now, p);
-            let peer = &mut self.peers[i];
+            let peer = &mut *self.peers[i];
             if peer.sessions.current.is_some() {
                 peer.route();
             }

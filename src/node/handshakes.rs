@@ -280,7 +280,7 @@ impl Node {
             return None;
         };
         self.touch(p);
-        let peer = &self.peers[usize::from(p.0)];
+        let peer = &*self.peers[usize::from(p.0)];
         let old = init.timestamp <= peer.hs.last_init_timestamp;
         let quiet = peer
             .live
@@ -331,7 +331,7 @@ impl Node {
             }
         };
         self.pool.set_len(&mut out, len);
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         if !provisional {
             peer.hs.last_init_timestamp = init.timestamp;
         }
@@ -369,7 +369,9 @@ impl Node {
             // tunnel) keeps using it (the session is end to end either way).
             None => peer.settle_without_endpoint(),
         }
-        let peer = &mut self.peers[usize::from(p.0)];
+        // The peer's endpoint may have moved (learned bootstraps compare them).
+        self.strangers.boots_dirty = true;
+        let peer = &mut *self.peers[usize::from(p.0)];
         peer.role.wanted = true;
         // The peer links again right after a close: a new link, not the old.
         peer.end_closing();
@@ -396,7 +398,7 @@ impl Node {
         also: &[Endpoint],
     ) -> Option<PeerIdx> {
         let overlay = matches!(from, Path::Overlay(_));
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         let again = peer.hs.answer.as_mut().filter(|a| {
             a.timestamp == timestamp
                 && !(if overlay {

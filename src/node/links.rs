@@ -107,7 +107,7 @@ impl Node {
 
     /// The peer has a current session: tell the overlay once.
     pub(super) fn link_up(&mut self, now: Instant, p: PeerIdx) {
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         // A routed session is end to end over the overlay, not a link of
         // it; nor is a session made over the overlay whose direct path is
         // not proven yet (a punch candidate): the ring would route into it.
@@ -160,7 +160,7 @@ impl Node {
 
     /// The peer lost its current session: tell the overlay once.
     pub(super) fn link_down(&mut self, now: Instant, p: PeerIdx) {
-        let peer = &self.peers[usize::from(p.0)];
+        let peer = &*self.peers[usize::from(p.0)];
         if !peer.is_linked() || peer.sessions.current.is_some() {
             return;
         }
@@ -174,7 +174,7 @@ impl Node {
 
     /// `unlink`, the link then closing since `closing` if given.
     fn unlink_into(&mut self, now: Instant, p: PeerIdx, closing: Option<Instant>) {
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         if !peer.mark_unlinked(closing) {
             return;
         }
@@ -199,7 +199,7 @@ impl Node {
     /// Closes a dynamic link: out of the overlay at once, no more
     /// handshakes or pings; the sessions go after a grace period.
     pub(super) fn close_link(&mut self, now: Instant, p: PeerIdx) {
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         if !peer.role.dynamic {
             return; // configured peers are always wanted
         }
@@ -223,7 +223,7 @@ impl Node {
 
     /// Drops a closed link's sessions once its grace is over.
     pub(super) fn end_closing(&mut self, now: Instant, p: PeerIdx) {
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         let Some(since) = peer.closing_since() else {
             return;
         };
@@ -253,13 +253,13 @@ impl Node {
         // Linking again to a node we just closed: a fresh handshake, while
         // the old sessions still take what is in flight on them.
         self.touch(p);
-        let peer = &self.peers[usize::from(p.0)];
+        let peer = &*self.peers[usize::from(p.0)];
         // A direct link needs no candidates; what others say of a linked
         // peer's endpoints (gossip) may be older than what the peer told
         // us itself.
         let fresh =
             !(peer.is_linked() && peer.relay().is_none()) && self.add_candidates(p, &candidates);
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         let reopen = peer.end_closing();
         peer.role.wanted = true;
         // Hearsay only while nothing better vouched for the peer.
@@ -312,7 +312,8 @@ impl Node {
         p: PeerIdx,
         candidates: &[crate::wire::endpoint::Endpoint],
     ) -> bool {
-        let peer = &mut self.peers[usize::from(p.0)];
+        self.strangers.boots_dirty = true;
+        let peer = &mut *self.peers[usize::from(p.0)];
         let mut fresh = false;
         for &c in candidates {
             if self.underlay.guard.contains(c.addr.ip()) {

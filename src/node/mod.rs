@@ -60,6 +60,15 @@ use crate::wire::MsgType;
 use boots::Boot;
 use config::Settings;
 pub use config::{Carriage, NodeConfig, PeerConfig, Timers};
+
+/// How big the peer table is (see `Node::peer_table`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerTable {
+    pub present: usize,
+    pub places: usize,
+    pub tombstones: usize,
+    pub forgotten: u64,
+}
 pub use events::Event;
 use limiter::HandshakeLimiter;
 use peer::Peer;
@@ -151,16 +160,16 @@ pub struct Node {
     timers: Timers,
     settings: Settings,
     pool: Pool,
-    peers: Vec<Peer>,
+    peers: Vec<peer::PeerSlot>,
     /// Ways to find a peer: by key, session index, MAC, deadline.
     index: peers::PeerIndex,
     /// Handshakes with nodes not in the peer table yet.
     strangers: boots::Strangers,
     overlay: Option<Overlay>,
     /// The VPN over the overlay (overlay mode with a virtual network).
-    vpn: Option<crate::vpn::Vpn>,
+    vpn: Option<Box<crate::vpn::Vpn>>,
     /// Exit gateways and subnet routes (with the VPN, when configured).
-    routes: Option<crate::routes::Routes>,
+    routes: Option<Box<crate::routes::Routes>>,
     /// Map-reduce tasks over the ring (with the overlay).
     manager: Option<crate::manage::Manager>,
     underlay: underlay::Underlay,
@@ -203,7 +212,7 @@ impl Node {
                 continue;
             }
             by_key.insert(pc.key, PeerIdx(peers.len() as u16));
-            peers.push(Peer::new(pc));
+            peers.push(peer::PeerSlot::new(Peer::new(pc)));
         }
         let overlay = cfg.overlay.clone().map(|oc| {
             let mut ov = Overlay::new(
@@ -239,13 +248,13 @@ impl Node {
             timers: cfg.timers,
             vpn: cfg.vpn.clone().filter(|_| overlay.is_some()).map(|v| {
                 let joining = !cfg.bootstrap.is_empty() || cfg.bootstrap_pending;
-                crate::vpn::Vpn::new(v, &public, now, joining, flow_secret)
+                Box::new(crate::vpn::Vpn::new(v, &public, now, joining, flow_secret))
             }),
             routes: cfg
                 .routes
                 .clone()
                 .filter(|r| r.active() && overlay.is_some() && cfg.vpn.is_some())
-                .map(|r| crate::routes::Routes::new(r, public, now)),
+                .map(|r| Box::new(crate::routes::Routes::new(r, public, now))),
             manager: overlay
                 .as_ref()
                 .map(|ov| crate::manage::Manager::new(ov.addr(), flow_secret.rotate_left(32))),
@@ -278,6 +287,8 @@ impl Node {
                 macs: MacTable::default(),
                 wakeups: Wakeups::default(),
                 linked: 0,
+                tombstones: Default::default(),
+                evicted: 0,
             },
             strangers: boots::Strangers {
                 boots,
@@ -328,6 +339,17 @@ impl Node {
 
     pub fn pool_mut(&mut self) -> &mut Pool {
         &mut self.pool
+    }
+
+    /// The peer table's size: peers present, places (present and
+    /// vacant), tombstones, and peers forgotten so far.
+    pub fn peer_table(&self) -> PeerTable {
+        PeerTable {
+            present: self.peers.iter().filter(|p| !p.is_vacant()).count(),
+            places: self.peers.len(),
+            tombstones: self.index.tombstones.len(),
+            forgotten: self.index.evicted,
+        }
     }
 
     pub fn stats(&self) -> &Stats {
@@ -416,7 +438,6 @@ impl Node {
         self.vpn_timers(now);
         self.routes_timers(now);
         self.manage_timers(now);
-        self.strangers.boots_dirty = true;
         self.settle(now);
         // A timer can change another peer (a relay given up moves the
         // tunnels through it): what that made due runs now, not after a

@@ -34,7 +34,7 @@ impl Node {
     /// A VPN packet went to peer `p`: counts it towards an on-demand link.
     pub(super) fn count_demand(&mut self, now: Instant, p: PeerIdx) {
         let threshold = self.settings.ondemand_threshold;
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         if peer.is_linked() || peer.relay().is_some() || threshold == 0 {
             return;
         }
@@ -55,7 +55,7 @@ impl Node {
         let Some(p) = self.find_or_add_peer(key, None) else {
             return false;
         };
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         peer.live.last_tx = Some(now);
         self.ask_ondemand(now, p);
         self.settle(now);
@@ -69,7 +69,7 @@ impl Node {
         key: &crate::crypto::NodeKey,
     ) -> Option<(&'static str, Option<crate::crypto::NodeKey>)> {
         let &p = self.index.by_key.get(key)?;
-        let peer = &self.peers[usize::from(p.0)];
+        let peer = &*self.peers[usize::from(p.0)];
         Some((
             peer.path_name(),
             peer.relay().map(|r| self.peers[usize::from(r.0)].key),
@@ -77,7 +77,7 @@ impl Node {
     }
 
     pub(super) fn ask_ondemand(&mut self, now: Instant, p: PeerIdx) {
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         let asked_lately = peer
             .demand
             .asked
@@ -111,7 +111,7 @@ impl Node {
     }
 
     fn drop_ondemand(&mut self, p: PeerIdx) {
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         peer.demand.linked = false;
         log::info!("on-demand link to {} is idle", peer.name);
         let addr = Addr::of_key(&peer.key);

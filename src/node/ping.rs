@@ -72,7 +72,7 @@ impl Node {
     /// The answer to our last ping to `key`, once it came.
     pub fn pong(&self, key: &NodeKey) -> Option<Pong> {
         let p: PeerIdx = *self.index.by_key.get(key)?;
-        let peer = &self.peers[usize::from(p.0)];
+        let peer = &*self.peers[usize::from(p.0)];
         let (at, rtt, hops) = peer.live.pong?;
         if peer.live.last_ping.is_some_and(|sent| at < sent) {
             return None;

@@ -45,7 +45,7 @@ impl Node {
             self.resync_from(now, *from);
             return self.drop_buf(buf, DropReason::UnknownSession);
         };
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         let Some((slot, session)) = peer.sessions.find_mut(receiver) else {
             return self.drop_buf(buf, DropReason::UnknownSession);
         };
@@ -250,7 +250,7 @@ impl Node {
         };
         let stamp = ping.stamp;
         // Where the message came from, when it came straight over UDP.
-        let peer = &self.peers[usize::from(p.0)];
+        let peer = &*self.peers[usize::from(p.0)];
         let direct_udp = peer
             .reach
             .endpoint
@@ -268,7 +268,7 @@ impl Node {
             true => {
                 let observed = ping.observed;
                 self.pool.free(buf);
-                let peer = &self.peers[usize::from(p.0)];
+                let peer = &*self.peers[usize::from(p.0)];
                 if peer.live.rx_hops == 1 || arrival.through_relay(peer.relay()) {
                     self.path_answered(now, p);
                 }

@@ -110,7 +110,7 @@ impl Node {
             .table()
             .iter()
             .filter(|c| {
-                let link = &self.peers[usize::from(c.peer.0)];
+                let link = &*self.peers[usize::from(c.peer.0)];
                 c.peer != peer
                     && link.relay().is_none()
                     && link
@@ -134,7 +134,7 @@ impl Node {
     /// No direct path to `p` formed: ask it for a relay (again after
     /// `QUERY_RETRY` if nothing came of it).
     pub(super) fn start_tunnel(&mut self, now: Instant, p: PeerIdx) {
-        let peer = &self.peers[usize::from(p.0)];
+        let peer = &*self.peers[usize::from(p.0)];
         if peer.relay().is_some()
             || peer
                 .tunnel
@@ -143,7 +143,7 @@ impl Node {
         {
             return;
         }
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         peer.tunnel.asked = Some(now);
         peer.tunnel.wanted = true;
         peer.tunnel.queries = peer.tunnel.queries.saturating_add(1);
@@ -151,7 +151,7 @@ impl Node {
         let Some(from) = self.own_record() else {
             return;
         };
-        let peer = &self.peers[usize::from(p.0)];
+        let peer = &*self.peers[usize::from(p.0)];
         let dst = Addr::of_key(&peer.key);
         log::info!("no direct path to {}: asking it for a relay", peer.name);
         let symmetric = self.nat_mapping() == super::nat::NatMapping::EndpointDependent;
@@ -197,7 +197,7 @@ impl Node {
                     log::debug!("relay offer from unknown {src}");
                     return self.stats.count(DropReason::Unsolicited);
                 };
-                let peer = &mut self.peers[usize::from(p.0)];
+                let peer = &mut *self.peers[usize::from(p.0)];
                 peer.tunnel.queries = 0;
                 let asked = peer.tunnel.asked.is_some();
                 let has = peer.relay().is_some() || peer.tunnel.linking_to.is_some();
@@ -354,7 +354,7 @@ impl Node {
             };
             ov.send_routed(now, Mode::Exact, src, &offer);
         }
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         peer.tunnel.wanted = true;
         if peer.tunnel.asked.is_some() {
             // Our own query is out too: crossed (see the offer's handling).
@@ -367,7 +367,7 @@ impl Node {
     /// A tunnel step that left no relay in use or on its way: ask again
     /// after the usual wait.
     fn retry_if_no_relay(&mut self, now: Instant, p: PeerIdx) {
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         if peer.tunnel.wanted && peer.relay().is_none() && peer.tunnel.asked.is_none() {
             peer.tunnel.asked = Some(now);
             self.touch(p);
@@ -379,13 +379,13 @@ impl Node {
     /// too) and tunnels when it is up, or asks again if it never is.
     fn use_or_link_relay(&mut self, now: Instant, p: PeerIdx, relay: NodeRecord) {
         let direct = self.index.by_key.get(&relay.key).is_some_and(|&r| {
-            let r = &self.peers[usize::from(r.0)];
+            let r = &*self.peers[usize::from(r.0)];
             r.is_linked() && r.relay().is_none()
         });
         if direct {
             return self.use_relay(now, p, relay.key);
         }
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         peer.tunnel.linking_to = Some(relay.key);
         peer.tunnel.asked = Some(now + RELAY_LINK_WAIT);
         self.touch(p);
@@ -411,7 +411,7 @@ impl Node {
         dst: Addr,
         bytes: usize,
     ) -> bool {
-        let next = &self.peers[usize::from(to.0)];
+        let next = &*self.peers[usize::from(to.0)];
         if !next.is_linked() || next.relay().is_some() || Addr::of_key(&next.key) != dst {
             return false;
         }

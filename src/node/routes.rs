@@ -4,7 +4,6 @@
 //! probe over a session (made if needed), a subnet route for the shell.
 //! The data path asks the routes directly (`vpn`).
 
-use super::peer::Peer;
 use super::{Event, Node, PeerIdx};
 use crate::crypto::NodeKey;
 use crate::overlay::dht::client::Event as DhtEvent;
@@ -16,7 +15,7 @@ use std::time::Duration;
 /// The peer table as the routes see it.
 struct Heard<'a> {
     by_key: &'a BTreeMap<NodeKey, PeerIdx>,
-    peers: &'a [Peer],
+    peers: &'a [super::peer::PeerSlot],
 }
 
 impl Liveness for Heard<'_> {
@@ -129,12 +128,12 @@ impl Node {
         let Some(p) = self.find_or_add_peer(key, None) else {
             return;
         };
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         if !peer.role.wanted {
             peer.role.wanted = true;
             self.touch(p);
         }
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         if peer.sessions.current.is_some() {
             return self.send_ping(now, p);
         }

@@ -28,18 +28,22 @@ impl Node {
         if let Some(p) = self.index.macs.lookup(dst, now) {
             return self.send_to_peer(now, p, MsgType::Frame, buf);
         }
-        // Broadcast, multicast or unknown unicast: flood to every peer.
-        let n = self.peers.len();
-        if n == 0 {
+        // Broadcast, multicast or unknown unicast: flood to every peer
+        // (not to the places of forgotten ones).
+        let present = |i: &usize| !self.peers[*i].is_vacant();
+        let Some(last) = (0..self.peers.len()).rev().find(present) else {
             return self.drop_buf(buf, DropReason::NoEndpoint);
-        }
-        for i in 1..n {
+        };
+        for i in 0..last {
+            if self.peers[i].is_vacant() {
+                continue;
+            }
             match self.pool.duplicate(&buf) {
                 Some(copy) => self.send_to_peer(now, PeerIdx(i as u16), MsgType::Frame, copy),
                 None => self.stats.count(DropReason::PoolEmpty),
             }
         }
-        self.send_to_peer(now, PeerIdx(0), MsgType::Frame, buf);
+        self.send_to_peer(now, PeerIdx(last as u16), MsgType::Frame, buf);
     }
 
     /// Seals `buf` for `p` and queues it (straight to its endpoint, or
@@ -52,7 +56,7 @@ impl Node {
         ty: MsgType,
         mut buf: PacketBuf,
     ) {
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         let data = ty != MsgType::Control;
         let ring = self.overlay.is_some();
         // A path that stopped answering (`watch`): its data takes the ring

@@ -212,6 +212,7 @@ impl Node {
         let peers = self
             .peers
             .iter()
+            .filter(|p| !p.is_vacant())
             .map(|p| PeerStatus {
                 name: p.name.clone(),
                 key: p.key,
@@ -343,9 +344,9 @@ impl Node {
         let Some(&p) = self.index.by_key.get(key) else {
             return "not a peer".into();
         };
-        let q = &self.peers[usize::from(p.0)];
+        let q = &*self.peers[usize::from(p.0)];
         format!(
-            "linked {} routed {} relay {:?} endpoint {:?} proven {:?} punching {} tunnel_wanted {} pending {} current {} watch {:?} last_rx {:?} last_tx {:?}",
+            "linked {} routed {} relay {:?} endpoint {:?} proven {:?} punching {} tunnel_wanted {} pending {} current {} watch {:?} last_rx {:?} last_tx {:?} init_guard {} provisional {}",
             q.is_linked(),
             q.is_routed(),
             q.relay().map(|r| self.peers[usize::from(r.0)].name.clone()),
@@ -357,7 +358,9 @@ impl Node {
             q.sessions.current.is_some(),
             q.reach.watch,
             q.live.last_rx,
-            q.live.last_tx
+            q.live.last_tx,
+            q.hs.last_init_timestamp,
+            q.hs.answer.as_ref().is_some_and(|a| a.provisional.is_some())
         )
     }
 

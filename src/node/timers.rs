@@ -9,7 +9,9 @@ impl Node {
     pub(super) fn due_peer_timers(&mut self, now: Instant) {
         while let Some(p) = self.index.wakeups.pop_due(now) {
             self.peer_timers(now, p);
-            self.touch(p);
+            if !self.evict_if_stale(now, p) {
+                self.touch(p);
+            }
         }
     }
 
@@ -19,7 +21,7 @@ impl Node {
         let i = usize::from(p.0);
         let timers = &self.timers;
         let by_index = &mut self.index.by_session;
-        let peer = &mut self.peers[i];
+        let peer = &mut *self.peers[i];
         peer.sessions.expire(now, timers.reject_after_time, |idx| {
             by_index.remove(&idx);
         });
@@ -28,7 +30,7 @@ impl Node {
         }
         let timers = &self.timers;
         let by_index = &mut self.index.by_session;
-        let peer = &mut self.peers[i];
+        let peer = &mut *self.peers[i];
         let mut relink = false;
         if peer.is_silent(now, timers) {
             log::info!("link to {} silent, re-handshaking", peer.name);
@@ -55,7 +57,7 @@ impl Node {
         // handshake below is for.
         self.tunnel_timers(now, p);
         self.ondemand_timers(now, p);
-        let peer = &self.peers[i];
+        let peer = &*self.peers[i];
         match &peer.hs.pending {
             Some(pending) if now >= pending.next_retry => {
                 self.start_handshake(now, Target::Peer(p))

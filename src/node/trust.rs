@@ -266,7 +266,7 @@ impl Node {
     /// sent to it, and the overlay forgets the link. Its handshakes are
     /// refused from now on.
     fn cut_off_revoked(&mut self, now: Instant, p: PeerIdx) {
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         log::warn!("{} is revoked: link closed", peer.name);
         peer.role.wanted = false;
         peer.end_closing();
@@ -319,7 +319,7 @@ impl Node {
         let Some(trust) = self.certs.trust.as_ref() else {
             return;
         };
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         let due = peer
             .trust
             .lists
@@ -358,7 +358,7 @@ impl Node {
             .revocations
             .iter()
             .any(|r| theirs.serial(&r.issuer).map_or(true, |s| s < r.serial));
-        let peer = &self.peers[usize::from(p.0)];
+        let peer = &*self.peers[usize::from(p.0)];
         let spaced = peer
             .trust
             .lists

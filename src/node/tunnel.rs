@@ -22,7 +22,7 @@ impl Node {
         let Some(&r) = self.index.by_key.get(&relay_key) else {
             return;
         };
-        let relay = &self.peers[usize::from(r.0)];
+        let relay = &*self.peers[usize::from(r.0)];
         let shunned = relay
             .tunnel
             .failed_as_relay
@@ -30,7 +30,7 @@ impl Node {
         if r == p || !relay.is_linked() || relay.relay().is_some() || shunned {
             return;
         }
-        let peer = &self.peers[usize::from(p.0)];
+        let peer = &*self.peers[usize::from(p.0)];
         if peer.is_linked() && peer.direct_path() && peer.reach.proven == peer.reach.endpoint {
             // The punch the tunnel was built alongside got there first.
             return self.end_tunnel(p);
@@ -44,7 +44,7 @@ impl Node {
             ov.set_reason(Addr::of_key(&relay_key), reason::RELAY, true);
         }
         self.touch(p);
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         // A new relay is a new path: proven by the first message through
         // it (the other side may not use it yet, or the relay may not
         // reach it yet: a probe goes now), and watched afresh.
@@ -59,7 +59,7 @@ impl Node {
         if let Some(old) = before.filter(|&o| o != r) {
             self.release_relay(old);
         }
-        let peer = &self.peers[usize::from(p.0)];
+        let peer = &*self.peers[usize::from(p.0)];
         if peer.sessions.current.is_some() {
             self.link_up(now, p);
             if !self.peers[usize::from(p.0)].relay_proven() {
@@ -85,7 +85,7 @@ impl Node {
     /// The tunnel with `p` is no longer needed (a direct path formed, or
     /// the link is gone).
     pub(super) fn end_tunnel(&mut self, p: PeerIdx) {
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         peer.tunnel.linking_to = None;
         peer.tunnel.asked = None;
         peer.tunnel.wanted = false;
@@ -226,7 +226,7 @@ impl Node {
             self.unlink(now, p);
             // The session goes on over the overlay until a new relay (or a
             // direct path) is found.
-            let peer = &mut self.peers[usize::from(p.0)];
+            let peer = &mut *self.peers[usize::from(p.0)];
             if peer.sessions.current.is_some() {
                 peer.route();
             }
@@ -238,14 +238,14 @@ impl Node {
     /// Tunnel timers for peer `p`: a periodic direct attempt.
     /// A quiet tunnel checks its relay (see `RELAY_QUIET`).
     pub(super) fn check_relay(&mut self, now: Instant, p: PeerIdx) {
-        let peer = &self.peers[usize::from(p.0)];
+        let peer = &*self.peers[usize::from(p.0)];
         let (Some(r), Some(t)) = (peer.relay(), peer.relay_check_at()) else {
             return;
         };
         if now < t {
             return;
         }
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         peer.tunnel.probed = Some(now);
         let heard_far = peer.live.last_rx.unwrap_or(Instant::ZERO);
         let sending = peer.live.last_tx.is_some_and(|t| t > heard_far);
@@ -253,7 +253,7 @@ impl Node {
         if !sending || now.saturating_since(heard_far) < RELAY_QUIET {
             return; // traffic comes back through it
         }
-        let relay = &self.peers[usize::from(r.0)];
+        let relay = &*self.peers[usize::from(r.0)];
         let heard = relay.live.last_rx.unwrap_or(Instant::ZERO);
         if now.saturating_since(heard) < RELAY_QUIET {
             return; // the relay is alive: the far end is quiet, not it
@@ -272,7 +272,7 @@ impl Node {
 
     pub(super) fn tunnel_timers(&mut self, now: Instant, p: PeerIdx) {
         self.check_relay(now, p);
-        let peer = &self.peers[usize::from(p.0)];
+        let peer = &*self.peers[usize::from(p.0)];
         if peer.tunnel.wanted
             && peer.relay().is_none()
             && peer.tunnel_retry_at().is_some_and(|t| now >= t)
@@ -284,7 +284,7 @@ impl Node {
                 && (peer.demand.linked
                     || peer.is_routed()
                     || self.overlay.as_ref().is_some_and(|ov| ov.would_keep(addr)));
-            let peer = &mut self.peers[usize::from(p.0)];
+            let peer = &mut *self.peers[usize::from(p.0)];
             peer.tunnel.asked = None;
             peer.tunnel.linking_to = None;
             self.touch(p);
@@ -294,11 +294,11 @@ impl Node {
                 peer_gives_up(&mut self.peers[usize::from(p.0)]);
             }
         }
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         if peer.relay().is_some() && peer.tunnel.direct_retry.is_some_and(|t| now >= t) {
             peer.tunnel.direct_retry = Some(now + DIRECT_RETRY);
             self.touch(p);
-            let peer = &mut self.peers[usize::from(p.0)];
+            let peer = &mut *self.peers[usize::from(p.0)];
             if !peer.reach.candidates.is_empty() && peer.hs.pending.is_none() {
                 peer.reach.punching = true;
                 self.start_handshake(now, super::Target::Peer(p));

@@ -170,6 +170,7 @@ impl Node {
             return self.drop_buf(buf, DropReason::BadLength);
         };
         self.pool.free(buf);
+        self.strangers.boots_dirty = true;
         let mut kept = smallvec::SmallVec::<[Endpoint; 8]>::new();
         for e in list.endpoints {
             if self.underlay_ok(&e) {
@@ -179,7 +180,7 @@ impl Node {
             }
         }
         self.index.wakeups.touch(p);
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         log::debug!("{} can be reached at {:?}", peer.name, kept);
         // Where we send now stays until traffic shows otherwise (roaming);
         // an endpoint nothing has come from yet gives way to the new set.
@@ -190,7 +191,7 @@ impl Node {
         {
             peer.reach.endpoint = kept.iter().find(|c| !c.is_tcp()).copied();
         }
-        peer.reach.candidates = kept;
+        peer.reach.candidates = kept.into_iter().collect();
     }
 
     /// A first link to `peer` that gossip or a request passing through
@@ -294,7 +295,7 @@ impl Node {
     /// that say where they see us now.
     pub(super) fn ping_direct_links(&mut self, now: Instant, except: PeerIdx) {
         for i in 0..self.peers.len() {
-            let p = &self.peers[i];
+            let p = &*self.peers[i];
             let direct = p.is_linked()
                 && !p.is_routed()
                 && p.relay().is_none()

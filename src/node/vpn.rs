@@ -24,7 +24,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 /// The peer table as the VPN sees it.
 struct PeerView<'a> {
-    peers: &'a [Peer],
+    peers: &'a [super::peer::PeerSlot],
     trust: Option<&'a Trust>,
 }
 
@@ -38,7 +38,7 @@ impl Members for PeerView<'_> {
     }
 
     fn origin(&self, p: PeerIdx) -> crate::firewall::Origin<'_> {
-        let peer = &self.peers[usize::from(p.0)];
+        let peer = &*self.peers[usize::from(p.0)];
         match &peer.trust.cert {
             Some(c) => crate::firewall::Origin {
                 groups: &c.groups,
@@ -208,7 +208,7 @@ impl Node {
         if trust.is_none() {
             return true;
         }
-        let peer = &self.peers[usize::from(p.0)];
+        let peer = &*self.peers[usize::from(p.0)];
         let dst = self
             .vpn
             .as_ref()
@@ -229,7 +229,7 @@ impl Node {
         let (Some(v), Some(ov)) = (self.vpn.as_mut(), self.overlay.as_mut()) else {
             return self.drop_buf(buf, DropReason::BadFrame);
         };
-        let out = v.from_host(now, ov, &mut self.pool, self.routes.as_ref(), buf);
+        let out = v.from_host(now, ov, &mut self.pool, self.routes.as_deref(), buf);
         self.vpn_out(now, out);
     }
 
@@ -244,7 +244,7 @@ impl Node {
         };
         let from = Sender {
             members: &view,
-            routes: self.routes.as_ref(),
+            routes: self.routes.as_deref(),
             peer: p,
         };
         let out = v.from_member(now, ov, &mut self.pool, from, buf);
@@ -365,7 +365,7 @@ impl Node {
         if !self.may_receive(p, &buf) {
             return self.refuse_claim(p, buf);
         }
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         if !peer.is_linked() && peer.sessions.current.is_none() {
             if peer.hs.pending.is_none() {
                 // No link: an end-to-end session over the overlay.
@@ -378,7 +378,7 @@ impl Node {
                 self.start_handshake(now, Target::Peer(p));
             }
         }
-        let peer = &mut self.peers[usize::from(p.0)];
+        let peer = &mut *self.peers[usize::from(p.0)];
         if !peer.role.wanted {
             peer.role.wanted = true;
             self.touch(p);

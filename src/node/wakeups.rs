@@ -40,6 +40,18 @@ impl Wakeups {
         }
     }
 
+    /// Peer `p` is gone: nothing is armed for it any more.
+    pub fn forget(&mut self, p: PeerIdx) {
+        let i = usize::from(p.0);
+        if let Some(a) = self.armed.get_mut(i) {
+            *a = None;
+        }
+        if self.is_touched.get(i).copied().unwrap_or(false) {
+            self.is_touched[i] = false;
+            self.touched.retain(|&q| q != p.0);
+        }
+    }
+
     /// Re-arms the touched peers; `deadline` gives a peer's real deadline.
     pub fn rearm(&mut self, mut deadline: impl FnMut(PeerIdx) -> Option<Instant>) {
         for p in self.touched.drain(..) {

@@ -61,6 +61,30 @@ impl Sim {
         self.addr_index().into_values().collect()
     }
 
+    /// Mean peer table per live node: peers present, places, tombstones,
+    /// peers forgotten so far.
+    pub fn peer_tables(&self) -> (f64, f64, f64, f64) {
+        let mut sum = (0usize, 0usize, 0usize, 0u64);
+        let mut live = 0usize;
+        for n in self.nodes.iter().filter(|n| n.alive) {
+            let t = n.node.peer_table();
+            sum = (
+                sum.0 + t.present,
+                sum.1 + t.places,
+                sum.2 + t.tombstones,
+                sum.3 + t.forgotten,
+            );
+            live += 1;
+        }
+        let d = live.max(1) as f64;
+        (
+            sum.0 as f64 / d,
+            sum.1 as f64 / d,
+            sum.2 as f64 / d,
+            sum.3 as f64 / d,
+        )
+    }
+
     /// The most pool buffers any node has had in use at once.
     pub fn pool_high_water(&self) -> u32 {
         self.nodes
@@ -68,6 +92,7 @@ impl Sim {
             .map(|n| n.node.pool().high_water())
             .max()
             .unwrap_or(0)
+            .max(self.lent_high_water)
     }
 
     /// Drops of one reason summed over all nodes (live or not).

@@ -1,27 +1,34 @@
 //! A deterministic many-node simulator running the real [`Node`].
 //!
-//! One process, no threads, no sockets: a virtual clock and an event heap of
-//! datagram deliveries and node wake-ups. Every node is the same sans-IO core
-//! the daemon runs, with real handshakes and encryption. Given the same seed
-//! a run replays exactly (ephemeral keys differ, but they never steer a
-//! decision). Latency, loss, partitions and crashes are the network's; the
-//! metrics (ring consistency, route success, hops, bytes) read the nodes.
+//! One process, no sockets: a virtual clock and a calendar of datagram
+//! deliveries and node wake-ups (`queue`), run a window at a time on one
+//! thread or two (`engine`). Every node is the same sans-IO core the
+//! daemon runs, with real handshakes and encryption (or, on request, cheap
+//! stand-ins for the public-key operations: `cheap_crypto`). Given the
+//! same seed a run replays exactly, on any number of threads (ephemeral
+//! keys differ, but they never steer a decision). Latency, loss,
+//! partitions and crashes are the network's; the metrics (ring
+//! consistency, route success, hops, bytes) read the nodes.
 
 mod certs;
+pub mod cheap_crypto;
+mod engine;
 pub mod failover;
 pub mod metrics;
 pub mod nat;
+mod queue;
 pub mod scenario;
 pub mod subring;
 
 use crate::crypto::{Identity, Seed};
-use crate::node::{Event as NodeEvent, Node, NodeConfig, Timers};
+use crate::node::{Node, NodeConfig, Timers};
 use crate::overlay::{Addr, OverlayConfig};
 use crate::rand::{Rng, SeededRng};
 use crate::time::Instant;
 pub use certs::SimCerts;
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use engine::{Datagram, Outbox, Wire};
+use queue::{Calendar, Entry, WAKE};
+use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -52,6 +59,11 @@ struct SimNode {
     seed: u64,
     alive: bool,
     wake: Option<Instant>,
+    /// Events this node made (the tie-breaking keys, `engine::key`).
+    made: u64,
+    /// The network's random draws for what this node sends (loss,
+    /// jitter): its own, so no other node's order can change them.
+    rng: SeededRng,
     tx_bytes: u64,
     tx_datagrams: u64,
     /// Frames written to the TAP, kept when `Sim::keep_frames` > 0.
@@ -69,33 +81,31 @@ struct SimNode {
     net_taps: Vec<Vec<Vec<u8>>>,
 }
 
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-enum Event {
-    Deliver {
-        to: u32,
-        from: SocketAddr,
-        bytes: Vec<u8>,
-    },
-    Wake {
-        node: u32,
-    },
-}
-
 pub struct Sim {
     now: Instant,
     nodes: Vec<SimNode>,
     by_endpoint: BTreeMap<SocketAddr, u32>,
-    queue: BinaryHeap<Reverse<(Instant, u64, Event)>>,
-    seq: u64,
+    queue: Calendar,
+    /// Datagrams in flight, by the calendar entries' slots.
+    flight: Vec<Option<Datagram>>,
+    free_flight: Vec<u32>,
+    /// Where nodes run outside `run_until` (a test's call) put their
+    /// output, and the main thread's reusable buffers.
+    out: Outbox,
+    /// Events the test driver queued itself.
+    driver_made: u64,
     rng: SeededRng,
+    /// Threads that run the nodes (1 or 2; same results either way).
+    pub threads: usize,
+    /// Events run so far, and windows run on two threads.
+    pub events: u64,
+    pub parallel_windows: u64,
     pub net: NetConfig,
     pub overlay: OverlayConfig,
     pub timers: Timers,
-    /// Pool buffers per simulated node. The sim carries no data, only
-    /// control bursts (peak ~30, see `pool_high_water`); 60 leaves twice
-    /// that and stays under glibc's mmap threshold, so pools come from the
-    /// heap, where untouched pages cost nothing (100,000 separate mappings
-    /// would exceed the kernel's default map count).
+    /// Pool buffers of the pool lent to the node being run (and of each
+    /// sub-ring node's own pool). The sim carries no data, only control
+    /// bursts (peak ~30, see `pool_high_water`); 60 leaves twice that.
     pub pool_slots: u32,
     /// Each node's peer table limit (the daemon's `max-peers`).
     pub max_peers: usize,
@@ -134,6 +144,19 @@ pub struct Sim {
     /// on the wire, then hands them on with `deliver_raw`.
     pub hold: Option<(u32, u32)>,
     pub held: Vec<(SocketAddr, Vec<u8>)>,
+    /// Public-key operations on stand-ins (`cheap_crypto`): set with
+    /// `set_cheap_crypto`.
+    cheap_crypto: bool,
+    /// The most buffers a lent pool had in use at once.
+    lent_high_water: u32,
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if self.cheap_crypto {
+            cheap_crypto::install(false);
+        }
+    }
 }
 
 thread_local! {
@@ -149,7 +172,7 @@ pub fn trace_context() -> (u32, u64) {
     CONTEXT.with(|c| c.get())
 }
 
-fn set_context(node: u32, now: Instant) {
+pub(crate) fn set_context(node: u32, now: Instant) {
     CONTEXT.with(|c| c.set((node, now.as_micros())));
 }
 
@@ -165,9 +188,15 @@ impl Sim {
             now: Instant::ZERO,
             nodes: Vec::new(),
             by_endpoint: BTreeMap::new(),
-            queue: BinaryHeap::new(),
-            seq: 0,
+            queue: Calendar::default(),
+            flight: Vec::new(),
+            free_flight: Vec::new(),
+            out: Outbox::default(),
+            driver_made: 0,
             rng: SeededRng::new(seed),
+            threads: 1,
+            events: 0,
+            parallel_windows: 0,
             net,
             overlay: OverlayConfig::default(),
             timers: crate::node::Timers::overlay_links(),
@@ -188,7 +217,17 @@ impl Sim {
             held: Vec::new(),
             nat: None,
             geo: None,
+            cheap_crypto: false,
+            lent_high_water: 0,
         }
+    }
+
+    /// Runs the nodes' public-key operations on cheap stand-ins (see
+    /// `cheap_crypto`: same decisions, no secrecy) on this thread, the
+    /// one that drives the simulator, until the simulator is dropped.
+    pub fn set_cheap_crypto(&mut self, on: bool) {
+        self.cheap_crypto = on;
+        cheap_crypto::install(on);
     }
 
     pub fn now(&self) -> Instant {
@@ -258,7 +297,8 @@ impl Sim {
             trust,
             cert,
             timers: self.timers.clone(),
-            pool_slots: self.pool_slots,
+            // Lent by the simulator while the node runs (`engine::lend`).
+            pool_slots: 0,
             max_peers: self.max_peers,
             wall_origin_us: 1_800_000_000_000_000 + self.now.as_micros(),
             rng_seed: s.next_u64(),
@@ -296,6 +336,8 @@ impl Sim {
             seed,
             alive: true,
             wake: None,
+            made: 0,
+            rng: SeededRng::new(seed ^ 0x6e65_7477_6f72_6b00),
             tx_bytes: 0,
             tx_datagrams: 0,
             tap: Vec::new(),
@@ -351,17 +393,6 @@ impl Sim {
         }
     }
 
-    /// The node a datagram from `src` to `dst` reaches, if any: a public
-    /// node at its endpoint, or a NATed one through its mapping.
-    fn route_datagram(&self, src: SocketAddr, dst: SocketAddr) -> Option<u32> {
-        match self.by_endpoint.get(&dst) {
-            Some(&to) if self.is_public(to as usize) => Some(to),
-            // A private endpoint: unreachable from outside its NAT.
-            Some(_) => None,
-            None => self.nat.as_ref()?.inbound(dst, src),
-        }
-    }
-
     /// Stops node `i` at once (no goodbye): its packets vanish.
     pub fn crash(&mut self, i: usize) {
         self.nodes[i].alive = false;
@@ -370,13 +401,12 @@ impl Sim {
 
     /// Stops node `i` gracefully: it tells its links it is leaving.
     pub fn leave(&mut self, i: usize) {
-        let now = self.now;
-        let n = &mut self.nodes[i];
-        if let Some(nets) = n.nets.as_mut() {
-            nets.leave(now);
-        }
-        n.node.leave(now);
-        self.flush(i as u32);
+        self.on_node(i, |n, now| {
+            if let Some(nets) = n.nets.as_mut() {
+                nets.leave(now);
+            }
+            n.node.leave(now);
+        });
         self.crash(i);
     }
 
@@ -412,30 +442,26 @@ impl Sim {
         i: usize,
         f: impl FnOnce(&mut crate::overlay::Overlay, Instant) -> R,
     ) -> Option<R> {
-        let now = self.now;
-        let r = self.nodes[i].node.with_overlay(now, |ov| f(ov, now));
-        self.flush(i as u32);
-        r
+        self.on_node(i, |n, now| n.node.with_overlay(now, |ov| f(ov, now)))
     }
 
     /// Runs `f` on node `i` and sends what it produced.
     pub fn with_node<R>(&mut self, i: usize, f: impl FnOnce(&mut Node, Instant) -> R) -> R {
-        let now = self.now;
-        set_context(i as u32, now);
-        let r = f(&mut self.nodes[i].node, now);
-        self.flush(i as u32);
-        r
+        self.on_node(i, |n, now| f(&mut n.node, now))
     }
 
     /// Has node `i` read `frame` from its TAP (the host sent it).
     pub fn inject_frame(&mut self, i: usize, frame: &[u8]) {
-        let now = self.now;
-        let n = &mut self.nodes[i];
-        match n.node.pool_mut().alloc_with(frame) {
-            Some(buf) => n.node.handle_frame(now, buf),
-            None => self.lost += 1,
+        let taken = self.on_node(i, |n, now| match n.node.pool_mut().alloc_with(frame) {
+            Some(buf) => {
+                n.node.handle_frame(now, buf);
+                true
+            }
+            None => false,
+        });
+        if !taken {
+            self.lost += 1;
         }
-        self.flush(i as u32);
     }
 
     /// A UDP datagram from `src` to `dst` as node `i`'s host would write
@@ -452,16 +478,16 @@ impl Sim {
 
     /// Delivers `bytes` to node `to` now, as if sent from `from`.
     pub fn deliver_raw(&mut self, to: usize, from: SocketAddr, bytes: Vec<u8>) {
-        self.seq += 1;
-        self.queue.push(Reverse((
-            self.now,
-            self.seq,
-            Event::Deliver {
-                to: to as u32,
-                from,
-                bytes,
-            },
-        )));
+        self.driver_made += 1;
+        let slot = self.out.payloads.len() as u32;
+        self.out.payloads.push(Some((from, bytes)));
+        self.out.entries.push(Entry {
+            at: self.now.as_micros(),
+            key: engine::key(engine::DRIVER, self.driver_made),
+            node: to as u32,
+            slot,
+        });
+        self.merge_out();
     }
 
     /// Node `i`'s finished DHT operations since the last call.
@@ -476,18 +502,12 @@ impl Sim {
         kind: crate::wire::task::TaskKind,
         args: &[u8],
     ) -> Option<u64> {
-        let now = self.now;
-        let id = self.nodes[i].node.start_task(now, kind, args);
-        self.flush(i as u32);
-        id
+        self.on_node(i, |n, now| n.node.start_task(now, kind, args))
     }
 
     /// Starts the sequential crawler at node `i` (at most `limit` members).
     pub fn start_walk(&mut self, i: usize, limit: usize) -> Option<u64> {
-        let now = self.now;
-        let id = self.nodes[i].node.start_walk(now, limit);
-        self.flush(i as u32);
-        id
+        self.on_node(i, |n, now| n.node.start_walk(now, limit))
     }
 
     /// Task `id`'s reduced result at node `i`, once done, and how long it
@@ -509,228 +529,165 @@ impl Sim {
 
     /// Sends a routed echo from `src` to the node with `dst`'s address.
     pub fn echo(&mut self, src: usize, dst: Addr, nonce: u64) {
-        let now = self.now;
-        self.nodes[src]
-            .node
-            .overlay_echo(now, dst, crate::wire::overlay::Mode::Exact, nonce);
-        self.flush(src as u32);
+        self.on_node(src, |n, now| {
+            n.node
+                .overlay_echo(now, dst, crate::wire::overlay::Mode::Exact, nonce)
+        });
     }
 
     fn schedule_wake(&mut self, i: impl Into<u32> + Copy, at: Instant) {
         let i: u32 = i.into();
-        let n = &mut self.nodes[i as usize];
-        if n.wake.is_some_and(|w| w <= at) {
-            return;
-        }
-        n.wake = Some(at);
-        self.seq += 1;
-        self.queue
-            .push(Reverse((at, self.seq, Event::Wake { node: i })));
+        engine::schedule_wake(&mut self.nodes[i as usize], i, at, &mut self.out);
+        self.merge_out();
     }
 
-    /// Moves node `i`'s outputs (its networks' first) onto the network
-    /// and re-arms its timer.
-    fn flush(&mut self, i: u32) {
-        let from = self.nodes[i as usize].endpoint;
-        loop {
-            let now = self.now;
-            let n = &mut self.nodes[i as usize];
-            let mut t = None;
-            if let Some(nets) = n.nets.as_mut() {
-                nets.settle(now, &mut n.node);
-                for k in 0..nets.len() {
-                    let node = &mut nets.get_mut(k).node;
-                    if let Some(tx) = node.poll_transmit() {
-                        let bytes = node.pool().data(&tx.buf).to_vec();
-                        node.pool_mut().free(tx.buf);
-                        t = Some((tx.dst, bytes));
-                        break;
-                    }
-                }
-            }
-            let t = t.or_else(|| {
-                let t = n.node.poll_transmit()?;
-                let bytes = n.node.pool().data(&t.buf).to_vec();
-                n.node.pool_mut().free(t.buf);
-                Some((t.dst, bytes))
-            });
-            let Some((dst, bytes)) = t else {
-                if self.flush_events(i) {
-                    continue;
-                }
-                break;
-            };
-            let n = &mut self.nodes[i as usize];
-            n.tx_bytes += bytes.len() as u64;
-            n.tx_datagrams += 1;
-            if self.watch == Some(dst.addr.ip()) {
-                self.watched += 1;
-            }
-            let lost = self.net.loss > 0.0
-                && (self.rng.next_u64() as f64 / u64::MAX as f64) < self.net.loss;
-            let src = match self.nat.as_mut() {
-                Some(m) => m.outbound(i, from, dst.addr),
-                None => from,
-            };
-            let cut = |to: u32| {
-                !self.blocked.is_empty() && self.blocked.contains(&(i.min(to), i.max(to)))
-            };
-            match self.route_datagram(src, dst.addr) {
-                Some(to) if self.hold == Some((i, to)) => self.held.push((src, bytes)),
-                Some(to) if !lost && !cut(to) => {
-                    let jitter = self.rng.below(self.net.jitter.as_micros() as u64 + 1);
-                    let latency = self.latency(i as usize, to as usize);
-                    let at = self.now + latency + Duration::from_micros(jitter);
-                    self.seq += 1;
-                    self.queue.push(Reverse((
-                        at,
-                        self.seq,
-                        Event::Deliver {
-                            to,
-                            from: src,
-                            bytes,
-                        },
-                    )));
-                }
-                _ => self.lost += 1,
-            }
-        }
-        let n = &mut self.nodes[i as usize];
-        let net_due = n.nets.as_ref().and_then(|nets| nets.poll_timeout());
-        if let Some(d) = crate::time::earliest(n.node.poll_timeout(), net_due) {
-            // Never in the past: a deadline the node did not clear is
-            // retried a millisecond later rather than spinning.
-            let at = d.max(self.now + Duration::from_millis(1));
-            self.schedule_wake(i, at);
-        }
+    /// The nodes, and the network's facts and NATs they run against.
+    fn split(&mut self) -> (&mut Vec<SimNode>, Wire<'_>, Option<&mut nat::NatModel>) {
+        let wire = Wire {
+            net: &self.net,
+            geo: self.geo.as_ref(),
+            by_endpoint: &self.by_endpoint,
+            blocked: &self.blocked,
+            watch: self.watch,
+            hold: self.hold,
+            keep_frames: self.keep_frames,
+            pool_slots: self.pool_slots,
+        };
+        (&mut self.nodes, wire, self.nat.as_mut())
     }
 
-    /// Takes node `i`'s frames and events (and its networks'); true if
-    /// that gave its networks something to send.
-    fn flush_events(&mut self, i: u32) -> bool {
+    /// Runs `f` on host `i` now (its pool lent), then moves what the node
+    /// made onto the network.
+    fn on_node<R>(&mut self, i: usize, f: impl FnOnce(&mut SimNode, Instant) -> R) -> R {
         let now = self.now;
-        let keep = self.keep_frames;
-        let n = &mut self.nodes[i as usize];
-        if let Some(nets) = n.nets.as_mut() {
-            n.net_taps.resize(nets.len(), Vec::new());
-            for k in 0..nets.len() {
-                let node = &mut nets.get_mut(k).node;
-                while let Some(f) = node.poll_frame() {
-                    if n.net_taps[k].len() < keep {
-                        n.net_taps[k].push(node.pool().data(&f).to_vec());
-                    }
-                    node.pool_mut().free(f);
-                }
-                while node.poll_event().is_some() {}
-            }
-        }
-        while let Some(f) = n.node.poll_frame() {
-            if n.tap.len() < keep {
-                n.tap.push(n.node.pool().data(&f).to_vec());
-            }
-            n.node.pool_mut().free(f);
-        }
-        while let Some(e) = n.node.poll_event() {
-            let e = match n.nets.as_mut() {
-                Some(nets) => match nets.public_event(now, &mut n.node, e) {
-                    Some(e) => e,
-                    None => continue,
-                },
-                None => e,
-            };
-            match e {
-                NodeEvent::Dht(e) => n.dht.push(e),
-                NodeEvent::Echo { nonce, hops, rtt } => {
-                    n.echoes.insert(nonce, (hops, rtt));
-                }
-                // A simulated host has no kernel routes to change: the
-                // node's own table is what carries the traffic.
-                NodeEvent::TaskDone {
-                    id, result, took, ..
-                } => {
-                    n.tasks.insert(id, (*result, took));
-                }
-                NodeEvent::AddressHeld(_)
-                | NodeEvent::AddressConflict { .. }
-                | NodeEvent::RouteAdded(_)
-                | NodeEvent::RouteRemoved(_) => {}
-            }
-        }
-        let nets_queued = n.nets.as_mut().is_some_and(|nets| {
-            nets.settle(now, &mut n.node);
-            nets.iter().any(|net| net.node.transmits_queued() > 0)
-        });
-        nets_queued || n.node.transmits_queued() > 0
+        set_context(i as u32, now);
+        let mut out = std::mem::take(&mut self.out);
+        let (nodes, wire, mut nat) = self.split();
+        let n = &mut nodes[i];
+        engine::lend(n, &mut out, wire.pool_slots);
+        let r = f(n, now);
+        engine::flush(n, i as u32, now, &wire, &mut nat, &mut out);
+        engine::take_back(n, &mut out);
+        self.out = out;
+        self.merge_out();
+        r
     }
 
-    /// Runs events up to and including time `until`.
+    /// Moves node `i`'s outputs onto the network and re-arms its timer.
+    fn flush(&mut self, i: u32) {
+        self.on_node(i as usize, |_, _| ());
+    }
+
+    /// Queues what `self.out` holds.
+    fn merge_out(&mut self) {
+        let mut out = std::mem::take(&mut self.out);
+        self.merge(&mut out);
+        self.out = out;
+    }
+
+    /// Queues an outbox's events (and its datagrams), and adds up its
+    /// counters.
+    fn merge(&mut self, out: &mut Outbox) {
+        out.entries.append(&mut out.wakes);
+        for mut e in out.entries.drain(..) {
+            if e.slot != WAKE {
+                let d = out.payloads[e.slot as usize].take();
+                e.slot = match self.free_flight.pop() {
+                    Some(k) => {
+                        self.flight[k as usize] = d;
+                        k
+                    }
+                    None => {
+                        self.flight.push(d);
+                        (self.flight.len() - 1) as u32
+                    }
+                };
+            }
+            self.queue.push(e);
+        }
+        out.payloads.clear();
+        let t = std::mem::take(&mut out.tally);
+        self.lost += t.lost;
+        self.watched += t.watched;
+        self.stuck_wakes += t.stuck_wakes;
+        if let Some((_, node, debug)) = t.stuck {
+            self.stuck_node.get_or_insert(node as usize);
+            if self.stuck_debug.is_none() {
+                self.stuck_debug = debug;
+            }
+        }
+        self.held.extend(t.held);
+        self.lent_high_water = self.lent_high_water.max(t.pool_high_water);
+        self.events += t.events;
+    }
+
+    /// Runs events up to and including time `until`, a window at a time
+    /// (see `engine`).
     pub fn run_until(&mut self, until: Instant) {
-        while let Some(Reverse((at, _, _))) = self.queue.peek() {
-            if *at > until {
+        let until_us = until.as_micros();
+        let mut window: Vec<(Entry, Option<Datagram>)> = Vec::new();
+        while let Some(first) = self.queue.peek_at() {
+            if first > until_us {
                 break;
             }
-            let Some(Reverse((at, _, ev))) = self.queue.pop() else {
-                break;
-            };
-            self.now = at;
-            set_context(
-                match &ev {
-                    Event::Deliver { to, .. } => *to,
-                    Event::Wake { node } => *node,
-                },
-                at,
-            );
-            match ev {
-                Event::Deliver { to, from, bytes } => {
-                    let n = &mut self.nodes[to as usize];
-                    if !n.alive {
-                        self.lost += 1;
-                        continue;
-                    }
-                    match n.node.pool_mut().alloc_with(&bytes) {
-                        Some(buf) => {
-                            let buf = match n.nets.as_mut() {
-                                Some(nets) => {
-                                    nets.handle_datagram(at, &mut n.node, from.into(), buf)
-                                }
-                                None => Some(buf),
-                            };
-                            if let Some(buf) = buf {
-                                n.node.handle_datagram(at, from, buf);
-                            }
-                        }
-                        None => self.lost += 1,
-                    }
-                    self.flush(to);
-                }
-                Event::Wake { node } => {
-                    let n = &mut self.nodes[node as usize];
-                    if !n.alive || n.wake != Some(at) {
-                        continue; // stale
-                    }
-                    n.wake = None;
-                    if n.node.poll_timeout().is_some_and(|d| d <= at) {
-                        n.node.handle_timeout(at);
-                    }
-                    if let Some(nets) = n.nets.as_mut() {
-                        nets.handle_timeout(at, &mut n.node);
-                        if nets.poll_timeout().is_some_and(|d| d <= at) {
-                            self.stuck_wakes += 1;
-                            self.stuck_node = Some(node as usize);
-                        }
-                    }
-                    if n.node.poll_timeout().is_some_and(|d| d <= at) {
-                        self.stuck_wakes += 1;
-                        self.stuck_node = Some(node as usize);
-                        if self.stuck_debug.is_none() {
-                            self.stuck_debug = Some(n.node.debug_deadlines(at));
-                        }
-                    }
-                    self.flush(node);
-                }
+            let (_, wire, _) = self.split();
+            let end = (first + wire.lookahead()).min(until_us + 1);
+            while self.queue.peek_at().is_some_and(|t| t < end) {
+                let Some(e) = self.queue.pop() else {
+                    break;
+                };
+                let payload = (e.slot != WAKE).then(|| {
+                    self.free_flight.push(e.slot);
+                    self.flight[e.slot as usize].take()
+                });
+                window.push((e, payload.flatten()));
             }
+            let last = window.last().map_or(first, |(e, _)| e.at);
+            self.run_window(std::mem::take(&mut window), end);
+            self.now = self.now.max(Instant::ZERO + Duration::from_micros(last));
         }
         self.now = self.now.max(until);
+    }
+
+    /// Runs one window's events (all before `end`), split over the
+    /// threads when there are enough of them and nothing shared forbids it.
+    fn run_window(&mut self, events: Vec<(Entry, Option<Datagram>)>, end: u64) {
+        const PARALLEL_MIN: usize = 256;
+        let parallel = self.threads > 1
+            && events.len() >= PARALLEL_MIN
+            && self.nat.is_none()
+            && self.hold.is_none();
+        let mut out = std::mem::take(&mut self.out);
+        let cheap = self.cheap_crypto;
+        let (nodes, wire, nat) = self.split();
+        if !parallel {
+            engine::run_part(nodes, 0, events, end, &wire, nat, &mut out);
+            self.out = out;
+            return self.merge_out();
+        }
+        let mid = nodes.len() / 2;
+        let (low, high): (Vec<_>, Vec<_>) = events
+            .into_iter()
+            .partition(|(e, _)| (e.node as usize) < mid);
+        let (lo_nodes, hi_nodes) = nodes.split_at_mut(mid);
+        let mut other = Outbox {
+            spare: out.spare.split_off(out.spare.len() / 2),
+            ..Outbox::default()
+        };
+        std::thread::scope(|scope| {
+            let wire = &wire;
+            let other = &mut other;
+            scope.spawn(move || {
+                cheap_crypto::install(cheap);
+                engine::run_part(hi_nodes, mid as u32, high, end, wire, None, other);
+            });
+            engine::run_part(lo_nodes, 0, low, end, wire, None, &mut out);
+        });
+        self.parallel_windows += 1;
+        self.merge(&mut other);
+        out.spare.append(&mut other.spare);
+        self.out = out;
+        self.merge_out();
     }
 
     pub fn run_for(&mut self, d: Duration) {

@@ -173,6 +173,10 @@ const REGIONS: [(f32, f32); 5] = [
 ];
 
 impl Geography {
+    /// No two nodes are closer than their two access links (1 ms each):
+    /// the simulator's lookahead (`engine`).
+    pub const MIN_LATENCY: Duration = Duration::from_millis(2);
+
     pub fn new() -> Geography {
         Geography { spots: Vec::new() }
     }

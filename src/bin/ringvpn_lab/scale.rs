@@ -18,10 +18,19 @@ pub fn dht(args: &[String]) -> ExitCode {
         "F",
     );
     o.optopt("s", "seed", "random seed (default 1)", "S");
+    o.optflag("", "cheap-crypto", "hashes stand in for X25519 and Ed25519");
+    o.optopt("", "threads", "threads running the nodes (1 or 2)", "T");
     let Some(m) = parse_options(&o, args) else {
         return ExitCode::from(2);
     };
     let num = |k: &str, d: f64| number(&m, k, d);
+    let threads = match num("threads", 1.0) {
+        Ok(t) if (1.0..=64.0).contains(&t) => t as usize,
+        _ => {
+            eprintln!("ringvpn-lab: --threads: 1 to 64");
+            return ExitCode::from(2);
+        }
+    };
     let (n, keys, crash, seed) = match (
         num("n", 1000.0),
         num("k", 10000.0),
@@ -42,6 +51,8 @@ pub fn dht(args: &[String]) -> ExitCode {
     };
     let wall = Instant::now();
     let mut s = scenario::mass_join(n, seed, 5, NetConfig::default());
+    s.set_cheap_crypto(m.opt_present("cheap-crypto"));
+    s.threads = threads;
     if scenario::run_until_consistent(&mut s, Duration::from_secs(1), Duration::from_secs(120))
         .is_none()
     {
@@ -77,8 +88,9 @@ pub fn dht(args: &[String]) -> ExitCode {
         r.after.asked - r.after.found
     );
     println!(
-        "(simulated in {:.1} s of wall time)",
-        wall.elapsed().as_secs_f64()
+        "(simulated in {:.1} s of wall time on {threads} thread(s), {} events)",
+        wall.elapsed().as_secs_f64(),
+        s.events
     );
     ExitCode::SUCCESS
 }

@@ -8,12 +8,14 @@
 mod parts;
 mod path;
 mod sessions;
+mod slot;
 
 pub(super) use parts::{
     Budgets, Demand, HandshakeState, Liveness, PeerTrust, Reach, Role, Traffic, TunnelPlan,
 };
 pub(super) use path::{Link, Path};
 pub use sessions::{Answer, Pending, Sessions, Slot};
+pub(super) use slot::{PeerSlot, Tombstones, EVICT_IDLE};
 
 use super::config::{PeerConfig, Timers};
 use super::limiter::{Bucket, OVERLAY_BURST};
@@ -276,10 +278,40 @@ impl Peer {
         Some(heard.max(pinged) + timers.keepalive_interval)
     }
 
+    /// When this peer may be forgotten: a dynamic peer we no longer
+    /// want, with no link, session, handshake, tunnel or waiting frame,
+    /// once nothing has come or gone for [`EVICT_IDLE`]. Configured peers
+    /// are never forgotten.
+    pub fn evict_at(&self) -> Option<Instant> {
+        let busy = !self.role.dynamic
+            || self.role.wanted
+            || self.is_linked()
+            || self.closing_since().is_some()
+            || self.hs.pending.is_some()
+            || self.hs.withdrawn.is_some()
+            || !self.hs.waiting.is_empty()
+            || self.sessions.any()
+            || self.demand.linked
+            || self.tunnel.wanted
+            || self.relay().is_some();
+        if busy {
+            return None;
+        }
+        let last = [self.live.last_rx, self.live.last_tx, self.hs.last_handshake]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(Instant::ZERO);
+        Some(last + EVICT_IDLE)
+    }
+
     /// The earliest moment this peer's timers need attention.
     pub fn deadline(&self, timers: &Timers) -> Option<Instant> {
         let mut next: Option<Instant> = None;
         let mut at = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        if let Some(t) = self.evict_at() {
+            at(t);
+        }
         if let Some(p) = &self.hs.pending {
             at(p.next_retry);
         }

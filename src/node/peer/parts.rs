@@ -42,7 +42,7 @@ pub(in crate::node) struct Reach {
     pub(in crate::node) watch: PathWatch,
     /// Endpoints to try when linking (local, reflexive and predicted ones,
     /// TCP): an init goes to all of them at once.
-    pub(in crate::node) candidates: SmallVec<[Endpoint; 8]>,
+    pub(in crate::node) candidates: SmallVec<[Endpoint; 2]>,
     /// Only gossip (or a request passing through) named its candidates:
     /// handshakes to them are rationed (`limiter::Probes`).
     pub(in crate::node) heard: bool,

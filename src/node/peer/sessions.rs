@@ -157,6 +157,14 @@ impl Sessions {
         }
     }
 
+    /// Whether any slot holds a session.
+    pub fn any(&self) -> bool {
+        self.current.is_some()
+            || self.previous.is_some()
+            || self.next.is_some()
+            || self.next_alt.is_some()
+    }
+
     pub fn oldest_created(&self) -> Option<Instant> {
         [&self.current, &self.previous, &self.next, &self.next_alt]
             .iter()

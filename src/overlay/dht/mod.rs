@@ -127,8 +127,9 @@ struct Registration {
 
 /// What a storing node accepts, beyond size and rate: the layer above
 /// the DHT knows what its values mean (the VPN checks its signed address
-/// records, see `vpn::record`).
-pub trait RecordPolicy {
+/// records, see `vpn::record`). `Send`: the simulator runs nodes on two
+/// threads.
+pub trait RecordPolicy: Send {
     fn admit(&self, key: Addr, record: &Record, now: Instant) -> bool;
 }
 

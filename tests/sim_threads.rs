@@ -39,7 +39,10 @@ fn run(nodes: usize, seed: u64, threads: usize, cheap: bool) -> (String, u64) {
 /// Panics at the first line where two runs' reports differ.
 fn assert_same(a: &str, b: &str, names: (&str, &str)) {
     if let Some((x, y)) = a.lines().zip(b.lines()).find(|(x, y)| x != y) {
-        panic!("the runs differ, first at\n{}: {x}\n{}: {y}", names.0, names.1);
+        panic!(
+            "the runs differ, first at\n{}: {x}\n{}: {y}",
+            names.0, names.1
+        );
     }
     assert_eq!(a.lines().count(), b.lines().count());
 }

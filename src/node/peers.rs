@@ -55,8 +55,13 @@ impl Node {
         if let Some(t) = self.index.tombstones.raise(&key) {
             fresh.hs.last_init_timestamp = t;
         }
+        // A vacant place first (a scan of pointers); only a full table
+        // looks through the peers themselves for one with nothing left
+        // that has not been forgotten yet.
         let vacant = self.peers.iter().position(PeerSlot::is_vacant);
+        let full = self.peers.len() >= self.settings.max_peers;
         let reusable = vacant.or_else(|| {
+            full.then_some(())?;
             self.peers.iter().position(|p| {
                 p.role.dynamic
                     && !p.role.wanted

@@ -29,7 +29,7 @@ use crate::buf::Pool;
 use crate::node::Event as NodeEvent;
 use crate::rand::Rng;
 use crate::time::Instant;
-use std::collections::{BTreeMap, BinaryHeap, HashSet};
+use std::collections::{BinaryHeap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -74,17 +74,33 @@ pub(super) struct Outbox {
 
 impl Outbox {
     fn buffer(&mut self, bytes: &[u8]) -> Vec<u8> {
-        let mut v = self.spare.pop().unwrap_or_default();
-        v.clear();
-        v.extend_from_slice(bytes);
-        v
+        super::outside_node(|| {
+            let mut v = self.spare.pop().unwrap_or_default();
+            v.clear();
+            v.extend_from_slice(bytes);
+            v
+        })
     }
 
     pub fn recycle(&mut self, v: Vec<u8>) {
         // Enough to carry a busy window's traffic again, no more.
-        if self.spare.len() < 4096 {
-            self.spare.push(v);
-        }
+        super::outside_node(|| {
+            if self.spare.len() < 4096 {
+                self.spare.push(v);
+            }
+        })
+    }
+
+    /// Queues an event (and the datagram it delivers).
+    fn send(&mut self, e: Entry, datagram: Option<Datagram>) {
+        super::outside_node(|| match datagram {
+            Some(d) => {
+                let slot = self.payloads.len() as u32;
+                self.payloads.push(Some(d));
+                self.entries.push(Entry { slot, ..e });
+            }
+            None => self.wakes.push(e),
+        })
     }
 }
 
@@ -92,7 +108,8 @@ impl Outbox {
 pub(super) struct Wire<'a> {
     pub net: &'a NetConfig,
     pub geo: Option<&'a Geography>,
-    pub by_endpoint: &'a BTreeMap<SocketAddr, u32>,
+    /// Nodes in the simulation (their endpoints are `endpoint_of(i)`).
+    pub nodes: u32,
     pub blocked: &'a HashSet<(u32, u32)>,
     pub watch: Option<IpAddr>,
     pub hold: Option<(u32, u32)>,
@@ -124,8 +141,8 @@ impl Wire<'_> {
     /// The node a datagram from `src` to `dst` reaches, if any: a public
     /// node at its endpoint, or a NATed one through its mapping.
     pub fn route(&self, nat: Option<&NatModel>, src: SocketAddr, dst: SocketAddr) -> Option<u32> {
-        match self.by_endpoint.get(&dst) {
-            Some(&to) if Self::is_public(nat, to) => Some(to),
+        match super::node_at(dst, self.nodes) {
+            Some(to) if Self::is_public(nat, to) => Some(to),
             // A private endpoint: unreachable from outside its NAT.
             Some(_) => None,
             None => nat?.inbound(dst, src),
@@ -160,12 +177,13 @@ pub(super) fn schedule_wake(n: &mut SimNode, i: u32, at: Instant, out: &mut Outb
     }
     n.wake = Some(at);
     n.made += 1;
-    out.wakes.push(Entry {
+    let e = Entry {
         at: at.as_micros(),
         key: key(i, n.made),
         node: i,
         slot: WAKE,
-    });
+    };
+    out.send(e, None);
 }
 
 /// Runs one event at node `i` (`n`) and flushes what it made.
@@ -283,18 +301,20 @@ pub(super) fn flush(
         let cut =
             |to: u32| !wire.blocked.is_empty() && wire.blocked.contains(&(i.min(to), i.max(to)));
         match wire.route(nat.as_deref(), src, dst.addr) {
-            Some(to) if wire.hold == Some((i, to)) => out.tally.held.push((src, bytes)),
+            Some(to) if wire.hold == Some((i, to)) => {
+                super::outside_node(|| out.tally.held.push((src, bytes)))
+            }
             Some(to) if !lost && !cut(to) => {
                 let jitter = n.rng.below(wire.net.jitter.as_micros() as u64 + 1);
                 let at = now + wire.latency(i, to) + Duration::from_micros(jitter);
                 n.made += 1;
-                out.entries.push(Entry {
+                let e = Entry {
                     at: at.as_micros(),
                     key: key(i, n.made),
                     node: to,
-                    slot: out.payloads.len() as u32,
-                });
-                out.payloads.push(Some((src, bytes)));
+                    slot: 0,
+                };
+                out.send(e, Some((src, bytes)));
             }
             _ => {
                 out.tally.lost += 1;

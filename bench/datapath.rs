@@ -74,7 +74,7 @@ fn bench_seal_open(size: usize, aes: bool) {
     for _ in 0..n {
         // The copy in stands for the TAP read into a pool slot.
         let mut p = pool.alloc_with(&frame).unwrap();
-        let c = a.next_counter().unwrap();
+        let c = a.next_counter(Instant::ZERO).unwrap();
         let hdr = pool.prepend(&mut p, data::HEADER_LEN).unwrap();
         data::HeaderRepr {
             ty: MsgType::Frame,
@@ -106,7 +106,7 @@ fn bench_seal_open(size: usize, aes: bool) {
     while opened < n {
         sealed.clear();
         for _ in 0..batch {
-            let c = a.next_counter().unwrap();
+            let c = a.next_counter(Instant::ZERO).unwrap();
             let mut m = vec![0u8; data::HEADER_LEN + size + data::TAG_LEN];
             data::HeaderRepr {
                 ty: MsgType::Frame,

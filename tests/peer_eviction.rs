@@ -219,7 +219,9 @@ fn a_thousand_transient_peers_leave_nothing_but_tombstones() {
     // What stays: ~1,000 tombstones (key, timestamp, tree node) and the
     // empty places; everything else the waves brought is gone.
     assert!(grown < 160 * 1024, "heap {grown} B above its baseline");
-    assert!(grown * 4 < peak, "after {grown} B vs peak {peak} B");
+    // A wave at its peak holds 100 peers with their sessions (raw keys,
+    // ~400 B each: maintenance never makes them busy).
+    assert!(grown * 3 < peak, "after {grown} B vs peak {peak} B");
 
     // A forgotten peer's recorded init, replayed: answered only
     // provisionally (the guard it left behind holds), so it moves nothing.

@@ -423,8 +423,12 @@ fn vpn_packets_allocate_nothing_direct_routed_or_through_a_gateway() {
         let far = if peer == GATEWAY { server } else { ipp };
         let out = ip_frame(&net.nodes[0].1, ip0, far);
         let back = ip_frame(&net.nodes[peer].1, far, ip0);
-        // Warm-up: resolution, the session, queue capacities.
-        for _ in 0..50 {
+        // Warm-up: resolution, the sessions, queue capacities, and every
+        // session busy enough to keep expanded keys: HOT_AFTER messages,
+        // which a session carrying one direction only (crossed handshakes
+        // of a routed pair) reaches after as many frames, less the first
+        // few that wait for the handshake.
+        for _ in 0..2 * ringvpn::crypto::session::HOT_AFTER {
             send(&mut net.nodes[0].1, &out, now);
             send(&mut net.nodes[peer].1, &back, now);
             net.pump(now);

@@ -129,16 +129,19 @@ impl Pool {
         self.high_water
     }
 
+    #[inline]
     fn range(&self, buf: &PacketBuf) -> core::ops::Range<usize> {
         let base = buf.slot as usize * SLOT_LEN;
         base + usize::from(buf.head)..base + usize::from(buf.tail)
     }
 
     /// The packet bytes.
+    #[inline]
     pub fn data(&self, buf: &PacketBuf) -> &[u8] {
         &self.slab[self.range(buf)]
     }
 
+    #[inline]
     pub fn data_mut(&mut self, buf: &PacketBuf) -> &mut [u8] {
         let r = self.range(buf);
         &mut self.slab[r]

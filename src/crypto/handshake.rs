@@ -547,7 +547,7 @@ mod tests {
         fn one_way(tx: &mut Session, rx: &mut Session) {
             let mut buf = [0u8; 21];
             buf[..5].copy_from_slice(b"hello");
-            let c = tx.next_counter().unwrap();
+            let c = tx.next_counter(Instant::ZERO).unwrap();
             let tag = tx.seal(c, b"hdr", &mut buf[..5]);
             buf[5..].copy_from_slice(&tag);
             rx.open(Instant::ZERO, c, b"hdr", &mut buf).unwrap();
@@ -731,7 +731,7 @@ mod tests {
         let tag = sa.seal(0, b"h", &mut msg[..4]);
         msg[4..].copy_from_slice(&tag);
         assert_eq!(sb.open(Instant::ZERO, 0, b"h", &mut msg), Ok(()));
-        let _ = sa.next_counter();
+        let _ = sa.next_counter(Instant::ZERO);
         Ok((sa.cipher(), sb.cipher()))
     }
 

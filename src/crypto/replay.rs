@@ -27,6 +27,11 @@ impl ReplayWindow {
         (((c >> 6) % WORDS as u64) as usize, 1u64 << (c & 63))
     }
 
+    /// One past the highest counter accepted (0: none yet).
+    pub fn top(&self) -> u64 {
+        self.top
+    }
+
     /// Would `counter` be accepted? Cheap: run it before decrypting.
     pub fn check(&self, counter: u64) -> bool {
         if counter >= self.top {
@@ -40,6 +45,7 @@ impl ReplayWindow {
     }
 
     /// Records an authenticated counter; false if it is a replay or too old.
+    #[inline]
     pub fn accept(&mut self, counter: u64) -> bool {
         if !self.check(counter) {
             return false;

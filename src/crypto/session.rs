@@ -6,6 +6,16 @@
 //! in about half the instructions. Routers without them (most MIPS and
 //! 32-bit ARM boards) run ChaCha faster than a table-driven AES, so the
 //! choice follows the slower end.
+//!
+//! A session keeps its two raw keys and expands them into the AEAD's key
+//! schedules only once it carries traffic. Most sessions carry overlay
+//! maintenance only, a message every few seconds, and live two minutes
+//! until the rekey: two expanded keys (544 bytes each in ring, sized for
+//! AES-GCM) would be three quarters of such a session. A cold message
+//! pays a key set-up on the stack instead (a copy for ChaCha20, an AES
+//! key expansion); a session that has carried [`HOT_AFTER`] messages at a
+//! rate of at least one a second expands its keys for the rest of its
+//! life, so a busy path seals and opens with ready keys.
 
 use super::replay::ReplayWindow;
 use crate::time::Instant;
@@ -32,17 +42,32 @@ impl Cipher {
             Cipher::Aes256Gcm => &AES_256_GCM,
         }
     }
+
+    /// The key schedule of a raw key.
+    fn key(self, raw: &[u8; 32]) -> LessSafeKey {
+        LessSafeKey::new(ring::aead::UnboundKey::new(self.algorithm(), raw).expect("32-byte key"))
+    }
 }
 
 /// Counters stop well before 2^64 so a nonce can never wrap.
 pub const REJECT_AFTER_MESSAGES: u64 = u64::MAX - (1 << 13);
 
+/// Messages (sent and accepted) after which a session that has averaged
+/// at least one a second keeps expanded keys.
+pub const HOT_AFTER: u64 = 64;
+
+/// Which of a session's keys: ours to send with, or the peer's.
+const SEND: usize = 0;
+const RECV: usize = 1;
+
 /// Keys and counters of one session.
 pub struct Session {
     pub local_index: u32,
     pub remote_index: u32,
-    send_key: LessSafeKey,
-    recv_key: LessSafeKey,
+    /// Raw keys, `SEND` and `RECV`.
+    keys: [[u8; 32]; 2],
+    /// Their key schedules, once the session is busy.
+    expanded: Option<Box<[LessSafeKey; 2]>>,
     send_counter: u64,
     cipher: Cipher,
     replay: ReplayWindow,
@@ -76,16 +101,11 @@ impl Session {
         created: Instant,
         initiator: bool,
     ) -> Session {
-        let key = |k: [u8; 32]| {
-            LessSafeKey::new(
-                ring::aead::UnboundKey::new(cipher.algorithm(), &k).expect("32-byte key"),
-            )
-        };
         Session {
             local_index,
             remote_index,
-            send_key: key(send),
-            recv_key: key(recv),
+            keys: [send, recv],
+            expanded: None,
             send_counter: 0,
             cipher,
             replay: ReplayWindow::default(),
@@ -109,25 +129,65 @@ impl Session {
         self.send_counter
     }
 
+    /// Whether the key schedules are expanded (the session is busy).
+    pub fn is_hot(&self) -> bool {
+        self.expanded.is_some()
+    }
+
     /// Takes the next send counter, or `None` once the session is exhausted.
-    pub fn next_counter(&mut self) -> Option<u64> {
+    #[inline]
+    pub fn next_counter(&mut self, now: Instant) -> Option<u64> {
         if self.send_counter >= REJECT_AFTER_MESSAGES {
             return None;
         }
         let c = self.send_counter;
         self.send_counter += 1;
+        if self.expanded.is_none() {
+            self.warm(now);
+        }
         Some(c)
+    }
+
+    /// Expands the keys once the session has shown it is busy.
+    #[cold]
+    fn warm(&mut self, now: Instant) {
+        // Counters run in order, so the receive window's top counts what
+        // arrived closely enough.
+        let messages = self.send_counter + self.replay.top();
+        let age_s = now.saturating_since(self.created).as_secs();
+        if messages >= HOT_AFTER && messages >= age_s {
+            let key = |k| self.cipher.key(k);
+            self.expanded = Some(Box::new([key(&self.keys[SEND]), key(&self.keys[RECV])]));
+        }
+    }
+
+    /// Runs `f` with key schedule `SEND` or `RECV`: the expanded one of a
+    /// busy session, else one set up on the stack for this message.
+    #[inline(always)]
+    fn with_key<R>(&self, which: usize, f: impl FnOnce(&LessSafeKey) -> R) -> R {
+        match &self.expanded {
+            Some(x) => f(&x[which]),
+            None => f(&self.cipher.key(&self.keys[which])),
+        }
     }
 
     /// Encrypts `payload` in place; returns the tag to append.
     pub fn seal(&self, counter: u64, header: &[u8], payload: &mut [u8]) -> [u8; 16] {
-        let tag = self
-            .send_key
-            .seal_in_place_separate_tag(nonce(counter), Aad::from(header), payload)
-            .expect("payload below the AEAD's 256 GiB limit");
+        let tag = self.with_key(SEND, |key| {
+            key.seal_in_place_separate_tag(nonce(counter), Aad::from(header), payload)
+                .expect("payload below the AEAD's 256 GiB limit")
+        });
         let mut out = [0u8; 16];
         out.copy_from_slice(tag.as_ref());
         out
+    }
+
+    /// Decrypts in place with the receive key.
+    fn decrypt(&self, counter: u64, header: &[u8], ciphertext_and_tag: &mut [u8]) -> bool {
+        self.with_key(RECV, |key| {
+            key.open_in_place(nonce(counter), Aad::from(header), ciphertext_and_tag)
+                .is_ok()
+        })
     }
 
     /// Tests: decrypts without the replay window (what the holder of these
@@ -140,10 +200,11 @@ impl Session {
         header: &[u8],
         ciphertext_and_tag: &mut [u8],
     ) -> Result<(), OpenError> {
-        self.recv_key
-            .open_in_place(nonce(counter), Aad::from(header), ciphertext_and_tag)
-            .map(|_| ())
-            .map_err(|_| OpenError::Auth)
+        if self.decrypt(counter, header, ciphertext_and_tag) {
+            Ok(())
+        } else {
+            Err(OpenError::Auth)
+        }
     }
 
     /// Checks the replay window, then decrypts `ciphertext_and_tag` in place.
@@ -158,10 +219,20 @@ impl Session {
         if counter >= REJECT_AFTER_MESSAGES || !self.replay.check(counter) {
             return Err(OpenError::Replay);
         }
-        self.recv_key
-            .open_in_place(nonce(counter), Aad::from(header), ciphertext_and_tag)
-            .map_err(|_| OpenError::Auth)?;
-        // Accept only after authentication, so forgeries cannot move the window.
+        if !self.decrypt(counter, header, ciphertext_and_tag) {
+            return Err(OpenError::Auth);
+        }
+        self.accept(now, counter)?;
+        if self.expanded.is_none() {
+            self.warm(now);
+        }
+        Ok(())
+    }
+
+    /// Moves the window past an authenticated message: only after
+    /// authentication, so forgeries cannot move it.
+    #[inline(always)]
+    fn accept(&mut self, now: Instant, counter: u64) -> Result<(), OpenError> {
         if self.replay.accept(counter) {
             self.last_rx = now;
             Ok(())
@@ -198,7 +269,7 @@ mod tests {
         let (mut a, _) = pair_with(Cipher::Aes256Gcm);
         let (_, mut b) = pair_with(Cipher::ChaCha20Poly1305);
         let mut msg = [0u8; 32];
-        let c = a.next_counter().unwrap();
+        let c = a.next_counter(Instant::ZERO).unwrap();
         let tag = a.seal(c, &[1], &mut msg[..16]);
         msg[16..].copy_from_slice(&tag);
         assert_eq!(
@@ -212,7 +283,7 @@ mod tests {
         let (mut a, mut b) = pair_with(cipher);
         let hdr = [1u8; 16];
         let mut msg = *b"sixteen byte msg\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
-        let c = a.next_counter().unwrap();
+        let c = a.next_counter(Instant::ZERO).unwrap();
         let tag = a.seal(c, &hdr, &mut msg[..16]);
         msg[16..].copy_from_slice(&tag);
         let mut copy = msg;
@@ -239,14 +310,50 @@ mod tests {
         let mut m2 = [0u8; 16];
         let tag = a.seal(1, &hdr, &mut []);
         m2.copy_from_slice(&tag);
-        assert_eq!(a.next_counter(), Some(1));
+        assert_eq!(a.next_counter(Instant::ZERO), Some(1));
         assert_eq!(b.open(Instant::ZERO, 1, &hdr, &mut m2), Ok(()));
+    }
+
+    /// Sends one message from `a` to `b` at `now`.
+    fn one_message(a: &mut Session, b: &mut Session, now: Instant) {
+        let mut msg = [0u8; 20];
+        let c = a.next_counter(now).unwrap();
+        let tag = a.seal(c, b"h", &mut msg[..4]);
+        msg[4..].copy_from_slice(&tag);
+        assert_eq!(b.open(now, c, b"h", &mut msg), Ok(()));
+    }
+
+    #[test]
+    fn keys_are_expanded_only_for_a_busy_session() {
+        for cipher in [Cipher::ChaCha20Poly1305, Cipher::Aes256Gcm] {
+            // Maintenance pace, a message every two seconds: cold for life,
+            // and cold keys read what hot ones seal.
+            let (mut a, mut b) = pair_with(cipher);
+            for i in 0..200u64 {
+                one_message(&mut a, &mut b, Instant::from_micros(i * 2_000_000));
+            }
+            assert!(!a.is_hot() && !b.is_hot());
+            // A burst: hot after HOT_AFTER messages (counted both ways).
+            let (mut a, mut b) = pair_with(cipher);
+            let at = Instant::from_micros(5_000_000);
+            for _ in 0..HOT_AFTER / 2 - 1 {
+                one_message(&mut a, &mut b, at);
+                one_message(&mut b, &mut a, at);
+            }
+            assert!(!a.is_hot());
+            one_message(&mut a, &mut b, at);
+            one_message(&mut b, &mut a, at);
+            assert!(a.is_hot() && b.is_hot());
+            // Hot and cold ends still understand each other.
+            let (_, mut cold) = pair_with(cipher);
+            one_message(&mut a, &mut cold, at);
+        }
     }
 
     #[test]
     fn exhausted_counter_refuses_to_send() {
         let (mut a, _) = pair();
         a.send_counter = REJECT_AFTER_MESSAGES;
-        assert_eq!(a.next_counter(), None);
+        assert_eq!(a.next_counter(Instant::ZERO), None);
     }
 }

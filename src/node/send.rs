@@ -110,7 +110,7 @@ impl Node {
             }
             return;
         };
-        let Some(counter) = session.next_counter() else {
+        let Some(counter) = session.next_counter(now) else {
             return self.drop_buf(buf, DropReason::NoSession);
         };
         let payload_len = buf.len();

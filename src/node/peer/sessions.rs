@@ -189,7 +189,7 @@ mod tests {
             true,
         );
         let mut msg = [0u8; 16];
-        let c = s.next_counter().unwrap();
+        let c = s.next_counter(Instant::ZERO).unwrap();
         let tag = s.seal(c, &[], &mut msg[..0]);
         msg.copy_from_slice(&tag);
         s.open(rx, c, &[], &mut msg).unwrap();

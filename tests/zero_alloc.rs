@@ -120,8 +120,9 @@ fn forwarding_allocates_nothing_per_packet() {
     let mut ba = ab;
     ba[..6].copy_from_slice(&[2, 0, 0, 0, 0, 0xa]);
     ba[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0xb]);
-    // Warm-up: MAC learning and queue capacity settle.
-    for _ in 0..100 {
+    // Warm-up: MAC learning and queue capacity settle, and the session
+    // gets busy enough to keep expanded keys (`HOT_AFTER` messages).
+    for _ in 0..ringvpn::crypto::session::HOT_AFTER {
         send(&mut a, &ab, now);
         pump(&mut a, ea, &mut b, now);
         send(&mut b, &ba, now);
@@ -533,7 +534,8 @@ fn sub_ring_tagged_datagrams_allocate_nothing() {
         pump(nb, eb, pa, na, now);
         (drain_frames(&mut na.get_mut(0).node), to_b)
     };
-    for _ in 0..100 {
+    // Warm-up, with the sessions busy enough to keep expanded keys.
+    for _ in 0..ringvpn::crypto::session::HOT_AFTER {
         round(&mut na, &mut pa, &mut nb, &mut pb);
     }
     let before = allocs();

@@ -90,6 +90,11 @@ Usage:
   ringvpn-lab --help
 ";
 
+/// Counted, so `sim` can tell what the nodes hold from what the process
+/// keeps (RSS includes what the join's peak left fragmented).
+#[global_allocator]
+static HEAP: ringvpn::heap::Counting = ringvpn::heap::Counting;
+
 fn main() -> ExitCode {
     // Simulator runs log with the node and virtual time of each line
     // (RUST_LOG=ringvpn=info to follow them).

@@ -54,7 +54,7 @@ pub const REJECT_AFTER_MESSAGES: u64 = u64::MAX - (1 << 13);
 
 /// Messages (sent and accepted) after which a session that has averaged
 /// at least one a second keeps expanded keys.
-pub const HOT_AFTER: u64 = 64;
+pub const HOT_AFTER: u64 = 256;
 
 /// Which of a session's keys: ours to send with, or the peer's.
 const SEND: usize = 0;

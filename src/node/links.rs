@@ -342,7 +342,7 @@ impl Node {
                 return;
             };
             let events: Vec<DhtEvent> = ov.dht_events().collect();
-            let actions: Vec<Action> = ov.drain_actions().collect();
+            let actions = ov.take_actions();
             for e in events {
                 self.stats.dht_latency.record(e.latency);
                 let e = self.vpn_dht_event(now, e);

@@ -28,7 +28,7 @@ pub(super) struct Linking {
     /// Nodes a link to which was asked for and never came up, and when:
     /// gossip naming them is ignored for FAILED_FOR (a fake or dead record
     /// costs one attempt, not one per message that repeats it).
-    pub(super) failed: SmallVec<[(Addr, Instant); super::FAILED_SLOTS]>,
+    pub(super) failed: Vec<(Addr, Instant)>,
     /// Connect-to-me requests out.
     pub(super) pending: super::SmallPending,
     /// Requests answered once (see `answered`), the oldest dropped first.

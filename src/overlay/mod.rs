@@ -33,7 +33,6 @@ use crate::rand::SeededRng;
 use crate::time::Instant;
 use crate::wire::overlay::Endpoint;
 use crate::wire::overlay::{Endpoints, Mode, OverlayMsg, MAX_ENDPOINTS};
-use smallvec::SmallVec;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -242,7 +241,8 @@ pub struct Overlay {
     dht: dht::Dht,
 }
 
-type SmallPending = SmallVec<[PendingCtm; 8]>;
+/// Requests under way (on the heap: a node has none most of the time).
+type SmallPending = Vec<PendingCtm>;
 /// Requests answered once that may still get their second answer.
 const ANSWERED_KEPT: usize = 8;
 
@@ -289,7 +289,7 @@ impl Overlay {
             endpoints: endpoints.iter().take(MAX_ENDPOINTS).copied().collect(),
             linking: linking::Linking {
                 wanted: BTreeMap::new(),
-                failed: SmallVec::new(),
+                failed: Vec::new(),
                 pending: SmallPending::new(),
                 answered_once: SmallPending::new(),
                 ctm_ids: tokens::Tokens::new(id_key, CTM_ID_DOMAIN),
@@ -338,6 +338,12 @@ impl Overlay {
 
     pub fn drain_actions(&mut self) -> std::vec::Drain<'_, Action> {
         self.actions.drain(..)
+    }
+
+    /// The actions, taken with their buffer: a burst (a join) leaves no
+    /// room behind, since an action is a few hundred bytes.
+    pub fn take_actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.actions)
     }
 
     pub fn poll_timeout(&self) -> Instant {

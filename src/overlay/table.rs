@@ -147,7 +147,12 @@ impl ConnTable {
     }
 
     pub fn remove(&mut self, addr: Addr) -> Option<Conn> {
-        self.position(addr).ok().map(|i| self.conns.remove(i))
+        let conn = self.position(addr).ok().map(|i| self.conns.remove(i))?;
+        // A join's burst of links leaves far more room than the ring keeps.
+        if self.conns.capacity() > 16 && self.conns.len() * 4 <= self.conns.capacity() {
+            self.conns.shrink_to(self.conns.len() * 2);
+        }
+        Some(conn)
     }
 
     /// The `k` nearest connections going right from `me` (nearest first).

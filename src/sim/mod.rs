@@ -99,6 +99,11 @@ pub struct Sim {
     /// Events run so far, and windows run on two threads.
     pub events: u64,
     pub parallel_windows: u64,
+    /// The slab of datagrams in flight is compacted once it has this many
+    /// slots, three quarters of them free (`compact_flight`).
+    pub compact_min: usize,
+    /// Compactions so far.
+    pub compactions: u64,
     pub net: NetConfig,
     pub overlay: OverlayConfig,
     pub timers: Timers,
@@ -218,6 +223,8 @@ impl Sim {
             threads: 1,
             events: 0,
             parallel_windows: 0,
+            compact_min: 1 << 16,
+            compactions: 0,
             net,
             overlay: OverlayConfig::default(),
             timers: crate::node::Timers::overlay_links(),
@@ -667,9 +674,39 @@ impl Sim {
             });
             let last = window.last().map_or(first, |(e, _)| e.at);
             self.run_window(std::mem::take(&mut window), end);
+            self.compact_flight();
             self.now = self.now.max(Instant::ZERO + Duration::from_micros(last));
         }
         self.now = self.now.max(until);
+    }
+
+    /// Once a burst (a mass join) is over, moves the datagrams still in
+    /// flight to the front of their slab and gives the rest back: slots
+    /// are reused last-freed first, so the few in use at steady state
+    /// would otherwise keep the burst's whole slab.
+    fn compact_flight(&mut self) {
+        let (len, free) = (self.flight.len(), self.free_flight.len());
+        if len == 0 || len < self.compact_min || free * 4 < len * 3 {
+            return;
+        }
+        self.compactions += 1;
+        outside_node(|| {
+            let mut is_free = vec![false; len];
+            for &k in &self.free_flight {
+                is_free[k as usize] = true;
+            }
+            let mut new_slot = vec![WAKE; len];
+            let mut kept = Vec::with_capacity((len - free) * 2);
+            for (k, d) in self.flight.drain(..).enumerate() {
+                if !is_free[k] {
+                    new_slot[k] = kept.len() as u32;
+                    kept.push(d);
+                }
+            }
+            self.flight = kept;
+            self.free_flight = Vec::new();
+            self.queue.remap_slots(|k| new_slot[k as usize]);
+        });
     }
 
     /// Runs one window's events (all before `end`), split over the

@@ -81,6 +81,24 @@ impl Calendar {
         self.len() == 0
     }
 
+    /// Gives every datagram entry its new slot, `remap(old)`: the
+    /// simulator compacts its slab of datagrams in flight after a burst.
+    pub fn remap_slots(&mut self, mut remap: impl FnMut(u32) -> u32) {
+        let mut fix = |e: &mut Entry| {
+            if e.slot != WAKE {
+                e.slot = remap(e.slot);
+            }
+        };
+        for b in &mut self.buckets {
+            b.iter_mut().for_each(&mut fix);
+        }
+        for heap in [&mut self.far, &mut self.early] {
+            let mut v = std::mem::take(heap).into_vec();
+            v.iter_mut().for_each(|Reverse(e)| fix(e));
+            *heap = BinaryHeap::from(v);
+        }
+    }
+
     fn slot(b: u64) -> usize {
         (b % BUCKETS as u64) as usize
     }

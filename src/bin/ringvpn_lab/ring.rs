@@ -78,6 +78,7 @@ pub fn sim(args: &[String]) -> ExitCode {
     };
     let wall = Instant::now();
     let rss0 = rss_kib();
+    let heap0 = heap_kib().0;
     let net = NetConfig::default();
     println!(
         "simulating {n} nodes, seed {seed}, {boots} bootstraps each, links {} ms one way",
@@ -98,11 +99,15 @@ pub fn sim(args: &[String]) -> ExitCode {
             s.consistency()
         ),
     }
-    // Let leaves and surplus links be trimmed, then measure the steady state.
-    s.run_for(Duration::from_secs(60));
-    let peak = peak_rss_kib().saturating_sub(rss0) as f64 / n as f64;
+    // Let leaves and surplus links be trimmed and the peers they leave
+    // idle be forgotten (30 s after the last word), then measure.
+    s.run_for(Duration::from_secs(90));
+    let per_node = |kib: u64, base: u64| kib.saturating_sub(base) as f64 / n as f64;
+    let peak = per_node(peak_rss_kib(), rss0);
     ringvpn::sys::release_free_memory();
-    let mem = rss_kib().saturating_sub(rss0) as f64 / n as f64;
+    let mem = per_node(rss_kib(), rss0);
+    let (live, live_peak) = heap_kib();
+    let (live, live_peak) = (per_node(live, heap0), per_node(live_peak, heap0));
     println!(
         "steady state: consistency {:.4} (design notes' crawl: {:.4}), {:.1} connections per node",
         s.consistency(),
@@ -113,6 +118,9 @@ pub fn sim(args: &[String]) -> ExitCode {
     println!(
         "memory per simulated node (process RSS / N): {mem:.0} KiB steady, {peak:.0} KiB peak (the join); peer tables: {:.1} peers, {:.1} places, {:.1} tombstones, {:.1} forgotten per node",
         t.0, t.1, t.2, t.3
+    );
+    println!(
+        "  heap in use per node (nodes and the simulator's queues): {live:.0} KiB steady, {live_peak:.0} KiB peak"
     );
     let mix = s.connection_mix();
     println!(
@@ -238,6 +246,12 @@ fn crash_and_recover(s: &mut ringvpn::sim::Sim, fraction: f64, pairs: usize) {
 /// This process's resident set in KiB (the simulator's memory figure).
 pub fn rss_kib() -> u64 {
     proc_status_kib("VmRSS:")
+}
+
+/// Heap bytes in use now and at most so far, in KiB (0 without the
+/// counting allocator).
+fn heap_kib() -> (u64, u64) {
+    ringvpn::heap::usage().map_or((0, 0), |(live, peak)| (live / 1024, peak / 1024))
 }
 
 /// The process's peak resident set so far.

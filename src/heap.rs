@@ -3,7 +3,8 @@
 //! supervisor's RSS, the process's RSS says little about ringvpn itself).
 //!
 //! `Counting` wraps the system allocator and keeps two counters; the
-//! daemon installs it as the global allocator. The data path allocates
+//! daemon installs it as the global allocator, and so does `ringvpn-lab`
+//! (its `sim` reports the heap per simulated node beside the RSS). The data path allocates
 //! nothing in steady state (tests/zero_alloc.rs), so the counters cost
 //! nothing per packet.
 

@@ -1,5 +1,5 @@
 //! The ring overlay at scale in the simulator (`ringvpn-lab sim`), and
-//! the process's resident memory, which it reports per node.
+//! the process's resident memory and heap, which it reports per node.
 
 use super::parse_options;
 use getopts::Options;

@@ -30,9 +30,9 @@ pub(super) struct Linking {
     /// costs one attempt, not one per message that repeats it).
     pub(super) failed: Vec<(Addr, Instant)>,
     /// Connect-to-me requests out.
-    pub(super) pending: super::SmallPending,
+    pub(super) pending: super::PendingCtms,
     /// Requests answered once (see `answered`), the oldest dropped first.
-    pub(super) answered_once: super::SmallPending,
+    pub(super) answered_once: super::PendingCtms,
     /// Connect-to-me ids.
     pub(super) ctm_ids: super::tokens::Tokens,
 }

@@ -242,7 +242,7 @@ pub struct Overlay {
 }
 
 /// Requests under way (on the heap: a node has none most of the time).
-type SmallPending = Vec<PendingCtm>;
+type PendingCtms = Vec<PendingCtm>;
 /// Requests answered once that may still get their second answer.
 const ANSWERED_KEPT: usize = 8;
 
@@ -290,8 +290,8 @@ impl Overlay {
             linking: linking::Linking {
                 wanted: BTreeMap::new(),
                 failed: Vec::new(),
-                pending: SmallPending::new(),
-                answered_once: SmallPending::new(),
+                pending: PendingCtms::new(),
+                answered_once: PendingCtms::new(),
                 ctm_ids: tokens::Tokens::new(id_key, CTM_ID_DOMAIN),
             },
             upkeep: maintain::Upkeep {
@@ -334,10 +334,6 @@ impl Overlay {
     #[inline]
     pub fn has_output(&self) -> bool {
         !self.actions.is_empty() || self.has_events()
-    }
-
-    pub fn drain_actions(&mut self) -> std::vec::Drain<'_, Action> {
-        self.actions.drain(..)
     }
 
     /// The actions, taken with their buffer: a burst (a join) leaves no

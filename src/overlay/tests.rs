@@ -34,7 +34,7 @@ fn node(me: NodeKey, conns: &[NodeKey], lookahead: bool) -> Overlay {
             false,
         );
     }
-    ov.drain_actions().for_each(drop);
+    ov.take_actions().into_iter().for_each(drop);
     ov
 }
 
@@ -222,7 +222,7 @@ fn right_of_runs_two_sided_then_crosses_once() {
 fn conn_lists_are_sent_once_per_change() {
     let mut ov = node(key(0), &[key(1), key(2)], true);
     let lists = |ov: &mut Overlay| {
-        ov.drain_actions()
+        ov.take_actions().into_iter()
             .filter(|a| matches!(a, Action::Send { msg, .. } if msg[0] == crate::wire::control::KIND_CONN_LIST))
             .count()
     };
@@ -288,7 +288,8 @@ fn fake_neighbour_claims_cost_one_attempt_each() {
     let far: Vec<NodeKey> = by_distance(m.offset(i128::MAX), 4);
     let mut ov = node(me, &far, true);
     let links = |ov: &mut Overlay| {
-        ov.drain_actions()
+        ov.take_actions()
+            .into_iter()
             .filter(|a| matches!(a, Action::Link { .. }))
             .count()
     };
@@ -307,7 +308,7 @@ fn fake_neighbour_claims_cost_one_attempt_each() {
     // same claims are ignored (for FAILED_FOR), not retried.
     let t1 = t0 + ov.config().link_timeout + Duration::from_secs(1);
     ov.handle_timeout(t1);
-    ov.drain_actions().for_each(drop);
+    ov.take_actions().into_iter().for_each(drop);
     ov.handle_neighbours(t1, PeerIdx(0), &fake_gossip(m, 8))
         .unwrap();
     let retried = links(&mut ov);

@@ -71,6 +71,7 @@ impl Node {
                     && p.sessions.next.is_none()
                     && p.sessions.next_alt.is_none()
                     && p.sessions.previous.is_none()
+                    && p.sessions.older.is_none()
                     && p.hs.waiting.is_empty()
             })
         });

@@ -321,8 +321,13 @@ impl Peer {
         if let Some(t) = self.sessions.oldest_created() {
             at(t + timers.reject_after_time);
         }
-        if let (Some(cur), Some(prev)) = (&self.sessions.current, &self.sessions.previous) {
-            at(prev.last_rx().max(cur.created) + PREVIOUS_KEEP);
+        if let Some(cur) = &self.sessions.current {
+            for old in [&self.sessions.previous, &self.sessions.older]
+                .into_iter()
+                .flatten()
+            {
+                at(old.last_rx().max(cur.created) + PREVIOUS_KEEP);
+            }
         }
         if let Some(t) = self.idle_at() {
             at(t);

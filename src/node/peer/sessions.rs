@@ -32,16 +32,22 @@ pub struct Answer {
     pub overlay_sent: bool,
 }
 
-/// Three session slots, as in WireGuard: `current` sends; `next` is a
+/// Session slots, as in WireGuard: `current` sends; `next` is a
 /// responder session not yet confirmed by the initiator's first message;
 /// `previous` still receives what was in flight during a rekey.
+///
+/// Sessions are boxed (a few hundred bytes each: two keys and a replay
+/// window), so a slot without one costs a pointer. Boxes are made per
+/// handshake, never per packet.
 #[derive(Default)]
-/// Sessions are boxed: ~1.4 KiB each (two AEAD keys and a replay window),
-/// so a peer without sessions costs a few hundred bytes, not 4 KiB. Boxes
-/// are made per handshake, never per packet.
 pub struct Sessions {
     pub current: Option<Box<Session>>,
     pub previous: Option<Box<Session>>,
+    /// The session replaced before `previous`, kept as long: after a
+    /// crossed rekey (both sides initiating at once) the peer can send on
+    /// our old session and on the one we just initiated, in either order,
+    /// while a third (its own) becomes our current.
+    pub older: Option<Box<Session>>,
     pub next: Option<Box<Session>>,
     /// The answered session `next` replaced, still unconfirmed: a peer with
     /// two inits in flight (a retry, or a link and a connect-to-me at once)
@@ -65,6 +71,7 @@ impl Sessions {
             (Slot::Next, &mut self.next),
             (Slot::NextAlt, &mut self.next_alt),
             (Slot::Previous, &mut self.previous),
+            (Slot::Previous, &mut self.older),
         ] {
             if let Some(s) = s.as_mut().filter(|s| s.local_index == index) {
                 return Some((slot, s));
@@ -81,22 +88,32 @@ impl Sessions {
         evicted
     }
 
-    /// Makes room for a new current session: of the current and the
-    /// previous one, the one the peer last sent on stays as `previous`
-    /// (its messages in flight still arrive) and the other goes. That is
-    /// normally the current one; but after crossed handshakes each side's
-    /// current can be the other's previous, the peer sending on what is
-    /// our previous — evicting that one lost the peer's traffic until it
-    /// moved to the new session (seen in the simulator at the first
-    /// rekey after a mass join).
+    /// Makes room for a new current session: the current one becomes
+    /// `previous` (its messages in flight still arrive) and that one
+    /// `older`. If all three are taken, the one the peer last sent on
+    /// longest ago goes. That is normally the oldest; but after crossed
+    /// handshakes each side's current can be the other's previous, the
+    /// peer sending on what is our previous — evicting that one lost the
+    /// peer's traffic until it moved to the new session (seen in the
+    /// simulator at the first rekey after a mass join). And one slot was
+    /// too few: in a crossed rekey the peer went on sending on our old
+    /// session, then on its new one (our `next`, promoted), then on ours
+    /// just initiated, which the promotion had evicted as unused.
     fn rotate(&mut self) -> Option<u32> {
-        let (cur, prev) = (self.current.take(), self.previous.take());
-        let (keep, evict) = match (cur, prev) {
-            (Some(c), Some(p)) if p.last_rx() > c.last_rx() => (Some(p), Some(c)),
-            (c, p) => (c, p),
+        let mut kept = [self.current.take(), self.previous.take(), self.older.take()];
+        let evicted = if kept.iter().all(Option::is_some) {
+            let stalest = (0..3)
+                .min_by_key(|&i| kept[i].as_ref().map(|s| s.last_rx()))
+                .unwrap_or(2);
+            kept[stalest].take()
+        } else {
+            None
         };
-        self.previous = keep;
-        evict.map(|e| e.local_index)
+        let [a, b, c] = kept;
+        let mut left = [a, b, c].into_iter().flatten();
+        self.previous = left.next();
+        self.older = left.next();
+        evicted.map(|e| e.local_index)
     }
 
     /// Installs a responder session in `next` (the one there moves to
@@ -122,15 +139,20 @@ impl Sessions {
     /// Drops sessions older than `max_age`, and a replaced session once the
     /// current one is `PREVIOUS_KEEP` old; calls `gone` with each index.
     pub fn expire(&mut self, now: Instant, max_age: Duration, mut gone: impl FnMut(u32)) {
-        if let (Some(cur), Some(prev)) = (&self.current, &self.previous) {
-            if now >= prev.last_rx().max(cur.created) + super::PREVIOUS_KEEP {
-                gone(prev.local_index);
-                self.previous = None;
+        if let Some(cur) = &self.current {
+            for slot in [&mut self.previous, &mut self.older] {
+                if slot
+                    .as_ref()
+                    .is_some_and(|s| now >= s.last_rx().max(cur.created) + super::PREVIOUS_KEEP)
+                {
+                    gone(slot.take().map_or(0, |s| s.local_index));
+                }
             }
         }
         for slot in [
             &mut self.current,
             &mut self.previous,
+            &mut self.older,
             &mut self.next,
             &mut self.next_alt,
         ] {
@@ -148,6 +170,7 @@ impl Sessions {
         for slot in [
             &mut self.current,
             &mut self.previous,
+            &mut self.older,
             &mut self.next,
             &mut self.next_alt,
         ] {
@@ -161,15 +184,22 @@ impl Sessions {
     pub fn any(&self) -> bool {
         self.current.is_some()
             || self.previous.is_some()
+            || self.older.is_some()
             || self.next.is_some()
             || self.next_alt.is_some()
     }
 
     pub fn oldest_created(&self) -> Option<Instant> {
-        [&self.current, &self.previous, &self.next, &self.next_alt]
-            .iter()
-            .filter_map(|s| s.as_ref().map(|s| s.created))
-            .min()
+        [
+            &self.current,
+            &self.previous,
+            &self.older,
+            &self.next,
+            &self.next_alt,
+        ]
+        .iter()
+        .filter_map(|s| s.as_ref().map(|s| s.created))
+        .min()
     }
 }
 
@@ -199,32 +229,56 @@ mod tests {
     #[test]
     fn a_rekey_keeps_the_session_the_peer_sends_on() {
         let at = |ms: u64| Instant::from_micros(ms * 1000);
-        // Normal: the peer sends on current; previous goes.
+        let idx = |s: &Option<Box<Session>>| s.as_ref().map(|s| s.local_index);
+        // Normal: current and previous both stay; nothing is evicted
+        // until a third rekey within PREVIOUS_KEEP.
         let mut s = Sessions {
             current: Some(Box::new(session(1, at(50)))),
             previous: Some(Box::new(session(2, at(10)))),
             ..Sessions::default()
         };
-        assert_eq!(s.install_initiated(session(3, at(60))), Some(2));
-        assert_eq!(s.previous.as_ref().map(|p| p.local_index), Some(1));
+        assert_eq!(s.install_initiated(session(3, at(60))), None);
+        assert_eq!((idx(&s.previous), idx(&s.older)), (Some(1), Some(2)));
+        // With all three taken, the one the peer last sent on longest ago
+        // goes, whichever slot it is in.
+        assert_eq!(s.install_initiated(session(4, at(70))), Some(2));
+        assert_eq!((idx(&s.previous), idx(&s.older)), (Some(3), Some(1)));
         // Crossed: the peer goes on sending on what is our previous (its
-        // current); our current is its previous. The rekey keeps ours.
+        // current); our current is its previous. The rekey keeps it.
         let mut s = Sessions {
             current: Some(Box::new(session(1, at(10)))),
             previous: Some(Box::new(session(2, at(50)))),
+            older: Some(Box::new(session(5, at(5)))),
             ..Sessions::default()
         };
-        assert_eq!(s.install_initiated(session(3, at(60))), Some(1));
-        assert_eq!(s.previous.as_ref().map(|p| p.local_index), Some(2));
-        // The same when a responder session is promoted.
+        assert_eq!(s.install_initiated(session(3, at(60))), Some(5));
+        assert_eq!(s.find_mut(2).map(|(slot, _)| slot), Some(Slot::Previous));
+        assert!(s.find_mut(1).is_some());
+        // A crossed rekey (seen in the simulator): the peer still sends on
+        // our old session (2), then its own new one (3, our `next`) is
+        // promoted, and it will send on the one we just initiated (1, not
+        // yet heard on). All three must still be found.
         let mut s = Sessions {
-            current: Some(Box::new(session(1, at(10)))),
+            current: Some(Box::new(session(1, at(40)))),
             previous: Some(Box::new(session(2, at(50)))),
             next: Some(Box::new(session(3, at(60)))),
             ..Sessions::default()
         };
-        assert_eq!(s.promote(Slot::Next), Some(1));
-        assert_eq!(s.current.as_ref().map(|p| p.local_index), Some(3));
-        assert_eq!(s.previous.as_ref().map(|p| p.local_index), Some(2));
+        assert_eq!(s.promote(Slot::Next), None);
+        assert_eq!(idx(&s.current), Some(3));
+        for i in [1, 2, 3] {
+            assert!(s.find_mut(i).is_some(), "session {i}");
+        }
+        // Once the new current is PREVIOUS_KEEP old and the peer has gone
+        // quiet on the old ones, they go.
+        let mut gone = Vec::new();
+        s.expire(
+            at(60) + crate::node::peer::PREVIOUS_KEEP,
+            Duration::from_secs(180),
+            |i| gone.push(i),
+        );
+        gone.sort();
+        assert_eq!(gone, vec![1, 2]);
+        assert!(s.previous.is_none() && s.older.is_none());
     }
 }

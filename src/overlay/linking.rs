@@ -8,7 +8,7 @@ const LINK_PURPOSES: u8 = reason::SHORTCUT | reason::ONDEMAND | reason::RELAY;
 
 use super::{
     reason, Action, CtmId, Overlay, PendingCtm, Refused, ANSWERED_KEPT, CONN_LIST_BURST,
-    CTM_BEHIND_NAT, FAILED_FOR,
+    CTM_BEHIND_NAT, FAILED_FOR, MAX_OFFERS, OFFER_WINDOW,
 };
 use crate::crypto::NodeKey;
 use crate::ids::PeerIdx;
@@ -35,6 +35,10 @@ pub(super) struct Linking {
     pub(super) answered_once: super::PendingCtms,
     /// Connect-to-me ids.
     pub(super) ctm_ids: super::tokens::Tokens,
+    /// Nodes gossip offered as near neighbours, weighed together once
+    /// `offers_due` comes (see `offer`).
+    pub(super) offers: Vec<NodeRecord>,
+    pub(super) offers_due: Option<Instant>,
 }
 
 impl Overlay {
@@ -315,13 +319,18 @@ impl Overlay {
         }
     }
 
-    /// Links to any offered node that would be among our wanted near neighbours.
+    /// Notes the nodes a neighbour offers as near ours. They are weighed
+    /// together a moment later (`link_offers`): a joining node hears from
+    /// all its bootstraps at once, and linking to every offer that beats
+    /// what it has so far, message by message, made a dozen links that
+    /// the next message's better offers left without a reason.
     pub(super) fn consider_neighbours(&mut self, now: Instant, records: &[NodeRecord]) {
         for rec in records {
             let a = Addr::of_key(&rec.key);
             if rec.key == self.key
                 || self.table.get(a).is_some()
                 || self.linking.wanted.contains_key(&a)
+                || self.linking.offers.iter().any(|o| o.key == rec.key)
             {
                 continue;
             }
@@ -329,7 +338,31 @@ impl Overlay {
                 self.stats.records_ignored += 1;
                 continue;
             }
-            if self.would_be_near(a) {
+            if self.would_be_near(a) && self.linking.offers.len() < MAX_OFFERS {
+                self.linking.offers.push(*rec);
+            }
+        }
+        if !self.linking.offers.is_empty() && self.linking.offers_due.is_none() {
+            self.linking.offers_due = Some(now + OFFER_WINDOW);
+        }
+    }
+
+    /// Links to the offered nodes that are among our wanted near
+    /// neighbours, nearest first, so only the best few get a link.
+    pub(super) fn link_offers(&mut self, now: Instant) {
+        self.linking.offers_due = None;
+        let mut offers = std::mem::take(&mut self.linking.offers);
+        let me = self.me;
+        offers.sort_by_key(|o| {
+            let a = Addr::of_key(&o.key);
+            me.right_dist(a).min(me.left_dist(a))
+        });
+        for rec in offers {
+            let a = Addr::of_key(&rec.key);
+            if self.table.get(a).is_none()
+                && !self.linking.wanted.contains_key(&a)
+                && self.would_be_near(a)
+            {
                 let candidates = [rec.endpoint].into_iter().collect();
                 self.want(now, rec.key, candidates, reason::NEAR, true);
             }

@@ -55,6 +55,9 @@ impl Overlay {
 
     /// Runs the maintenance if it is due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.linking.offers_due.is_some_and(|t| now >= t) {
+            self.link_offers(now);
+        }
         if now < self.upkeep.next_heartbeat {
             return;
         }

@@ -252,6 +252,12 @@ const CTM_ID_DOMAIN: u8 = 1;
 /// Links being set up at once at most (near candidates, shortcuts and
 /// stitching need a handful; the cap bounds what gossip can start).
 pub(super) const MAX_WANTED: usize = 32;
+/// Near-neighbour offers weighed together at most (more are dropped:
+/// only the nearest few get a link anyway).
+pub(super) const MAX_OFFERS: usize = 32;
+/// How long offers gather before they are weighed: a joining node's
+/// bootstrap links come up within a round trip or two of each other.
+pub(super) const OFFER_WINDOW: Duration = Duration::from_millis(250);
 /// Recently failed link targets remembered (the oldest is forgotten first).
 pub(super) const FAILED_SLOTS: usize = 16;
 /// How long a failed target is not linked again on hearsay.
@@ -293,6 +299,8 @@ impl Overlay {
                 pending: PendingCtms::new(),
                 answered_once: PendingCtms::new(),
                 ctm_ids: tokens::Tokens::new(id_key, CTM_ID_DOMAIN),
+                offers: Vec::new(),
+                offers_due: None,
             },
             upkeep: maintain::Upkeep {
                 next_heartbeat: now,
@@ -328,7 +336,6 @@ impl Overlay {
         &self.cfg
     }
 
-    /// Takes the actions produced so far.
     /// Whether anything waits for the node: actions or finished DHT
     /// operations (a few loads: asked after every input).
     #[inline]
@@ -343,7 +350,10 @@ impl Overlay {
     }
 
     pub fn poll_timeout(&self) -> Instant {
-        self.upkeep.next_heartbeat
+        match self.linking.offers_due {
+            Some(t) => t.min(self.upkeep.next_heartbeat),
+            None => self.upkeep.next_heartbeat,
+        }
     }
 
     /// The nearest connection on the right (successor) and left (predecessor).
@@ -527,9 +537,6 @@ impl Overlay {
         self.endpoints = endpoints.iter().take(MAX_ENDPOINTS).copied().collect();
     }
 
-    /// Whether we are behind a NAT (the node says): our connect-to-me
-    /// requests then ask for a reply even when they carry an init, so that
-    /// we learn the acceptor's endpoints and punch towards it.
     /// Whether our relay budget is offered to others (see `relay_kib`).
     pub fn set_relay_offered(&mut self, offered: bool) {
         if self.upkeep.relay_offered != offered {
@@ -538,6 +545,9 @@ impl Overlay {
         }
     }
 
+    /// Whether we are behind a NAT (the node says): our connect-to-me
+    /// requests then ask for a reply even when they carry an init, so that
+    /// we learn the acceptor's endpoints and punch towards it.
     pub fn set_behind_nat(&mut self, behind: bool) {
         self.upkeep.behind_nat = behind;
     }

@@ -263,14 +263,23 @@ fn hop_limits_are_ours_and_enforced() {
 
 /// Gossip naming `n` nodes, all of them nearer to `me` than anyone linked.
 fn fake_gossip(me: Addr, n: u32) -> Vec<u8> {
+    gossip(&nearest(me)[..n as usize])
+}
+
+/// Keys 1000..1400, nearest `me` first.
+fn nearest(me: Addr) -> Vec<NodeKey> {
     let mut keys: Vec<NodeKey> = (1000..1400).map(key).collect();
     keys.sort_by_key(|k| Addr::of_key(k).distance(me));
+    keys
+}
+
+/// A neighbours message naming `keys`.
+fn gossip(keys: &[NodeKey]) -> Vec<u8> {
     let mut msg = Vec::new();
     Neighbours {
         reasons: 0,
         records: keys
             .iter()
-            .take(n as usize)
             .map(|&key| NodeRecord {
                 key,
                 endpoint: "198.18.9.9:5140".parse().unwrap(),
@@ -298,11 +307,14 @@ fn fake_neighbour_claims_cost_one_attempt_each() {
     // a side at most) are tried, however many are claimed.
     ov.handle_neighbours(t0, PeerIdx(0), &fake_gossip(m, 8))
         .unwrap();
+    ov.handle_timeout(t0 + OFFER_WINDOW);
     let tried = links(&mut ov);
     assert!((1..=4).contains(&tried), "{tried} links");
     // While those are being tried, repeating the claim starts nothing.
+    let t0 = t0 + OFFER_WINDOW;
     ov.handle_neighbours(t0, PeerIdx(1), &fake_gossip(m, 8))
         .unwrap();
+    ov.handle_timeout(t0 + OFFER_WINDOW);
     assert_eq!(links(&mut ov), 0);
     // They never come up: once given up on they are remembered, and the
     // same claims are ignored (for FAILED_FOR), not retried.
@@ -311,8 +323,64 @@ fn fake_neighbour_claims_cost_one_attempt_each() {
     ov.take_actions().into_iter().for_each(drop);
     ov.handle_neighbours(t1, PeerIdx(0), &fake_gossip(m, 8))
         .unwrap();
+    ov.handle_timeout(t1 + OFFER_WINDOW);
     let retried = links(&mut ov);
     assert!(retried <= 4, "{retried}");
     assert!(ov.stats.records_ignored >= tried as u64);
     assert!(ov.linking.wanted.len() <= MAX_WANTED);
+}
+
+#[test]
+fn offers_heard_together_link_only_the_nearest() {
+    // A joining node hears from its bootstraps at about the same time:
+    // one names fair candidates, the next better ones. Only the nearest
+    // two a side of all those offered get a link, not every offer that
+    // beat what was known when it came.
+    let me = key(0);
+    let m = Addr::of_key(&me);
+    let far: Vec<NodeKey> = by_distance(m.offset(i128::MAX), 4);
+    let mut ov = node(me, &far, true);
+    let keys = nearest(m);
+    let t0 = Instant::ZERO + Duration::from_secs(1);
+    ov.handle_neighbours(t0, PeerIdx(0), &gossip(&keys[40..48]))
+        .unwrap();
+    ov.handle_neighbours(
+        t0 + Duration::from_millis(100),
+        PeerIdx(1),
+        &gossip(&keys[..8]),
+    )
+    .unwrap();
+    let linked_now = |ov: &mut Overlay| {
+        ov.take_actions()
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Link { key, .. } => Some(key),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(linked_now(&mut ov).is_empty(), "offers wait for the window");
+    assert!(ov.poll_timeout() <= t0 + OFFER_WINDOW);
+    ov.handle_timeout(t0 + OFFER_WINDOW);
+    let linked = linked_now(&mut ov);
+    // The best two on each side among all 16 offered.
+    let side = |right: bool| {
+        let mut k: Vec<NodeKey> = keys[..8].iter().chain(&keys[40..48]).copied().collect();
+        k.sort_by_key(|k| {
+            let a = Addr::of_key(k);
+            if right {
+                m.right_dist(a)
+            } else {
+                m.left_dist(a)
+            }
+        });
+        k.truncate(2);
+        k
+    };
+    let mut best: Vec<NodeKey> = side(true).into_iter().chain(side(false)).collect();
+    best.sort();
+    best.dedup();
+    let mut linked_sorted = linked.clone();
+    linked_sorted.sort();
+    assert_eq!(linked_sorted, best, "linked {linked:?}");
 }

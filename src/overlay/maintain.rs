@@ -38,16 +38,14 @@ impl Overlay {
             .map(|c| c.addr)
             .collect();
         let settled = self.table.len() >= 2 * self.cfg.near_wanted;
+        let trim_age = self.trim_age();
         for c in self.table.iter_mut() {
             if near.contains(&c.addr) {
                 c.mine |= reason::NEAR;
             } else {
                 c.mine &= !reason::NEAR;
             }
-            if settled
-                && c.mine & reason::LEAF != 0
-                && now.saturating_since(c.since) >= self.cfg.trim_after
-            {
+            if settled && c.mine & reason::LEAF != 0 && now.saturating_since(c.since) >= trim_age {
                 c.mine &= !reason::LEAF;
             }
         }
@@ -153,13 +151,14 @@ impl Overlay {
         } else {
             Vec::new()
         };
+        let trim_age = self.trim_age();
         let trim: Vec<PeerIdx> = self
             .table
             .iter()
             .filter(|c| {
                 c.mine == 0
                     && c.theirs == 0
-                    && now.saturating_since(c.since) >= self.cfg.trim_after
+                    && now.saturating_since(c.since) >= trim_age
                     && !spare.contains(&c.addr)
             })
             .map(|c| c.peer)

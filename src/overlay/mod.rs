@@ -63,8 +63,13 @@ pub struct OverlayConfig {
     /// neighbour-to-be, so a dead node offered by stale gossip does not
     /// hold a near slot for the whole handshake retry schedule.
     pub link_timeout: Duration,
-    /// A link nobody has a reason for is closed once this old.
+    /// A link nobody has a reason for is closed once this old …
     pub trim_after: Duration,
+    /// … or once this old while the node holds more links than its near
+    /// and shortcut slots (`crowd_limit`): after a mass join every node
+    /// holds dozens of surplus links and leaves, which cost memory and
+    /// upkeep until they go. Leaves give up their reason as early.
+    pub trim_crowded: Duration,
     /// Hop limit of routed messages.
     pub ttl: u8,
     /// Route with neighbour-of-neighbour lookahead (off: plain greedy).
@@ -98,6 +103,7 @@ impl Default for OverlayConfig {
             ctm_timeout: Duration::from_secs(5),
             link_timeout: Duration::from_secs(3),
             trim_after: Duration::from_secs(30),
+            trim_crowded: Duration::from_secs(5),
             ttl: 64,
             lookahead: true,
             conn_list_interval: Duration::from_secs(2),
@@ -268,6 +274,10 @@ pub(super) const CTM_BEHIND_NAT: u8 = 0x80;
 
 /// Connection lists sent per heartbeat at most.
 pub(super) const CONN_LIST_BURST: usize = 8;
+/// Links a node holds before it counts as crowded, whatever its size: in
+/// a ring of a few dozen nodes links are cheap, and trimming them early
+/// only has them made again.
+pub(super) const CROWD_MIN: usize = 16;
 /// Links trimmed per heartbeat at most (after a mass join a node may hold
 /// dozens of surplus links that all expire together).
 pub(super) const TRIM_BURST: usize = 4;
@@ -385,6 +395,22 @@ impl Overlay {
         let span = far_l.right_dist(*far_r) as f64;
         let gaps = (left.len() + right.len()) as f64;
         (gaps * 2f64.powi(128) / span).max((n + 1) as f64)
+    }
+
+    /// Links beyond which surplus ones go early (`trim_crowded`): the
+    /// near slots kept on both sides, and our shortcuts and about as many
+    /// of others' towards us; never below `CROWD_MIN`.
+    fn crowd_limit(&self) -> usize {
+        (2 * self.cfg.near_kept + 2 * self.desired_shortcuts()).max(CROWD_MIN)
+    }
+
+    /// How old a link nobody has a reason for (or a leaf) must be to go.
+    fn trim_age(&self) -> Duration {
+        if self.table.len() > self.crowd_limit() {
+            self.cfg.trim_crowded
+        } else {
+            self.cfg.trim_after
+        }
     }
 
     fn desired_shortcuts(&self) -> usize {

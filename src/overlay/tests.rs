@@ -384,3 +384,30 @@ fn offers_heard_together_link_only_the_nearest() {
     linked_sorted.sort();
     assert_eq!(linked_sorted, best, "linked {linked:?}");
 }
+
+#[test]
+fn a_crowded_node_trims_its_surplus_links_early() {
+    let closes = |ov: &mut Overlay| {
+        ov.take_actions()
+            .into_iter()
+            .filter(|a| matches!(a, Action::Close { .. }))
+            .count()
+    };
+    let at = |s: u64| Instant::ZERO + Duration::from_secs(s);
+    // 40 links (a mass join's burst): beyond the near and shortcut slots,
+    // the surplus goes once `trim_crowded` old, a burst per heartbeat.
+    let keys: Vec<NodeKey> = (1..=40).map(key).collect();
+    let mut ov = node(key(0), &keys, true);
+    assert!(ov.table().len() > ov.crowd_limit());
+    ov.handle_timeout(at(1));
+    assert_eq!(closes(&mut ov), 0, "too young");
+    ov.handle_timeout(at(ov.config().trim_crowded.as_secs()));
+    assert_eq!(closes(&mut ov), TRIM_BURST);
+    // A node with a ring's worth of links keeps the same surplus for
+    // `trim_after`: in a small ring links are cheap.
+    let mut ov = node(key(0), &keys[..CROWD_MIN], true);
+    ov.handle_timeout(at(ov.config().trim_crowded.as_secs()));
+    assert_eq!(closes(&mut ov), 0);
+    ov.handle_timeout(at(ov.config().trim_after.as_secs()));
+    assert!(closes(&mut ov) > 0);
+}

@@ -51,6 +51,25 @@ pub struct Conn {
     pub suspect: bool,
 }
 
+impl Conn {
+    fn new(addr: Addr, key: NodeKey, peer: PeerIdx, endpoint: Endpoint, since: Instant) -> Conn {
+        Conn {
+            addr,
+            peer,
+            key,
+            endpoint,
+            since,
+            mine: 0,
+            theirs: 0,
+            announced: 0,
+            nbrs: Vec::new(),
+            list_stale: false,
+            relay_kib: 0,
+            suspect: false,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct ConnTable {
     conns: Vec<Conn>,
@@ -101,23 +120,7 @@ impl ConnTable {
                 self.conns[i].peer = peer;
                 self.conns[i].endpoint = endpoint;
             }
-            Err(i) => self.conns.insert(
-                i,
-                Conn {
-                    addr,
-                    peer,
-                    key,
-                    endpoint,
-                    since: now,
-                    mine: 0,
-                    theirs: 0,
-                    announced: 0,
-                    nbrs: Vec::new(),
-                    list_stale: false,
-                    relay_kib: 0,
-                    suspect: false,
-                },
-            ),
+            Err(i) => self.insert_new(i, Conn::new(addr, key, peer, endpoint, now)),
         }
     }
 
@@ -126,31 +129,26 @@ impl ConnTable {
     #[cfg(test)]
     pub fn insert_at(&mut self, addr: Addr, key: NodeKey, peer: PeerIdx) {
         if let Err(i) = self.position(addr) {
-            self.conns.insert(
-                i,
-                Conn {
-                    addr,
-                    peer,
-                    key,
-                    endpoint: Endpoint::udp(([198, 18, 0, 1], 5140).into()),
-                    since: Instant::ZERO,
-                    mine: 0,
-                    theirs: 0,
-                    announced: 0,
-                    nbrs: Vec::new(),
-                    list_stale: false,
-                    relay_kib: 0,
-                    suspect: false,
-                },
-            );
+            let endpoint = Endpoint::udp(([198, 18, 0, 1], 5140).into());
+            self.insert_new(i, Conn::new(addr, key, peer, endpoint, Instant::ZERO));
         }
+    }
+
+    fn insert_new(&mut self, i: usize, conn: Conn) {
+        // Grown by a quarter, not doubled: a join's burst would leave
+        // room for twice the links the ring keeps.
+        if self.conns.len() == self.conns.capacity() {
+            self.conns.reserve_exact((self.conns.len() / 4).max(4));
+        }
+        self.conns.insert(i, conn);
     }
 
     pub fn remove(&mut self, addr: Addr) -> Option<Conn> {
         let conn = self.position(addr).ok().map(|i| self.conns.remove(i))?;
         // A join's burst of links leaves far more room than the ring keeps.
-        if self.conns.capacity() > 16 && self.conns.len() * 4 <= self.conns.capacity() {
-            self.conns.shrink_to(self.conns.len() * 2);
+        if self.conns.capacity() > 8 && self.conns.len() * 2 <= self.conns.capacity() {
+            self.conns
+                .shrink_to(self.conns.len() + self.conns.len() / 4);
         }
         Some(conn)
     }

@@ -156,6 +156,21 @@ impl Node {
         if self.certs.trust.is_some() {
             self.send_revocations(now, p);
         }
+        let peer = &*self.peers[usize::from(p.0)];
+        let ours = self.advertised();
+        let behind_our_nat = peer
+            .reach
+            .candidates
+            .iter()
+            .chain(&peer.reach.endpoint)
+            .any(|e| ours.iter().any(|o| o.addr.ip() == e.addr.ip()));
+        if peer.relay().is_some() && behind_our_nat {
+            // A tunnel to a member that gossip placed at our own public
+            // address: it is behind our NAT, which does not hairpin, and
+            // each of us knows the other only by that mapping. Our own
+            // endpoints let it reach us at home (`endpoints_from`).
+            self.send_endpoints(now, p);
+        }
     }
 
     /// The peer lost its current session: tell the overlay once.

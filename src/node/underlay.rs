@@ -142,19 +142,23 @@ impl Node {
                 }
             }
         }
+        for i in 0..self.peers.len() {
+            if self.peers[i].sessions.current.is_some() {
+                self.send_endpoints(now, PeerIdx(i as u16));
+            }
+        }
+    }
+
+    /// Tells peer `p` every endpoint we advertise.
+    pub(super) fn send_endpoints(&mut self, now: Instant, p: PeerIdx) {
         let mut msg = Vec::new();
         EndpointList {
             endpoints: self.advertised().into_iter().collect(),
         }
         .emit(&mut msg);
-        for i in 0..self.peers.len() {
-            if self.peers[i].sessions.current.is_none() {
-                continue;
-            }
-            match self.pool.alloc_with(&msg) {
-                Some(buf) => self.send_to_peer(now, PeerIdx(i as u16), MsgType::Control, buf),
-                None => self.stats.count(DropReason::PoolEmpty),
-            }
+        match self.pool.alloc_with(&msg) {
+            Some(buf) => self.send_to_peer(now, p, MsgType::Control, buf),
+            None => self.stats.count(DropReason::PoolEmpty),
         }
     }
 
@@ -191,7 +195,24 @@ impl Node {
         {
             peer.reach.endpoint = kept.iter().find(|c| !c.is_tcp()).copied();
         }
+        // An address we knew nothing at (not just another port of one we
+        // tried: a NAT's other mappings are no better).
+        let fresh = kept.iter().any(|e| {
+            !peer
+                .reach
+                .candidates
+                .iter()
+                .chain(&peer.reach.endpoint)
+                .any(|c| c.addr.ip() == e.addr.ip())
+        });
         peer.reach.candidates = kept.into_iter().collect();
+        // Through a tunnel, a new address gets a punch now (the tunnel
+        // stays until it works): two members behind one NAT, each known to
+        // the other only by gossip, reach each other at home this way.
+        if fresh && peer.relay().is_some() && !peer.reach.punching && peer.hs.pending.is_none() {
+            peer.reach.punching = true;
+            self.start_handshake(now, super::Target::Peer(p));
+        }
     }
 
     /// A first link to `peer` that gossip or a request passing through

@@ -157,14 +157,12 @@ impl Node {
             self.send_revocations(now, p);
         }
         let peer = &*self.peers[usize::from(p.0)];
-        let ours = self.advertised();
-        let behind_our_nat = peer
-            .reach
-            .candidates
-            .iter()
-            .chain(&peer.reach.endpoint)
-            .any(|e| ours.iter().any(|o| o.addr.ip() == e.addr.ip()));
-        if peer.relay().is_some() && behind_our_nat {
+        if peer.relay().is_some()
+            && self
+                .advertised()
+                .iter()
+                .any(|o| peer.knows_address(o.addr.ip()))
+        {
             // A tunnel to a member that gossip placed at our own public
             // address: it is behind our NAT, which does not hairpin, and
             // each of us knows the other only by that mapping. Our own

@@ -197,14 +197,7 @@ impl Node {
         }
         // An address we knew nothing at (not just another port of one we
         // tried: a NAT's other mappings are no better).
-        let fresh = kept.iter().any(|e| {
-            !peer
-                .reach
-                .candidates
-                .iter()
-                .chain(&peer.reach.endpoint)
-                .any(|c| c.addr.ip() == e.addr.ip())
-        });
+        let fresh = kept.iter().any(|e| !peer.knows_address(e.addr.ip()));
         peer.reach.candidates = kept.into_iter().collect();
         // Through a tunnel, a new address gets a punch now (the tunnel
         // stays until it works): two members behind one NAT, each known to

@@ -36,7 +36,7 @@ pub(super) struct Linking {
     /// Connect-to-me ids.
     pub(super) ctm_ids: super::tokens::Tokens,
     /// Nodes gossip offered as near neighbours, weighed together once
-    /// `offers_due` comes (see `offer`).
+    /// `offers_due` comes (`consider_neighbours`, `link_offers`).
     pub(super) offers: Vec<NodeRecord>,
     pub(super) offers_due: Option<Instant>,
 }

@@ -278,6 +278,16 @@ impl Peer {
         Some(heard.max(pinged) + timers.keepalive_interval)
     }
 
+    /// Whether we know the peer at `ip` (its endpoint or a candidate),
+    /// on any port.
+    pub fn knows_address(&self, ip: std::net::IpAddr) -> bool {
+        self.reach
+            .candidates
+            .iter()
+            .chain(&self.reach.endpoint)
+            .any(|e| e.addr.ip() == ip)
+    }
+
     /// When this peer may be forgotten: a dynamic peer we no longer
     /// want, with no link, session, handshake, tunnel or waiting frame,
     /// once nothing has come or gone for [`EVICT_IDLE`]. Configured peers

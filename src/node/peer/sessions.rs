@@ -109,8 +109,7 @@ impl Sessions {
         } else {
             None
         };
-        let [a, b, c] = kept;
-        let mut left = [a, b, c].into_iter().flatten();
+        let mut left = kept.into_iter().flatten();
         self.previous = left.next();
         self.older = left.next();
         evicted.map(|e| e.local_index)

@@ -15,9 +15,11 @@
 //! pays a key set-up on the stack instead (a copy for ChaCha20, an AES
 //! key expansion); a session that has carried [`HOT_AFTER`] messages at a
 //! rate of at least one a second expands its keys for the rest of its
-//! life, so a busy path seals and opens with ready keys.
+//! life, so a busy path seals and opens with ready keys. The replay window
+//! follows the same rule: 256 counters while quiet, 2,048 once busy
+//! (`crypto::replay`).
 
-use super::replay::ReplayWindow;
+use super::replay::{QuietWindow, ReplayWindow};
 use crate::time::Instant;
 use ring::aead::{Aad, LessSafeKey, Nonce, AES_256_GCM, CHACHA20_POLY1305};
 
@@ -66,15 +68,24 @@ pub struct Session {
     pub remote_index: u32,
     /// Raw keys, `SEND` and `RECV`.
     keys: [[u8; 32]; 2],
-    /// Their key schedules, once the session is busy.
-    expanded: Option<Box<[LessSafeKey; 2]>>,
+    /// Their key schedules and the full replay window, once the session
+    /// is busy.
+    expanded: Option<Box<Hot>>,
     send_counter: u64,
     cipher: Cipher,
-    replay: ReplayWindow,
+    /// The replay window while the session is quiet.
+    replay: QuietWindow,
     pub created: Instant,
     last_rx: Instant,
     /// Whether we sent the init: the initiator is the one who rekeys on time.
     pub initiator: bool,
+}
+
+/// What a busy session adds: ready key schedules and a replay window that
+/// takes a fast path's reordering.
+struct Hot {
+    keys: [LessSafeKey; 2],
+    replay: ReplayWindow,
 }
 
 fn nonce(counter: u64) -> Nonce {
@@ -108,7 +119,7 @@ impl Session {
             expanded: None,
             send_counter: 0,
             cipher,
-            replay: ReplayWindow::default(),
+            replay: QuietWindow::default(),
             created,
             last_rx: created,
             initiator,
@@ -157,7 +168,10 @@ impl Session {
         let age_s = now.saturating_since(self.created).as_secs();
         if messages >= HOT_AFTER && messages >= age_s {
             let key = |k| self.cipher.key(k);
-            self.expanded = Some(Box::new([key(&self.keys[SEND]), key(&self.keys[RECV])]));
+            self.expanded = Some(Box::new(Hot {
+                keys: [key(&self.keys[SEND]), key(&self.keys[RECV])],
+                replay: self.replay.widen(),
+            }));
         }
     }
 
@@ -166,7 +180,7 @@ impl Session {
     #[inline(always)]
     fn with_key<R>(&self, which: usize, f: impl FnOnce(&LessSafeKey) -> R) -> R {
         match &self.expanded {
-            Some(x) => f(&x[which]),
+            Some(x) => f(&x.keys[which]),
             None => f(&self.cipher.key(&self.keys[which])),
         }
     }
@@ -216,7 +230,11 @@ impl Session {
         header: &[u8],
         ciphertext_and_tag: &mut [u8],
     ) -> Result<(), OpenError> {
-        if counter >= REJECT_AFTER_MESSAGES || !self.replay.check(counter) {
+        let fresh = match &self.expanded {
+            Some(hot) => hot.replay.check(counter),
+            None => self.replay.check(counter),
+        };
+        if counter >= REJECT_AFTER_MESSAGES || !fresh {
             return Err(OpenError::Replay);
         }
         if !self.decrypt(counter, header, ciphertext_and_tag) {
@@ -233,7 +251,11 @@ impl Session {
     /// authentication, so forgeries cannot move it.
     #[inline(always)]
     fn accept(&mut self, now: Instant, counter: u64) -> Result<(), OpenError> {
-        if self.replay.accept(counter) {
+        let fresh = match &mut self.expanded {
+            Some(hot) => hot.replay.accept(counter),
+            None => self.replay.accept(counter),
+        };
+        if fresh {
             self.last_rx = now;
             Ok(())
         } else {
@@ -348,6 +370,44 @@ mod tests {
             let (_, mut cold) = pair_with(cipher);
             one_message(&mut a, &mut cold, at);
         }
+    }
+
+    /// A quiet session's window spans 256 counters; a busy one's 2,048,
+    /// and what the quiet one saw stays refused when it turns busy.
+    #[test]
+    fn the_replay_window_widens_when_the_session_turns_busy() {
+        let (mut a, mut b) = pair();
+        // 1,000 s in: below one message a second until 1,000 have come.
+        let at = Instant::from_micros(1_000_000_000);
+        let mut sealed = Vec::new();
+        for _ in 0..1400u64 {
+            let mut msg = [0u8; 20];
+            let c = a.next_counter(Instant::ZERO).unwrap();
+            let tag = a.seal(c, b"h", &mut msg[..4]);
+            msg[4..].copy_from_slice(&tag);
+            sealed.push((c, msg));
+        }
+        let open = |b: &mut Session, i: usize| {
+            let (c, mut m) = sealed[i];
+            b.open(at, c, b"h", &mut m)
+        };
+        // Quiet: counter 10 arrives 300 behind the newest, too old.
+        assert_eq!(open(&mut b, 310), Ok(()));
+        assert_eq!(open(&mut b, 10), Err(OpenError::Replay));
+        assert_eq!(open(&mut b, 100), Ok(()));
+        for i in 311..999 {
+            assert_eq!(open(&mut b, i), Ok(()));
+        }
+        assert!(!b.is_hot());
+        assert_eq!(open(&mut b, 999), Ok(()));
+        assert!(b.is_hot());
+        // Busy: what was seen or too old stays refused; 300 behind is fine.
+        assert_eq!(open(&mut b, 100), Err(OpenError::Replay));
+        assert_eq!(open(&mut b, 10), Err(OpenError::Replay));
+        assert_eq!(open(&mut b, 998), Err(OpenError::Replay));
+        assert_eq!(open(&mut b, 1399), Ok(()));
+        assert_eq!(open(&mut b, 1100), Ok(()));
+        assert_eq!(open(&mut b, 1100), Err(OpenError::Replay));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::wire::overlay::Endpoints;
 use std::time::Duration;
 
 impl Node {
-    pub(super) fn pending_slot(&mut self, t: Target) -> &mut Option<Pending> {
+    pub(super) fn pending_slot(&mut self, t: Target) -> &mut Option<Box<Pending>> {
         match t {
             Target::Peer(p) => &mut self.peers[usize::from(p.0)].hs.pending,
             Target::Boot(b) => &mut self.strangers.boots[usize::from(b)].pending,
@@ -57,13 +57,13 @@ impl Node {
             self.index.by_session.remove(&local_index);
             return;
         };
-        self.strangers.ctm_inits[k] = Some(Pending {
+        self.strangers.ctm_inits[k] = Some(Box::new(Pending {
             state: Some(state),
             local_index,
             sent_at: now,
             next_retry: now,
             attempts: 1,
-        });
+        }));
         self.strangers.ctm_ids[k] = ctm;
         match self.pool.alloc_with(&msg) {
             Some(buf) => self.send_to_peer(now, peer, crate::wire::MsgType::Control, buf),
@@ -384,13 +384,13 @@ impl Node {
             } else {
                 self.retry_delay(attempts, matches!(dst, Path::Overlay(_)))
             };
-        *self.pending_slot(t) = Some(Pending {
+        *self.pending_slot(t) = Some(Box::new(Pending {
             state: None,
             local_index,
             sent_at: now,
             next_retry,
             attempts,
-        });
+        }));
         // A link the overlay asked for on someone's say-so: addresses
         // nobody proved get a handshake now and then, not one per attempt.
         let hearsay =

@@ -35,7 +35,7 @@ pub(super) struct Strangers {
     pub(super) boot_wake: Option<Instant>,
     pub(super) boots_dirty: bool,
     /// Handshakes riding in connect-to-me requests, and their purposes.
-    pub(super) ctm_inits: [Option<Pending>; super::handshakes::CTM_INITS],
+    pub(super) ctm_inits: [Option<Box<Pending>>; super::handshakes::CTM_INITS],
     pub(super) ctm_ids: [crate::overlay::CtmId; super::handshakes::CTM_INITS],
     /// Since when we have bootstraps and no link; and the warning said
     /// once that had lasted [`SILENT_AFTER`].
@@ -46,7 +46,7 @@ pub(super) struct Strangers {
 /// A bootstrap endpoint: we know where, not who.
 pub struct Boot {
     pub endpoint: Endpoint,
-    pub pending: Option<Pending>,
+    pub pending: Option<Box<Pending>>,
     pub next_try: Instant,
     /// The peer this endpoint turned out to be, once linked.
     pub peer: Option<PeerIdx>,

@@ -217,6 +217,7 @@ impl Node {
             return; // configured peers are always wanted
         }
         peer.role.wanted = false;
+        peer.role.closed_at = Some(now);
         self.index.wakeups.touch(p);
         log::debug!(
             "{} closing link {}",

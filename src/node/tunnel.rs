@@ -86,11 +86,13 @@ impl Node {
     /// the link is gone).
     pub(super) fn end_tunnel(&mut self, p: PeerIdx) {
         let peer = &mut *self.peers[usize::from(p.0)];
-        peer.tunnel.linking_to = None;
-        peer.tunnel.asked = None;
-        peer.tunnel.wanted = false;
-        peer.tunnel.queries = 0;
-        peer.tunnel.offer = None;
+        if let Some(plan) = peer.tunnel.present_mut() {
+            plan.linking_to = None;
+            plan.asked = None;
+            plan.wanted = false;
+            plan.queries = 0;
+            plan.offer = None;
+        }
         if let Some(r) = peer.drop_tunnel() {
             log::info!("{}: tunnel ended", peer.name);
             self.touch(p);
@@ -309,8 +311,10 @@ impl Node {
 
 /// A tunnel no longer needed (the ring moved on) is not asked for again.
 fn peer_gives_up(peer: &mut super::peer::Peer) {
-    peer.tunnel.wanted = false;
-    peer.tunnel.queries = 0;
+    if let Some(plan) = peer.tunnel.present_mut() {
+        plan.wanted = false;
+        plan.queries = 0;
+    }
     if !peer.is_linked() && peer.sessions.current.is_none() {
         peer.role.wanted = false;
     }

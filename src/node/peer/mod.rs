@@ -11,11 +11,11 @@ mod sessions;
 mod slot;
 
 pub(super) use parts::{
-    Budgets, Demand, HandshakeState, Liveness, PeerTrust, Reach, Role, Traffic, TunnelPlan,
+    Budgets, Cold, Demand, HandshakeState, Liveness, PeerTrust, Reach, Role, Traffic, TunnelPlan,
 };
 pub(super) use path::{Link, Path};
 pub use sessions::{Answer, Pending, Sessions, Slot};
-pub(super) use slot::{PeerSlot, Tombstones, EVICT_IDLE};
+pub(super) use slot::{PeerSlot, Tombstones, EVICT_CLOSED, EVICT_IDLE};
 
 use super::config::{PeerConfig, Timers};
 use super::limiter::{Bucket, OVERLAY_BURST};
@@ -76,7 +76,7 @@ pub struct Peer {
     link: Link,
     path: Path,
     pub(super) reach: Reach,
-    pub(super) tunnel: TunnelPlan,
+    pub(super) tunnel: Cold<TunnelPlan>,
     pub(super) demand: Demand,
     pub(super) sessions: Sessions,
     pub(super) hs: HandshakeState,
@@ -96,6 +96,7 @@ impl Peer {
                 dynamic: false,
                 wanted: true,
                 leaf: false,
+                closed_at: None,
             },
             link: Link::Down,
             path: Path::Direct,
@@ -103,7 +104,7 @@ impl Peer {
                 endpoint: cfg.endpoint.map(Endpoint::udp),
                 ..Reach::default()
             },
-            tunnel: TunnelPlan::default(),
+            tunnel: Cold::default(),
             demand: Demand::default(),
             sessions: Sessions::default(),
             hs: HandshakeState::default(),
@@ -290,8 +291,9 @@ impl Peer {
 
     /// When this peer may be forgotten: a dynamic peer we no longer
     /// want, with no link, session, handshake, tunnel or waiting frame,
-    /// once nothing has come or gone for [`EVICT_IDLE`]. Configured peers
-    /// are never forgotten.
+    /// once nothing has come or gone for [`EVICT_IDLE`] ([`EVICT_CLOSED`]
+    /// if we closed its link and no handshake came since). Configured
+    /// peers are never forgotten.
     pub fn evict_at(&self) -> Option<Instant> {
         let busy = !self.role.dynamic
             || self.role.wanted
@@ -312,7 +314,11 @@ impl Peer {
             .flatten()
             .max()
             .unwrap_or(Instant::ZERO);
-        Some(last + EVICT_IDLE)
+        let let_go = self
+            .role
+            .closed_at
+            .is_some_and(|c| !matches!(self.hs.last_handshake, Some(h) if h > c));
+        Some(last + if let_go { EVICT_CLOSED } else { EVICT_IDLE })
     }
 
     /// The earliest moment this peer's timers need attention.

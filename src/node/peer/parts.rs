@@ -23,6 +23,9 @@ pub(in crate::node) struct Role {
     pub(in crate::node) wanted: bool,
     /// Reached through a bootstrap endpoint: a leaf link for the overlay.
     pub(in crate::node) leaf: bool,
+    /// When we last closed its link (the overlay let it go): such a peer
+    /// is forgotten sooner than one merely idle (`slot::EVICT_CLOSED`).
+    pub(in crate::node) closed_at: Option<Instant>,
 }
 
 /// Where the peer can be reached directly, and the punch that looks for
@@ -55,6 +58,46 @@ pub(in crate::node) struct Reach {
     pub(in crate::node) observed: Option<SocketAddr>,
 }
 
+/// A part of a peer's state most peers never use (a tunnel plan): one
+/// pointer until first written, so the ring's dozens of plain links do not
+/// each carry it. Reads of an absent part see its blank value.
+pub(in crate::node) struct Cold<T: Blank>(Option<Box<T>>);
+
+/// The value an absent [`Cold`] part reads as.
+pub(in crate::node) trait Blank: Default + 'static {
+    const BLANK: &'static Self;
+}
+
+impl<T: Blank> Default for Cold<T> {
+    fn default() -> Self {
+        Cold(None)
+    }
+}
+
+impl<T: Blank> Cold<T> {
+    /// The part if it was ever written: changes that only clear it need
+    /// not allocate it.
+    pub(in crate::node) fn present_mut(&mut self) -> Option<&mut T> {
+        self.0.as_deref_mut()
+    }
+}
+
+impl<T: Blank> core::ops::Deref for Cold<T> {
+    type Target = T;
+
+    #[inline(always)]
+    fn deref(&self) -> &T {
+        self.0.as_deref().unwrap_or(T::BLANK)
+    }
+}
+
+impl<T: Blank> core::ops::DerefMut for Cold<T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut T {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
 /// A tunnel through a relay: the asking and choosing around it
 /// (`relay`, `tunnel`). The relay in use is in the path.
 #[derive(Default)]
@@ -83,6 +126,20 @@ pub(in crate::node) struct TunnelPlan {
     pub(in crate::node) failed_as_relay: Option<Instant>,
 }
 
+impl Blank for TunnelPlan {
+    const BLANK: &'static TunnelPlan = &TunnelPlan {
+        wanted: false,
+        linking_to: None,
+        asked: None,
+        chose: None,
+        queries: 0,
+        offer: None,
+        probed: None,
+        direct_retry: None,
+        failed_as_relay: None,
+    };
+}
+
 /// An on-demand link asked for because VPN traffic flows (`ondemand`).
 #[derive(Default)]
 pub(in crate::node) struct Demand {
@@ -99,7 +156,7 @@ pub(in crate::node) struct Demand {
 /// (`handshakes`, `completion`, `attempts`).
 #[derive(Default)]
 pub(in crate::node) struct HandshakeState {
-    pub(in crate::node) pending: Option<Pending>,
+    pub(in crate::node) pending: Option<Box<Pending>>,
     /// Our init withdrawn for the peer's crossing one: its answer is
     /// expected and ignored, not counted as an unknown session.
     pub(in crate::node) withdrawn: Option<u32>,
@@ -156,4 +213,18 @@ pub(in crate::node) struct PeerTrust {
     pub(in crate::node) cert: Option<Box<crate::crypto::cert::Cert>>,
     /// Revocation list serials told and lists sent on this link.
     pub(in crate::node) lists: ListSync,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cold_part_is_allocated_only_when_written() {
+        let mut plan: Cold<TunnelPlan> = Cold::default();
+        assert!(!plan.wanted && plan.offer.is_none(), "absent reads blank");
+        assert!(plan.present_mut().is_none());
+        plan.queries = 2;
+        assert_eq!(plan.present_mut().map(|p| p.queries), Some(2));
+    }
 }

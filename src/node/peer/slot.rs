@@ -22,6 +22,13 @@ use std::time::Duration;
 /// within a minute.
 pub const EVICT_IDLE: Duration = Duration::from_secs(30);
 
+/// Idle time before a dynamic peer whose link we closed is forgotten: the
+/// overlay let it go (a join's surplus links, trimmed by the dozen), so
+/// only what crossed the close is still to come. Its sessions end after
+/// `CLOSE_GRACE`; the entry follows soon after instead of holding the
+/// join's peak for [`EVICT_IDLE`].
+pub const EVICT_CLOSED: Duration = Duration::from_secs(3);
+
 /// Tombstones kept at most (the oldest go first): ~64 KiB.
 pub const MAX_TOMBSTONES: usize = 1024;
 
@@ -137,6 +144,25 @@ mod tests {
         assert_eq!(s.evict_at(), None, "a vacant place is never due");
         s.live.last_rx = None;
         assert!(!s.is_vacant());
+    }
+
+    /// A peer whose link we closed goes `EVICT_CLOSED` after its last
+    /// word; a handshake after the close makes it an ordinary idle peer.
+    #[test]
+    fn a_peer_whose_link_we_closed_is_forgotten_sooner() {
+        use crate::time::Instant;
+        let t = Instant::from_micros(60_000_000);
+        let mut p = PeerSlot::blank();
+        p.role.dynamic = true;
+        p.live.last_rx = Some(t);
+        assert_eq!(p.evict_at(), Some(t + EVICT_IDLE));
+        p.role.closed_at = Some(t);
+        assert_eq!(p.evict_at(), Some(t + EVICT_CLOSED));
+        let later = t + Duration::from_secs(1);
+        p.hs.last_handshake = Some(later);
+        assert_eq!(p.evict_at(), Some(later + EVICT_IDLE));
+        p.role.wanted = true;
+        assert_eq!(p.evict_at(), None, "a wanted peer stays");
     }
 
     #[test]

@@ -75,6 +75,17 @@ impl Node {
                 peer.hs.last_init_timestamp = a.timestamp;
                 a.provisional = None;
             }
+            // The initiator has our answer, and it went out directly (the
+            // copy that opens our NAT): a late copy of the init has nothing
+            // left to get, so the answer's bytes need not be kept.
+            if peer
+                .hs
+                .answer
+                .as_ref()
+                .is_some_and(|a| a.direct_sent && a.provisional.is_none())
+            {
+                peer.hs.answer = None;
+            }
 
             // The first message on a session we answered comes one round
             // trip after our answer: the responder's RTT sample.

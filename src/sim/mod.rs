@@ -347,6 +347,12 @@ impl Sim {
     }
 
     /// Adds and starts a node that knows the given bootstrap endpoints.
+    /// Room for `n` more nodes at once: a mass join's node table is sized
+    /// to fit, not doubled past it.
+    pub fn reserve_nodes(&mut self, n: usize) {
+        self.nodes.reserve_exact(n);
+    }
+
     pub fn add_node(&mut self, bootstrap: Vec<SocketAddr>) -> usize {
         let i = self.nodes.len() as u32;
         let endpoint = endpoint_of(i);

@@ -9,6 +9,7 @@ use std::time::Duration;
 /// random other nodes' endpoints (the design notes' bootstrap experiment).
 pub fn mass_join(n: usize, seed: u64, bootstraps: usize, net: NetConfig) -> Sim {
     let mut sim = Sim::new(seed, net);
+    sim.reserve_nodes(n);
     // Endpoints are known up front, so every node gets random bootstraps
     // among all the others (nodes that are not up yet simply do not answer).
     for i in 0..n {

@@ -334,6 +334,23 @@ fn replayed_tampered_and_garbage_datagrams_are_counted_drops() {
     assert_eq!(b.pool().in_use(), 0);
 }
 
+/// The responder keeps its answer for a copy of the init coming the other
+/// way, and lets it go once the initiator has used the session.
+#[test]
+fn the_answer_is_let_go_once_the_initiator_uses_the_session() {
+    let mut net = Net::pair(Timers::default());
+    net.tick(Duration::ZERO);
+    // Only A's init and B's answer get through: B waits on A's first message.
+    net.deliver(|i, b| (i == 0 && b[1] == 1) || (i == 1 && b[1] == 2));
+    let answer = |net: &Net| net.nodes[1].1.peers[0].hs.answer.is_some();
+    assert!(answer(&net), "kept while unconfirmed");
+    let f = frame(MAC_B, MAC_A, b"confirm");
+    net.send_frame(0, &f);
+    net.deliver(|_, _| true);
+    assert_eq!(net.frames_out(1), vec![f]);
+    assert!(!answer(&net), "let go once used");
+}
+
 #[test]
 fn replayed_init_does_not_reset_the_session() {
     let mut net = Net::pair(Timers::default());

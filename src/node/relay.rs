@@ -347,12 +347,23 @@ impl Node {
             }
         };
         reply.truncate(MAX_RELAY_CANDIDATES);
+        // An asker behind a symmetric NAT may have no link near its own
+        // address (its neighbours cannot take its punch: that is why it
+        // asks), so nobody there could pass the offer on. Its own links
+        // can: the offer goes through the first of them it listed.
+        let via = they_symmetric
+            .then(|| theirs.first())
+            .flatten()
+            .map(|c| Addr::of_key(&c.node.key));
         if let Some(ov) = self.overlay.as_mut() {
             let offer = OverlayMsg::RelayOffer {
                 chosen,
                 candidates: reply,
             };
-            ov.send_routed(now, Mode::Exact, src, &offer);
+            match via {
+                Some(v) => ov.send_forwarded(now, v, src, &offer),
+                None => ov.send_routed(now, Mode::Exact, src, &offer),
+            }
         }
         let peer = &mut *self.peers[usize::from(p.0)];
         peer.tunnel.wanted = true;

@@ -73,6 +73,7 @@ impl Overlay {
                 key,
                 token,
                 endpoints,
+                via,
                 init,
             } => {
                 if key == self.key || Addr::of_key(&key) != src {
@@ -106,7 +107,10 @@ impl Overlay {
                     endpoints: self.endpoints.clone(),
                     neighbours: self.records_near(src, Some(src)),
                 };
-                self.send_routed(now, Mode::Exact, src, &reply);
+                match via.filter(|&v| v != self.me && !self.is_linked(src)) {
+                    Some(v) => self.send_forwarded(now, v, src, &reply),
+                    None => self.send_routed(now, Mode::Exact, src, &reply),
+                }
                 if self.is_linked(src) {
                     // Linked already (over a tunnel, say, or on endpoints
                     // that have changed): new endpoints get a punch from
@@ -178,6 +182,21 @@ impl Overlay {
                     src,
                     msg: Box::new(m),
                 })
+            }
+            OverlayMsg::Forward(inner) => {
+                // Only to a link of ours, and on unchanged: anyone could
+                // route it there anyway; this reaches a member nobody near
+                // its address is linked to yet.
+                let dst = Routed::new_checked(&inner[..])
+                    .map_err(|_| Refused::Malformed)?
+                    .dst();
+                let peer = self
+                    .table
+                    .get(dst)
+                    .map(|c| c.peer)
+                    .ok_or(Refused::NoRoute)?;
+                self.stats.forwarded += 1;
+                self.actions.push(Action::Send { peer, msg: inner });
             }
             OverlayMsg::Task(bytes) => self.actions.push(Action::Manage {
                 src,
@@ -490,11 +509,32 @@ impl Overlay {
         } else {
             0
         };
+        // Looking for our own neighbours, start from a random connection:
+        // greedy routing from our nearest link could end in the same false
+        // pocket of a loopy ring that we are trying to get out of.
+        let via = if purpose == reason::NEAR && !self.table.is_empty() {
+            let k = self.rng.below(self.table.len() as u64) as usize;
+            self.table.iter().nth(k).map(|c| c.peer)
+        } else {
+            None
+        };
+        // Behind a NAT the nodes near our address may not be able to link
+        // to us yet, so none of them would know where a reply routed to us
+        // goes: it comes through our first hop instead.
+        let reply_via = if self.upkeep.behind_nat {
+            let skip = Self::skips_source(mode).then_some(self.me);
+            via.or_else(|| self.pick_hop(mode, target, skip, false).0)
+                .and_then(|p| self.table.by_peer(p))
+                .map(|c| c.addr)
+        } else {
+            None
+        };
         let msg = OverlayMsg::CtmRequest {
             purpose: purpose | flags,
             key: self.key,
             token,
             endpoints: self.endpoints.clone(),
+            via: reply_via,
             init: Vec::new(),
         };
         // A handshake init rides along when the answer is likely a node we
@@ -505,15 +545,6 @@ impl Overlay {
         let wants_new_link = reason::SHORTCUT | reason::ONDEMAND | reason::RELAY;
         let init_for =
             (purpose & wants_new_link != 0 || settling).then_some(CtmId { purpose, token });
-        // Looking for our own neighbours, start from a random connection:
-        // greedy routing from our nearest link could end in the same false
-        // pocket of a loopy ring that we are trying to get out of.
-        let via = if purpose == reason::NEAR && !self.table.is_empty() {
-            let k = self.rng.below(self.table.len() as u64) as usize;
-            self.table.iter().nth(k).map(|c| c.peer)
-        } else {
-            None
-        };
         self.send_routed_via(now, mode, target, &msg, via, init_for);
     }
 }

@@ -17,6 +17,23 @@ impl Overlay {
         self.send_routed_via(now, mode, dst, msg, None, None);
     }
 
+    /// Sends `msg` for `dst` through `via`, a node linked to it (Brunet's
+    /// forwarding sender): the whole routed message rides in a forward to
+    /// `via`, which passes it on over its link.
+    pub fn send_forwarded(&mut self, now: Instant, via: Addr, dst: Addr, msg: &OverlayMsg) {
+        let mut inner = Vec::with_capacity(128);
+        emit_routed_header(
+            &mut inner,
+            Mode::Exact,
+            self.cfg.ttl,
+            self.me,
+            dst,
+            msg.msg_type(),
+        );
+        msg.emit(&mut inner);
+        self.send_routed(now, Mode::Exact, via, &OverlayMsg::Forward(inner));
+    }
+
     /// Starts a routed message, optionally through a chosen first hop
     /// (greedy routing takes over from there); `init_for`: a connect-to-me
     /// that is to carry a handshake init, for this purpose.

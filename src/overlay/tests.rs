@@ -411,3 +411,96 @@ fn a_crowded_node_trims_its_surplus_links_early() {
     ov.handle_timeout(at(ov.config().trim_after.as_secs()));
     assert!(closes(&mut ov) > 0);
 }
+
+/// A forward goes on, unchanged, to the link it names, and to nothing else.
+#[test]
+fn a_forward_goes_on_only_to_a_link_of_ours() {
+    use crate::wire::overlay::MSG_FORWARD;
+    let me = key(0);
+    let links = [key(1), key(2)];
+    let mut ov = node(me, &links, true);
+    let stranger = Addr::of_key(&key(9));
+    let forward = |ov: &mut Overlay, to: Addr| {
+        let inner = routed(Mode::Exact, stranger, to);
+        let mut outer = Vec::new();
+        emit_routed_header(&mut outer, Mode::Exact, 64, stranger, ov.me, MSG_FORWARD);
+        outer.extend_from_slice(&inner);
+        (
+            ov.handle_delivered(Instant::ZERO, PeerIdx(0), &outer),
+            inner,
+        )
+    };
+    let (result, inner) = forward(&mut ov, Addr::of_key(&links[1]));
+    assert_eq!(result, Ok(()));
+    let sent: Vec<(PeerIdx, Vec<u8>)> = ov
+        .take_actions()
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Send { peer, msg } => Some((peer, msg)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent, vec![(PeerIdx(1), inner)]);
+    let (result, _) = forward(&mut ov, Addr::of_key(&key(5)));
+    assert_eq!(result, Err(Refused::NoRoute));
+    assert!(ov.take_actions().is_empty());
+}
+
+/// A connect-to-me from a member behind a NAT names its first hop: the
+/// reply goes there in a forward, since nobody near the requester's
+/// address may know it yet.
+#[test]
+fn a_reply_goes_through_the_hop_the_request_names() {
+    use crate::wire::overlay::{Routed, MSG_CTM_REQUEST, MSG_FORWARD};
+    let me = key(0);
+    let mut ov = node(me, &[key(1), key(2)], true);
+    let requester = key(7);
+    let first_hop = Addr::of_key(&key(8));
+    let at = ov.me;
+    let request = |via: Option<Addr>| {
+        let mut b = Vec::new();
+        emit_routed_header(
+            &mut b,
+            Mode::Exact,
+            64,
+            Addr::of_key(&requester),
+            at,
+            MSG_CTM_REQUEST,
+        );
+        OverlayMsg::CtmRequest {
+            purpose: reason::NEAR | CTM_BEHIND_NAT,
+            key: requester,
+            token: 5,
+            endpoints: [EP.parse().unwrap()].into_iter().collect(),
+            via,
+            init: Vec::new(),
+        }
+        .emit(&mut b);
+        b
+    };
+    let replies = |ov: &mut Overlay| -> Vec<(u8, Addr)> {
+        ov.take_actions()
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Send { msg, .. } => {
+                    let r = Routed::new_checked(&msg[..]).ok()?;
+                    Some((r.msg_type(), r.dst()))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    ov.handle_delivered(Instant::ZERO, PeerIdx(0), &request(Some(first_hop)))
+        .unwrap();
+    assert_eq!(replies(&mut ov), vec![(MSG_FORWARD, first_hop)]);
+    // Without a named hop the reply is routed to the requester itself.
+    ov.handle_delivered(Instant::ZERO, PeerIdx(0), &request(None))
+        .unwrap();
+    assert_eq!(
+        replies(&mut ov),
+        vec![(
+            crate::wire::overlay::MSG_CTM_REPLY,
+            Addr::of_key(&requester)
+        )]
+    );
+}

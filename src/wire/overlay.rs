@@ -19,11 +19,16 @@
 //! Flags: bit 0 = final approach (see [`FLAG_FINAL`]).
 //! Node record (52 bytes): 32-byte node key, 20-byte endpoint.
 //! Routed messages (docs/PROTOCOL.md has every byte):
-//! - type 1, connect-to-me request: purpose, endpoint count n (≤ 8), init
-//!   length L (u16, 0 = none), 32-byte requester key, 8-byte token, n
-//!   endpoints, then L bytes of a handshake init addressed to "whoever is
+//! - type 1, connect-to-me request: purpose, endpoint count n (≤ 8; bit 7:
+//!   a reply address follows), init length L (u16, 0 = none), 32-byte
+//!   requester key, 8-byte token, n endpoints, the 16-byte reply address
+//!   if flagged, then L bytes of a handshake init addressed to "whoever is
 //!   there": the node that accepts the request answers it straight to the
 //!   requester, so the new link costs one round trip after the request.
+//!   The reply address names a node linked to the requester (its first
+//!   hop): a requester behind a NAT may have no link near its own address
+//!   yet, so a reply routed there would find nobody who knows it; the
+//!   reply goes to the named node inside a forward (type 11) instead.
 //! - type 2, connect-to-me reply: purpose, endpoint count n (≤ 8), neighbour
 //!   count m (≤ 8), reserved, 32-byte responder key, the request's token, n
 //!   endpoints, m node records.
@@ -32,6 +37,9 @@
 //!   and 8, relay query and offer.
 //! - type 9, a task request for the destination alone (`wire::task`);
 //!   type 10, a member's description for a crawl (`wire::describe`).
+//! - type 11, forward: a whole routed message (header and body, exact
+//!   mode) that the destination passes to the inner destination, one of
+//!   its own links (Brunet's forwarding sender).
 
 use super::addr::Addr;
 pub use super::endpoint::Endpoint;
@@ -359,6 +367,11 @@ pub const MSG_RELAY_OFFER: u8 = 8;
 pub const MSG_TASK: u8 = 9;
 /// A member's description for a crawl's origin (`wire::describe`).
 pub const MSG_DESCRIPTION: u8 = 10;
+/// A routed message for one of the destination's links (see `Forward`).
+pub const MSG_FORWARD: u8 = 11;
+/// Connect-to-me request, endpoint count byte: a reply address follows the
+/// endpoints.
+const CTM_FLAG_VIA: u8 = 0x80;
 /// Relay query flag: the asker is behind a symmetric NAT.
 pub const RELAY_FLAG_SYMMETRIC: u8 = 1;
 /// Relay candidates in a query or offer at most.
@@ -375,6 +388,10 @@ pub enum OverlayMsg {
         /// The requester's id for this request, echoed by the reply.
         token: u64,
         endpoints: Endpoints,
+        /// A node linked to the requester that passes the reply on
+        /// (`Forward`): the requester may not be reachable at its own
+        /// address yet.
+        via: Option<Addr>,
         /// A handshake init for whoever accepts (empty: none).
         init: Vec<u8>,
     },
@@ -417,6 +434,9 @@ pub enum OverlayMsg {
     },
     /// A task request (`wire::task::Request`) for the destination alone.
     Task(Vec<u8>),
+    /// A whole routed message (exact mode) for one of the destination's
+    /// own links, which it passes on unchanged.
+    Forward(Vec<u8>),
     /// A member's signed description (`wire::describe`) for the origin
     /// of a crawl.
     Description(Vec<u8>),
@@ -472,6 +492,7 @@ impl OverlayMsg {
             OverlayMsg::RelayOffer { .. } => MSG_RELAY_OFFER,
             OverlayMsg::Task(_) => MSG_TASK,
             OverlayMsg::Description(_) => MSG_DESCRIPTION,
+            OverlayMsg::Forward(_) => MSG_FORWARD,
         }
     }
 
@@ -482,7 +503,13 @@ impl OverlayMsg {
                 if b.len() < CTM_FIXED_LEN {
                     return Err(Error);
                 }
-                let (purpose, n_ep) = (b[0], usize::from(b[1]));
+                let purpose = b[0];
+                let has_via = ty == MSG_CTM_REQUEST && b[1] & CTM_FLAG_VIA != 0;
+                let n_ep = usize::from(if ty == MSG_CTM_REQUEST {
+                    b[1] & !CTM_FLAG_VIA
+                } else {
+                    b[1]
+                });
                 let (n_nb, init_len) = if ty == MSG_CTM_REPLY {
                     (usize::from(b[2]), 0)
                 } else {
@@ -491,7 +518,10 @@ impl OverlayMsg {
                 if n_ep > MAX_ENDPOINTS || n_nb > MAX_NEIGHBOURS || init_len > MAX_INIT {
                     return Err(Error);
                 }
-                if b.len() != CTM_FIXED_LEN + n_ep * endpoint::LEN + n_nb * RECORD_LEN + init_len {
+                let via_len = if has_via { 16 } else { 0 };
+                let expected =
+                    CTM_FIXED_LEN + n_ep * endpoint::LEN + via_len + n_nb * RECORD_LEN + init_len;
+                if b.len() != expected {
                     return Err(Error);
                 }
                 let key = NodeKey(b[4..36].try_into().map_err(|_| Error)?);
@@ -503,12 +533,17 @@ impl OverlayMsg {
                 }
                 let at = CTM_FIXED_LEN + n_ep * endpoint::LEN;
                 if ty == MSG_CTM_REQUEST {
+                    let via = has_via
+                        .then(|| b[at..at + 16].try_into().map(Addr::from_bytes))
+                        .transpose()
+                        .map_err(|_| Error)?;
                     return Ok(OverlayMsg::CtmRequest {
                         purpose,
                         key,
                         token,
                         endpoints,
-                        init: b[at..].to_vec(),
+                        via,
+                        init: b[at + via_len..].to_vec(),
                     });
                 }
                 let mut neighbours = Records::new();
@@ -560,6 +595,13 @@ impl OverlayMsg {
             MSG_DESCRIPTION if b.first() == Some(&super::describe::VERSION) => {
                 Ok(OverlayMsg::Description(b.to_vec()))
             }
+            MSG_FORWARD => match Routed::new_checked(b) {
+                // One step only: a forward inside a forward is refused.
+                Ok(r) if r.mode() == Mode::Exact && r.msg_type() != MSG_FORWARD => {
+                    Ok(OverlayMsg::Forward(b.to_vec()))
+                }
+                _ => Err(Error),
+            },
             _ => Err(Error),
         }
     }
@@ -572,13 +614,18 @@ impl OverlayMsg {
                 key,
                 token,
                 endpoints,
+                via,
                 init,
             } => {
-                out.extend_from_slice(&[*purpose, endpoints.len() as u8]);
+                let flag = if via.is_some() { CTM_FLAG_VIA } else { 0 };
+                out.extend_from_slice(&[*purpose, endpoints.len() as u8 | flag]);
                 out.extend_from_slice(&(init.len() as u16).to_be_bytes());
                 out.extend_from_slice(&key.0);
                 out.extend_from_slice(&token.to_be_bytes());
                 emit_endpoints(endpoints, out);
+                if let Some(v) = via {
+                    out.extend_from_slice(&v.to_bytes());
+                }
                 out.extend_from_slice(init);
             }
             OverlayMsg::CtmReply {
@@ -606,9 +653,10 @@ impl OverlayMsg {
                 out.extend_from_slice(&stamp.to_be_bytes());
             }
             OverlayMsg::Dht(m) => m.emit(out),
-            OverlayMsg::Handshake(b) | OverlayMsg::Task(b) | OverlayMsg::Description(b) => {
-                out.extend_from_slice(b)
-            }
+            OverlayMsg::Handshake(b)
+            | OverlayMsg::Task(b)
+            | OverlayMsg::Description(b)
+            | OverlayMsg::Forward(b) => out.extend_from_slice(b),
             OverlayMsg::RelayQuery {
                 flags,
                 from,
@@ -685,6 +733,7 @@ pub(super) mod tests {
                 key: NodeKey([7; 32]),
                 token: 0x0102_0304_0506_0708,
                 endpoints: [rec(1).endpoint, rec(2).endpoint].into_iter().collect(),
+                via: None,
                 init: Vec::new(),
             },
             OverlayMsg::CtmRequest {
@@ -692,6 +741,15 @@ pub(super) mod tests {
                 key: NodeKey([7; 32]),
                 token: 0x0102_0304_0506_0708,
                 endpoints: [rec(1).endpoint].into_iter().collect(),
+                via: None,
+                init: vec![9; 180],
+            },
+            OverlayMsg::CtmRequest {
+                purpose: 1,
+                key: NodeKey([7; 32]),
+                token: 0x0102_0304_0506_0708,
+                endpoints: [rec(1).endpoint].into_iter().collect(),
+                via: Some(Addr(0x0a0b_0c0d << 64)),
                 init: vec![9; 180],
             },
             OverlayMsg::CtmReply {
@@ -719,6 +777,31 @@ pub(super) mod tests {
             assert!(OverlayMsg::parse(m.msg_type(), &b).is_err());
         }
         assert!(OverlayMsg::parse(99, &[]).is_err());
+        // A forward carries one exact-mode routed message, never a forward.
+        let mut inner = Vec::new();
+        emit_routed_header(
+            &mut inner,
+            Mode::Closest,
+            64,
+            Addr(1),
+            Addr(2),
+            MSG_ECHO_REQUEST,
+        );
+        inner.extend_from_slice(&[0; 16]);
+        assert!(OverlayMsg::parse(MSG_FORWARD, &inner).is_err(), "not exact");
+        inner[1] = Mode::Exact as u8;
+        let fwd = OverlayMsg::Forward(inner.clone());
+        let mut b = Vec::new();
+        fwd.emit(&mut b);
+        assert_eq!(OverlayMsg::parse(fwd.msg_type(), &b).unwrap(), fwd);
+        assert!(
+            OverlayMsg::parse(MSG_FORWARD, &inner[..39]).is_err(),
+            "short header"
+        );
+        let mut nested = Vec::new();
+        emit_routed_header(&mut nested, Mode::Exact, 64, Addr(1), Addr(2), MSG_FORWARD);
+        nested.extend_from_slice(&inner);
+        assert!(OverlayMsg::parse(MSG_FORWARD, &nested).is_err(), "nested");
         let mut too_many = vec![1, 5, 0, 0];
         too_many.extend_from_slice(&[0; 40 + 5 * 20]);
         assert!(OverlayMsg::parse(MSG_CTM_REQUEST, &too_many).is_err());
@@ -731,6 +814,7 @@ pub(super) mod tests {
             key: NodeKey([7; 32]),
             token: 3,
             endpoints: [rec(1).endpoint].into_iter().collect(),
+            via: None,
             init: Vec::new(),
         };
         let mut b = Vec::new();

@@ -114,6 +114,7 @@ fn malformed_and_forged_overlay_messages_are_counted_drops() {
                 key: identity(9).public(),
                 token: 0,
                 endpoints: [ep(EP_C).into()].into_iter().collect(),
+                via: None,
                 init: Vec::new(),
             },
             _ => OverlayMsg::CtmReply {

@@ -94,6 +94,7 @@ fn connect_to_me_without_an_init_draws_one_datagram_per_message_at_most() {
             key,
             token: 0,
             endpoints: victim_endpoints(),
+            via: None,
             init: Vec::new(),
         }
         .emit(&mut b);
@@ -122,6 +123,7 @@ fn connect_to_me_with_an_init_is_answered_once_per_address() {
             key: me,
             token: 0,
             endpoints: victim_endpoints(),
+            via: None,
             init: Vec::new(),
         }
         .emit(&mut b);

@@ -351,9 +351,9 @@ impl Node {
         // address (its neighbours cannot take its punch: that is why it
         // asks), so nobody there could pass the offer on. Its own links
         // can: the offer goes through the first of them it listed.
-        let via = they_symmetric
-            .then(|| theirs.first())
-            .flatten()
+        let via = theirs
+            .first()
+            .filter(|_| they_symmetric)
             .map(|c| Addr::of_key(&c.node.key));
         if let Some(ov) = self.overlay.as_mut() {
             let offer = OverlayMsg::RelayOffer {

@@ -10,6 +10,7 @@
 
 pub mod addr;
 pub mod arp;
+pub mod broadcast;
 pub mod control;
 pub mod data;
 pub mod describe;

@@ -276,7 +276,8 @@ impl Overlay {
     ) -> Result<(), Refused> {
         let n = Neighbours::parse(msg).map_err(|_| Refused::Malformed)?;
         if let Some(c) = self.table.by_peer_mut(peer) {
-            c.theirs = n.reasons;
+            c.theirs = n.reasons & !reason::BEHIND_NAT;
+            c.nat = n.reasons & reason::BEHIND_NAT != 0;
         }
         self.consider_neighbours(now, &n.records);
         Ok(())
@@ -481,7 +482,7 @@ impl Overlay {
     }
 
     pub(super) fn send_neighbours(&mut self, peer: PeerIdx, addr: Addr, with_records: bool) {
-        let reasons = self.table.get(addr).map_or(0, |c| c.mine);
+        let reasons = self.announced(self.table.get(addr).map_or(0, |c| c.mine));
         let records = if with_records {
             self.records_near(addr, Some(addr))
         } else {

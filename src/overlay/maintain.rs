@@ -38,14 +38,15 @@ impl Overlay {
             .map(|c| c.addr)
             .collect();
         let settled = self.table.len() >= 2 * self.cfg.near_wanted;
-        let trim_age = self.trim_age();
+        let trim = self.trim_ages();
         for c in self.table.iter_mut() {
             if near.contains(&c.addr) {
                 c.mine |= reason::NEAR;
             } else {
                 c.mine &= !reason::NEAR;
             }
-            if settled && c.mine & reason::LEAF != 0 && now.saturating_since(c.since) >= trim_age {
+            if settled && c.mine & reason::LEAF != 0 && now.saturating_since(c.since) >= trim.of(c)
+            {
                 c.mine &= !reason::LEAF;
             }
         }
@@ -87,7 +88,7 @@ impl Overlay {
         let changed: Vec<(PeerIdx, Addr)> = self
             .table
             .iter()
-            .filter(|c| c.mine != c.announced)
+            .filter(|c| self.announced(c.mine) != c.announced)
             .map(|c| (c.peer, c.addr))
             .collect();
         for (peer, addr) in changed {
@@ -151,14 +152,14 @@ impl Overlay {
         } else {
             Vec::new()
         };
-        let trim_age = self.trim_age();
+        let ages = self.trim_ages();
         let trim: Vec<PeerIdx> = self
             .table
             .iter()
             .filter(|c| {
                 c.mine == 0
                     && c.theirs == 0
-                    && now.saturating_since(c.since) >= trim_age
+                    && now.saturating_since(c.since) >= ages.of(c)
                     && !spare.contains(&c.addr)
             })
             .map(|c| c.peer)

@@ -25,7 +25,7 @@ pub mod table;
 mod tokens;
 
 pub use crate::wire::addr::Addr;
-use table::{reason, ConnTable};
+use table::{reason, Conn, ConnTable};
 
 use crate::crypto::NodeKey;
 use crate::ids::PeerIdx;
@@ -70,6 +70,11 @@ pub struct OverlayConfig {
     /// holds dozens of surplus links and leaves, which cost memory and
     /// upkeep until they go. Leaves give up their reason as early.
     pub trim_crowded: Duration,
+    /// … or this old, when crowded, if neither end is behind a NAT: such
+    /// a link is made in one round trip and its reasons are known within
+    /// a heartbeat, where one through a NAT may still be earning them
+    /// (a punch, a tunnel relayed over it).
+    pub trim_crowded_open: Duration,
     /// Hop limit of routed messages.
     pub ttl: u8,
     /// Route with neighbour-of-neighbour lookahead (off: plain greedy).
@@ -104,11 +109,30 @@ impl Default for OverlayConfig {
             link_timeout: Duration::from_secs(3),
             trim_after: Duration::from_secs(30),
             trim_crowded: Duration::from_secs(5),
+            trim_crowded_open: Duration::from_millis(2500),
             ttl: 64,
             lookahead: true,
             conn_list_interval: Duration::from_secs(2),
             dht_records: 4096,
             relay_kib: DEFAULT_RELAY_KIB,
+        }
+    }
+}
+
+/// How old a link must be to be trimmed: one with a member behind a NAT
+/// (either end), and an open one.
+#[derive(Clone, Copy)]
+struct TrimAges {
+    nat: Duration,
+    open: Duration,
+}
+
+impl TrimAges {
+    fn of(&self, c: &Conn) -> Duration {
+        if c.nat {
+            self.nat
+        } else {
+            self.open
         }
     }
 }
@@ -404,12 +428,32 @@ impl Overlay {
         (2 * self.cfg.near_kept + 2 * self.desired_shortcuts()).max(CROWD_MIN)
     }
 
-    /// How old a link nobody has a reason for (or a leaf) must be to go.
-    fn trim_age(&self) -> Duration {
+    /// How old links nobody has a reason for (and leaves) must be to go.
+    fn trim_ages(&self) -> TrimAges {
         if self.table.len() > self.crowd_limit() {
-            self.cfg.trim_crowded
+            TrimAges {
+                nat: self.cfg.trim_crowded,
+                open: if self.upkeep.behind_nat {
+                    self.cfg.trim_crowded
+                } else {
+                    self.cfg.trim_crowded_open
+                },
+            }
         } else {
-            self.cfg.trim_after
+            TrimAges {
+                nat: self.cfg.trim_after,
+                open: self.cfg.trim_after,
+            }
+        }
+    }
+
+    /// The reasons byte we announce on a link: our reasons, and whether
+    /// we are behind a NAT (`reason::BEHIND_NAT`).
+    pub(super) fn announced(&self, mine: u8) -> u8 {
+        if self.upkeep.behind_nat {
+            mine | reason::BEHIND_NAT
+        } else {
+            mine
         }
     }
 

@@ -23,6 +23,10 @@ pub mod reason {
     pub const ONDEMAND: u8 = 8;
     /// A link that relays a tunnel edge of ours.
     pub const RELAY: u8 = 16;
+    /// Not a reason: set beside them when the sender is behind a NAT, so
+    /// that neither end trims the link as early as an open one
+    /// (`OverlayConfig::trim_crowded_open`).
+    pub const BEHIND_NAT: u8 = 0x80;
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +53,8 @@ pub struct Conn {
     /// The link stopped answering (the node says): routing goes around
     /// it while it is probed.
     pub suspect: bool,
+    /// The peer said it is behind a NAT.
+    pub nat: bool,
 }
 
 impl Conn {
@@ -66,6 +72,7 @@ impl Conn {
             list_stale: false,
             relay_kib: 0,
             suspect: false,
+            nat: false,
         }
     }
 }

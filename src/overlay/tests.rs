@@ -412,6 +412,68 @@ fn a_crowded_node_trims_its_surplus_links_early() {
     assert!(closes(&mut ov) > 0);
 }
 
+/// A crowded node trims an open link after `trim_crowded_open`, but one
+/// whose other end said it is behind a NAT (or any link, when we are) only
+/// after `trim_crowded`: such a link may still be earning its reasons.
+#[test]
+fn a_link_through_a_nat_is_trimmed_later_than_an_open_one() {
+    let at = |ms: u64| Instant::ZERO + Duration::from_millis(ms);
+    let closed = |ov: &mut Overlay| -> Vec<u16> {
+        ov.take_actions()
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Close { peer } => Some(peer.0),
+                _ => None,
+            })
+            .collect()
+    };
+    let keys: Vec<NodeKey> = (1..=40).map(key).collect();
+    let mut ov = node(key(0), &keys, true);
+    let cfg = ov.config().clone();
+    let (open, nat) = (
+        cfg.trim_crowded_open.as_millis() as u64,
+        cfg.trim_crowded.as_millis() as u64,
+    );
+    assert!(open < nat);
+    // Every peer says it is behind a NAT but the last four.
+    let mut msg = Vec::new();
+    Neighbours {
+        reasons: reason::BEHIND_NAT,
+        records: Default::default(),
+    }
+    .emit(&mut msg);
+    for p in 0..36 {
+        ov.handle_neighbours(at(0), PeerIdx(p), &msg).unwrap();
+    }
+    ov.handle_timeout(at(open));
+    let gone = closed(&mut ov);
+    assert!(
+        !gone.is_empty() && gone.iter().all(|&p| p >= 36),
+        "only open links go early (those with no reason): {gone:?}"
+    );
+    ov.handle_timeout(at(nat));
+    let gone = closed(&mut ov);
+    assert_eq!(gone.len(), TRIM_BURST, "the others at trim_crowded");
+    assert!(gone.iter().all(|&p| p < 36), "{gone:?}");
+
+    // Behind a NAT ourselves: nothing goes early, and we say so.
+    let mut ov = node(key(0), &keys, true);
+    ov.set_behind_nat(true);
+    ov.handle_timeout(at(open));
+    let actions = ov.take_actions();
+    assert!(!actions.iter().any(|a| matches!(a, Action::Close { .. })));
+    let told = actions.iter().find_map(|a| match a {
+        Action::Send { msg, .. } => Neighbours::parse(msg).ok().map(|n| n.reasons),
+        _ => None,
+    });
+    assert_eq!(
+        told.map(|r| r & reason::BEHIND_NAT),
+        Some(reason::BEHIND_NAT)
+    );
+    ov.handle_timeout(at(nat));
+    assert!(!closed(&mut ov).is_empty());
+}
+
 /// A forward goes on, unchanged, to the link it names, and to nothing else.
 #[test]
 fn a_forward_goes_on_only_to_a_link_of_ours() {

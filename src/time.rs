@@ -68,6 +68,24 @@ impl Sub<Instant> for Instant {
 /// Unix seconds at `now`, for a clock whose `Instant::ZERO` was
 /// `origin_us` µs after 1970 (the shell reads the wall clock once; the
 /// core only ever adds to it).
+/// A duration of up to 71 minutes in 32 bits of microseconds (longer ones
+/// saturate): what a peer entry keeps its round trips in, a quarter of an
+/// `Option<Duration>`'s size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ShortDuration(u32);
+
+impl From<Duration> for ShortDuration {
+    fn from(d: Duration) -> ShortDuration {
+        ShortDuration(u32::try_from(d.as_micros()).unwrap_or(u32::MAX))
+    }
+}
+
+impl From<ShortDuration> for Duration {
+    fn from(d: ShortDuration) -> Duration {
+        Duration::from_micros(u64::from(d.0))
+    }
+}
+
 pub fn unix_secs(origin_us: u64, now: Instant) -> u64 {
     origin_us.saturating_add(now.as_micros()) / 1_000_000
 }

@@ -255,7 +255,7 @@ impl Node {
         let needed = self.punch_needed(p, was_punching);
         log::info!(
             "no direct path to {} after {} attempts{}",
-            self.peers[usize::from(p.0)].name,
+            self.peers[usize::from(p.0)].name(),
             PUNCH_ATTEMPTS,
             if needed { "" } else { ": giving up" }
         );

@@ -31,7 +31,7 @@ impl Node {
             x.attempts <= 1 && now.saturating_since(x.sent_at) < window && x.state.is_some()
         });
         if fresh && ours < *theirs {
-            log::debug!("crossed handshake with {}: theirs goes ahead", peer.name);
+            log::debug!("crossed handshake with {}: theirs goes ahead", peer.name());
             if let Some(pending) = peer.hs.pending.take() {
                 // Its index stays registered until the answer comes.
                 if let Some(old) = peer.hs.withdrawn.replace(pending.local_index) {
@@ -178,15 +178,15 @@ impl Node {
         let resume_punch = endpoint.is_none() && self.peers[usize::from(p.0)].reach.punching;
         let peer = &mut *self.peers[usize::from(p.0)];
         peer.hs.last_handshake = Some(now);
-        peer.live.rtt = Some(now.saturating_since(sent_at));
+        peer.live.set_rtt(now.saturating_since(sent_at));
         if let Some(old) = peer.sessions.install_initiated(done.session) {
             self.index.by_session.remove(&old);
         }
 
         self.stats.handshakes_completed += 1;
         match endpoint {
-            Some(ep) => log::info!("session with {} at {ep} established", peer.name),
-            None => log::info!("session with {} over the overlay established", peer.name),
+            Some(ep) => log::info!("session with {} at {ep} established", peer.name()),
+            None => log::info!("session with {} over the overlay established", peer.name()),
         }
         if let Some(ep) = endpoint.filter(|e| e.is_udp()) {
             // Where this peer saw us: our reflexive endpoint, if any.

@@ -13,13 +13,13 @@ impl Node {
         if !peer.watched_path() {
             return;
         }
-        let v = peer.reach.watch.poll(now, peer.live.rtt);
+        let v = peer.reach.watch.poll(now, peer.live.rtt());
         if v != Verdict::Nothing {
             log::debug!(
                 "watch {}: {v:?} ({:?}, rtt {:?})",
-                peer.name,
+                peer.name(),
                 peer.reach.watch,
-                peer.live.rtt
+                peer.live.rtt()
             );
         }
         match v {
@@ -41,7 +41,7 @@ impl Node {
             } else {
                 "direct"
             },
-            peer.name
+            peer.name()
         );
         self.send_ping(now, p);
         if self.overlay.is_none() || self.peers[usize::from(p.0)].relay().is_some() {
@@ -63,7 +63,7 @@ impl Node {
         if !peer.reach.watch.answered(now) {
             return;
         }
-        log::info!("direct path to {} answers again", peer.name);
+        log::info!("direct path to {} answers again", peer.name());
         self.index.wakeups.touch(p);
         if let Some(ov) = self.overlay.as_mut() {
             ov.set_suspect(p, false);
@@ -88,8 +88,8 @@ impl Node {
             // not this one for a while.
             log::info!(
                 "tunnel to {} through {} dead: traffic stays on the overlay, asking for another relay",
-                self.peers[i].name,
-                self.peers[usize::from(r.0)].name
+                self.peers[i].name(),
+                self.peers[usize::from(r.0)].name()
             );
             self.peers[usize::from(r.0)].tunnel.failed_as_relay = Some(now);
             self.peers[i].drop_tunnel();
@@ -104,7 +104,7 @@ impl Node {
         }
         log::info!(
             "direct path to {} dead: traffic stays on the overlay, linking again",
-            peer.name
+            peer.name()
         );
         let needed = peer.demand.linked
             || peer

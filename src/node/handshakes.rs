@@ -350,7 +350,9 @@ impl Node {
         match endpoint {
             // A provisional answer moves nothing: the session's first
             // message (authenticated) moves the endpoint if it must.
-            _ if provisional => log::info!("{}: an init from an older clock, answered", peer.name),
+            _ if provisional => {
+                log::info!("{}: an init from an older clock, answered", peer.name())
+            }
             // An init that came over the overlay proves no path, and its
             // candidates are the request's word: traffic stays where it is
             // (routed, or in a tunnel, or nowhere yet) until the initiator's
@@ -378,7 +380,7 @@ impl Node {
         if let Some(old) = peer.sessions.install_responded(session) {
             self.index.by_session.remove(&old);
         }
-        log::debug!("handshake from {} ({:?}) answered", peer.name, from);
+        log::debug!("handshake from {} ({:?}) answered", peer.name(), from);
         self.send_handshake_to_all(now, from, also, out);
         Some(p)
     }
@@ -420,7 +422,7 @@ impl Node {
             self.stats.count(DropReason::PoolEmpty);
             return None;
         };
-        log::debug!("handshake from {} ({from:?}) answered again", peer.name);
+        log::debug!("handshake from {} ({from:?}) answered again", peer.name());
         self.send_handshake_to_all(now, from, also, out);
         Some(p)
     }

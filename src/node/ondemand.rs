@@ -88,7 +88,7 @@ impl Node {
         peer.demand.asked = Some(now);
         peer.demand.linked = true;
         let addr = Addr::of_key(&peer.key);
-        log::info!("traffic to {}: asking for a direct link", peer.name);
+        log::info!("traffic to {}: asking for a direct link", peer.name());
         self.make_room_for_ondemand(p);
         if let Some(ov) = self.overlay.as_mut() {
             ov.connect_to(now, addr, reason::ONDEMAND);
@@ -113,7 +113,7 @@ impl Node {
     fn drop_ondemand(&mut self, p: PeerIdx) {
         let peer = &mut *self.peers[usize::from(p.0)];
         peer.demand.linked = false;
-        log::info!("on-demand link to {} is idle", peer.name);
+        log::info!("on-demand link to {} is idle", peer.name());
         let addr = Addr::of_key(&peer.key);
         if let Some(ov) = self.overlay.as_mut() {
             ov.set_reason(addr, reason::ONDEMAND, false);

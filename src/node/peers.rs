@@ -44,7 +44,8 @@ impl Node {
             return None;
         }
         let cfg = PeerConfig {
-            name: crate::overlay::Addr::of_key(&key).to_string(),
+            // Shown by its certificate's name or its ring address.
+            name: String::new(),
             key,
             endpoint: None,
         };
@@ -125,7 +126,7 @@ impl Node {
         if !self.peers[i].evict_at().is_some_and(|t| now >= t) {
             return false;
         }
-        log::debug!("forgetting idle peer {}", self.peers[i].name);
+        log::debug!("forgetting idle peer {}", self.peers[i].name());
         self.forget_peer(p);
         self.index.wakeups.forget(p);
         self.peers[i].vacate();

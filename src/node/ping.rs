@@ -27,7 +27,7 @@ impl Node {
     /// The member `what` names: a peer's name, a virtual IPv4 address it
     /// holds, or its key (base64).
     pub fn find_member(&self, what: &str) -> Option<NodeKey> {
-        if let Some(p) = self.peers.iter().find(|p| p.name == what) {
+        if let Some(p) = self.peers.iter().find(|p| p.name() == what) {
             return Some(p.key);
         }
         if let Ok(ip) = what.parse::<std::net::Ipv4Addr>() {
@@ -73,17 +73,17 @@ impl Node {
     pub fn pong(&self, key: &NodeKey) -> Option<Pong> {
         let p: PeerIdx = *self.index.by_key.get(key)?;
         let peer = &*self.peers[usize::from(p.0)];
-        let (at, rtt, hops) = peer.live.pong?;
+        let (at, rtt, hops) = peer.live.pong()?;
         if peer.live.last_ping.is_some_and(|sent| at < sent) {
             return None;
         }
         Some(Pong {
-            name: peer.name.clone(),
+            name: peer.name().to_string(),
             rtt,
             path: peer.path_name(),
             relay: peer
                 .relay()
-                .map(|r| self.peers[usize::from(r.0)].name.clone()),
+                .map(|r| self.peers[usize::from(r.0)].name().to_string()),
             hops,
         })
     }

@@ -89,8 +89,9 @@ impl Node {
 
             // The first message on a session we answered comes one round
             // trip after our answer: the responder's RTT sample.
-            if let (None, Some(cur)) = (peer.live.rtt, &peer.sessions.current) {
-                peer.live.rtt = Some(now.saturating_since(cur.created));
+            if let (None, Some(cur)) = (peer.live.rtt(), &peer.sessions.current) {
+                let rtt = now.saturating_since(cur.created);
+                peer.live.set_rtt(rtt);
             }
         }
         peer.live.last_rx = Some(now);
@@ -123,7 +124,7 @@ impl Node {
             peer.reach.watch.heard(now);
             if peer.reach.endpoint != *from {
                 // Authenticated traffic from a new address: the peer moved.
-                log::info!("peer {} moved to {}", peer.name, ep);
+                log::info!("peer {} moved to {}", peer.name(), ep);
                 peer.reach.endpoint = *from;
                 self.strangers.boots_dirty = true;
                 if let (true, Some(ov)) = (peer.is_linked(), self.overlay.as_mut()) {
@@ -209,7 +210,7 @@ impl Node {
         };
         log::info!(
             "{} sends on a session we do not have: handshaking again",
-            self.peers[i].name
+            self.peers[i].name()
         );
         self.start_handshake(now, Target::Peer(PeerIdx(i as u16)));
     }
@@ -290,14 +291,7 @@ impl Node {
                 }
                 if stamp <= now.as_micros() {
                     let rtt = now.saturating_since(Instant::from_micros(stamp));
-                    let first = self.peers[usize::from(p.0)]
-                        .live
-                        .rtt_pinged
-                        .replace(rtt)
-                        .is_none();
-                    let live = &mut self.peers[usize::from(p.0)].live;
-                    live.rtt = Some(rtt);
-                    live.pong = Some((now, rtt, live.rx_hops));
+                    let first = self.peers[usize::from(p.0)].live.ponged(now, rtt);
                     // The watch's bounds scale with the RTT.
                     self.index.wakeups.touch(p);
                     if first {

@@ -123,7 +123,7 @@ impl Node {
                     key: c.key,
                     endpoint: c.endpoint,
                 },
-                rtt_ms: rtt_ms(self.peers[usize::from(c.peer.0)].live.rtt),
+                rtt_ms: rtt_ms(self.peers[usize::from(c.peer.0)].live.rtt()),
                 budget_kib: c.relay_kib,
             })
             .collect();
@@ -153,7 +153,7 @@ impl Node {
         };
         let peer = &*self.peers[usize::from(p.0)];
         let dst = Addr::of_key(&peer.key);
-        log::info!("no direct path to {}: asking it for a relay", peer.name);
+        log::info!("no direct path to {}: asking it for a relay", peer.name());
         let symmetric = self.nat_mapping() == super::nat::NatMapping::EndpointDependent;
         let msg = OverlayMsg::RelayQuery {
             flags: if symmetric { RELAY_FLAG_SYMMETRIC } else { 0 },
@@ -277,7 +277,7 @@ impl Node {
         let Some(alt) = alt else {
             log::info!(
                 "no relay for {} that both can reach",
-                self.peers[usize::from(p.0)].name
+                self.peers[usize::from(p.0)].name()
             );
             return;
         };
@@ -337,7 +337,7 @@ impl Node {
             None => {
                 // Ours that relays.
                 let Some(k) = ours.iter().position(|o| o.budget_kib > 0) else {
-                    log::info!("no relay for {}", self.peers[usize::from(p.0)].name);
+                    log::info!("no relay for {}", self.peers[usize::from(p.0)].name());
                     return;
                 };
                 let mut reply = ours;

@@ -23,7 +23,7 @@ impl Liveness for Heard<'_> {
         match self.by_key.get(key) {
             Some(&p) => {
                 let live = &self.peers[usize::from(p.0)].live;
-                (live.last_rx, live.rtt)
+                (live.last_rx, live.rtt())
             }
             None => (None, None),
         }

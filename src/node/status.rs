@@ -214,7 +214,7 @@ impl Node {
             .iter()
             .filter(|p| !p.is_vacant())
             .map(|p| PeerStatus {
-                name: p.name.clone(),
+                name: p.name().to_string(),
                 key: p.key,
                 virtual_ips: self.virtual_ips_of(p),
                 endpoint: p.reach.endpoint,
@@ -223,7 +223,9 @@ impl Node {
                     None => p.state(now, &self.timers).name().to_string(),
                 },
                 path: p.path_name(),
-                relay: p.relay().map(|r| self.peers[usize::from(r.0)].name.clone()),
+                relay: p
+                    .relay()
+                    .map(|r| self.peers[usize::from(r.0)].name().to_string()),
                 hops: p.live.rx_hops,
                 candidates: p.reach.candidates.to_vec(),
                 why_not_direct: self.why_not_direct(p, now),
@@ -234,7 +236,7 @@ impl Node {
                     .max(p.sessions.current.as_ref().map(|s| s.created))
                     .map(|t| now.saturating_since(t)),
                 cipher: p.sessions.current.as_ref().map(|s| s.cipher().name()),
-                rtt: p.live.rtt,
+                rtt: p.live.rtt(),
                 observed: p.reach.observed,
                 rx_bytes: p.traffic.rx_bytes,
                 tx_bytes: p.traffic.tx_bytes,
@@ -349,7 +351,7 @@ impl Node {
             "linked {} routed {} relay {:?} endpoint {:?} proven {:?} punching {} tunnel_wanted {} pending {} current {} watch {:?} last_rx {:?} last_tx {:?} init_guard {} provisional {}",
             q.is_linked(),
             q.is_routed(),
-            q.relay().map(|r| self.peers[usize::from(r.0)].name.clone()),
+            q.relay().map(|r| self.peers[usize::from(r.0)].name().to_string()),
             q.reach.endpoint,
             q.reach.proven,
             q.reach.punching,
@@ -376,7 +378,7 @@ impl Node {
             if let Some(d) = p.deadline(&self.timers).filter(|d| *d <= now) {
                 out += &format!(
                     "peer {i} {} due {d:?} ping_due {:?} last_rx {:?} last_ping {:?} created {:?}: wanted {} linked {} dynamic {} pending {} current {} endpoint {:?} relay {:?} tunnel_wanted {} relay_asked {:?} direct_retry {:?} ondemand {} punching {}\n",
-                    p.name,
+                    p.name(),
                     p.ping_due(&self.timers),
                     p.live.last_rx,
                     p.live.last_ping,

@@ -33,7 +33,7 @@ impl Node {
         let peer = &mut *self.peers[i];
         let mut relink = false;
         if peer.is_silent(now, timers) {
-            log::info!("link to {} silent, re-handshaking", peer.name);
+            log::info!("link to {} silent, re-handshaking", peer.name());
             peer.sessions.clear(|idx| {
                 by_index.remove(&idx);
             });

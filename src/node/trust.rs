@@ -116,7 +116,7 @@ impl Node {
     /// A peer's name if we know it, else its key (shortened).
     pub(super) fn name_of_key(&self, key: &crate::crypto::NodeKey) -> String {
         match self.index.by_key.get(key) {
-            Some(p) => self.peers[usize::from(p.0)].name.clone(),
+            Some(p) => self.peers[usize::from(p.0)].name().to_string(),
             None => format!("key {}…", &key.to_base64()[..12]),
         }
     }
@@ -162,7 +162,7 @@ impl Node {
             return self.stats.count(DropReason::UnknownSession);
         }
         let by = match target {
-            crate::node::Target::Peer(p) => self.peers[usize::from(p.0)].name.clone(),
+            crate::node::Target::Peer(p) => self.peers[usize::from(p.0)].name().to_string(),
             _ => from.to_string(),
         };
         if self
@@ -267,7 +267,7 @@ impl Node {
     /// refused from now on.
     fn cut_off_revoked(&mut self, now: Instant, p: PeerIdx) {
         let peer = &mut *self.peers[usize::from(p.0)];
-        log::warn!("{} is revoked: link closed", peer.name);
+        log::warn!("{} is revoked: link closed", peer.name());
         peer.role.wanted = false;
         peer.end_closing();
         if let Some(pending) = peer.hs.pending.take() {

@@ -37,8 +37,8 @@ impl Node {
         }
         log::info!(
             "{} tunnels through {}",
-            self.peers[usize::from(p.0)].name,
-            relay.name
+            self.peers[usize::from(p.0)].name(),
+            relay.name()
         );
         if let Some(ov) = self.overlay.as_mut() {
             ov.set_reason(Addr::of_key(&relay_key), reason::RELAY, true);
@@ -94,7 +94,7 @@ impl Node {
             plan.offer = None;
         }
         if let Some(r) = peer.drop_tunnel() {
-            log::info!("{}: tunnel ended", peer.name);
+            log::info!("{}: tunnel ended", peer.name());
             self.touch(p);
             self.release_relay(r);
         }
@@ -144,7 +144,7 @@ impl Node {
             let offer = n.peers[usize::from(p.0)].tunnel.offer.as_ref()?;
             let via_peer = &n.peers[usize::from(via.0)];
             let theirs = offer.iter().find(|c| c.node.key == via_peer.key)?;
-            let ours = via_peer.live.rtt_pinged.or(via_peer.live.rtt)?;
+            let ours = via_peer.live.rtt_pinged().or(via_peer.live.rtt())?;
             Some(u32::from(theirs.rtt_ms) + rtt_ms(Some(ours)) as u32)
         };
         let tunnels: Vec<PeerIdx> = (0..self.peers.len())
@@ -174,8 +174,8 @@ impl Node {
             }
             log::info!(
                 "{}: relay {} is closer ({new} ms vs {old} ms round trip)",
-                self.peers[usize::from(p.0)].name,
-                self.peers[usize::from(r.0)].name
+                self.peers[usize::from(p.0)].name(),
+                self.peers[usize::from(r.0)].name()
             );
             self.use_relay(now, p, key);
             used = true;
@@ -223,7 +223,7 @@ impl Node {
             .filter(|&p| self.peers[usize::from(p.0)].relay() == Some(r))
             .collect();
         for p in through {
-            log::info!("relay for {} is gone", self.peers[usize::from(p.0)].name);
+            log::info!("relay for {} is gone", self.peers[usize::from(p.0)].name());
             self.peers[usize::from(p.0)].drop_tunnel();
             self.unlink(now, p);
             // The session goes on over the overlay until a new relay (or a
@@ -263,7 +263,7 @@ impl Node {
         if now.saturating_since(heard) >= RELAY_DEAD {
             log::info!(
                 "relay {} silent for {:.1} s: tunnels move",
-                relay.name,
+                relay.name(),
                 now.saturating_since(heard).as_secs_f64()
             );
             self.peers[usize::from(r.0)].tunnel.failed_as_relay = Some(now);

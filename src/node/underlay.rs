@@ -137,7 +137,10 @@ impl Node {
         if let Some(ov) = self.overlay.as_mut() {
             for peer in &self.peers {
                 if peer.reach.punching && peer.role.dynamic {
-                    log::info!("punch to {} starts again from our new endpoints", peer.name);
+                    log::info!(
+                        "punch to {} starts again from our new endpoints",
+                        peer.name()
+                    );
                     ov.relink(now, peer.addr, crate::overlay::table::reason::ONDEMAND);
                 }
             }
@@ -185,7 +188,7 @@ impl Node {
         }
         self.index.wakeups.touch(p);
         let peer = &mut *self.peers[usize::from(p.0)];
-        log::debug!("{} can be reached at {:?}", peer.name, kept);
+        log::debug!("{} can be reached at {:?}", peer.name(), kept);
         // Where we send now stays until traffic shows otherwise (roaming);
         // an endpoint nothing has come from yet gives way to the new set.
         if peer

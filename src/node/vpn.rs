@@ -44,11 +44,11 @@ impl Members for PeerView<'_> {
                 groups: &c.groups,
                 name: Some(&c.name),
             },
-            // Static keys: the `[peer]` name (a dynamic peer's is its
-            // ring address, which no rule names).
+            // Static keys: the `[peer]` name (a dynamic peer has none a
+            // rule could name).
             None => crate::firewall::Origin {
                 groups: &[],
-                name: Some(&peer.name),
+                name: peer.given_name(),
             },
         }
     }
@@ -348,7 +348,7 @@ impl Node {
         if n <= 8 || n % 1024 == 0 {
             log::warn!(
                 "{} holds an address its certificate does not list: refused ({n} packets so far)",
-                self.peers[usize::from(p.0)].name
+                self.peers[usize::from(p.0)].name()
             );
         }
     }

@@ -43,6 +43,31 @@ pub const PREVIOUS_KEEP: Duration = Duration::from_secs(10);
 /// no more rekeys, and it expires with its keys.
 pub const ROUTED_IDLE: Duration = Duration::from_secs(150);
 
+/// A peer's name as shown (see [`Peer::name`]).
+#[derive(Clone, Copy)]
+pub enum PeerName<'a> {
+    Given(&'a str),
+    Addr(Addr),
+}
+
+impl core::fmt::Display for PeerName<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PeerName::Given(n) => f.write_str(n),
+            PeerName::Addr(a) => a.fmt(f),
+        }
+    }
+}
+
+impl PartialEq<&str> for PeerName<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        match self {
+            PeerName::Given(n) => n == other,
+            PeerName::Addr(a) => a.to_string() == *other,
+        }
+    }
+}
+
 /// Link state shown by `ringvpn status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkState {
@@ -67,7 +92,8 @@ impl LinkState {
 /// A member we know. Link and path are private: they change only through
 /// the transitions in `path`.
 pub struct Peer {
-    pub(super) name: String,
+    /// The name configured for the peer (see [`Peer::name`]).
+    given_name: Option<Box<str>>,
     pub(super) key: NodeKey,
     /// The peer's ring address (a hash of its key: computed once, not
     /// per routed packet).
@@ -77,7 +103,7 @@ pub struct Peer {
     path: Path,
     pub(super) reach: Reach,
     pub(super) tunnel: Cold<TunnelPlan>,
-    pub(super) demand: Demand,
+    pub(super) demand: Cold<Demand>,
     pub(super) sessions: Sessions,
     pub(super) hs: HandshakeState,
     pub(super) live: Liveness,
@@ -89,7 +115,7 @@ pub struct Peer {
 impl Peer {
     pub fn new(cfg: &PeerConfig) -> Peer {
         Peer {
-            name: cfg.name.clone(),
+            given_name: (!cfg.name.is_empty()).then(|| cfg.name.as_str().into()),
             key: cfg.key,
             addr: Addr::of_key(&cfg.key),
             role: Role {
@@ -105,7 +131,7 @@ impl Peer {
                 ..Reach::default()
             },
             tunnel: Cold::default(),
-            demand: Demand::default(),
+            demand: Cold::default(),
             sessions: Sessions::default(),
             hs: HandshakeState::default(),
             live: Liveness::default(),
@@ -148,10 +174,26 @@ impl Peer {
     /// becomes the peer's where we had only its ring address to call it
     /// by (configured peers keep the config's name).
     pub fn take_cert(&mut self, cert: &crate::crypto::cert::Cert) {
-        if self.role.dynamic && !cert.name.is_empty() {
-            self.name = cert.name.clone();
-        }
         self.trust.cert = Some(Box::new(cert.clone()));
+    }
+
+    /// How the peer is called in logs and status: the name configured for
+    /// it, else the one its certificate gives, else its ring address.
+    /// Built when shown: the dozens of peers a ring node meets hold no
+    /// string of their own.
+    pub fn name(&self) -> PeerName<'_> {
+        if let Some(n) = self.given_name() {
+            return PeerName::Given(n);
+        }
+        match &self.trust.cert {
+            Some(c) if !c.name.is_empty() => PeerName::Given(&c.name),
+            _ => PeerName::Addr(self.addr),
+        }
+    }
+
+    /// The name configured for the peer, if any.
+    pub fn given_name(&self) -> Option<&str> {
+        self.given_name.as_deref()
     }
 
     /// How traffic reaches the peer: "direct", "relayed" or "overlay".
@@ -367,7 +409,7 @@ impl Peer {
             if let Some(t) = self
                 .reach
                 .watch
-                .deadline(self.live.rtt)
+                .deadline(self.live.rtt())
                 .filter(|_| self.watched_path())
             {
                 at(t);
@@ -391,6 +433,60 @@ impl Peer {
                 .map_or(Instant::ZERO, |n| n.created + timers.handshake_retry_max));
         }
         next
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+    use crate::node::PeerConfig;
+
+    /// A configured peer keeps its name; a dynamic one is called by its
+    /// certificate's name once it has one, by its ring address before.
+    #[test]
+    fn a_peer_is_named_by_config_then_certificate_then_address() {
+        let key = NodeKey([7; 32]);
+        let cfg = |name: &str| PeerConfig {
+            name: name.into(),
+            key,
+            endpoint: None,
+        };
+        let mut dynamic = Peer::new(&cfg(""));
+        dynamic.role.dynamic = true;
+        let addr = Addr::of_key(&key).to_string();
+        assert_eq!(dynamic.name().to_string(), addr);
+        assert!(dynamic.name() == addr.as_str() && dynamic.given_name().is_none());
+        let cert = crate::crypto::cert::Cert {
+            kind: 0,
+            subject: key,
+            issuer: key,
+            not_before: 0,
+            not_after: 0,
+            network: "office".into(),
+            name: "laptop".into(),
+            prefixes: Vec::new(),
+            groups: Vec::new(),
+            routes: Vec::new(),
+            signature: [0; crate::crypto::cert::SIG_LEN],
+        };
+        dynamic.take_cert(&cert);
+        assert!(dynamic.name() == "laptop");
+        let mut configured = Peer::new(&cfg("printer"));
+        configured.take_cert(&cert);
+        assert!(configured.name() == "printer" && configured.given_name() == Some("printer"));
+    }
+
+    #[test]
+    fn a_round_trip_is_kept_to_the_microsecond_and_saturates() {
+        let mut live = Liveness::default();
+        live.set_rtt(Duration::from_micros(123_456));
+        assert_eq!(live.rtt(), Some(Duration::from_micros(123_456)));
+        let t = Instant::from_micros(5_000_000);
+        assert!(live.ponged(t, Duration::from_secs(1 << 20)), "the first pong");
+        assert_eq!(live.rtt(), Some(Duration::from_micros(u64::from(u32::MAX))));
+        assert!(!live.ponged(t, Duration::from_millis(20)));
+        assert_eq!(live.pong().map(|p| p.1), Some(Duration::from_millis(20)));
+        assert_eq!(live.rtt_pinged(), Some(Duration::from_millis(20)));
     }
 }
 

@@ -7,7 +7,7 @@ use crate::buf::PacketBuf;
 use crate::node::limiter::Bucket;
 use crate::node::trust::ListSync;
 use crate::node::watch::PathWatch;
-use crate::time::Instant;
+use crate::time::{Instant, ShortDuration};
 use crate::wire::endpoint::Endpoint;
 use crate::wire::key::NodeKey;
 use crate::wire::overlay::RelayCandidates;
@@ -58,7 +58,8 @@ pub(in crate::node) struct Reach {
     pub(in crate::node) observed: Option<SocketAddr>,
 }
 
-/// A part of a peer's state most peers never use (a tunnel plan): one
+/// A part of a peer's state most peers never use (a tunnel plan, an
+/// on-demand link's counters, written once VPN traffic goes to it): one
 /// pointer until first written, so the ring's dozens of plain links do not
 /// each carry it. Reads of an absent part see its blank value.
 pub(in crate::node) struct Cold<T: Blank>(Option<Box<T>>);
@@ -152,6 +153,15 @@ pub(in crate::node) struct Demand {
     pub(in crate::node) since: Instant,
 }
 
+impl Blank for Demand {
+    const BLANK: &'static Demand = &Demand {
+        linked: false,
+        asked: None,
+        packets: 0,
+        since: Instant::ZERO,
+    };
+}
+
 /// Handshakes under way with the peer and what they leave behind
 /// (`handshakes`, `completion`, `attempts`).
 #[derive(Default)]
@@ -178,14 +188,46 @@ pub(in crate::node) struct Liveness {
     pub(in crate::node) last_tx: Option<Instant>,
     pub(in crate::node) last_rx: Option<Instant>,
     pub(in crate::node) last_ping: Option<Instant>,
-    pub(in crate::node) rtt: Option<Duration>,
+    /// Round trips in 32 bits (`rtt()`, `rtt_pinged()`): a peer entry
+    /// is kept per member met, by the dozen on a ring node.
+    rtt: Option<ShortDuration>,
     /// The first RTT a ping measured on this link (handshake RTTs of
     /// links made by a connect-to-me include the overlay route).
-    pub(in crate::node) rtt_pinged: Option<Duration>,
+    rtt_pinged: Option<ShortDuration>,
     /// Links the last message from the peer crossed (1: direct).
     pub(in crate::node) rx_hops: u8,
     /// The last pong: when, its round trip, the links it crossed.
-    pub(in crate::node) pong: Option<(Instant, Duration, u8)>,
+    pong: Option<(Instant, ShortDuration, u8)>,
+}
+
+impl Liveness {
+    /// The latest round trip measured (a handshake's or a ping's).
+    pub(in crate::node) fn rtt(&self) -> Option<Duration> {
+        self.rtt.map(Duration::from)
+    }
+
+    pub(in crate::node) fn set_rtt(&mut self, rtt: Duration) {
+        self.rtt = Some(rtt.into());
+    }
+
+    /// The first round trip a ping measured on this link.
+    pub(in crate::node) fn rtt_pinged(&self) -> Option<Duration> {
+        self.rtt_pinged.map(Duration::from)
+    }
+
+    /// A pong came back after `rtt`: the link's round trip now. Returns
+    /// whether it is the first a ping measured.
+    pub(in crate::node) fn ponged(&mut self, now: Instant, rtt: Duration) -> bool {
+        let first = self.rtt_pinged.replace(rtt.into()).is_none();
+        self.rtt = Some(rtt.into());
+        self.pong = Some((now, rtt.into(), self.rx_hops));
+        first
+    }
+
+    /// The last pong: when, its round trip, the links it crossed.
+    pub(in crate::node) fn pong(&self) -> Option<(Instant, Duration, u8)> {
+        self.pong.map(|(at, rtt, hops)| (at, rtt.into(), hops))
+    }
 }
 
 /// Data counters shown by `status`.

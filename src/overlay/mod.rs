@@ -109,7 +109,7 @@ impl Default for OverlayConfig {
             link_timeout: Duration::from_secs(3),
             trim_after: Duration::from_secs(30),
             trim_crowded: Duration::from_secs(5),
-            trim_crowded_open: Duration::from_millis(2500),
+            trim_crowded_open: Duration::from_millis(2000),
             ttl: 64,
             lookahead: true,
             conn_list_interval: Duration::from_secs(2),

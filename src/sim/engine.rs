@@ -65,30 +65,22 @@ pub(super) struct Outbox {
     pub payloads: Vec<Option<Datagram>>,
     /// Wake-ups just scheduled (a window keeps those due within it).
     pub wakes: Vec<Entry>,
-    /// Emptied payload buffers, reused for the next datagrams sent.
-    pub spare: Vec<Vec<u8>>,
     /// The pool lent to the node being run.
     pub pool: Option<Pool>,
     pub tally: Tally,
 }
 
 impl Outbox {
+    /// A datagram's bytes, in a buffer of their size: a mass join has
+    /// dozens per node in flight at once, and a reused buffer would keep
+    /// the room of the largest it ever held.
     fn buffer(&mut self, bytes: &[u8]) -> Vec<u8> {
-        super::outside_node(|| {
-            let mut v = self.spare.pop().unwrap_or_default();
-            v.clear();
-            v.extend_from_slice(bytes);
-            v
-        })
+        super::outside_node(|| bytes.to_vec())
     }
 
-    pub fn recycle(&mut self, v: Vec<u8>) {
-        // Enough to carry a busy window's traffic again, no more.
-        super::outside_node(|| {
-            if self.spare.len() < 4096 {
-                self.spare.push(v);
-            }
-        })
+    /// Lets a delivered datagram's bytes go (on the simulator's account).
+    pub fn discard(&mut self, v: Vec<u8>) {
+        super::outside_node(|| drop(v))
     }
 
     /// Queues an event (and the datagram it delivers).
@@ -203,7 +195,7 @@ pub(super) fn run_event(
         Some((from, bytes)) => {
             if !n.alive {
                 out.tally.lost += 1;
-                return out.recycle(bytes);
+                return out.discard(bytes);
             }
             lend(n, out, wire.pool_slots);
             match n.node.pool_mut().alloc_with(&bytes) {
@@ -218,7 +210,7 @@ pub(super) fn run_event(
                 }
                 None => out.tally.lost += 1,
             }
-            out.recycle(bytes);
+            out.discard(bytes);
         }
         None => {
             if !n.alive || n.wake != Some(at) {
@@ -318,7 +310,7 @@ pub(super) fn flush(
             }
             _ => {
                 out.tally.lost += 1;
-                out.recycle(bytes);
+                out.discard(bytes);
             }
         }
     }

@@ -736,10 +736,7 @@ impl Sim {
             .into_iter()
             .partition(|(e, _)| (e.node as usize) < mid);
         let (lo_nodes, hi_nodes) = nodes.split_at_mut(mid);
-        let mut other = Outbox {
-            spare: out.spare.split_off(out.spare.len() / 2),
-            ..Outbox::default()
-        };
+        let mut other = Outbox::default();
         std::thread::scope(|scope| {
             let wire = &wire;
             let other = &mut other;
@@ -751,7 +748,6 @@ impl Sim {
         });
         self.parallel_windows += 1;
         self.merge(&mut other);
-        out.spare.append(&mut other.spare);
         self.out = out;
         self.merge_out();
     }

@@ -482,7 +482,10 @@ mod name_tests {
         live.set_rtt(Duration::from_micros(123_456));
         assert_eq!(live.rtt(), Some(Duration::from_micros(123_456)));
         let t = Instant::from_micros(5_000_000);
-        assert!(live.ponged(t, Duration::from_secs(1 << 20)), "the first pong");
+        assert!(
+            live.ponged(t, Duration::from_secs(1 << 20)),
+            "the first pong"
+        );
         assert_eq!(live.rtt(), Some(Duration::from_micros(u64::from(u32::MAX))));
         assert!(!live.ponged(t, Duration::from_millis(20)));
         assert_eq!(live.pong().map(|p| p.1), Some(Duration::from_millis(20)));

@@ -379,7 +379,7 @@ fn busy_pair_gets_an_on_demand_link_that_lapses_when_idle() {
     eprintln!("idle link closed after {back:?}");
     assert!(back.is_some(), "{}", lab.status_text(a).unwrap_or_default());
     // Traffic now takes the overlay. Read the path right after a ping: the
-    // closed link's sessions end 2 s after the close (`CLOSE_GRACE`), and a
+    // closed link's sessions end 1 s after the close (`CLOSE_GRACE`), and a
     // status read between that and the next packet shows no path at all.
     let mut path = None;
     for _ in 0..3 {

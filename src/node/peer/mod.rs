@@ -28,10 +28,12 @@ use std::time::Duration;
 /// Frames kept while a handshake runs: enough for a TCP SYN and its
 /// retransmissions or a ping burst, small enough to bound memory.
 pub const MAX_WAITING: usize = 16;
-/// How long a closed link's sessions still accept messages: a little more
-/// than a round trip on a slow path, so messages crossing the leave are
-/// delivered rather than dropped as unknown sessions.
-pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How long a closed link's sessions still accept messages: more than a
+/// round trip on a slow path (a satellite hop is ~0.6 s), so messages
+/// crossing the leave are delivered rather than dropped as unknown
+/// sessions; no longer, as a join closes its surplus links by the dozen
+/// and each holds its peer entry until then.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Handshake attempts after which waiting frames are given up.
 pub const WAIT_ATTEMPTS: u32 = 3;
 /// A replaced session is dropped once nothing has arrived on it for this

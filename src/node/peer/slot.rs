@@ -25,9 +25,9 @@ pub const EVICT_IDLE: Duration = Duration::from_secs(30);
 /// Idle time before a dynamic peer whose link we closed is forgotten: the
 /// overlay let it go (a join's surplus links, trimmed by the dozen), so
 /// only what crossed the close is still to come. Its sessions end after
-/// `CLOSE_GRACE`; the entry follows soon after instead of holding the
-/// join's peak for [`EVICT_IDLE`].
-pub const EVICT_CLOSED: Duration = Duration::from_secs(3);
+/// `CLOSE_GRACE`; the entry follows a second after the last word instead
+/// of holding the join's peak for [`EVICT_IDLE`].
+pub const EVICT_CLOSED: Duration = Duration::from_secs(1);
 
 /// Tombstones kept at most (the oldest go first): ~64 KiB.
 pub const MAX_TOMBSTONES: usize = 1024;

@@ -48,14 +48,16 @@ pub const ROUTED_IDLE: Duration = Duration::from_secs(150);
 /// A peer's name as shown (see [`Peer::name`]).
 #[derive(Clone, Copy)]
 pub enum PeerName<'a> {
-    Given(&'a str),
+    /// Configured, or the certificate's.
+    Named(&'a str),
+    /// Neither: the ring address.
     Addr(Addr),
 }
 
 impl core::fmt::Display for PeerName<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            PeerName::Given(n) => f.write_str(n),
+            PeerName::Named(n) => f.write_str(n),
             PeerName::Addr(a) => a.fmt(f),
         }
     }
@@ -64,7 +66,7 @@ impl core::fmt::Display for PeerName<'_> {
 impl PartialEq<&str> for PeerName<'_> {
     fn eq(&self, other: &&str) -> bool {
         match self {
-            PeerName::Given(n) => n == other,
+            PeerName::Named(n) => n == other,
             PeerName::Addr(a) => a.to_string() == *other,
         }
     }
@@ -185,10 +187,10 @@ impl Peer {
     /// string of their own.
     pub fn name(&self) -> PeerName<'_> {
         if let Some(n) = self.given_name() {
-            return PeerName::Given(n);
+            return PeerName::Named(n);
         }
         match &self.trust.cert {
-            Some(c) if !c.name.is_empty() => PeerName::Given(&c.name),
+            Some(c) if !c.name.is_empty() => PeerName::Named(&c.name),
             _ => PeerName::Addr(self.addr),
         }
     }
